@@ -1,0 +1,134 @@
+//! The segment header: a fixed `#[repr(C)]` record at offset 0.
+//!
+//! | offset | size | field                | meaning                                              |
+//! |-------:|-----:|----------------------|------------------------------------------------------|
+//! | 0      | 8    | `magic`              | `b"SHMLANE\0"`                                       |
+//! | 8      | 4    | `format_version`     | [`FORMAT_VERSION`]; other versions are refused       |
+//! | 12     | 4    | `header_size`        | [`HEADER_SIZE`] (128); user regions start there      |
+//! | 16     | 8    | `layout_fingerprint` | caller's [`Fingerprint`](crate::Fingerprint) of what is stored |
+//! | 24     | 8    | `total_size`         | bytes of the whole segment; must equal the file size |
+//! | 32     | 4    | `creator_pid`        | pid of the creating process                          |
+//! | 36     | 4    | `backing`            | 1 POSIX shm, 2 file in a directory, 3 memfd          |
+//! | 40     | 8    | `creator_start_time` | creator's start time (ticks since boot), see [`ProcessId`] |
+//! | 48     | 8    | `created_unix_ns`    | creation time, nanoseconds since the Unix epoch      |
+//! | 56     | 4    | `init_state`         | atomic: 0 empty, 1 initializing, 2 ready             |
+//! | 60     | 68   | reserved             | zero                                                 |
+//!
+//! All fields are little-endian native integers (segments never leave the host).
+//!
+//! Initialisation protocol: the file starts zero-filled (`Empty`). The creator writes every
+//! field but `init_state`, stores `Initializing` (Release), lays out its structures, then stores
+//! `Ready` (Release). An opener loads `init_state` with Acquire, which pairs with those stores,
+//! and only then copies the other fields out and validates them. A creator that died while the
+//! state was `Initializing` is detected with its [`ProcessId`]; a header left `Empty` past the
+//! opener's timeout is stale too (the creator died before writing anything).
+
+use crate::sync::Ordering;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::ProcessId;
+pub use crate::offset::HEADER_SIZE;
+
+/// Magic bytes at offset 0.
+pub const MAGIC: [u8; 8] = *b"SHMLANE\0";
+/// The only header format this build understands.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Byte offset of the atomic `init_state` word.
+pub(crate) const INIT_STATE_OFFSET: u64 = 56;
+
+/// The header as plain data, copied out of (or into) the mapping; never referenced in place.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct RawHeader {
+    /// `b"SHMLANE\0"`.
+    pub magic: [u8; 8],
+    /// Header format version.
+    pub format_version: u32,
+    /// Size of the header region.
+    pub header_size: u32,
+    /// Caller-supplied fingerprint of the layout.
+    pub layout_fingerprint: u64,
+    /// Size of the whole segment.
+    pub total_size: u64,
+    /// Creator's pid.
+    pub creator_pid: u32,
+    /// Backing kind (1 POSIX shm, 2 directory file, 3 memfd).
+    pub backing: u32,
+    /// Creator's start time in clock ticks since boot.
+    pub creator_start_time: u64,
+    /// Creation time in nanoseconds since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// Initialisation state (accessed atomically in the mapping).
+    pub init_state: u32,
+    /// Zero.
+    pub reserved: [u32; 17],
+}
+
+const _: () = {
+    assert!(size_of::<RawHeader>() as u64 == HEADER_SIZE);
+    assert!(std::mem::offset_of!(RawHeader, init_state) as u64 == INIT_STATE_OFFSET);
+    assert!(std::mem::offset_of!(RawHeader, creator_pid) == 32);
+    assert!(std::mem::offset_of!(RawHeader, creator_start_time) == 40);
+};
+
+/// Values of the `init_state` word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum InitState {
+    /// Nothing written yet (a fresh, zero-filled file).
+    Empty = 0,
+    /// The creator wrote its identity and is laying out the segment.
+    Initializing = 1,
+    /// Fully initialised; safe to use.
+    Ready = 2,
+}
+
+impl InitState {
+    pub(crate) fn from_raw(raw: u32) -> Option<InitState> {
+        match raw {
+            0 => Some(InitState::Empty),
+            1 => Some(InitState::Initializing),
+            2 => Some(InitState::Ready),
+            _ => None,
+        }
+    }
+}
+
+impl RawHeader {
+    /// The creator recorded in this header.
+    pub fn creator(&self) -> ProcessId {
+        ProcessId { pid: self.creator_pid, start_time: self.creator_start_time }
+    }
+
+    /// A header describing a fresh segment, state `Empty` (the state is published separately).
+    pub(crate) fn new(
+        fingerprint: u64,
+        total_size: u64,
+        creator: ProcessId,
+        backing: u32,
+        created_unix_ns: u64,
+    ) -> RawHeader {
+        RawHeader {
+            magic: MAGIC,
+            format_version: FORMAT_VERSION,
+            header_size: HEADER_SIZE as u32,
+            layout_fingerprint: fingerprint,
+            total_size,
+            creator_pid: creator.pid,
+            backing,
+            creator_start_time: creator.start_time,
+            created_unix_ns,
+            init_state: InitState::Empty as u32,
+            reserved: [0; 17],
+        }
+    }
+}
+
+/// Ordering used to publish a state: pairs with the Acquire load of [`OBSERVE`], so a reader
+/// that sees `Initializing` also sees the identity fields, and one that sees `Ready` sees the
+/// whole layout.
+pub(crate) const PUBLISH: Ordering = Ordering::Release;
+/// Ordering used to read a state; pairs with [`PUBLISH`].
+pub(crate) const OBSERVE: Ordering = Ordering::Acquire;

@@ -1,0 +1,123 @@
+//! Process identity that survives pid reuse: a pid plus the process start time.
+//!
+//! The start time is field 22 of `/proc/PID/stat` (clock ticks since boot), parsed after the
+//! last `)` because the command name in field 2 may itself contain `)` or spaces. A pid whose
+//! start time differs from the recorded one belongs to another process: the recorded one is
+//! dead. Upper crates use [`ProcessId::liveness`] as the proof of death required before any
+//! resource is taken over; a process that cannot be checked is never declared dead.
+//!
+//! Pids mean nothing across pid namespaces: peers must share one.
+
+use std::{fmt, fs, io};
+
+/// A process, identified across pid reuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProcessId {
+    /// The process id.
+    pub pid: u32,
+    /// Start time in clock ticks since boot (field 22 of `/proc/PID/stat`).
+    pub start_time: u64,
+}
+
+/// What is known about a recorded process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// The process runs (or is stopped): its pid exists with the recorded start time.
+    Alive,
+    /// Proven dead: no such pid, a zombie, or the pid now belongs to a newer process.
+    Dead,
+    /// Cannot tell (for example `/proc` is hidden); treat as alive.
+    Unknown,
+}
+
+impl ProcessId {
+    /// The calling process.
+    pub fn current() -> io::Result<ProcessId> {
+        let pid = std::process::id();
+        match read_stat(pid)? {
+            Some(stat) => Ok(ProcessId { pid, start_time: stat.start_time }),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "/proc/self/stat is missing")),
+        }
+    }
+
+    /// Checks whether this process still runs. Only [`Liveness::Dead`] is proof of death.
+    pub fn liveness(&self) -> Liveness {
+        if self.pid == 0 || self.pid > i32::MAX as u32 {
+            // No process has pid 0 (or one beyond pid_t); nothing recorded it legitimately.
+            return Liveness::Dead;
+        }
+        match read_stat(self.pid) {
+            Ok(None) => Liveness::Dead,
+            Ok(Some(stat)) if stat.start_time != self.start_time || stat.exited => Liveness::Dead,
+            Ok(Some(_)) => Liveness::Alive,
+            Err(_) => Liveness::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} (started at tick {})", self.pid, self.start_time)
+    }
+}
+
+struct Stat {
+    start_time: u64,
+    exited: bool,
+}
+
+/// Reads `/proc/PID/stat`; `Ok(None)` when the pid does not exist.
+fn read_stat(pid: u32) -> io::Result<Option<Stat>> {
+    let text = match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // ESRCH: the process went away between open and read.
+        Err(e) if e.raw_os_error() == Some(3) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    parse_stat(&text)
+        .map(Some)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"))
+}
+
+fn parse_stat(text: &str) -> Option<Stat> {
+    // Fields after the command name start at field 3 (state); field 22 is 19 further.
+    let after_comm = &text[text.rfind(')')? + 1..];
+    let mut fields = after_comm.split_ascii_whitespace();
+    let state = fields.next()?;
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(Stat { start_time, exited: matches!(state, "Z" | "X" | "x") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_start_time_after_a_hostile_command_name() {
+        let line = "42 (evil) 1 2 ) R) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(stat.start_time, 987_654);
+        assert!(!stat.exited);
+        assert!(parse_stat("42 (short) S 1 2").is_none());
+    }
+
+    #[test]
+    fn current_process_is_alive_and_a_changed_start_time_is_dead() {
+        let me = ProcessId::current().unwrap();
+        assert_eq!(me.liveness(), Liveness::Alive);
+        let reused = ProcessId { start_time: me.start_time + 1, ..me };
+        assert_eq!(reused.liveness(), Liveness::Dead);
+        assert_eq!(ProcessId { pid: 0, start_time: 0 }.liveness(), Liveness::Dead);
+    }
+
+    #[test]
+    fn an_exited_child_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let id = ProcessId { pid: child.id(), start_time: 0 };
+        let start_time = read_stat(id.pid).unwrap().map(|s| s.start_time);
+        child.wait().unwrap();
+        let id = ProcessId { start_time: start_time.unwrap_or(0), ..id };
+        assert_eq!(id.liveness(), Liveness::Dead);
+    }
+}
