@@ -1,1 +1,10 @@
-//! x
+//! Workspace root of shmlane: fixtures shared by the loom models in this folder.
+//!
+//! The models themselves are integration tests of this package, built only with
+//! `cargo test --features loom` (each `[[test]]` requires the `loom` feature). The feature
+//! forwards to every member crate, which then takes its atomics from loom.
+#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(feature = "loom")]
+pub mod pool;
