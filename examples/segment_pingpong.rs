@@ -43,16 +43,9 @@ impl Layout {
     fn new() -> AnyResult<Layout> {
         let mut carver = Carver::new();
         let line = size_of::<CachePadded<AtomicU64>>() as u64;
-        let control = carver.place(RegionLayout {
-            size: 4 * line,
-            align: 128,
-        })?;
+        let control = carver.place(RegionLayout { size: 4 * line, align: 128 })?;
         let pool = carver.place(BlockPool::layout(BLOCK_SIZE, 64, BLOCKS)?)?;
-        Ok(Layout {
-            control,
-            pool,
-            size: carver.total_size(),
-        })
+        Ok(Layout { control, pool, size: carver.total_size() })
     }
 
     fn word<'s>(&self, segment: &'s Segment, index: u64) -> AnyResult<&'s AtomicU64> {
@@ -114,10 +107,7 @@ fn parent(args: &[String]) -> AnyResult<()> {
         "created segment {} ({} bytes) at {}",
         segment.name(),
         segment.len(),
-        segment
-            .path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
+        segment.path().map(|p| p.display().to_string()).unwrap_or_default()
     );
 
     let mut child = Command::new(std::env::current_exe()?)
@@ -143,11 +133,7 @@ fn parent(args: &[String]) -> AnyResult<()> {
     let mut message = [0u8; 64];
     segment.read_bytes(block.get(), &mut message)?;
     let text = String::from_utf8_lossy(&message);
-    println!(
-        "child wrote into block {:#x}: {:?}",
-        block.get(),
-        text.trim_end_matches('\0')
-    );
+    println!("child wrote into block {:#x}: {:?}", block.get(), text.trim_end_matches('\0'));
     pool.free(block)?;
     println!("pool after free: {:?}", pool.stats());
 
@@ -176,10 +162,7 @@ fn parent(args: &[String]) -> AnyResult<()> {
     );
     println!("{:>8} {:>10}", "pct", "one-way ns");
     for pct in [50.0, 90.0, 99.0, 99.9, 99.99] {
-        println!(
-            "{pct:>8} {:>10}",
-            histogram.value_at_quantile(pct / 100.0) / 2
-        );
+        println!("{pct:>8} {:>10}", histogram.value_at_quantile(pct / 100.0) / 2);
     }
     println!("{:>8} {:>10}", "max", histogram.max() / 2);
     if core_a == core_b {
@@ -201,9 +184,7 @@ fn child(args: &[String]) -> AnyResult<()> {
     let text = format!("hello from pid {}", std::process::id());
     segment.write_bytes(block.get(), text.as_bytes())?;
     // Release: publishes the message bytes; pairs with the parent's Acquire load.
-    layout
-        .word(&segment, 2)?
-        .store(block.get(), Ordering::Release);
+    layout.word(&segment, 2)?.store(block.get(), Ordering::Release);
     // Release: tells the parent we are pinned and attached.
     layout.word(&segment, 3)?.store(1, Ordering::Release);
 
@@ -223,10 +204,7 @@ fn child(args: &[String]) -> AnyResult<()> {
 /// The first two CPUs this process may run on (one twice if it may use only one).
 fn first_two_cpus() -> AnyResult<(usize, usize)> {
     let allowed = rustix::thread::sched_getaffinity(None)?;
-    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU)
-        .filter(|&c| allowed.is_set(c))
-        .take(2)
-        .collect();
+    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).take(2).collect();
     match cpus[..] {
         [a, b] => Ok((a, b)),
         [a] => {

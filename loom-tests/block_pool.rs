@@ -11,18 +11,12 @@ use shmlane_workspace::pool::HeapPool;
 fn assert_nothing_lost(pool: &HeapPool, capacity: u32) {
     let view = pool.pool();
     assert_eq!(view.stats().allocated, 0, "a block was leaked");
-    let taken: Vec<_> = (0..capacity)
-        .map(|i| pool.take(100 + i as usize).unwrap())
-        .collect();
+    let taken: Vec<_> = (0..capacity).map(|i| pool.take(100 + i as usize).unwrap()).collect();
     assert_eq!(view.alloc(), Err(AllocError::Exhausted { capacity }));
     let mut sorted = taken.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(
-        sorted.len(),
-        taken.len(),
-        "a block was on the free list twice"
-    );
+    assert_eq!(sorted.len(), taken.len(), "a block was on the free list twice");
 }
 
 #[test]

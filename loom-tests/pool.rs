@@ -38,14 +38,8 @@ impl HeapPool {
 
     /// The pool view over the shared words.
     pub fn pool(&self) -> BlockPool<'_> {
-        BlockPool::from_parts(
-            &self.head,
-            &self.links,
-            &self.states,
-            FIRST_BLOCK,
-            BLOCK_SIZE,
-        )
-        .expect("fixture geometry is valid")
+        BlockPool::from_parts(&self.head, &self.links, &self.states, FIRST_BLOCK, BLOCK_SIZE)
+            .expect("fixture geometry is valid")
     }
 
     /// Allocates a block and writes `owner` into it, then checks it reads back: the write is
@@ -58,11 +52,7 @@ impl HeapPool {
             unsafe { *p = owner }
         });
         // SAFETY: as above; nobody else may write the block until we free it.
-        assert_eq!(
-            cell.with(|p| unsafe { *p }),
-            owner,
-            "another owner wrote our block"
-        );
+        assert_eq!(cell.with(|p| unsafe { *p }), owner, "another owner wrote our block");
         Ok(block)
     }
 
@@ -72,9 +62,7 @@ impl HeapPool {
             // SAFETY: we still own the block; it returns to the pool only below.
             unsafe { *p = 0 }
         });
-        self.pool()
-            .free(block)
-            .expect("freeing an owned block succeeds");
+        self.pool().free(block).expect("freeing an owned block succeeds");
     }
 
     fn index(&self, block: BlockOffset) -> usize {

@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zerocopy::FromBytes;
 
-use crate::header::{FORMAT_VERSION, HEADER_SIZE, INIT_STATE_OFFSET, InitState, MAGIC, OBSERVE, RawHeader};
+use crate::header::{
+    FORMAT_VERSION, HEADER_SIZE, INIT_STATE_OFFSET, InitState, MAGIC, OBSERVE, RawHeader,
+};
 use crate::mapping::Mapping;
 use crate::segment::SHM_DIR;
 use crate::{Liveness, ProcessId, SegmentName, os};
@@ -96,7 +98,8 @@ pub fn list_in(dir: &Path) -> Result<Vec<SegmentInfo>, DiscoveryError> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_dir)? {
         let entry = entry.map_err(read_dir)?;
-        let Some(name) = entry.file_name().to_str().and_then(|n| SegmentName::from_file_name(n).ok())
+        let Some(name) =
+            entry.file_name().to_str().and_then(|n| SegmentName::from_file_name(n).ok())
         else {
             continue;
         };
@@ -128,7 +131,9 @@ pub fn remove_stale(dir: Option<&Path>) -> Result<Vec<SegmentInfo>, DiscoveryErr
             match std::fs::remove_file(&info.path) {
                 Ok(()) => removed.push(info),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => return Err(DiscoveryError::Remove { path: info.path, source }),
+                Err(source) => {
+                    return Err(DiscoveryError::Remove { path: info.path, source });
+                }
             }
         }
     }
@@ -157,7 +162,9 @@ fn classify(info: &mut SegmentInfo) -> Result<SegmentStatus, SegmentStatus> {
     let fd = match os::file_open(&info.path, false, false, 0) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::LOOP) => return Err(corrupt("a symbolic link, not a segment")),
-        Err(errno) => return Err(SegmentStatus::Unreadable { reason: errno.to_string() }),
+        Err(errno) => {
+            return Err(SegmentStatus::Unreadable { reason: errno.to_string() });
+        }
     };
     let facts = os::fstat(&fd).map_err(|e| SegmentStatus::Unreadable { reason: e.to_string() })?;
     info.size = facts.size;

@@ -41,14 +41,15 @@ mod transfer;
 
 #[cfg(not(feature = "loom"))]
 pub use discovery::{
-    DiscoveryError, EMPTY_GRACE, SegmentInfo, SegmentStatus, list, list_in, remove, remove_in, remove_stale,
+    DiscoveryError, EMPTY_GRACE, SegmentInfo, SegmentStatus, list, list_in, remove, remove_in,
+    remove_stale,
 };
 pub use fingerprint::Fingerprint;
 pub use liveness::{Liveness, ProcessId};
 pub use name::{NAME_PREFIX, NameError, SegmentName};
 #[cfg(not(feature = "loom"))]
 pub use offset::SharedView;
-pub use offset::{HEADER_SIZE, Carver, LayoutError, Offset, OffsetError, Region, RegionLayout};
+pub use offset::{Carver, HEADER_SIZE, LayoutError, Offset, OffsetError, Region, RegionLayout};
 pub use pool::{AllocError, BlockOffset, BlockPool, FreeError, PoolError, PoolStats};
 #[cfg(not(feature = "loom"))]
 pub use segment::{Backing, CreateError, OpenError, Segment, SegmentBuilder};

@@ -95,7 +95,8 @@ mod tests {
 
     #[test]
     fn parses_start_time_after_a_hostile_command_name() {
-        let line = "42 (evil) 1 2 ) R) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let line =
+            "42 (evil) 1 2 ) R) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         let stat = parse_stat(line).unwrap();
         assert_eq!(stat.start_time, 987_654);
         assert!(!stat.exited);

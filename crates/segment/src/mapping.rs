@@ -5,10 +5,10 @@
 //! reference for [`SharedView`] types (atomics). No reference to plain bytes a peer may write is
 //! ever created.
 
+use crate::sync::{AtomicU32, Ordering};
 use std::io;
 use std::mem::{align_of, size_of};
 use std::os::fd::{AsRawFd, BorrowedFd};
-use crate::sync::{AtomicU32, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -146,11 +146,7 @@ impl Mapping {
     }
 
     /// Atomically loads a `u32` at `offset`; allowed on read-only mappings.
-    pub(crate) fn load_u32(
-        &self,
-        offset: u64,
-        order: Ordering,
-    ) -> Result<u32, OffsetError> {
+    pub(crate) fn load_u32(&self, offset: u64, order: Ordering) -> Result<u32, OffsetError> {
         let start = self.check(offset, 4, align_of::<AtomicU32>())?;
         // SAFETY: in bounds and aligned (checked above). An atomic load on read-only memory is
         // permitted for lock-free types no larger than a pointer (std's atomic docs); a load

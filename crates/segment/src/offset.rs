@@ -220,8 +220,14 @@ mod tests {
         let mut carver = Carver::new();
         let r = carver.place(RegionLayout { size: 1, align: 4096 }).unwrap();
         assert_eq!(r.offset, 4096);
-        assert_eq!(carver.place(RegionLayout { size: 1, align: 3 }), Err(LayoutError::BadAlignment(3)));
-        assert_eq!(carver.place(RegionLayout { size: u64::MAX, align: 1 }), Err(LayoutError::Overflow));
+        assert_eq!(
+            carver.place(RegionLayout { size: 1, align: 3 }),
+            Err(LayoutError::BadAlignment(3))
+        );
+        assert_eq!(
+            carver.place(RegionLayout { size: u64::MAX, align: 1 }),
+            Err(LayoutError::Overflow)
+        );
     }
 
     #[test]

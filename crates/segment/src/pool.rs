@@ -369,12 +369,15 @@ impl Geometry {
             return Err(PoolError::BadConfig("block alignment must be a power of two up to 2 MiB"));
         }
         if !block_size.is_multiple_of(block_align) {
-            return Err(PoolError::BadConfig("block size must be a multiple of the block alignment"));
+            return Err(PoolError::BadConfig(
+                "block size must be a multiple of the block alignment",
+            ));
         }
         let overflow = PoolError::Layout(LayoutError::Overflow);
         let words = count.checked_mul(4).ok_or(overflow.clone())?;
         let states_at = LINKS_AT.checked_add(words).ok_or(overflow.clone())?;
-        let blocks_at = align_up(states_at.checked_add(words).ok_or(overflow.clone())?, block_align)?;
+        let blocks_at =
+            align_up(states_at.checked_add(words).ok_or(overflow.clone())?, block_align)?;
         let size = count
             .checked_mul(block_size)
             .and_then(|bytes| blocks_at.checked_add(bytes))
@@ -390,7 +393,11 @@ impl Geometry {
 impl BlockPool<'_> {
     /// The region a pool of `count` blocks of `block_size` bytes (aligned to `block_align`)
     /// needs; place it with a [`Carver`](crate::Carver).
-    pub fn layout(block_size: u64, block_align: u64, count: u32) -> Result<RegionLayout, PoolError> {
+    pub fn layout(
+        block_size: u64,
+        block_align: u64,
+        count: u32,
+    ) -> Result<RegionLayout, PoolError> {
         Geometry::new(block_size, block_align, u64::from(count)).map(|g| g.layout())
     }
 }

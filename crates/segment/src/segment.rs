@@ -9,7 +9,9 @@ use std::{io, thread};
 use rustix::io::Errno;
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::header::{FORMAT_VERSION, INIT_STATE_OFFSET, InitState, MAGIC, OBSERVE, PUBLISH, RawHeader};
+use crate::header::{
+    FORMAT_VERSION, INIT_STATE_OFFSET, InitState, MAGIC, OBSERVE, PUBLISH, RawHeader,
+};
 use crate::mapping::Mapping;
 use crate::name::{NameError, SegmentName};
 use crate::offset::{HEADER_SIZE, Offset, OffsetError, SharedView};
@@ -117,7 +119,9 @@ pub enum CreateError {
     )]
     HugePagesUnsupported,
     /// `populate` was asked for and faulting the pages in failed.
-    #[error("could not pre-fault the segment's pages: {0}; create without `populate` or free memory")]
+    #[error(
+        "could not pre-fault the segment's pages: {0}; create without `populate` or free memory"
+    )]
     Populate(#[source] io::Error),
     /// The caller's initialisation failed; the segment was removed.
     #[error("segment initialisation failed (the segment was removed): {0}")]
@@ -141,7 +145,9 @@ pub enum OpenError {
     #[error(transparent)]
     InvalidName(#[from] NameError),
     /// No segment of that name exists.
-    #[error("segment {name} does not exist at {path}: create it first, or check the name and backing")]
+    #[error(
+        "segment {name} does not exist at {path}: create it first, or check the name and backing"
+    )]
     NotFound {
         /// Segment name.
         name: SegmentName,
@@ -187,7 +193,9 @@ pub enum OpenError {
         size: u64,
     },
     /// The file (or the header's size) is larger than the configured maximum.
-    #[error("the segment claims {size} bytes, above the limit of {max}: raise max_size if intended")]
+    #[error(
+        "the segment claims {size} bytes, above the limit of {max}: raise max_size if intended"
+    )]
     TooLarge {
         /// Claimed size.
         size: u64,
@@ -244,7 +252,9 @@ pub enum OpenError {
         found: u32,
     },
     /// The backing field is unknown or disagrees with how the segment was opened.
-    #[error("backing code {found} does not match this segment's backing ({expected}): the header is corrupt")]
+    #[error(
+        "backing code {found} does not match this segment's backing ({expected}): the header is corrupt"
+    )]
     BadBacking {
         /// Expected code.
         expected: u32,
@@ -270,7 +280,9 @@ pub enum OpenError {
         creator: Option<ProcessId>,
     },
     /// The creator is alive but did not finish initialisation within the open timeout.
-    #[error("the creator ({creator}) is still initialising after {waited:?}: retry, or raise open_timeout")]
+    #[error(
+        "the creator ({creator}) is still initialising after {waited:?}: retry, or raise open_timeout"
+    )]
     InitTimeout {
         /// The live creator.
         creator: ProcessId,
@@ -460,7 +472,8 @@ impl SegmentBuilder {
             os::seal(&fd).map_err(io("fcntl(F_ADD_SEALS)"))?;
         }
 
-        let creator = ProcessId::current().map_err(|source| CreateError::Io { op: "read /proc/self/stat", source })?;
+        let creator = ProcessId::current()
+            .map_err(|source| CreateError::Io { op: "read /proc/self/stat", source })?;
         let mapping = Mapping::new(fd.as_fd(), size, true)
             .map_err(|source| CreateError::Io { op: "mmap", source })?;
         if self.populate {
@@ -478,7 +491,8 @@ impl SegmentBuilder {
             created_unix_ns,
         );
         mapping.write(0, header.as_bytes()).map_err(offset_bug)?;
-        let state = mapping.view::<crate::sync::AtomicU32>(INIT_STATE_OFFSET).map_err(offset_bug)?;
+        let state =
+            mapping.view::<crate::sync::AtomicU32>(INIT_STATE_OFFSET).map_err(offset_bug)?;
         // Release: publishes the identity fields written above to openers (see header docs).
         state.store(InitState::Initializing as u32, PUBLISH);
 
@@ -493,8 +507,10 @@ impl SegmentBuilder {
             unlink_on_drop: self.unlink_on_drop.unwrap_or(true),
         };
         init(&segment).map_err(CreateError::Init)?;
-        let state =
-            segment.mapping.view::<crate::sync::AtomicU32>(INIT_STATE_OFFSET).map_err(offset_bug)?;
+        let state = segment
+            .mapping
+            .view::<crate::sync::AtomicU32>(INIT_STATE_OFFSET)
+            .map_err(offset_bug)?;
         // Release: publishes everything `init` wrote; pairs with the opener's Acquire load.
         state.store(InitState::Ready as u32, PUBLISH);
         cleanup.0 = None;
@@ -567,14 +583,15 @@ impl SegmentBuilder {
             Backing::PosixShm => os::shm_open(&name.file_name(), true, true, self.mode),
             Backing::Dir(_) => os::file_open(&path, true, true, self.mode),
             Backing::Memfd => {
-                let fd = os::memfd(&name.file_name(), self.huge_pages).map_err(|errno| {
-                    match errno {
+                let fd =
+                    os::memfd(&name.file_name(), self.huge_pages).map_err(|errno| match errno {
                         Errno::INVAL | Errno::NOENT if self.huge_pages => {
                             CreateError::HugePagesUnavailable { size: self.size.unwrap_or(0) }
                         }
-                        other => CreateError::Io { op: "memfd_create", source: os::io_error(other) },
-                    }
-                })?;
+                        other => {
+                            CreateError::Io { op: "memfd_create", source: os::io_error(other) }
+                        }
+                    })?;
                 return Ok((fd, Location::Memfd));
             }
         };
@@ -582,7 +599,9 @@ impl SegmentBuilder {
             Ok(fd) => Ok((fd, Location::Path(path))),
             Err(Errno::EXIST) => Err(CreateError::AlreadyExists { name: name.clone(), path }),
             Err(Errno::ACCESS | Errno::PERM) => Err(CreateError::PermissionDenied { path }),
-            Err(errno) => Err(CreateError::Io { op: "open(O_CREAT|O_EXCL)", source: os::io_error(errno) }),
+            Err(errno) => {
+                Err(CreateError::Io { op: "open(O_CREAT|O_EXCL)", source: os::io_error(errno) })
+            }
         }
     }
 
@@ -599,7 +618,9 @@ impl SegmentBuilder {
             Err(Errno::NOENT) => return Err(OpenError::NotFound { name, path }),
             Err(Errno::LOOP) => return Err(OpenError::Symlink { path }),
             Err(Errno::ACCESS | Errno::PERM) => return Err(OpenError::PermissionDenied { path }),
-            Err(errno) => return Err(OpenError::Io { op: "open", source: os::io_error(errno) }),
+            Err(errno) => {
+                return Err(OpenError::Io { op: "open", source: os::io_error(errno) });
+            }
         };
         self.attach_fd(fd, name, Location::Path(path), writable)
     }
@@ -629,11 +650,11 @@ impl SegmentBuilder {
                 }
                 let map = mapping.as_ref().ok_or(OpenError::TooSmall { size: facts.size })?;
                 // Acquire: pairs with the creator's Release stores of each state (header docs).
-                let raw_state = map.load_u32(INIT_STATE_OFFSET, OBSERVE).map_err(|_| {
-                    OpenError::TooSmall { size: facts.size }
-                })?;
-                let state =
-                    InitState::from_raw(raw_state).ok_or(OpenError::CorruptState { found: raw_state })?;
+                let raw_state = map
+                    .load_u32(INIT_STATE_OFFSET, OBSERVE)
+                    .map_err(|_| OpenError::TooSmall { size: facts.size })?;
+                let state = InitState::from_raw(raw_state)
+                    .ok_or(OpenError::CorruptState { found: raw_state })?;
                 if state != InitState::Empty {
                     let header = read_header(map)?;
                     validate_identity(&header)?;
@@ -702,7 +723,12 @@ impl SegmentBuilder {
     }
 
     /// Checks the fields of a `Ready` header against the file and the builder.
-    fn validate(&self, header: &RawHeader, file_size: u64, location: &Location) -> Result<(), OpenError> {
+    fn validate(
+        &self,
+        header: &RawHeader,
+        file_size: u64,
+        location: &Location,
+    ) -> Result<(), OpenError> {
         if header.total_size > self.max_size {
             return Err(OpenError::TooLarge { size: header.total_size, max: self.max_size });
         }
@@ -714,7 +740,10 @@ impl SegmentBuilder {
             Location::Path(_) => self.backing.code(),
         };
         if header.backing != expected_backing {
-            return Err(OpenError::BadBacking { expected: expected_backing, found: header.backing });
+            return Err(OpenError::BadBacking {
+                expected: expected_backing,
+                found: header.backing,
+            });
         }
         if header.reserved != [0; 17] {
             return Err(OpenError::BadReserved);
@@ -872,7 +901,11 @@ impl Segment {
     }
 
     /// Resolves `count` consecutive values of `T` starting at `offset`.
-    pub fn get_slice<T: SharedView>(&self, offset: Offset<T>, count: u64) -> Result<&[T], OffsetError> {
+    pub fn get_slice<T: SharedView>(
+        &self,
+        offset: Offset<T>,
+        count: u64,
+    ) -> Result<&[T], OffsetError> {
         self.mapping.view_slice(offset.get(), count)
     }
 
@@ -884,7 +917,9 @@ impl Segment {
     /// Removes the segment's name now, if the file at its path is still this segment. Mapped
     /// handles keep working; new `open`s fail with `NotFound`.
     pub fn unlink(&self) -> io::Result<()> {
-        let Location::Path(path) = &self.location else { return Ok(()) };
+        let Location::Path(path) = &self.location else {
+            return Ok(());
+        };
         let ours = os::fstat(&self.fd).map_err(os::io_error)?;
         match os::lstat(path) {
             Ok(there) if (there.device, there.inode) == (ours.device, ours.inode) => {

@@ -88,8 +88,9 @@ impl SegmentBuilder {
     /// choice via `writable`), and maps it. The builder's name labels the segment locally.
     pub fn receive(self, socket: impl AsFd, writable: bool) -> Result<Segment, TransferError> {
         let name = SegmentName::new(&self.name).map_err(OpenError::from)?;
-        let peer = rustix::net::sockopt::socket_peercred(&socket)
-            .map_err(|errno| TransferError::Io { op: "getsockopt(SO_PEERCRED)", source: errno.into() })?;
+        let peer = rustix::net::sockopt::socket_peercred(&socket).map_err(|errno| {
+            TransferError::Io { op: "getsockopt(SO_PEERCRED)", source: errno.into() }
+        })?;
         let fd = receive_fd(&socket)?;
         let found = peer.uid.as_raw();
         if let Some(expected) = self.allowed_uid().filter(|&uid| uid != found) {
