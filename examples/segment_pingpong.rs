@@ -7,7 +7,7 @@
 //! the queue and facade crates will be measured against it by `shmlane bench`.
 //!
 //! ```text
-//! cargo run --release --example segment_pingpong -- [--iters N] [--cores A,B]
+//! cargo run --release -p shmlane-examples --example segment_pingpong -- [--iters N] [--cores A,B]
 //! ```
 
 use std::error::Error;

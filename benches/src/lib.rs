@@ -1,0 +1,1 @@
+//! shmlane benchmarks live in this folder as `[[bench]]` targets: `cargo bench -p shmlane-benches`.

@@ -1,0 +1,1 @@
+//! Runnable examples of shmlane live in this folder as `[[example]]` targets.
