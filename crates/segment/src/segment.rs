@@ -126,6 +126,9 @@ pub enum CreateError {
     /// The caller's initialisation failed; the segment was removed.
     #[error("segment initialisation failed (the segment was removed): {0}")]
     Init(#[source] Box<dyn Error + Send + Sync>),
+    /// `open_or_create` found the segment but could not open it.
+    #[error("the segment exists but cannot be opened: {0}")]
+    Existing(#[source] OpenError),
     /// Any other system error.
     #[error("{op} failed while creating the segment: {source}")]
     Io {
@@ -542,12 +545,7 @@ impl SegmentBuilder {
             match self.clone().open() {
                 Err(OpenError::NotFound { .. }) => continue,
                 Ok(segment) => return Ok(segment),
-                Err(open) => {
-                    return Err(CreateError::Io {
-                        op: "open of the existing segment",
-                        source: io::Error::other(open),
-                    });
-                }
+                Err(open) => return Err(CreateError::Existing(open)),
             }
         }
         Err(CreateError::Io {
