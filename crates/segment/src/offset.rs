@@ -83,6 +83,8 @@ impl Region {
         if end > self.len {
             return Err(out_of_bounds);
         }
+        // The region may be bogus (read from shared memory): the value must end below 2^64.
+        self.offset.checked_add(end).ok_or(out_of_bounds)?;
         Ok(Offset::new(self.offset + at))
     }
 }

@@ -14,7 +14,10 @@ pub(crate) const REQUIRED_SEALS: SealFlags =
 fn open_flags(create: bool, writable: bool) -> OFlags {
     let access = if writable { OFlags::RDWR } else { OFlags::RDONLY };
     let create = if create { OFlags::CREATE | OFlags::EXCL } else { OFlags::empty() };
-    access | create | OFlags::NOFOLLOW | OFlags::CLOEXEC
+    // NONBLOCK: a FIFO planted under a segment's name would block a read-only open until a
+    // writer appears; with it the open returns and `fstat` refuses the file. Regular files
+    // ignore the flag.
+    access | create | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK
 }
 
 /// `shm_open` with `O_NOFOLLOW` added (rustix adds only `O_CLOEXEC`).
