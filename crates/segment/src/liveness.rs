@@ -68,7 +68,8 @@ struct Stat {
 
 /// Reads `/proc/PID/stat`; `Ok(None)` when the pid does not exist.
 fn read_stat(pid: u32) -> io::Result<Option<Stat>> {
-    let text = match fs::read_to_string(format!("/proc/{pid}/stat")) {
+    // Bytes, not a String: the command name in field 2 may be any bytes, not UTF-8.
+    let text = match fs::read(format!("/proc/{pid}/stat")) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         // ESRCH: the process went away between open and read.
@@ -80,9 +81,11 @@ fn read_stat(pid: u32) -> io::Result<Option<Stat>> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"))
 }
 
-fn parse_stat(text: &str) -> Option<Stat> {
-    // Fields after the command name start at field 3 (state); field 22 is 19 further.
-    let after_comm = &text[text.rfind(')')? + 1..];
+fn parse_stat(text: &[u8]) -> Option<Stat> {
+    // Fields after the command name start at field 3 (state); field 22 is 19 further. They are
+    // ASCII, whatever bytes the command name holds.
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let after_comm = std::str::from_utf8(&text[close + 1..]).ok()?;
     let mut fields = after_comm.split_ascii_whitespace();
     let state = fields.next()?;
     let start_time = fields.nth(18)?.parse().ok()?;
@@ -97,10 +100,15 @@ mod tests {
     fn parses_start_time_after_a_hostile_command_name() {
         let line =
             "42 (evil) 1 2 ) R) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
-        let stat = parse_stat(line).unwrap();
+        let stat = parse_stat(line.as_bytes()).unwrap();
         assert_eq!(stat.start_time, 987_654);
         assert!(!stat.exited);
-        assert!(parse_stat("42 (short) S 1 2").is_none());
+        assert!(parse_stat(b"42 (short) S 1 2").is_none());
+        let not_utf8 =
+            b"42 (\xff\xfe) Z 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 2";
+        let stat = parse_stat(not_utf8).unwrap();
+        assert_eq!(stat.start_time, 987_654);
+        assert!(stat.exited);
     }
 
     #[test]

@@ -465,6 +465,9 @@ mod in_segment {
             if descriptor.version != POOL_VERSION {
                 return Err(PoolError::UnsupportedVersion(descriptor.version));
             }
+            if descriptor.reserved != [0; 4] {
+                return Err(PoolError::Corrupt("reserved descriptor bytes are not zero"));
+            }
             let geometry = Geometry::new(
                 descriptor.block_size,
                 descriptor.block_align,
