@@ -11,11 +11,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use zerocopy::FromBytes;
-
-use crate::header::{
-    FORMAT_VERSION, HEADER_SIZE, INIT_STATE_OFFSET, InitState, MAGIC, OBSERVE, RawHeader,
-};
+use crate::header::{self, FORMAT_VERSION, HEADER_SIZE, InitState, MAGIC};
 use crate::mapping::Mapping;
 use crate::segment::SHM_DIR;
 use crate::{Liveness, ProcessId, SegmentName, os};
@@ -181,12 +177,8 @@ fn classify(info: &mut SegmentInfo) -> Result<SegmentStatus, SegmentStatus> {
     }
     let mapping = Mapping::new(fd.as_fd(), HEADER_SIZE, false)
         .map_err(|e| SegmentStatus::Unreadable { reason: e.to_string() })?;
-    // Acquire: pairs with the creator's Release state stores, as in `open`.
-    let raw_state = mapping.load_u32(INIT_STATE_OFFSET, OBSERVE).map_err(|_| empty.clone())?;
-    let mut bytes = [0u8; HEADER_SIZE as usize];
-    mapping.read(0, &mut bytes).map_err(|_| empty.clone())?;
-    let header = RawHeader::read_from_bytes(&bytes).map_err(|_| empty.clone())?;
-    let state = match InitState::from_raw(raw_state) {
+    let header = header::snapshot(&mapping).map_err(|_| empty.clone())?;
+    let state = match InitState::from_raw(header.init_state) {
         None => return Err(corrupt("unknown init state")),
         Some(InitState::Empty) => return Err(empty),
         Some(state) => state,

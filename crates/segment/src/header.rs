@@ -28,7 +28,9 @@ use crate::sync::Ordering;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::ProcessId;
+use crate::mapping::Mapping;
 pub use crate::offset::HEADER_SIZE;
+use crate::offset::OffsetError;
 
 /// Magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"SHMLANE\0";
@@ -132,3 +134,16 @@ impl RawHeader {
 pub(crate) const PUBLISH: Ordering = Ordering::Release;
 /// Ordering used to read a state; pairs with [`PUBLISH`].
 pub(crate) const OBSERVE: Ordering = Ordering::Acquire;
+
+/// Takes a private copy of a mapped header: the state word first, with an atomic Acquire load
+/// that pairs with the creator's [`PUBLISH`] stores, then the other fields by plain copy (the
+/// state word itself is never copied non-atomically: the creator may be storing it).
+pub(crate) fn snapshot(mapping: &Mapping) -> Result<RawHeader, OffsetError> {
+    let init_state = mapping.load_u32(INIT_STATE_OFFSET, OBSERVE)?;
+    let mut bytes = [0u8; HEADER_SIZE as usize];
+    let (before_state, from_state) = bytes.split_at_mut(INIT_STATE_OFFSET as usize);
+    mapping.read(0, before_state)?;
+    mapping.read(INIT_STATE_OFFSET + 4, &mut from_state[4..])?;
+    let header: RawHeader = zerocopy::transmute!(bytes);
+    Ok(RawHeader { init_state, ..header })
+}

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use std::{io, thread};
 
 use rustix::io::Errno;
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 use crate::header::{
-    FORMAT_VERSION, INIT_STATE_OFFSET, InitState, MAGIC, OBSERVE, PUBLISH, RawHeader,
+    self, FORMAT_VERSION, INIT_STATE_OFFSET, InitState, MAGIC, PUBLISH, RawHeader,
 };
 use crate::mapping::Mapping;
 use crate::name::{NameError, SegmentName};
@@ -493,11 +493,12 @@ impl SegmentBuilder {
             self.backing.code(),
             created_unix_ns,
         );
-        mapping.write(0, header.as_bytes()).map_err(offset_bug)?;
-        let state =
-            mapping.view::<crate::sync::AtomicU32>(INIT_STATE_OFFSET).map_err(offset_bug)?;
-        // Release: publishes the identity fields written above to openers (see header docs).
-        state.store(InitState::Initializing as u32, PUBLISH);
+        // Every field but the state word, which openers may already be polling: it is only
+        // ever accessed atomically.
+        let (before_state, from_state) = header.as_bytes().split_at(INIT_STATE_OFFSET as usize);
+        mapping.write(0, before_state).map_err(offset_bug)?;
+        mapping.write(INIT_STATE_OFFSET + 4, &from_state[4..]).map_err(offset_bug)?;
+        publish_state(&mapping, InitState::Initializing)?;
 
         let segment = Segment {
             mapping,
@@ -510,12 +511,7 @@ impl SegmentBuilder {
             unlink_on_drop: self.unlink_on_drop.unwrap_or(true),
         };
         init(&segment).map_err(CreateError::Init)?;
-        let state = segment
-            .mapping
-            .view::<crate::sync::AtomicU32>(INIT_STATE_OFFSET)
-            .map_err(offset_bug)?;
-        // Release: publishes everything `init` wrote; pairs with the opener's Acquire load.
-        state.store(InitState::Ready as u32, PUBLISH);
+        publish_state(&segment.mapping, InitState::Ready)?;
         cleanup.0 = None;
         Ok(segment)
     }
@@ -647,14 +643,11 @@ impl SegmentBuilder {
                     );
                 }
                 let map = mapping.as_ref().ok_or(OpenError::TooSmall { size: facts.size })?;
-                // Acquire: pairs with the creator's Release stores of each state (header docs).
-                let raw_state = map
-                    .load_u32(INIT_STATE_OFFSET, OBSERVE)
-                    .map_err(|_| OpenError::TooSmall { size: facts.size })?;
-                let state = InitState::from_raw(raw_state)
-                    .ok_or(OpenError::CorruptState { found: raw_state })?;
+                let header =
+                    header::snapshot(map).map_err(|_| OpenError::TooSmall { size: facts.size })?;
+                let state = InitState::from_raw(header.init_state)
+                    .ok_or(OpenError::CorruptState { found: header.init_state })?;
                 if state != InitState::Empty {
-                    let header = read_header(map)?;
                     validate_identity(&header)?;
                     match state {
                         InitState::Ready => break header,
@@ -756,14 +749,6 @@ impl SegmentBuilder {
     }
 }
 
-/// Copies the header out of the mapping.
-fn read_header(mapping: &Mapping) -> Result<RawHeader, OpenError> {
-    let mut bytes = [0u8; HEADER_SIZE as usize];
-    mapping.read(0, &mut bytes).map_err(|_| OpenError::TooSmall { size: mapping.len() })?;
-    // The copy has exactly the header's size, and every byte pattern is a valid `RawHeader`.
-    RawHeader::read_from_bytes(&bytes).map_err(|_| OpenError::TooSmall { size: mapping.len() })
-}
-
 /// Checks the fields that say "this is a shmlane segment of our format, written by a process".
 fn validate_identity(header: &RawHeader) -> Result<(), OpenError> {
     if header.magic != MAGIC {
@@ -778,6 +763,14 @@ fn validate_identity(header: &RawHeader) -> Result<(), OpenError> {
     if header.creator_pid == 0 || header.creator_pid > i32::MAX as u32 {
         return Err(OpenError::BadCreator { found: header.creator_pid });
     }
+    Ok(())
+}
+
+/// Stores the header's state word. Release: publishes every byte written before (the identity
+/// fields for `Initializing`, the caller's layout for `Ready`); pairs with the opener's Acquire.
+fn publish_state(mapping: &Mapping, state: InitState) -> Result<(), CreateError> {
+    let word = mapping.view::<crate::sync::AtomicU32>(INIT_STATE_OFFSET).map_err(offset_bug)?;
+    word.store(state as u32, PUBLISH);
     Ok(())
 }
 
