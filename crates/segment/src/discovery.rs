@@ -116,9 +116,13 @@ pub fn remove_in(dir: &Path, name: &SegmentName) -> Result<(), DiscoveryError> {
     std::fs::remove_file(&path).map_err(|source| DiscoveryError::Remove { path, source })
 }
 
-/// Removes every stale segment in `dir` (`/dev/shm` if `None`) and returns what it removed.
-pub fn remove_stale(dir: Option<&Path>) -> Result<Vec<SegmentInfo>, DiscoveryError> {
-    let dir = dir.unwrap_or(Path::new(SHM_DIR));
+/// Removes every stale segment in `/dev/shm` and returns what it removed.
+pub fn remove_stale() -> Result<Vec<SegmentInfo>, DiscoveryError> {
+    remove_stale_in(Path::new(SHM_DIR))
+}
+
+/// Removes every stale segment in a directory and returns what it removed.
+pub fn remove_stale_in(dir: &Path) -> Result<Vec<SegmentInfo>, DiscoveryError> {
     let mut removed = Vec::new();
     for info in list_in(dir)?.into_iter().filter(|i| i.status == SegmentStatus::Stale) {
         // Only if the path still names the file we judged (not a new segment of the same name).

@@ -42,7 +42,7 @@ mod transfer;
 #[cfg(not(feature = "loom"))]
 pub use discovery::{
     DiscoveryError, EMPTY_GRACE, SegmentInfo, SegmentStatus, list, list_in, remove, remove_in,
-    remove_stale,
+    remove_stale, remove_stale_in,
 };
 pub use fingerprint::Fingerprint;
 pub use liveness::{Liveness, ProcessId};

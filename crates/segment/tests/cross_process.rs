@@ -85,7 +85,7 @@ fn is_root() -> bool {
 }
 
 /// Serialises the tests that make or sweep stale segments in `/dev/shm`, so one test's
-/// `remove_stale(None)` never takes another's stale segment from under it.
+/// `remove_stale()` never takes another's stale segment from under it.
 fn stale_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -709,7 +709,7 @@ fn creator_killed_during_init_leaves_a_stale_segment_that_is_detected_and_remove
     assert_eq!(info.status, SegmentStatus::Stale);
     assert_eq!(info.creator.map(|c| c.pid), Some(child_pid));
 
-    let removed = shmlane_segment::remove_stale(None).unwrap();
+    let removed = shmlane_segment::remove_stale().unwrap();
     assert!(removed.iter().any(|i| i.path == path), "remove_stale removed {removed:?}");
     assert!(!exists(&path), "the stale file is gone from /dev/shm");
     assert!(matches!(open(Duration::from_millis(50)), Err(OpenError::NotFound { .. })));
@@ -1123,7 +1123,7 @@ fn live_segment_lists_alive_and_survives_remove_stale() {
     assert_eq!(child.report("creator", CHILD_TIMEOUT), std::process::id().to_string());
     child.expect_success(CHILD_TIMEOUT);
 
-    let removed = shmlane_segment::remove_stale(None).unwrap();
+    let removed = shmlane_segment::remove_stale().unwrap();
     assert!(!removed.iter().any(|i| i.path == path), "remove_stale removed a live segment");
     assert!(exists(&path));
     Segment::builder(&name).open().expect("still opens after remove_stale");

@@ -31,7 +31,7 @@ use shmlane_segment::header::{FORMAT_VERSION, InitState, MAGIC, RawHeader};
 use shmlane_segment::{
     AllocError, Backing, BlockOffset, BlockPool, Carver, Fingerprint, FreeError, HEADER_SIZE,
     Offset, OffsetError, OpenError, PoolError, ProcessId, Region, RegionLayout, Segment,
-    SegmentBuilder, SegmentStatus, TransferError, list_in, remove_stale,
+    SegmentBuilder, SegmentStatus, TransferError, list_in, remove_stale_in,
 };
 use tempfile::TempDir;
 use zerocopy::FromBytes;
@@ -549,7 +549,7 @@ fn discovery_reports_corrupt_headers_and_never_removes_them() {
     // Fresh and too short: possibly a creator about to size it.
     assert_eq!(status("short"), Some(SegmentStatus::Initializing));
 
-    let removed = remove_stale(Some(fx.dir.path())).expect("remove stale segments");
+    let removed = remove_stale_in(fx.dir.path()).expect("remove stale segments");
     assert!(removed.is_empty(), "removed {removed:?}");
     for path in [fx.path(), bad_magic, bad_state, short] {
         assert!(path.exists(), "{} was removed", path.display());
