@@ -76,7 +76,8 @@ impl Segment {
                 source: std::io::Error::other("control buffer too small"),
             });
         }
-        rustix::net::sendmsg(socket, &[IoSlice::new(&[TAG])], &mut control, SendFlags::empty())
+        // NOSIGNAL: a receiver that died must give us EPIPE, not a SIGPIPE that kills us.
+        rustix::net::sendmsg(socket, &[IoSlice::new(&[TAG])], &mut control, SendFlags::NOSIGNAL)
             .map_err(|errno| TransferError::Io { op: "sendmsg", source: errno.into() })?;
         Ok(())
     }

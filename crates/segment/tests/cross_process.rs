@@ -277,6 +277,7 @@ fn child_entry() {
         ("writer", [name]) => child_writer(name),
         ("list", [name]) => child_list(name),
         ("open-drop", [name]) => child_open_drop(name),
+        ("send-to-dead-peer", [name]) => child_send_to_dead_peer(name),
         _ => panic!("unknown child role {spec:?}"),
     }
     let _ = std::io::stdout().flush();
@@ -649,6 +650,29 @@ fn sending_a_posix_shm_segment_is_refused() {
     let mut byte = [0u8; 1];
     let nothing = (&receiver).read(&mut byte).unwrap_err();
     assert_eq!(nothing.kind(), std::io::ErrorKind::WouldBlock);
+}
+
+/// With SIGPIPE at its default action (as in a C host or a Rust binary that restores it),
+/// sending to a peer that is gone must be an error, not a signal that kills the sender.
+fn child_send_to_dead_peer(name: &str) {
+    // SAFETY: `signal` with SIG_DFL installs no handler; this child runs one thread here.
+    let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    assert_ne!(previous, libc::SIG_ERR);
+    let segment = Segment::builder(name).size(4096).backing(Backing::Memfd).create().unwrap();
+    let (sender, receiver) = UnixStream::pair().unwrap();
+    drop(receiver);
+    match segment.send_fd(&sender) {
+        Err(TransferError::Io { source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(Errno::PIPE.raw_os_error()));
+        }
+        other => panic!("expected EPIPE, got {other:?}"),
+    }
+}
+
+#[test]
+fn sending_to_a_dead_peer_is_an_error_not_sigpipe() {
+    let mut child = spawn_child("send-to-dead-peer", &[&unique_name("dead-peer")]);
+    child.expect_success(CHILD_TIMEOUT);
 }
 
 // ---------------------------------------------------------------------------------------------
