@@ -19,18 +19,19 @@ fn assert_nothing_lost(pool: &HeapPool, capacity: u32) {
     assert_eq!(sorted.len(), taken.len(), "a block was on the free list twice");
 }
 
-#[test]
-fn two_threads_share_one_block_without_overlap() {
-    loom::model(|| {
-        let pool = Arc::new(HeapPool::new(1));
-        let handles: Vec<_> = (1..=2)
+/// Runs `owners` threads on a pool of `capacity` blocks; each takes and gives back a block
+/// `rounds` times (or finds the pool exhausted). Then checks that nothing was lost.
+fn owners_take_and_give_back(owners: usize, capacity: u32, rounds: usize) {
+    loom::model(move || {
+        let pool = Arc::new(HeapPool::new(capacity as usize));
+        let handles: Vec<_> = (1..=owners)
             .map(|owner| {
                 let pool = pool.clone();
                 thread::spawn(move || {
-                    for _ in 0..2 {
+                    for _ in 0..rounds {
                         match pool.take(owner) {
                             Ok(block) => pool.give_back(block),
-                            Err(e) => assert_eq!(e, AllocError::Exhausted { capacity: 1 }),
+                            Err(e) => assert_eq!(e, AllocError::Exhausted { capacity }),
                         }
                     }
                 })
@@ -39,28 +40,18 @@ fn two_threads_share_one_block_without_overlap() {
         for handle in handles {
             handle.join().unwrap();
         }
-        assert_nothing_lost(&pool, 1);
+        assert_nothing_lost(&pool, capacity);
     });
 }
 
 #[test]
+fn two_threads_share_one_block_without_overlap() {
+    owners_take_and_give_back(2, 1, 2);
+}
+
+#[test]
 fn three_threads_on_two_blocks_each_block_one_owner() {
-    loom::model(|| {
-        let pool = Arc::new(HeapPool::new(2));
-        let handles: Vec<_> = (1..=3)
-            .map(|owner| {
-                let pool = pool.clone();
-                thread::spawn(move || match pool.take(owner) {
-                    Ok(block) => pool.give_back(block),
-                    Err(e) => assert_eq!(e, AllocError::Exhausted { capacity: 2 }),
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.join().unwrap();
-        }
-        assert_nothing_lost(&pool, 2);
-    });
+    owners_take_and_give_back(3, 2, 1);
 }
 
 /// The ABA shape: one thread pops while the other pops two blocks and pushes them back in
