@@ -13,7 +13,8 @@
 //! never a panic or an out-of-bounds access.
 //!
 //! [`BlockPool`] is a lock-free, ABA-safe pool of fixed-size blocks that lives inside a segment
-//! and is shared by many processes. [`ProcessId`] identifies a process across pid reuse.
+//! and is shared by many processes. [`ProcessId`] identifies a process across pid reuse, and
+//! [`RoleClaim`] gives a process an exclusive role that is taken over only from a dead owner.
 //!
 //! With the `loom` feature the crate's atomics come from loom, and only the parts that loom can
 //! model (the block pool on heap-allocated atomics, layouts, names, liveness) are built.
@@ -33,6 +34,7 @@ mod offset;
 #[cfg(not(feature = "loom"))]
 mod os;
 mod pool;
+mod role;
 #[cfg(not(feature = "loom"))]
 mod segment;
 mod sync;
@@ -51,6 +53,7 @@ pub use name::{NAME_PREFIX, NameError, SegmentName};
 pub use offset::SharedView;
 pub use offset::{Carver, HEADER_SIZE, LayoutError, Offset, OffsetError, Region, RegionLayout};
 pub use pool::{AllocError, BlockOffset, BlockPool, FreeError, PoolError, PoolStats};
+pub use role::{Claimed, RoleClaim, RoleError, RoleOwner};
 #[cfg(not(feature = "loom"))]
 pub use segment::{Backing, CreateError, OpenError, Segment, SegmentBuilder};
 #[cfg(not(feature = "loom"))]

@@ -42,16 +42,21 @@ impl ProcessId {
 
     /// Checks whether this process still runs. Only [`Liveness::Dead`] is proof of death.
     pub fn liveness(&self) -> Liveness {
-        if self.pid == 0 || self.pid > i32::MAX as u32 {
-            // No process has pid 0 (or one beyond pid_t); nothing recorded it legitimately.
-            return Liveness::Dead;
-        }
-        match read_stat(self.pid) {
-            Ok(None) => Liveness::Dead,
-            Ok(Some(stat)) if stat.start_time != self.start_time || stat.exited => Liveness::Dead,
-            Ok(Some(_)) => Liveness::Alive,
-            Err(_) => Liveness::Unknown,
-        }
+        liveness_of(self.pid, |start_time| start_time == self.start_time)
+    }
+}
+
+/// Whether `pid` runs with a start time that `matches`.
+pub(crate) fn liveness_of(pid: u32, matches: impl Fn(u64) -> bool) -> Liveness {
+    if pid == 0 || pid > i32::MAX as u32 {
+        // No process has pid 0 (or one beyond pid_t); nothing recorded it legitimately.
+        return Liveness::Dead;
+    }
+    match read_stat(pid) {
+        Ok(None) => Liveness::Dead,
+        Ok(Some(stat)) if !matches(stat.start_time) || stat.exited => Liveness::Dead,
+        Ok(Some(_)) => Liveness::Alive,
+        Err(_) => Liveness::Unknown,
     }
 }
 

@@ -1,0 +1,163 @@
+//! Exclusive roles shared across processes (the producer of a queue, its consumer, ...),
+//! claimed with one CAS on a 64-bit word that names the owner.
+//!
+//! ```text
+//!  63            32 31                       0
+//! +----------------+--------------------------+
+//! |      pid       | start time, low 32 bits  |     0: the role is free
+//! +----------------+--------------------------+
+//! ```
+//!
+//! The start time (clock ticks since boot) tells a reused pid from the owner that died: at
+//! 100 Hz its low 32 bits repeat after 497 days. A taken role is handed to someone else only
+//! with proof that its owner is dead ([`Liveness::Dead`]), never on a timeout: a slow but live
+//! owner keeps its role. The claim is released when the [`RoleClaim`] drops.
+
+use std::fmt;
+
+use crate::liveness::liveness_of;
+use crate::sync::{AtomicU64, Ordering};
+use crate::{Liveness, ProcessId};
+
+/// A role owner as stored in a role word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoleOwner(u64);
+
+impl RoleOwner {
+    /// The owner word for a process.
+    pub fn of(process: ProcessId) -> RoleOwner {
+        // A zero start time still gives a non-zero word: pid 0 is never a process.
+        RoleOwner((u64::from(process.pid) << 32) | (process.start_time & 0xffff_ffff))
+    }
+
+    /// The owner word for the calling process.
+    pub fn current() -> std::io::Result<RoleOwner> {
+        ProcessId::current().map(RoleOwner::of)
+    }
+
+    /// The owner's pid.
+    pub fn pid(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    /// Whether the owner still runs (only [`Liveness::Dead`] is proof of death).
+    pub fn liveness(self) -> Liveness {
+        liveness_of(self.pid(), |start_time| start_time & 0xffff_ffff == self.0 & 0xffff_ffff)
+    }
+
+    /// The raw word.
+    pub fn to_raw(self) -> u64 {
+        self.0
+    }
+
+    /// Interprets a raw word; `None` for the free role.
+    pub fn from_raw(raw: u64) -> Option<RoleOwner> {
+        (raw != 0).then_some(RoleOwner(raw))
+    }
+}
+
+impl fmt::Display for RoleOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {}", self.pid())
+    }
+}
+
+/// Why a role could not be claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RoleError {
+    /// A live (or unverifiable) process holds the role.
+    #[error(
+        "the role is held by {0}, which is alive: only one may hold it; stop that process first"
+    )]
+    Taken(RoleOwner),
+}
+
+/// How a claim was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// The role was free.
+    Free,
+    /// The role was taken over from an owner proven dead, which may have left work half done.
+    TakenOver(RoleOwner),
+}
+
+/// A held role; released (the word set back to free) on drop.
+#[derive(Debug)]
+pub struct RoleClaim<'a> {
+    word: &'a AtomicU64,
+    mine: RoleOwner,
+}
+
+impl<'a> RoleClaim<'a> {
+    /// Claims the role in `word` for `me`, taking it over if its owner is proven dead.
+    pub fn claim(word: &'a AtomicU64, me: RoleOwner) -> Result<(Self, Claimed), RoleError> {
+        Self::claim_with(word, me, |owner| owner.liveness() == Liveness::Dead)
+    }
+
+    /// [`claim`](Self::claim) with the proof of death supplied by the caller (for models).
+    pub fn claim_with(
+        word: &'a AtomicU64,
+        me: RoleOwner,
+        is_dead: impl Fn(RoleOwner) -> bool,
+    ) -> Result<(Self, Claimed), RoleError> {
+        // Built only once the word is ours: dropping it releases the role.
+        let claim = || RoleClaim { word, mine: me };
+        // Acquire on success: pairs with the Release of the previous owner's `drop`, so its
+        // last writes to what the role guards are visible to us.
+        match word.compare_exchange(0, me.0, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return Ok((claim(), Claimed::Free)),
+            Err(held) => {
+                let owner = RoleOwner(held);
+                if !is_dead(owner) {
+                    return Err(RoleError::Taken(owner));
+                }
+                // Acquire: as above, for whatever the dead owner managed to write. If another
+                // process took the role over first, the CAS fails and that one holds it.
+                word.compare_exchange(held, me.0, Ordering::Acquire, Ordering::Relaxed)
+                    .map(|_| (claim(), Claimed::TakenOver(owner)))
+                    .map_err(|now| match RoleOwner::from_raw(now) {
+                        Some(winner) => RoleError::Taken(winner),
+                        None => RoleError::Taken(owner),
+                    })
+            }
+        }
+    }
+}
+
+impl Drop for RoleClaim<'_> {
+    fn drop(&mut self) {
+        // Release: pairs with the next claimer's Acquire. Only if the word is still ours (a
+        // corrupting peer may have overwritten it; then it is not ours to free).
+        let _ = self.word.compare_exchange(self.mine.0, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_claim_in_the_same_process_fails_and_leaves_the_first_intact() {
+        let word = AtomicU64::new(0);
+        let me = RoleOwner::current().unwrap();
+        let (first, how) = RoleClaim::claim(&word, me).unwrap();
+        assert_eq!(how, Claimed::Free);
+        assert_eq!(RoleClaim::claim(&word, me).unwrap_err(), RoleError::Taken(me));
+        assert_eq!(word.load(Ordering::Relaxed), me.to_raw(), "the failed claim released ours");
+        drop(first);
+        assert_eq!(word.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_dead_owner_is_taken_over_and_a_live_one_is_not() {
+        let me = RoleOwner::current().unwrap();
+        let reused = RoleOwner::of(ProcessId { pid: std::process::id(), start_time: 1 });
+        let word = AtomicU64::new(reused.to_raw());
+        let (claim, how) = RoleClaim::claim(&word, me).unwrap();
+        assert_eq!(how, Claimed::TakenOver(reused));
+        drop(claim);
+        let word = AtomicU64::new(me.to_raw());
+        let other = RoleOwner::of(ProcessId { pid: 1, start_time: 0 });
+        assert_eq!(RoleClaim::claim(&word, other).unwrap_err(), RoleError::Taken(me));
+    }
+}
