@@ -105,7 +105,7 @@ impl<'a> RoleClaim<'a> {
         // Acquire on success: pairs with the Release of the previous owner's `drop`, so its
         // last writes to what the role guards are visible to us.
         match word.compare_exchange(0, me.0, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return Ok((claim(), Claimed::Free)),
+            Ok(_) => Ok((claim(), Claimed::Free)),
             Err(held) => {
                 let owner = RoleOwner(held);
                 if !is_dead(owner) {
