@@ -1,0 +1,14 @@
+//! Bounded lock-free queues for shmlane: the hot path between two pinned processes.
+//!
+//! - [`spsc`]: single producer, single consumer. One message moves one cache line from the
+//!   producer to the consumer: the consumer polls the slot's own stamp, not the producer's
+//!   index. On the heap for any `T: Send` ([`spsc::new`]), or inside a segment for plain data
+//!   ([`spsc::SharedSpsc`]), where one producer and one consumer process may attach at a time
+//!   and the role of a dead one can be taken over.
+//!
+//! With the `loom` feature the atomics and cells come from loom; only the heap queues are built.
+#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod spsc;
+mod sync;
