@@ -12,7 +12,7 @@ use std::thread;
 use criterion::{Criterion, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
 use parking_lot::Mutex;
-use rustix::thread::CpuSet;
+use shmlane_benches::{pin, two_cpus};
 use shmlane_segment::{BlockOffset, BlockPool, Carver, Region, Segment};
 
 const BLOCKS: u32 = 1024;
@@ -76,26 +76,13 @@ fn filled_queue() -> ArrayQueue<u64> {
     queue
 }
 
-fn pin(cpu: usize) {
-    let mut set = CpuSet::new();
-    set.set(cpu);
-    // Best effort: on a one-CPU machine the bench still runs, unpinned.
-    let _ = rustix::thread::sched_setaffinity(None, &set);
-}
-
-fn cpus() -> (usize, usize) {
-    let allowed = rustix::thread::sched_getaffinity(None).unwrap();
-    let ids: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).take(2).collect();
-    (ids[0], *ids.get(1).unwrap_or(&ids[0]))
-}
-
 fn alloc_free(list: &dyn FreeList) {
     let block = list.take().expect("a block is free");
     list.put(black_box(block));
 }
 
 fn bench_one(c: &mut Criterion, group: &str, name: &str, list: &dyn FreeList, contended: bool) {
-    let (main_cpu, other_cpu) = cpus();
+    let (main_cpu, other_cpu) = two_cpus();
     let stop = AtomicBool::new(false);
     thread::scope(|scope| {
         if contended {
