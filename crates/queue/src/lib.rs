@@ -5,10 +5,14 @@
 //!   index. On the heap for any `T: Send` ([`spsc::new`]), or inside a segment for plain data
 //!   ([`spsc::SharedSpsc`]), where one producer and one consumer process may attach at a time
 //!   and the role of a dead one can be taken over.
+//! - [`mpmc`]: multi-producer multi-consumer (Vyukov's array queue), on the heap. The
+//!   shared-memory variant, with recovery from a producer or consumer killed mid-operation,
+//!   is not built yet.
 //!
 //! With the `loom` feature the atomics and cells come from loom; only the heap queues are built.
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod mpmc;
 pub mod spsc;
 mod sync;
