@@ -1,9 +1,16 @@
 //! Support for the benchmarks in this folder (`cargo bench -p shmlane-benches`).
 #![deny(missing_docs)]
 
+use std::hint::black_box;
 use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use rustix::thread::CpuSet;
+use shmlane_queue::spsc;
+
+/// Values per batch in batched transfers.
+pub const BATCH: usize = 16;
 
 /// The first two CPUs of the process's affinity mask, read once, before any thread is pinned
 /// (after a pin, the mask of the pinned thread, and of threads it spawns, holds one CPU).
@@ -26,3 +33,130 @@ pub fn pin(cpu: usize) {
     set.set(cpu);
     rustix::thread::sched_setaffinity(None, &set).expect("sched_setaffinity");
 }
+
+/// The producing end of any queue under test.
+pub trait Tx: Send {
+    /// Pushes one value; false if the queue was full.
+    fn push_one(&mut self, value: u64) -> bool;
+    /// Pushes a prefix of `values`; returns how many.
+    fn push_many(&mut self, values: &[u64]) -> usize;
+}
+
+/// The consuming end of any queue under test.
+pub trait Rx: Send {
+    /// Pops one value, if any.
+    fn pop_one(&mut self) -> Option<u64>;
+    /// Pops into a prefix of `out`; returns how many.
+    fn pop_many(&mut self, out: &mut [u64]) -> usize;
+}
+
+macro_rules! shmlane_ends {
+    ($producer:ty, $consumer:ty) => {
+        impl Tx for $producer {
+            fn push_one(&mut self, value: u64) -> bool {
+                self.try_push(value).is_ok()
+            }
+            fn push_many(&mut self, values: &[u64]) -> usize {
+                self.push_slice(values)
+            }
+        }
+        impl Rx for $consumer {
+            fn pop_one(&mut self) -> Option<u64> {
+                self.try_pop().ok()
+            }
+            fn pop_many(&mut self, out: &mut [u64]) -> usize {
+                self.pop_slice(out)
+            }
+        }
+    };
+}
+
+shmlane_ends!(spsc::Producer<u64>, spsc::Consumer<u64>);
+shmlane_ends!(
+    spsc::Producer<u64, spsc::Shared<'_, u64>>,
+    spsc::Consumer<u64, spsc::Shared<'_, u64>>
+);
+
+impl Tx for rtrb::Producer<u64> {
+    fn push_one(&mut self, value: u64) -> bool {
+        self.push(value).is_ok()
+    }
+    fn push_many(&mut self, values: &[u64]) -> usize {
+        values.len() - self.push_partial_slice(values).1.len()
+    }
+}
+
+impl Rx for rtrb::Consumer<u64> {
+    fn pop_one(&mut self) -> Option<u64> {
+        self.pop().ok()
+    }
+    fn pop_many(&mut self, out: &mut [u64]) -> usize {
+        let len = out.len();
+        len - self.pop_partial_slice(out).1.len()
+    }
+}
+
+/// Moves `count` values from `tx` to `rx` on two pinned threads (`BATCH` at a time if
+/// `batched`), checking that none is lost; returns the producer-side time
+/// from the first push until the consumer has the last value.
+pub fn transfer(tx: &mut dyn Tx, rx: &mut dyn Rx, count: u64, batched: bool) -> Duration {
+    let (producer_cpu, consumer_cpu) = two_cpus();
+    thread::scope(|scope| {
+        let consumer = scope.spawn(move || {
+            pin(consumer_cpu);
+            let (mut received, mut sum) = (0u64, 0u64);
+            let mut buffer = [0u64; BATCH];
+            while received < count {
+                if batched {
+                    let got = rx.pop_many(&mut buffer);
+                    sum = buffer[..got].iter().fold(sum, |s, v| s.wrapping_add(*v));
+                    received += got as u64;
+                } else if let Some(value) = rx.pop_one() {
+                    sum = sum.wrapping_add(value);
+                    received += 1;
+                }
+            }
+            assert_eq!(sum, count * count.saturating_sub(1) / 2, "values lost or reordered");
+            Instant::now()
+        });
+        pin(producer_cpu);
+        let start = Instant::now();
+        let mut next = 0u64;
+        let mut batch = [0u64; BATCH];
+        while next < count {
+            if batched {
+                let n = BATCH.min((count - next) as usize);
+                batch.iter_mut().zip(next..).for_each(|(slot, v)| *slot = v);
+                next += tx.push_many(&batch[..n]) as u64;
+            } else if tx.push_one(black_box(next)) {
+                next += 1;
+            }
+        }
+        consumer.join().unwrap() - start
+    })
+}
+
+/// One end of an MPMC queue shared by reference: both traits on the same type.
+macro_rules! mpmc_ends {
+    ($queue:ty, $push:ident, $pop:ident) => {
+        impl Tx for &$queue {
+            fn push_one(&mut self, value: u64) -> bool {
+                self.$push(value).is_ok()
+            }
+            fn push_many(&mut self, values: &[u64]) -> usize {
+                values.iter().take_while(|v| self.$push(**v).is_ok()).count()
+            }
+        }
+        impl Rx for &$queue {
+            fn pop_one(&mut self) -> Option<u64> {
+                self.$pop()
+            }
+            fn pop_many(&mut self, out: &mut [u64]) -> usize {
+                out.iter_mut().map_while(|slot| self.$pop().map(|v| *slot = v)).count()
+            }
+        }
+    };
+}
+
+mpmc_ends!(shmlane_queue::mpmc::Queue<u64>, try_push, try_pop);
+mpmc_ends!(crossbeam_queue::ArrayQueue<u64>, push, pop);
