@@ -267,10 +267,11 @@ impl<T, S: Storage<T>> Consumer<T, S> {
     /// Values ready to pop (a snapshot).
     pub fn slots(&self) -> usize {
         let ring = self.storage.ring();
-        // Acquire: pairs with the producer's Release store of `tail`. Clamped: a corrupt tail
-        // in shared memory must not claim more than the ring holds.
+        // Acquire: pairs with the producer's Release store of `tail`. Saturating: we may have
+        // popped a stamped slot before the producer stored `tail`. Clamped: a corrupt tail in
+        // shared memory must not claim more than the ring holds.
         let tail = ring.tail.load(Ordering::Acquire);
-        tail.wrapping_sub(self.head).min(ring.capacity()) as usize
+        tail.saturating_sub(self.head).min(ring.capacity()) as usize
     }
 
     /// Whether nothing is ready to pop.

@@ -13,8 +13,9 @@
 //!
 //! One producer and one consumer process may hold the queue at a time; a role whose owner is
 //! proven dead is taken over. A producer killed after writing a slot's stamp but before
-//! storing `tail` published that message (the consumer polls stamps); its successor finds the
-//! stamped slots beyond `tail` and continues after them, so nothing is lost or duplicated. A
+//! storing `tail` published that message (the consumer polls stamps, so it may even have popped
+//! it, leaving `head` ahead of `tail`); its successor continues after the later of the two
+//! indices and any stamped slots beyond, so nothing is lost or duplicated. A
 //! consumer killed after reading a value but before storing `head` leaves that value to its
 //! successor, which reads it again: across a consumer crash, delivery is at-least-once.
 
@@ -40,6 +41,9 @@ const TAIL_AT: u64 = HEAD_AT + PADDED;
 const SLOTS_AT: u64 = TAIL_AT + PADDED;
 /// Largest capacity a descriptor may claim.
 const MAX_CAPACITY: u64 = 1 << 32;
+/// Shared indices at or beyond this are corrupt: no queue gets there (2^63 values), and the
+/// positions of a claimed end stay far from overflowing.
+const MAX_POSITION: u64 = 1 << 63;
 
 /// The descriptor at the start of the region, read by copy and validated.
 #[repr(C)]
@@ -266,9 +270,9 @@ impl<'seg, T: Plain> SharedSpsc<'seg, T> {
         let storage = self.claim(self.producer_role)?;
         // Acquire: pairs with the Release stores of the previous ends.
         let head = self.head.load(Ordering::Acquire);
-        let mut tail = self.checked_tail(head)?;
-        // A producer that died between a stamp and its `tail` store published those slots:
-        // continue after them.
+        // A producer that died between a stamp and its `tail` store published those slots, and
+        // the consumer may have popped some (`head` past `tail`): continue after all of them.
+        let mut tail = self.checked_tail(head)?.max(head);
         let ring = storage.ring();
         while tail.wrapping_sub(head) < ring.capacity()
             && Consumer::<T, Shared<'seg, T>>::ready(&ring, tail)
@@ -300,7 +304,7 @@ impl<'seg, T: Plain> SharedSpsc<'seg, T> {
         // Acquire: pairs with the ends' Release index stores.
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
-        tail.wrapping_sub(head).min(self.slots.len() as u64) as usize
+        tail.saturating_sub(head).min(self.slots.len() as u64) as usize
     }
 
     /// Whether the queue holds nothing (a snapshot).
@@ -315,11 +319,12 @@ impl<'seg, T: Plain> SharedSpsc<'seg, T> {
         Ok(Shared { slots: self.slots, head: self.head, tail: self.tail, _role: claim })
     }
 
-    /// The shared tail, if it is consistent with `head`.
+    /// The shared tail, if it is consistent with `head`: at most `capacity` apart (`head` is
+    /// ahead when the consumer popped slots a dead producer stamped), and below `MAX_POSITION`.
     fn checked_tail(&self, head: u64) -> Result<u64, ClaimError> {
         // Acquire: pairs with the producer's Release store of `tail`.
         let tail = self.tail.load(Ordering::Acquire);
-        if tail.wrapping_sub(head) > self.slots.len() as u64 {
+        if tail.abs_diff(head) > self.slots.len() as u64 || head.max(tail) >= MAX_POSITION {
             return Err(ClaimError::Corrupt { head, tail });
         }
         Ok(tail)
