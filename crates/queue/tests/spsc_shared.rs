@@ -1,0 +1,1718 @@
+//! The SPSC queue inside a shared-memory segment (`SharedSpsc`), between real processes.
+//!
+//! Each test that needs a peer re-executes this test binary as a child:
+//! `current_exe --exact child_entry --nocapture --test-threads=1` with
+//! `SHMLANE_SPSC_CHILD=role:args` in its environment. [`child_entry`] then runs that role and
+//! exits with a code (0 on success, [`EXIT_ORDER`] on a gap or duplicate, 101 when the role
+//! panicked, others as documented below); without the variable it returns at once, so it passes
+//! as an ordinary test. Children report to the parent as stdout lines `@@spsc KEY VALUE`, and
+//! publish their progress in control words of the segment. Every wait on a child has a
+//! deadline: a hang kills the child and fails the test instead of blocking CI. A child that is
+//! meant to be killed exits on its own if its parent disappears.
+//!
+//! Segment names carry the pid and a counter; every segment a test creates is removed on
+//! success and, through [`Cleanup`] guards, on failure too.
+//!
+//! The mid-stream kill tests aim: they stop the child (SIGSTOP) again and again until its
+//! shared words show it at the dangerous instant (a producer between its stamps and its `tail`
+//! store, a consumer with a value read but not popped), then SIGKILL it there.
+//!
+//! Some tests play a crashed or hostile peer by writing the queue's words directly. [`Raw`]
+//! addresses them as `crates/queue/src/spsc/shared.rs` lays them out, and checks that mirror
+//! against `SharedSpsc::layout` so it cannot drift silently.
+
+use std::collections::VecDeque;
+use std::fmt::Display;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::ops::Range;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use rustix::process::{Pid, Signal};
+use shmlane_queue::spsc::{
+    ClaimError, Consumer, PopError, Producer, PushError, QueueError, Shared, SharedSpsc,
+};
+use shmlane_segment::{
+    Carver, Fingerprint, Liveness, Offset, OffsetError, ProcessId, Region, RegionLayout, RoleError,
+    RoleOwner, Segment, SegmentName,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Harness: names, cleanup, child processes (as in crates/segment/tests/cross_process.rs).
+// ---------------------------------------------------------------------------------------------
+
+/// Environment variable that turns [`child_entry`] into a child role: `role:arg arg ...`.
+const CHILD_ENV: &str = "SHMLANE_SPSC_CHILD";
+/// Prefix of the stdout lines a child reports on (libtest prints its own lines too).
+const REPORT_PREFIX: &str = "@@spsc ";
+/// Exit code of a child that popped a value out of order (a gap or a duplicate).
+const EXIT_ORDER: i32 = 2;
+/// Exit code of a child whose queue operation failed or timed out.
+const EXIT_FAILED: i32 = 3;
+/// Exit code of a child left waiting to be killed whose parent went away.
+const EXIT_ORPHANED: i32 = 4;
+/// Deadline for a child's report or exit.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline for a whole stream of values (debug builds on two loaded cores).
+const STREAM_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a child waiting to be killed lives if nobody kills it.
+const ORPHAN_LIMIT: Duration = Duration::from_secs(120);
+const SHM_DIR: &str = "/dev/shm";
+
+/// A fresh segment name: unique per process and call.
+fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!("spsc.{tag}.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Where POSIX shm puts the segment `name`.
+fn shm_path(name: &str) -> PathBuf {
+    Path::new(SHM_DIR).join(SegmentName::new(name).unwrap().file_name())
+}
+
+/// Removes a path when dropped (also when the test panics), ignoring "already gone".
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Serialises the tests whose processes spin on the queue: on two cores, two such tests at
+/// once would mostly measure the scheduler.
+fn spin_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A child process running one role of this binary, with its reports and stderr collected.
+struct ChildProc {
+    role: String,
+    child: Child,
+    reports: Receiver<String>,
+    pending: VecDeque<String>,
+    stderr: Arc<Mutex<String>>,
+    reaped: bool,
+}
+
+fn spawn_child(role: &str, args: &[&str]) -> ChildProc {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let mut child = Command::new(exe)
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("{role}:{}", args.join(" ")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn a child test process");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+    let (sender, reports) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // libtest's "test child_entry ... " has no newline: the first report follows it.
+            if let Some(at) = line.find(REPORT_PREFIX)
+                && sender.send(line[at + REPORT_PREFIX.len()..].to_owned()).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&stderr);
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text);
+        *sink.lock().unwrap_or_else(|p| p.into_inner()) = text;
+    });
+    ChildProc {
+        role: role.to_owned(),
+        child,
+        reports,
+        pending: VecDeque::new(),
+        stderr,
+        reaped: false,
+    }
+}
+
+impl ChildProc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child's stderr so far (complete once it has exited).
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Kills the child (SIGKILL) and reaps it.
+    fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("reap the killed child");
+        self.reaped = true;
+        status
+    }
+
+    /// Kills the child and fails the test if it had already exited on its own.
+    fn kill_while_running(&mut self) {
+        let status = self.kill();
+        if status.signal() != Some(Signal::KILL.as_raw()) {
+            self.drain_stderr();
+            panic!(
+                "child `{}` exited ({status}) before it was killed. stderr:\n{}",
+                self.role,
+                self.stderr()
+            );
+        }
+    }
+
+    /// Stops the child (SIGSTOP) and waits until it is stopped, so its memory holds still.
+    fn stop(&mut self) {
+        signal(self, Signal::STOP);
+        let stat = format!("/proc/{}/stat", self.pid());
+        wait_for("the child to stop", CHILD_TIMEOUT, || {
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            let state = text.rfind(')').and_then(|at| text[at + 1..].split_whitespace().next());
+            matches!(state, Some("T" | "t"))
+        });
+    }
+
+    /// Lets a stopped child run again (SIGCONT).
+    fn resume(&self) {
+        signal(self, Signal::CONT);
+    }
+
+    /// Fails the test (with the child's stderr) if the child has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait on a child") {
+            self.reaped = true;
+            self.drain_stderr();
+            panic!("child `{}` exited early ({status}). stderr:\n{}", self.role, self.stderr());
+        }
+    }
+
+    /// Lets the stderr reader see EOF before anyone reads the text.
+    fn drain_stderr(&self) {
+        let drained = Instant::now() + Duration::from_secs(2);
+        while Arc::strong_count(&self.stderr) > 1 && Instant::now() < drained {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits for the report `key` and returns its value; fails if the child hangs or exits
+    /// without sending it.
+    fn report(&mut self, key: &str, timeout: Duration) -> String {
+        let value_of = |line: &str| line.strip_prefix(key)?.strip_prefix(' ').map(str::to_owned);
+        if let Some(at) = self.pending.iter().position(|line| value_of(line).is_some()) {
+            let line = self.pending.remove(at).unwrap_or_default();
+            return value_of(&line).unwrap_or_default();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.reports.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => match value_of(&line) {
+                    Some(value) => return value,
+                    None => self.pending.push_back(line),
+                },
+                Err(RecvTimeoutError::Timeout) => {
+                    self.kill();
+                    self.drain_stderr();
+                    panic!(
+                        "child `{}` sent no `{key}` report within {timeout:?}; killed it. \
+                         stderr:\n{}",
+                        self.role,
+                        self.stderr()
+                    );
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.wait(Duration::from_secs(10));
+                    panic!(
+                        "child `{}` exited ({status}) without reporting `{key}`. stderr:\n{}",
+                        self.role,
+                        self.stderr()
+                    );
+                }
+            }
+        }
+    }
+
+    /// [`report`](Self::report), parsed as a number.
+    fn report_u64(&mut self, key: &str, timeout: Duration) -> u64 {
+        let value = self.report(key, timeout);
+        value.parse().unwrap_or_else(|_| panic!("report `{key}` is not a number: {value:?}"))
+    }
+
+    /// Waits for the child to exit, killing it and failing the test after `timeout`.
+    fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait().expect("try_wait on a child") {
+                Some(status) => {
+                    self.reaped = true;
+                    self.drain_stderr();
+                    return status;
+                }
+                None if Instant::now() >= deadline => {
+                    self.kill();
+                    self.drain_stderr();
+                    panic!(
+                        "child `{}` still running after {timeout:?}: killed it (a hang). \
+                         stderr:\n{}",
+                        self.role,
+                        self.stderr()
+                    );
+                }
+                None => thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    /// Waits for the child and fails unless it exited with code 0.
+    fn expect_success(&mut self, timeout: Duration) {
+        let status = self.wait(timeout);
+        assert!(
+            status.success(),
+            "child `{}` failed with {status}. stderr:\n{}",
+            self.role,
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        // A failing test must not leave its child running.
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends `signal` to a child.
+fn signal(child: &ChildProc, signal: Signal) {
+    let pid = Pid::from_raw(child.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+/// Stops `child` again and again, at varied moments, until `caught` holds for what it left in
+/// memory (then it stays stopped, ready to be killed at that instant) or `attempts` run out.
+/// Returns whether it was caught.
+fn stop_when(child: &mut ChildProc, attempts: u64, mut caught: impl FnMut() -> bool) -> bool {
+    for attempt in 0..attempts {
+        child.stop();
+        if caught() {
+            return true;
+        }
+        child.resume();
+        thread::sleep(Duration::from_micros(attempt * 37 % 500));
+    }
+    child.stop();
+    false
+}
+
+/// Polls `done` until it holds, failing the test after `timeout`.
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// The child side of a report line.
+fn report(key: &str, value: impl Display) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{REPORT_PREFIX}{key} {value}");
+    let _ = out.flush();
+}
+
+/// Ends a child with `code`, explaining why on stderr.
+fn fail(code: i32, message: impl Display) -> ! {
+    eprintln!("{message}");
+    let _ = std::io::stderr().flush();
+    std::process::exit(code);
+}
+
+/// Keeps a child alive (holding whatever it holds) until the parent kills it; exits if the
+/// parent goes away or after [`ORPHAN_LIMIT`], so a failed test leaves no process behind.
+fn sleep_until_killed() -> ! {
+    let parent = std::os::unix::process::parent_id();
+    let started = Instant::now();
+    while std::os::unix::process::parent_id() == parent && started.elapsed() < ORPHAN_LIMIT {
+        thread::sleep(Duration::from_millis(10));
+    }
+    fail(EXIT_ORPHANED, "nobody killed me: the parent is gone or forgot");
+}
+
+/// Child processes enter here; in the parent (no `SHMLANE_SPSC_CHILD`) this test does nothing.
+#[test]
+fn child_entry() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let (role, args) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+    let args: Vec<&str> = args.split_whitespace().collect();
+    let number = |arg: &str| -> u64 { arg.parse().expect("a numeric child argument") };
+    match (role, args.as_slice()) {
+        ("produce", [name, count]) => child_produce(name, number(count)),
+        ("consume", [name, count]) => {
+            child_consume(name, if *count == "sentinel" { None } else { Some(number(count)) })
+        }
+        ("push-then-hang", [name, count]) => child_push_then_hang(name, number(count)),
+        ("push-from-tail", [name]) => child_push_from_tail(name),
+        ("pop-then-hang", [name, count]) => child_pop_then_hang(name, number(count)),
+        ("peek-consume", [name]) => child_peek_consume(name),
+        ("hold", [name, role]) => child_hold(name, role),
+        _ => panic!("unknown child role {spec:?}"),
+    }
+    let _ = std::io::stdout().flush();
+    std::process::exit(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A segment holding one `SharedSpsc<u64>` and a few control words, laid out the same way
+// everywhere.
+// ---------------------------------------------------------------------------------------------
+
+/// Slots of the queue the processes share.
+const CAPACITY: u64 = 1024;
+/// The queue's element fingerprint.
+const QUEUE_FINGERPRINT: Fingerprint = Fingerprint::new("spsc-shared-test-u64").with_u64(8);
+/// Control word: values a consumer child has taken (its next expected value).
+const PROGRESS: u64 = 0;
+/// Control word: set to 1 by the parent to make a `hold` child release its role.
+const RELEASE: u64 = 1;
+/// Ends a stream whose length the consumer does not know in advance.
+const SENTINEL: u64 = u64::MAX;
+/// Values per stretch of `try_push`/`try_pop` before switching to the slice calls and back.
+const MODE_BLOCK: u64 = 4096;
+/// Longest batch handed to `push_slice`/`pop_slice`.
+const MAX_BATCH: usize = 64;
+
+type SharedProducer<'s> = Producer<u64, Shared<'s, u64>>;
+type SharedConsumer<'s> = Consumer<u64, Shared<'s, u64>>;
+
+struct QueueLayout {
+    queue: Region,
+    control: Region,
+    size: u64,
+}
+
+fn queue_layout(capacity: u64) -> QueueLayout {
+    let mut carver = Carver::new();
+    let queue = carver.place(SharedSpsc::<u64>::layout(capacity).unwrap()).unwrap();
+    let control = carver.place(RegionLayout { size: 64, align: 64 }).unwrap();
+    QueueLayout { queue, control, size: carver.total_size() }
+}
+
+fn segment_fingerprint(capacity: u64) -> Fingerprint {
+    Fingerprint::new("spsc-shared-test").with_u64(capacity)
+}
+
+fn create_queue_segment(name: &str, capacity: u64) -> Segment {
+    let layout = queue_layout(capacity);
+    Segment::builder(name)
+        .size(layout.size)
+        .fingerprint(segment_fingerprint(capacity))
+        .create_with(|segment| {
+            SharedSpsc::<u64>::init_in(segment, layout.queue, capacity, QUEUE_FINGERPRINT)?;
+            Ok(())
+        })
+        .expect("create the queue segment")
+}
+
+/// Opens the parent's segment (of [`CAPACITY`] slots), in a child.
+fn open_queue_segment(name: &str) -> Segment {
+    Segment::builder(name)
+        .fingerprint(segment_fingerprint(CAPACITY))
+        .open()
+        .expect("open the parent's queue segment")
+}
+
+fn attach(segment: &Segment, capacity: u64) -> SharedSpsc<'_, u64> {
+    SharedSpsc::attach(segment, queue_layout(capacity).queue, QUEUE_FINGERPRINT)
+        .expect("attach to the queue")
+}
+
+/// A control word of the segment.
+fn control(segment: &Segment, capacity: u64, index: u64) -> &AtomicU64 {
+    let offset = queue_layout(capacity).control.offset_of::<AtomicU64>(index * 8).unwrap();
+    segment.get(offset).unwrap()
+}
+
+// The queue region as `crates/queue/src/spsc/shared.rs` lays it out.
+const DESCRIPTOR_LEN: usize = 64;
+const PRODUCER_ROLE_AT: u64 = 64;
+const CONSUMER_ROLE_AT: u64 = 72;
+const HEAD_AT: u64 = 128;
+const PADDED: u64 = size_of::<CachePadded<AtomicU64>>() as u64;
+const TAIL_AT: u64 = HEAD_AT + PADDED;
+/// `Slot<u64>`: `#[repr(C)] { stamp: AtomicU64, value: u64 }`.
+const SLOT_SIZE: u64 = 16;
+const SLOTS_AT: u64 = (TAIL_AT + PADDED).next_multiple_of(8);
+// Descriptor fields: magic [u8; 8], version u32, reserved0 u32, capacity, element size,
+// element align, fingerprint, reserved [u64; 2].
+const MAGIC_AT: u64 = 0;
+const VERSION_AT: u64 = 8;
+const RESERVED0_AT: u64 = 12;
+const CAPACITY_AT: u64 = 16;
+const ELEMENT_SIZE_AT: u64 = 24;
+const ELEMENT_ALIGN_AT: u64 = 32;
+const FINGERPRINT_AT: u64 = 40;
+const RESERVED_AT: u64 = 48;
+
+/// Direct access to a queue's words, to play a crashed or corrupting peer.
+struct Raw<'s> {
+    segment: &'s Segment,
+    base: u64,
+    capacity: u64,
+}
+
+impl<'s> Raw<'s> {
+    fn new(segment: &'s Segment, capacity: u64) -> Self {
+        let region = queue_layout(capacity).queue;
+        assert_eq!(
+            region.len,
+            SLOTS_AT + SLOT_SIZE * capacity,
+            "this test's mirror of the queue layout is out of date with shared.rs"
+        );
+        Raw { segment, base: region.offset, capacity }
+    }
+
+    fn word(&self, at: u64) -> &'s AtomicU64 {
+        self.segment.get(Offset::new(self.base + at)).unwrap()
+    }
+
+    fn head(&self) -> &'s AtomicU64 {
+        self.word(HEAD_AT)
+    }
+
+    fn tail(&self) -> &'s AtomicU64 {
+        self.word(TAIL_AT)
+    }
+
+    fn producer_role(&self) -> &'s AtomicU64 {
+        self.word(PRODUCER_ROLE_AT)
+    }
+
+    fn consumer_role(&self) -> &'s AtomicU64 {
+        self.word(CONSUMER_ROLE_AT)
+    }
+
+    fn stamp(&self, slot: u64) -> &'s AtomicU64 {
+        assert!(slot < self.capacity);
+        self.word(SLOTS_AT + slot * SLOT_SIZE)
+    }
+
+    fn write_value(&self, slot: u64, value: u64) {
+        assert!(slot < self.capacity);
+        let at = self.base + SLOTS_AT + slot * SLOT_SIZE + 8;
+        self.segment.write_bytes(at, &value.to_ne_bytes()).unwrap();
+    }
+
+    /// What a producer killed between its stamp store and its `tail` store leaves behind:
+    /// `value` published at `position`, `tail` not moved.
+    fn stamp_without_tail(&self, position: u64, value: u64) {
+        let slot = position & (self.capacity - 1);
+        self.write_value(slot, value);
+        self.stamp(slot).store(position + 1, Ordering::Release);
+    }
+
+    fn descriptor(&self) -> [u8; DESCRIPTOR_LEN] {
+        let mut bytes = [0; DESCRIPTOR_LEN];
+        self.segment.read_bytes(self.base, &mut bytes).unwrap();
+        bytes
+    }
+
+    fn write_descriptor(&self, at: u64, bytes: &[u8]) {
+        self.segment.write_bytes(self.base + at, bytes).unwrap();
+    }
+}
+
+/// The owner word of a process that has exited and been reaped: proven dead.
+fn dead_owner() -> RoleOwner {
+    let mut child = Command::new("true").spawn().expect("spawn `true`");
+    let pid = child.id();
+    // Not reaped yet, so /proc/PID/stat is there (a zombie at worst).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+    let start_time = after_comm.split_whitespace().nth(19).unwrap().parse().unwrap();
+    child.wait().unwrap();
+    let owner = RoleOwner::of(ProcessId { pid, start_time });
+    assert_eq!(owner.liveness(), Liveness::Dead);
+    owner
+}
+
+fn me() -> RoleOwner {
+    RoleOwner::current().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Producing and consuming in order, with every call of the API.
+// ---------------------------------------------------------------------------------------------
+
+/// Spins (with a yield now and then: the peer may share our core) until `deadline`.
+fn backoff(spins: &mut u32, deadline: Instant, what: &str) -> Result<(), String> {
+    *spins += 1;
+    if (*spins).is_multiple_of(128) {
+        if Instant::now() >= deadline {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+    Ok(())
+}
+
+/// Pushes `values` in order, retrying on `Full`. Stretches of [`MODE_BLOCK`] values alternate
+/// between `try_push` and `push_slice` (batches of 1 to [`MAX_BATCH`]).
+fn push_range(
+    producer: &mut SharedProducer<'_>,
+    values: Range<u64>,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut next = values.start;
+    let mut batch = [0u64; MAX_BATCH];
+    let mut batch_len = 1;
+    let mut spins = 0;
+    while next < values.end {
+        let pushed = if (next / MODE_BLOCK).is_multiple_of(2) {
+            match producer.try_push(next) {
+                Ok(()) => 1,
+                Err(PushError::Full(back)) if back == next => 0,
+                Err(PushError::Full(back)) => return Err(format!("Full gave back {back}")),
+                Err(PushError::Corrupt(_)) => return Err(format!("push of {next}: Corrupt")),
+            }
+        } else {
+            let len = batch_len.min((values.end - next) as usize);
+            batch_len = batch_len % MAX_BATCH + 1;
+            for (i, slot) in batch[..len].iter_mut().enumerate() {
+                *slot = next + i as u64;
+            }
+            producer.push_slice(&batch[..len]) as u64
+        };
+        next += pushed;
+        if pushed == 0 {
+            backoff(&mut spins, deadline, "a free slot")?;
+        }
+    }
+    Ok(())
+}
+
+/// Pushes one value, retrying on `Full`.
+fn push_one(
+    producer: &mut SharedProducer<'_>,
+    value: u64,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut spins = 0;
+    loop {
+        match producer.try_push(value) {
+            Ok(()) => return Ok(()),
+            Err(PushError::Full(_)) => backoff(&mut spins, deadline, "a free slot")?,
+            Err(PushError::Corrupt(_)) => return Err(format!("push of {value}: Corrupt")),
+        }
+    }
+}
+
+/// Why [`pop_in_order`] stopped early.
+#[derive(Debug)]
+enum PopFailure {
+    /// A value other than the next expected one: a gap or a duplicate.
+    Order {
+        expected: u64,
+        got: u64,
+    },
+    Timeout(String),
+}
+
+/// Pops `first, first + 1, ...` until `end` values (or, with `end == None`, the [`SENTINEL`])
+/// have come, requiring exactly that order; returns the next expected value. Stretches of
+/// [`MODE_BLOCK`] values alternate between `try_pop` and `pop_slice`. Publishes its progress
+/// in `progress`.
+fn pop_in_order(
+    consumer: &mut SharedConsumer<'_>,
+    first: u64,
+    end: Option<u64>,
+    progress: &AtomicU64,
+    deadline: Instant,
+) -> Result<u64, PopFailure> {
+    let mut expected = first;
+    let mut batch = [0u64; MAX_BATCH];
+    let mut batch_len = 1;
+    let mut spins = 0;
+    while end.is_none_or(|end| expected < end) {
+        let got = if (expected / MODE_BLOCK).is_multiple_of(2) {
+            match consumer.try_pop() {
+                Ok(value) => {
+                    batch[0] = value;
+                    1
+                }
+                Err(PopError::Empty) => 0,
+            }
+        } else {
+            let len = end.map_or(batch_len, |end| batch_len.min((end - expected) as usize));
+            batch_len = batch_len % MAX_BATCH + 1;
+            consumer.pop_slice(&mut batch[..len])
+        };
+        for (i, &value) in batch[..got].iter().enumerate() {
+            if end.is_none() && value == SENTINEL && i + 1 == got {
+                progress.store(expected, Ordering::Release);
+                return Ok(expected);
+            }
+            if value != expected {
+                return Err(PopFailure::Order { expected, got: value });
+            }
+            expected += 1;
+        }
+        if got == 0 {
+            backoff(&mut spins, deadline, "a value").map_err(PopFailure::Timeout)?;
+        } else {
+            progress.store(expected, Ordering::Release);
+        }
+    }
+    Ok(expected)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child roles.
+// ---------------------------------------------------------------------------------------------
+
+/// Pushes `0..count`, then releases the role by dropping the producer.
+fn child_produce(name: &str, count: u64) {
+    let segment = open_queue_segment(name);
+    let queue = attach(&segment, CAPACITY);
+    let mut producer = queue.producer().expect("claim the producer role");
+    report("claimed", std::process::id());
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    if let Err(error) = push_range(&mut producer, 0..count, deadline) {
+        fail(EXIT_FAILED, format!("producer: {error}"));
+    }
+    drop(producer);
+    report("pushed", count);
+}
+
+/// Pops `0..count` (or up to the sentinel) in order, checks nothing follows, and releases the
+/// role. Exits with [`EXIT_ORDER`] on a gap or duplicate.
+fn child_consume(name: &str, count: Option<u64>) {
+    let segment = open_queue_segment(name);
+    let queue = attach(&segment, CAPACITY);
+    let progress = control(&segment, CAPACITY, PROGRESS);
+    let mut consumer = queue.consumer().expect("claim the consumer role");
+    report("claimed", std::process::id());
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    let consumed = match pop_in_order(&mut consumer, 0, count, progress, deadline) {
+        Ok(consumed) => consumed,
+        Err(PopFailure::Order { expected, got }) => fail(
+            EXIT_ORDER,
+            format!("consumer: expected {expected}, popped {got} (a gap or a duplicate)"),
+        ),
+        Err(PopFailure::Timeout(error)) => fail(EXIT_FAILED, format!("consumer: {error}")),
+    };
+    // The producer pushed its last value before the one we just took: nothing may follow.
+    thread::sleep(Duration::from_millis(20));
+    if let Ok(extra) = consumer.try_pop() {
+        fail(EXIT_ORDER, format!("consumer: {extra} popped after the last value {consumed}"));
+    }
+    drop(consumer);
+    report("consumed", consumed);
+}
+
+/// Pushes `0..count` (which must fit), reports, and holds the role until killed.
+fn child_push_then_hang(name: &str, count: u64) {
+    let segment = open_queue_segment(name);
+    let queue = attach(&segment, CAPACITY);
+    let mut producer = queue.producer().expect("claim the producer role");
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    if let Err(error) = push_range(&mut producer, 0..count, deadline) {
+        fail(EXIT_FAILED, format!("producer: {error}"));
+    }
+    report("pushed", count);
+    sleep_until_killed();
+}
+
+/// Claims the producer role (taking it over from a dead producer), reports where the queue
+/// resumes, and pushes from there until killed.
+fn child_push_from_tail(name: &str) {
+    let segment = open_queue_segment(name);
+    let queue = attach(&segment, CAPACITY);
+    let raw = Raw::new(&segment, CAPACITY);
+    let mut producer = match queue.producer() {
+        Ok(producer) => producer,
+        Err(error) => fail(EXIT_FAILED, format!("taking over the producer role: {error:?}")),
+    };
+    // The claim stored the tail it resumes from (after any stamped slots of a dead producer).
+    let start = raw.tail().load(Ordering::Acquire);
+    report("start", start);
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    if let Err(error) = push_range(&mut producer, start..u64::MAX / 2, deadline) {
+        fail(EXIT_FAILED, format!("producer: {error}"));
+    }
+}
+
+/// Pops `0..count` in order (half with `try_pop`, half with `pop_slice`), reports, and holds
+/// the role until killed.
+fn child_pop_then_hang(name: &str, count: u64) {
+    let segment = open_queue_segment(name);
+    let queue = attach(&segment, CAPACITY);
+    let mut consumer = queue.consumer().expect("claim the consumer role");
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    let mut expected = 0;
+    let mut batch = [0u64; 7];
+    let mut spins = 0;
+    while expected < count {
+        let got = if expected < count / 2 {
+            match consumer.try_pop() {
+                Ok(value) => {
+                    batch[0] = value;
+                    1
+                }
+                Err(PopError::Empty) => 0,
+            }
+        } else {
+            let len = batch.len().min((count - expected) as usize);
+            consumer.pop_slice(&mut batch[..len])
+        };
+        for &value in &batch[..got] {
+            if value != expected {
+                fail(EXIT_ORDER, format!("consumer: expected {expected}, popped {value}"));
+            }
+            expected += 1;
+        }
+        if got == 0
+            && let Err(error) = backoff(&mut spins, deadline, "a value")
+        {
+            fail(EXIT_FAILED, error);
+        }
+    }
+    report("popped", count);
+    sleep_until_killed();
+}
+
+/// Consumes one value at a time: peeks it, records it as seen in [`PROGRESS`] (value + 1), then
+/// pops it, so a kill at any instant leaves `head` either at the recorded count or one below
+/// (the value in flight). Runs until killed.
+fn child_peek_consume(name: &str) {
+    let segment = open_queue_segment(name);
+    let queue = attach(&segment, CAPACITY);
+    let seen = control(&segment, CAPACITY, PROGRESS);
+    let mut consumer = match queue.consumer() {
+        Ok(consumer) => consumer,
+        Err(error) => fail(EXIT_FAILED, format!("taking over the consumer role: {error:?}")),
+    };
+    report("claimed", std::process::id());
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    let mut expected = None;
+    let mut spins = 0;
+    loop {
+        let value = match consumer.peek_copy() {
+            Ok(value) => value,
+            Err(PopError::Empty) => {
+                if let Err(error) = backoff(&mut spins, deadline, "a value") {
+                    fail(EXIT_FAILED, error);
+                }
+                continue;
+            }
+        };
+        match expected {
+            None => report("first", value),
+            Some(expected) if value != expected => {
+                fail(EXIT_ORDER, format!("consumer: expected {expected}, peeked {value}"));
+            }
+            Some(_) => {}
+        }
+        seen.store(value + 1, Ordering::SeqCst);
+        match consumer.try_pop() {
+            Ok(popped) if popped == value => {}
+            other => fail(EXIT_ORDER, format!("consumer: peeked {value}, then popped {other:?}")),
+        }
+        expected = Some(value + 1);
+    }
+}
+
+/// One end of the queue, whichever role was claimed.
+#[derive(Debug)]
+enum End<'s> {
+    Producer(#[allow(dead_code)] SharedProducer<'s>),
+    Consumer(#[allow(dead_code)] SharedConsumer<'s>),
+}
+
+fn claim<'s>(queue: &SharedSpsc<'s, u64>, role: &str) -> Result<End<'s>, ClaimError> {
+    match role {
+        "producer" => queue.producer().map(End::Producer),
+        "consumer" => queue.consumer().map(End::Consumer),
+        _ => panic!("unknown role {role:?}"),
+    }
+}
+
+/// Claims `role`, reports, holds it until the parent sets [`RELEASE`], drops it, reports, and
+/// then stays alive until killed.
+fn child_hold(name: &str, role: &str) {
+    let segment = open_queue_segment(name);
+    let queue = attach(&segment, CAPACITY);
+    let end = claim(&queue, role).expect("claim the role");
+    report("claimed", std::process::id());
+    let release = control(&segment, CAPACITY, RELEASE);
+    let started = Instant::now();
+    while release.load(Ordering::Acquire) == 0 {
+        if started.elapsed() > ORPHAN_LIMIT {
+            fail(EXIT_ORPHANED, "never told to release the role");
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    drop(end);
+    report("released", std::process::id());
+    sleep_until_killed();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Two processes stream values: strict order, exact count.
+// ---------------------------------------------------------------------------------------------
+
+/// Values streamed in the order test (debug build; a few million in release fit as well).
+const STREAM_VALUES: u64 = 2_000_000;
+
+#[test]
+fn two_processes_stream_values_in_order_with_none_lost_or_repeated() {
+    let _spin = spin_lock();
+    let name = unique_name("stream");
+    let _cleanup = Cleanup(shm_path(&name));
+    let segment = create_queue_segment(&name, CAPACITY);
+    let queue = attach(&segment, CAPACITY);
+    let raw = Raw::new(&segment, CAPACITY);
+    let count = STREAM_VALUES.to_string();
+
+    let started = Instant::now();
+    let mut consumer = spawn_child("consume", &[&name, &count]);
+    let mut producer = spawn_child("produce", &[&name, &count]);
+    assert_eq!(producer.report_u64("pushed", STREAM_TIMEOUT), STREAM_VALUES);
+    assert_eq!(consumer.report_u64("consumed", STREAM_TIMEOUT), STREAM_VALUES);
+    producer.expect_success(CHILD_TIMEOUT);
+    consumer.expect_success(CHILD_TIMEOUT);
+    eprintln!("{STREAM_VALUES} values between two processes in {:?}", started.elapsed());
+
+    // Both indices stopped at the count, the queue is empty, and both roles were released.
+    assert_eq!(raw.head().load(Ordering::Acquire), STREAM_VALUES);
+    assert_eq!(raw.tail().load(Ordering::Acquire), STREAM_VALUES);
+    assert!(queue.is_empty());
+    assert_eq!(raw.producer_role().load(Ordering::Acquire), 0);
+    assert_eq!(raw.consumer_role().load(Ordering::Acquire), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. One producer and one consumer at a time.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_second_claim_in_the_same_process_fails_with_taken_until_the_first_drops() {
+    let name = unique_name("roles-here");
+    let _cleanup = Cleanup(shm_path(&name));
+    let segment = create_queue_segment(&name, 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+
+    for (role, word) in [("producer", raw.producer_role()), ("consumer", raw.consumer_role())] {
+        let first = claim(&queue, role).unwrap();
+        assert_eq!(word.load(Ordering::Acquire), me().to_raw());
+        match claim(&queue, role) {
+            Err(ClaimError::Taken(RoleError::Taken(owner))) => assert_eq!(owner, me()),
+            other => panic!("a second {role} claim gave {other:?}"),
+        }
+        // Another handle on the same queue is no way around it.
+        let again = attach(&segment, 8);
+        assert!(matches!(claim(&again, role), Err(ClaimError::Taken(_))));
+        assert_eq!(word.load(Ordering::Acquire), me().to_raw(), "a failed claim changed the word");
+        drop(first);
+        assert_eq!(word.load(Ordering::Acquire), 0, "dropping the {role} did not release it");
+        let second = claim(&queue, role).expect("the released role is free again");
+        drop(second);
+    }
+    // The two roles are independent: both may be held at once, by the same process too.
+    let producer = queue.producer().unwrap();
+    let consumer = queue.consumer().unwrap();
+    drop((producer, consumer));
+}
+
+#[test]
+fn a_role_held_by_another_process_is_taken_until_that_process_releases_it() {
+    let name = unique_name("roles-there");
+    let _cleanup = Cleanup(shm_path(&name));
+    let segment = create_queue_segment(&name, CAPACITY);
+    let queue = attach(&segment, CAPACITY);
+    let raw = Raw::new(&segment, CAPACITY);
+    let release = control(&segment, CAPACITY, RELEASE);
+
+    for (role, other_role, word) in [
+        ("producer", "consumer", raw.producer_role()),
+        ("consumer", "producer", raw.consumer_role()),
+    ] {
+        release.store(0, Ordering::Release);
+        let mut holder = spawn_child("hold", &[&name, role]);
+        assert_eq!(holder.report_u64("claimed", CHILD_TIMEOUT), u64::from(holder.pid()));
+        match claim(&queue, role) {
+            Err(ClaimError::Taken(RoleError::Taken(owner))) => {
+                assert_eq!(owner.pid(), holder.pid());
+                assert_eq!(owner.to_raw(), word.load(Ordering::Acquire));
+            }
+            other => panic!("claiming the {role} held by a live child gave {other:?}"),
+        }
+        // The other role is free meanwhile.
+        drop(claim(&queue, other_role).expect("the other role is free"));
+
+        // The child drops its end but stays alive: the role is free, not taken over.
+        release.store(1, Ordering::Release);
+        assert_eq!(holder.report_u64("released", CHILD_TIMEOUT), u64::from(holder.pid()));
+        assert_eq!(word.load(Ordering::Acquire), 0);
+        holder.assert_running();
+        let end = claim(&queue, role).expect("the released role can be claimed");
+        assert_eq!(word.load(Ordering::Acquire), me().to_raw());
+        drop(end);
+        holder.kill_while_running();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A dead producer's role is taken over; nothing it published is lost or repeated.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_killed_producer_is_taken_over_and_the_stream_continues_exactly_once() {
+    const PUSHED_BEFORE_KILL: u64 = 700;
+    const TOTAL: u64 = 20_000;
+    let _spin = spin_lock();
+    let name = unique_name("kill-producer");
+    let _cleanup = Cleanup(shm_path(&name));
+    let segment = create_queue_segment(&name, CAPACITY);
+    let queue = attach(&segment, CAPACITY);
+    let raw = Raw::new(&segment, CAPACITY);
+
+    let mut consumer = spawn_child("consume", &[&name, &TOTAL.to_string()]);
+    let mut doomed = spawn_child("push-then-hang", &[&name, &PUSHED_BEFORE_KILL.to_string()]);
+    assert_eq!(doomed.report_u64("pushed", CHILD_TIMEOUT), PUSHED_BEFORE_KILL);
+    let doomed_pid = doomed.pid();
+    doomed.kill_while_running();
+    let left = RoleOwner::from_raw(raw.producer_role().load(Ordering::Acquire));
+    assert_eq!(left.map(RoleOwner::pid), Some(doomed_pid), "the dead producer still names itself");
+
+    let mut producer = queue.producer().expect("take over from the killed producer");
+    assert_eq!(raw.producer_role().load(Ordering::Acquire), me().to_raw());
+    assert_eq!(raw.tail().load(Ordering::Acquire), PUSHED_BEFORE_KILL);
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    push_range(&mut producer, PUSHED_BEFORE_KILL..TOTAL, deadline).unwrap();
+    assert_eq!(consumer.report_u64("consumed", STREAM_TIMEOUT), TOTAL);
+    consumer.expect_success(CHILD_TIMEOUT);
+}
+
+#[test]
+fn producers_killed_mid_stream_are_taken_over_without_losing_or_repeating_a_value() {
+    /// Producers killed in turn, each taking over from the previous one.
+    const ROUNDS: u64 = 6;
+    /// Tries per round to stop a producer between its stamps and its `tail` store.
+    const AIM: u64 = 300;
+    /// Values of each producer the consumer takes before the kill.
+    const BEFORE_KILL: u64 = 10_000;
+    /// Values the parent pushes last.
+    const LAST: u64 = 5_000;
+    let _spin = spin_lock();
+    let name = unique_name("kill-producer-mid");
+    let _cleanup = Cleanup(shm_path(&name));
+    let segment = create_queue_segment(&name, CAPACITY);
+    let queue = attach(&segment, CAPACITY);
+    let raw = Raw::new(&segment, CAPACITY);
+    let progress = control(&segment, CAPACITY, PROGRESS);
+
+    let mut consumer = spawn_child("consume", &[&name, "sentinel"]);
+    consumer.report("claimed", CHILD_TIMEOUT);
+    // A slot past `tail` bears its stamp (the consumer may already have popped it): the
+    // producer is between publishing values and storing `tail`.
+    let mid_publish = || {
+        let tail = raw.tail().load(Ordering::Acquire);
+        let stamp = raw.stamp(tail & (CAPACITY - 1)).load(Ordering::Acquire);
+        raw.head().load(Ordering::Acquire) > tail || stamp == tail + 1
+    };
+    let mut previous_start = 0;
+    let mut caught = 0;
+    for round in 0..ROUNDS {
+        let mut producer = spawn_child("push-from-tail", &[&name]);
+        let start = producer.report_u64("start", CHILD_TIMEOUT);
+        assert!(start >= previous_start, "round {round}: resumed at {start} < {previous_start}");
+        wait_for("the consumer to take values of the producer", STREAM_TIMEOUT, || {
+            consumer.assert_running();
+            producer.assert_running();
+            progress.load(Ordering::Acquire) >= start + BEFORE_KILL
+        });
+        // Kill it at the dangerous instant if we can catch it there, else wherever it is.
+        caught += u64::from(stop_when(&mut producer, AIM, mid_publish));
+        producer.kill_while_running();
+        let (head, tail) = (raw.head().load(Ordering::Acquire), raw.tail().load(Ordering::Acquire));
+        let slot = |position: u64| position & (CAPACITY - 1);
+        let stamped = (tail..tail + CAPACITY)
+            .take_while(|&p| raw.stamp(slot(p)).load(Ordering::Acquire) == p + 1)
+            .count();
+        eprintln!(
+            "round {round}: killed with tail {tail}, head {head}, {stamped} stamped slots at \
+             or beyond tail"
+        );
+        previous_start = start;
+    }
+
+    assert!(caught > 0, "no producer was ever stopped between its stamps and its tail store");
+
+    let mut producer = queue.producer().expect("take over from the last killed producer");
+    let start = raw.tail().load(Ordering::Acquire);
+    assert!(start >= previous_start);
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    push_range(&mut producer, start..start + LAST, deadline).unwrap();
+    push_one(&mut producer, SENTINEL, deadline).unwrap();
+    assert_eq!(consumer.report_u64("consumed", STREAM_TIMEOUT), start + LAST);
+    consumer.expect_success(CHILD_TIMEOUT);
+}
+
+/// A queue of `capacity` slots in a fresh segment of this process, with its raw words.
+fn local_queue(tag: &str, capacity: u64) -> (Cleanup, Segment) {
+    let name = unique_name(tag);
+    let cleanup = Cleanup(shm_path(&name));
+    (cleanup, create_queue_segment(&name, capacity))
+}
+
+fn pop_all(consumer: &mut SharedConsumer<'_>) -> Vec<u64> {
+    std::iter::from_fn(|| consumer.try_pop().ok()).collect()
+}
+
+#[test]
+fn a_producer_dead_between_stamp_and_tail_is_resumed_after_the_stamped_slot() {
+    let (_cleanup, segment) = local_queue("stamp-no-tail", 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+    let mut producer = queue.producer().unwrap();
+    for value in [10, 11, 12] {
+        producer.try_push(value).unwrap();
+    }
+    drop(producer);
+    // The dead producer's last act: value 13 at position 3, stamped, `tail` still 3.
+    raw.stamp_without_tail(3, 13);
+    raw.producer_role().store(dead_owner().to_raw(), Ordering::Release);
+    assert_eq!(raw.tail().load(Ordering::Acquire), 3);
+
+    let mut producer = queue.producer().expect("take over from the dead producer");
+    assert_eq!(raw.producer_role().load(Ordering::Acquire), me().to_raw());
+    assert_eq!(raw.tail().load(Ordering::Acquire), 4, "the stamped slot counts as published");
+    producer.try_push(14).unwrap();
+    assert_eq!(raw.stamp(4).load(Ordering::Acquire), 5, "the first push landed after it");
+    assert_eq!(raw.stamp(3).load(Ordering::Acquire), 4, "the stamped slot was not overwritten");
+
+    let mut consumer = queue.consumer().unwrap();
+    assert_eq!(pop_all(&mut consumer), [10, 11, 12, 13, 14]);
+}
+
+#[test]
+fn a_stamped_slot_popped_before_the_takeover_is_not_repeated_and_does_not_block_claims() {
+    let (_cleanup, segment) = local_queue("stamp-popped", 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+    let mut consumer = queue.consumer().unwrap();
+    let mut producer = queue.producer().unwrap();
+    producer.try_push(10).unwrap();
+    drop(producer);
+    raw.stamp_without_tail(1, 11);
+    raw.stamp_without_tail(2, 12);
+    raw.producer_role().store(dead_owner().to_raw(), Ordering::Release);
+    // The live consumer polls stamps, not `tail`: it takes the published values at once, and
+    // its head passes the dead producer's tail.
+    assert_eq!(pop_all(&mut consumer), [10, 11, 12]);
+    assert_eq!(raw.head().load(Ordering::Acquire), 3);
+    assert_eq!(raw.tail().load(Ordering::Acquire), 1);
+    // Head past tail is an empty queue, not a full one.
+    assert_eq!((queue.len(), consumer.slots()), (0, 0));
+    assert!(queue.is_empty() && consumer.is_empty());
+
+    // A new consumer resumes at head, and a new producer after everything popped.
+    drop(consumer);
+    let mut consumer = queue.consumer().expect("a consumer claim with head past tail");
+    let mut producer = queue.producer().expect("take over from the dead producer");
+    assert_eq!(raw.tail().load(Ordering::Acquire), 3);
+    producer.try_push(13).unwrap();
+    assert_eq!(pop_all(&mut consumer), [13], "nothing repeated, nothing lost");
+    assert_eq!(queue.len(), 0);
+}
+
+#[test]
+fn a_producer_dead_mid_push_slice_is_resumed_after_its_stamps_up_to_capacity() {
+    let (_cleanup, segment) = local_queue("stamp-full", 4);
+    let queue = attach(&segment, 4);
+    let raw = Raw::new(&segment, 4);
+    // A whole batch stamped, `tail` still 0: the queue is full of published values.
+    for position in 0..4 {
+        raw.stamp_without_tail(position, 20 + position);
+    }
+    raw.producer_role().store(dead_owner().to_raw(), Ordering::Release);
+
+    let mut producer = queue.producer().expect("take over from the dead producer");
+    assert_eq!(raw.tail().load(Ordering::Acquire), 4);
+    assert_eq!(producer.try_push(99), Err(PushError::Full(99)), "the batch filled the queue");
+    let mut consumer = queue.consumer().unwrap();
+    assert_eq!(pop_all(&mut consumer), [20, 21, 22, 23]);
+    producer.try_push(99).unwrap();
+    assert_eq!(pop_all(&mut consumer), [99]);
+}
+
+#[test]
+fn stamps_left_from_an_earlier_lap_are_not_taken_for_published_values() {
+    let (_cleanup, segment) = local_queue("stale-lap", 4);
+    let queue = attach(&segment, 4);
+    let raw = Raw::new(&segment, 4);
+    let mut producer = queue.producer().unwrap();
+    let mut consumer = queue.consumer().unwrap();
+    for value in 0..6 {
+        producer.try_push(value).unwrap();
+        assert_eq!(consumer.try_pop(), Ok(value));
+    }
+    drop(producer);
+    // Positions 6 and 7 live in slots 2 and 3, which still carry the stamps of 2 and 3.
+    assert_eq!(raw.stamp(2).load(Ordering::Acquire), 3);
+    raw.producer_role().store(dead_owner().to_raw(), Ordering::Release);
+
+    let mut producer = queue.producer().expect("take over from the dead producer");
+    assert_eq!(raw.tail().load(Ordering::Acquire), 6);
+    producer.try_push(42).unwrap();
+    assert_eq!(pop_all(&mut consumer), [42]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A dead consumer's role is taken over; at most the value in flight comes again.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_killed_idle_consumer_is_taken_over_and_nothing_repeats() {
+    const POPPED_BEFORE_KILL: u64 = 600;
+    const PUSHED_FIRST: u64 = 1_000;
+    const TOTAL: u64 = 5_000;
+    let _spin = spin_lock();
+    let (_cleanup, segment) = local_queue("kill-consumer", CAPACITY);
+    let name = segment.name().as_str().to_owned();
+    let queue = attach(&segment, CAPACITY);
+    let raw = Raw::new(&segment, CAPACITY);
+    let mut producer = queue.producer().unwrap();
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    push_range(&mut producer, 0..PUSHED_FIRST, deadline).unwrap();
+
+    let mut doomed = spawn_child("pop-then-hang", &[&name, &POPPED_BEFORE_KILL.to_string()]);
+    assert_eq!(doomed.report_u64("popped", CHILD_TIMEOUT), POPPED_BEFORE_KILL);
+    doomed.kill_while_running();
+    assert_eq!(raw.head().load(Ordering::Acquire), POPPED_BEFORE_KILL);
+
+    let mut consumer = queue.consumer().expect("take over from the killed consumer");
+    assert_eq!(raw.consumer_role().load(Ordering::Acquire), me().to_raw());
+    assert_eq!(pop_all(&mut consumer), (POPPED_BEFORE_KILL..PUSHED_FIRST).collect::<Vec<_>>());
+    // And the queue keeps working across laps.
+    let progress = AtomicU64::new(0);
+    thread::scope(|scope| {
+        scope.spawn(|| push_range(&mut producer, PUSHED_FIRST..TOTAL, deadline).unwrap());
+        let next = pop_in_order(&mut consumer, PUSHED_FIRST, Some(TOTAL), &progress, deadline);
+        assert_eq!(next.unwrap(), TOTAL);
+    });
+}
+
+#[test]
+fn consumers_killed_mid_stream_are_taken_over_and_at_most_the_value_in_flight_repeats() {
+    /// Consumer processes killed in turn, each taking over from the previous one.
+    const ROUNDS: u64 = 4;
+    /// Tries per round to stop a consumer between recording a value and popping it.
+    const AIM: u64 = 300;
+    /// Values each consumer process takes before the parent aims at it.
+    const BEFORE_KILL: u64 = 10_000;
+    let _spin = spin_lock();
+    let (_cleanup, segment) = local_queue("kill-consumer-mid", CAPACITY);
+    let name = segment.name().as_str().to_owned();
+    let queue = attach(&segment, CAPACITY);
+    let raw = Raw::new(&segment, CAPACITY);
+    let seen = control(&segment, CAPACITY, PROGRESS);
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let mut producer = queue.producer().unwrap();
+        let stop = &stop;
+        // An open-ended stream, ended by the sentinel once the kills are done.
+        let pushing = scope.spawn(move || -> Result<u64, String> {
+            let mut next = 0;
+            while !stop.load(Ordering::Acquire) {
+                push_range(&mut producer, next..next + 1_000, deadline)?;
+                next += 1_000;
+            }
+            push_one(&mut producer, SENTINEL, deadline)?;
+            Ok(next)
+        });
+
+        // `resume`: where the next consumer must start. Each dead consumer saw `0..seen`
+        // (values before `resume` included); its successor starts at its `head`.
+        let mut resume = 0;
+        let mut caught = 0;
+        for round in 0..ROUNDS {
+            let mut doomed = spawn_child("peek-consume", &[&name]);
+            assert_eq!(doomed.report_u64("first", CHILD_TIMEOUT), resume, "round {round}");
+            wait_for("the consumer to take its share", STREAM_TIMEOUT, || {
+                doomed.assert_running();
+                seen.load(Ordering::SeqCst) >= resume + BEFORE_KILL
+            });
+            // Kill it with a value in flight (seen, not yet popped) if we can catch it so.
+            let in_flight = || seen.load(Ordering::SeqCst) == raw.head().load(Ordering::SeqCst) + 1;
+            caught += u64::from(stop_when(&mut doomed, AIM, in_flight));
+            doomed.kill_while_running();
+            let (head, saw) = (raw.head().load(Ordering::Acquire), seen.load(Ordering::SeqCst));
+            assert!(
+                head == saw || head + 1 == saw,
+                "round {round}: the dead consumer recorded values up to {saw} but left head {head}"
+            );
+            eprintln!("round {round}: killed having seen {saw}, head {head}");
+            resume = head;
+        }
+        assert!(caught > 0, "no consumer was ever stopped with a value in flight");
+
+        stop.store(true, Ordering::Release);
+        let mut consumer = queue.consumer().expect("take over from the last killed consumer");
+        let progress = AtomicU64::new(0);
+        let next = pop_in_order(&mut consumer, resume, None, &progress, deadline).unwrap();
+        let pushed = pushing.join().unwrap().unwrap();
+        assert_eq!(next, pushed, "the union of what the consumers saw has a gap");
+        assert_eq!(consumer.try_pop(), Err(PopError::Empty));
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A live owner keeps its role, however long others wait.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_live_holder_is_never_taken_over_even_when_stopped() {
+    const PATIENCE: Duration = Duration::from_millis(700);
+    let name = unique_name("live-holder");
+    let _cleanup = Cleanup(shm_path(&name));
+    let segment = create_queue_segment(&name, CAPACITY);
+    let queue = attach(&segment, CAPACITY);
+    let raw = Raw::new(&segment, CAPACITY);
+
+    for (role, word) in [("producer", raw.producer_role()), ("consumer", raw.consumer_role())] {
+        let mut holder = spawn_child("hold", &[&name, role]);
+        holder.report("claimed", CHILD_TIMEOUT);
+        let held = word.load(Ordering::Acquire);
+        let mut attempts = 0;
+        let mut keep_claiming = |until: Instant| {
+            while Instant::now() < until {
+                match claim(&queue, role) {
+                    Err(ClaimError::Taken(RoleError::Taken(owner))) => {
+                        assert_eq!(owner.pid(), holder.pid());
+                    }
+                    other => panic!("claim #{attempts} of a live child's {role} gave {other:?}"),
+                }
+                assert_eq!(word.load(Ordering::Acquire), held, "a failed claim changed the word");
+                attempts += 1;
+                thread::sleep(Duration::from_millis(5));
+            }
+        };
+        keep_claiming(Instant::now() + PATIENCE);
+        // Stopped is not dead.
+        signal(&holder, Signal::STOP);
+        keep_claiming(Instant::now() + PATIENCE / 2);
+        signal(&holder, Signal::CONT);
+        assert!(attempts > 10, "only {attempts} claims were tried");
+        holder.assert_running();
+
+        // Only its death frees it.
+        holder.kill_while_running();
+        drop(claim(&queue, role).expect("the dead child's role is taken over"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Corrupt memory gives errors, never a panic or an out-of-bounds access.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
+    let (_cleanup, segment) = local_queue("descriptor", 8);
+    let region = queue_layout(8).queue;
+    let raw = Raw::new(&segment, 8);
+    let original = raw.descriptor();
+    let try_attach = || SharedSpsc::<u64>::attach(&segment, region, QUEUE_FINGERPRINT).map(drop);
+    let bigger = SharedSpsc::<u64>::layout(16).unwrap();
+    let largest = SharedSpsc::<u64>::layout(1 << 32).unwrap();
+    let bad_region = |layout: RegionLayout| QueueError::BadRegion {
+        needed: layout.size,
+        align: layout.align,
+        offset: region.offset,
+        len: region.len,
+    };
+    let cases: Vec<(&str, u64, Vec<u8>, QueueError)> = vec![
+        ("magic", MAGIC_AT, b"NOTSPSC!".to_vec(), QueueError::BadMagic),
+        ("version", VERSION_AT, 2u32.to_ne_bytes().to_vec(), QueueError::UnsupportedVersion(2)),
+        ("reserved0", RESERVED0_AT, 1u32.to_ne_bytes().to_vec(), QueueError::Corrupt),
+        ("reserved[0]", RESERVED_AT, 1u64.to_ne_bytes().to_vec(), QueueError::Corrupt),
+        ("reserved[1]", RESERVED_AT + 8, [0x80].to_vec(), QueueError::Corrupt),
+        ("capacity 6", CAPACITY_AT, 6u64.to_ne_bytes().to_vec(), QueueError::BadCapacity(6)),
+        ("capacity 0", CAPACITY_AT, 0u64.to_ne_bytes().to_vec(), QueueError::BadCapacity(0)),
+        (
+            "capacity 2^33",
+            CAPACITY_AT,
+            (1u64 << 33).to_ne_bytes().to_vec(),
+            QueueError::BadCapacity(1 << 33),
+        ),
+        (
+            "capacity u64::MAX",
+            CAPACITY_AT,
+            u64::MAX.to_ne_bytes().to_vec(),
+            QueueError::BadCapacity(u64::MAX),
+        ),
+        ("capacity 16 > region", CAPACITY_AT, 16u64.to_ne_bytes().to_vec(), bad_region(bigger)),
+        ("capacity 2^32", CAPACITY_AT, (1u64 << 32).to_ne_bytes().to_vec(), bad_region(largest)),
+        (
+            "element size",
+            ELEMENT_SIZE_AT,
+            4u64.to_ne_bytes().to_vec(),
+            QueueError::ElementMismatch { size: 8, align: 8, found_size: 4, found_align: 8 },
+        ),
+        (
+            "element align",
+            ELEMENT_ALIGN_AT,
+            16u64.to_ne_bytes().to_vec(),
+            QueueError::ElementMismatch { size: 8, align: 8, found_size: 8, found_align: 16 },
+        ),
+        (
+            "fingerprint",
+            FINGERPRINT_AT,
+            7u64.to_ne_bytes().to_vec(),
+            QueueError::FingerprintMismatch { expected: QUEUE_FINGERPRINT.get(), found: 7 },
+        ),
+    ];
+    for (field, at, bytes, expected) in cases {
+        raw.write_descriptor(at, &bytes);
+        assert_eq!(try_attach(), Err(expected), "corrupt {field}");
+        raw.write_descriptor(0, &original);
+        assert_eq!(try_attach(), Ok(()), "restored after {field}");
+    }
+
+    // Regions that cannot hold the queue, with an intact descriptor.
+    let short = Region { len: region.len - 1, ..region };
+    assert_eq!(
+        SharedSpsc::<u64>::attach(&segment, short, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::BadRegion {
+            needed: region.len,
+            align: 128,
+            offset: region.offset,
+            len: region.len - 1,
+        })
+    );
+    let outside = Region { offset: segment.len(), len: region.len };
+    assert!(matches!(
+        SharedSpsc::<u64>::attach(&segment, outside, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::Offset(OffsetError::OutOfBounds { .. }))
+    ));
+    let overflowing = Region { offset: u64::MAX - 8, len: region.len };
+    assert!(matches!(
+        SharedSpsc::<u64>::attach(&segment, overflowing, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::Offset(OffsetError::OutOfBounds { .. }))
+    ));
+    assert_eq!(
+        SharedSpsc::<u64>::layout(3).unwrap_err(),
+        QueueError::BadCapacity(3),
+        "layout refuses what attach refuses"
+    );
+}
+
+#[test]
+fn claims_refuse_shared_indices_that_no_queue_can_have() {
+    let (_cleanup, segment) = local_queue("bad-indices", 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+    let cases = [
+        (0, 9),                       // more in the queue than it holds
+        (100, 100 + 9),               // the same, further on
+        (20, 10),                     // head further past tail than a dead producer can leave
+        (u64::MAX - 3, 2),            // tail far behind head
+        (u64::MAX - 3, u64::MAX - 1), // positions no queue reaches (2^64 values)
+        (1 << 63, (1 << 63) + 2),     // likewise
+        (u64::MAX, u64::MAX),         // likewise, empty
+    ];
+    for (head, tail) in cases {
+        raw.head().store(head, Ordering::Release);
+        raw.tail().store(tail, Ordering::Release);
+        for (role, word) in [("producer", raw.producer_role()), ("consumer", raw.consumer_role())] {
+            match claim(&queue, role) {
+                Err(ClaimError::Corrupt { head: h, tail: t }) => assert_eq!((h, t), (head, tail)),
+                other => panic!("{role} claim with head {head}, tail {tail} gave {other:?}"),
+            }
+            assert_eq!(word.load(Ordering::Acquire), 0, "a refused {role} claim kept the role");
+        }
+    }
+    // Sane indices again: both claims succeed.
+    raw.head().store(5, Ordering::Release);
+    raw.tail().store(5, Ordering::Release);
+    drop((queue.producer().unwrap(), queue.consumer().unwrap()));
+}
+
+#[test]
+fn a_producer_refuses_to_push_when_the_consumer_index_becomes_impossible() {
+    let (_cleanup, segment) = local_queue("bad-head", 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+    let mut producer = queue.producer().unwrap();
+    for value in 0..8 {
+        producer.try_push(value).unwrap();
+    }
+    assert_eq!(producer.try_push(8), Err(PushError::Full(8)));
+    // More consumed than produced, and the other way round: the producer must not believe it.
+    for impossible in [11, u64::MAX, 8 + 1000] {
+        raw.head().store(impossible, Ordering::Release);
+        match producer.try_push(8) {
+            Err(PushError::Corrupt(value)) => assert_eq!(value, 8),
+            other => panic!("push with head {impossible} (tail 8) gave {other:?}"),
+        }
+        assert_eq!(producer.push_slice(&[8, 9]), 0);
+        assert_eq!(producer.slots(), 0);
+        assert!(producer.is_full());
+        for slot in 0..8 {
+            assert_eq!(raw.stamp(slot).load(Ordering::Acquire), slot + 1, "slot {slot} touched");
+        }
+    }
+    // A sane head again: two slots free.
+    raw.head().store(2, Ordering::Release);
+    assert_eq!(producer.slots(), 2);
+    producer.try_push(8).unwrap();
+    assert_eq!(raw.tail().load(Ordering::Acquire), 9);
+}
+
+/// How close to the end of the counter range hostile values land (a few queue capacities).
+const CAP_HINT: u64 = 16;
+
+/// A small, seeded, dependency-free generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A value a corrupting peer might write: anything, small, near `around`, or near the ends
+    /// of the counter range.
+    fn hostile(&mut self, around: u64) -> u64 {
+        let near = self.below(40) as i64 - 20;
+        match self.below(6) {
+            0 => self.next(),
+            1 => self.below(32),
+            2 => around.wrapping_add_signed(near),
+            3 => u64::MAX - self.below(CAP_HINT),
+            4 => (1u64 << 63).wrapping_add_signed(near),
+            _ => around.wrapping_add_signed(near * 1000),
+        }
+    }
+}
+
+/// Outcomes seen by the corruption fuzzer, to check it reached the interesting paths.
+#[derive(Debug, Default)]
+struct FuzzCounts {
+    pushed: u64,
+    push_corrupt: u64,
+    popped: u64,
+    claim_corrupt: u64,
+    claim_taken: u64,
+    claimed: u64,
+}
+
+fn fuzz_corruption(segment: &Segment, seed: u64, steps: u64) -> FuzzCounts {
+    const CAP: u64 = 8;
+    let region = queue_layout(CAP).queue;
+    let raw = Raw::new(segment, CAP);
+    let mut queue = attach(segment, CAP);
+    let mut rng = Rng(seed);
+    let mut counts = FuzzCounts::default();
+    let mut producer = Some(queue.producer().unwrap());
+    let mut consumer = Some(queue.consumer().unwrap());
+    let mut batch = [0u64; 12];
+    let tally = |result: Result<(), &ClaimError>, counts: &mut FuzzCounts| match result {
+        Ok(()) => counts.claimed += 1,
+        Err(ClaimError::Corrupt { .. }) => counts.claim_corrupt += 1,
+        Err(ClaimError::Taken(_)) => counts.claim_taken += 1,
+        Err(other) => panic!("unexpected claim error {other:?}"),
+    };
+    for step in 0..steps {
+        let around = raw.tail().load(Ordering::Relaxed);
+        match rng.below(26) {
+            0..=5 => {
+                if let Some(producer) = &mut producer {
+                    match producer.try_push(rng.next()) {
+                        Ok(()) => counts.pushed += 1,
+                        Err(PushError::Corrupt(_)) => counts.push_corrupt += 1,
+                        Err(PushError::Full(_)) => {}
+                    }
+                }
+            }
+            6..=7 => {
+                if let Some(producer) = &mut producer {
+                    let len = rng.below(batch.len() as u64 + 1) as usize;
+                    counts.pushed += producer.push_slice(&batch[..len]) as u64;
+                }
+            }
+            8..=13 => {
+                if let Some(consumer) = &mut consumer {
+                    counts.popped += u64::from(consumer.try_pop().is_ok());
+                }
+            }
+            14..=15 => {
+                if let Some(consumer) = &mut consumer {
+                    let len = rng.below(batch.len() as u64 + 1) as usize;
+                    counts.popped += consumer.pop_slice(&mut batch[..len]) as u64;
+                    let _ = consumer.peek_copy();
+                    let _ = consumer.is_empty();
+                }
+            }
+            16..=17 => raw.stamp(rng.below(CAP)).store(rng.hostile(around), Ordering::Release),
+            18 => raw.head().store(rng.hostile(around), Ordering::Release),
+            19 => raw.tail().store(rng.hostile(around), Ordering::Release),
+            20 => {
+                // A peer resetting both indices to one (possibly absurd) place, and both ends
+                // claiming the queue again from there.
+                let at = rng.hostile(around);
+                raw.head().store(at, Ordering::Release);
+                raw.tail().store(at.wrapping_add(rng.below(CAP + 2)), Ordering::Release);
+                drop((producer.take(), consumer.take()));
+                let claimed = queue.producer();
+                tally(claimed.as_ref().map(drop), &mut counts);
+                producer = claimed.ok();
+                let claimed = queue.consumer();
+                tally(claimed.as_ref().map(drop), &mut counts);
+                consumer = claimed.ok();
+            }
+            21 => {
+                drop(producer.take()); // releases the role, if the word is still ours
+                let claimed = queue.producer();
+                tally(claimed.as_ref().map(drop), &mut counts);
+                producer = claimed.ok();
+            }
+            22 => {
+                drop(consumer.take());
+                let claimed = queue.consumer();
+                tally(claimed.as_ref().map(drop), &mut counts);
+                consumer = claimed.ok();
+            }
+            23 => {
+                let word =
+                    if rng.below(2) == 0 { raw.producer_role() } else { raw.consumer_role() };
+                let owner = match rng.below(3) {
+                    0 => 0,
+                    1 => me().to_raw(),
+                    _ => rng.next(),
+                };
+                word.store(owner, Ordering::Release);
+            }
+            _ => raw.write_value(rng.below(CAP), rng.next()),
+        }
+        assert!(queue.len() <= CAP as usize);
+        if let Some(producer) = &mut producer {
+            assert!(producer.slots() <= CAP as usize);
+        }
+        if let Some(consumer) = &consumer {
+            assert!(consumer.slots() <= CAP as usize);
+        }
+
+        // Now and then, start over on a fresh queue and check it is a plain FIFO again.
+        if step % 250 == 249 {
+            drop((producer.take(), consumer.take()));
+            queue = SharedSpsc::init_in(segment, region, CAP, QUEUE_FINGERPRINT).unwrap();
+            let (mut p, mut c) = (queue.producer().unwrap(), queue.consumer().unwrap());
+            for value in 0..3 * CAP {
+                p.try_push(value).unwrap();
+                assert_eq!(c.try_pop(), Ok(value), "step {step}: the fresh queue is not a FIFO");
+            }
+            (producer, consumer) = (Some(p), Some(c));
+        }
+    }
+    counts
+}
+
+#[test]
+fn random_corruption_of_stamps_indices_and_roles_never_panics_or_hangs() {
+    const SEEDS: [u64; 2] = [0x5eed_5eed, 0xba11_cafe];
+    const STEPS: u64 = 4_000;
+    for seed in SEEDS {
+        let (_cleanup, segment) = local_queue("fuzz", 8);
+        let (done, finished) = mpsc::channel();
+        let worker = thread::spawn(move || {
+            let counts = fuzz_corruption(&segment, seed, STEPS);
+            let _ = done.send(());
+            counts
+        });
+        // A hang inside the queue would keep the worker forever: fail instead.
+        match finished.recv_timeout(Duration::from_secs(60)) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
+            Err(RecvTimeoutError::Timeout) => panic!("seed {seed:#x}: the fuzzer hung"),
+        }
+        let counts = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        eprintln!("seed {seed:#x}: {counts:?}");
+        assert!(counts.pushed > 0 && counts.popped > 0, "seed {seed:#x}: {counts:?}");
+        assert!(counts.push_corrupt > 0, "no corrupt head was ever reported: {counts:?}");
+        assert!(counts.claim_corrupt > 0, "no corrupt indices refused a claim: {counts:?}");
+    }
+}
+
+#[test]
+fn attaching_through_a_read_only_mapping_fails_with_read_only() {
+    let (_cleanup, segment) = local_queue("read-only", 8);
+    let reader = Segment::builder(segment.name().as_str())
+        .fingerprint(segment_fingerprint(8))
+        .open_read_only()
+        .unwrap();
+    assert!(reader.is_read_only());
+    assert_eq!(
+        SharedSpsc::<u64>::attach(&reader, queue_layout(8).queue, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::Offset(OffsetError::ReadOnly))
+    );
+    // The same region attaches read-write.
+    attach(&segment, 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Every process must use the same element type.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn attaching_with_another_element_type_fails_with_element_mismatch() {
+    let (_cleanup, segment) = local_queue("element", 8);
+    let region = queue_layout(8).queue;
+    assert_eq!(
+        SharedSpsc::<u32>::attach(&segment, region, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::ElementMismatch { size: 4, align: 4, found_size: 8, found_align: 8 })
+    );
+    assert_eq!(
+        SharedSpsc::<[u8; 8]>::attach(&segment, region, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::ElementMismatch { size: 8, align: 1, found_size: 8, found_align: 8 })
+    );
+    assert_eq!(
+        SharedSpsc::<[u64; 2]>::attach(&segment, region, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::ElementMismatch { size: 16, align: 8, found_size: 8, found_align: 8 })
+    );
+    // Same size and alignment is only told apart by the element fingerprint.
+    let i64_fingerprint = Fingerprint::new("spsc-shared-test-i64").with_u64(8);
+    assert_eq!(
+        SharedSpsc::<i64>::attach(&segment, region, i64_fingerprint).map(drop),
+        Err(QueueError::FingerprintMismatch {
+            expected: i64_fingerprint.get(),
+            found: QUEUE_FINGERPRINT.get()
+        })
+    );
+}
