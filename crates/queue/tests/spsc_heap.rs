@@ -37,6 +37,8 @@ fn a_full_queue_gives_the_value_back_and_an_empty_one_reports_empty() {
         other => panic!("expected Full, got {other:?}"),
     }
     assert_eq!(consumer.slots(), 2);
+    assert_eq!((consumer.len(), producer.len()), (2, 2));
+    assert!(!producer.is_empty());
     assert_eq!(consumer.peek().unwrap(), "a");
     assert_eq!(consumer.try_pop().unwrap(), "a");
     assert_eq!(producer.slots(), 1);
@@ -44,6 +46,8 @@ fn a_full_queue_gives_the_value_back_and_an_empty_one_reports_empty() {
     assert_eq!(consumer.try_pop(), Err(PopError::Empty));
     assert_eq!(consumer.peek(), Err(PopError::Empty));
     assert!(consumer.is_empty());
+    assert_eq!((consumer.len(), producer.len()), (0, 0));
+    assert!(producer.is_empty());
 }
 
 #[test]

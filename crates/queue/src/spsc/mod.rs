@@ -188,6 +188,16 @@ impl<T, S: Storage<T>> Producer<T, S> {
         self.slots() == 0
     }
 
+    /// Values in the queue, as far as the producer can tell (a snapshot).
+    pub fn len(&mut self) -> usize {
+        self.capacity() - self.slots()
+    }
+
+    /// Whether the queue looks empty from the producer's side (a snapshot).
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
+    }
+
     /// Number of slots.
     pub fn capacity(&self) -> usize {
         self.storage.ring().slots.len()
@@ -272,6 +282,11 @@ impl<T, S: Storage<T>> Consumer<T, S> {
         // shared memory must not claim more than the ring holds.
         let tail = ring.tail.load(Ordering::Acquire);
         tail.saturating_sub(self.head).min(ring.capacity()) as usize
+    }
+
+    /// Values ready to pop (a snapshot); the same as [`slots`](Self::slots).
+    pub fn len(&self) -> usize {
+        self.slots()
     }
 
     /// Whether nothing is ready to pop.
