@@ -1,10 +1,13 @@
-//! Two processes sharing one segment: the parent creates it (with a block pool and a
-//! ping-pong cache line pair), the child opens it by name, allocates a block, writes a message
-//! into it and hands over the block's offset; then both ping-pong through the shared cache
-//! lines, pinned to two cores, and the parent prints the latency percentiles.
+//! Two processes sharing one segment: the parent creates it (with a block pool, two SPSC queues
+//! and a ping-pong cache-line pair), the child opens it by name, allocates a block, writes a
+//! message into it and hands over the block's offset. Then both, pinned to two cores, ping-pong
+//! through two transports in alternating rounds of the same run:
 //!
-//! The ping-pong of two bare atomics is the physical floor any shared-memory transport pays;
-//! the queue and facade crates will be measured against it by `shmlane bench`.
+//! - `cacheline`: two bare atomics on separate cache lines, the physical floor any
+//!   shared-memory transport pays;
+//! - `shmlane-spsc`: a `SharedSpsc<u64>` queue each way, busy polling.
+//!
+//! The parent prints one-way latency percentiles (round trip / 2) for both, and their ratio.
 //!
 //! ```text
 //! cargo run --release -p shmlane-examples --example segment_pingpong -- [--iters N] [--cores A,B]
@@ -18,17 +21,22 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use rustix::thread::CpuSet;
+use shmlane_queue::spsc::{Consumer, Producer, Shared, SharedSpsc};
 use shmlane_segment::{
     BlockOffset, BlockPool, Carver, Fingerprint, Offset, Region, RegionLayout, Segment,
 };
 
 type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
-const FINGERPRINT: Fingerprint = Fingerprint::new("example.segment_pingpong").with_u64(1);
+const FINGERPRINT: Fingerprint = Fingerprint::new("example.segment_pingpong").with_u64(2);
+const ELEMENT: Fingerprint = Fingerprint::new("u64 sequence number");
 const BLOCK_SIZE: u64 = 256;
 const BLOCKS: u32 = 16;
+const QUEUE_CAPACITY: u64 = 64;
 const WARMUP: u64 = 10_000;
-/// Values the mailbox takes besides a block offset.
+/// Round trips per transport before switching to the other one.
+const ROUND: u64 = 1_000;
+/// Mailbox value meaning "no block yet".
 const EMPTY: u64 = 0;
 
 /// Where things live in the segment: the same `Carver` calls in both processes.
@@ -36,6 +44,10 @@ struct Layout {
     /// `[ping, pong, mailbox, ready]`, each on its own cache line.
     control: Region,
     pool: Region,
+    /// Parent → child.
+    requests: Region,
+    /// Child → parent.
+    replies: Region,
     size: u64,
 }
 
@@ -45,13 +57,83 @@ impl Layout {
         let line = size_of::<CachePadded<AtomicU64>>() as u64;
         let control = carver.place(RegionLayout { size: 4 * line, align: 128 })?;
         let pool = carver.place(BlockPool::layout(BLOCK_SIZE, 64, BLOCKS)?)?;
-        Ok(Layout { control, pool, size: carver.total_size() })
+        let requests = carver.place(SharedSpsc::<u64>::layout(QUEUE_CAPACITY)?)?;
+        let replies = carver.place(SharedSpsc::<u64>::layout(QUEUE_CAPACITY)?)?;
+        Ok(Layout { control, pool, requests, replies, size: carver.total_size() })
     }
 
     fn word<'s>(&self, segment: &'s Segment, index: u64) -> AnyResult<&'s AtomicU64> {
         let line = size_of::<CachePadded<AtomicU64>>() as u64;
         let at: Offset<CachePadded<AtomicU64>> = self.control.offset_of(index * line)?;
         Ok(&**segment.get(at)?)
+    }
+}
+
+/// One end's view of both transports.
+struct Transports<'s> {
+    ping: &'s AtomicU64,
+    pong: &'s AtomicU64,
+    queue_out: Producer<u64, Shared<'s, u64>>,
+    queue_in: Consumer<u64, Shared<'s, u64>>,
+}
+
+impl<'s> Transports<'s> {
+    fn attach(segment: &'s Segment, layout: &Layout, parent: bool) -> AnyResult<Self> {
+        let requests = SharedSpsc::<u64>::attach(segment, layout.requests, ELEMENT)?;
+        let replies = SharedSpsc::<u64>::attach(segment, layout.replies, ELEMENT)?;
+        let (out, inbound) = if parent { (requests, replies) } else { (replies, requests) };
+        Ok(Transports {
+            ping: layout.word(segment, 0)?,
+            pong: layout.word(segment, 1)?,
+            queue_out: out.producer()?,
+            queue_in: inbound.consumer()?,
+        })
+    }
+
+    /// Parent side of one cache-line round trip.
+    fn cacheline_round_trip(&mut self, seq: u64) {
+        // Release: pairs with the child's Acquire load; nothing else rides on it.
+        self.ping.store(seq, Ordering::Release);
+        // Acquire: pairs with the child's Release store of the echo.
+        while self.pong.load(Ordering::Acquire) != seq {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Child side of one cache-line round trip.
+    fn cacheline_echo(&mut self, seq: u64) {
+        // Acquire: pairs with the parent's Release store of `ping`.
+        while self.ping.load(Ordering::Acquire) != seq {
+            std::hint::spin_loop();
+        }
+        // Release: pairs with the parent's Acquire spin on `pong`.
+        self.pong.store(seq, Ordering::Release);
+    }
+
+    /// Parent side of one queue round trip; checks the echo.
+    fn queue_round_trip(&mut self, seq: u64) -> AnyResult<()> {
+        self.queue_out.try_push(seq).map_err(|e| format!("request queue: {e}"))?;
+        loop {
+            if let Ok(echo) = self.queue_in.try_pop() {
+                return if echo == seq {
+                    Ok(())
+                } else {
+                    Err(format!("echo {echo} for {seq}").into())
+                };
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Child side of one queue round trip.
+    fn queue_echo(&mut self) -> AnyResult<()> {
+        let seq = loop {
+            if let Ok(seq) = self.queue_in.try_pop() {
+                break seq;
+            }
+            std::hint::spin_loop();
+        };
+        self.queue_out.try_push(seq).map_err(|e| format!("reply queue: {e}").into())
     }
 }
 
@@ -88,6 +170,8 @@ fn parent(args: &[String]) -> AnyResult<()> {
     if iters == 0 {
         return Err("--iters must be at least 1".into());
     }
+    // Whole rounds, so both transports get the same number of round trips.
+    let iters = iters.div_ceil(ROUND) * ROUND;
     let (core_a, core_b) = match cores {
         Some(pair) => pair,
         None => first_two_cpus()?,
@@ -101,6 +185,8 @@ fn parent(args: &[String]) -> AnyResult<()> {
         .populate(true)
         .create_with(|segment| {
             BlockPool::init_in(segment, layout.pool, BLOCK_SIZE, 64, BLOCKS)?;
+            SharedSpsc::<u64>::init_in(segment, layout.requests, QUEUE_CAPACITY, ELEMENT)?;
+            SharedSpsc::<u64>::init_in(segment, layout.replies, QUEUE_CAPACITY, ELEMENT)?;
             Ok(())
         })?;
     println!(
@@ -109,7 +195,9 @@ fn parent(args: &[String]) -> AnyResult<()> {
         segment.len(),
         segment.path().map(|p| p.display().to_string()).unwrap_or_default()
     );
+    let mut ends = Transports::attach(&segment, &layout, true)?;
 
+    // Pin the child before the parent: a pinned parent's children inherit its one-CPU mask.
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--child", &name, &iters.to_string(), &core_b.to_string()])
         .spawn()?;
@@ -138,19 +226,26 @@ fn parent(args: &[String]) -> AnyResult<()> {
     println!("pool after free: {:?}", pool.stats());
 
     pin(core_a)?;
-    let ping = layout.word(&segment, 0)?;
-    let pong = layout.word(&segment, 1)?;
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    for seq in 1..=WARMUP + iters {
-        let start = Instant::now();
-        // Release: pairs with the child's Acquire load; nothing else rides on it.
-        ping.store(seq, Ordering::Release);
-        // Acquire: pairs with the child's Release store of the echo.
-        while pong.load(Ordering::Acquire) != seq {
-            std::hint::spin_loop();
+    let new_histogram = || Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3);
+    let (mut floor, mut queue) = (new_histogram()?, new_histogram()?);
+    for round in 0..(WARMUP + iters) / ROUND {
+        let record = round * ROUND >= WARMUP;
+        for i in 0..ROUND {
+            let seq = round * ROUND + i + 1;
+            let start = Instant::now();
+            ends.cacheline_round_trip(seq);
+            let elapsed = start.elapsed().as_nanos() as u64;
+            if record {
+                floor.record(elapsed)?;
+            }
         }
-        if seq > WARMUP {
-            histogram.record(start.elapsed().as_nanos() as u64)?;
+        for i in 0..ROUND {
+            let start = Instant::now();
+            ends.queue_round_trip(round * ROUND + i)?;
+            let elapsed = start.elapsed().as_nanos() as u64;
+            if record {
+                queue.record(elapsed)?;
+            }
         }
     }
     let status = child.wait()?;
@@ -158,13 +253,21 @@ fn parent(args: &[String]) -> AnyResult<()> {
         return Err(format!("child failed: {status}").into());
     }
     println!(
-        "\ncache-line ping-pong between two processes, cores {core_a} and {core_b}, {iters} round trips"
+        "\nping-pong between two processes on cores {core_a} and {core_b}: {iters} round trips \
+         per transport, alternating rounds of {ROUND}; one-way ns (round trip / 2)"
     );
-    println!("{:>8} {:>10}", "pct", "one-way ns");
+    println!("{:>8} {:>10} {:>13}", "pct", "cacheline", "shmlane-spsc");
     for pct in [50.0, 90.0, 99.0, 99.9, 99.99] {
-        println!("{pct:>8} {:>10}", histogram.value_at_quantile(pct / 100.0) / 2);
+        let q = pct / 100.0;
+        println!(
+            "{pct:>8} {:>10} {:>13}",
+            floor.value_at_quantile(q) / 2,
+            queue.value_at_quantile(q) / 2
+        );
     }
-    println!("{:>8} {:>10}", "max", histogram.max() / 2);
+    println!("{:>8} {:>10} {:>13}", "max", floor.max() / 2, queue.max() / 2);
+    let ratio = queue.value_at_quantile(0.5) as f64 / floor.value_at_quantile(0.5).max(1) as f64;
+    println!("p50 ratio shmlane-spsc / cacheline: {ratio:.2}");
     if core_a == core_b {
         println!("(both processes ran on one core: the numbers measure context switches)");
     }
@@ -179,6 +282,7 @@ fn child(args: &[String]) -> AnyResult<()> {
     pin(core.parse()?)?;
     let layout = Layout::new()?;
     let segment = Segment::builder(name).fingerprint(FINGERPRINT).open()?;
+    let mut ends = Transports::attach(&segment, &layout, false)?;
     let pool = BlockPool::attach(&segment, layout.pool)?;
     let block = pool.alloc()?;
     let text = format!("hello from pid {}", std::process::id());
@@ -188,15 +292,13 @@ fn child(args: &[String]) -> AnyResult<()> {
     // Release: tells the parent we are pinned and attached.
     layout.word(&segment, 3)?.store(1, Ordering::Release);
 
-    let ping = layout.word(&segment, 0)?;
-    let pong = layout.word(&segment, 1)?;
-    for seq in 1..=WARMUP + iters {
-        // Acquire: pairs with the parent's Release store of `ping`.
-        while ping.load(Ordering::Acquire) != seq {
-            std::hint::spin_loop();
+    for round in 0..(WARMUP + iters) / ROUND {
+        for i in 0..ROUND {
+            ends.cacheline_echo(round * ROUND + i + 1);
         }
-        // Release: pairs with the parent's Acquire spin on `pong`.
-        pong.store(seq, Ordering::Release);
+        for _ in 0..ROUND {
+            ends.queue_echo()?;
+        }
     }
     Ok(())
 }
