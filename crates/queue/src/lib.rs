@@ -13,6 +13,11 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(feature = "loom"))]
+mod descriptor;
 pub mod mpmc;
 pub mod spsc;
 mod sync;
+
+#[cfg(not(feature = "loom"))]
+pub use descriptor::{ClaimError, Plain, QueueError};

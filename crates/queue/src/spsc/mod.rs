@@ -38,7 +38,10 @@ use std::mem::MaybeUninit;
 
 pub use heap::{Heap, new};
 #[cfg(not(feature = "loom"))]
-pub use shared::{ClaimError, Plain, QueueError, Shared, SharedSpsc};
+pub use shared::{Shared, SharedSpsc};
+
+#[cfg(not(feature = "loom"))]
+pub use crate::descriptor::{ClaimError, Plain, QueueError};
 
 use crate::sync::{AtomicU64, Ordering, UnsafeCell};
 

@@ -1,0 +1,214 @@
+//! What every queue in a segment shares: the descriptor at the start of its region, the
+//! element contract, and the errors of attaching and claiming.
+
+use std::io;
+
+use shmlane_segment::{
+    Fingerprint, LayoutError, OffsetError, Region, RegionLayout, RoleError, Segment,
+};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Format version of every queue descriptor.
+const VERSION: u32 = 1;
+/// Largest capacity a descriptor may claim.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
+/// Shared indices at or beyond this are corrupt: no queue gets there (2^63 values), and the
+/// positions of a claimed end stay far from overflowing. Bit 63 is free for slot flags.
+pub(crate) const MAX_POSITION: u64 = 1 << 63;
+
+/// Values that can travel through shared memory: plain bytes, no pointers, every bit pattern
+/// valid, no padding (zerocopy's guarantees).
+pub trait Plain: FromBytes + IntoBytes + KnownLayout + Immutable + Copy + Send + Sync {}
+impl<T: FromBytes + IntoBytes + KnownLayout + Immutable + Copy + Send + Sync> Plain for T {}
+
+/// The descriptor at the start of a queue's region (64 bytes), read by copy and validated.
+///
+/// | offset | field | |
+/// |---:|---|---|
+/// | 0 | magic | `SHMLSPSC` or `SHMLMPMC` |
+/// | 8 | version | 1 |
+/// | 12 | reserved | zero |
+/// | 16 | capacity | slots, a power of two |
+/// | 24 | element size | `size_of::<T>()` |
+/// | 32 | element align | `align_of::<T>()` |
+/// | 40 | fingerprint | the caller's element fingerprint |
+/// | 48 | extra | per kind: zero (SPSC); max producers, max consumers (MPMC) |
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub(crate) struct Descriptor {
+    magic: [u8; 8],
+    version: u32,
+    reserved0: u32,
+    pub(crate) capacity: u64,
+    element_size: u64,
+    element_align: u64,
+    fingerprint: u64,
+    pub(crate) extra: [u64; 2],
+}
+
+impl Descriptor {
+    pub(crate) fn new<T>(
+        magic: [u8; 8],
+        capacity: u64,
+        fingerprint: Fingerprint,
+        extra: [u64; 2],
+    ) -> Self {
+        Descriptor {
+            magic,
+            version: VERSION,
+            reserved0: 0,
+            capacity,
+            element_size: size_of::<T>() as u64,
+            element_align: align_of::<T>() as u64,
+            fingerprint: fingerprint.get(),
+            extra,
+        }
+    }
+
+    /// Copies the descriptor out of the region and checks everything but `capacity` and
+    /// `extra`, which the queue kind checks.
+    pub(crate) fn read_checked<T>(
+        segment: &Segment,
+        region: Region,
+        magic: [u8; 8],
+        fingerprint: Fingerprint,
+    ) -> Result<Descriptor, QueueError> {
+        let mut bytes = [0u8; size_of::<Descriptor>()];
+        segment.read_bytes(region.offset, &mut bytes)?;
+        let d: Descriptor = zerocopy::transmute!(bytes);
+        if d.magic != magic {
+            return Err(QueueError::BadMagic);
+        }
+        if d.version != VERSION {
+            return Err(QueueError::UnsupportedVersion(d.version));
+        }
+        if d.reserved0 != 0 {
+            return Err(QueueError::Corrupt);
+        }
+        let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
+        if (d.element_size, d.element_align) != (size, align) {
+            return Err(QueueError::ElementMismatch {
+                size,
+                align,
+                found_size: d.element_size,
+                found_align: d.element_align,
+            });
+        }
+        if d.fingerprint != fingerprint.get() {
+            return Err(QueueError::FingerprintMismatch {
+                expected: fingerprint.get(),
+                found: d.fingerprint,
+            });
+        }
+        Ok(d)
+    }
+}
+
+pub(crate) fn check_capacity(capacity: u64) -> Result<(), QueueError> {
+    if !capacity.is_power_of_two() || capacity > MAX_CAPACITY {
+        return Err(QueueError::BadCapacity(capacity));
+    }
+    Ok(())
+}
+
+/// Errors from laying out, initialising or attaching a shared queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The capacity is not a power of two between 1 and 2^32.
+    #[error("capacity {0} is invalid: use a power of two between 1 and 2^32")]
+    BadCapacity(u64),
+    /// The layout overflows.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// The region is too small or misaligned for the queue.
+    #[error(
+        "the queue needs {needed} bytes aligned to {align}, the region at {offset:#x} has {len}: \
+         place it with `SharedSpsc::layout`"
+    )]
+    BadRegion {
+        /// Bytes needed.
+        needed: u64,
+        /// Alignment needed.
+        align: u64,
+        /// Region offset.
+        offset: u64,
+        /// Region length.
+        len: u64,
+    },
+    /// The region is outside the segment, or the segment is read-only.
+    #[error("cannot use the queue region: {0}")]
+    Offset(#[from] OffsetError),
+    /// No queue was initialised here.
+    #[error("no SPSC queue at this offset (bad magic): initialise it with `SharedSpsc::init_in`")]
+    BadMagic,
+    /// Another queue format.
+    #[error("queue format version {0} is not supported: use the same shmlane everywhere")]
+    UnsupportedVersion(u32),
+    /// The queue holds another element type.
+    #[error(
+        "the queue holds elements of {found_size} bytes aligned to {found_align}, not \
+         {size}/{align}: every process must use the same element type"
+    )]
+    ElementMismatch {
+        /// Our element size.
+        size: u64,
+        /// Our element alignment.
+        align: u64,
+        /// Size in the descriptor.
+        found_size: u64,
+        /// Alignment in the descriptor.
+        found_align: u64,
+    },
+    /// The element fingerprint differs.
+    #[error("element fingerprint {found:#x} differs from {expected:#x}: use the same type version")]
+    FingerprintMismatch {
+        /// Ours.
+        expected: u64,
+        /// In the descriptor.
+        found: u64,
+    },
+    /// The descriptor's reserved bytes are not zero.
+    #[error("the queue descriptor is corrupt (reserved bytes set): recreate the queue")]
+    Corrupt,
+}
+
+/// Errors from claiming the producer or consumer role.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    /// A live process holds the role.
+    #[error(transparent)]
+    Taken(#[from] RoleError),
+    /// The queue's shared indices are impossible.
+    #[error("the queue's indices are corrupt (head {head}, tail {tail}): recreate the queue")]
+    Corrupt {
+        /// Shared head.
+        head: u64,
+        /// Shared tail.
+        tail: u64,
+    },
+    /// Every participant entry of the queue is held by a live process.
+    #[error(
+        "all {max} participant entries are held by live processes: raise the maximum when creating the queue"
+    )]
+    NoFreeEntry {
+        /// Entries of that kind.
+        max: u64,
+    },
+    /// Our own identity could not be read (`/proc/self/stat`).
+    #[error("cannot identify this process to claim the role: {0}")]
+    Identity(#[source] io::Error),
+}
+
+pub(crate) fn check_region(layout: RegionLayout, region: Region) -> Result<(), QueueError> {
+    if region.len < layout.size || !region.offset.is_multiple_of(layout.align) {
+        return Err(QueueError::BadRegion {
+            needed: layout.size,
+            align: layout.align,
+            offset: region.offset,
+            len: region.len,
+        });
+    }
+    Ok(())
+}
