@@ -16,6 +16,7 @@
 #[cfg(not(feature = "loom"))]
 mod descriptor;
 pub mod mpmc;
+mod slot;
 pub mod spsc;
 mod sync;
 

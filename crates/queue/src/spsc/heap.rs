@@ -41,7 +41,7 @@ pub fn new<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let ring = Arc::new(HeapRing {
         head: CachePadded::new(AtomicU64::new(0)),
         tail: CachePadded::new(AtomicU64::new(0)),
-        slots: (0..capacity).map(|_| Slot::empty()).collect(),
+        slots: (0..capacity).map(|_| Slot::new(0)).collect(),
     });
     (Producer::start(Heap(ring.clone()), 0, 0), Consumer::start(Heap(ring), 0))
 }

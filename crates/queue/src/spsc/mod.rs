@@ -34,7 +34,6 @@ mod shared;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
 
 pub use heap::{Heap, new};
 #[cfg(not(feature = "loom"))]
@@ -43,32 +42,8 @@ pub use shared::{Shared, SharedSpsc};
 #[cfg(not(feature = "loom"))]
 pub use crate::descriptor::{ClaimError, Plain, QueueError};
 
-use crate::sync::{AtomicU64, Ordering, UnsafeCell};
-
-/// One slot: the stamp says which position the value belongs to.
-#[repr(C)]
-pub struct Slot<T> {
-    stamp: AtomicU64,
-    value: UnsafeCell<MaybeUninit<T>>,
-}
-
-// SAFETY: a slot's value is written only by the producer while the slot is free (its position
-// is at least `capacity` ahead of the consumer's head) and read only by the consumer after the
-// Acquire load of the matching stamp; the protocol above gives each access exclusively to one
-// side, so sharing slots between the two threads (or processes) is sound for `T: Send`.
-unsafe impl<T: Send> Sync for Slot<T> {}
-
-impl<T> Slot<T> {
-    fn empty() -> Self {
-        Slot { stamp: AtomicU64::new(0), value: UnsafeCell::new(MaybeUninit::uninit()) }
-    }
-}
-
-impl<T> fmt::Debug for Slot<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Slot").finish_non_exhaustive()
-    }
-}
+pub use crate::slot::Slot;
+use crate::sync::{AtomicU64, Ordering};
 
 /// The shared words of a ring, wherever they live.
 #[derive(Debug)]
@@ -174,7 +149,7 @@ impl<T, S: Storage<T>> Producer<T, S> {
             unsafe { (*p).write(value) };
         });
         // Release: publishes the value; pairs with the consumer's Acquire load of the stamp.
-        slot.stamp.store(self.tail + 1, Ordering::Release);
+        slot.seq.store(self.tail + 1, Ordering::Release);
         self.tail += 1;
         // Release: pairs with the Acquire loads of `tail` in `len`/`slots`.
         ring.tail.store(self.tail, Ordering::Release);
@@ -241,7 +216,7 @@ impl<T: Copy, S: Storage<T>> Producer<T, S> {
                 unsafe { (*p).write(*item) };
             });
             // Release: publishes this value; pairs with the consumer's Acquire stamp load.
-            slot.stamp.store(position + 1, Ordering::Release);
+            slot.seq.store(position + 1, Ordering::Release);
         }
         self.tail += count as u64;
         // Release: pairs with the Acquire loads of `tail` in `len`/`slots`.
@@ -262,7 +237,7 @@ impl<T, S: Storage<T>> Consumer<T, S> {
         let slot = ring.slot(self.head);
         // Acquire: pairs with the producer's Release store of the stamp, making the value
         // written before it visible.
-        if slot.stamp.load(Ordering::Acquire) != self.head + 1 {
+        if slot.seq.load(Ordering::Acquire) != self.head + 1 {
             return Err(PopError::Empty);
         }
         let value = slot.value.with(|p| {
@@ -296,7 +271,7 @@ impl<T, S: Storage<T>> Consumer<T, S> {
     pub fn is_empty(&self) -> bool {
         let ring = self.storage.ring();
         // Acquire: pairs with the producer's Release stamp store, as in `try_pop`.
-        ring.slot(self.head).stamp.load(Ordering::Acquire) != self.head + 1
+        ring.slot(self.head).seq.load(Ordering::Acquire) != self.head + 1
     }
 
     /// Number of slots.
@@ -307,7 +282,7 @@ impl<T, S: Storage<T>> Consumer<T, S> {
     /// Whether `position`'s value is in its slot (Acquire, as in `try_pop`).
     fn ready(ring: &Ring<'_, T>, position: u64) -> bool {
         // Acquire: pairs with the producer's Release stamp store.
-        ring.slot(position).stamp.load(Ordering::Acquire) == position + 1
+        ring.slot(position).seq.load(Ordering::Acquire) == position + 1
     }
 }
 

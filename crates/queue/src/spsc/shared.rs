@@ -22,9 +22,8 @@
 use crossbeam_utils::CachePadded;
 use shmlane_segment::{
     Fingerprint, LayoutError, Offset, Region, RegionLayout, RoleClaim, RoleOwner, Segment,
-    SharedView,
 };
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 use super::{Consumer, Producer, Ring, Slot, Storage};
 use crate::descriptor::{
@@ -40,11 +39,6 @@ const PADDED: u64 = size_of::<CachePadded<AtomicU64>>() as u64;
 const TAIL_AT: u64 = HEAD_AT + PADDED;
 const SLOTS_AT: u64 = TAIL_AT + PADDED;
 const _: () = assert!(size_of::<Descriptor>() as u64 <= PRODUCER_ROLE_AT);
-
-// SAFETY: a slot is an atomic stamp plus a cell of `T: FromBytes` (every bit pattern valid,
-// `MaybeUninit` in any case), so any bytes a peer writes are a valid `Slot<T>`; the value is
-// accessed only through raw pointers under the stamp protocol, by copy.
-unsafe impl<T: FromBytes + Send> SharedView for Slot<T> {}
 
 /// An SPSC queue inside a segment, before a role is claimed.
 #[derive(Debug)]
@@ -100,7 +94,7 @@ impl<'seg, T: Plain> SharedSpsc<'seg, T> {
         let queue = Self::view(segment, region, capacity)?;
         for slot in queue.slots {
             // Relaxed: the segment's `Ready` publication orders these for every opener.
-            slot.stamp.store(0, Ordering::Relaxed);
+            slot.seq.store(0, Ordering::Relaxed);
         }
         for word in [queue.head, queue.tail, queue.producer_role, queue.consumer_role] {
             // Relaxed: as above.
