@@ -1,11 +1,14 @@
 //! What every queue in a segment shares: the descriptor at the start of its region, the
 //! element contract, and the errors of attaching and claiming.
 
+// Under loom only the in-memory protocol is built; the segment layout goes unused.
+#![cfg_attr(feature = "loom", allow(dead_code))]
+
 use std::io;
 
-use shmlane_segment::{
-    Fingerprint, LayoutError, OffsetError, Region, RegionLayout, RoleError, Segment,
-};
+#[cfg(not(feature = "loom"))]
+use shmlane_segment::Segment;
+use shmlane_segment::{Fingerprint, LayoutError, OffsetError, Region, RegionLayout, RoleError};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Format version of every queue descriptor.
@@ -67,6 +70,7 @@ impl Descriptor {
 
     /// Copies the descriptor out of the region and checks everything but `capacity` and
     /// `extra`, which the queue kind checks.
+    #[cfg(not(feature = "loom"))]
     pub(crate) fn read_checked<T>(
         segment: &Segment,
         region: Region,

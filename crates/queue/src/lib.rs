@@ -9,16 +9,15 @@
 //!   shared-memory variant, with recovery from a producer or consumer killed mid-operation,
 //!   is not built yet.
 //!
-//! With the `loom` feature the atomics and cells come from loom; only the heap queues are built.
+//! With the `loom` feature the atomics and cells come from loom; the queues are then built on
+//! heap-allocated atomics only (segments cannot hold loom atomics).
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(not(feature = "loom"))]
 mod descriptor;
 pub mod mpmc;
 mod slot;
 pub mod spsc;
 mod sync;
 
-#[cfg(not(feature = "loom"))]
 pub use descriptor::{ClaimError, Plain, QueueError};

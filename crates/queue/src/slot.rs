@@ -19,7 +19,9 @@ pub struct Slot<T> {
 unsafe impl<T: Send> Sync for Slot<T> {}
 
 impl<T> Slot<T> {
-    pub(crate) fn new(seq: u64) -> Self {
+    /// An empty slot whose sequence word holds `seq` (what each ring starts its slots at:
+    /// SPSC 0, MPMC the slot's index).
+    pub fn new(seq: u64) -> Self {
         Slot { seq: AtomicU64::new(seq), value: UnsafeCell::new(MaybeUninit::uninit()) }
     }
 }

@@ -3,10 +3,14 @@
 #[cfg(feature = "loom")]
 pub(crate) use loom::cell::UnsafeCell;
 #[cfg(feature = "loom")]
+pub(crate) use loom::hint::spin_loop;
+#[cfg(feature = "loom")]
 pub(crate) use loom::sync::Arc;
 #[cfg(feature = "loom")]
 pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(not(feature = "loom"))]
+pub(crate) use std::hint::spin_loop;
 #[cfg(not(feature = "loom"))]
 pub(crate) use std::sync::Arc;
 #[cfg(not(feature = "loom"))]

@@ -33,18 +33,16 @@
 //!
 //! Positions stay below 2^63, so bit 63 (`SKIP`) never collides with a position.
 
-#[cfg(not(feature = "loom"))]
 mod shared;
 
 use std::fmt;
 
 use crossbeam_utils::CachePadded;
 
-#[cfg(not(feature = "loom"))]
-pub use shared::{MpmcConsumer, MpmcProducer, MpmcStats, SharedMpmc};
+pub use shared::{Entry, MpmcConsumer, MpmcProducer, MpmcStats, SharedMpmc};
 
 use crate::slot::Slot;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, spin_loop};
 
 /// Marks a slot a dead producer claimed and never filled (see the module docs).
 const SKIP: u64 = 1 << 63;
@@ -131,6 +129,8 @@ impl<T> Ring<'_, T> {
                 // Relaxed: as above.
                 position = self.tail.load(Ordering::Relaxed);
             } else {
+                // Another producer took this position: wait a beat for `tail` to show it.
+                spin_loop();
                 // Relaxed: as above.
                 position = self.tail.load(Ordering::Relaxed);
             }
@@ -182,6 +182,8 @@ impl<T> Ring<'_, T> {
                 // Relaxed: as above.
                 position = self.head.load(Ordering::Relaxed);
             } else {
+                // Another consumer took this position: wait a beat for `head` to show it.
+                spin_loop();
                 // Relaxed: as above.
                 position = self.head.load(Ordering::Relaxed);
             }

@@ -31,19 +31,23 @@
 //! announcement, and the slot waits for it. Delivery is exactly-once while no process dies;
 //! a consumer killed between claiming and finishing loses that one value (at-most-once).
 
+// Under loom only the in-memory protocol is built; the segment layout goes unused.
+#![cfg_attr(feature = "loom", allow(dead_code))]
+
 use std::cell::Cell;
 use std::fmt;
 
 use crossbeam_utils::CachePadded;
-use shmlane_segment::{
-    Fingerprint, LayoutError, Liveness, Offset, Region, RegionLayout, RoleClaim, RoleOwner, Segment,
-};
+#[cfg(not(feature = "loom"))]
+use shmlane_segment::{Fingerprint, Offset, Region, Segment};
+use shmlane_segment::{LayoutError, Liveness, RegionLayout, RoleClaim, RoleOwner};
+#[cfg(not(feature = "loom"))]
 use zerocopy::IntoBytes;
 
 use super::{Participant, Ring, SKIP};
-use crate::descriptor::{
-    ClaimError, Descriptor, MAX_POSITION, Plain, QueueError, check_capacity, check_region,
-};
+use crate::descriptor::{ClaimError, MAX_POSITION, Plain, QueueError, check_capacity};
+#[cfg(not(feature = "loom"))]
+use crate::descriptor::{Descriptor, check_region};
 use crate::slot::Slot;
 use crate::spsc::PopError;
 use crate::sync::{AtomicU64, Ordering};
@@ -61,7 +65,7 @@ const MAX_PARTICIPANTS: u64 = 1024;
 const DEFAULT_PATIENCE: u32 = 4096;
 
 /// One participant: `[role word, announced position + 1]`, on its own cache line.
-type Entry = CachePadded<[AtomicU64; 2]>;
+pub type Entry = CachePadded<[AtomicU64; 2]>;
 
 /// An MPMC queue inside a segment, before an end is claimed.
 pub struct SharedMpmc<'seg, T> {
@@ -117,6 +121,7 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
             .next_multiple_of(align_of::<Slot<T>>() as u64)
     }
 
+    #[cfg(not(feature = "loom"))]
     /// Writes a fresh, empty queue into `region` (while creating the segment).
     pub fn init_in(
         segment: &'seg Segment,
@@ -143,6 +148,7 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
         Ok(queue)
     }
 
+    #[cfg(not(feature = "loom"))]
     /// Attaches to a queue another process initialised, validating its descriptor.
     pub fn attach(
         segment: &'seg Segment,
@@ -153,6 +159,31 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
         let [max_producers, max_consumers] = d.extra;
         check_region(Self::layout(d.capacity, max_producers, max_consumers)?, region)?;
         Self::view(segment, region, d.capacity, max_producers, max_consumers)
+    }
+
+    /// A queue over atomics the caller owns, formatted empty (for loom models: loom's atomics
+    /// cannot live in a segment).
+    #[cfg(feature = "loom")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        slots: &'seg [Slot<T>],
+        head: &'seg AtomicU64,
+        tail: &'seg AtomicU64,
+        producers: &'seg [Entry],
+        consumers: &'seg [Entry],
+        lost: &'seg AtomicU64,
+        skipped: &'seg AtomicU64,
+    ) -> Self {
+        SharedMpmc {
+            slots,
+            head,
+            tail,
+            producers,
+            consumers,
+            lost,
+            skipped,
+            patience: DEFAULT_PATIENCE,
+        }
     }
 
     /// Polls of one stuck position before checking for a dead owner (default 4096). Lower
@@ -218,6 +249,7 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
         Err(ClaimError::NoFreeEntry { max: entries.len() as u64 })
     }
 
+    #[cfg(not(feature = "loom"))]
     fn view(
         segment: &'seg Segment,
         region: Region,
@@ -314,7 +346,8 @@ impl<T> Participant<T> for End<'_, T> {
         // Acquire: as in `push`.
         let seq = slot.seq.load(Ordering::Acquire);
         if seq & !SKIP != previous + 1 || !Self::abandoned(self.queue.consumers, previous) {
-            return seq == position; // Released meanwhile: retry; or a live consumer owns it.
+            // Released meanwhile (the caller's next poll sees it), or a live consumer owns it.
+            return false;
         }
         // AcqRel: one repairer wins; Release publishes the freed slot to producers.
         let won =
@@ -338,7 +371,8 @@ impl<T> Participant<T> for End<'_, T> {
         // Acquire: as in `pop`.
         let seq = slot.seq.load(Ordering::Acquire);
         if seq != position || !Self::abandoned(self.queue.producers, position) {
-            return seq != position; // Written meanwhile: retry; or a live producer owns it.
+            // Written meanwhile (the caller's next poll sees it), or a live producer owns it.
+            return false;
         }
         // AcqRel: one repairer wins; Release publishes the skip mark to consumers.
         if slot
