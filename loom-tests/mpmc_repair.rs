@@ -1,6 +1,7 @@
 //! loom models of the shared MPMC queue's recovery (`shmlane_queue::mpmc::SharedMpmc`): a slot
 //! claimed by a producer that died before writing it is skipped exactly once, concurrently with
-//! live producers and consumers, and no value is lost or duplicated.
+//! live producers and consumers, and no value is lost or duplicated; a slot held by a consumer
+//! that died is freed by a producer, and only that one value is lost (and counted).
 //!
 //! The dead producer is a role word naming a pid that cannot exist (proven dead by `/proc`);
 //! the live participants are this process. The queue lives on heap-allocated loom atomics.
@@ -13,8 +14,7 @@ use shmlane_queue::mpmc::{Entry, SharedMpmc};
 use shmlane_queue::spsc::Slot;
 use shmlane_segment::{ProcessId, RoleOwner};
 
-/// The atomics of a queue of 2 slots with 2 producer and 2 consumer entries, in the state a
-/// producer leaves when killed after claiming position 0 (tail = 1) and before writing it.
+/// The atomics of a queue of 2 slots with 2 producer and 2 consumer entries.
 struct Abandoned {
     slots: Vec<Slot<u64>>,
     head: AtomicU64,
@@ -29,10 +29,16 @@ fn entry(role: u64, announced: u64) -> Entry {
     CachePadded::new([AtomicU64::new(role), AtomicU64::new(announced)])
 }
 
+/// An owner proven dead: pid 2^31 - 2 is above any pid_max Linux allows (2^22).
+fn dead() -> RoleOwner {
+    RoleOwner::of(ProcessId { pid: (1 << 31) - 2, start_time: 1 })
+}
+
 impl Abandoned {
+    /// The state a producer leaves when killed after claiming position 0 (tail = 1) and
+    /// before writing it.
     fn new() -> Arc<Self> {
-        // pid 2^31 - 2 is above any pid_max Linux allows (2^22): proven dead.
-        let dead = RoleOwner::of(ProcessId { pid: (1 << 31) - 2, start_time: 1 });
+        let dead = dead();
         Arc::new(Abandoned {
             // Slot 0: claimed for position 0, never written (seq 0). Slot 1: free for 1.
             slots: (0..2).map(Slot::new).collect(),
@@ -110,5 +116,45 @@ fn two_consumers_repairing_at_once_skip_the_slot_once_and_lose_nothing() {
         got.extend(std::iter::from_fn(|| last.try_pop().ok()));
         assert_eq!(got, [7]);
         assert_eq!(state.skipped.load(Ordering::Relaxed), 1);
+    });
+}
+
+#[test]
+fn a_producer_frees_the_slot_of_a_dead_consumer_and_only_that_value_is_lost() {
+    loom::model(|| {
+        let state = Abandoned::new();
+        // Undo the dead producer: position 0 is written normally, then 1.
+        state.producers[0][0].store(0, Ordering::Relaxed);
+        state.tail.store(0, Ordering::Relaxed);
+        {
+            let mut producer = state.queue().producer().unwrap();
+            producer.try_push(1).unwrap();
+            producer.try_push(2).unwrap();
+        }
+        // A consumer claimed position 0 (value 1) and died before releasing the slot.
+        state.head.store(1, Ordering::Relaxed);
+        state.consumers[0][0].store(dead().to_raw(), Ordering::Relaxed);
+        state.consumers[0][1].store(1, Ordering::Relaxed);
+        let producer = {
+            let state = state.clone();
+            thread::spawn(move || {
+                let mut producer = state.queue().producer().unwrap();
+                while producer.try_push(3).is_err() {
+                    thread::yield_now();
+                }
+            })
+        };
+        let mut consumer = state.queue().consumer().unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match consumer.try_pop() {
+                Ok(value) => got.push(value),
+                Err(_) => thread::yield_now(),
+            }
+        }
+        producer.join().unwrap();
+        assert_eq!(got, [2, 3]);
+        assert_eq!(state.lost.load(Ordering::Relaxed), 1);
+        assert_eq!(state.skipped.load(Ordering::Relaxed), 0);
     });
 }
