@@ -160,3 +160,21 @@ macro_rules! mpmc_ends {
 
 mpmc_ends!(shmlane_queue::mpmc::Queue<u64>, try_push, try_pop);
 mpmc_ends!(crossbeam_queue::ArrayQueue<u64>, push, pop);
+
+impl Tx for shmlane_queue::mpmc::MpmcProducer<'_, u64> {
+    fn push_one(&mut self, value: u64) -> bool {
+        self.try_push(value).is_ok()
+    }
+    fn push_many(&mut self, values: &[u64]) -> usize {
+        values.iter().take_while(|v| self.try_push(**v).is_ok()).count()
+    }
+}
+
+impl Rx for shmlane_queue::mpmc::MpmcConsumer<'_, u64> {
+    fn pop_one(&mut self) -> Option<u64> {
+        self.try_pop().ok()
+    }
+    fn pop_many(&mut self, out: &mut [u64]) -> usize {
+        out.iter_mut().map_while(|slot| self.try_pop().ok().map(|v| *slot = v)).count()
+    }
+}
