@@ -5,9 +5,9 @@
 //!   index. On the heap for any `T: Send` ([`spsc::new`]), or inside a segment for plain data
 //!   ([`spsc::SharedSpsc`]), where one producer and one consumer process may attach at a time
 //!   and the role of a dead one can be taken over.
-//! - [`mpmc`]: multi-producer multi-consumer (Vyukov's array queue), on the heap. The
-//!   shared-memory variant, with recovery from a producer or consumer killed mid-operation,
-//!   is not built yet.
+//! - [`mpmc`]: multi-producer multi-consumer (Vyukov's array queue), on the heap
+//!   ([`mpmc::Queue`]) or inside a segment ([`mpmc::SharedMpmc`]), where a slot abandoned by a
+//!   producer or consumer killed mid-operation is repaired once its owner is proven dead.
 //!
 //! With the `loom` feature the atomics and cells come from loom; the queues are then built on
 //! heap-allocated atomics only (segments cannot hold loom atomics).
