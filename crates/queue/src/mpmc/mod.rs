@@ -41,6 +41,7 @@ use crossbeam_utils::CachePadded;
 
 pub use shared::{Entry, MpmcConsumer, MpmcProducer, MpmcStats, SharedMpmc};
 
+use crate::descriptor::MAX_POSITION;
 use crate::slot::Slot;
 use crate::sync::{AtomicU64, Ordering, spin_loop};
 
@@ -93,7 +94,20 @@ impl<T> Ring<'_, T> {
     fn push(&self, value: T, who: &impl Participant<T>) -> Result<(), T> {
         // Relaxed: only a guess at the next position; the slot's `seq` decides.
         let mut position = self.tail.load(Ordering::Relaxed);
+        // Whether we announced a position this call: then a failure must withdraw it, or it
+        // would shield a dead peer's slot at that position from repair.
+        let mut announced = false;
+        let fail = |value, announced| {
+            if announced {
+                who.done();
+            }
+            Err(value)
+        };
         loop {
+            if position >= MAX_POSITION {
+                // A corrupt `tail` (no ring gets there): refuse, rather than overflow.
+                return fail(value, announced);
+            }
             let slot = self.slot(position);
             // Acquire: pairs with the consumer's Release store of `seq = p + capacity`, so its
             // read of the previous value happens before our write.
@@ -101,6 +115,7 @@ impl<T> Ring<'_, T> {
             let lag = seq.wrapping_sub(position) as i64;
             if lag == 0 {
                 who.announce(position);
+                announced = true;
                 // Release on success: whoever sees this `tail` (Acquire) also sees our
                 // announcement. The value itself is handed over by `seq`, not by the CAS.
                 match self.tail.compare_exchange_weak(
@@ -124,7 +139,7 @@ impl<T> Ring<'_, T> {
                 }
             } else if lag < 0 {
                 if !who.unstick_full(self, position) {
-                    return Err(value);
+                    return fail(value, announced);
                 }
                 // Relaxed: as above.
                 position = self.tail.load(Ordering::Relaxed);
@@ -132,7 +147,14 @@ impl<T> Ring<'_, T> {
                 // Another producer took this position: wait a beat for `tail` to show it.
                 spin_loop();
                 // Relaxed: as above.
-                position = self.tail.load(Ordering::Relaxed);
+                let current = self.tail.load(Ordering::Relaxed);
+                if current == position {
+                    // Cannot happen in a sound ring: whoever moved `seq` past `position` did so
+                    // after `tail` moved past it, which our Acquire load of `seq` makes
+                    // visible. A corrupt `seq` word (shared memory): give up, do not spin.
+                    return fail(value, announced);
+                }
+                position = current;
             }
         }
     }
@@ -140,7 +162,19 @@ impl<T> Ring<'_, T> {
     fn pop(&self, who: &impl Participant<T>) -> Option<T> {
         // Relaxed: only a guess at the next position; the slot's `seq` decides.
         let mut position = self.head.load(Ordering::Relaxed);
+        // As in `push`: a failure withdraws an announcement made in this call.
+        let mut announced = false;
+        let fail = |announced| {
+            if announced {
+                who.done();
+            }
+            None
+        };
         loop {
+            if position >= MAX_POSITION {
+                // A corrupt `head` (no ring gets there): refuse, rather than overflow.
+                return fail(announced);
+            }
             let slot = self.slot(position);
             // Acquire: pairs with the producer's Release store of `seq = p + 1` (or a repair's).
             let seq = slot.seq.load(Ordering::Acquire);
@@ -148,6 +182,7 @@ impl<T> Ring<'_, T> {
             let lag = seq.wrapping_sub(position + 1) as i64;
             if lag == 0 || skipped {
                 who.announce(position);
+                announced = true;
                 // Release on success: whoever sees this `head` (Acquire) also sees our
                 // announcement. The value is handed over by `seq`.
                 match self.head.compare_exchange_weak(
@@ -177,7 +212,7 @@ impl<T> Ring<'_, T> {
                 }
             } else if lag < 0 {
                 if !who.unstick_empty(self, position) {
-                    return None;
+                    return fail(announced);
                 }
                 // Relaxed: as above.
                 position = self.head.load(Ordering::Relaxed);
@@ -185,7 +220,14 @@ impl<T> Ring<'_, T> {
                 // Another consumer took this position: wait a beat for `head` to show it.
                 spin_loop();
                 // Relaxed: as above.
-                position = self.head.load(Ordering::Relaxed);
+                let current = self.head.load(Ordering::Relaxed);
+                if current == position {
+                    // Cannot happen in a sound ring: whoever moved `seq` past `position` did so
+                    // after `head` moved past it, which our Acquire load of `seq` makes
+                    // visible. A corrupt `seq` word (shared memory): give up, do not spin.
+                    return fail(announced);
+                }
+                position = current;
             }
         }
     }

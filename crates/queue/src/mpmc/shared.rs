@@ -327,9 +327,12 @@ impl<T> Participant<T> for End<'_, T> {
 
     #[inline(always)]
     fn done(&self) {
-        // Relaxed: after our `seq` store; a repairer that still sees the old announcement
-        // finds the slot completed and its CAS fails.
-        self.entry[1].store(0, Ordering::Relaxed);
+        // Release: a repairer that reads the cleared word (Acquire) also sees our `seq` store
+        // before it, so its repair CAS fails. With Relaxed, C11 (and a weakly ordered CPU)
+        // allows the clear to show first and the repair to skip a slot we just filled. loom
+        // cannot exhibit that reordering (it runs each thread's stores in program order), so
+        // this rests on the C11 argument, not on a model.
+        self.entry[1].store(0, Ordering::Release);
     }
 
     fn unstick_full(&self, ring: &Ring<'_, T>, position: u64) -> bool {
@@ -364,8 +367,14 @@ impl<T> Participant<T> for End<'_, T> {
             return false;
         }
         // Acquire: pairs with the producers' Release CAS on `tail` (their announcements).
-        if ring.tail.load(Ordering::Acquire) <= position {
+        let tail = ring.tail.load(Ordering::Acquire);
+        if tail <= position {
             return false; // Really empty: nobody claimed this position.
+        }
+        if tail - position > ring.capacity() {
+            // Corrupt: `seq <= position` means `head <= position`, and `tail - head` never
+            // exceeds the capacity. Skipping on would run through up to 2^63 positions.
+            return false;
         }
         let slot = ring.slot(position);
         // Acquire: as in `pop`.
