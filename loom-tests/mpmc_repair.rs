@@ -158,3 +158,30 @@ fn a_producer_frees_the_slot_of_a_dead_consumer_and_only_that_value_is_lost() {
         assert_eq!(state.skipped.load(Ordering::Relaxed), 0);
     });
 }
+
+/// A consumer with no patience at all polls a slot a live producer is filling: whatever it
+/// observes of the announcement, it must never skip the slot.
+#[test]
+fn a_live_producers_slot_is_never_skipped_however_impatient_the_consumer() {
+    loom::model(|| {
+        let state = Abandoned::new();
+        // No dead producer here: a fresh, empty queue.
+        state.producers[0][0].store(0, Ordering::Relaxed);
+        state.producers[0][1].store(0, Ordering::Relaxed);
+        state.tail.store(0, Ordering::Relaxed);
+        let producer = {
+            let state = state.clone();
+            thread::spawn(move || state.queue().producer().unwrap().try_push(5).unwrap())
+        };
+        let mut consumer = state.queue().consumer().unwrap();
+        let value = loop {
+            match consumer.try_pop() {
+                Ok(value) => break value,
+                Err(_) => thread::yield_now(),
+            }
+        };
+        producer.join().unwrap();
+        assert_eq!(value, 5);
+        assert_eq!(state.skipped.load(Ordering::Relaxed), 0);
+    });
+}
