@@ -79,10 +79,10 @@ impl Mapping {
     /// Copies bytes out of the segment.
     pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), OffsetError> {
         let start = self.check(offset, buf.len() as u64, 1)?;
+        // Concurrent writers in other processes can only change the copied values, which
+        // callers validate afterwards: no reference to the shared bytes is ever created.
         // SAFETY: `check` proved `start..start + buf.len()` lies in the mapping, which stays
-        // mapped while `self` lives. The copy goes through raw pointers: no reference to the
-        // shared bytes is created, so concurrent writers in other processes cannot invalidate
-        // one; they can only change the copied values, which callers validate afterwards.
+        // mapped while `self` lives; the copy goes through raw pointers.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.raw.as_ptr().add(start),

@@ -54,10 +54,8 @@ impl<T> Consumer<T, Heap<T>> {
             return Err(PopError::Empty);
         }
         Ok(ring.slot(self.head).value.with(|p| {
-            // SAFETY: the value is initialised (stamp checked with Acquire) and stays in place
-            // until this consumer pops it, which needs `&mut self`: the borrow of `self` keeps
-            // the reference valid. The heap ring is private to this process: no one else
-            // writes it.
+            // SAFETY: initialised (stamp checked with Acquire), and it stays in place until
+            // this consumer pops it, which needs the `&mut self` our borrow excludes.
             unsafe { (*p).assume_init_ref() }
         }))
     }
