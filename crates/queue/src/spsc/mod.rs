@@ -288,29 +288,32 @@ impl<T, S: Storage<T>> Consumer<T, S> {
 
 impl<T: Copy, S: Storage<T>> Consumer<T, S> {
     /// Pops up to `out.len()` values in order, committing them with one `head` store; returns
-    /// how many were popped. Each slot's stamp is checked, so a batch also moves one cache line
-    /// per line of values and never trusts the producer's `tail`.
+    /// how many were popped. It never trusts the producer's `tail`: the producer stamps slots
+    /// in position order, each with Release, so when the stamp of the last wanted position is
+    /// there (Acquire), every earlier value is too: one stamp load per batch. Otherwise it
+    /// checks stamps one by one up to the first missing.
     pub fn pop_slice(&mut self, out: &mut [T]) -> usize {
         let ring = self.storage.ring();
-        let mut count = 0;
-        for out in out.iter_mut() {
-            let position = self.head + count as u64;
-            if !Self::ready(&ring, position) {
-                break;
-            }
-            *out = ring.slot(position).value.with(|p| {
-                // SAFETY: the stamp (Acquire) says this position's value is written, and the
-                // producer cannot reuse the slot before our head store below.
+        let wanted = (out.len() as u64).min(ring.capacity());
+        let count = if wanted > 0 && Self::ready(&ring, self.head + wanted - 1) {
+            wanted
+        } else {
+            (0..wanted).take_while(|&i| Self::ready(&ring, self.head + i)).count() as u64
+        };
+        for (i, out) in out[..count as usize].iter_mut().enumerate() {
+            *out = ring.slot(self.head + i as u64).value.with(|p| {
+                // SAFETY: the stamp of this position, or of a later one (Acquire), says its
+                // value is written, and the producer cannot reuse the slot before our head
+                // store below.
                 unsafe { (*p).assume_init_read() }
             });
-            count += 1;
         }
         if count > 0 {
-            self.head += count as u64;
+            self.head += count;
             // Release: pairs with the producer's Acquire load of `head`, as in `try_pop`.
             ring.head.store(self.head, Ordering::Release);
         }
-        count
+        count as usize
     }
 
     /// A copy of the oldest value, without popping it.
