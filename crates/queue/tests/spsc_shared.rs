@@ -2,10 +2,10 @@
 //!
 //! Each test that needs a peer re-executes this test binary as a child:
 //! `current_exe --exact child_entry --nocapture --test-threads=1` with
-//! `SHMLANE_SPSC_CHILD=role:args` in its environment. [`child_entry`] then runs that role and
+//! `SHMLANE_CHILD=role:args` in its environment. [`child_entry`] then runs that role and
 //! exits with a code (0 on success, [`EXIT_ORDER`] on a gap or duplicate, 101 when the role
 //! panicked, others as documented below); without the variable it returns at once, so it passes
-//! as an ordinary test. Children report to the parent as stdout lines `@@spsc KEY VALUE`, and
+//! as an ordinary test. Children report to the parent as stdout lines `@@shmlane KEY VALUE`, and
 //! publish their progress in control words of the segment. Every wait on a child has a
 //! deadline: a hang kills the child and fails the test instead of blocking CI. A child that is
 //! meant to be killed exits on its own if its parent disappears.
@@ -21,21 +21,17 @@
 //! addresses them as `crates/queue/src/spsc/shared.rs` lays them out, and checks that mirror
 //! against `SharedSpsc::layout` so it cannot drift silently.
 
-use std::collections::VecDeque;
-use std::fmt::Display;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::Range;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use rustix::process::{Pid, Signal};
+use rustix::process::Signal;
 use shmlane_queue::spsc::{
     ClaimError, Consumer, PopError, Producer, PushError, QueueError, Shared, SharedSpsc,
 };
@@ -43,323 +39,45 @@ use shmlane_segment::{
     Carver, Fingerprint, Liveness, Offset, OffsetError, ProcessId, Region, RegionLayout, RoleError,
     RoleOwner, Segment, SegmentName,
 };
+use shmlane_testkit::{
+    Cleanup, EXIT_ORPHANED, ORPHAN_LIMIT, child_spec, exit_child, fail, process_lock, report,
+    shm_file, signal, sleep_until_killed, spawn_child, split_spec, stop_when, wait_for,
+};
 
 // ---------------------------------------------------------------------------------------------
-// Harness: names, cleanup, child processes (as in crates/segment/tests/cross_process.rs).
+// Harness (the child-process machinery is `shmlane_testkit`): names, timeouts, exit codes.
 // ---------------------------------------------------------------------------------------------
 
-/// Environment variable that turns [`child_entry`] into a child role: `role:arg arg ...`.
-const CHILD_ENV: &str = "SHMLANE_SPSC_CHILD";
-/// Prefix of the stdout lines a child reports on (libtest prints its own lines too).
-const REPORT_PREFIX: &str = "@@spsc ";
 /// Exit code of a child that popped a value out of order (a gap or a duplicate).
 const EXIT_ORDER: i32 = 2;
 /// Exit code of a child whose queue operation failed or timed out.
 const EXIT_FAILED: i32 = 3;
-/// Exit code of a child left waiting to be killed whose parent went away.
-const EXIT_ORPHANED: i32 = 4;
 /// Deadline for a child's report or exit.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deadline for a whole stream of values (debug builds on two loaded cores).
 const STREAM_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long a child waiting to be killed lives if nobody kills it.
-const ORPHAN_LIMIT: Duration = Duration::from_secs(120);
-const SHM_DIR: &str = "/dev/shm";
 
 /// A fresh segment name: unique per process and call.
 fn unique_name(tag: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!("spsc.{tag}.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    shmlane_testkit::unique_name("spsc", tag)
 }
 
 /// Where POSIX shm puts the segment `name`.
 fn shm_path(name: &str) -> PathBuf {
-    Path::new(SHM_DIR).join(SegmentName::new(name).unwrap().file_name())
-}
-
-/// Removes a path when dropped (also when the test panics), ignoring "already gone".
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    shm_file(SegmentName::new(name).unwrap().file_name())
 }
 
 /// Serialises the tests whose processes spin on the queue: on two cores, two such tests at
 /// once would mostly measure the scheduler.
 fn spin_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    process_lock()
 }
 
-/// A child process running one role of this binary, with its reports and stderr collected.
-struct ChildProc {
-    role: String,
-    child: Child,
-    reports: Receiver<String>,
-    pending: VecDeque<String>,
-    stderr: Arc<Mutex<String>>,
-    reaped: bool,
-}
-
-fn spawn_child(role: &str, args: &[&str]) -> ChildProc {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let mut child = Command::new(exe)
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{role}:{}", args.join(" ")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn a child test process");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
-    let (sender, reports) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            // libtest's "test child_entry ... " has no newline: the first report follows it.
-            if let Some(at) = line.find(REPORT_PREFIX)
-                && sender.send(line[at + REPORT_PREFIX.len()..].to_owned()).is_err()
-            {
-                break;
-            }
-        }
-    });
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&stderr);
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr_pipe.read_to_string(&mut text);
-        *sink.lock().unwrap_or_else(|p| p.into_inner()) = text;
-    });
-    ChildProc {
-        role: role.to_owned(),
-        child,
-        reports,
-        pending: VecDeque::new(),
-        stderr,
-        reaped: false,
-    }
-}
-
-impl ChildProc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The child's stderr so far (complete once it has exited).
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Kills the child (SIGKILL) and reaps it.
-    fn kill(&mut self) -> ExitStatus {
-        let _ = self.child.kill();
-        let status = self.child.wait().expect("reap the killed child");
-        self.reaped = true;
-        status
-    }
-
-    /// Kills the child and fails the test if it had already exited on its own.
-    fn kill_while_running(&mut self) {
-        let status = self.kill();
-        if status.signal() != Some(Signal::KILL.as_raw()) {
-            self.drain_stderr();
-            panic!(
-                "child `{}` exited ({status}) before it was killed. stderr:\n{}",
-                self.role,
-                self.stderr()
-            );
-        }
-    }
-
-    /// Stops the child (SIGSTOP) and waits until it is stopped, so its memory holds still.
-    fn stop(&mut self) {
-        signal(self, Signal::STOP);
-        let stat = format!("/proc/{}/stat", self.pid());
-        wait_for("the child to stop", CHILD_TIMEOUT, || {
-            let text = std::fs::read_to_string(&stat).unwrap_or_default();
-            let state = text.rfind(')').and_then(|at| text[at + 1..].split_whitespace().next());
-            matches!(state, Some("T" | "t"))
-        });
-    }
-
-    /// Lets a stopped child run again (SIGCONT).
-    fn resume(&self) {
-        signal(self, Signal::CONT);
-    }
-
-    /// Fails the test (with the child's stderr) if the child has exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait on a child") {
-            self.reaped = true;
-            self.drain_stderr();
-            panic!("child `{}` exited early ({status}). stderr:\n{}", self.role, self.stderr());
-        }
-    }
-
-    /// Lets the stderr reader see EOF before anyone reads the text.
-    fn drain_stderr(&self) {
-        let drained = Instant::now() + Duration::from_secs(2);
-        while Arc::strong_count(&self.stderr) > 1 && Instant::now() < drained {
-            thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// Waits for the report `key` and returns its value; fails if the child hangs or exits
-    /// without sending it.
-    fn report(&mut self, key: &str, timeout: Duration) -> String {
-        let value_of = |line: &str| line.strip_prefix(key)?.strip_prefix(' ').map(str::to_owned);
-        if let Some(at) = self.pending.iter().position(|line| value_of(line).is_some()) {
-            let line = self.pending.remove(at).unwrap_or_default();
-            return value_of(&line).unwrap_or_default();
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.reports.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => match value_of(&line) {
-                    Some(value) => return value,
-                    None => self.pending.push_back(line),
-                },
-                Err(RecvTimeoutError::Timeout) => {
-                    self.kill();
-                    self.drain_stderr();
-                    panic!(
-                        "child `{}` sent no `{key}` report within {timeout:?}; killed it. \
-                         stderr:\n{}",
-                        self.role,
-                        self.stderr()
-                    );
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.wait(Duration::from_secs(10));
-                    panic!(
-                        "child `{}` exited ({status}) without reporting `{key}`. stderr:\n{}",
-                        self.role,
-                        self.stderr()
-                    );
-                }
-            }
-        }
-    }
-
-    /// [`report`](Self::report), parsed as a number.
-    fn report_u64(&mut self, key: &str, timeout: Duration) -> u64 {
-        let value = self.report(key, timeout);
-        value.parse().unwrap_or_else(|_| panic!("report `{key}` is not a number: {value:?}"))
-    }
-
-    /// Waits for the child to exit, killing it and failing the test after `timeout`.
-    fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait().expect("try_wait on a child") {
-                Some(status) => {
-                    self.reaped = true;
-                    self.drain_stderr();
-                    return status;
-                }
-                None if Instant::now() >= deadline => {
-                    self.kill();
-                    self.drain_stderr();
-                    panic!(
-                        "child `{}` still running after {timeout:?}: killed it (a hang). \
-                         stderr:\n{}",
-                        self.role,
-                        self.stderr()
-                    );
-                }
-                None => thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    }
-
-    /// Waits for the child and fails unless it exited with code 0.
-    fn expect_success(&mut self, timeout: Duration) {
-        let status = self.wait(timeout);
-        assert!(
-            status.success(),
-            "child `{}` failed with {status}. stderr:\n{}",
-            self.role,
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for ChildProc {
-    fn drop(&mut self) {
-        // A failing test must not leave its child running.
-        if !self.reaped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Sends `signal` to a child.
-fn signal(child: &ChildProc, signal: Signal) {
-    let pid = Pid::from_raw(child.pid() as i32).unwrap();
-    rustix::process::kill_process(pid, signal).unwrap();
-}
-
-/// Stops `child` again and again, at varied moments, until `caught` holds for what it left in
-/// memory (then it stays stopped, ready to be killed at that instant) or `attempts` run out.
-/// Returns whether it was caught.
-fn stop_when(child: &mut ChildProc, attempts: u64, mut caught: impl FnMut() -> bool) -> bool {
-    for attempt in 0..attempts {
-        child.stop();
-        if caught() {
-            return true;
-        }
-        child.resume();
-        thread::sleep(Duration::from_micros(attempt * 37 % 500));
-    }
-    child.stop();
-    false
-}
-
-/// Polls `done` until it holds, failing the test after `timeout`.
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        thread::sleep(Duration::from_micros(200));
-    }
-}
-
-/// The child side of a report line.
-fn report(key: &str, value: impl Display) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{REPORT_PREFIX}{key} {value}");
-    let _ = out.flush();
-}
-
-/// Ends a child with `code`, explaining why on stderr.
-fn fail(code: i32, message: impl Display) -> ! {
-    eprintln!("{message}");
-    let _ = std::io::stderr().flush();
-    std::process::exit(code);
-}
-
-/// Keeps a child alive (holding whatever it holds) until the parent kills it; exits if the
-/// parent goes away or after [`ORPHAN_LIMIT`], so a failed test leaves no process behind.
-fn sleep_until_killed() -> ! {
-    let parent = std::os::unix::process::parent_id();
-    let started = Instant::now();
-    while std::os::unix::process::parent_id() == parent && started.elapsed() < ORPHAN_LIMIT {
-        thread::sleep(Duration::from_millis(10));
-    }
-    fail(EXIT_ORPHANED, "nobody killed me: the parent is gone or forgot");
-}
-
-/// Child processes enter here; in the parent (no `SHMLANE_SPSC_CHILD`) this test does nothing.
+/// Child processes enter here; in the parent (no `SHMLANE_CHILD`) this test does nothing.
 #[test]
 fn child_entry() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
-    let (role, args) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
-    let args: Vec<&str> = args.split_whitespace().collect();
+    let Some(spec) = child_spec() else { return };
+    let (role, args) = split_spec(&spec);
     let number = |arg: &str| -> u64 { arg.parse().expect("a numeric child argument") };
     match (role, args.as_slice()) {
         ("produce", [name, count]) => child_produce(name, number(count)),
@@ -373,8 +91,7 @@ fn child_entry() {
         ("hold", [name, role]) => child_hold(name, role),
         _ => panic!("unknown child role {spec:?}"),
     }
-    let _ = std::io::stdout().flush();
-    std::process::exit(0);
+    exit_child();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,18 +11,14 @@
 //! Segment names carry the pid and a counter; every file a test creates is removed on success
 //! and, through [`Cleanup`] guards, on failure too.
 
-use std::collections::VecDeque;
-use std::fmt::Display;
-use std::io::{BufRead, BufReader, IoSlice, Read, Write};
+use std::io::{IoSlice, Read};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,41 +30,30 @@ use shmlane_segment::{
     Offset, OffsetError, OpenError, PoolError, ProcessId, Region, RegionLayout, Segment,
     SegmentBuilder, SegmentName, SegmentStatus, TransferError,
 };
+use shmlane_testkit::{
+    Cleanup, SHM_DIR, child_spec, exit_child, process_lock, report, shm_file, spawn_child,
+    split_spec,
+};
 
 // ---------------------------------------------------------------------------------------------
-// Harness: names, cleanup, child processes.
+// Harness (the child-process machinery is `shmlane_testkit`): names, file helpers.
 // ---------------------------------------------------------------------------------------------
 
-/// Environment variable that turns [`child_entry`] into a child role: `role:arg arg ...`.
-const CHILD_ENV: &str = "SHMLANE_CHILD";
-/// Prefix of the stdout lines a child reports on (libtest prints its own lines too).
-const REPORT_PREFIX: &str = "@@shmlane ";
 /// Exit code of a child whose environment cannot run the role (for example no `unshare`).
 const EXIT_SKIP: i32 = 77;
 /// Exit code of a churn child that was handed a block another process still held.
 const EXIT_DOUBLE_HANDOUT: i32 = 3;
 /// Deadline for an ordinary child.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
-const SHM_DIR: &str = "/dev/shm";
 
 /// A fresh segment name: unique per process and call.
 fn unique_name(tag: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!("xproc.{tag}.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    shmlane_testkit::unique_name("xproc", tag)
 }
 
 /// Where POSIX shm puts the segment `name`.
 fn shm_path(name: &str) -> PathBuf {
-    Path::new(SHM_DIR).join(SegmentName::new(name).unwrap().file_name())
-}
-
-/// Removes a path when dropped (also when the test panics), ignoring "already gone".
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    shm_file(SegmentName::new(name).unwrap().file_name())
 }
 
 /// Whether a path exists as anything, a dangling symlink included.
@@ -87,178 +72,14 @@ fn is_root() -> bool {
 /// Serialises the tests that make or sweep stale segments in `/dev/shm`, so one test's
 /// `remove_stale()` never takes another's stale segment from under it.
 fn stale_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A child process running one role of this binary, with its reports and stderr collected.
-struct ChildProc {
-    role: String,
-    child: Child,
-    reports: Receiver<String>,
-    pending: VecDeque<String>,
-    stderr: Arc<Mutex<String>>,
-    reaped: bool,
-}
-
-fn spawn_child(role: &str, args: &[&str]) -> ChildProc {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let mut child = Command::new(exe)
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{role}:{}", args.join(" ")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn a child test process");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
-    let (sender, reports) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            // libtest's "test child_entry ... " has no newline: the first report follows it.
-            if let Some(at) = line.find(REPORT_PREFIX)
-                && sender.send(line[at + REPORT_PREFIX.len()..].to_owned()).is_err()
-            {
-                break;
-            }
-        }
-    });
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&stderr);
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr_pipe.read_to_string(&mut text);
-        *sink.lock().unwrap_or_else(|p| p.into_inner()) = text;
-    });
-    ChildProc {
-        role: role.to_owned(),
-        child,
-        reports,
-        pending: VecDeque::new(),
-        stderr,
-        reaped: false,
-    }
-}
-
-impl ChildProc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The child's stderr so far (complete once it has exited).
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Kills the child (SIGKILL) and reaps it.
-    fn kill(&mut self) -> ExitStatus {
-        let _ = self.child.kill();
-        let status = self.child.wait().expect("reap the killed child");
-        self.reaped = true;
-        status
-    }
-
-    /// Waits for the report `key` and returns its value; fails if the child hangs or exits
-    /// without sending it.
-    fn report(&mut self, key: &str, timeout: Duration) -> String {
-        let value_of = |line: &str| line.strip_prefix(key)?.strip_prefix(' ').map(str::to_owned);
-        if let Some(at) = self.pending.iter().position(|line| value_of(line).is_some()) {
-            let line = self.pending.remove(at).unwrap_or_default();
-            return value_of(&line).unwrap_or_default();
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.reports.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => match value_of(&line) {
-                    Some(value) => return value,
-                    None => self.pending.push_back(line),
-                },
-                Err(RecvTimeoutError::Timeout) => {
-                    self.kill();
-                    panic!(
-                        "child `{}` sent no `{key}` report within {timeout:?}; killed it. \
-                         stderr:\n{}",
-                        self.role,
-                        self.stderr()
-                    );
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.wait(Duration::from_secs(10));
-                    panic!(
-                        "child `{}` exited ({status}) without reporting `{key}`. stderr:\n{}",
-                        self.role,
-                        self.stderr()
-                    );
-                }
-            }
-        }
-    }
-
-    /// Waits for the child to exit, killing it and failing the test after `timeout`.
-    fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait().expect("try_wait on a child") {
-                Some(status) => {
-                    self.reaped = true;
-                    // Let the stderr reader see EOF before anyone reads the text.
-                    let drained = Instant::now() + Duration::from_secs(2);
-                    while Arc::strong_count(&self.stderr) > 1 && Instant::now() < drained {
-                        thread::sleep(Duration::from_millis(1));
-                    }
-                    return status;
-                }
-                None if Instant::now() >= deadline => {
-                    self.kill();
-                    panic!(
-                        "child `{}` still running after {timeout:?}: killed it (a hang). \
-                         stderr:\n{}",
-                        self.role,
-                        self.stderr()
-                    );
-                }
-                None => thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    }
-
-    /// Waits for the child and fails unless it exited with code 0.
-    fn expect_success(&mut self, timeout: Duration) {
-        let status = self.wait(timeout);
-        assert!(
-            status.success(),
-            "child `{}` failed with {status}. stderr:\n{}",
-            self.role,
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for ChildProc {
-    fn drop(&mut self) {
-        // A failing test must not leave its child running.
-        if !self.reaped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// The child side of a report line.
-fn report(key: &str, value: impl Display) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{REPORT_PREFIX}{key} {value}");
-    let _ = out.flush();
+    process_lock()
 }
 
 /// Child processes enter here; in the parent (no `SHMLANE_CHILD`) this test does nothing.
 #[test]
 fn child_entry() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
-    let (role, args) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
-    let args: Vec<&str> = args.split_whitespace().collect();
+    let Some(spec) = child_spec() else { return };
+    let (role, args) = split_spec(&spec);
     match (role, args.as_slice()) {
         ("alloc-one", [name, capacity]) => child_alloc_one(name, capacity.parse().unwrap()),
         ("churn", [name, capacity, id, iterations]) => child_churn(
@@ -280,8 +101,7 @@ fn child_entry() {
         ("send-to-dead-peer", [name]) => child_send_to_dead_peer(name),
         _ => panic!("unknown child role {spec:?}"),
     }
-    let _ = std::io::stdout().flush();
-    std::process::exit(0);
+    exit_child();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -567,8 +387,7 @@ fn memfd_segment_passes_to_a_child_which_writes_but_cannot_resize_it() {
         match listener.accept() {
             Ok((stream, _)) => break stream,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Some(status) = child.child.try_wait().unwrap() {
-                    child.reaped = true;
+                if let Some(status) = child.try_wait() {
                     panic!("the child exited ({status}) before connecting: {}", child.stderr());
                 }
                 assert!(Instant::now() < deadline, "the child never connected");
