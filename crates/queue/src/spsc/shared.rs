@@ -41,6 +41,29 @@ const SLOTS_AT: u64 = TAIL_AT + PADDED;
 const _: () = assert!(size_of::<Descriptor>() as u64 <= PRODUCER_ROLE_AT);
 
 /// An SPSC queue inside a segment, before a role is claimed.
+///
+/// ```
+/// use shmlane_queue::spsc::SharedSpsc;
+/// use shmlane_segment::{Carver, Fingerprint, Segment};
+///
+/// const TICKS: Fingerprint = Fingerprint::new("doc.tick").with_u64(1);
+/// let mut carver = Carver::new();
+/// let region = carver.place(SharedSpsc::<u64>::layout(1024)?)?;
+/// let segment = Segment::builder(format!("doc-spsc-{}", std::process::id()))
+///     .size(carver.total_size())
+///     .create_with(|s| {
+///         SharedSpsc::<u64>::init_in(s, region, 1024, TICKS)?;
+///         Ok(())
+///     })?;
+///
+/// // In the producer process (one at a time; a dead producer's role is taken over):
+/// let mut tx = SharedSpsc::<u64>::attach(&segment, region, TICKS)?.producer()?;
+/// tx.try_push(42)?;
+/// // In the consumer process:
+/// let mut rx = SharedSpsc::<u64>::attach(&segment, region, TICKS)?.consumer()?;
+/// assert_eq!(rx.try_pop(), Ok(42));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct SharedSpsc<'seg, T> {
     slots: &'seg [Slot<T>],
