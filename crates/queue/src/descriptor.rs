@@ -11,6 +11,17 @@ use shmlane_segment::Segment;
 use shmlane_segment::{Fingerprint, LayoutError, OffsetError, Region, RegionLayout, RoleError};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+/// Every queue region: the descriptor, two words of its own at 64 and 72, then `head` and
+/// `tail` on their own cache lines (`INDICES_END` is where the kind's own layout continues).
+pub(crate) const HEAD_AT: u64 = 128;
+/// Bytes of one padded index (a cache line, or two on x86_64).
+pub(crate) const PADDED: u64 =
+    size_of::<crossbeam_utils::CachePadded<crate::sync::AtomicU64>>() as u64;
+/// Where `tail` lives.
+pub(crate) const TAIL_AT: u64 = HEAD_AT + PADDED;
+/// End of the indices.
+pub(crate) const INDICES_END: u64 = TAIL_AT + PADDED;
+
 /// Format version of every queue descriptor.
 const VERSION: u32 = 1;
 /// Largest capacity a descriptor may claim.

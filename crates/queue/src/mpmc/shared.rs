@@ -32,7 +32,7 @@
 //! a consumer killed between claiming and finishing loses that one value (at-most-once).
 
 // Under loom only the in-memory protocol is built; the segment layout goes unused.
-#![cfg_attr(feature = "loom", allow(dead_code))]
+#![cfg_attr(feature = "loom", allow(dead_code, unused_imports))]
 
 use std::cell::Cell;
 use std::fmt;
@@ -45,7 +45,9 @@ use shmlane_segment::{LayoutError, Liveness, RegionLayout, RoleClaim, RoleOwner}
 use zerocopy::IntoBytes;
 
 use super::{Participant, Ring, SKIP};
-use crate::descriptor::{ClaimError, MAX_POSITION, Plain, QueueError, check_capacity};
+use crate::descriptor::{
+    ClaimError, HEAD_AT, INDICES_END, MAX_POSITION, Plain, QueueError, TAIL_AT, check_capacity,
+};
 #[cfg(not(feature = "loom"))]
 use crate::descriptor::{Descriptor, check_region};
 use crate::slot::Slot;
@@ -55,10 +57,7 @@ use crate::sync::{AtomicU64, Ordering};
 const MAGIC: [u8; 8] = *b"SHMLMPMC";
 const LOST_AT: u64 = 64;
 const SKIPPED_AT: u64 = 72;
-const HEAD_AT: u64 = 128;
-const PADDED: u64 = size_of::<CachePadded<AtomicU64>>() as u64;
-const TAIL_AT: u64 = HEAD_AT + PADDED;
-const ENTRIES_AT: u64 = TAIL_AT + PADDED;
+const ENTRIES_AT: u64 = INDICES_END;
 /// Largest number of producers (or consumers) a queue may declare.
 const MAX_PARTICIPANTS: u64 = 1024;
 /// Polls of one stuck position before a slow path checks for a dead owner.

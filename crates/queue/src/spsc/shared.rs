@@ -19,7 +19,6 @@
 //! consumer killed after reading a value but before storing `head` leaves that value to its
 //! successor, which reads it again: across a consumer crash, delivery is at-least-once.
 
-use crossbeam_utils::CachePadded;
 use shmlane_segment::{
     Fingerprint, LayoutError, Offset, Region, RegionLayout, RoleClaim, RoleOwner, Segment,
 };
@@ -27,17 +26,15 @@ use zerocopy::IntoBytes;
 
 use super::{Consumer, Producer, Ring, Slot, Storage};
 use crate::descriptor::{
-    ClaimError, Descriptor, MAX_POSITION, Plain, QueueError, check_capacity, check_region,
+    ClaimError, Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, Plain, QueueError, TAIL_AT,
+    check_capacity, check_region,
 };
 use crate::sync::{AtomicU64, Ordering};
 
 const MAGIC: [u8; 8] = *b"SHMLSPSC";
 const PRODUCER_ROLE_AT: u64 = 64;
 const CONSUMER_ROLE_AT: u64 = 72;
-const HEAD_AT: u64 = 128;
-const PADDED: u64 = size_of::<CachePadded<AtomicU64>>() as u64;
-const TAIL_AT: u64 = HEAD_AT + PADDED;
-const SLOTS_AT: u64 = TAIL_AT + PADDED;
+const SLOTS_AT: u64 = INDICES_END;
 const _: () = assert!(size_of::<Descriptor>() as u64 <= PRODUCER_ROLE_AT);
 
 /// An SPSC queue inside a segment, before a role is claimed.
