@@ -1,0 +1,217 @@
+//! [`EventCount`]: "sleep until something changes" for a condition that lives elsewhere (a
+//! queue's fill level, a flag), shared across processes. The design is folly's EventCount,
+//! with the epoch and the waiter count in two words so the futex word stands alone.
+//!
+//! ```text
+//! word     written by                     read by
+//! epoch    notifier: +1 when it wakes     waiter: the key, and the futex compares it
+//! waiters  waiter: +1 prepare, -1 done    notifier: zero means "no system call"
+//! ```
+//!
+//! The protocol is a Dekker pair: each side writes its own word, then reads the other's, with
+//! a SeqCst fence between.
+//!
+//! - Waiter: `waiters += 1`, fence, key = `epoch`; re-check the condition; if still unmet,
+//!   sleep while `epoch == key`; `waiters -= 1`.
+//! - Notifier: the caller changes the condition, fence, read `waiters`; if non-zero,
+//!   `epoch += 1` and futex-wake.
+//!
+//! No lost wake-up: of the two fences, one comes first in their total order. If the waiter's
+//! does, the notifier sees `waiters > 0`, bumps the epoch and wakes; the waiter's sleep
+//! either sees the new epoch and returns, or is woken. If the notifier's does, the waiter's
+//! re-check sees the changed condition and it does not sleep. If the waiter's key already
+//! includes the bump, the bump's Release (read with Acquire) makes the change visible to the
+//! re-check, again so it does not sleep.
+//!
+//! The words are shared with untrusted peers. A peer that corrupts them can cause spurious
+//! wake-ups, extra system calls, or a missed wake-up (zeroing `waiters` while someone sleeps);
+//! never memory unsafety. Waits take deadlines for that reason, and because a waiter killed
+//! between prepare and done leaks one count (later notifies then make a system call: slower,
+//! not wrong) and the 32-bit epoch can in theory wrap back to a sleeper's key.
+
+use std::time::{Duration, Instant};
+
+use crate::futex::{FutexWait, WaitQueue};
+use crate::sync::{AtomicU32, Ordering, fence};
+
+/// A cross-process event count: waiters sleep on a futex until a notifier signals a change.
+///
+/// It lives on the heap or inside a segment (it is [`SharedView`](shmlane_segment::SharedView);
+/// all-zero bytes are an idle event count, so a fresh segment needs no initialisation). Wrap
+/// it in `CachePadded` when it sits next to other hot data.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::time::Duration;
+/// use shmlane_notify::{EventCount, WaitOutcome};
+///
+/// let ready = AtomicBool::new(false);
+/// let event = EventCount::new();
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         ready.store(true, Ordering::Release);
+///         event.notify_all();
+///     });
+///     while !ready.load(Ordering::Acquire) {
+///         let wait = event.prepare_wait();
+///         if ready.load(Ordering::Acquire) {
+///             break; // dropping `wait` cancels it
+///         }
+///         wait.wait(Some(Duration::from_secs(5)));
+///     }
+/// });
+/// ```
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct EventCount {
+    /// The futex word: bumped by a notify that found a waiter.
+    epoch: AtomicU32,
+    /// Waiters between `prepare_wait` and the end of their wait.
+    waiters: AtomicU32,
+    queue: WaitQueue,
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// A notify happened after the wait was prepared (the condition may still be unmet for
+    /// this waiter, e.g. another consumer took the item: re-check it).
+    Notified,
+    /// The deadline passed without a notify.
+    TimedOut,
+}
+
+impl EventCount {
+    /// An idle event count.
+    #[cfg(not(feature = "loom"))]
+    pub const fn new() -> Self {
+        EventCount { epoch: AtomicU32::new(0), waiters: AtomicU32::new(0), queue: WaitQueue::new() }
+    }
+
+    /// An idle event count.
+    #[cfg(feature = "loom")]
+    pub fn new() -> Self {
+        Self::with_spurious_wakeups(0)
+    }
+
+    /// An idle event count whose first `spurious` futex waits return spuriously (loom only:
+    /// real futexes do this unprompted).
+    #[cfg(feature = "loom")]
+    pub fn with_spurious_wakeups(spurious: usize) -> Self {
+        EventCount {
+            epoch: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            queue: WaitQueue::with_spurious_wakeups(spurious),
+        }
+    }
+
+    /// Announces a waiter and takes its key. Re-check the condition after this: if it is met,
+    /// drop the result (that cancels); if not, call [`PreparedWait::wait`].
+    #[inline]
+    pub fn prepare_wait(&self) -> PreparedWait<'_> {
+        // Relaxed: the fence below orders it before the caller's re-check.
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        // SeqCst fence: the waiter half of the Dekker pair with the fence in `notify`.
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the Release bump in `wake`, so a key that includes a bump also
+        // sees the change made before it.
+        let key = self.epoch.load(Ordering::Acquire);
+        PreparedWait { event: self, key }
+    }
+
+    /// Wakes one waiter, if any sleeps. Call it after changing the condition. With no waiter
+    /// it makes no system call (a fence and a load).
+    #[inline]
+    pub fn notify_one(&self) {
+        if self.has_waiters() {
+            self.wake(1);
+        }
+    }
+
+    /// Wakes every waiter, if any sleeps. Call it after changing the condition. With no waiter
+    /// it makes no system call (a fence and a load).
+    #[inline]
+    pub fn notify_all(&self) {
+        if self.has_waiters() {
+            self.wake(u32::MAX);
+        }
+    }
+
+    /// Waiters between `prepare_wait` and the end of their wait, as last seen (a hint: it
+    /// includes waiters of killed processes, and a peer can write any value).
+    pub fn waiters(&self) -> u32 {
+        // Relaxed: a statistic.
+        self.waiters.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn has_waiters(&self) -> bool {
+        // SeqCst fence: the notifier half of the Dekker pair with the fence in
+        // `prepare_wait`; orders the caller's change of the condition before the load below.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above.
+        self.waiters.load(Ordering::Relaxed) != 0
+    }
+
+    #[cold]
+    fn wake(&self, count: u32) {
+        // Release: pairs with the Acquire key load in `prepare_wait` and the epoch check in
+        // `wait_until`, publishing the caller's change to whoever sees the new epoch.
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.queue.wake(&self.epoch, count);
+    }
+}
+
+// SAFETY: two `AtomicU32`s (every bit pattern valid, written only atomically) and a
+// zero-sized `WaitQueue` (the kernel keeps futex queues); `#[repr(C)]`, no padding.
+#[cfg(not(feature = "loom"))]
+unsafe impl shmlane_segment::SharedView for EventCount {}
+
+/// A waiter announced by [`EventCount::prepare_wait`]. Wait on it, or drop it to cancel.
+#[derive(Debug)]
+#[must_use = "dropping a PreparedWait cancels it; re-check the condition, then call wait"]
+pub struct PreparedWait<'a> {
+    event: &'a EventCount,
+    /// The epoch when the wait was prepared: the futex sleeps while it is unchanged.
+    key: u32,
+}
+
+impl PreparedWait<'_> {
+    /// Sleeps until a notify after [`prepare_wait`](EventCount::prepare_wait), or until
+    /// `timeout` (none: no limit) has passed.
+    pub fn wait(self, timeout: Option<Duration>) -> WaitOutcome {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        self.wait_until(deadline)
+    }
+
+    /// Sleeps until a notify after [`prepare_wait`](EventCount::prepare_wait), or until
+    /// `deadline` (none: no limit).
+    pub fn wait_until(self, deadline: Option<Instant>) -> WaitOutcome {
+        let epoch = &self.event.epoch;
+        loop {
+            // Acquire: pairs with the Release bump in `wake`.
+            if epoch.load(Ordering::Acquire) != self.key {
+                return WaitOutcome::Notified;
+            }
+            match self.event.queue.wait(epoch, self.key, deadline) {
+                FutexWait::Woken | FutexWait::Changed => continue,
+                FutexWait::TimedOut => {
+                    // Acquire: as above; a notify that raced the deadline still counts.
+                    return if epoch.load(Ordering::Acquire) != self.key {
+                        WaitOutcome::Notified
+                    } else {
+                        WaitOutcome::TimedOut
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PreparedWait<'_> {
+    fn drop(&mut self) {
+        // Relaxed: the count is only a hint to notifiers; an extra notify system call while it
+        // is stale is harmless. Wrapping: a peer may have written any value.
+        self.event.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,48 @@
+//! Cross-process wake-ups for shmlane: the path a consumer sleeps on when busy polling would
+//! waste a core (audio callbacks, quiet market hours), woken in microseconds.
+//!
+//! - [`EventCount`]: a futex event count on the heap or inside a segment. A waiter announces
+//!   itself, re-checks its condition (a queue is empty), then sleeps; a notifier changes the
+//!   condition, then notifies. No wake-up is lost, and a notify with nobody asleep makes no
+//!   system call.
+//! - [`strategy`]: how to wait for a poll to succeed, behind one trait ([`WaitStrategy`]):
+//!   busy-spin, yield, backoff, blocking, and [`Periodic`], which learns the period of
+//!   periodic traffic and parks until just before the next arrival.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::time::{Duration, Instant};
+//! use shmlane_notify::{Blocking, EventCount, WaitStrategy};
+//!
+//! let mailbox = AtomicU64::new(0);
+//! let signal = EventCount::new();
+//! std::thread::scope(|s| {
+//!     s.spawn(|| {
+//!         mailbox.store(42, Ordering::Release); // change the condition...
+//!         signal.notify_one(); // ...then notify
+//!     });
+//!     let deadline = Instant::now() + Duration::from_secs(5);
+//!     let poll = || match mailbox.load(Ordering::Acquire) {
+//!         0 => None,
+//!         value => Some(value),
+//!     };
+//!     assert_eq!(Blocking::new().wait_for(&signal, Some(deadline), poll), Ok(42));
+//! });
+//! ```
+//!
+//! Linux is the target: waits use `FUTEX_WAIT` on shared (not process-private) futexes, so the
+//! notifier and the waiter may be different processes mapping one segment. Other Unix systems
+//! build with a fallback in which a wait polls the word with sleeps of 50 µs to 1 ms (the
+//! strategies keep their behaviour; wake-up latency is that of the sleep). With the `loom`
+//! feature, atomics come from loom and the futex is a Mutex + Condvar model that can wake
+//! spuriously (see `loom-tests/event_count.rs`).
+#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod event_count;
+mod futex;
+pub mod strategy;
+mod sync;
+
+pub use event_count::{EventCount, PreparedWait, WaitOutcome};
+pub use strategy::{Backoff, Blocking, BusySpin, Periodic, TimedOut, WaitStrategy, Yield};

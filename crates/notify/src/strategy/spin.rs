@@ -1,0 +1,61 @@
+//! Strategies that never sleep: [`BusySpin`] and [`Yield`].
+
+use std::time::Instant;
+
+use super::{TimedOut, WaitStrategy, expired};
+use crate::EventCount;
+use crate::sync::{spin_loop, yield_now};
+
+/// Polls in a tight loop with a spin hint: the lowest latency, one core fully used. Pin the
+/// waiting thread to a core of its own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BusySpin;
+
+/// Polls between which the clock is not read (reading it costs about as much as a poll).
+const POLLS_PER_CLOCK_READ: u32 = 64;
+
+impl WaitStrategy for BusySpin {
+    #[inline]
+    fn wait_for<T>(
+        &mut self,
+        _signal: &EventCount,
+        deadline: Option<Instant>,
+        mut poll: impl FnMut() -> Option<T>,
+    ) -> Result<T, TimedOut> {
+        loop {
+            for _ in 0..POLLS_PER_CLOCK_READ {
+                if let Some(value) = poll() {
+                    return Ok(value);
+                }
+                spin_loop();
+            }
+            if expired(deadline) {
+                return poll().ok_or(TimedOut);
+            }
+        }
+    }
+}
+
+/// Polls, yielding the CPU (`sched_yield`) between polls: as fast as [`BusySpin`] when the core
+/// is otherwise idle, and it lets other runnable threads of the core go first.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Yield;
+
+impl WaitStrategy for Yield {
+    fn wait_for<T>(
+        &mut self,
+        _signal: &EventCount,
+        deadline: Option<Instant>,
+        mut poll: impl FnMut() -> Option<T>,
+    ) -> Result<T, TimedOut> {
+        loop {
+            if let Some(value) = poll() {
+                return Ok(value);
+            }
+            if expired(deadline) {
+                return poll().ok_or(TimedOut);
+            }
+            yield_now();
+        }
+    }
+}
