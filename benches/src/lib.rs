@@ -1,5 +1,8 @@
 //! Support for the benchmarks in this folder (`cargo bench -p shmlane-benches`).
 #![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod peer;
 
 use std::hint::black_box;
 use std::sync::OnceLock;
