@@ -6,7 +6,8 @@
 //! `CLOCK_MONOTONIC`), and the CPU time the consumer process used while waiting
 //! (`getrusage`), as a share of one core.
 //!
-//! `cargo bench -p shmlane-benches --bench periodic [-- --messages N] [--period-us P]`
+//! `cargo bench -p shmlane-benches --bench periodic [-- --messages N] [--period-us P]
+//! [--target-spin-us S]` (S: the periodic strategy's target spin, default 10)
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -67,6 +68,7 @@ fn main() {
     let smoke = peer::smoke_test();
     let (mut messages, mut warmup) = if smoke { (30u64, 10u64) } else { (2_000, 100) };
     let mut period = Duration::from_nanos(5_333_333);
+    let mut target_spin = shmlane_notify::strategy::TARGET_SPIN.as_micros() as u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().and_then(|v| v.parse::<u64>().ok()).expect("a number");
@@ -74,6 +76,7 @@ fn main() {
             "--messages" => messages = value(),
             "--warmup" => warmup = value(),
             "--period-us" => period = Duration::from_micros(value()),
+            "--target-spin-us" => target_spin = value(),
             _ => {}
         }
     }
@@ -89,7 +92,7 @@ fn main() {
     println!(" {:>8} {:>9} {:>8}", "max", "CPU/core", "p50/spin");
     let mut spin_p50 = None;
     for strategy in STRATEGIES {
-        let measured = run(strategy, core_a, core_b, messages, warmup, period);
+        let measured = run(strategy, (core_a, core_b), (messages, warmup), period, target_spin);
         let p50 = measured.percentiles[0];
         let spin_p50 = *spin_p50.get_or_insert(p50);
         print!("{strategy:>10}");
@@ -112,11 +115,10 @@ fn main() {
 /// Produces `warmup + messages` messages at `period` to a consumer process using `strategy`.
 fn run(
     strategy: &str,
-    core_a: usize,
-    core_b: usize,
-    messages: u64,
-    warmup: u64,
+    (core_a, core_b): (usize, usize),
+    (messages, warmup): (u64, u64),
     period: Duration,
+    target_spin_us: u64,
 ) -> Measured {
     let (control_at, queue_region, size) = layout();
     let name = format!("bench.periodic.{}.{strategy}", std::process::id());
@@ -132,7 +134,9 @@ fn run(
     let queue = SharedSpsc::<Message>::attach(&segment, queue_region, ELEMENT).expect("attach");
     let mut producer = queue.producer().expect("producer role");
     let total = (warmup + messages).to_string();
-    let args = [name.as_str(), &core_b.to_string(), strategy, &total, &warmup.to_string()];
+    let (core, warmups, spin) =
+        (core_b.to_string(), warmup.to_string(), target_spin_us.to_string());
+    let args = [name.as_str(), &core, strategy, &total, &warmups, &spin];
     // Spawned before the producer pins itself (a pinned parent's children inherit its CPU).
     let mut child = peer::spawn(&args, Stdio::null(), Stdio::piped());
     pin(core_a);
@@ -167,10 +171,10 @@ fn run(
     Measured { percentiles, max, cpu_share, detail: fields.next().unwrap_or("").to_owned() }
 }
 
-/// The consumer process: `NAME CORE STRATEGY TOTAL WARMUP`.
+/// The consumer process: `NAME CORE STRATEGY TOTAL WARMUP TARGET_SPIN_US`.
 fn consumer(args: &[String]) {
-    let [name, core, strategy, total, warmup] = args else {
-        panic!("consumer needs NAME CORE STRATEGY TOTAL WARMUP")
+    let [name, core, strategy, total, warmup, target_spin_us] = args else {
+        panic!("consumer needs NAME CORE STRATEGY TOTAL WARMUP TARGET_SPIN_US")
     };
     pin(core.parse().expect("core"));
     let (control_at, queue_region, _) = layout();
@@ -189,7 +193,8 @@ fn consumer(args: &[String]) {
         "backoff" => receiver.run(&mut Backoff::new()),
         "blocking" => receiver.run(&mut Blocking::new()),
         "periodic" => {
-            let mut periodic = Periodic::new();
+            let spin = Duration::from_micros(target_spin_us.parse().expect("target spin"));
+            let mut periodic = Periodic::new().target_spin(spin);
             let line = receiver.run(&mut periodic);
             let s = periodic.stats();
             format!(

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 pub use backoff::Backoff;
 pub use blocking::Blocking;
-pub use periodic::{Periodic, PeriodicStats};
+pub use periodic::{MIN_INTERVALS, Periodic, PeriodicStats, TARGET_SPIN, WINDOW};
 pub use spin::{BusySpin, Yield};
 
 use crate::EventCount;

@@ -28,7 +28,7 @@ use crate::sync::spin_loop;
 pub const WINDOW: usize = 8;
 /// Intervals needed before predicting.
 pub const MIN_INTERVALS: usize = 4;
-/// Spinning after the park that the guard aims for.
+/// Spinning after the park that the guard aims for, by default.
 pub const TARGET_SPIN: Duration = Duration::from_micros(10);
 /// Parks shorter than this are not worth a futex round trip: spin instead.
 const MIN_PARK: Duration = Duration::from_micros(50);
@@ -49,6 +49,7 @@ pub struct Periodic {
     last_arrival: Option<Instant>,
     guard: Duration,
     min_guard: Duration,
+    target_spin: Duration,
     recheck: Option<Duration>,
     stats: PeriodicStats,
 }
@@ -74,8 +75,8 @@ pub struct PeriodicStats {
 }
 
 impl Periodic {
-    /// A strategy with a 200 µs starting guard (it adapts), a 5 µs minimum guard, and a
-    /// 100 ms re-check while blocking (see [`Blocking`](super::Blocking)).
+    /// A strategy with a 200 µs starting guard (it adapts), a 5 µs minimum guard, a 10 µs
+    /// target spin, and a 100 ms re-check while blocking (see [`Blocking`](super::Blocking)).
     pub const fn new() -> Self {
         Periodic {
             intervals: [0; WINDOW],
@@ -83,6 +84,7 @@ impl Periodic {
             last_arrival: None,
             guard: Duration::from_micros(200),
             min_guard: Duration::from_micros(5),
+            target_spin: TARGET_SPIN,
             recheck: Some(Duration::from_millis(100)),
             stats: PeriodicStats {
                 arrivals: 0,
@@ -105,6 +107,13 @@ impl Periodic {
     /// The guard never shrinks below this.
     pub const fn min_guard(mut self, guard: Duration) -> Self {
         self.min_guard = guard;
+        self
+    }
+
+    /// How long spinning after a park should last: the guard shrinks while spinning lasts
+    /// longer. Longer spins cost CPU; shorter ones risk waking after the data arrived.
+    pub const fn target_spin(mut self, spin: Duration) -> Self {
+        self.target_spin = spin;
         self
     }
 
@@ -171,7 +180,7 @@ impl Periodic {
 
     /// Spinning after the park lasted `spun`: if longer than needed, park a little longer.
     fn shrink_guard(&mut self, spun: Duration) {
-        if let Some(excess) = spun.checked_sub(TARGET_SPIN) {
+        if let Some(excess) = spun.checked_sub(self.target_spin) {
             self.guard = self.guard.saturating_sub(excess / 4).max(self.min_guard);
         }
     }
@@ -256,5 +265,77 @@ impl WaitStrategy for Periodic {
             return poll().ok_or(TimedOut);
         }
         self.block(signal, deadline, &mut poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A strategy that saw fresh arrivals at `start + at[i]` ms.
+    fn arrivals(start: Instant, at: &[u64]) -> Periodic {
+        let mut strategy = Periodic::new();
+        for &ms in at {
+            strategy.record_arrival(start + MS * ms as u32);
+        }
+        strategy
+    }
+
+    #[test]
+    fn the_period_is_the_median_interval_and_ignores_a_gap_and_a_burst() {
+        let start = Instant::now();
+        assert_eq!(arrivals(start, &[0, 5, 10, 15]).period(), None, "three intervals: unknown");
+        // Intervals 5, 5, 5, 5, 20 (a gap), 1 (a burst), 5: the median is 5.
+        let strategy = arrivals(start, &[0, 5, 10, 15, 20, 40, 41, 46]);
+        assert_eq!(strategy.period(), Some(5 * MS));
+        assert_eq!(strategy.stats().arrivals, 8);
+    }
+
+    #[test]
+    fn the_window_forgets_intervals_older_than_the_last_eight() {
+        let start = Instant::now();
+        let mut at: Vec<u64> = (0..10).map(|i| i * 2).collect(); // period 2
+        at.extend((1..=8).map(|i| 18 + i * 7)); // then period 7
+        assert_eq!(arrivals(start, &at).period(), Some(7 * MS));
+    }
+
+    #[test]
+    fn expected_arrival_follows_the_last_and_skips_whole_missed_periods() {
+        let start = Instant::now();
+        let strategy = arrivals(start, &[0, 5, 10, 15, 20]);
+        let window = strategy.guard.max(strategy.min_guard);
+        let (expected, end) = strategy.expected_arrival(start + 21 * MS).unwrap();
+        assert_eq!((expected, end), (start + 25 * MS, start + 25 * MS + window));
+        // Two periods later nothing came: the next prediction is the one still ahead.
+        let (expected, _) = strategy.expected_arrival(start + 36 * MS).unwrap();
+        assert_eq!(expected, start + 40 * MS);
+    }
+
+    #[test]
+    fn the_guard_doubles_up_to_half_the_period_and_shrinks_to_its_floor() {
+        let start = Instant::now();
+        let mut strategy = arrivals(start, &[0, 1, 2, 3, 4]).initial_guard(MS / 10);
+        for _ in 0..10 {
+            strategy.grow_guard();
+        }
+        assert_eq!(strategy.guard, MS / 2, "capped at half the 1 ms period");
+        strategy.shrink_guard(TARGET_SPIN);
+        assert_eq!(strategy.guard, MS / 2, "spinning exactly the target changes nothing");
+        strategy.shrink_guard(TARGET_SPIN + Duration::from_micros(400));
+        assert_eq!(strategy.guard, Duration::from_micros(400), "a quarter of the excess");
+        for _ in 0..100 {
+            strategy.shrink_guard(MS);
+        }
+        assert_eq!(strategy.guard, strategy.min_guard);
+    }
+
+    #[test]
+    fn reset_forgets_the_period() {
+        let mut strategy = arrivals(Instant::now(), &[0, 5, 10, 15, 20]);
+        assert!(strategy.period().is_some());
+        strategy.reset();
+        assert_eq!(strategy.period(), None);
     }
 }
