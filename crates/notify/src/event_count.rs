@@ -36,7 +36,7 @@ use crate::sync::{AtomicU32, Ordering, fence};
 
 /// A cross-process event count: waiters sleep on a futex until a notifier signals a change.
 ///
-/// It lives on the heap or inside a segment (it is [`SharedView`](shmlane_segment::SharedView);
+/// It lives on the heap or inside a segment (on Linux it is `shmlane_segment::SharedView`;
 /// all-zero bytes are an idle event count, so a fresh segment needs no initialisation). Wrap
 /// it in `CachePadded` when it sits next to other hot data.
 ///
@@ -164,7 +164,7 @@ impl EventCount {
 
 // SAFETY: two `AtomicU32`s (every bit pattern valid, written only atomically) and a
 // zero-sized `WaitQueue` (the kernel keeps futex queues); `#[repr(C)]`, no padding.
-#[cfg(not(feature = "loom"))]
+#[cfg(all(not(feature = "loom"), target_os = "linux"))]
 unsafe impl shmlane_segment::SharedView for EventCount {}
 
 /// A waiter announced by [`EventCount::prepare_wait`]. Wait on it, or drop it to cancel.

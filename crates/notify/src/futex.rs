@@ -98,16 +98,18 @@ impl WaitQueue {
     ) -> FutexWait {
         use std::time::Duration;
         let mut nap = Duration::from_micros(50);
+        let mut slept = false;
         loop {
             // Relaxed: the caller re-reads the word with the ordering it needs.
             if word.load(crate::sync::Ordering::Relaxed) != expected {
-                return FutexWait::Woken;
+                return if slept { FutexWait::Woken } else { FutexWait::Changed };
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return FutexWait::TimedOut;
             }
             std::thread::sleep(deadline.map_or(nap, |d| nap.min(d - now)));
+            slept = true;
             nap = (nap * 2).min(Duration::from_millis(1));
         }
     }

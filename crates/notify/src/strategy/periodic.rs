@@ -1,21 +1,5 @@
 //! [`Periodic`]: learn the arrival period, park until just before the next expected arrival,
 //! then spin.
-//!
-//! Each wait has up to three phases:
-//!
-//! 1. **Park** on the futex until `expected − guard` (a notify ends it early: the data came
-//!    earlier than predicted).
-//! 2. **Spin** until `expected + window`: the data normally arrives here, and is seen within a
-//!    cache-line transfer, as with busy polling.
-//! 3. **Block** (as [`Blocking`](super::Blocking)) if it did not: a gap in the traffic or a
-//!    change of period.
-//!
-//! The period is the median of the last [`WINDOW`] intervals between *fresh* arrivals (a wait
-//! that found the data already there is backlog, not an arrival), so bursts and single gaps
-//! do not disturb it. The guard adapts: it doubles whenever the data arrived before the
-//! spinning began (the park overslept: timer slack, the wake-up of an idle core, jitter), and
-//! shrinks by a quarter of the excess whenever spinning lasted longer than
-//! [`TARGET_SPIN`]. Until [`MIN_INTERVALS`] intervals are known, it blocks.
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +20,23 @@ const MIN_PARK: Duration = Duration::from_micros(50);
 const POLLS_PER_CLOCK_READ: u32 = 16;
 
 /// A wait strategy for periodic traffic (an audio block every 5.33 ms, a timer-driven feed):
-/// busy-poll latency at a small fraction of a core. See the [module](self) docs for how.
+/// busy-poll latency at a small fraction of a core.
+///
+/// Each wait has up to three phases:
+///
+/// 1. **Park** on the futex until `expected − guard` (a notify ends it early: the data came
+///    earlier than predicted).
+/// 2. **Spin** until `expected + window`: the data normally arrives here, and is seen within a
+///    cache-line transfer, as with busy polling.
+/// 3. **Block** (as [`Blocking`](super::Blocking)) if it did not: a gap in the traffic or a
+///    change of period.
+///
+/// The period is the median of the last [`WINDOW`] intervals between *fresh* arrivals (a wait
+/// that found the data already there is backlog, not an arrival), so bursts and single gaps
+/// do not disturb it. The guard adapts: it doubles whenever the data arrived before the
+/// spinning began (the park overslept: timer slack, the wake-up of an idle core, jitter), and
+/// shrinks by a quarter of the excess whenever spinning lasted longer than the target spin
+/// ([`TARGET_SPIN`] unless [set](Periodic::target_spin)). Until [`MIN_INTERVALS`] intervals are known, it blocks.
 ///
 /// Aperiodic traffic degrades it gracefully, to blocking with spinning near each predicted
 /// arrival; traffic faster than the guard makes it spin like [`BusySpin`](super::BusySpin).
