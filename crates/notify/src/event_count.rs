@@ -210,8 +210,12 @@ impl PreparedWait<'_> {
 
 impl Drop for PreparedWait<'_> {
     fn drop(&mut self) {
-        // Relaxed: the count is only a hint to notifiers; an extra notify system call while it
-        // is stale is harmless. Wrapping: a peer may have written any value.
-        self.event.waiters.fetch_sub(1, Ordering::Relaxed);
+        // Relaxed (both): the count is only a hint to notifiers; an extra notify system call
+        // while it is stale is harmless. Saturating: a peer that zeroed the count must not
+        // leave it at `u32::MAX`, which would make every later notify a system call.
+        let _ = self
+            .event
+            .waiters
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 }

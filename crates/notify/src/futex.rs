@@ -77,6 +77,9 @@ impl WaitQueue {
 
     /// Wakes up to `count` sleepers of `word`; returns how many woke.
     pub(crate) fn wake(&self, word: &AtomicU32, count: u32) -> usize {
+        // The kernel reads the count as an `int`: `u32::MAX` would be -1 and wake one sleeper.
+        // `INT_MAX` means "all", as in glibc.
+        let count = count.min(i32::MAX as u32);
         // An error here (only EFAULT/EINVAL, impossible for a valid reference) leaves sleepers
         // to their deadlines, which is all a failed wake can do.
         rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), count).unwrap_or(0)

@@ -40,6 +40,8 @@ const POLLS_PER_CLOCK_READ: u32 = 16;
 ///
 /// Aperiodic traffic degrades it gracefully, to blocking with spinning near each predicted
 /// arrival; traffic faster than the guard makes it spin like [`BusySpin`](super::BusySpin).
+/// Pin the waiting thread and the publisher to different cores: when they share one, the
+/// publisher runs only after the waiter's spin and the learnt period stretches.
 #[derive(Debug, Clone)]
 pub struct Periodic {
     /// The last intervals between fresh arrivals, in ns, as a ring.
@@ -224,7 +226,12 @@ impl WaitStrategy for Periodic {
             // Phase 1.
             match park(signal, earliest(Some(park_until), deadline), self.recheck, &mut poll) {
                 Ok(value) => {
-                    self.stats.early += 1;
+                    // Found by the park's last poll after its timer, or ended by a notify.
+                    if Instant::now() >= park_until {
+                        self.stats.overslept += 1;
+                    } else {
+                        self.stats.early += 1;
+                    }
                     self.grow_guard();
                     self.record_arrival(Instant::now());
                     return Ok(value);
@@ -259,11 +266,11 @@ impl WaitStrategy for Periodic {
                 break;
             }
         }
-        // Phase 3.
-        self.stats.missed += 1;
+        // Phase 3 (unless it was the caller's deadline that ended the spinning).
         if expired(deadline) {
             return poll().ok_or(TimedOut);
         }
+        self.stats.missed += 1;
         self.block(signal, deadline, &mut poll)
     }
 }
