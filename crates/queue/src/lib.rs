@@ -5,6 +5,9 @@
 //!   index. On the heap for any `T: Send` ([`spsc::new`]), or inside a segment for plain data
 //!   ([`spsc::SharedSpsc`]), where one producer and one consumer process may attach at a time
 //!   and the role of a dead one can be taken over.
+//! - [`overflow`]: single producer, single consumer, of `u64` values, where a full queue
+//!   evicts its oldest value back to the producer instead of refusing the push: the
+//!   drop-oldest submission queue of a subscriber.
 //! - [`mpmc`]: multi-producer multi-consumer (Vyukov's array queue), on the heap
 //!   ([`mpmc::Queue`]) or inside a segment ([`mpmc::SharedMpmc`]), where a slot abandoned by a
 //!   producer or consumer killed mid-operation is repaired once its owner is proven dead.
@@ -16,6 +19,7 @@
 
 mod descriptor;
 pub mod mpmc;
+pub mod overflow;
 mod slot;
 pub mod spsc;
 mod sync;

@@ -1,0 +1,304 @@
+//! Single-producer single-consumer queue of `u64` values (offsets, indices) in which a full
+//! queue never blocks the producer: it evicts the oldest value and gets it back, so it can
+//! account for it (return a block to its pool, count a drop). This is the submission queue of
+//! a subscriber under the drop-oldest policy (iceoryx2's "safely overflowing" queue).
+//!
+//! ```text
+//!   slot:  [ stamp: AtomicU64 | value: AtomicU64 ]   stamp == p + 1  <=>  slot holds position p
+//!   head:  CachePadded<AtomicU64>   next position to pop: CAS by the consumer (pop) and the
+//!                                   producer (evict)
+//!   tail:  CachePadded<AtomicU64>   next position to push: stored by the producer only
+//! ```
+//!
+//! Producer, to push position `t`: if `t - cached_head == capacity`, reload `head` (Acquire);
+//! if still full, read the value of position `head` (it wrote it) and CAS `head` to `head + 1`:
+//! on success that value is evicted and returned to the caller; on failure the consumer took it
+//! and there is room. Then store the value (Relaxed), the stamp `t + 1` (Release) and `tail`.
+//!
+//! Consumer, to pop: load `head` (Acquire) and the stamp of its slot (Acquire). A stamp below
+//! `head + 1` is empty; above it, the producer evicted `head` and reused the slot, so reload
+//! `head`. Otherwise read the value (Relaxed) and CAS `head` to `head + 1` (AcqRel): success
+//! means nobody evicted the position, so the producer had not reused the slot (it writes
+//! position `h + capacity` only after `head` passed `h`) and the value read is position `h`'s;
+//! failure means it was evicted: start again. The value is an atomic because a consumer may
+//! read it while the producer overwrites it (the CAS then fails and the read is discarded).
+//!
+//! `head` only grows, so its CAS has no ABA. The producer's `cached_head` keeps the `head`
+//! line with the consumer except when the queue is full.
+
+mod heap;
+#[cfg(not(feature = "loom"))]
+mod shared;
+
+pub use heap::{Heap, new};
+#[cfg(not(feature = "loom"))]
+pub use shared::{Shared, SharedOverflow};
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// One slot: which position it holds, and its value.
+#[derive(Debug)]
+#[repr(C)]
+pub struct IndexSlot {
+    stamp: AtomicU64,
+    value: AtomicU64,
+}
+
+impl IndexSlot {
+    fn empty() -> Self {
+        IndexSlot { stamp: AtomicU64::new(0), value: AtomicU64::new(0) }
+    }
+}
+
+// SAFETY: two `AtomicU64`s, `#[repr(C)]`, no padding: every bit pattern is valid, and every
+// access is atomic.
+#[cfg(not(feature = "loom"))]
+unsafe impl shmlane_segment::SharedView for IndexSlot {}
+
+/// The shared words of a ring, wherever they live.
+#[derive(Debug)]
+pub struct Ring<'a> {
+    slots: &'a [IndexSlot],
+    head: &'a AtomicU64,
+    tail: &'a AtomicU64,
+}
+
+impl Ring<'_> {
+    fn capacity(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    fn slot(&self, position: u64) -> &IndexSlot {
+        // Masked: in bounds whatever `position` is (capacity is a power of two).
+        &self.slots[(position & (self.capacity() - 1)) as usize]
+    }
+
+    /// Values in the ring (a snapshot, clamped to the capacity).
+    fn len(&self) -> usize {
+        // Acquire (both): pair with the ends' Release stores and CASes.
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
+        tail.saturating_sub(head).min(self.capacity()) as usize
+    }
+}
+
+mod sealed {
+    /// Where a ring's slots and indices live: the heap or a segment.
+    pub trait Storage {
+        /// The shared words.
+        fn ring(&self) -> super::Ring<'_>;
+    }
+}
+use sealed::Storage;
+
+/// The consumer's shared `head` is impossible: a peer corrupted the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the queue's consumer index is corrupt (head {head}, tail {tail}): reset the connection")]
+pub struct Corrupt {
+    /// The shared head.
+    pub head: u64,
+    /// The producer's tail.
+    pub tail: u64,
+}
+
+/// Why [`Producer::try_push`] did not push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TryPushError {
+    /// The queue is full (the value was not pushed).
+    #[error("the queue is full")]
+    Full,
+    /// The consumer's index is impossible.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+/// The producing end.
+#[derive(Debug)]
+pub struct Producer<S: Storage> {
+    storage: S,
+    /// Next position to push; ours alone.
+    tail: u64,
+    /// Last `head` seen; reloaded only when the queue looks full.
+    cached_head: u64,
+}
+
+/// The consuming end.
+#[derive(Debug)]
+pub struct Consumer<S: Storage> {
+    storage: S,
+}
+
+impl<S: Storage> Producer<S> {
+    fn start(storage: S, tail: u64, head: u64) -> Self {
+        Producer { storage, tail, cached_head: head }
+    }
+
+    /// Pushes `value`; if the queue was full, evicts the oldest value and returns it.
+    #[inline]
+    pub fn push(&mut self, value: u64) -> Result<Option<u64>, Corrupt> {
+        let mut evicted = None;
+        if self.full_by_cache() {
+            evicted = self.make_room()?;
+        }
+        self.write(value);
+        Ok(evicted)
+    }
+
+    /// Pushes `value` if there is room, without evicting.
+    #[inline]
+    pub fn try_push(&mut self, value: u64) -> Result<(), TryPushError> {
+        if self.full_by_cache() && self.free()? == 0 {
+            return Err(TryPushError::Full);
+        }
+        self.write(value);
+        Ok(())
+    }
+
+    /// Takes the oldest value out of the queue, as a consumer would (to reclaim the values
+    /// queued for a consumer that died).
+    pub fn evict(&mut self) -> Result<Option<u64>, Corrupt> {
+        loop {
+            // Acquire: pairs with the consumer's AcqRel CAS of `head`.
+            let head = self.storage.ring().head.load(Ordering::Acquire);
+            self.check(head)?;
+            if head == self.tail {
+                self.cached_head = head;
+                return Ok(None);
+            }
+            if let Some(value) = self.take(head) {
+                return Ok(Some(value));
+            }
+        }
+    }
+
+    /// Values in the queue (a snapshot).
+    pub fn len(&self) -> usize {
+        self.storage.ring().len()
+    }
+
+    /// Whether the queue holds nothing (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.storage.ring().slots.len()
+    }
+
+    #[inline]
+    fn full_by_cache(&self) -> bool {
+        self.tail.wrapping_sub(self.cached_head) >= self.storage.ring().capacity()
+    }
+
+    /// Free slots per the shared `head`, refreshing the cache.
+    fn free(&mut self) -> Result<u64, Corrupt> {
+        // Acquire: pairs with the consumer's AcqRel CAS of `head`: its read of a slot happens
+        // before our overwrite of it.
+        let head = self.storage.ring().head.load(Ordering::Acquire);
+        let used = self.check(head)?;
+        self.cached_head = head;
+        Ok(self.storage.ring().capacity() - used)
+    }
+
+    /// Frees one slot, evicting the oldest value if the queue is really full.
+    #[cold]
+    fn make_room(&mut self) -> Result<Option<u64>, Corrupt> {
+        loop {
+            if self.free()? > 0 {
+                return Ok(None);
+            }
+            if let Some(value) = self.take(self.cached_head) {
+                return Ok(Some(value));
+            }
+        }
+    }
+
+    /// Claims position `head` with a CAS; its value if we won (the consumer did not take it).
+    fn take(&mut self, head: u64) -> Option<u64> {
+        let ring = self.storage.ring();
+        // Relaxed: this producer (or the one it took over from, synchronised at attach) wrote
+        // it, and nobody else writes it before `head` passes it.
+        let value = ring.slot(head).value.load(Ordering::Relaxed);
+        // AcqRel: Acquire pairs with the consumer's Release CAS (its reads of earlier slots
+        // happen before our reuse of them); Release orders our value read before the reuse of
+        // this slot. Failure Relaxed: the caller reloads `head` with Acquire.
+        let won =
+            ring.head.compare_exchange(head, head + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        self.cached_head = head + u64::from(won);
+        won.then_some(value)
+    }
+
+    /// `tail - head`, if it is possible.
+    fn check(&self, head: u64) -> Result<u64, Corrupt> {
+        let used = self.tail.wrapping_sub(head);
+        if used > self.storage.ring().capacity() {
+            return Err(Corrupt { head, tail: self.tail });
+        }
+        Ok(used)
+    }
+
+    #[inline]
+    fn write(&mut self, value: u64) {
+        let ring = self.storage.ring();
+        let slot = ring.slot(self.tail);
+        // Relaxed: published by the stamp store below.
+        slot.value.store(value, Ordering::Relaxed);
+        // Release: publishes the value; pairs with the consumer's Acquire stamp load.
+        slot.stamp.store(self.tail + 1, Ordering::Release);
+        self.tail += 1;
+        // Release: pairs with the Acquire loads of `tail` in `len`.
+        ring.tail.store(self.tail, Ordering::Release);
+    }
+}
+
+impl<S: Storage> Consumer<S> {
+    /// Pops the oldest value.
+    #[inline]
+    pub fn pop(&mut self) -> Option<u64> {
+        let ring = self.storage.ring();
+        // Acquire: pairs with the producer's AcqRel eviction CAS.
+        let mut head = ring.head.load(Ordering::Acquire);
+        loop {
+            let slot = ring.slot(head);
+            // Acquire: pairs with the producer's Release stamp store, making the value
+            // written before it visible.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp != head + 1 {
+                // Below: not written yet. Above: the producer evicted `head` and reused the
+                // slot, so `head` has moved; if it has not, the stamp is corrupt: empty.
+                // Acquire: as the first load.
+                let now = ring.head.load(Ordering::Acquire);
+                if stamp < head + 1 || now == head {
+                    return None;
+                }
+                head = now;
+                continue;
+            }
+            // Relaxed: after the stamp's Acquire; the CAS below proves it is position `head`'s.
+            let value = slot.value.load(Ordering::Relaxed);
+            // AcqRel: Release orders our read of the value before the producer's reuse of the
+            // slot (it loads `head` with Acquire); Acquire pairs with its eviction CAS.
+            // Failure Acquire: the new head, as the first load.
+            match ring.head.compare_exchange(head, head + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(value),
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Values in the queue (a snapshot).
+    pub fn len(&self) -> usize {
+        self.storage.ring().len()
+    }
+
+    /// Whether the queue holds nothing (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.storage.ring().slots.len()
+    }
+}

@@ -1,0 +1,191 @@
+//! The overflowing ring inside a segment, between processes.
+//!
+//! Layout of the queue's region (offsets from its start; aligned to 128):
+//!
+//! | offset   | content                                                          |
+//! |----------|------------------------------------------------------------------|
+//! | 0        | descriptor: magic `SHMLOVFL`, version, capacity, element `u64`, fingerprint |
+//! | 128      | `head`, on its own cache line                                    |
+//! | 128 + P  | `tail`, on its own cache line (P = `size_of::<CachePadded<u64>>()`) |
+//! | 128 + 2P | `capacity` slots of 16 bytes                                     |
+//!
+//! The queue has no role words: whoever owns the connection it belongs to (in shmlane, the
+//! publisher and subscriber slots of a topic, each a `RoleClaim`) guarantees one producer and
+//! one consumer at a time. A producer that takes over resumes after the later of `head` and
+//! `tail` and any stamped slots beyond, as the SPSC queue does.
+
+use shmlane_segment::{Fingerprint, LayoutError, Offset, Region, RegionLayout, Segment};
+use zerocopy::IntoBytes;
+
+use super::{Consumer, Corrupt, IndexSlot, Producer, Ring, Storage};
+use crate::descriptor::{
+    Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, QueueError, TAIL_AT, check_capacity,
+    check_region,
+};
+use crate::sync::{AtomicU64, Ordering};
+
+const MAGIC: [u8; 8] = *b"SHMLOVFL";
+const SLOTS_AT: u64 = INDICES_END;
+
+/// An overflowing queue inside a segment, before an end is taken.
+///
+/// ```
+/// use shmlane_queue::overflow::SharedOverflow;
+/// use shmlane_segment::{Carver, Fingerprint, Segment};
+///
+/// const OFFSETS: Fingerprint = Fingerprint::new("doc.sample offsets");
+/// let mut carver = Carver::new();
+/// let region = carver.place(SharedOverflow::layout(2)?)?;
+/// let segment = Segment::builder(format!("doc-overflow-{}", std::process::id()))
+///     .size(carver.total_size())
+///     .create_with(|s| {
+///         SharedOverflow::init_in(s, region, 2, OFFSETS)?;
+///         Ok(())
+///     })?;
+/// let queue = SharedOverflow::attach(&segment, region, OFFSETS)?;
+/// let (mut tx, mut rx) = (queue.producer()?, queue.consumer()?);
+/// for offset in [10, 20, 30] {
+///     if let Some(dropped) = tx.push(offset)? {
+///         assert_eq!(dropped, 10); // give its block back to the pool
+///     }
+/// }
+/// assert_eq!(rx.pop(), Some(20));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct SharedOverflow<'seg> {
+    slots: &'seg [IndexSlot],
+    head: &'seg AtomicU64,
+    tail: &'seg AtomicU64,
+}
+
+/// Segment storage for one end.
+#[derive(Debug)]
+pub struct Shared<'seg>(SharedOverflow<'seg>);
+
+impl Storage for Shared<'_> {
+    #[inline(always)]
+    fn ring(&self) -> Ring<'_> {
+        Ring { slots: self.0.slots, head: self.0.head, tail: self.0.tail }
+    }
+}
+
+impl<'seg> SharedOverflow<'seg> {
+    /// The region a queue of `capacity` slots needs; place it with a `Carver`.
+    pub fn layout(capacity: u64) -> Result<RegionLayout, QueueError> {
+        check_capacity(capacity)?;
+        let size = (size_of::<IndexSlot>() as u64)
+            .checked_mul(capacity)
+            .and_then(|bytes| SLOTS_AT.checked_add(bytes))
+            .ok_or(LayoutError::Overflow)?;
+        Ok(RegionLayout { size, align: 128 })
+    }
+
+    /// Writes a fresh, empty queue into `region` (while creating the segment).
+    pub fn init_in(
+        segment: &'seg Segment,
+        region: Region,
+        capacity: u64,
+        fingerprint: Fingerprint,
+    ) -> Result<Self, QueueError> {
+        check_region(Self::layout(capacity)?, region)?;
+        let descriptor = Descriptor::new::<u64>(MAGIC, capacity, fingerprint, [0; 2]);
+        segment.write_bytes(region.offset, descriptor.as_bytes())?;
+        let queue = Self::view(segment, region, capacity)?;
+        queue.reset();
+        Ok(queue)
+    }
+
+    /// Attaches to a queue another process initialised, validating its descriptor.
+    pub fn attach(
+        segment: &'seg Segment,
+        region: Region,
+        fingerprint: Fingerprint,
+    ) -> Result<Self, QueueError> {
+        let d = Descriptor::read_checked::<u64>(segment, region, MAGIC, fingerprint)?;
+        if d.extra != [0; 2] {
+            return Err(QueueError::Corrupt);
+        }
+        check_region(Self::layout(d.capacity)?, region)?;
+        Self::view(segment, region, d.capacity)
+    }
+
+    /// The producing end, resuming after every value a previous producer published. The
+    /// caller guarantees it is the only producer.
+    pub fn producer(&self) -> Result<Producer<Shared<'seg>>, Corrupt> {
+        // Acquire: pairs with the previous ends' Release stores and CASes.
+        let head = self.head.load(Ordering::Acquire);
+        let mut tail = self.checked_tail(head)?.max(head);
+        let capacity = self.slots.len() as u64;
+        let ring = Shared(*self);
+        // A producer that died between a stamp and its `tail` store published that slot.
+        // Acquire: pairs with its Release stamp store.
+        while tail - head < capacity
+            && ring.ring().slot(tail).stamp.load(Ordering::Acquire) == tail + 1
+        {
+            tail += 1;
+        }
+        // Release: pairs with Acquire loads of `tail` (`len`).
+        self.tail.store(tail, Ordering::Release);
+        Ok(Producer::start(ring, tail, head))
+    }
+
+    /// The consuming end. The caller guarantees it is the only consumer.
+    pub fn consumer(&self) -> Result<Consumer<Shared<'seg>>, Corrupt> {
+        // Acquire: pairs with the previous ends' Release stores and CASes.
+        let head = self.head.load(Ordering::Acquire);
+        self.checked_tail(head)?;
+        Ok(Consumer { storage: Shared(*self) })
+    }
+
+    /// Empties the queue and forgets every stamp (for a connection that starts over: no end
+    /// may be in use).
+    pub fn reset(&self) {
+        for slot in self.slots {
+            // Relaxed: whoever hands the connection on next publishes these (a role claim, or
+            // the segment's `Ready` state).
+            slot.stamp.store(0, Ordering::Relaxed);
+        }
+        for index in [self.head, self.tail] {
+            // Relaxed: as above.
+            index.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Values in the queue (a snapshot, clamped to the capacity).
+    pub fn len(&self) -> usize {
+        Shared(*self).ring().len()
+    }
+
+    /// Whether the queue holds nothing (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shared tail, if consistent with `head` (see `SharedSpsc`).
+    fn checked_tail(&self, head: u64) -> Result<u64, Corrupt> {
+        // Acquire: pairs with the producer's Release store of `tail`.
+        let tail = self.tail.load(Ordering::Acquire);
+        if tail.abs_diff(head) > self.slots.len() as u64 || head.max(tail) >= MAX_POSITION {
+            return Err(Corrupt { head, tail });
+        }
+        Ok(tail)
+    }
+
+    fn view(segment: &'seg Segment, region: Region, capacity: u64) -> Result<Self, QueueError> {
+        let at = |relative: u64| region.offset.checked_add(relative).ok_or(LayoutError::Overflow);
+        let word = |relative| -> Result<&'seg AtomicU64, QueueError> {
+            Ok(segment.get(Offset::<AtomicU64>::new(at(relative)?))?)
+        };
+        Ok(SharedOverflow {
+            slots: segment.get_slice(Offset::new(at(SLOTS_AT)?), capacity)?,
+            head: word(HEAD_AT)?,
+            tail: word(TAIL_AT)?,
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! loom models of the overflowing queue (`shmlane_queue::overflow`): whatever the interleaving
+//! of pushes that evict and pops, every value ends up exactly once either popped or evicted,
+//! and the popped ones come out in order.
+
+use loom::thread;
+use shmlane_queue::overflow;
+
+/// Pushes `0..count` into a queue of `capacity` while a consumer pops `pops` times; returns
+/// (popped, evicted, drained after both finished).
+fn race(capacity: usize, count: u64, pops: usize) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+    let (mut producer, mut consumer) = overflow::new(capacity);
+    let popper = thread::spawn(move || {
+        let popped: Vec<u64> = (0..pops).filter_map(|_| consumer.pop()).collect();
+        (popped, consumer)
+    });
+    let mut evicted = Vec::new();
+    for value in 0..count {
+        evicted.extend(producer.push(value).unwrap());
+    }
+    let (popped, mut consumer) = popper.join().unwrap();
+    let drained: Vec<u64> = std::iter::from_fn(|| consumer.pop()).collect();
+    (popped, evicted, drained)
+}
+
+fn check_exactly_once(count: u64, (popped, evicted, drained): (Vec<u64>, Vec<u64>, Vec<u64>)) {
+    assert!(popped.windows(2).all(|w| w[0] < w[1]), "popped out of order: {popped:?}");
+    assert!(evicted.windows(2).all(|w| w[0] < w[1]), "evicted out of order: {evicted:?}");
+    let mut all: Vec<u64> = popped.iter().chain(&evicted).chain(&drained).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..count).collect::<Vec<_>>(), "popped {popped:?} evicted {evicted:?}");
+}
+
+#[test]
+fn evictions_racing_pops_deliver_every_value_exactly_once_with_capacity_two() {
+    loom::model(|| check_exactly_once(4, race(2, 4, 2)));
+}
+
+#[test]
+fn evictions_racing_pops_deliver_every_value_exactly_once_with_capacity_one() {
+    loom::model(|| check_exactly_once(3, race(1, 3, 2)));
+}
+
+#[test]
+fn the_producer_evicting_everything_races_a_pop_without_duplicates() {
+    loom::model(|| {
+        let (mut producer, mut consumer) = overflow::new(2);
+        producer.push(1).unwrap();
+        producer.push(2).unwrap();
+        let popper = thread::spawn(move || consumer.pop());
+        let mut evicted = Vec::new();
+        while let Some(value) = producer.evict().unwrap() {
+            evicted.push(value);
+        }
+        let popped = popper.join().unwrap();
+        let mut all: Vec<u64> = evicted.iter().copied().chain(popped).collect();
+        all.sort_unstable();
+        assert_eq!(all, [1, 2], "evicted {evicted:?} popped {popped:?}");
+    });
+}
