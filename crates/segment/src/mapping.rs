@@ -76,6 +76,24 @@ impl Mapping {
         Ok(offset as usize)
     }
 
+    /// A pointer to `len` bytes at `offset`, in bounds and aligned to `align`.
+    pub(crate) fn ptr(
+        &self,
+        offset: u64,
+        len: u64,
+        align: usize,
+    ) -> Result<std::ptr::NonNull<u8>, OffsetError> {
+        let start = self.check(offset, len, align)?;
+        // SAFETY: `check` proved `start` lies within the mapping (or at its end for `len` 0),
+        // so the addition stays inside one allocation.
+        let ptr = unsafe { self.raw.as_mut_ptr().add(start) };
+        std::ptr::NonNull::new(ptr).ok_or(OffsetError::OutOfBounds {
+            offset,
+            len,
+            segment_len: self.len(),
+        })
+    }
+
     /// Copies bytes out of the segment.
     pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), OffsetError> {
         let start = self.check(offset, buf.len() as u64, 1)?;

@@ -885,6 +885,19 @@ impl Segment {
         self.mapping.write(offset, bytes)
     }
 
+    /// A raw pointer to `len` bytes at `offset`, checked to lie in the segment and to be
+    /// aligned to `align` (a power of two). For zero-copy payloads whose access a protocol
+    /// governs (shmlane's loans and samples); the pointer is valid while `self` lives. Writing
+    /// through it on a read-only handle faults.
+    pub fn ptr(
+        &self,
+        offset: u64,
+        len: u64,
+        align: usize,
+    ) -> Result<std::ptr::NonNull<u8>, OffsetError> {
+        self.mapping.ptr(offset, len, align)
+    }
+
     /// Resolves an offset to a shared reference, checking bounds and alignment.
     /// Read-only handles get [`OffsetError::ReadOnly`] (a store would fault).
     pub fn get<T: SharedView>(&self, offset: Offset<T>) -> Result<&T, OffsetError> {

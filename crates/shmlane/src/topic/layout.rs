@@ -1,0 +1,251 @@
+//! Where everything of a topic lives: the control segment (header, publisher and subscriber
+//! entries, one pair of queues per publisher–subscriber connection) and each publisher's
+//! payload segment.
+//!
+//! Control segment `{namespace}.topic.{service}`, carved in this order:
+//!
+//! | region | content |
+//! |---|---|
+//! | header (256 B) | [`TopicHeader`]: magic `SHMLTOPC`, version, payload type, settings; read by copy |
+//! | publishers | `max_publishers` × [`PublisherEntry`]: role word, payload generation, space event |
+//! | subscribers | `max_subscribers` × [`SubscriberEntry`]: role word, generation, drops, wake-up event |
+//! | acks | `max_publishers × max_subscribers` words: the subscriber generation each publisher serves |
+//! | connections | per (publisher, subscriber): a submission queue (offsets, publisher → subscriber, capacity `subscriber_capacity`, overflowing) and a completion queue (returned offsets, subscriber → publisher) |
+//!
+//! Payload segment `{namespace}.topic.{service}.p{slot}.g{generation}`: a [`DataHeader`] then
+//! `blocks` blocks of `block_size` bytes, written only by its publisher and mapped read-only by
+//! subscribers. A queued value is `generation << 32 | block`.
+
+use crossbeam_utils::CachePadded;
+use shmlane_notify::EventCount;
+use shmlane_queue::overflow::SharedOverflow;
+use shmlane_segment::{Carver, Offset, Region, RegionLayout, Segment, SharedView};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use super::TopicConfig;
+use crate::error::TopicError;
+use crate::payload::TypeInfo;
+
+pub(crate) const TOPIC_MAGIC: [u8; 8] = *b"SHMLTOPC";
+pub(crate) const DATA_MAGIC: [u8; 8] = *b"SHMLDATA";
+pub(crate) const VERSION: u32 = 1;
+const HEADER_REGION: u64 = 256;
+const TYPE_NAME_LEN: usize = 128;
+
+/// The topic header, copied out and validated by every opener.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub(crate) struct TopicHeader {
+    magic: [u8; 8],
+    version: u32,
+    overflow: u32,
+    pub(crate) type_fingerprint: u64,
+    pub(crate) type_size: u64,
+    pub(crate) type_align: u64,
+    pub(crate) type_version: u64,
+    max_publishers: u32,
+    max_subscribers: u32,
+    subscriber_capacity: u32,
+    max_held: u32,
+    max_loans: u32,
+    reserved: u32,
+    type_name: [u8; TYPE_NAME_LEN],
+}
+
+const _: () = assert!(size_of::<TopicHeader>() as u64 <= HEADER_REGION);
+/// Where the payload segment's header lives (the first region after the segment's own).
+pub(crate) const DATA_HEADER_AT: u64 = shmlane_segment::HEADER_SIZE.next_multiple_of(64);
+
+impl TopicHeader {
+    pub(crate) fn new(config: &TopicConfig, type_info: &TypeInfo) -> Self {
+        let mut type_name = [0u8; TYPE_NAME_LEN];
+        let name = type_info.name.as_bytes();
+        let len = name.len().min(TYPE_NAME_LEN);
+        type_name[..len].copy_from_slice(&name[..len]);
+        TopicHeader {
+            magic: TOPIC_MAGIC,
+            version: VERSION,
+            overflow: config.overflow as u32,
+            type_fingerprint: type_info.fingerprint(),
+            type_size: type_info.size,
+            type_align: type_info.align,
+            type_version: type_info.version,
+            max_publishers: config.max_publishers,
+            max_subscribers: config.max_subscribers,
+            subscriber_capacity: config.subscriber_capacity,
+            max_held: config.max_held,
+            max_loans: config.max_loans,
+            reserved: 0,
+            type_name,
+        }
+    }
+
+    /// Where the header lives (the first region after the segment's own header).
+    pub(crate) fn offset() -> u64 {
+        shmlane_segment::HEADER_SIZE.next_multiple_of(128)
+    }
+
+    /// Reads and validates the header of `segment`; returns it with the settings it records.
+    pub(crate) fn read(segment: &Segment) -> Result<(TopicHeader, TopicConfig), TopicError> {
+        let mut bytes = [0u8; size_of::<TopicHeader>()];
+        segment.read_bytes(Self::offset(), &mut bytes)?;
+        let header: TopicHeader = zerocopy::transmute!(bytes);
+        if header.magic != TOPIC_MAGIC {
+            return Err(TopicError::Corrupt("bad magic: not a shmlane topic".into()));
+        }
+        if header.version != VERSION {
+            return Err(TopicError::Corrupt(format!("format version {}", header.version)));
+        }
+        let overflow = super::Overflow::from_raw(header.overflow)
+            .ok_or_else(|| TopicError::Corrupt(format!("overflow policy {}", header.overflow)))?;
+        let config = TopicConfig {
+            max_publishers: header.max_publishers,
+            max_subscribers: header.max_subscribers,
+            subscriber_capacity: header.subscriber_capacity,
+            max_held: header.max_held,
+            max_loans: header.max_loans,
+            overflow,
+        };
+        config.check().map_err(|e| TopicError::Corrupt(e.to_string()))?;
+        Ok((header, config))
+    }
+
+    /// The recorded type name (truncated to 128 bytes).
+    pub(crate) fn type_name(&self) -> String {
+        let end = self.type_name.iter().position(|&b| b == 0).unwrap_or(TYPE_NAME_LEN);
+        String::from_utf8_lossy(&self.type_name[..end]).into_owned()
+    }
+}
+
+/// A publisher slot.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct PublisherEntry {
+    /// Who holds the slot (`RoleClaim`).
+    pub(crate) role: std::sync::atomic::AtomicU64,
+    /// The generation of its current payload segment (0: none yet).
+    pub(crate) generation: std::sync::atomic::AtomicU64,
+    /// Notified by subscribers when they return samples (room for a blocked publisher).
+    pub(crate) space: EventCount,
+}
+
+/// A subscriber slot.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct SubscriberEntry {
+    /// Who holds the slot (`RoleClaim`).
+    pub(crate) role: std::sync::atomic::AtomicU64,
+    /// Bumped by every subscriber that claims the slot; publishers serve the slot only after
+    /// acknowledging the current generation.
+    pub(crate) generation: std::sync::atomic::AtomicU64,
+    /// Samples meant for this subscriber that were dropped (evicted, or over its limit).
+    pub(crate) drops: std::sync::atomic::AtomicU64,
+    /// Notified by publishers after each send.
+    pub(crate) event: EventCount,
+}
+
+// SAFETY: `#[repr(C)]` aggregates of atomics and event counts (themselves `SharedView`): every
+// bit pattern is valid and every access is atomic.
+unsafe impl SharedView for PublisherEntry {}
+// SAFETY: as above.
+unsafe impl SharedView for SubscriberEntry {}
+
+/// The payload segment's header, copied out and validated by subscribers.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub(crate) struct DataHeader {
+    pub(crate) magic: [u8; 8],
+    pub(crate) version: u32,
+    pub(crate) generation: u32,
+    pub(crate) type_fingerprint: u64,
+    pub(crate) block_size: u64,
+    pub(crate) blocks: u64,
+    pub(crate) blocks_at: u64,
+}
+
+/// The regions of a control segment, computed from the settings alone (so every process
+/// finds the same ones).
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) header: Region,
+    publishers: Region,
+    subscribers: Region,
+    acks: Region,
+    /// Per connection `p * max_subscribers + s`: (submission, completion).
+    connections: Vec<(Region, Region)>,
+    pub(crate) size: u64,
+    pub(crate) completion_capacity: u64,
+}
+
+impl Layout {
+    pub(crate) fn new(config: &TopicConfig) -> Result<Layout, TopicError> {
+        let mut carver = Carver::new();
+        let place = |carver: &mut Carver, size: u64| {
+            carver.place(RegionLayout { size, align: 128 }).map_err(TopicError::from_layout)
+        };
+        let header = place(&mut carver, HEADER_REGION)?;
+        let (p, s) = (u64::from(config.max_publishers), u64::from(config.max_subscribers));
+        let publishers = place(&mut carver, p * size_of::<CachePadded<PublisherEntry>>() as u64)?;
+        let subscribers = place(&mut carver, s * size_of::<CachePadded<SubscriberEntry>>() as u64)?;
+        let acks = place(&mut carver, p * s * size_of::<CachePadded<u64>>() as u64)?;
+        let capacity = u64::from(config.subscriber_capacity);
+        let completion_capacity = (capacity + u64::from(config.max_held)).next_power_of_two();
+        let mut connections = Vec::with_capacity((p * s) as usize);
+        for _ in 0..p * s {
+            let submission = SharedOverflow::layout(capacity)?;
+            let completion = SharedOverflow::layout(completion_capacity)?;
+            let submission = carver.place(submission).map_err(TopicError::from_layout)?;
+            let completion = carver.place(completion).map_err(TopicError::from_layout)?;
+            connections.push((submission, completion));
+        }
+        let size = carver.total_size();
+        Ok(Layout { header, publishers, subscribers, acks, connections, size, completion_capacity })
+    }
+
+    pub(crate) fn publisher<'s>(
+        &self,
+        segment: &'s Segment,
+        p: usize,
+    ) -> Result<&'s PublisherEntry, TopicError> {
+        let stride = size_of::<CachePadded<PublisherEntry>>() as u64;
+        let at: Offset<PublisherEntry> = self.publishers.offset_of(p as u64 * stride)?;
+        Ok(segment.get(at)?)
+    }
+
+    pub(crate) fn subscriber<'s>(
+        &self,
+        segment: &'s Segment,
+        s: usize,
+    ) -> Result<&'s SubscriberEntry, TopicError> {
+        let stride = size_of::<CachePadded<SubscriberEntry>>() as u64;
+        let at: Offset<SubscriberEntry> = self.subscribers.offset_of(s as u64 * stride)?;
+        Ok(segment.get(at)?)
+    }
+
+    pub(crate) fn ack<'s>(
+        &self,
+        segment: &'s Segment,
+        connection: usize,
+    ) -> Result<&'s std::sync::atomic::AtomicU64, TopicError> {
+        let stride = size_of::<CachePadded<u64>>() as u64;
+        let at: Offset<std::sync::atomic::AtomicU64> =
+            self.acks.offset_of(connection as u64 * stride)?;
+        Ok(segment.get(at)?)
+    }
+
+    /// Number of connections (publisher slots × subscriber slots).
+    pub(crate) fn connections_len(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// The (submission, completion) regions of connection `p * max_subscribers + s`.
+    pub(crate) fn connection(&self, connection: usize) -> (Region, Region) {
+        self.connections[connection]
+    }
+}
+
+impl TopicError {
+    fn from_layout(e: shmlane_segment::LayoutError) -> TopicError {
+        TopicError::InvalidConfig(format!("the topic does not fit a segment: {e}"))
+    }
+}

@@ -1,0 +1,335 @@
+//! Publish/subscribe: a [`Topic`] of `T` found by name, [`Publisher`]s that loan a payload
+//! block, write it in place and send it, and [`Subscriber`]s whose [`Sample`]s read it where
+//! it lies. See [`layout`] for what lives where, and `docs/architecture.md` for the protocol.
+//!
+//! Ownership of payload blocks stays with their publisher: reference counts are in its private
+//! memory (one bit per subscriber per block), subscribers map payloads read-only and hand
+//! blocks back through a completion queue, and the publisher validates every offset it gets
+//! back. A subscriber that dies is found out when its queue stops draining; the publisher then
+//! takes back every block it held.
+
+mod layout;
+mod publisher;
+mod subscriber;
+
+use std::marker::PhantomData;
+
+use shmlane_queue::overflow::SharedOverflow;
+use shmlane_segment::{Fingerprint, Liveness, RoleOwner, Segment};
+
+pub use publisher::{Loan, Publisher};
+pub use subscriber::{Sample, Subscriber};
+
+use crate::error::TopicError;
+use crate::node::{Node, check_name};
+use crate::payload::{TypeInfo, ZeroCopy};
+use layout::{Layout, TopicHeader};
+
+/// Fingerprint of the queues inside a topic's control segment.
+const QUEUE_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic offsets").with_u64(1);
+/// Fingerprint of a topic's control segment (its header is checked field by field too).
+const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic").with_u64(1);
+/// Fingerprint of a publisher's payload segment.
+const DATA_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic payload").with_u64(1);
+/// Most publishers or subscribers a topic may have (a block's holders are a 64-bit mask).
+pub const MAX_PARTICIPANTS: u32 = 64;
+
+/// What a publisher does when a subscriber's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[repr(u32)]
+pub enum Overflow {
+    /// Evict the subscriber's oldest queued sample and count it as dropped: the publisher
+    /// never waits (market data, audio).
+    DropOldest = 1,
+}
+
+impl Overflow {
+    fn from_raw(raw: u32) -> Option<Overflow> {
+        (raw == Overflow::DropOldest as u32).then_some(Overflow::DropOldest)
+    }
+}
+
+/// A topic's settings, fixed when it is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// Publishers at once (1 to 64).
+    pub max_publishers: u32,
+    /// Subscribers at once (1 to 64).
+    pub max_subscribers: u32,
+    /// Samples queued per subscriber (a power of two, 1 to 65 536).
+    pub subscriber_capacity: u32,
+    /// Samples one subscriber may hold at once (1 to 65 536).
+    pub max_held: u32,
+    /// Loans one publisher may have out at once (1 to 65 536).
+    pub max_loans: u32,
+    /// What a full subscriber queue does to a send.
+    pub overflow: Overflow,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            max_publishers: 2,
+            max_subscribers: 8,
+            subscriber_capacity: 64,
+            max_held: 8,
+            max_loans: 4,
+            overflow: Overflow::DropOldest,
+        }
+    }
+}
+
+impl TopicConfig {
+    fn check(&self) -> Result<(), TopicError> {
+        let bad = |what: String| Err(TopicError::InvalidConfig(what));
+        for (name, value) in
+            [("max_publishers", self.max_publishers), ("max_subscribers", self.max_subscribers)]
+        {
+            if !(1..=MAX_PARTICIPANTS).contains(&value) {
+                return bad(format!("{name} is {value}: use 1 to {MAX_PARTICIPANTS}"));
+            }
+        }
+        let capacity = self.subscriber_capacity;
+        if !capacity.is_power_of_two() || capacity > 1 << 16 {
+            return bad(format!("subscriber_capacity is {capacity}: use a power of two ≤ 65536"));
+        }
+        for (name, value) in [("max_held", self.max_held), ("max_loans", self.max_loans)] {
+            if !(1..=1 << 16).contains(&value) {
+                return bad(format!("{name} is {value}: use 1 to 65536"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Payload blocks each publisher needs so that it never runs out: its loans, plus every
+    /// subscriber's full queue and full hands.
+    fn blocks(&self) -> u64 {
+        u64::from(self.max_loans)
+            + u64::from(self.max_subscribers)
+                * (u64::from(self.subscriber_capacity) + u64::from(self.max_held))
+    }
+}
+
+/// Creates or opens a [`Topic`]; made by [`Node::topic`].
+#[derive(Debug)]
+pub struct TopicBuilder<'n, T> {
+    node: &'n Node,
+    service: String,
+    config: TopicConfig,
+    type_version: u64,
+    _payload: PhantomData<fn() -> T>,
+}
+
+impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
+    pub(crate) fn new(node: &'n Node, service: &str) -> Self {
+        TopicBuilder {
+            node,
+            service: service.to_owned(),
+            config: TopicConfig::default(),
+            type_version: 0,
+            _payload: PhantomData,
+        }
+    }
+
+    /// Publishers at once (default 2).
+    pub fn max_publishers(mut self, n: u32) -> Self {
+        self.config.max_publishers = n;
+        self
+    }
+
+    /// Subscribers at once (default 8).
+    pub fn max_subscribers(mut self, n: u32) -> Self {
+        self.config.max_subscribers = n;
+        self
+    }
+
+    /// Samples queued per subscriber before the overflow policy applies (default 64; a power
+    /// of two).
+    pub fn subscriber_capacity(mut self, n: u32) -> Self {
+        self.config.subscriber_capacity = n;
+        self
+    }
+
+    /// Samples one subscriber may hold at once (default 8).
+    pub fn max_held(mut self, n: u32) -> Self {
+        self.config.max_held = n;
+        self
+    }
+
+    /// Loans one publisher may have out at once (default 4).
+    pub fn max_loans(mut self, n: u32) -> Self {
+        self.config.max_loans = n;
+        self
+    }
+
+    /// What a full subscriber queue does to a send (default drop-oldest).
+    pub fn overflow(mut self, policy: Overflow) -> Self {
+        self.config.overflow = policy;
+        self
+    }
+
+    /// The payload type's layout version, recorded with the topic: bump it when `T` changes
+    /// layout without changing name or size.
+    pub fn type_version(mut self, version: u64) -> Self {
+        self.type_version = version;
+        self
+    }
+
+    /// Creates the topic; fails if it exists.
+    pub fn create(self) -> Result<Topic<T>, TopicError> {
+        self.build(Mode::Create)
+    }
+
+    /// Opens an existing topic (its settings are the creator's).
+    pub fn open(self) -> Result<Topic<T>, TopicError> {
+        self.build(Mode::Open)
+    }
+
+    /// Opens the topic, creating it with this builder's settings if it does not exist.
+    pub fn open_or_create(self) -> Result<Topic<T>, TopicError> {
+        self.build(Mode::OpenOrCreate)
+    }
+
+    fn build(self, mode: Mode) -> Result<Topic<T>, TopicError> {
+        check_name("service name", &self.service)?;
+        self.config.check()?;
+        let type_info = TypeInfo::of::<T>(self.type_version);
+        let layout = Layout::new(&self.config)?;
+        let builder = self
+            .node
+            .segment(&format!("topic.{}", self.service))
+            .fingerprint(SEGMENT_FINGERPRINT)
+            .size(layout.size)
+            .unlink_on_drop(false);
+        let init = |segment: &Segment| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            use zerocopy::IntoBytes;
+            debug_assert_eq!(layout.header.offset, TopicHeader::offset());
+            let header = TopicHeader::new(&self.config, &type_info);
+            segment.write_bytes(layout.header.offset, header.as_bytes())?;
+            for c in 0..layout.connections_len() {
+                let (submission, completion) = layout.connection(c);
+                let capacity = u64::from(self.config.subscriber_capacity);
+                SharedOverflow::init_in(segment, submission, capacity, QUEUE_FINGERPRINT)?;
+                let capacity = layout.completion_capacity;
+                SharedOverflow::init_in(segment, completion, capacity, QUEUE_FINGERPRINT)?;
+            }
+            Ok(())
+        };
+        let segment = match mode {
+            Mode::Create => builder.create_with(init)?,
+            Mode::Open => builder.open()?,
+            Mode::OpenOrCreate => builder.open_or_create_with(init)?,
+        };
+        let (header, config) = TopicHeader::read(&segment)?;
+        if header.type_fingerprint != type_info.fingerprint() {
+            return Err(TopicError::TypeMismatch {
+                name: type_info.name.to_owned(),
+                size: type_info.size,
+                align: type_info.align,
+                version: type_info.version,
+                found_name: header.type_name(),
+                found_size: header.type_size,
+                found_align: header.type_align,
+                found_version: header.type_version,
+            });
+        }
+        let layout = Layout::new(&config)?;
+        if segment.len() < layout.size {
+            return Err(TopicError::Corrupt(format!(
+                "{} bytes, its settings need {}",
+                segment.len(),
+                layout.size
+            )));
+        }
+        Ok(Topic {
+            node: self.node.clone(),
+            service: self.service,
+            segment,
+            layout,
+            config,
+            type_info,
+            _payload: PhantomData,
+        })
+    }
+}
+
+enum Mode {
+    Create,
+    Open,
+    OpenOrCreate,
+}
+
+/// A publish/subscribe service of `T`, opened by name. Create [`Publisher`]s and
+/// [`Subscriber`]s from it; they borrow it.
+///
+/// The control segment stays while any process has the topic open; the last handle to drop,
+/// finding no live publisher or subscriber, removes it.
+#[derive(Debug)]
+pub struct Topic<T> {
+    node: Node,
+    service: String,
+    segment: Segment,
+    layout: Layout,
+    config: TopicConfig,
+    type_info: TypeInfo,
+    _payload: PhantomData<fn() -> T>,
+}
+
+impl<T: ZeroCopy> Topic<T> {
+    /// The service name.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The settings the topic was created with.
+    pub fn config(&self) -> TopicConfig {
+        self.config
+    }
+
+    /// The payload type's identity as recorded.
+    pub fn type_info(&self) -> TypeInfo {
+        self.type_info
+    }
+
+    /// Claims a publisher slot (taking over one whose holder is proven dead).
+    pub fn publisher(&self) -> Result<Publisher<'_, T>, crate::ConnectError> {
+        Publisher::new(self)
+    }
+
+    /// Claims a subscriber slot (taking over one whose holder is proven dead).
+    pub fn subscriber(&self) -> Result<Subscriber<'_, T>, crate::ConnectError> {
+        Subscriber::new(self)
+    }
+
+    /// Name suffix (after the namespace) of publisher `slot`'s payload segment `generation`.
+    fn data_suffix(&self, slot: usize, generation: u32) -> String {
+        format!("topic.{}.p{slot}.g{generation}", self.service)
+    }
+}
+
+impl<T> Topic<T> {
+    /// Whether any publisher or subscriber slot is held by a process not proven dead.
+    fn has_live_participants(&self) -> bool {
+        let held = |role: &std::sync::atomic::AtomicU64| {
+            // Acquire: pairs with the Release of a claim's drop.
+            RoleOwner::from_raw(role.load(std::sync::atomic::Ordering::Acquire))
+                .is_some_and(|owner| owner.liveness() != Liveness::Dead)
+        };
+        let publishers = (0..self.config.max_publishers as usize)
+            .any(|p| self.layout.publisher(&self.segment, p).is_ok_and(|e| held(&e.role)));
+        publishers
+            || (0..self.config.max_subscribers as usize)
+                .any(|s| self.layout.subscriber(&self.segment, s).is_ok_and(|e| held(&e.role)))
+    }
+}
+
+impl<T> Drop for Topic<T> {
+    fn drop(&mut self) {
+        // Publishers and subscribers borrow the topic, so ours are gone; if nobody else's are
+        // left, nothing can be lost by removing the name (mappings stay valid).
+        if !self.has_live_participants() {
+            let _ = self.segment.unlink();
+        }
+    }
+}

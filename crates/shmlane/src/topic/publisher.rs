@@ -1,0 +1,378 @@
+//! [`Publisher`] and [`Loan`]: write a sample in place in the publisher's payload segment, then
+//! hand its offset to every subscriber.
+//!
+//! Private state, per payload block: `holders` (a bit per subscriber slot that has it queued or
+//! in hand) and whether it is loaned. A block is free when both are empty. Per subscriber slot:
+//! the subscriber generation served, the queue ends, and how many blocks it has (capped at its
+//! queue capacity plus `max_held`, so no subscriber can drain the pool).
+
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shmlane_queue::overflow::{Consumer, Producer, Shared, SharedOverflow};
+use shmlane_segment::{
+    Carver, CreateError, Liveness, RegionLayout, RoleClaim, RoleOwner, Segment, SegmentName,
+};
+use zerocopy::IntoBytes;
+
+use super::layout::{DATA_MAGIC, DataHeader, SubscriberEntry, VERSION};
+use super::{DATA_FINGERPRINT, QUEUE_FINGERPRINT, Topic};
+use crate::error::{ConnectError, PublishError};
+use crate::payload::ZeroCopy;
+
+/// A topic's sending end. One thread uses it (it is not `Sync`).
+#[derive(Debug)]
+pub struct Publisher<'t, T> {
+    topic: &'t Topic<T>,
+    _role: RoleClaim<'t>,
+    generation: u32,
+    data: Segment,
+    blocks_at: u64,
+    block_size: u64,
+    subscribers: Vec<&'t SubscriberEntry>,
+    state: RefCell<State<'t>>,
+}
+
+#[derive(Debug)]
+struct State<'t> {
+    free: Vec<u32>,
+    holders: Vec<u64>,
+    loaned: Vec<bool>,
+    loans: u32,
+    connections: Vec<Connection<'t>>,
+}
+
+/// The publisher's side of one subscriber slot.
+#[derive(Debug)]
+struct Connection<'t> {
+    /// The subscriber generation being served (0: none).
+    served: u64,
+    ack: &'t AtomicU64,
+    submission: Producer<Shared<'t>>,
+    completion: Consumer<Shared<'t>>,
+    /// Blocks this subscriber has queued or in hand.
+    outstanding: u64,
+}
+
+/// A payload block on loan: write the sample in place, then [`Publisher::send`] it. Dropped
+/// without sending, the block goes back to the pool. Its bytes are whatever the block last
+/// held (every bit pattern is a valid `T`): set every field you publish.
+#[derive(Debug)]
+pub struct Loan<'p, 't, T: ZeroCopy> {
+    publisher: &'p Publisher<'t, T>,
+    block: u32,
+    ptr: NonNull<T>,
+}
+
+impl<'t, T: ZeroCopy> Publisher<'t, T> {
+    pub(crate) fn new(topic: &'t Topic<T>) -> Result<Self, ConnectError> {
+        let config = topic.config;
+        let me = topic.node.id();
+        let mut claimed = None;
+        for p in 0..config.max_publishers as usize {
+            let entry = topic.layout.publisher(&topic.segment, p)?;
+            if let Ok((role, _)) = RoleClaim::claim(&entry.role, me) {
+                claimed = Some((p, entry, role));
+                break;
+            }
+        }
+        let Some((slot, entry, role)) = claimed else {
+            return Err(ConnectError::NoFreeSlot { what: "publisher", max: config.max_publishers });
+        };
+        // Acquire: pairs with the previous holder's Release store of its generation.
+        let previous = entry.generation.load(Ordering::Acquire) as u32;
+        if previous != 0 {
+            // The previous holder's payloads: subscribers that mapped them keep them.
+            remove_segment(&topic.node, &topic.data_suffix(slot, previous));
+        }
+        let generation = previous.wrapping_add(1).max(1);
+        let blocks = config.blocks();
+        let block_size = (size_of::<T>() as u64).next_multiple_of(align_of::<T>() as u64).max(1);
+        let mut carver = Carver::new();
+        let header_region = carver
+            .place(RegionLayout { size: size_of::<DataHeader>() as u64, align: 64 })
+            .map_err(|e| layout_error(e.to_string()))?;
+        debug_assert_eq!(header_region.offset, super::layout::DATA_HEADER_AT);
+        let payload = RegionLayout {
+            size: block_size.checked_mul(blocks).ok_or_else(|| layout_error("overflow".into()))?,
+            align: (align_of::<T>() as u64).max(64),
+        };
+        let blocks_region = carver.place(payload).map_err(|e| layout_error(e.to_string()))?;
+        let header = DataHeader {
+            magic: DATA_MAGIC,
+            version: VERSION,
+            generation,
+            type_fingerprint: topic.type_info.fingerprint(),
+            block_size,
+            blocks,
+            blocks_at: blocks_region.offset,
+        };
+        let suffix = topic.data_suffix(slot, generation);
+        let create = || {
+            topic
+                .node
+                .segment(&suffix)
+                .fingerprint(DATA_FINGERPRINT)
+                .size(carver.total_size())
+                .populate(true)
+                .create_with(|s| {
+                    s.write_bytes(header_region.offset, header.as_bytes())?;
+                    Ok(())
+                })
+        };
+        let data = match create() {
+            // Left by a holder that died between creating it and publishing its generation.
+            Err(CreateError::AlreadyExists { .. }) => {
+                remove_segment(&topic.node, &suffix);
+                create()?
+            }
+            other => other?,
+        };
+        // Release: publishes the payload segment to subscribers that load it with Acquire.
+        entry.generation.store(u64::from(generation), Ordering::Release);
+
+        let subscribers_max = config.max_subscribers as usize;
+        let mut subscribers = Vec::with_capacity(subscribers_max);
+        let mut connections = Vec::with_capacity(subscribers_max);
+        for s in 0..subscribers_max {
+            subscribers.push(topic.layout.subscriber(&topic.segment, s)?);
+            let c = slot * subscribers_max + s;
+            let (submission, completion) = topic.layout.connection(c);
+            let submission = SharedOverflow::attach(&topic.segment, submission, QUEUE_FINGERPRINT)?;
+            let completion = SharedOverflow::attach(&topic.segment, completion, QUEUE_FINGERPRINT)?;
+            connections.push(Connection {
+                served: 0,
+                ack: topic.layout.ack(&topic.segment, c)?,
+                submission: submission.producer()?,
+                completion: completion.consumer()?,
+                outstanding: 0,
+            });
+        }
+        let blocks = blocks as usize;
+        let state = State {
+            free: (0..blocks as u32).rev().collect(),
+            holders: vec![0; blocks],
+            loaned: vec![false; blocks],
+            loans: 0,
+            connections,
+        };
+        Ok(Publisher {
+            topic,
+            _role: role,
+            generation,
+            data,
+            blocks_at: blocks_region.offset,
+            block_size,
+            subscribers,
+            state: RefCell::new(state),
+        })
+    }
+
+    /// Loans a payload block to write a sample into.
+    pub fn loan(&self) -> Result<Loan<'_, 't, T>, PublishError> {
+        let mut state = self.state.borrow_mut();
+        if state.loans >= self.topic.config.max_loans {
+            return Err(PublishError::OutOfBlocks);
+        }
+        self.collect(&mut state);
+        let block = match state.free.pop() {
+            Some(block) => block,
+            None => {
+                self.reclaim_dead(&mut state);
+                state.free.pop().ok_or(PublishError::OutOfBlocks)?
+            }
+        };
+        state.loaned[block as usize] = true;
+        state.loans += 1;
+        let offset = self.blocks_at + u64::from(block) * self.block_size;
+        let ptr = self
+            .data
+            .ptr(offset, size_of::<T>() as u64, align_of::<T>())
+            .expect("blocks lie in the payload segment, aligned: checked at creation");
+        Ok(Loan { publisher: self, block, ptr: ptr.cast() })
+    }
+
+    /// Sends a sample by copy (for small `T`).
+    pub fn send_copy(&self, value: T) -> Result<usize, PublishError> {
+        let mut loan = self.loan()?;
+        *loan = value;
+        self.send(loan)
+    }
+
+    /// Publishes a loaned sample to every subscriber; returns how many it was queued for. A
+    /// full subscriber queue loses its oldest sample (counted in that subscriber's drops).
+    pub fn send(&self, loan: Loan<'_, 't, T>) -> Result<usize, PublishError> {
+        let block = loan.block;
+        std::mem::forget(loan);
+        let mut state = self.state.borrow_mut();
+        state.loaned[block as usize] = false;
+        state.loans -= 1;
+        self.serve_subscribers(&mut state);
+        let value = u64::from(self.generation) << 32 | u64::from(block);
+        let limit = u64::from(self.topic.config.subscriber_capacity)
+            + u64::from(self.topic.config.max_held);
+        let mut delivered = 0;
+        for s in 0..state.connections.len() {
+            if state.connections[s].served == 0 {
+                continue;
+            }
+            let entry = self.subscribers[s];
+            if state.connections[s].outstanding >= limit {
+                // Relaxed: a statistic.
+                entry.drops.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let pushed = state.connections[s].submission.push(value);
+            match pushed {
+                Ok(evicted) => {
+                    state.holders[block as usize] |= 1 << s;
+                    state.connections[s].outstanding += 1;
+                    delivered += 1;
+                    if let Some(evicted) = evicted {
+                        Self::release(&mut state, self.generation, evicted, s);
+                        // Relaxed: a statistic.
+                        entry.drops.fetch_add(1, Ordering::Relaxed);
+                    }
+                    entry.event.notify_one();
+                }
+                // A corrupt queue: serve that slot again from scratch on the next send.
+                Err(_) => state.connections[s].served = 0,
+            }
+        }
+        if state.holders[block as usize] == 0 {
+            state.free.push(block);
+        }
+        Ok(delivered)
+    }
+
+    /// Subscribers being served now.
+    pub fn subscribers(&self) -> usize {
+        let mut state = self.state.borrow_mut();
+        self.serve_subscribers(&mut state);
+        state.connections.iter().filter(|c| c.served != 0).count()
+    }
+
+    /// Takes back returned blocks from every served subscriber.
+    fn collect(&self, state: &mut State<'t>) {
+        for s in 0..state.connections.len() {
+            if state.connections[s].served == 0 {
+                continue;
+            }
+            while let Some(value) = state.connections[s].completion.pop() {
+                Self::release(state, self.generation, value, s);
+            }
+        }
+    }
+
+    /// Subscriber `s` gave back (or lost) `value`: clear its holder bit if the value is one of
+    /// our blocks that `s` holds; anything else (a stale generation, a lie) is ignored.
+    fn release(state: &mut State<'t>, generation: u32, value: u64, s: usize) {
+        let block = (value & u64::from(u32::MAX)) as usize;
+        if (value >> 32) as u32 != generation || block >= state.holders.len() {
+            return;
+        }
+        let bit = 1u64 << s;
+        if state.holders[block] & bit == 0 {
+            return;
+        }
+        state.holders[block] &= !bit;
+        state.connections[s].outstanding -= 1;
+        if state.holders[block] == 0 && !state.loaned[block] {
+            state.free.push(block as u32);
+        }
+    }
+
+    /// Follows subscribers joining and leaving: a slot whose generation changed (or that was
+    /// freed) is cleaned (its queue emptied, its blocks taken back) before the new generation is
+    /// acknowledged, so a new subscriber never sees its predecessor's samples.
+    fn serve_subscribers(&self, state: &mut State<'t>) {
+        for s in 0..state.connections.len() {
+            let entry = self.subscribers[s];
+            // Acquire (both): pair with the subscriber's Release claim and generation bump.
+            let held = entry.role.load(Ordering::Acquire) != 0;
+            let generation = if held { entry.generation.load(Ordering::Acquire) } else { 0 };
+            if generation == state.connections[s].served {
+                continue;
+            }
+            self.clean(state, s);
+            state.connections[s].served = generation;
+            // Release: the cleaning above happens before the subscriber's Acquire of the ack.
+            state.connections[s].ack.store(generation, Ordering::Release);
+        }
+    }
+
+    /// Empties connection `s` and takes back every block its subscriber had.
+    fn clean(&self, state: &mut State<'t>, s: usize) {
+        while let Ok(Some(value)) = state.connections[s].submission.evict() {
+            Self::release(state, self.generation, value, s);
+        }
+        while state.connections[s].completion.pop().is_some() {}
+        let bit = 1u64 << s;
+        for block in 0..state.holders.len() {
+            if state.holders[block] & bit != 0 {
+                state.holders[block] &= !bit;
+                if state.holders[block] == 0 && !state.loaned[block] {
+                    state.free.push(block as u32);
+                }
+            }
+        }
+        state.connections[s].outstanding = 0;
+    }
+
+    /// Takes back the blocks of subscribers proven dead (the pool ran dry).
+    fn reclaim_dead(&self, state: &mut State<'t>) {
+        for s in 0..state.connections.len() {
+            if state.connections[s].outstanding == 0 {
+                continue;
+            }
+            // Acquire: pairs with the subscriber's Release claim.
+            let owner = RoleOwner::from_raw(self.subscribers[s].role.load(Ordering::Acquire));
+            if owner.is_some_and(|o| o.liveness() == Liveness::Dead) {
+                self.clean(state, s);
+            }
+        }
+    }
+}
+
+impl<T: ZeroCopy> Deref for Loan<'_, '_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the block is loaned to us alone (no subscriber holds it: its holder bits are
+        // clear) in our writable payload mapping, in bounds and aligned (checked in `loan`); its
+        // bytes are a valid `T` whatever they are (`T: FromBytes`).
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ZeroCopy> DerefMut for Loan<'_, '_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference to the block.
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+impl<T: ZeroCopy> Drop for Loan<'_, '_, T> {
+    fn drop(&mut self) {
+        let mut state = self.publisher.state.borrow_mut();
+        state.loaned[self.block as usize] = false;
+        state.loans -= 1;
+        state.free.push(self.block);
+    }
+}
+
+fn remove_segment(node: &crate::Node, suffix: &str) {
+    let name = format!("{}.{suffix}", node.namespace());
+    if let Ok(name) = SegmentName::new(&name) {
+        let _ = match node.root() {
+            Some(dir) => shmlane_segment::remove_in(dir, &name),
+            None => shmlane_segment::remove(&name),
+        };
+    }
+}
+
+fn layout_error(what: String) -> ConnectError {
+    ConnectError::Layout(format!("the payload segment: {what}"))
+}

@@ -1,0 +1,291 @@
+//! [`Subscriber`] and [`Sample`]: take offsets from each publisher's submission queue, read
+//! the payload where it lies (mapped read-only), hand the block back when the sample drops.
+
+use std::cell::{Cell, RefCell};
+use std::ops::Deref;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use shmlane_notify::WaitStrategy;
+use shmlane_queue::overflow::{Consumer, Producer, Shared, SharedOverflow};
+use shmlane_segment::{RoleClaim, Segment};
+
+use super::layout::{
+    DATA_HEADER_AT, DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION,
+};
+use super::{DATA_FINGERPRINT, QUEUE_FINGERPRINT, Topic};
+use crate::error::{ConnectError, ReceiveError};
+use crate::payload::ZeroCopy;
+
+/// A topic's receiving end. One thread uses it (it is not `Sync`).
+#[derive(Debug)]
+pub struct Subscriber<'t, T> {
+    topic: &'t Topic<T>,
+    _role: RoleClaim<'t>,
+    /// This subscriber's generation of its slot.
+    generation: u64,
+    entry: &'t SubscriberEntry,
+    publishers: Vec<&'t PublisherEntry>,
+    connections: RefCell<Vec<Connection<'t>>>,
+    /// Publisher to poll first next time (round robin).
+    next: Cell<usize>,
+    held: Cell<u32>,
+}
+
+/// The subscriber's side of one publisher slot.
+#[derive(Debug)]
+struct Connection<'t> {
+    ack: &'t AtomicU64,
+    queues: (SharedOverflow<'t>, SharedOverflow<'t>),
+    /// The queue ends, once the publisher acknowledged this subscriber's generation.
+    ends: Option<(Consumer<Shared<'t>>, Producer<Shared<'t>>)>,
+    payload: Option<Rc<Payload>>,
+}
+
+/// A publisher's payload segment, mapped read-only, with its validated geometry.
+#[derive(Debug)]
+struct Payload {
+    generation: u32,
+    segment: Segment,
+    blocks_at: u64,
+    block_size: u64,
+    blocks: u64,
+}
+
+/// A received sample: derefs to the payload in shared memory, without a copy. Dropping it
+/// hands the block back to its publisher.
+#[derive(Debug)]
+pub struct Sample<'s, 't, T: ZeroCopy> {
+    subscriber: &'s Subscriber<'t, T>,
+    publisher: usize,
+    value: u64,
+    ptr: NonNull<T>,
+    _payload: Rc<Payload>,
+}
+
+impl<'t, T: ZeroCopy> Subscriber<'t, T> {
+    pub(crate) fn new(topic: &'t Topic<T>) -> Result<Self, ConnectError> {
+        let config = topic.config;
+        let me = topic.node.id();
+        let mut claimed = None;
+        for s in 0..config.max_subscribers as usize {
+            let entry = topic.layout.subscriber(&topic.segment, s)?;
+            if let Ok((role, _)) = RoleClaim::claim(&entry.role, me) {
+                claimed = Some((s, entry, role));
+                break;
+            }
+        }
+        let Some((slot, entry, role)) = claimed else {
+            return Err(ConnectError::NoFreeSlot {
+                what: "subscriber",
+                max: config.max_subscribers,
+            });
+        };
+        // AcqRel: Release publishes the claim before publishers see the new generation; a
+        // generation is never 0 (0 means "nobody" to publishers).
+        let mut generation = entry.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        if generation == 0 {
+            // AcqRel: as above.
+            generation = entry.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        }
+        let subscribers = config.max_subscribers as usize;
+        let mut publishers = Vec::new();
+        let mut connections = Vec::new();
+        for p in 0..config.max_publishers as usize {
+            publishers.push(topic.layout.publisher(&topic.segment, p)?);
+            let c = p * subscribers + slot;
+            let (submission, completion) = topic.layout.connection(c);
+            connections.push(Connection {
+                ack: topic.layout.ack(&topic.segment, c)?,
+                queues: (
+                    SharedOverflow::attach(&topic.segment, submission, QUEUE_FINGERPRINT)?,
+                    SharedOverflow::attach(&topic.segment, completion, QUEUE_FINGERPRINT)?,
+                ),
+                ends: None,
+                payload: None,
+            });
+        }
+        Ok(Subscriber {
+            topic,
+            _role: role,
+            generation,
+            entry,
+            publishers,
+            connections: RefCell::new(connections),
+            next: Cell::new(0),
+            held: Cell::new(0),
+        })
+    }
+
+    /// The next sample from any publisher, if one is queued. Never blocks, no system call.
+    pub fn receive(&self) -> Result<Option<Sample<'_, 't, T>>, ReceiveError> {
+        let max_held = self.topic.config.max_held;
+        if self.held.get() >= max_held {
+            return Err(ReceiveError::TooManyHeld(max_held));
+        }
+        let mut connections = self.connections.borrow_mut();
+        let count = connections.len();
+        let start = self.next.get();
+        for i in 0..count {
+            let p = (start + i) % count;
+            let connection = &mut connections[p];
+            if connection.ends.is_none() && !self.connect(connection) {
+                continue;
+            }
+            let Some((submission, completion)) = connection.ends.as_mut() else { continue };
+            while let Some(value) = submission.pop() {
+                match self.locate(&mut connection.payload, p, value) {
+                    Some((ptr, payload)) => {
+                        self.next.set((p + 1) % count);
+                        self.held.set(self.held.get() + 1);
+                        return Ok(Some(Sample {
+                            subscriber: self,
+                            publisher: p,
+                            value,
+                            ptr,
+                            _payload: payload,
+                        }));
+                    }
+                    // Not readable (its payload segment is gone or invalid): hand it back.
+                    None => {
+                        let _ = completion.push(value);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits for the next sample with `strategy` (see `shmlane_notify`), up to `timeout`.
+    pub fn receive_with(
+        &self,
+        strategy: &mut impl WaitStrategy,
+        timeout: Option<Duration>,
+    ) -> Result<Sample<'_, 't, T>, ReceiveError> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let poll = || match self.receive() {
+            Ok(Some(sample)) => Some(Ok(sample)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        };
+        strategy.wait_for(&self.entry.event, deadline, poll)?
+    }
+
+    /// Samples meant for this subscriber that were dropped (evicted from its full queue, or
+    /// over its limit), since the slot was created.
+    pub fn drops(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.entry.drops.load(Ordering::Relaxed)
+    }
+
+    /// Samples this subscriber holds now.
+    pub fn held(&self) -> u32 {
+        self.held.get()
+    }
+
+    /// Takes the queue ends of `connection` once its publisher acknowledged our generation.
+    fn connect(&self, connection: &mut Connection<'t>) -> bool {
+        // Acquire: pairs with the publisher's Release ack, after it emptied the queues.
+        if connection.ack.load(Ordering::Acquire) != self.generation {
+            return false;
+        }
+        match (connection.queues.0.consumer(), connection.queues.1.producer()) {
+            (Ok(consumer), Ok(producer)) => {
+                connection.ends = Some((consumer, producer));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Resolves `value` from publisher `p` to a pointer into its payload segment, mapping the
+    /// segment (read-only) when the generation is new; `None` if it is not a valid block.
+    fn locate(
+        &self,
+        payload: &mut Option<Rc<Payload>>,
+        p: usize,
+        value: u64,
+    ) -> Option<(NonNull<T>, Rc<Payload>)> {
+        let generation = (value >> 32) as u32;
+        let block = value & u64::from(u32::MAX);
+        if payload.as_ref().is_none_or(|m| m.generation != generation) {
+            *payload = Some(Rc::new(self.map(p, generation)?));
+        }
+        let mapped = payload.as_ref()?;
+        if block >= mapped.blocks {
+            return None;
+        }
+        let offset = mapped.blocks_at + block * mapped.block_size;
+        let ptr = mapped.segment.ptr(offset, size_of::<T>() as u64, align_of::<T>()).ok()?;
+        Some((ptr.cast(), Rc::clone(mapped)))
+    }
+
+    /// Maps publisher `p`'s payload segment `generation` read-only and validates its header.
+    fn map(&self, p: usize, generation: u32) -> Option<Payload> {
+        let _ = self.publishers.get(p)?;
+        let segment = self
+            .topic
+            .node
+            .segment(&self.topic.data_suffix(p, generation))
+            .fingerprint(DATA_FINGERPRINT)
+            .open_read_only()
+            .ok()?;
+        let mut bytes = [0u8; size_of::<DataHeader>()];
+        segment.read_bytes(DATA_HEADER_AT, &mut bytes).ok()?;
+        let header: DataHeader = zerocopy::transmute!(bytes);
+        let size = size_of::<T>() as u64;
+        let fits = header.blocks_at.is_multiple_of(align_of::<T>() as u64)
+            && header.block_size >= size
+            && header.block_size.is_multiple_of(align_of::<T>() as u64)
+            && header
+                .block_size
+                .checked_mul(header.blocks)
+                .and_then(|bytes| bytes.checked_add(header.blocks_at))
+                .is_some_and(|end| end <= segment.len());
+        let valid = header.magic == DATA_MAGIC
+            && header.version == VERSION
+            && header.generation == generation
+            && header.type_fingerprint == self.topic.type_info.fingerprint()
+            && fits;
+        valid.then_some(Payload {
+            generation,
+            segment,
+            blocks_at: header.blocks_at,
+            block_size: header.block_size,
+            blocks: header.blocks,
+        })
+    }
+
+    /// Hands `value` back to publisher `p`.
+    fn give_back(&self, p: usize, value: u64) {
+        self.held.set(self.held.get() - 1);
+        let mut connections = self.connections.borrow_mut();
+        if let Some((_, completion)) = connections[p].ends.as_mut() {
+            // Sized for every block we can have from this publisher, so nothing is evicted
+            // unless a peer corrupted the queue; the publisher's cleanup covers that case.
+            let _ = completion.push(value);
+            self.publishers[p].space.notify_one();
+        }
+    }
+}
+
+impl<T: ZeroCopy> Deref for Sample<'_, '_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: `locate` checked the pointer lies in the mapped payload segment, aligned and
+        // sized for `T`; the mapping lives as long as our `Rc`. The publisher does not write a
+        // block while a subscriber holds it (its holder bit is ours until `give_back`); a
+        // publisher that breaks that can only change which valid `T` we read (every bit
+        // pattern is one), and our mapping is read-only, so we cannot write it either.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ZeroCopy> Drop for Sample<'_, '_, T> {
+    fn drop(&mut self) {
+        self.subscriber.give_back(self.publisher, self.value);
+    }
+}

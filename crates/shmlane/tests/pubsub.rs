@@ -1,0 +1,191 @@
+//! Publish/subscribe between real processes, and the errors a user meets first: a type
+//! mismatch, a full topic, a subscriber that holds too much, drops under drop-oldest.
+
+use std::time::Duration;
+
+use shmlane::notify::Blocking;
+use shmlane::{ConnectError, Node, ReceiveError, TopicError};
+use shmlane_testkit::{
+    child_spec, exit_child, fail, process_lock, report, spawn_child, split_spec,
+};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// A market-data tick, as a user would define it.
+#[derive(Debug, Clone, Copy, PartialEq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct Tick {
+    instrument: u32,
+    size: u32,
+    price: f64,
+    sequence: u64,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A namespace of its own per test, so tests never share a topic.
+fn node(tag: &str) -> Node {
+    let namespace = format!("t{}{tag}", std::process::id());
+    Node::builder("test").namespace(namespace).create().unwrap()
+}
+
+/// Child processes enter here; in the parent (no `SHMLANE_CHILD`) this test does nothing.
+#[test]
+fn child_entry() {
+    let Some(spec) = child_spec() else { return };
+    let (role, args) = split_spec(&spec);
+    match (role, args.as_slice()) {
+        ("subscribe", [namespace, count]) => child_subscribe(namespace, count.parse().unwrap()),
+        _ => fail(2, format!("unknown role {spec}")),
+    }
+    exit_child()
+}
+
+/// Subscribes, reports "ready", then takes `count` ticks, checking each one's content and
+/// order, and reports the sum of their sequence numbers.
+fn child_subscribe(namespace: &str, count: u64) {
+    let node = Node::builder("sub").namespace(namespace).create().unwrap();
+    let topic = node.topic::<Tick>("ticks").open().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    report("ready", 1);
+    let mut strategy = Blocking::new();
+    let mut sum = 0;
+    for expected in 1..=count {
+        let tick = match subscriber.receive_with(&mut strategy, Some(TIMEOUT)) {
+            Ok(tick) => tick,
+            Err(e) => fail(3, format!("tick {expected}: {e}")),
+        };
+        let want =
+            Tick { instrument: 7, size: 100, price: expected as f64 / 4.0, sequence: expected };
+        if *tick != want {
+            fail(4, format!("got {:?}, want {want:?}", *tick));
+        }
+        sum += tick.sequence;
+    }
+    report("sum", sum);
+}
+
+#[test]
+fn a_subscriber_process_receives_every_tick_in_order_in_place() {
+    let _serial = process_lock();
+    let node = node("order");
+    let topic = node.topic::<Tick>("ticks").subscriber_capacity(2048).create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    let mut child = spawn_child("subscribe", &[node.namespace(), "2000"]);
+    child.report("ready", TIMEOUT);
+    // The subscriber is served from the first send after it joined.
+    shmlane_testkit::wait_for("the subscriber to join", TIMEOUT, || publisher.subscribers() == 1);
+    for sequence in 1..=2000u64 {
+        let mut tick = loop {
+            match publisher.loan() {
+                Ok(loan) => break loan,
+                Err(_) => std::thread::yield_now(),
+            }
+        };
+        *tick = Tick { instrument: 7, size: 100, price: sequence as f64 / 4.0, sequence };
+        assert_eq!(publisher.send(tick).unwrap(), 1, "tick {sequence} not queued");
+    }
+    assert_eq!(child.report_u64("sum", TIMEOUT), 2000 * 2001 / 2);
+    child.expect_success(TIMEOUT);
+}
+
+#[test]
+fn every_subscriber_sees_every_sample() {
+    let node = node("fanout");
+    let topic = node.topic::<u64>("fanout").create().unwrap();
+    let subscribers: Vec<_> = (0..3).map(|_| topic.subscriber().unwrap()).collect();
+    let publisher = topic.publisher().unwrap();
+    for value in 0..5u64 {
+        assert_eq!(publisher.send_copy(value).unwrap(), 3);
+    }
+    for subscriber in &subscribers {
+        let got: Vec<u64> =
+            std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+    }
+}
+
+#[test]
+fn drop_oldest_keeps_the_newest_and_counts_the_drops() {
+    let node = node("drops");
+    let topic = node.topic::<u64>("drops").subscriber_capacity(4).create().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let publisher = topic.publisher().unwrap();
+    for value in 0..10u64 {
+        publisher.send_copy(value).unwrap();
+    }
+    let got: Vec<u64> = std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();
+    assert_eq!(got, [6, 7, 8, 9]);
+    assert_eq!(subscriber.drops(), 6);
+}
+
+#[test]
+fn blocks_come_back_so_a_long_stream_never_runs_the_pool_dry() {
+    let node = node("reuse");
+    let topic =
+        node.topic::<[u8; 4096]>("pages").subscriber_capacity(2).max_loans(1).create().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let publisher = topic.publisher().unwrap();
+    for round in 0..10_000u32 {
+        let mut page = publisher.loan().unwrap();
+        page[..4].copy_from_slice(&round.to_le_bytes());
+        publisher.send(page).unwrap();
+        let sample = subscriber.receive().unwrap().expect("sent just before");
+        assert_eq!(sample[..4], round.to_le_bytes());
+    }
+}
+
+#[test]
+fn a_subscriber_holding_max_held_samples_gets_a_clear_error() {
+    let node = node("held");
+    let topic = node.topic::<u64>("held").max_held(2).create().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let publisher = topic.publisher().unwrap();
+    for value in 0..3u64 {
+        publisher.send_copy(value).unwrap();
+    }
+    let first = subscriber.receive().unwrap().unwrap();
+    let _second = subscriber.receive().unwrap().unwrap();
+    assert!(matches!(subscriber.receive(), Err(ReceiveError::TooManyHeld(2))));
+    drop(first);
+    assert_eq!(*subscriber.receive().unwrap().unwrap(), 2);
+}
+
+#[test]
+fn opening_a_topic_with_another_type_is_an_error() {
+    let node = node("types");
+    let _topic = node.topic::<Tick>("typed").create().unwrap();
+    let err = node.topic::<u64>("typed").open().unwrap_err();
+    assert!(matches!(err, TopicError::TypeMismatch { found_size: 24, size: 8, .. }), "{err}");
+    let err = node.topic::<Tick>("typed").type_version(2).open().unwrap_err();
+    assert!(matches!(err, TopicError::TypeMismatch { found_version: 0, version: 2, .. }));
+}
+
+#[test]
+fn too_many_subscribers_is_a_clear_error() {
+    let node = node("full");
+    let topic = node.topic::<u64>("full").max_subscribers(2).create().unwrap();
+    let _a = topic.subscriber().unwrap();
+    let _b = topic.subscriber().unwrap();
+    let err = topic.subscriber().unwrap_err();
+    assert!(matches!(err, ConnectError::NoFreeSlot { what: "subscriber", max: 2 }), "{err}");
+    assert!(err.to_string().contains("max_subscribers"), "{err}");
+}
+
+#[test]
+fn a_subscriber_that_leaves_gives_its_slot_and_blocks_back() {
+    let node = node("leave");
+    let topic =
+        node.topic::<u64>("leave").max_subscribers(1).subscriber_capacity(2).create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    {
+        let subscriber = topic.subscriber().unwrap();
+        publisher.send_copy(1).unwrap();
+        publisher.send_copy(2).unwrap();
+        let _held = subscriber.receive().unwrap().unwrap();
+    }
+    let subscriber = topic.subscriber().unwrap();
+    publisher.send_copy(3).unwrap();
+    // The newcomer sees only what was sent after it joined.
+    assert_eq!(*subscriber.receive().unwrap().unwrap(), 3);
+    assert!(subscriber.receive().unwrap().is_none());
+}
