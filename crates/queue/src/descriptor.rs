@@ -139,7 +139,7 @@ pub enum QueueError {
     /// The region is too small or misaligned for the queue.
     #[error(
         "the queue needs {needed} bytes aligned to {align}, the region at {offset:#x} has {len}: \
-         place it with `SharedSpsc::layout`"
+         place it with the queue's `layout`"
     )]
     BadRegion {
         /// Bytes needed.
@@ -155,7 +155,10 @@ pub enum QueueError {
     #[error("cannot use the queue region: {0}")]
     Offset(#[from] OffsetError),
     /// No queue was initialised here.
-    #[error("no SPSC queue at this offset (bad magic): initialise it with `SharedSpsc::init_in`")]
+    #[error(
+        "no queue of this kind at this offset (bad magic): initialise it with the queue's \
+         `init_in`, and attach with the same queue type"
+    )]
     BadMagic,
     /// Another queue format.
     #[error("queue format version {0} is not supported: use the same shmlane everywhere")]

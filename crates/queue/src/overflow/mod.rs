@@ -34,6 +34,7 @@ pub use heap::{Heap, new};
 #[cfg(not(feature = "loom"))]
 pub use shared::{Shared, SharedOverflow};
 
+use crate::descriptor::MAX_POSITION;
 use crate::sync::{AtomicU64, Ordering};
 
 /// One slot: which position it holds, and its value.
@@ -229,13 +230,13 @@ impl<S: Storage> Producer<S> {
         won.then_some(value)
     }
 
-    /// `tail - head`, if it is possible.
+    /// `tail - head`, if it is possible: the consumer is never ahead of the producer's tail
+    /// (a new producer starts at or after the shared `head`), nor more than a ring behind.
     fn check(&self, head: u64) -> Result<u64, Corrupt> {
-        let used = self.tail.wrapping_sub(head);
-        if used > self.storage.ring().capacity() {
-            return Err(Corrupt { head, tail: self.tail });
+        match self.tail.checked_sub(head) {
+            Some(used) if used <= self.storage.ring().capacity() => Ok(used),
+            _ => Err(Corrupt { head, tail: self.tail }),
         }
-        Ok(used)
     }
 
     #[inline]
@@ -260,6 +261,11 @@ impl<S: Storage> Consumer<S> {
         // Acquire: pairs with the producer's AcqRel eviction CAS.
         let mut head = ring.head.load(Ordering::Acquire);
         loop {
+            // No queue gets near 2^63 positions: a larger head was written by a corrupting
+            // peer, and `head + 1` below must not overflow.
+            if head >= MAX_POSITION {
+                return None;
+            }
             let slot = ring.slot(head);
             // Acquire: pairs with the producer's Release stamp store, making the value
             // written before it visible.

@@ -1,0 +1,1162 @@
+//! The overflowing queue inside a shared-memory segment (`SharedOverflow`), between real
+//! processes, after crashes, and against hostile bytes.
+//!
+//! Tests that need a peer re-execute this test binary as a child (`shmlane_testkit`):
+//! [`child_entry`] runs the role named in `SHMLANE_CHILD` and exits with a code (0 on success,
+//! [`EXIT_ORDER`] on values out of order, [`EXIT_FAILED`] when a queue call failed or a wait
+//! timed out, 101 when the role panicked); without the variable it returns at once, so it
+//! passes as an ordinary test. Children report as stdout lines `@@shmlane KEY VALUE` and
+//! publish progress in control words of the segment. Every wait has a deadline.
+//!
+//! Segment names carry the pid and a counter; every segment a test creates is removed on
+//! success and, through [`Cleanup`] guards, on failure too.
+//!
+//! Some tests play a crashed or hostile peer by writing the queue's words directly. [`Raw`]
+//! addresses them as `crates/queue/src/overflow/shared.rs` lays them out, and checks that
+//! mirror against `SharedOverflow::layout` so it cannot drift silently.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use shmlane_queue::QueueError;
+use shmlane_queue::overflow::{Consumer, Corrupt, Shared, SharedOverflow, TryPushError};
+use shmlane_queue::spsc::SharedSpsc;
+use shmlane_segment::{
+    Carver, Fingerprint, Offset, OffsetError, Region, RegionLayout, Segment, SegmentName,
+};
+use shmlane_testkit::{
+    Cleanup, ORPHAN_LIMIT, child_spec, exit_child, fail, process_lock, report, shm_file,
+    spawn_child, split_spec, stop_when, wait_for,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Harness: names, timeouts, exit codes, the child roles' entry point.
+// ---------------------------------------------------------------------------------------------
+
+/// Exit code of a child that saw values out of order.
+const EXIT_ORDER: i32 = 2;
+/// Exit code of a child whose queue call failed or whose wait timed out.
+const EXIT_FAILED: i32 = 3;
+/// Deadline for a child's report or exit.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline for a whole stream of values (debug builds on two loaded cores).
+const STREAM_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn unique_name(tag: &str) -> String {
+    shmlane_testkit::unique_name("overflow", tag)
+}
+
+fn shm_path(name: &str) -> PathBuf {
+    shm_file(SegmentName::new(name).unwrap().file_name())
+}
+
+/// Child processes enter here; in the parent (no `SHMLANE_CHILD`) this test does nothing.
+#[test]
+fn child_entry() {
+    let Some(spec) = child_spec() else { return };
+    let (role, args) = split_spec(&spec);
+    let number = |arg: &str| -> u64 { arg.parse().expect("a numeric child argument") };
+    match (role, args.as_slice()) {
+        ("produce-evicting", [name, capacity, count]) => {
+            child_produce_evicting(name, number(capacity), number(count))
+        }
+        ("push-forever", [name, capacity]) => child_push_forever(name, number(capacity)),
+        _ => panic!("unknown child role {spec:?}"),
+    }
+    exit_child();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A segment holding one `SharedOverflow` and a few control words.
+// ---------------------------------------------------------------------------------------------
+
+/// The queue's element fingerprint.
+const QUEUE_FINGERPRINT: Fingerprint = Fingerprint::new("overflow-shared-test-offsets");
+/// Control word: values the producer child has pushed.
+const PUSHED: u64 = 0;
+/// Control word: values the parent has popped.
+const POPPED: u64 = 1;
+
+struct QueueLayout {
+    queue: Region,
+    control: Region,
+    size: u64,
+}
+
+fn queue_layout(capacity: u64) -> QueueLayout {
+    let mut carver = Carver::new();
+    let queue = carver.place(SharedOverflow::layout(capacity).unwrap()).unwrap();
+    let control = carver.place(RegionLayout { size: 64, align: 64 }).unwrap();
+    QueueLayout { queue, control, size: carver.total_size() }
+}
+
+fn segment_fingerprint(capacity: u64) -> Fingerprint {
+    Fingerprint::new("overflow-shared-test").with_u64(capacity)
+}
+
+fn create_queue_segment(name: &str, capacity: u64) -> Segment {
+    let layout = queue_layout(capacity);
+    Segment::builder(name)
+        .size(layout.size)
+        .fingerprint(segment_fingerprint(capacity))
+        .create_with(|segment| {
+            SharedOverflow::init_in(segment, layout.queue, capacity, QUEUE_FINGERPRINT)?;
+            Ok(())
+        })
+        .expect("create the queue segment")
+}
+
+/// A queue of `capacity` slots in a fresh segment of this process.
+fn local_queue(tag: &str, capacity: u64) -> (Cleanup, Segment) {
+    let name = unique_name(tag);
+    let cleanup = Cleanup(shm_path(&name));
+    (cleanup, create_queue_segment(&name, capacity))
+}
+
+fn open_queue_segment(name: &str, capacity: u64) -> Segment {
+    Segment::builder(name)
+        .fingerprint(segment_fingerprint(capacity))
+        .open()
+        .expect("open the parent's queue segment")
+}
+
+fn attach(segment: &Segment, capacity: u64) -> SharedOverflow<'_> {
+    SharedOverflow::attach(segment, queue_layout(capacity).queue, QUEUE_FINGERPRINT)
+        .expect("attach to the queue")
+}
+
+fn control(segment: &Segment, capacity: u64, index: u64) -> &AtomicU64 {
+    let offset = queue_layout(capacity).control.offset_of::<AtomicU64>(index * 8).unwrap();
+    segment.get(offset).unwrap()
+}
+
+type SharedConsumer<'s> = Consumer<Shared<'s>>;
+
+fn pop_all(consumer: &mut SharedConsumer<'_>) -> Vec<u64> {
+    std::iter::from_fn(|| consumer.pop()).take(1 << 20).collect()
+}
+
+// The queue region as `crates/queue/src/overflow/shared.rs` lays it out.
+const DESCRIPTOR_LEN: usize = 64;
+const HEAD_AT: u64 = 128;
+const PADDED: u64 = size_of::<CachePadded<AtomicU64>>() as u64;
+const TAIL_AT: u64 = HEAD_AT + PADDED;
+/// `IndexSlot`: `#[repr(C)] { stamp: AtomicU64, value: AtomicU64 }`.
+const SLOT_SIZE: u64 = 16;
+const SLOTS_AT: u64 = TAIL_AT + PADDED;
+// Descriptor fields: magic [u8; 8], version u32, reserved0 u32, capacity, element size,
+// element align, fingerprint, extra [u64; 2].
+const MAGIC_AT: u64 = 0;
+const VERSION_AT: u64 = 8;
+const RESERVED0_AT: u64 = 12;
+const CAPACITY_AT: u64 = 16;
+const ELEMENT_SIZE_AT: u64 = 24;
+const ELEMENT_ALIGN_AT: u64 = 32;
+const FINGERPRINT_AT: u64 = 40;
+const EXTRA_AT: u64 = 48;
+
+/// Direct access to a queue's words, to play a crashed or corrupting peer.
+struct Raw<'s> {
+    segment: &'s Segment,
+    base: u64,
+    capacity: u64,
+}
+
+impl<'s> Raw<'s> {
+    fn new(segment: &'s Segment, capacity: u64) -> Self {
+        let region = queue_layout(capacity).queue;
+        assert_eq!(
+            region.len,
+            SLOTS_AT + SLOT_SIZE * capacity,
+            "this test's mirror of the queue layout is out of date with shared.rs"
+        );
+        Raw { segment, base: region.offset, capacity }
+    }
+
+    fn word(&self, at: u64) -> &'s AtomicU64 {
+        self.segment.get(Offset::new(self.base + at)).unwrap()
+    }
+
+    fn head(&self) -> &'s AtomicU64 {
+        self.word(HEAD_AT)
+    }
+
+    fn tail(&self) -> &'s AtomicU64 {
+        self.word(TAIL_AT)
+    }
+
+    fn stamp(&self, slot: u64) -> &'s AtomicU64 {
+        assert!(slot < self.capacity);
+        self.word(SLOTS_AT + slot * SLOT_SIZE)
+    }
+
+    fn value(&self, slot: u64) -> &'s AtomicU64 {
+        assert!(slot < self.capacity);
+        self.word(SLOTS_AT + slot * SLOT_SIZE + 8)
+    }
+
+    fn slot_of(&self, position: u64) -> u64 {
+        position & (self.capacity - 1)
+    }
+
+    fn stamps(&self) -> Vec<u64> {
+        (0..self.capacity).map(|slot| self.stamp(slot).load(Ordering::Acquire)).collect()
+    }
+
+    /// What a producer killed between its stamp store and its `tail` store leaves behind:
+    /// `value` published at `position`, `tail` not moved.
+    fn stamp_without_tail(&self, position: u64, value: u64) {
+        let slot = self.slot_of(position);
+        self.value(slot).store(value, Ordering::Relaxed);
+        self.stamp(slot).store(position + 1, Ordering::Release);
+    }
+
+    fn descriptor(&self) -> [u8; DESCRIPTOR_LEN] {
+        let mut bytes = [0; DESCRIPTOR_LEN];
+        self.segment.read_bytes(self.base, &mut bytes).unwrap();
+        bytes
+    }
+
+    fn write_descriptor(&self, at: u64, bytes: &[u8]) {
+        self.segment.write_bytes(self.base + at, bytes).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child roles.
+// ---------------------------------------------------------------------------------------------
+
+/// Running totals of a set of values, to compare sets across processes: count, sum, sum of
+/// squares (a lost value cannot be made up for by a duplicate of another).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    count: u64,
+    sum: u64,
+    squares: u64,
+}
+
+impl Tally {
+    fn add(&mut self, value: u64) {
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(value);
+        self.squares = self.squares.wrapping_add(value.wrapping_mul(value));
+    }
+
+    fn of(values: impl IntoIterator<Item = u64>) -> Self {
+        let mut tally = Tally::default();
+        values.into_iter().for_each(|value| tally.add(value));
+        tally
+    }
+
+    fn plus(self, other: Tally) -> Tally {
+        Tally {
+            count: self.count + other.count,
+            sum: self.sum.wrapping_add(other.sum),
+            squares: self.squares.wrapping_add(other.squares),
+        }
+    }
+}
+
+/// Spins (yielding now and then: the peer may share our core) until `done`, or fails the
+/// child at `deadline`.
+fn child_spin_until(what: &str, deadline: Instant, mut done: impl FnMut() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        spins += 1;
+        if spins.is_multiple_of(64) {
+            if Instant::now() >= deadline {
+                fail(EXIT_FAILED, format!("timed out waiting for {what}"));
+            }
+            thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Values the producer pushes between waits for the consumer to catch up.
+const CATCH_UP_EVERY: u64 = 8_192;
+
+/// Pushes `0..count` with `push`, evicting when full; publishes its progress in [`PUSHED`];
+/// waits halfway for the parent's first pop and every [`CATCH_UP_EVERY`] values for the queue
+/// to be at most half full; checks its evicted values come in increasing order and reports
+/// their tally.
+fn child_produce_evicting(name: &str, capacity: u64, count: u64) {
+    let segment = open_queue_segment(name, capacity);
+    let queue = attach(&segment, capacity);
+    let pushed = control(&segment, capacity, PUSHED);
+    let popped = control(&segment, capacity, POPPED);
+    let mut producer = match queue.producer() {
+        Ok(producer) => producer,
+        Err(error) => fail(EXIT_FAILED, format!("producer(): {error}")),
+    };
+    report("claimed", std::process::id());
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    let mut evicted = Tally::default();
+    let mut last_evicted = None;
+    for value in 0..count {
+        match producer.push(value) {
+            Ok(None) => {}
+            Ok(Some(old)) => {
+                if last_evicted.is_some_and(|last| old <= last) || old + capacity > value {
+                    fail(
+                        EXIT_ORDER,
+                        format!("pushing {value} evicted {old} after {last_evicted:?}"),
+                    );
+                }
+                last_evicted = Some(old);
+                evicted.add(old);
+            }
+            Err(error) => fail(EXIT_FAILED, format!("push of {value}: {error}")),
+        }
+        // Release: the parent's Acquire load; it may stop consuming once it sees `count`.
+        pushed.store(value + 1, Ordering::Release);
+        if value == count / 2 {
+            child_spin_until("the parent's first pop", deadline, || {
+                popped.load(Ordering::Acquire) > 0
+            });
+        }
+        if value % CATCH_UP_EVERY == CATCH_UP_EVERY - 1 {
+            child_spin_until("the parent to catch up", deadline, || {
+                producer.len() as u64 <= capacity / 2
+            });
+        }
+        // A fixed pseudo-random pause on some values varies the race for the oldest value.
+        let pause = value.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58;
+        if pause < 24 {
+            for _ in 0..pause * 8 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    report("evicted", evicted.count);
+    report("evicted_sum", evicted.sum);
+    report("evicted_squares", evicted.squares);
+}
+
+/// Takes the producer role over, reports the position it resumes at, and pushes each
+/// position's own number as its value, evicting when full, until killed.
+fn child_push_forever(name: &str, capacity: u64) {
+    let segment = open_queue_segment(name, capacity);
+    let queue = attach(&segment, capacity);
+    let raw = Raw::new(&segment, capacity);
+    let mut producer = match queue.producer() {
+        Ok(producer) => producer,
+        Err(error) => fail(EXIT_FAILED, format!("producer(): {error}")),
+    };
+    let start = raw.tail().load(Ordering::Acquire);
+    report("start", start);
+    let started = Instant::now();
+    for position in start.. {
+        if let Err(error) = producer.push(position) {
+            fail(EXIT_FAILED, format!("push of {position}: {error}"));
+        }
+        if position % 4096 == 0 && started.elapsed() > ORPHAN_LIMIT {
+            fail(EXIT_FAILED, "never killed");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. A child process pushes with eviction while the parent pops: every value exactly once.
+// ---------------------------------------------------------------------------------------------
+
+/// Values the child pushes per capacity.
+const STREAM: u64 = 100_000;
+
+/// The child pushes `0..count` into a queue of `capacity`; the parent pops concurrently (only
+/// once the child has pushed `2 * capacity + 1` values, so evictions happen), then takes the
+/// producer role over and drains the rest with `evict`. Popped values must be strictly
+/// increasing, and popped + evicted (the child's tally) + drained must be exactly `0..count`.
+fn stream_with_eviction(capacity: u64, count: u64) {
+    let (_cleanup, segment) = local_queue("stream", capacity);
+    let name = segment.name().as_str().to_owned();
+    let queue = attach(&segment, capacity);
+    let raw = Raw::new(&segment, capacity);
+    let pushed = control(&segment, capacity, PUSHED);
+    let popped_word = control(&segment, capacity, POPPED);
+    let mut consumer = queue.consumer().unwrap();
+
+    let mut child =
+        spawn_child("produce-evicting", &[&name, &capacity.to_string(), &count.to_string()]);
+    child.report("claimed", CHILD_TIMEOUT);
+    wait_for("the child to overfill the queue", STREAM_TIMEOUT, || {
+        child.assert_running();
+        pushed.load(Ordering::Acquire) > 2 * capacity
+    });
+
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    let mut popped = Vec::new();
+    let mut spins = 0u32;
+    while pushed.load(Ordering::Acquire) < count {
+        match consumer.pop() {
+            Some(value) => {
+                if let Some(&last) = popped.last() {
+                    assert!(value > last, "capacity {capacity}: popped {value} after {last}");
+                }
+                popped.push(value);
+                popped_word.store(popped.len() as u64, Ordering::Release);
+            }
+            None => {
+                spins += 1;
+                if spins.is_multiple_of(1024) {
+                    assert!(Instant::now() < deadline, "capacity {capacity}: timed out popping");
+                    child.assert_running();
+                    thread::yield_now();
+                }
+            }
+        }
+    }
+    let evicted = Tally {
+        count: child.report_u64("evicted", CHILD_TIMEOUT),
+        sum: child.report_u64("evicted_sum", CHILD_TIMEOUT),
+        squares: child.report_u64("evicted_squares", CHILD_TIMEOUT),
+    };
+    child.expect_success(CHILD_TIMEOUT);
+    assert_eq!(raw.tail().load(Ordering::Acquire), count, "the child's last tail store");
+
+    // The child released the producer role: take it over and reclaim what it left queued.
+    let mut producer = queue.producer().expect("take over the producer role");
+    let drained: Vec<u64> =
+        std::iter::from_fn(|| producer.evict().unwrap()).take(1 << 20).collect();
+    assert!(drained.len() as u64 <= capacity);
+    assert!(drained.windows(2).all(|w| w[0] + 1 == w[1]), "drained {drained:?}");
+    if let Some(&last) = drained.last() {
+        assert_eq!(last, count - 1, "the newest value is still queued, not evicted");
+    }
+    if let (Some(&last_popped), Some(&first_drained)) = (popped.last(), drained.first()) {
+        assert!(first_drained > last_popped, "drained {first_drained} after popping {last_popped}");
+    }
+    assert_eq!(consumer.pop(), None);
+    assert!(queue.is_empty());
+    assert_eq!(raw.head().load(Ordering::Acquire), count);
+
+    // Every value of `0..count` exactly once.
+    let popped_tally = Tally::of(popped.iter().copied());
+    let drained_tally = Tally::of(drained.iter().copied());
+    assert_eq!(
+        popped_tally.plus(evicted).plus(drained_tally),
+        Tally::of(0..count),
+        "capacity {capacity}: popped {popped_tally:?} + evicted {evicted:?} + drained \
+         {drained_tally:?} is not 0..{count}"
+    );
+    assert!(!popped.is_empty(), "capacity {capacity}: nothing popped");
+    assert!(evicted.count > capacity, "capacity {capacity}: only {} evicted", evicted.count);
+    eprintln!(
+        "capacity {capacity}: popped {}, evicted {}, drained {}",
+        popped.len(),
+        evicted.count,
+        drained.len()
+    );
+}
+
+#[test]
+fn a_child_pushing_with_eviction_and_the_parent_popping_account_for_every_value_once() {
+    let _lock = process_lock();
+    for capacity in [8, 64] {
+        stream_with_eviction(capacity, STREAM);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A producer that takes over resumes after every published value.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_producer_dead_between_stamp_and_tail_is_resumed_after_the_stamped_slot() {
+    let (_cleanup, segment) = local_queue("stamp-no-tail", 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+    let mut producer = queue.producer().unwrap();
+    for value in [10, 11, 12] {
+        assert_eq!(producer.push(value), Ok(None));
+    }
+    // The producer dies here (an overflow end holds no role word: nothing to release). Its
+    // last act: value 13 at position 3, stamped, `tail` still 3.
+    raw.stamp_without_tail(3, 13);
+    assert_eq!(raw.tail().load(Ordering::Acquire), 3);
+
+    let mut producer = queue.producer().expect("take over");
+    assert_eq!(raw.tail().load(Ordering::Acquire), 4, "the stamped slot counts as published");
+    assert_eq!(queue.len(), 4);
+    assert_eq!(producer.push(14), Ok(None));
+    assert_eq!(raw.stamp(4).load(Ordering::Acquire), 5, "the first push landed after it");
+    assert_eq!(raw.stamp(3).load(Ordering::Acquire), 4, "the stamped slot was not overwritten");
+    let mut consumer = queue.consumer().unwrap();
+    assert_eq!(pop_all(&mut consumer), [10, 11, 12, 13, 14]);
+}
+
+#[test]
+fn a_stamped_slot_that_fills_the_queue_is_the_newest_and_the_next_push_evicts_the_oldest() {
+    let (_cleanup, segment) = local_queue("stamp-full", 4);
+    let queue = attach(&segment, 4);
+    let raw = Raw::new(&segment, 4);
+    let mut producer = queue.producer().unwrap();
+    for value in 0..3 {
+        producer.push(value).unwrap();
+    }
+    raw.stamp_without_tail(3, 3);
+
+    let mut producer = queue.producer().expect("take over");
+    assert_eq!(raw.tail().load(Ordering::Acquire), 4);
+    assert_eq!(producer.try_push(99), Err(TryPushError::Full), "the stamped slot filled it");
+    assert_eq!(producer.push(4), Ok(Some(0)), "the oldest goes, not the stamped value");
+    let mut consumer = queue.consumer().unwrap();
+    assert_eq!(pop_all(&mut consumer), [1, 2, 3, 4]);
+}
+
+#[test]
+fn a_producer_dead_mid_eviction_is_resumed_without_losing_or_repeating_a_queued_value() {
+    let (_cleanup, segment) = local_queue("mid-evict", 4);
+    let queue = attach(&segment, 4);
+    let raw = Raw::new(&segment, 4);
+    let mut producer = queue.producer().unwrap();
+    let evicted: Vec<u64> = (0..10).filter_map(|value| producer.push(value).unwrap()).collect();
+    assert_eq!(evicted, [0, 1, 2, 3, 4, 5]);
+    assert_eq!((raw.head().load(Ordering::Acquire), raw.tail().load(Ordering::Acquire)), (6, 10));
+
+    // Died after evicting position 6 (its CAS of `head`), before writing position 10.
+    raw.head().store(7, Ordering::Release);
+    let mut producer = queue.producer().expect("take over");
+    assert_eq!(raw.tail().load(Ordering::Acquire), 10, "slot 2's stamp of position 6 is stale");
+    assert_eq!(producer.push(10), Ok(None), "the eviction made room");
+    assert_eq!(producer.push(11), Ok(Some(7)));
+
+    // Died after evicting position 8 and stamping position 12, before its `tail` store.
+    raw.head().store(9, Ordering::Release);
+    raw.stamp_without_tail(12, 12);
+    let mut producer = queue.producer().expect("take over");
+    assert_eq!(raw.tail().load(Ordering::Acquire), 13);
+    assert_eq!(producer.push(13), Ok(Some(9)));
+    let mut consumer = queue.consumer().unwrap();
+    assert_eq!(pop_all(&mut consumer), [10, 11, 12, 13]);
+}
+
+#[test]
+fn a_stamped_slot_popped_before_the_takeover_is_not_repeated() {
+    let (_cleanup, segment) = local_queue("stamp-popped", 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+    let mut consumer = queue.consumer().unwrap();
+    let mut producer = queue.producer().unwrap();
+    producer.push(10).unwrap();
+    raw.stamp_without_tail(1, 11);
+    raw.stamp_without_tail(2, 12);
+    // The consumer polls stamps, not `tail`: it takes the published values, passing `tail`.
+    assert_eq!(pop_all(&mut consumer), [10, 11, 12]);
+    assert_eq!((raw.head().load(Ordering::Acquire), raw.tail().load(Ordering::Acquire)), (3, 1));
+    assert!(queue.is_empty(), "head past tail is empty, not full");
+
+    let mut producer = queue.producer().expect("take over with head past tail");
+    assert_eq!(raw.tail().load(Ordering::Acquire), 3);
+    assert_eq!(producer.evict(), Ok(None));
+    producer.push(13).unwrap();
+    assert_eq!(pop_all(&mut consumer), [13], "nothing repeated, nothing lost");
+}
+
+#[test]
+fn stamps_left_from_an_earlier_lap_are_not_taken_for_published_values() {
+    let (_cleanup, segment) = local_queue("stale-lap", 4);
+    let queue = attach(&segment, 4);
+    let raw = Raw::new(&segment, 4);
+    let mut producer = queue.producer().unwrap();
+    let mut consumer = queue.consumer().unwrap();
+    for value in 0..6 {
+        producer.push(value).unwrap();
+        assert_eq!(consumer.pop(), Some(value));
+    }
+    assert_eq!(raw.stamps(), [5, 6, 3, 4], "slots 2 and 3 hold positions 2 and 3");
+    let mut producer = queue.producer().expect("take over");
+    assert_eq!(raw.tail().load(Ordering::Acquire), 6);
+    producer.push(42).unwrap();
+    assert_eq!(pop_all(&mut consumer), [42]);
+}
+
+/// The producer child pushes each position's number, evicting when full; the parent stops it
+/// again and again until it is caught between a stamp and its `tail` store, kills it there,
+/// and takes over: the queue holds exactly the positions `head..tail`, stamped ones included.
+#[test]
+fn a_producer_killed_between_stamp_and_tail_is_taken_over_after_its_last_stamp() {
+    const CAPACITY: u64 = 8;
+    /// Producers killed in turn.
+    const ROUNDS: u64 = 4;
+    /// Tries per round to stop a producer between its stamp and its `tail` store.
+    const AIM: u64 = 300;
+    let _lock = process_lock();
+    let (_cleanup, segment) = local_queue("kill-producer", CAPACITY);
+    let name = segment.name().as_str().to_owned();
+    let queue = attach(&segment, CAPACITY);
+    let raw = Raw::new(&segment, CAPACITY);
+    let mid_publish = || {
+        let tail = raw.tail().load(Ordering::Acquire);
+        raw.stamp(raw.slot_of(tail)).load(Ordering::Acquire) == tail + 1
+    };
+    let mut caught = 0;
+    let mut resumed_at = 0;
+    for round in 0..ROUNDS {
+        let mut child = spawn_child("push-forever", &[&name, &CAPACITY.to_string()]);
+        let start = child.report_u64("start", CHILD_TIMEOUT);
+        assert!(start >= resumed_at, "round {round}: resumed at {start} < {resumed_at}");
+        wait_for("the child to lap the ring", CHILD_TIMEOUT, || {
+            child.assert_running();
+            raw.tail().load(Ordering::Acquire) > start + 10 * CAPACITY
+        });
+        let hit = stop_when(&mut child, AIM, mid_publish);
+        caught += u64::from(hit);
+        child.kill_while_running();
+
+        let (head, tail) = (raw.head().load(Ordering::Acquire), raw.tail().load(Ordering::Acquire));
+        let mut producer = queue.producer().expect("take over from the killed producer");
+        let resumed = raw.tail().load(Ordering::Acquire);
+        if hit {
+            assert_eq!(resumed, tail + 1, "round {round}: the stamped slot was not counted");
+        }
+        assert!(resumed >= tail && resumed - head <= CAPACITY, "round {round}: {head}..{resumed}");
+        // Every queued slot holds its own position: nothing lost in the middle, nothing stale.
+        let mut consumer = queue.consumer().unwrap();
+        let queued = pop_all(&mut consumer);
+        assert_eq!(queued, (head..resumed).collect::<Vec<_>>(), "round {round}");
+        // The new producer goes on right after.
+        assert_eq!(producer.push(resumed), Ok(None));
+        assert_eq!(consumer.pop(), Some(resumed));
+        eprintln!("round {round}: killed at head {head} tail {tail}, caught mid-publish: {hit}");
+        resumed_at = resumed + 1;
+    }
+    assert!(caught > 0, "no producer was ever stopped between its stamp and its tail store");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. `reset`, `len`, `capacity`.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn reset_empties_the_queue_and_forgets_every_stamp() {
+    let (_cleanup, segment) = local_queue("reset", 4);
+    let queue = attach(&segment, 4);
+    let raw = Raw::new(&segment, 4);
+    assert_eq!(queue.capacity(), 4);
+    assert!(queue.is_empty());
+    let mut producer = queue.producer().unwrap();
+    for value in 0..7 {
+        producer.push(value).unwrap();
+    }
+    assert_eq!((queue.len(), producer.len(), producer.capacity()), (4, 4, 4));
+    // A stamp a dead producer left beyond `tail` must not survive the reset either.
+    raw.stamp_without_tail(7, 7);
+
+    queue.reset();
+    assert_eq!((queue.len(), queue.is_empty()), (0, true));
+    assert_eq!((raw.head().load(Ordering::Acquire), raw.tail().load(Ordering::Acquire)), (0, 0));
+    assert_eq!(raw.stamps(), [0; 4]);
+    let mut consumer = queue.consumer().unwrap();
+    assert_eq!(consumer.pop(), None, "nothing survives a reset");
+    let mut producer = queue.producer().unwrap();
+    assert_eq!(raw.tail().load(Ordering::Acquire), 0);
+    assert_eq!(producer.evict(), Ok(None));
+    for value in 100..104 {
+        assert_eq!(producer.push(value), Ok(None), "all four slots are free again");
+    }
+    assert_eq!(producer.push(104), Ok(Some(100)));
+    assert_eq!((consumer.len(), consumer.capacity()), (4, 4));
+    assert_eq!(pop_all(&mut consumer), [101, 102, 103, 104]);
+    assert!(consumer.is_empty() && producer.is_empty());
+}
+
+#[test]
+fn handles_attached_separately_share_one_queue() {
+    let (_cleanup, segment) = local_queue("two-handles", 8);
+    let first = attach(&segment, 8);
+    let second = attach(&segment, 8);
+    let mut producer = first.producer().unwrap();
+    let mut consumer = second.consumer().unwrap();
+    for value in 0..12 {
+        producer.push(value).unwrap();
+    }
+    assert_eq!((first.len(), second.len()), (8, 8));
+    assert_eq!(pop_all(&mut consumer), (4..12).collect::<Vec<_>>());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Hostile bytes give errors, never a panic, a hang or an out-of-bounds access.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
+    let (_cleanup, segment) = local_queue("descriptor", 8);
+    let region = queue_layout(8).queue;
+    let raw = Raw::new(&segment, 8);
+    let original = raw.descriptor();
+    let try_attach = || SharedOverflow::attach(&segment, region, QUEUE_FINGERPRINT).map(drop);
+    let bad_region = |layout: RegionLayout| QueueError::BadRegion {
+        needed: layout.size,
+        align: layout.align,
+        offset: region.offset,
+        len: region.len,
+    };
+    let bigger = SharedOverflow::layout(16).unwrap();
+    let largest = SharedOverflow::layout(1 << 32).unwrap();
+    let word = |value: u64| value.to_ne_bytes().to_vec();
+    let cases: Vec<(&str, u64, Vec<u8>, QueueError)> = vec![
+        ("magic", MAGIC_AT, b"SHMLSPSC".to_vec(), QueueError::BadMagic),
+        ("magic, one bit", MAGIC_AT + 7, b"M".to_vec(), QueueError::BadMagic),
+        ("version 2", VERSION_AT, 2u32.to_ne_bytes().to_vec(), QueueError::UnsupportedVersion(2)),
+        ("version 0", VERSION_AT, 0u32.to_ne_bytes().to_vec(), QueueError::UnsupportedVersion(0)),
+        ("reserved0", RESERVED0_AT, 1u32.to_ne_bytes().to_vec(), QueueError::Corrupt),
+        ("extra[0]", EXTRA_AT, word(1), QueueError::Corrupt),
+        ("extra[1]", EXTRA_AT + 8, word(u64::MAX), QueueError::Corrupt),
+        ("capacity 6", CAPACITY_AT, word(6), QueueError::BadCapacity(6)),
+        ("capacity 0", CAPACITY_AT, word(0), QueueError::BadCapacity(0)),
+        ("capacity 2^33", CAPACITY_AT, word(1 << 33), QueueError::BadCapacity(1 << 33)),
+        ("capacity 2^63", CAPACITY_AT, word(1 << 63), QueueError::BadCapacity(1 << 63)),
+        ("capacity u64::MAX", CAPACITY_AT, word(u64::MAX), QueueError::BadCapacity(u64::MAX)),
+        ("capacity 16 > region", CAPACITY_AT, word(16), bad_region(bigger)),
+        ("capacity 2^32 > region", CAPACITY_AT, word(1 << 32), bad_region(largest)),
+        (
+            "element size",
+            ELEMENT_SIZE_AT,
+            word(4),
+            QueueError::ElementMismatch { size: 8, align: 8, found_size: 4, found_align: 8 },
+        ),
+        (
+            "element size 16",
+            ELEMENT_SIZE_AT,
+            word(16),
+            QueueError::ElementMismatch { size: 8, align: 8, found_size: 16, found_align: 8 },
+        ),
+        (
+            "element align",
+            ELEMENT_ALIGN_AT,
+            word(1),
+            QueueError::ElementMismatch { size: 8, align: 8, found_size: 8, found_align: 1 },
+        ),
+        (
+            "fingerprint",
+            FINGERPRINT_AT,
+            word(7),
+            QueueError::FingerprintMismatch { expected: QUEUE_FINGERPRINT.get(), found: 7 },
+        ),
+    ];
+    for (field, at, bytes, expected) in cases {
+        raw.write_descriptor(at, &bytes);
+        assert_eq!(try_attach(), Err(expected), "corrupt {field}");
+        raw.write_descriptor(0, &original);
+        assert_eq!(try_attach(), Ok(()), "restored after {field}");
+    }
+
+    // The caller's fingerprint differs from the queue's.
+    let other = Fingerprint::new("overflow-shared-test-other");
+    assert_eq!(
+        SharedOverflow::attach(&segment, region, other).map(drop),
+        Err(QueueError::FingerprintMismatch {
+            expected: other.get(),
+            found: QUEUE_FINGERPRINT.get()
+        })
+    );
+    // Another queue kind with the same element is refused by its magic, both ways round.
+    assert_eq!(
+        SharedSpsc::<u64>::attach(&segment, region, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::BadMagic)
+    );
+    // A zeroed region (nothing initialised there).
+    raw.write_descriptor(0, &[0; DESCRIPTOR_LEN]);
+    assert_eq!(try_attach(), Err(QueueError::BadMagic));
+    raw.write_descriptor(0, &original);
+
+    // Regions that cannot hold the queue, with an intact descriptor.
+    let short = Region { len: region.len - 1, ..region };
+    assert_eq!(
+        SharedOverflow::attach(&segment, short, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::BadRegion {
+            needed: region.len,
+            align: 128,
+            offset: region.offset,
+            len: region.len - 1,
+        })
+    );
+    let outside = Region { offset: segment.len(), len: region.len };
+    assert!(matches!(
+        SharedOverflow::attach(&segment, outside, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::Offset(OffsetError::OutOfBounds { .. }))
+    ));
+    let overflowing = Region { offset: u64::MAX - 8, len: region.len };
+    assert!(matches!(
+        SharedOverflow::attach(&segment, overflowing, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::Offset(OffsetError::OutOfBounds { .. }))
+    ));
+    let misaligned = Region { offset: region.offset + 64, len: region.len };
+    // No descriptor at that offset, and a misaligned one anyway.
+    assert!(matches!(
+        SharedOverflow::attach(&segment, misaligned, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::BadMagic | QueueError::BadRegion { .. })
+    ));
+    // `layout` and `init_in` refuse what `attach` refuses.
+    for capacity in [0, 3, 6, 1 << 33, u64::MAX] {
+        assert_eq!(SharedOverflow::layout(capacity), Err(QueueError::BadCapacity(capacity)));
+        assert_eq!(
+            SharedOverflow::init_in(&segment, region, capacity, QUEUE_FINGERPRINT).map(drop),
+            Err(QueueError::BadCapacity(capacity))
+        );
+    }
+    assert_eq!(
+        SharedOverflow::init_in(&segment, region, 16, QUEUE_FINGERPRINT).map(drop),
+        Err(bad_region(bigger))
+    );
+    assert_eq!(raw.descriptor(), original, "a refused init_in wrote the descriptor");
+    try_attach().unwrap();
+}
+
+#[test]
+fn attaching_through_a_read_only_mapping_fails_with_read_only() {
+    let (_cleanup, segment) = local_queue("read-only", 8);
+    let reader = Segment::builder(segment.name().as_str())
+        .fingerprint(segment_fingerprint(8))
+        .open_read_only()
+        .unwrap();
+    assert_eq!(
+        SharedOverflow::attach(&reader, queue_layout(8).queue, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::Offset(OffsetError::ReadOnly))
+    );
+    attach(&segment, 8);
+}
+
+#[test]
+fn claims_refuse_shared_indices_that_no_queue_can_have() {
+    let (_cleanup, segment) = local_queue("bad-indices", 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+    let cases = [
+        (0, 9),                       // more queued than the queue holds
+        (100, 100 + 9),               // the same, further on
+        (20, 10),                     // head further past tail than a dead producer can leave
+        (u64::MAX - 3, 2),            // tail far behind head (a wrapped head)
+        (5, u64::MAX),                // tail far ahead
+        (u64::MAX - 3, u64::MAX - 1), // positions no queue reaches (2^64 values)
+        (1 << 63, (1 << 63) + 2),     // likewise
+        (u64::MAX, u64::MAX),         // likewise, empty
+    ];
+    for (head, tail) in cases {
+        raw.head().store(head, Ordering::Release);
+        raw.tail().store(tail, Ordering::Release);
+        assert_eq!(
+            queue.producer().map(drop),
+            Err(Corrupt { head, tail }),
+            "producer({head}, {tail})"
+        );
+        assert_eq!(
+            queue.consumer().map(drop),
+            Err(Corrupt { head, tail }),
+            "consumer({head}, {tail})"
+        );
+        assert_eq!(
+            (raw.head().load(Ordering::Acquire), raw.tail().load(Ordering::Acquire)),
+            (head, tail),
+            "a refused claim moved an index"
+        );
+        assert!(queue.len() <= 8);
+    }
+    // Head a little past tail is what a consumer that popped a dead producer's stamped
+    // slots leaves: both claims accept it, and the producer resumes at head.
+    raw.head().store(12, Ordering::Release);
+    raw.tail().store(10, Ordering::Release);
+    queue.consumer().expect("head 12, tail 10");
+    queue.producer().expect("head 12, tail 10");
+    assert_eq!(raw.tail().load(Ordering::Acquire), 12);
+    // Sane indices again: both claims succeed, and the queue works from there.
+    raw.head().store(5, Ordering::Release);
+    raw.tail().store(5, Ordering::Release);
+    let (mut producer, mut consumer) = (queue.producer().unwrap(), queue.consumer().unwrap());
+    producer.push(1).unwrap();
+    assert_eq!(consumer.pop(), Some(1));
+}
+
+#[test]
+fn a_producer_refuses_to_push_or_evict_when_the_shared_head_becomes_impossible() {
+    let (_cleanup, segment) = local_queue("bad-head", 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+    let mut producer = queue.producer().unwrap();
+    for value in 0..8 {
+        producer.push(value).unwrap();
+    }
+    let stamps = raw.stamps();
+    // Ahead of the producer's tail (8), or further behind it than the capacity.
+    for impossible in [9, 11, 1000, 1 << 63, u64::MAX - 1, u64::MAX] {
+        raw.head().store(impossible, Ordering::Release);
+        let corrupt = Corrupt { head: impossible, tail: 8 };
+        assert_eq!(producer.push(8), Err(corrupt), "push with head {impossible}");
+        assert_eq!(producer.try_push(8), Err(TryPushError::Corrupt(corrupt)));
+        assert_eq!(producer.evict(), Err(corrupt), "evict with head {impossible}");
+        assert_eq!(raw.stamps(), stamps, "a refused call wrote a slot");
+        assert_eq!(raw.tail().load(Ordering::Acquire), 8, "a refused call moved tail");
+        assert_eq!(raw.head().load(Ordering::Acquire), impossible, "a refused call moved head");
+        assert!(producer.len() <= 8);
+    }
+    // A sane head again: the producer carries on.
+    raw.head().store(2, Ordering::Release);
+    assert_eq!(producer.push(8), Ok(None));
+    assert_eq!(producer.push(9), Ok(None));
+    assert_eq!(producer.push(10), Ok(Some(2)));
+    assert_eq!(producer.evict(), Ok(Some(3)));
+    let mut consumer = queue.consumer().unwrap();
+    assert_eq!(pop_all(&mut consumer), [4, 5, 6, 7, 8, 9, 10]);
+}
+
+/// A head `tail + capacity` behind modulo 2^64 must not pass for a full queue whose oldest
+/// position is just below zero.
+#[test]
+fn evict_refuses_a_head_that_wrapped_below_zero() {
+    let (_cleanup, segment) = local_queue("wrapped-head", 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+    let mut producer = queue.producer().unwrap();
+    producer.push(10).unwrap();
+    producer.push(11).unwrap();
+    for wrapped in [u64::MAX, u64::MAX - 1, u64::MAX - 5] {
+        raw.head().store(wrapped, Ordering::Release);
+        let result = producer.evict();
+        assert_eq!(result, Err(Corrupt { head: wrapped, tail: 2 }), "evict with head {wrapped}");
+    }
+}
+
+/// The consumer trusts nothing it reads: whatever `head` a peer writes, `pop` returns.
+#[test]
+fn pop_survives_any_shared_head() {
+    let (_cleanup, segment) = local_queue("pop-head", 8);
+    let queue = attach(&segment, 8);
+    let raw = Raw::new(&segment, 8);
+    let mut producer = queue.producer().unwrap();
+    let mut consumer = queue.consumer().unwrap();
+    for value in 0..5 {
+        producer.push(value).unwrap();
+    }
+    for hostile in [6, 100, 1 << 63, (1 << 63) - 1, u64::MAX - 8, u64::MAX - 1, u64::MAX] {
+        raw.head().store(hostile, Ordering::Release);
+        // Bounded: a pop that keeps succeeding would be a bug too.
+        let popped: Vec<u64> = std::iter::from_fn(|| consumer.pop()).take(64).collect();
+        assert!(popped.len() <= 8, "head {hostile}: popped {popped:?}");
+        let _ = (consumer.len(), consumer.is_empty(), queue.len());
+    }
+}
+
+/// A small, seeded, dependency-free generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A value a corrupting peer might write: anything, small, near `around` (as a stamp or an
+    /// index would be), or near the ends of the counter range.
+    fn hostile(&mut self, around: u64) -> u64 {
+        let near = self.below(40) as i64 - 20;
+        match self.below(6) {
+            0 => self.next(),
+            1 => self.below(32),
+            2 => around.wrapping_add_signed(near),
+            3 => u64::MAX - self.below(16),
+            4 => (1u64 << 63).wrapping_add_signed(near),
+            _ => around.wrapping_add_signed(near * 1000),
+        }
+    }
+}
+
+/// Outcomes seen by the corruption fuzzer, to check it reached the interesting paths.
+#[derive(Debug, Default)]
+struct FuzzCounts {
+    pushed: u64,
+    evicted_by_push: u64,
+    push_corrupt: u64,
+    try_push_full: u64,
+    evicted: u64,
+    evict_corrupt: u64,
+    popped: u64,
+    claim_corrupt: u64,
+    claimed: u64,
+    attach_refused: u64,
+}
+
+/// The end, counting whether the claim succeeded or refused corrupt indices.
+fn tally_claim<E>(claimed: Result<E, Corrupt>, counts: &mut FuzzCounts) -> Option<E> {
+    match claimed {
+        Ok(end) => {
+            counts.claimed += 1;
+            Some(end)
+        }
+        Err(Corrupt { head, tail }) => {
+            assert!(
+                head.abs_diff(tail) > 8 || head.max(tail) >= 1 << 63,
+                "a claim refused head {head}, tail {tail}"
+            );
+            counts.claim_corrupt += 1;
+            None
+        }
+    }
+}
+
+/// `steps` random operations on a queue of 8 slots, interleaved with random writes to its
+/// stamps, values, `head` and `tail`; every call must return an ordinary result.
+fn fuzz_corruption(segment: &Segment, seed: u64, steps: u64) -> FuzzCounts {
+    const CAP: u64 = 8;
+    let region = queue_layout(CAP).queue;
+    let raw = Raw::new(segment, CAP);
+    let mut queue = attach(segment, CAP);
+    let mut rng = Rng(seed);
+    let mut counts = FuzzCounts::default();
+    let mut producer = Some(queue.producer().unwrap());
+    let mut consumer = Some(queue.consumer().unwrap());
+    for step in 0..steps {
+        let around = raw.tail().load(Ordering::Relaxed);
+        // An end refused for corrupt indices is claimed again before its next use.
+        let op = rng.below(27);
+        if op <= 7 && producer.is_none() {
+            producer = tally_claim(queue.producer(), &mut counts);
+        }
+        if (8..=12).contains(&op) && consumer.is_none() {
+            consumer = tally_claim(queue.consumer(), &mut counts);
+        }
+        match op {
+            0..=3 => {
+                if let Some(producer) = &mut producer {
+                    match producer.push(rng.next()) {
+                        Ok(None) => counts.pushed += 1,
+                        Ok(Some(_)) => counts.evicted_by_push += 1,
+                        Err(Corrupt { .. }) => counts.push_corrupt += 1,
+                    }
+                }
+            }
+            4..=5 => {
+                if let Some(producer) = &mut producer {
+                    match producer.try_push(rng.next()) {
+                        Ok(()) => counts.pushed += 1,
+                        Err(TryPushError::Full) => counts.try_push_full += 1,
+                        Err(TryPushError::Corrupt(_)) => counts.push_corrupt += 1,
+                    }
+                }
+            }
+            6..=7 => {
+                if let Some(producer) = &mut producer {
+                    match producer.evict() {
+                        Ok(found) => counts.evicted += u64::from(found.is_some()),
+                        Err(_) => counts.evict_corrupt += 1,
+                    }
+                }
+            }
+            8..=12 => {
+                if let Some(consumer) = &mut consumer {
+                    counts.popped += u64::from(consumer.pop().is_some());
+                }
+            }
+            13..=15 => raw.stamp(rng.below(CAP)).store(rng.hostile(around), Ordering::Release),
+            16 => raw.value(rng.below(CAP)).store(rng.next(), Ordering::Release),
+            17..=18 => raw.head().store(rng.hostile(around), Ordering::Release),
+            19 => raw.tail().store(rng.hostile(around), Ordering::Release),
+            20 => {
+                // A peer moving both indices to one (possibly absurd) place, and both ends
+                // claiming the queue again from there.
+                let at = rng.hostile(around);
+                raw.head().store(at, Ordering::Release);
+                raw.tail().store(at.wrapping_add(rng.below(CAP + 2)), Ordering::Release);
+                producer = tally_claim(queue.producer(), &mut counts);
+                consumer = tally_claim(queue.consumer(), &mut counts);
+            }
+            21 => {
+                producer = tally_claim(queue.producer(), &mut counts);
+            }
+            22 => {
+                consumer = tally_claim(queue.consumer(), &mut counts);
+            }
+            23..=24 => {
+                // A peer writing indices a queue can have (but that need not match the
+                // stamps): the ends go on from there, or are claimed again.
+                let tail = rng.below(1 << 40);
+                raw.tail().store(tail, Ordering::Release);
+                raw.head().store(tail.saturating_sub(rng.below(CAP + 1)), Ordering::Release);
+                if rng.below(2) == 0 {
+                    producer = tally_claim(queue.producer(), &mut counts);
+                    consumer = tally_claim(queue.consumer(), &mut counts);
+                }
+            }
+            25 => {
+                // Garbage in the descriptor: attaching gives a result, whatever it is, and a
+                // queue it accepts lies inside the region.
+                let original = raw.descriptor();
+                let at = rng.below(DESCRIPTOR_LEN as u64);
+                let len = rng.below(DESCRIPTOR_LEN as u64 - at) + 1;
+                let garbage: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                raw.write_descriptor(at, &garbage);
+                match SharedOverflow::attach(segment, region, QUEUE_FINGERPRINT) {
+                    Ok(attached) => assert!(attached.capacity() as u64 <= CAP),
+                    Err(_) => counts.attach_refused += 1,
+                }
+                raw.write_descriptor(0, &original);
+            }
+            _ => {
+                let _ = (queue.len(), queue.is_empty(), queue.capacity());
+            }
+        }
+        assert!(queue.len() <= CAP as usize);
+        if let Some(producer) = &producer {
+            assert!(producer.len() <= CAP as usize && producer.capacity() == CAP as usize);
+        }
+        if let Some(consumer) = &consumer {
+            assert!(consumer.len() <= CAP as usize && consumer.capacity() == CAP as usize);
+        }
+
+        // Now and then, start over on a fresh queue and check it is a plain FIFO again (the
+        // old ends are not used again: they are replaced below).
+        if step % 250 == 249 {
+            if step % 500 == 499 {
+                queue = SharedOverflow::init_in(segment, region, CAP, QUEUE_FINGERPRINT).unwrap();
+            } else {
+                queue.reset();
+            }
+            let (mut p, mut c) = (queue.producer().unwrap(), queue.consumer().unwrap());
+            for value in 0..3 * CAP {
+                assert_eq!(p.push(value), Ok(None), "step {step}: the fresh queue is not empty");
+                assert_eq!(c.pop(), Some(value), "step {step}: the fresh queue is not a FIFO");
+            }
+            (producer, consumer) = (Some(p), Some(c));
+        }
+    }
+    counts
+}
+
+#[test]
+fn random_corruption_of_stamps_values_and_indices_never_panics_or_hangs() {
+    const SEEDS: [u64; 3] = [0x5eed_5eed, 0xba11_cafe, 0x0bad_f00d];
+    const STEPS: u64 = 20_000;
+    for seed in SEEDS {
+        let (_cleanup, segment) = local_queue("fuzz", 8);
+        let (done, finished) = mpsc::channel();
+        let worker = thread::spawn(move || {
+            let counts = fuzz_corruption(&segment, seed, STEPS);
+            let _ = done.send(());
+            counts
+        });
+        // A hang inside the queue would keep the worker forever: fail instead.
+        match finished.recv_timeout(Duration::from_secs(60)) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
+            Err(RecvTimeoutError::Timeout) => panic!("seed {seed:#x}: the fuzzer hung"),
+        }
+        let counts = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        eprintln!("seed {seed:#x}: {counts:?}");
+        assert!(counts.pushed > 0 && counts.popped > 0, "seed {seed:#x}: {counts:?}");
+        assert!(counts.evicted_by_push > 0 && counts.evicted > 0, "seed {seed:#x}: {counts:?}");
+        assert!(counts.push_corrupt > 0, "no corrupt head was ever reported: {counts:?}");
+        assert!(counts.evict_corrupt > 0, "evict never reported a corrupt head: {counts:?}");
+        assert!(counts.claim_corrupt > 0, "no corrupt indices refused a claim: {counts:?}");
+        assert!(counts.attach_refused > 0, "no corrupt descriptor was refused: {counts:?}");
+    }
+}
