@@ -128,6 +128,12 @@ pub enum PublishError {
     /// The reject policy refused a send because a subscriber's queue was full.
     #[error("subscriber queue full (overflow policy Reject): retry later, or use DropOldest")]
     SubscriberFull,
+    /// The block policy waited its whole timeout for a subscriber with a full queue.
+    #[error(
+        "a subscriber's queue stayed full for {0:?} (overflow policy Block): it is slow or \
+         stopped; raise the publisher's block timeout, or use DropOldest"
+    )]
+    Timeout(std::time::Duration),
 }
 
 /// Receiving a sample.

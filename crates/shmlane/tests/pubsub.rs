@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shmlane::notify::Blocking;
-use shmlane::{ConnectError, Node, ReceiveError, TopicError};
+use shmlane::{ConnectError, Node, Overflow, PublishError, ReceiveError, TopicError};
 use shmlane_testkit::{
     child_spec, exit_child, fail, process_lock, report, spawn_child, split_spec,
 };
@@ -35,6 +35,7 @@ fn child_entry() {
     let (role, args) = split_spec(&spec);
     match (role, args.as_slice()) {
         ("subscribe", [namespace, count]) => child_subscribe(namespace, count.parse().unwrap()),
+        ("stall", [namespace]) => child_stall(namespace),
         _ => fail(2, format!("unknown role {spec}")),
     }
     exit_child()
@@ -62,6 +63,15 @@ fn child_subscribe(namespace: &str, count: u64) {
         sum += tick.sequence;
     }
     report("sum", sum);
+}
+
+/// Subscribes to the `blocking` topic, reports "ready", and never reads.
+fn child_stall(namespace: &str) {
+    let node = Node::builder("stall").namespace(namespace).create().unwrap();
+    let topic = node.topic::<u64>("blocking").open().unwrap();
+    let _subscriber = topic.subscriber().unwrap();
+    report("ready", 1);
+    shmlane_testkit::sleep_until_killed()
 }
 
 #[test]
@@ -188,4 +198,96 @@ fn a_subscriber_that_leaves_gives_its_slot_and_blocks_back() {
     // The newcomer sees only what was sent after it joined.
     assert_eq!(*subscriber.receive().unwrap().unwrap(), 3);
     assert!(subscriber.receive().unwrap().is_none());
+}
+
+#[test]
+fn reject_refuses_a_send_while_a_subscriber_is_full() {
+    let node = node("reject");
+    let topic = node.topic::<u64>("reject").subscriber_capacity(2).overflow(Overflow::Reject);
+    let topic = topic.create().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let publisher = topic.publisher().unwrap();
+    publisher.send_copy(1).unwrap();
+    publisher.send_copy(2).unwrap();
+    assert!(matches!(publisher.send_copy(3), Err(PublishError::SubscriberFull)));
+    assert_eq!(*subscriber.receive().unwrap().unwrap(), 1);
+    publisher.send_copy(4).unwrap();
+    let rest: Vec<u64> = std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();
+    assert_eq!(rest, [2, 4], "nothing of the refused send was delivered");
+    assert_eq!(subscriber.drops(), 0);
+}
+
+#[test]
+fn block_waits_for_a_slow_subscriber_and_loses_nothing() {
+    let node = node("block");
+    let topic = node.topic::<u64>("block").subscriber_capacity(2).overflow(Overflow::Block);
+    let topic = topic.create().unwrap();
+    let ready = std::sync::Barrier::new(2);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let subscriber = topic.subscriber().unwrap();
+            ready.wait();
+            let mut strategy = Blocking::new();
+            let mut got = Vec::new();
+            while got.len() < 1000 {
+                let sample = subscriber.receive_with(&mut strategy, Some(TIMEOUT)).unwrap();
+                got.push(*sample);
+                if got.len() % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(5)); // slower than the publisher
+                }
+            }
+            (got, subscriber.drops())
+        });
+        ready.wait();
+        let publisher = topic.publisher().unwrap();
+        publisher.set_block_timeout(TIMEOUT);
+        shmlane_testkit::wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
+        for value in 0..1000u64 {
+            assert_eq!(publisher.send_copy(value).unwrap(), 1);
+        }
+        let (got, drops) = reader.join().unwrap();
+        assert_eq!(got, (0..1000).collect::<Vec<_>>());
+        assert_eq!(drops, 0);
+    });
+}
+
+#[test]
+fn block_times_out_on_a_live_subscriber_that_never_reads() {
+    let node = node("blocktimeout");
+    let topic = node.topic::<u64>("stuck").subscriber_capacity(2).overflow(Overflow::Block);
+    let topic = topic.create().unwrap();
+    let _subscriber = topic.subscriber().unwrap();
+    let publisher = topic.publisher().unwrap();
+    publisher.set_block_timeout(Duration::from_millis(100));
+    publisher.send_copy(1).unwrap();
+    publisher.send_copy(2).unwrap();
+    let start = std::time::Instant::now();
+    assert!(matches!(publisher.send_copy(3), Err(PublishError::Timeout(_))));
+    assert!(start.elapsed() >= Duration::from_millis(100));
+}
+
+#[test]
+fn block_releases_a_publisher_waiting_on_a_subscriber_killed_with_sigkill() {
+    let _serial = process_lock();
+    let node = node("blockdead");
+    let topic = node.topic::<u64>("blocking").subscriber_capacity(2).overflow(Overflow::Block);
+    let topic = topic.create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    publisher.set_block_timeout(TIMEOUT);
+    let mut child = spawn_child("stall", &[node.namespace()]);
+    child.report("ready", TIMEOUT);
+    shmlane_testkit::wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
+    publisher.send_copy(1).unwrap();
+    publisher.send_copy(2).unwrap();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        child.kill();
+    });
+    let start = std::time::Instant::now();
+    // Blocked on the full queue until the kill; then the dead subscriber is cleaned out.
+    assert_eq!(publisher.send_copy(3).unwrap(), 1);
+    let waited = start.elapsed();
+    killer.join().unwrap();
+    assert!(waited >= Duration::from_millis(150), "did not block: {waited:?}");
+    assert!(waited < Duration::from_secs(5), "released by the timeout, not the death: {waited:?}");
 }

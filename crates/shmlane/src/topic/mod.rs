@@ -42,11 +42,19 @@ pub enum Overflow {
     /// Evict the subscriber's oldest queued sample and count it as dropped: the publisher
     /// never waits (market data, audio).
     DropOldest = 1,
+    /// Wait (back-pressure) until every subscriber has room, up to the publisher's block
+    /// timeout; a subscriber proven dead stops being waited for.
+    Block = 2,
+    /// Refuse the send (`PublishError::SubscriberFull`) if any subscriber is full; nothing
+    /// is delivered.
+    Reject = 3,
 }
 
 impl Overflow {
     fn from_raw(raw: u32) -> Option<Overflow> {
-        (raw == Overflow::DropOldest as u32).then_some(Overflow::DropOldest)
+        [Overflow::DropOldest, Overflow::Block, Overflow::Reject]
+            .into_iter()
+            .find(|policy| *policy as u32 == raw)
     }
 }
 

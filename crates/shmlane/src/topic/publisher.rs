@@ -6,10 +6,13 @@
 //! the subscriber generation served, the queue ends, and how many blocks it has (capped at its
 //! queue capacity plus `max_held`, so no subscriber can drain the pool).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use shmlane_notify::{Backoff, WaitStrategy};
 
 use shmlane_queue::overflow::{Consumer, Producer, Shared, SharedOverflow};
 use shmlane_segment::{
@@ -17,15 +20,22 @@ use shmlane_segment::{
 };
 use zerocopy::IntoBytes;
 
-use super::layout::{DATA_MAGIC, DataHeader, SubscriberEntry, VERSION};
-use super::{DATA_FINGERPRINT, QUEUE_FINGERPRINT, Topic};
+use super::layout::{DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION};
+use super::{DATA_FINGERPRINT, Overflow, QUEUE_FINGERPRINT, Topic};
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
+
+/// Default wait of a send under [`Overflow::Block`].
+const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a blocked send checks that the subscriber it waits for is alive.
+const LIVENESS_SLICE: Duration = Duration::from_millis(10);
 
 /// A topic's sending end. One thread uses it (it is not `Sync`).
 #[derive(Debug)]
 pub struct Publisher<'t, T> {
     topic: &'t Topic<T>,
+    entry: &'t PublisherEntry,
+    block_timeout: Cell<Duration>,
     _role: RoleClaim<'t>,
     generation: u32,
     data: Segment,
@@ -160,6 +170,8 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         };
         Ok(Publisher {
             topic,
+            entry,
+            block_timeout: Cell::new(DEFAULT_BLOCK_TIMEOUT),
             _role: role,
             generation,
             data,
@@ -201,8 +213,15 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         self.send(loan)
     }
 
-    /// Publishes a loaned sample to every subscriber; returns how many it was queued for. A
-    /// full subscriber queue loses its oldest sample (counted in that subscriber's drops).
+    /// How long a send under [`Overflow::Block`] waits for room (default 1 s).
+    pub fn set_block_timeout(&self, timeout: Duration) {
+        self.block_timeout.set(timeout);
+    }
+
+    /// Publishes a loaned sample to every subscriber; returns how many it was queued for.
+    /// A full subscriber queue is handled by the topic's [`Overflow`] policy: drop-oldest
+    /// evicts its oldest sample (counted in that subscriber's drops), block waits for room,
+    /// reject refuses the whole send.
     pub fn send(&self, loan: Loan<'_, 't, T>) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
@@ -210,9 +229,24 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         state.loaned[block as usize] = false;
         state.loans -= 1;
         self.serve_subscribers(&mut state);
+        let room = match self.topic.config.overflow {
+            Overflow::DropOldest => Ok(()),
+            Overflow::Reject => {
+                if (0..state.connections.len()).all(|s| self.has_room(&state, s)) {
+                    Ok(())
+                } else {
+                    Err(PublishError::SubscriberFull)
+                }
+            }
+            Overflow::Block => self.wait_for_room(&mut state),
+        };
+        if let Err(e) = room {
+            self.collect(&mut state);
+            state.free.push(block);
+            return Err(e);
+        }
         let value = u64::from(self.generation) << 32 | u64::from(block);
-        let limit = u64::from(self.topic.config.subscriber_capacity)
-            + u64::from(self.topic.config.max_held);
+        let limit = self.outstanding_limit();
         let mut delivered = 0;
         for s in 0..state.connections.len() {
             if state.connections[s].served == 0 {
@@ -245,6 +279,62 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             state.free.push(block);
         }
         Ok(delivered)
+    }
+
+    /// Whether subscriber slot `s` can take one more sample without an eviction.
+    fn has_room(&self, state: &State<'t>, s: usize) -> bool {
+        let connection = &state.connections[s];
+        connection.served == 0
+            || (connection.submission.len() < connection.submission.capacity()
+                && connection.outstanding < self.outstanding_limit())
+    }
+
+    /// Most blocks one subscriber may have queued or in hand.
+    fn outstanding_limit(&self) -> u64 {
+        u64::from(self.topic.config.subscriber_capacity) + u64::from(self.topic.config.max_held)
+    }
+
+    /// Waits until every served subscriber has room (the block policy). Subscribers wake us
+    /// through our `space` event when they take or return a sample; every slice we also check
+    /// that the one we wait for is alive, and clean it out if it is proven dead.
+    fn wait_for_room(&self, state: &mut State<'t>) -> Result<(), PublishError> {
+        let timeout = self.block_timeout.get();
+        let deadline = Instant::now().checked_add(timeout);
+        let mut strategy = Backoff::new().spins(1_000).yields(10);
+        for s in 0..state.connections.len() {
+            loop {
+                self.collect(state);
+                if self.has_room(state, s) {
+                    break;
+                }
+                let slice = Instant::now() + LIVENESS_SLICE;
+                let until = deadline.map_or(slice, |d| d.min(slice));
+                let waited = strategy.wait_for(&self.entry.space, Some(until), || {
+                    // Acquire: pairs with the subscriber's AcqRel pops and returns.
+                    (state.connections[s].submission.len()
+                        < state.connections[s].submission.capacity())
+                    .then_some(())
+                });
+                if waited.is_ok() {
+                    continue;
+                }
+                if self.subscriber_dead(s) {
+                    self.clean(state, s);
+                    continue;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(PublishError::Timeout(timeout));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether subscriber slot `s`'s holder is proven dead.
+    fn subscriber_dead(&self, s: usize) -> bool {
+        // Acquire: pairs with the subscriber's Release claim.
+        let owner = RoleOwner::from_raw(self.subscribers[s].role.load(Ordering::Acquire));
+        owner.is_some_and(|o| o.liveness() == Liveness::Dead)
     }
 
     /// Subscribers being served now.
@@ -327,9 +417,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             if state.connections[s].outstanding == 0 {
                 continue;
             }
-            // Acquire: pairs with the subscriber's Release claim.
-            let owner = RoleOwner::from_raw(self.subscribers[s].role.load(Ordering::Acquire));
-            if owner.is_some_and(|o| o.liveness() == Liveness::Dead) {
+            if self.subscriber_dead(s) {
                 self.clean(state, s);
             }
         }

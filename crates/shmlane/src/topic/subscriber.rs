@@ -136,6 +136,9 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             }
             let Some((submission, completion)) = connection.ends.as_mut() else { continue };
             while let Some(value) = submission.pop() {
+                // Room in our queue: wake a publisher blocked on it (no system call unless one
+                // sleeps).
+                self.publishers[p].space.notify_one();
                 match self.locate(&mut connection.payload, p, value) {
                     Some((ptr, payload)) => {
                         self.next.set((p + 1) % count);
