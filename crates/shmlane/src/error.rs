@@ -125,6 +125,14 @@ pub enum PublishError {
          max_loans when creating the topic"
     )]
     OutOfBlocks,
+    /// A slice loan longer than the topic's `max_slice_len` (or empty).
+    #[error("a slice of {len} elements does not fit: use 1 to {max} (the topic's max_slice_len)")]
+    SliceTooLong {
+        /// Elements asked for.
+        len: usize,
+        /// The topic's maximum.
+        max: u32,
+    },
     /// The reject policy refused a send because a subscriber's queue was full.
     #[error("subscriber queue full (overflow policy Reject): retry later, or use DropOldest")]
     SubscriberFull,

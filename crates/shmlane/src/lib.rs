@@ -45,4 +45,6 @@ pub use error::{ConnectError, NodeError, PublishError, ReceiveError, TopicError}
 pub use node::{DEFAULT_NAMESPACE, NAMESPACE_ENV, Node, NodeBuilder};
 pub use payload::{TypeInfo, ZeroCopy};
 pub use shmlane_notify as notify;
-pub use topic::{Loan, Overflow, Publisher, Sample, Subscriber, Topic, TopicBuilder, TopicConfig};
+pub use topic::{
+    Loan, Overflow, Publisher, Sample, SliceLoan, Subscriber, Topic, TopicBuilder, TopicConfig,
+};

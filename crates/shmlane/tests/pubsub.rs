@@ -291,3 +291,29 @@ fn block_releases_a_publisher_waiting_on_a_subscriber_killed_with_sigkill() {
     assert!(waited >= Duration::from_millis(150), "did not block: {waited:?}");
     assert!(waited < Duration::from_secs(5), "released by the timeout, not the death: {waited:?}");
 }
+
+#[test]
+fn slices_of_run_time_length_arrive_whole() {
+    let node = node("slices");
+    let topic = node.topic::<f32>("frames").max_slice_len(512).create().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let publisher = topic.publisher().unwrap();
+    for len in [1usize, 256, 512] {
+        let mut frames = publisher.loan_slice(len).unwrap();
+        for (i, frame) in frames.iter_mut().enumerate() {
+            *frame = (len * 1000 + i) as f32;
+        }
+        publisher.send_slice(frames).unwrap();
+    }
+    for len in [1usize, 256, 512] {
+        let sample = subscriber.receive().unwrap().unwrap();
+        assert_eq!(sample.len(), len);
+        let want: Vec<f32> = (0..len).map(|i| (len * 1000 + i) as f32).collect();
+        assert_eq!(sample.as_slice(), want.as_slice());
+    }
+    assert!(matches!(
+        publisher.loan_slice(513),
+        Err(PublishError::SliceTooLong { len: 513, max: 512 })
+    ));
+    assert!(matches!(publisher.loan_slice(0), Err(PublishError::SliceTooLong { len: 0, .. })));
+}

@@ -14,7 +14,8 @@
 //!
 //! Payload segment `{namespace}.topic.{service}.p{slot}.g{generation}`: a [`DataHeader`] then
 //! `blocks` blocks of `block_size` bytes, written only by its publisher and mapped read-only by
-//! subscribers. A queued value is `generation << 32 | block`.
+//! subscribers. A block is `[len: u64, padded to align_of::<T>()] [T; max_slice_len]`: `len`
+//! elements were sent (1 for a single value). A queued value is `generation << 32 | block`.
 
 use crossbeam_utils::CachePadded;
 use shmlane_notify::EventCount;
@@ -48,7 +49,7 @@ pub(crate) struct TopicHeader {
     subscriber_capacity: u32,
     max_held: u32,
     max_loans: u32,
-    reserved: u32,
+    max_slice_len: u32,
     type_name: [u8; TYPE_NAME_LEN],
 }
 
@@ -75,7 +76,7 @@ impl TopicHeader {
             subscriber_capacity: config.subscriber_capacity,
             max_held: config.max_held,
             max_loans: config.max_loans,
-            reserved: 0,
+            max_slice_len: config.max_slice_len,
             type_name,
         }
     }
@@ -104,6 +105,7 @@ impl TopicHeader {
             subscriber_capacity: header.subscriber_capacity,
             max_held: header.max_held,
             max_loans: header.max_loans,
+            max_slice_len: header.max_slice_len,
             overflow,
         };
         config.check().map_err(|e| TopicError::Corrupt(e.to_string()))?;
@@ -248,4 +250,13 @@ impl TopicError {
     fn from_layout(e: shmlane_segment::LayoutError) -> TopicError {
         TopicError::InvalidConfig(format!("the topic does not fit a segment: {e}"))
     }
+}
+
+/// Where a block's elements start (after its `len` word) and how long a block is.
+pub(crate) fn block_geometry<T>(max_slice_len: u32) -> Option<(u64, u64)> {
+    let align = (align_of::<T>() as u64).max(8);
+    let elements_at = 8u64.next_multiple_of(align);
+    let bytes = (size_of::<T>() as u64).checked_mul(u64::from(max_slice_len))?;
+    let block_size = elements_at.checked_add(bytes)?.checked_next_multiple_of(align)?;
+    Some((elements_at, block_size))
 }

@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use shmlane_queue::overflow::SharedOverflow;
 use shmlane_segment::{Fingerprint, Liveness, RoleOwner, Segment};
 
-pub use publisher::{Loan, Publisher};
+pub use publisher::{Loan, Publisher, SliceLoan};
 pub use subscriber::{Sample, Subscriber};
 
 use crate::error::TopicError;
@@ -71,6 +71,8 @@ pub struct TopicConfig {
     pub max_held: u32,
     /// Loans one publisher may have out at once (1 to 65 536).
     pub max_loans: u32,
+    /// Most elements of a slice sample (`Publisher::loan_slice`); 1 for single values.
+    pub max_slice_len: u32,
     /// What a full subscriber queue does to a send.
     pub overflow: Overflow,
 }
@@ -83,6 +85,7 @@ impl Default for TopicConfig {
             subscriber_capacity: 64,
             max_held: 8,
             max_loans: 4,
+            max_slice_len: 1,
             overflow: Overflow::DropOldest,
         }
     }
@@ -101,6 +104,9 @@ impl TopicConfig {
         let capacity = self.subscriber_capacity;
         if !capacity.is_power_of_two() || capacity > 1 << 16 {
             return bad(format!("subscriber_capacity is {capacity}: use a power of two ≤ 65536"));
+        }
+        if self.max_slice_len == 0 {
+            return bad("max_slice_len is 0: use at least 1".into());
         }
         for (name, value) in [("max_held", self.max_held), ("max_loans", self.max_loans)] {
             if !(1..=1 << 16).contains(&value) {
@@ -168,6 +174,13 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
     /// Loans one publisher may have out at once (default 4).
     pub fn max_loans(mut self, n: u32) -> Self {
         self.config.max_loans = n;
+        self
+    }
+
+    /// Most elements of a slice sample, for payloads sized at run time such as audio frames
+    /// (default 1: single values). Every block is sized for this many.
+    pub fn max_slice_len(mut self, n: u32) -> Self {
+        self.config.max_slice_len = n;
         self
     }
 

@@ -41,6 +41,8 @@ pub struct Publisher<'t, T> {
     data: Segment,
     blocks_at: u64,
     block_size: u64,
+    /// Where a block's elements start, after its length word.
+    elements_at: u64,
     subscribers: Vec<&'t SubscriberEntry>,
     state: RefCell<State<'t>>,
 }
@@ -99,7 +101,8 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         }
         let generation = previous.wrapping_add(1).max(1);
         let blocks = config.blocks();
-        let block_size = (size_of::<T>() as u64).next_multiple_of(align_of::<T>() as u64).max(1);
+        let (elements_at, block_size) = super::layout::block_geometry::<T>(config.max_slice_len)
+            .ok_or_else(|| layout_error("max_slice_len too large".into()))?;
         let mut carver = Carver::new();
         let header_region = carver
             .place(RegionLayout { size: size_of::<DataHeader>() as u64, align: 64 })
@@ -177,6 +180,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             data,
             blocks_at: blocks_region.offset,
             block_size,
+            elements_at,
             subscribers,
             state: RefCell::new(state),
         })
@@ -184,6 +188,22 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
 
     /// Loans a payload block to write a sample into.
     pub fn loan(&self) -> Result<Loan<'_, 't, T>, PublishError> {
+        let (block, ptr) = self.take_block(1)?;
+        Ok(Loan { publisher: self, block, ptr })
+    }
+
+    /// Loans a payload block for `len` elements (1 to the topic's `max_slice_len`), for
+    /// payloads sized at run time such as audio frames.
+    pub fn loan_slice(&self, len: usize) -> Result<SliceLoan<'_, 't, T>, PublishError> {
+        let max = self.topic.config.max_slice_len;
+        let len32 = u32::try_from(len).ok().filter(|n| (1..=max).contains(n));
+        let len32 = len32.ok_or(PublishError::SliceTooLong { len, max })?;
+        let (block, ptr) = self.take_block(len32)?;
+        Ok(SliceLoan { publisher: self, block, ptr, len })
+    }
+
+    /// Takes a free block and records `len` in it; returns it with a pointer to its elements.
+    fn take_block(&self, len: u32) -> Result<(u32, NonNull<T>), PublishError> {
         let mut state = self.state.borrow_mut();
         if state.loans >= self.topic.config.max_loans {
             return Err(PublishError::OutOfBlocks);
@@ -198,12 +218,12 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         };
         state.loaned[block as usize] = true;
         state.loans += 1;
-        let offset = self.blocks_at + u64::from(block) * self.block_size;
-        let ptr = self
-            .data
-            .ptr(offset, size_of::<T>() as u64, align_of::<T>())
-            .expect("blocks lie in the payload segment, aligned: checked at creation");
-        Ok(Loan { publisher: self, block, ptr: ptr.cast() })
+        let start = self.blocks_at + u64::from(block) * self.block_size;
+        let checked = "blocks lie in the payload segment, aligned: checked at creation";
+        self.data.write_bytes(start, &u64::from(len).to_ne_bytes()).expect(checked);
+        let bytes = size_of::<T>() as u64 * u64::from(len);
+        let ptr = self.data.ptr(start + self.elements_at, bytes, align_of::<T>()).expect(checked);
+        Ok((block, ptr.cast()))
     }
 
     /// Sends a sample by copy (for small `T`).
@@ -211,6 +231,14 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         let mut loan = self.loan()?;
         *loan = value;
         self.send(loan)
+    }
+
+    /// A loan dropped without sending: the block is free again.
+    fn unloan(&self, block: u32) {
+        let mut state = self.state.borrow_mut();
+        state.loaned[block as usize] = false;
+        state.loans -= 1;
+        state.free.push(block);
     }
 
     /// How long a send under [`Overflow::Block`] waits for room (default 1 s).
@@ -225,6 +253,17 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     pub fn send(&self, loan: Loan<'_, 't, T>) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
+        self.publish(block)
+    }
+
+    /// Publishes a loaned slice to every subscriber, as [`send`](Self::send) does.
+    pub fn send_slice(&self, loan: SliceLoan<'_, 't, T>) -> Result<usize, PublishError> {
+        let block = loan.block;
+        std::mem::forget(loan);
+        self.publish(block)
+    }
+
+    fn publish(&self, block: u32) -> Result<usize, PublishError> {
         let mut state = self.state.borrow_mut();
         state.loaned[block as usize] = false;
         state.loans -= 1;
@@ -424,6 +463,40 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     }
 }
 
+/// A payload block on loan for a slice of `len` elements ([`Publisher::loan_slice`]): fill it
+/// in place, then [`Publisher::send_slice`] it. As with [`Loan`], the elements hold whatever
+/// the block last held.
+#[derive(Debug)]
+pub struct SliceLoan<'p, 't, T: ZeroCopy> {
+    publisher: &'p Publisher<'t, T>,
+    block: u32,
+    ptr: NonNull<T>,
+    len: usize,
+}
+
+impl<T: ZeroCopy> Deref for SliceLoan<'_, '_, T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        // SAFETY: as for `Loan`: `len` elements of our exclusively loaned block, in bounds and
+        // aligned (checked in `take_block`), every bit pattern a valid `T`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: ZeroCopy> DerefMut for SliceLoan<'_, '_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference to the block.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: ZeroCopy> Drop for SliceLoan<'_, '_, T> {
+    fn drop(&mut self) {
+        self.publisher.unloan(self.block);
+    }
+}
+
 impl<T: ZeroCopy> Deref for Loan<'_, '_, T> {
     type Target = T;
 
@@ -444,10 +517,7 @@ impl<T: ZeroCopy> DerefMut for Loan<'_, '_, T> {
 
 impl<T: ZeroCopy> Drop for Loan<'_, '_, T> {
     fn drop(&mut self) {
-        let mut state = self.publisher.state.borrow_mut();
-        state.loaned[self.block as usize] = false;
-        state.loans -= 1;
-        state.free.push(self.block);
+        self.publisher.unloan(self.block);
     }
 }
 

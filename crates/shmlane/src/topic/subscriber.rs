@@ -51,6 +51,7 @@ struct Payload {
     segment: Segment,
     blocks_at: u64,
     block_size: u64,
+    elements_at: u64,
     blocks: u64,
 }
 
@@ -62,6 +63,7 @@ pub struct Sample<'s, 't, T: ZeroCopy> {
     publisher: usize,
     value: u64,
     ptr: NonNull<T>,
+    len: usize,
     _payload: Rc<Payload>,
 }
 
@@ -140,7 +142,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                 // sleeps).
                 self.publishers[p].space.notify_one();
                 match self.locate(&mut connection.payload, p, value) {
-                    Some((ptr, payload)) => {
+                    Some((ptr, len, payload)) => {
                         self.next.set((p + 1) % count);
                         self.held.set(self.held.get() + 1);
                         return Ok(Some(Sample {
@@ -148,6 +150,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                             publisher: p,
                             value,
                             ptr,
+                            len,
                             _payload: payload,
                         }));
                     }
@@ -210,7 +213,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         payload: &mut Option<Rc<Payload>>,
         p: usize,
         value: u64,
-    ) -> Option<(NonNull<T>, Rc<Payload>)> {
+    ) -> Option<(NonNull<T>, usize, Rc<Payload>)> {
         let generation = (value >> 32) as u32;
         let block = value & u64::from(u32::MAX);
         if payload.as_ref().is_none_or(|m| m.generation != generation) {
@@ -220,9 +223,17 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         if block >= mapped.blocks {
             return None;
         }
-        let offset = mapped.blocks_at + block * mapped.block_size;
-        let ptr = mapped.segment.ptr(offset, size_of::<T>() as u64, align_of::<T>()).ok()?;
-        Some((ptr.cast(), Rc::clone(mapped)))
+        let start = mapped.blocks_at + block * mapped.block_size;
+        // The length word, by copy, checked: the publisher wrote it before sending.
+        let mut len = [0u8; 8];
+        mapped.segment.read_bytes(start, &mut len).ok()?;
+        let len = u64::from_ne_bytes(len);
+        if !(1..=u64::from(self.topic.config.max_slice_len)).contains(&len) {
+            return None;
+        }
+        let bytes = size_of::<T>() as u64 * len;
+        let ptr = mapped.segment.ptr(start + mapped.elements_at, bytes, align_of::<T>()).ok()?;
+        Some((ptr.cast(), len as usize, Rc::clone(mapped)))
     }
 
     /// Maps publisher `p`'s payload segment `generation` read-only and validates its header.
@@ -238,10 +249,10 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         let mut bytes = [0u8; size_of::<DataHeader>()];
         segment.read_bytes(DATA_HEADER_AT, &mut bytes).ok()?;
         let header: DataHeader = zerocopy::transmute!(bytes);
-        let size = size_of::<T>() as u64;
+        let (elements_at, block_size) =
+            super::layout::block_geometry::<T>(self.topic.config.max_slice_len)?;
         let fits = header.blocks_at.is_multiple_of(align_of::<T>() as u64)
-            && header.block_size >= size
-            && header.block_size.is_multiple_of(align_of::<T>() as u64)
+            && header.block_size == block_size
             && header
                 .block_size
                 .checked_mul(header.blocks)
@@ -257,6 +268,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             segment,
             blocks_at: header.blocks_at,
             block_size: header.block_size,
+            elements_at,
             blocks: header.blocks,
         })
     }
@@ -274,9 +286,29 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     }
 }
 
+impl<T: ZeroCopy> Sample<'_, '_, T> {
+    /// Every element sent: one for [`Publisher::send`](super::Publisher::send), the loan's
+    /// length for [`send_slice`](super::Publisher::send_slice).
+    pub fn as_slice(&self) -> &[T] {
+        // SAFETY: as in `deref`, for the `len` elements `locate` checked.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Elements sent (at least 1).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a sample has at least one element.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
 impl<T: ZeroCopy> Deref for Sample<'_, '_, T> {
     type Target = T;
 
+    /// The first (for single-value topics, the only) element.
     fn deref(&self) -> &T {
         // SAFETY: `locate` checked the pointer lies in the mapped payload segment, aligned and
         // sized for `T`; the mapping lives as long as our `Rc`. The publisher does not write a
