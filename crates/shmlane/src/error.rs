@@ -157,4 +157,12 @@ pub enum ReceiveError {
     /// Nothing arrived before the deadline.
     #[error(transparent)]
     TimedOut(#[from] shmlane_notify::TimedOut),
+    /// An event id at or beyond the service's `max_event_id`.
+    #[error("event id {id} is out of range: the service takes ids below {max}")]
+    BadEventId {
+        /// The id given.
+        id: u32,
+        /// The service's `max_event_id`.
+        max: u32,
+    },
 }

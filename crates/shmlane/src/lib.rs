@@ -37,11 +37,13 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod error;
+pub mod event;
 mod node;
 mod payload;
 pub mod topic;
 
 pub use error::{ConnectError, NodeError, PublishError, ReceiveError, TopicError};
+pub use event::{Event, EventBuilder, EventId, Listener, Notifier};
 pub use node::{DEFAULT_NAMESPACE, NAMESPACE_ENV, Node, NodeBuilder};
 pub use payload::{TypeInfo, ZeroCopy};
 pub use shmlane_notify as notify;

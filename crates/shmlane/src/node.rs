@@ -72,6 +72,11 @@ impl Node {
         TopicBuilder::new(self, service)
     }
 
+    /// An event service called `service`, to open or create.
+    pub fn event(&self, service: &str) -> crate::event::EventBuilder<'_> {
+        crate::event::EventBuilder::new(self, service)
+    }
+
     /// A segment builder for `{namespace}.{suffix}` in this node's root.
     pub(crate) fn segment(&self, suffix: &str) -> SegmentBuilder {
         let builder = shmlane_segment::Segment::builder(format!("{}.{suffix}", self.namespace));

@@ -1,0 +1,306 @@
+//! Events: payload-free notifications carrying an event id, from any number of
+//! [`Notifier`]s to every [`Listener`], which may block until one arrives.
+//!
+//! Segment `{namespace}.event.{service}`:
+//!
+//! | region | content |
+//! |---|---|
+//! | header (128 B) | magic `SHMLEVNT`, version, `max_listeners`, `max_event_id` (read by copy) |
+//! | listeners | `max_listeners` × (role word, `EventCount`, then `ceil(max_event_id / 64)` words of pending-id bits) |
+//!
+//! A notifier sets the id's bit in every held listener slot (`fetch_or`, Release) and notifies
+//! that listener's event count (no system call unless it sleeps). A listener takes all pending
+//! ids at once by swapping each word to zero (Acquire). The same id notified twice before the
+//! listener looks is seen once: events are level, not counted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use shmlane_notify::{EventCount, WaitStrategy};
+use shmlane_segment::{
+    Carver, Fingerprint, Offset, Region, RegionLayout, RoleClaim, Segment, SharedView,
+};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::error::{ConnectError, ReceiveError, TopicError};
+use crate::node::{Node, check_name};
+
+const MAGIC: [u8; 8] = *b"SHMLEVNT";
+const VERSION: u32 = 1;
+const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.event").with_u64(1);
+/// Largest `max_event_id`.
+pub const MAX_EVENT_ID: u32 = 1 << 16;
+
+/// An event id: a number below the service's `max_event_id`.
+pub type EventId = u32;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
+struct Header {
+    magic: [u8; 8],
+    version: u32,
+    max_listeners: u32,
+    max_event_id: u32,
+    reserved: u32,
+}
+
+/// A listener slot's fixed part; its pending-id words follow in their own region.
+#[repr(C)]
+#[derive(Debug)]
+struct ListenerEntry {
+    role: AtomicU64,
+    event: EventCount,
+}
+
+// SAFETY: a `#[repr(C)]` aggregate of an atomic and an event count (both `SharedView`).
+unsafe impl SharedView for ListenerEntry {}
+
+#[derive(Debug, Clone)]
+struct Layout {
+    header: Region,
+    /// Per listener: (entry, pending-id words).
+    listeners: Vec<(Region, Region)>,
+    words: u64,
+    size: u64,
+}
+
+impl Layout {
+    fn new(max_listeners: u32, max_event_id: u32) -> Result<Layout, TopicError> {
+        let invalid = |e: shmlane_segment::LayoutError| TopicError::InvalidConfig(e.to_string());
+        let mut carver = Carver::new();
+        let header = carver.place(RegionLayout { size: 128, align: 128 }).map_err(invalid)?;
+        let words = u64::from(max_event_id).div_ceil(64);
+        let mut listeners = Vec::new();
+        for _ in 0..max_listeners {
+            let entry =
+                RegionLayout { size: size_of::<CachePadded<ListenerEntry>>() as u64, align: 128 };
+            let entry = carver.place(entry).map_err(invalid)?;
+            let bits =
+                carver.place(RegionLayout { size: words * 8, align: 128 }).map_err(invalid)?;
+            listeners.push((entry, bits));
+        }
+        Ok(Layout { header, listeners, words, size: carver.total_size() })
+    }
+
+    fn entry<'s>(&self, segment: &'s Segment, l: usize) -> Result<&'s ListenerEntry, TopicError> {
+        let at: Offset<ListenerEntry> = self.listeners[l].0.offset_of(0)?;
+        Ok(segment.get(at)?)
+    }
+
+    fn bits<'s>(&self, segment: &'s Segment, l: usize) -> Result<&'s [AtomicU64], TopicError> {
+        let at: Offset<AtomicU64> = self.listeners[l].1.offset_of(0)?;
+        Ok(segment.get_slice(at, self.words)?)
+    }
+}
+
+/// Creates or opens an [`Event`] service; made by [`Node::event`].
+#[derive(Debug)]
+pub struct EventBuilder<'n> {
+    node: &'n Node,
+    service: String,
+    max_listeners: u32,
+    max_event_id: u32,
+}
+
+/// An event service, opened by name. Create [`Notifier`]s and [`Listener`]s from it.
+#[derive(Debug)]
+pub struct Event {
+    segment: Segment,
+    layout: Layout,
+    node: Node,
+    max_event_id: u32,
+}
+
+/// Sends event ids to every listener.
+#[derive(Debug)]
+pub struct Notifier<'e> {
+    event: &'e Event,
+    listeners: Vec<(&'e ListenerEntry, &'e [AtomicU64])>,
+}
+
+/// Receives event ids; one thread uses it.
+#[derive(Debug)]
+pub struct Listener<'e> {
+    _role: RoleClaim<'e>,
+    entry: &'e ListenerEntry,
+    bits: &'e [AtomicU64],
+}
+
+impl<'n> EventBuilder<'n> {
+    pub(crate) fn new(node: &'n Node, service: &str) -> Self {
+        EventBuilder { node, service: service.to_owned(), max_listeners: 8, max_event_id: 64 }
+    }
+
+    /// Listeners at once (default 8, at most 64).
+    pub fn max_listeners(mut self, n: u32) -> Self {
+        self.max_listeners = n;
+        self
+    }
+
+    /// Event ids are below this (default 64, at most 65 536).
+    pub fn max_event_id(mut self, n: u32) -> Self {
+        self.max_event_id = n;
+        self
+    }
+
+    /// Opens the service, creating it with these settings if it does not exist.
+    pub fn open_or_create(self) -> Result<Event, TopicError> {
+        check_name("service name", &self.service)?;
+        if !(1..=64).contains(&self.max_listeners)
+            || !(1..=MAX_EVENT_ID).contains(&self.max_event_id)
+        {
+            return Err(TopicError::InvalidConfig(format!(
+                "max_listeners {} (use 1 to 64) or max_event_id {} (use 1 to {MAX_EVENT_ID})",
+                self.max_listeners, self.max_event_id
+            )));
+        }
+        let layout = Layout::new(self.max_listeners, self.max_event_id)?;
+        let header = Header {
+            magic: MAGIC,
+            version: VERSION,
+            max_listeners: self.max_listeners,
+            max_event_id: self.max_event_id,
+            reserved: 0,
+        };
+        let segment = self
+            .node
+            .segment(&format!("event.{}", self.service))
+            .fingerprint(SEGMENT_FINGERPRINT)
+            .size(layout.size)
+            .unlink_on_drop(false)
+            .open_or_create_with(|s| {
+                s.write_bytes(layout.header.offset, header.as_bytes())?;
+                Ok(())
+            })?;
+        let mut bytes = [0u8; size_of::<Header>()];
+        segment.read_bytes(layout.header.offset, &mut bytes)?;
+        let found: Header = zerocopy::transmute!(bytes);
+        if found.magic != MAGIC || found.version != VERSION || found.reserved != 0 {
+            return Err(TopicError::Corrupt("not a shmlane event service".into()));
+        }
+        if !(1..=64).contains(&found.max_listeners)
+            || !(1..=MAX_EVENT_ID).contains(&found.max_event_id)
+        {
+            return Err(TopicError::Corrupt("impossible settings in the header".into()));
+        }
+        let layout = Layout::new(found.max_listeners, found.max_event_id)?;
+        if segment.len() < layout.size {
+            return Err(TopicError::Corrupt("the segment is smaller than its settings".into()));
+        }
+        Ok(Event { segment, layout, node: self.node.clone(), max_event_id: found.max_event_id })
+    }
+}
+
+impl Event {
+    /// Event ids are below this.
+    pub fn max_event_id(&self) -> u32 {
+        self.max_event_id
+    }
+
+    /// A notifier (any number may exist).
+    pub fn notifier(&self) -> Result<Notifier<'_>, ConnectError> {
+        let listeners = (0..self.layout.listeners.len())
+            .map(|l| {
+                Ok((self.layout.entry(&self.segment, l)?, self.layout.bits(&self.segment, l)?))
+            })
+            .collect::<Result<_, TopicError>>()?;
+        Ok(Notifier { event: self, listeners })
+    }
+
+    /// Claims a listener slot (taking over one whose holder is proven dead); pending ids left
+    /// by a previous holder are cleared.
+    pub fn listener(&self) -> Result<Listener<'_>, ConnectError> {
+        for l in 0..self.layout.listeners.len() {
+            let entry = self.layout.entry(&self.segment, l)?;
+            if let Ok((role, _)) = RoleClaim::claim(&entry.role, self.node.id()) {
+                let bits = self.layout.bits(&self.segment, l)?;
+                for word in bits {
+                    // Relaxed: only we read these from now on; notifiers set bits atomically.
+                    word.store(0, Ordering::Relaxed);
+                }
+                return Ok(Listener { _role: role, entry, bits });
+            }
+        }
+        let max = self.layout.listeners.len() as u32;
+        Err(ConnectError::NoFreeSlot { what: "listener", max })
+    }
+}
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        let held = (0..self.layout.listeners.len()).any(|l| {
+            self.layout.entry(&self.segment, l).is_ok_and(|e| {
+                // Acquire: pairs with a claim's Release drop.
+                shmlane_segment::RoleOwner::from_raw(e.role.load(Ordering::Acquire))
+                    .is_some_and(|o| o.liveness() != shmlane_segment::Liveness::Dead)
+            })
+        });
+        if !held {
+            let _ = self.segment.unlink();
+        }
+    }
+}
+
+impl Notifier<'_> {
+    /// Signals `id` to every listener; returns how many listener slots are held.
+    pub fn notify(&self, id: EventId) -> Result<usize, ReceiveError> {
+        if id >= self.event.max_event_id {
+            return Err(ReceiveError::BadEventId { id, max: self.event.max_event_id });
+        }
+        let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
+        let mut listeners = 0;
+        for (entry, bits) in &self.listeners {
+            // Relaxed: a listener that appears after this load misses this event, as it would
+            // have by joining a moment later.
+            if entry.role.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            // Release: pairs with the listener's Acquire swap.
+            bits[word].fetch_or(bit, Ordering::Release);
+            entry.event.notify_one();
+            listeners += 1;
+        }
+        Ok(listeners)
+    }
+}
+
+impl Listener<'_> {
+    /// Takes every pending event id (ascending), without blocking.
+    pub fn try_take(&self) -> Vec<EventId> {
+        let mut ids = Vec::new();
+        self.take_into(&mut ids);
+        ids
+    }
+
+    /// Waits with `strategy` until at least one event id is pending, up to `timeout`, and
+    /// takes them all.
+    pub fn wait(
+        &self,
+        strategy: &mut impl WaitStrategy,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<EventId>, ReceiveError> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let poll = || {
+            let ids = self.try_take();
+            (!ids.is_empty()).then_some(ids)
+        };
+        Ok(strategy.wait_for(&self.entry.event, deadline, poll)?)
+    }
+
+    fn take_into(&self, ids: &mut Vec<EventId>) {
+        for (w, word) in self.bits.iter().enumerate() {
+            // Relaxed first: most words are empty, and a swap would dirty the line.
+            if word.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            // Acquire: pairs with the notifiers' Release fetch_or.
+            let mut pending = word.swap(0, Ordering::Acquire);
+            while pending != 0 {
+                let bit = pending.trailing_zeros();
+                ids.push(w as u32 * 64 + bit);
+                pending &= pending - 1;
+            }
+        }
+    }
+}
