@@ -31,6 +31,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Besides topics: [`Rpc`] (a [`Server`] answering many [`Client`]s, responses matched to
+//! requests) and [`Event`] (payload-free notifications with ids, listeners that sleep).
+//!
 //! Hot paths (`loan`, `send`, `receive`, dropping a sample) touch only shared and private
 //! memory: no allocation, no system call unless a subscriber sleeps in a blocking receive.
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
@@ -40,12 +43,14 @@ mod error;
 pub mod event;
 mod node;
 mod payload;
+pub mod rpc;
 pub mod topic;
 
 pub use error::{ConnectError, NodeError, PublishError, ReceiveError, TopicError};
 pub use event::{Event, EventBuilder, EventId, Listener, Notifier};
 pub use node::{DEFAULT_NAMESPACE, NAMESPACE_ENV, Node, NodeBuilder};
 pub use payload::{TypeInfo, ZeroCopy};
+pub use rpc::{CallError, Client, Pending, Request, Rpc, RpcBuilder, Server};
 pub use shmlane_notify as notify;
 pub use topic::{
     Loan, Overflow, Publisher, Sample, SliceLoan, Subscriber, Topic, TopicBuilder, TopicConfig,

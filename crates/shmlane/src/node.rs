@@ -72,6 +72,14 @@ impl Node {
         TopicBuilder::new(self, service)
     }
 
+    /// A request/response service called `service`, to open or create.
+    pub fn rpc<Req: ZeroCopy, Resp: ZeroCopy>(
+        &self,
+        service: &str,
+    ) -> crate::rpc::RpcBuilder<'_, Req, Resp> {
+        crate::rpc::RpcBuilder::new(self, service)
+    }
+
     /// An event service called `service`, to open or create.
     pub fn event(&self, service: &str) -> crate::event::EventBuilder<'_> {
         crate::event::EventBuilder::new(self, service)

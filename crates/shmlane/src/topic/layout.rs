@@ -14,8 +14,9 @@
 //!
 //! Payload segment `{namespace}.topic.{service}.p{slot}.g{generation}`: a [`DataHeader`] then
 //! `blocks` blocks of `block_size` bytes, written only by its publisher and mapped read-only by
-//! subscribers. A block is `[len: u64, padded to align_of::<T>()] [T; max_slice_len]`: `len`
-//! elements were sent (1 for a single value). A queued value is `generation << 32 | block`.
+//! subscribers. A block is `[len: u64, tag: u64, padding to align_of::<T>()]
+//! [T; max_slice_len]`: `len` elements were sent (1 for a single value), and `tag` is the
+//! sender's correlation id (request/response), 0 otherwise. A queued value is `generation << 32 | block`.
 
 use crossbeam_utils::CachePadded;
 use shmlane_notify::EventCount;
@@ -32,6 +33,10 @@ pub(crate) const DATA_MAGIC: [u8; 8] = *b"SHMLDATA";
 pub(crate) const VERSION: u32 = 1;
 const HEADER_REGION: u64 = 256;
 const TYPE_NAME_LEN: usize = 128;
+/// Bytes before a block's elements: its element count, then its tag (a correlation id).
+const PREFIX: u64 = 16;
+/// Where a block's tag lives, from the block's start.
+pub(crate) const TAG_AT: u64 = 8;
 
 /// The topic header, copied out and validated by every opener.
 #[repr(C)]
@@ -252,10 +257,10 @@ impl TopicError {
     }
 }
 
-/// Where a block's elements start (after its `len` word) and how long a block is.
+/// Where a block's elements start (after its `len` and `tag` words) and how long a block is.
 pub(crate) fn block_geometry<T>(max_slice_len: u32) -> Option<(u64, u64)> {
     let align = (align_of::<T>() as u64).max(8);
-    let elements_at = 8u64.next_multiple_of(align);
+    let elements_at = PREFIX.next_multiple_of(align);
     let bytes = (size_of::<T>() as u64).checked_mul(u64::from(max_slice_len))?;
     let block_size = elements_at.checked_add(bytes)?.checked_next_multiple_of(align)?;
     Some((elements_at, block_size))

@@ -129,6 +129,8 @@ impl TopicConfig {
 #[derive(Debug)]
 pub struct TopicBuilder<'n, T> {
     node: &'n Node,
+    /// The segment name's kind: `topic`, or `rpc` for the topics of a request/response pair.
+    kind: &'static str,
     service: String,
     config: TopicConfig,
     type_version: u64,
@@ -139,11 +141,18 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
     pub(crate) fn new(node: &'n Node, service: &str) -> Self {
         TopicBuilder {
             node,
+            kind: "topic",
             service: service.to_owned(),
             config: TopicConfig::default(),
             type_version: 0,
             _payload: PhantomData,
         }
+    }
+
+    /// A topic of another service kind (its name checked by that service's builder).
+    pub(crate) fn of_kind(mut self, kind: &'static str) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// Publishers at once (default 2).
@@ -213,13 +222,15 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
     }
 
     fn build(self, mode: Mode) -> Result<Topic<T>, TopicError> {
-        check_name("service name", &self.service)?;
+        if self.kind == "topic" {
+            check_name("service name", &self.service)?;
+        }
         self.config.check()?;
         let type_info = TypeInfo::of::<T>(self.type_version);
         let layout = Layout::new(&self.config)?;
         let builder = self
             .node
-            .segment(&format!("topic.{}", self.service))
+            .segment(&format!("{}.{}", self.kind, self.service))
             .fingerprint(SEGMENT_FINGERPRINT)
             .size(layout.size)
             .unlink_on_drop(false);
@@ -265,6 +276,7 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
         }
         Ok(Topic {
             node: self.node.clone(),
+            kind: self.kind,
             service: self.service,
             segment,
             layout,
@@ -289,6 +301,7 @@ enum Mode {
 #[derive(Debug)]
 pub struct Topic<T> {
     node: Node,
+    kind: &'static str,
     service: String,
     segment: Segment,
     layout: Layout,
@@ -325,7 +338,7 @@ impl<T: ZeroCopy> Topic<T> {
 
     /// Name suffix (after the namespace) of publisher `slot`'s payload segment `generation`.
     fn data_suffix(&self, slot: usize, generation: u32) -> String {
-        format!("topic.{}.p{slot}.g{generation}", self.service)
+        format!("{}.{}.p{slot}.g{generation}", self.kind, self.service)
     }
 }
 

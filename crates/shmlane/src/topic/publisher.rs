@@ -34,6 +34,7 @@ const LIVENESS_SLICE: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub struct Publisher<'t, T> {
     topic: &'t Topic<T>,
+    slot: usize,
     entry: &'t PublisherEntry,
     block_timeout: Cell<Duration>,
     _role: RoleClaim<'t>,
@@ -173,6 +174,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         };
         Ok(Publisher {
             topic,
+            slot,
             entry,
             block_timeout: Cell::new(DEFAULT_BLOCK_TIMEOUT),
             _role: role,
@@ -253,17 +255,37 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     pub fn send(&self, loan: Loan<'_, 't, T>) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
-        self.publish(block)
+        self.publish(block, 0)
+    }
+
+    /// [`send`](Self::send) with a correlation tag the subscriber reads back.
+    pub(crate) fn send_tagged(
+        &self,
+        loan: Loan<'_, 't, T>,
+        tag: u64,
+    ) -> Result<usize, PublishError> {
+        let block = loan.block;
+        std::mem::forget(loan);
+        self.publish(block, tag)
+    }
+
+    /// The publisher slot this publisher holds.
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
     }
 
     /// Publishes a loaned slice to every subscriber, as [`send`](Self::send) does.
     pub fn send_slice(&self, loan: SliceLoan<'_, 't, T>) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
-        self.publish(block)
+        self.publish(block, 0)
     }
 
-    fn publish(&self, block: u32) -> Result<usize, PublishError> {
+    fn publish(&self, block: u32, tag: u64) -> Result<usize, PublishError> {
+        let start = self.blocks_at + u64::from(block) * self.block_size;
+        self.data
+            .write_bytes(start + super::layout::TAG_AT, &tag.to_ne_bytes())
+            .expect("blocks lie in the payload segment: checked at creation");
         let mut state = self.state.borrow_mut();
         state.loaned[block as usize] = false;
         state.loans -= 1;

@@ -64,7 +64,7 @@ pub struct Sample<'s, 't, T: ZeroCopy> {
     value: u64,
     ptr: NonNull<T>,
     len: usize,
-    _payload: Rc<Payload>,
+    payload: Rc<Payload>,
 }
 
 impl<'t, T: ZeroCopy> Subscriber<'t, T> {
@@ -151,7 +151,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                             value,
                             ptr,
                             len,
-                            _payload: payload,
+                            payload,
                         }));
                     }
                     // Not readable (its payload segment is gone or invalid): hand it back.
@@ -297,6 +297,21 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
     /// Elements sent (at least 1).
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The publisher slot it came from.
+    pub(crate) fn publisher_slot(&self) -> usize {
+        self.publisher
+    }
+
+    /// The sender's correlation tag (0 for plain sends), by copy.
+    pub(crate) fn tag(&self) -> u64 {
+        let start =
+            self.payload.blocks_at + (self.value & u64::from(u32::MAX)) * self.payload.block_size;
+        let mut tag = [0u8; 8];
+        // In bounds: `locate` checked the block; on a failure the tag reads as 0 (no match).
+        let _ = self.payload.segment.read_bytes(start + super::layout::TAG_AT, &mut tag);
+        u64::from_ne_bytes(tag)
     }
 
     /// Always false: a sample has at least one element.

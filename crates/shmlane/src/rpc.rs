@@ -1,0 +1,252 @@
+//! Request/response: a [`Server`] answers the requests of many [`Client`]s, each response
+//! correlated to its request.
+//!
+//! Built on two topics of the `rpc` kind: `{service}.req` (clients publish, the server
+//! subscribes; overflow policy Block, so a busy server slows clients down instead of losing
+//! their requests) and `{service}.resp` (the server publishes, every client subscribes;
+//! drop-oldest). Each request carries the tag `(client slot + 1) << 48 | sequence`, and the
+//! response carries the same tag back. A client's publisher slot is unique among live clients,
+//! so a client keeps the responses with its slot and its sequence and drops the rest: every
+//! client sees every response, which costs one queue slot each and suits a handful of
+//! clients.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::time::{Duration, Instant};
+
+use shmlane_notify::WaitStrategy;
+
+use crate::error::{ConnectError, PublishError, ReceiveError, TopicError};
+use crate::node::{Node, check_name};
+use crate::payload::ZeroCopy;
+use crate::topic::{Overflow, Publisher, Sample, Subscriber, Topic};
+
+/// Sequence numbers stay below 2^48 (the tag's low bits).
+const SEQUENCE_MASK: u64 = (1 << 48) - 1;
+
+/// Creates or opens an [`Rpc`] service; made by [`Node::rpc`].
+#[derive(Debug)]
+pub struct RpcBuilder<'n, Req, Resp> {
+    node: &'n Node,
+    service: String,
+    max_clients: u32,
+    capacity: u32,
+    _types: PhantomData<fn() -> (Req, Resp)>,
+}
+
+/// A request/response service of `Req` and `Resp`, opened by name.
+#[derive(Debug)]
+pub struct Rpc<Req, Resp> {
+    requests: Topic<Req>,
+    responses: Topic<Resp>,
+}
+
+/// Answers requests. One per service.
+#[derive(Debug)]
+pub struct Server<'r, Req, Resp> {
+    requests: Subscriber<'r, Req>,
+    responses: Publisher<'r, Resp>,
+}
+
+/// A received request: derefs to the payload in shared memory; answer it with
+/// [`Server::respond`].
+#[derive(Debug)]
+pub struct Request<'s, 'r, Req: ZeroCopy> {
+    sample: Sample<'s, 'r, Req>,
+    tag: u64,
+}
+
+/// Sends requests and receives their responses.
+#[derive(Debug)]
+pub struct Client<'r, Req, Resp> {
+    requests: Publisher<'r, Req>,
+    responses: Subscriber<'r, Resp>,
+    /// This client's tag prefix: (slot + 1) << 48.
+    prefix: u64,
+    next: Cell<u64>,
+}
+
+/// A request sent and not yet answered: pass it to [`Client::receive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the response is matched to this; pass it to Client::receive"]
+pub struct Pending {
+    tag: u64,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The request could not be sent.
+    #[error("cannot send the request: {0}")]
+    Send(#[from] PublishError),
+    /// No response came in time (the server is slow, stopped, or gone).
+    #[error("no response: {0}")]
+    Receive(#[from] ReceiveError),
+}
+
+impl<'n, Req: ZeroCopy, Resp: ZeroCopy> RpcBuilder<'n, Req, Resp> {
+    pub(crate) fn new(node: &'n Node, service: &str) -> Self {
+        RpcBuilder {
+            node,
+            service: service.to_owned(),
+            max_clients: 8,
+            capacity: 64,
+            _types: PhantomData,
+        }
+    }
+
+    /// Clients at once (default 8, at most 64).
+    pub fn max_clients(mut self, n: u32) -> Self {
+        self.max_clients = n;
+        self
+    }
+
+    /// Requests queued at the server per client, and responses queued per client (default
+    /// 64; a power of two).
+    pub fn capacity(mut self, n: u32) -> Self {
+        self.capacity = n;
+        self
+    }
+
+    /// Opens the service, creating it with these settings if it does not exist.
+    pub fn open_or_create(self) -> Result<Rpc<Req, Resp>, TopicError> {
+        check_name("service name", &self.service)?;
+        let requests = self
+            .node
+            .topic::<Req>(&format!("{}.req", self.service))
+            .of_kind("rpc")
+            .max_publishers(self.max_clients)
+            .max_subscribers(1)
+            .subscriber_capacity(self.capacity)
+            .overflow(Overflow::Block)
+            .open_or_create()?;
+        let responses = self
+            .node
+            .topic::<Resp>(&format!("{}.resp", self.service))
+            .of_kind("rpc")
+            .max_publishers(1)
+            .max_subscribers(self.max_clients)
+            .subscriber_capacity(self.capacity)
+            .open_or_create()?;
+        Ok(Rpc { requests, responses })
+    }
+}
+
+impl<Req: ZeroCopy, Resp: ZeroCopy> Rpc<Req, Resp> {
+    /// Becomes the server (one at a time).
+    pub fn server(&self) -> Result<Server<'_, Req, Resp>, ConnectError> {
+        let requests = self.requests.subscriber()?;
+        let responses = self.responses.publisher()?;
+        Ok(Server { requests, responses })
+    }
+
+    /// Becomes a client.
+    pub fn client(&self) -> Result<Client<'_, Req, Resp>, ConnectError> {
+        let responses = self.responses.subscriber()?;
+        let requests = self.requests.publisher()?;
+        let prefix = (requests.slot() as u64 + 1) << 48;
+        Ok(Client { requests, responses, prefix, next: Cell::new(0) })
+    }
+}
+
+impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Server<'r, Req, Resp> {
+    /// The next request, if one is queued.
+    pub fn receive(&self) -> Result<Option<Request<'_, 'r, Req>>, ReceiveError> {
+        Ok(self.requests.receive()?.map(|sample| {
+            let tag = sample.tag();
+            Request { sample, tag }
+        }))
+    }
+
+    /// Waits with `strategy` for the next request, up to `timeout`.
+    pub fn receive_with(
+        &self,
+        strategy: &mut impl WaitStrategy,
+        timeout: Option<Duration>,
+    ) -> Result<Request<'_, 'r, Req>, ReceiveError> {
+        let sample = self.requests.receive_with(strategy, timeout)?;
+        let tag = sample.tag();
+        Ok(Request { sample, tag })
+    }
+
+    /// Sends `response` to the client that sent `request`.
+    pub fn respond(
+        &self,
+        request: &Request<'_, 'r, Req>,
+        response: Resp,
+    ) -> Result<(), PublishError> {
+        let mut loan = self.responses.loan()?;
+        *loan = response;
+        self.responses.send_tagged(loan, request.tag)?;
+        Ok(())
+    }
+}
+
+impl<Req: ZeroCopy> Request<'_, '_, Req> {
+    /// The client slot that sent it.
+    pub fn client(&self) -> usize {
+        self.sample.publisher_slot()
+    }
+}
+
+impl<Req: ZeroCopy> Deref for Request<'_, '_, Req> {
+    type Target = Req;
+
+    fn deref(&self) -> &Req {
+        &self.sample
+    }
+}
+
+impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Client<'r, Req, Resp> {
+    /// Sends `request` (waiting up to 1 s if the server's queue for this client is full).
+    pub fn send(&self, request: Req) -> Result<Pending, PublishError> {
+        let sequence = self.next.get();
+        self.next.set((sequence + 1) & SEQUENCE_MASK);
+        let tag = self.prefix | sequence;
+        let mut loan = self.requests.loan()?;
+        *loan = request;
+        self.requests.send_tagged(loan, tag)?;
+        Ok(Pending { tag })
+    }
+
+    /// The response to `pending`, if it has come. Responses to other clients, and late ones
+    /// to this client's earlier requests, are dropped on the way.
+    pub fn receive(&self, pending: Pending) -> Result<Option<Sample<'_, 'r, Resp>>, ReceiveError> {
+        while let Some(sample) = self.responses.receive()? {
+            if sample.tag() == pending.tag {
+                return Ok(Some(sample));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits with `strategy` for the response to `pending`, up to `timeout`.
+    pub fn receive_with(
+        &self,
+        pending: Pending,
+        strategy: &mut impl WaitStrategy,
+        timeout: Option<Duration>,
+    ) -> Result<Sample<'_, 'r, Resp>, ReceiveError> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let sample = self.responses.receive_with(strategy, left)?;
+            if sample.tag() == pending.tag {
+                return Ok(sample);
+            }
+        }
+    }
+
+    /// Sends `request` and waits for its response with `strategy`, up to `timeout`.
+    pub fn call(
+        &self,
+        request: Req,
+        strategy: &mut impl WaitStrategy,
+        timeout: Option<Duration>,
+    ) -> Result<Sample<'_, 'r, Resp>, CallError> {
+        let pending = self.send(request)?;
+        Ok(self.receive_with(pending, strategy, timeout)?)
+    }
+}
