@@ -28,7 +28,7 @@ use crate::node::{Node, check_name};
 
 const MAGIC: [u8; 8] = *b"SHMLEVNT";
 const VERSION: u32 = 1;
-const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.event").with_u64(1);
+pub(crate) const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.event").with_u64(1);
 /// Largest `max_event_id`.
 pub const MAX_EVENT_ID: u32 = 1 << 16;
 
@@ -303,4 +303,22 @@ impl Listener<'_> {
             }
         }
     }
+}
+
+/// Offsets of the listener role words of an event segment, from its header (for discovery,
+/// over a read-only mapping).
+pub(crate) fn listener_role_offsets(segment: &Segment) -> Result<Vec<u64>, String> {
+    let header_at = shmlane_segment::HEADER_SIZE.next_multiple_of(128);
+    let mut bytes = [0u8; size_of::<Header>()];
+    segment.read_bytes(header_at, &mut bytes).map_err(|e| e.to_string())?;
+    let header: Header = zerocopy::transmute!(bytes);
+    if header.magic != MAGIC || !(1..=64).contains(&header.max_listeners) {
+        return Err("not a shmlane event service".into());
+    }
+    if !(1..=MAX_EVENT_ID).contains(&header.max_event_id) {
+        return Err("impossible max_event_id".into());
+    }
+    let layout =
+        Layout::new(header.max_listeners, header.max_event_id).map_err(|e| e.to_string())?;
+    Ok(layout.listeners.iter().map(|(entry, _)| entry.offset).collect())
 }

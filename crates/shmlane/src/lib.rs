@@ -39,6 +39,7 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod discovery;
 mod error;
 pub mod event;
 mod node;

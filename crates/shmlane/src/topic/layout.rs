@@ -240,6 +240,21 @@ impl Layout {
         Ok(segment.get(at)?)
     }
 
+    /// Offset of publisher slot `p`'s role word (for readers of a read-only mapping).
+    pub(crate) fn publisher_role_at(&self, p: usize) -> u64 {
+        self.publishers.offset + p as u64 * size_of::<CachePadded<PublisherEntry>>() as u64
+    }
+
+    /// Offset of subscriber slot `s`'s role word.
+    pub(crate) fn subscriber_role_at(&self, s: usize) -> u64 {
+        self.subscribers.offset + s as u64 * size_of::<CachePadded<SubscriberEntry>>() as u64
+    }
+
+    /// Offset of subscriber slot `s`'s drop counter.
+    pub(crate) fn subscriber_drops_at(&self, s: usize) -> u64 {
+        self.subscriber_role_at(s) + std::mem::offset_of!(SubscriberEntry, drops) as u64
+    }
+
     /// Number of connections (publisher slots × subscriber slots).
     pub(crate) fn connections_len(&self) -> usize {
         self.connections.len()

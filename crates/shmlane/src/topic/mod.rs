@@ -8,7 +8,7 @@
 //! back. A subscriber that dies is found out when its queue stops draining; the publisher then
 //! takes back every block it held.
 
-mod layout;
+pub(crate) mod layout;
 mod publisher;
 mod subscriber;
 
@@ -28,7 +28,7 @@ use layout::{Layout, TopicHeader};
 /// Fingerprint of the queues inside a topic's control segment.
 const QUEUE_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic offsets").with_u64(1);
 /// Fingerprint of a topic's control segment (its header is checked field by field too).
-const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic").with_u64(1);
+pub(crate) const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic").with_u64(1);
 /// Fingerprint of a publisher's payload segment.
 const DATA_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic payload").with_u64(1);
 /// Most publishers or subscribers a topic may have (a block's holders are a 64-bit mask).

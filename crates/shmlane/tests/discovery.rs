@@ -1,0 +1,43 @@
+//! Discovery lists services with their kind, payload type and live participants.
+
+use shmlane::Node;
+use shmlane::discovery::{ServiceKind, list};
+use shmlane_segment::Liveness;
+
+#[test]
+fn services_are_listed_with_their_kind_type_and_participants() {
+    let namespace = format!("d{}", std::process::id());
+    let node = Node::builder("test").namespace(&namespace).create().unwrap();
+    let topic = node.topic::<u64>("ticks").create().unwrap();
+    let _publisher = topic.publisher().unwrap();
+    let _subscribers = [topic.subscriber().unwrap(), topic.subscriber().unwrap()];
+    let event = node.event("bell").open_or_create().unwrap();
+    let _listener = event.listener().unwrap();
+    let _rpc = node.rpc::<u64, u64>("adder").open_or_create().unwrap();
+
+    let mut ours: Vec<_> =
+        list(None).unwrap().into_iter().filter(|s| s.namespace == namespace).collect();
+    ours.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<_> = ours.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+    assert_eq!(
+        names,
+        [
+            ("adder.req", ServiceKind::Rpc),
+            ("adder.resp", ServiceKind::Rpc),
+            ("bell", ServiceKind::Event),
+            ("ticks", ServiceKind::Topic),
+        ],
+        "payload segments are not services"
+    );
+    let ticks = &ours[3];
+    assert!(ticks.problem.is_none(), "{:?}", ticks.problem);
+    let (type_name, size, version) = ticks.payload.clone().unwrap();
+    assert_eq!((type_name.as_str(), size, version), ("u64", 8, 0));
+    let me = std::process::id();
+    assert_eq!(ticks.publishers.len(), 1);
+    assert_eq!(ticks.subscribers.len(), 2);
+    for peer in ticks.publishers.iter().chain(&ticks.subscribers) {
+        assert_eq!((peer.pid, peer.liveness), (me, Liveness::Alive));
+    }
+    assert_eq!(ours[2].subscribers.len(), 1, "the listener");
+}
