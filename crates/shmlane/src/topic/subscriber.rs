@@ -32,6 +32,9 @@ pub struct Subscriber<'t, T> {
     /// Publisher to poll first next time (round robin).
     next: Cell<usize>,
     held: Cell<u32>,
+    /// Whether publishers may block on our queue (the block policy): then every pop and
+    /// return notifies them.
+    wakes_publishers: bool,
 }
 
 /// The subscriber's side of one publisher slot.
@@ -118,6 +121,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             connections: RefCell::new(connections),
             next: Cell::new(0),
             held: Cell::new(0),
+            wakes_publishers: config.overflow == super::Overflow::Block,
         })
     }
 
@@ -131,19 +135,21 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         let count = connections.len();
         let start = self.next.get();
         for i in 0..count {
-            let p = (start + i) % count;
+            let p = if start + i < count { start + i } else { start + i - count };
             let connection = &mut connections[p];
             if connection.ends.is_none() && !self.connect(connection) {
                 continue;
             }
             let Some((submission, completion)) = connection.ends.as_mut() else { continue };
             while let Some(value) = submission.pop() {
-                // Room in our queue: wake a publisher blocked on it (no system call unless one
-                // sleeps).
-                self.publishers[p].space.notify_one();
+                if self.wakes_publishers {
+                    // Room in our queue: wake a publisher blocked on it (no system call unless
+                    // one sleeps).
+                    self.publishers[p].space.notify_one();
+                }
                 match self.locate(&mut connection.payload, p, value) {
                     Some((ptr, len, payload)) => {
-                        self.next.set((p + 1) % count);
+                        self.next.set(if p + 1 == count { 0 } else { p + 1 });
                         self.held.set(self.held.get() + 1);
                         return Ok(Some(Sample {
                             subscriber: self,
@@ -281,7 +287,9 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             // Sized for every block we can have from this publisher, so nothing is evicted
             // unless a peer corrupted the queue; the publisher's cleanup covers that case.
             let _ = completion.push(value);
-            self.publishers[p].space.notify_one();
+            if self.wakes_publishers {
+                self.publishers[p].space.notify_one();
+            }
         }
     }
 }
