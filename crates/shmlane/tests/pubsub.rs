@@ -36,6 +36,7 @@ fn child_entry() {
     match (role, args.as_slice()) {
         ("subscribe", [namespace, count]) => child_subscribe(namespace, count.parse().unwrap()),
         ("stall", [namespace]) => child_stall(namespace),
+        ("hold", [namespace]) => child_hold(namespace),
         _ => fail(2, format!("unknown role {spec}")),
     }
     exit_child()
@@ -71,6 +72,17 @@ fn child_stall(namespace: &str) {
     let topic = node.topic::<u64>("blocking").open().unwrap();
     let _subscriber = topic.subscriber().unwrap();
     report("ready", 1);
+    shmlane_testkit::sleep_until_killed()
+}
+
+/// Subscribes to the `held` topic, takes one sample and keeps it, reports, waits for death.
+fn child_hold(namespace: &str) {
+    let node = Node::builder("hold").namespace(namespace).create().unwrap();
+    let topic = node.topic::<u64>("held").open().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    report("ready", 1);
+    let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT)).unwrap();
+    report("holding", *sample);
     shmlane_testkit::sleep_until_killed()
 }
 
@@ -316,4 +328,32 @@ fn slices_of_run_time_length_arrive_whole() {
         Err(PublishError::SliceTooLong { len: 513, max: 512 })
     ));
     assert!(matches!(publisher.loan_slice(0), Err(PublishError::SliceTooLong { len: 0, .. })));
+}
+
+#[test]
+fn a_killed_subscriber_holding_samples_gets_its_blocks_taken_back_and_its_slot_reused() {
+    let _serial = process_lock();
+    let node = node("deadsub");
+    let topic = node.topic::<u64>("held").max_subscribers(1).subscriber_capacity(2).max_held(1);
+    let topic = topic.create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    let mut child = spawn_child("hold", &[node.namespace()]);
+    child.report("ready", TIMEOUT);
+    shmlane_testkit::wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
+    publisher.send_copy(1).unwrap();
+    assert_eq!(child.report_u64("holding", TIMEOUT), 1);
+    // Two more fill its queue; it is now at its limit (2 queued + 1 held): no more for it.
+    publisher.send_copy(2).unwrap();
+    publisher.send_copy(3).unwrap();
+    assert_eq!(publisher.send_copy(4).unwrap(), 0, "over its limit");
+    child.kill();
+    std::thread::sleep(Duration::from_millis(20));
+    // The next send at the limit finds it dead and takes its three blocks back.
+    assert_eq!(publisher.send_copy(5).unwrap(), 0);
+    assert_eq!(publisher.send_copy(6).unwrap(), 1, "its blocks were taken back");
+    // A new subscriber takes the dead one's slot over and sees only new samples.
+    let subscriber = topic.subscriber().unwrap();
+    publisher.send_copy(7).unwrap();
+    let got: Vec<u64> = std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();
+    assert_eq!(got, [7]);
 }

@@ -27,7 +27,8 @@ use crate::payload::ZeroCopy;
 
 /// Default wait of a send under [`Overflow::Block`].
 const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
-/// How often a blocked send checks that the subscriber it waits for is alive.
+/// How often a blocked send checks that the subscriber it waits for is alive (and how often
+/// a drop-oldest send checks a subscriber stuck at its limit).
 const LIVENESS_SLICE: Duration = Duration::from_millis(10);
 
 /// A topic's sending end. One thread uses it (it is not `Sync`).
@@ -67,6 +68,8 @@ struct Connection<'t> {
     completion: Consumer<Shared<'t>>,
     /// Blocks this subscriber has queued or in hand.
     outstanding: u64,
+    /// When its liveness was last checked (while it was at its limit).
+    checked: Option<Instant>,
 }
 
 /// A payload block on loan: write the sample in place, then [`Publisher::send`] it. Dropped
@@ -162,6 +165,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                 submission: submission.producer()?,
                 completion: completion.consumer()?,
                 outstanding: 0,
+                checked: None,
             });
         }
         let blocks = blocks as usize;
@@ -317,6 +321,16 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             if state.connections[s].outstanding >= limit {
                 // Relaxed: a statistic.
                 entry.drops.fetch_add(1, Ordering::Relaxed);
+                // A subscriber that stopped taking samples may be dead: check now and then
+                // (reading its liveness costs microseconds), and take its blocks back if so.
+                let now = Instant::now();
+                let due = state.connections[s].checked.is_none_or(|at| now - at >= LIVENESS_SLICE);
+                if due {
+                    state.connections[s].checked = Some(now);
+                    if self.subscriber_dead(s) {
+                        self.clean(&mut state, s);
+                    }
+                }
                 continue;
             }
             let pushed = state.connections[s].submission.push(value);
