@@ -357,3 +357,29 @@ fn a_killed_subscriber_holding_samples_gets_its_blocks_taken_back_and_its_slot_r
     let got: Vec<u64> = std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();
     assert_eq!(got, [7]);
 }
+
+#[test]
+fn a_late_joiner_gets_the_history_then_new_samples() {
+    let node = node("history");
+    let topic = node.topic::<u64>("history").history(3).create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    for value in 1..=5u64 {
+        assert_eq!(publisher.send_copy(value).unwrap(), 0, "nobody subscribed yet");
+    }
+    let late = topic.subscriber().unwrap();
+    publisher.send_copy(6).unwrap();
+    let got: Vec<u64> = std::iter::from_fn(|| late.receive().unwrap().map(|s| *s)).collect();
+    assert_eq!(got, [3, 4, 5, 6]);
+    // History blocks are shared, not copied, and go back to the pool as it moves on.
+    for value in 7..10_000u64 {
+        publisher.send_copy(value).unwrap();
+        assert_eq!(*late.receive().unwrap().unwrap(), value);
+    }
+}
+
+#[test]
+fn history_longer_than_the_queue_is_refused() {
+    let node = node("historylimit");
+    let err = node.topic::<u64>("h").subscriber_capacity(4).history(5).create().unwrap_err();
+    assert!(matches!(err, TopicError::InvalidConfig(_)), "{err}");
+}

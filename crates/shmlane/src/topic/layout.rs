@@ -55,6 +55,8 @@ pub(crate) struct TopicHeader {
     max_held: u32,
     max_loans: u32,
     max_slice_len: u32,
+    history: u32,
+    reserved: u32,
     type_name: [u8; TYPE_NAME_LEN],
 }
 
@@ -82,6 +84,8 @@ impl TopicHeader {
             max_held: config.max_held,
             max_loans: config.max_loans,
             max_slice_len: config.max_slice_len,
+            history: config.history,
+            reserved: 0,
             type_name,
         }
     }
@@ -99,6 +103,9 @@ impl TopicHeader {
         if header.magic != TOPIC_MAGIC {
             return Err(TopicError::Corrupt("bad magic: not a shmlane topic".into()));
         }
+        if header.reserved != 0 {
+            return Err(TopicError::Corrupt("reserved header bytes are set".into()));
+        }
         if header.version != VERSION {
             return Err(TopicError::Corrupt(format!("format version {}", header.version)));
         }
@@ -111,6 +118,7 @@ impl TopicHeader {
             max_held: header.max_held,
             max_loans: header.max_loans,
             max_slice_len: header.max_slice_len,
+            history: header.history,
             overflow,
         };
         config.check().map_err(|e| TopicError::Corrupt(e.to_string()))?;

@@ -31,8 +31,9 @@ const QUEUE_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic offsets")
 pub(crate) const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic").with_u64(1);
 /// Fingerprint of a publisher's payload segment.
 const DATA_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic payload").with_u64(1);
-/// Most publishers or subscribers a topic may have (a block's holders are a 64-bit mask).
-pub const MAX_PARTICIPANTS: u32 = 64;
+/// Most publishers or subscribers a topic may have (a block's holders are a 64-bit mask, one
+/// bit of which marks the history).
+pub const MAX_PARTICIPANTS: u32 = 63;
 
 /// What a publisher does when a subscriber's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,9 @@ pub struct TopicConfig {
     pub max_loans: u32,
     /// Most elements of a slice sample (`Publisher::loan_slice`); 1 for single values.
     pub max_slice_len: u32,
+    /// Samples each publisher keeps for subscribers that join later (at most
+    /// `subscriber_capacity`).
+    pub history: u32,
     /// What a full subscriber queue does to a send.
     pub overflow: Overflow,
 }
@@ -86,6 +90,7 @@ impl Default for TopicConfig {
             max_held: 8,
             max_loans: 4,
             max_slice_len: 1,
+            history: 0,
             overflow: Overflow::DropOldest,
         }
     }
@@ -105,6 +110,12 @@ impl TopicConfig {
         if !capacity.is_power_of_two() || capacity > 1 << 16 {
             return bad(format!("subscriber_capacity is {capacity}: use a power of two ≤ 65536"));
         }
+        if self.history > capacity {
+            return bad(format!(
+                "history is {}: at most subscriber_capacity ({capacity})",
+                self.history
+            ));
+        }
         if self.max_slice_len == 0 {
             return bad("max_slice_len is 0: use at least 1".into());
         }
@@ -116,10 +127,11 @@ impl TopicConfig {
         Ok(())
     }
 
-    /// Payload blocks each publisher needs so that it never runs out: its loans, plus every
-    /// subscriber's full queue and full hands.
+    /// Payload blocks each publisher needs so that it never runs out: its loans and history,
+    /// plus every subscriber's full queue and full hands.
     fn blocks(&self) -> u64 {
         u64::from(self.max_loans)
+            + u64::from(self.history)
             + u64::from(self.max_subscribers)
                 * (u64::from(self.subscriber_capacity) + u64::from(self.max_held))
     }
@@ -190,6 +202,13 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
     /// (default 1: single values). Every block is sized for this many.
     pub fn max_slice_len(mut self, n: u32) -> Self {
         self.config.max_slice_len = n;
+        self
+    }
+
+    /// Samples each publisher keeps and hands to subscribers that join later, oldest first
+    /// (default 0; at most `subscriber_capacity`).
+    pub fn history(mut self, n: u32) -> Self {
+        self.config.history = n;
         self
     }
 

@@ -7,6 +7,7 @@
 //! queue capacity plus `max_held`, so no subscriber can drain the pool).
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,9 @@ use super::layout::{DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VER
 use super::{DATA_FINGERPRINT, Overflow, QUEUE_FINGERPRINT, Topic};
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
+
+/// The holder bit that marks a block kept in the history (subscriber slots use bits 0..63).
+const HISTORY: u64 = 1 << 63;
 
 /// Default wait of a send under [`Overflow::Block`].
 const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -51,6 +55,8 @@ pub struct Publisher<'t, T> {
 
 #[derive(Debug)]
 struct State<'t> {
+    /// The last `history` blocks sent, oldest first (each also marked with `HISTORY`).
+    history: VecDeque<u32>,
     free: Vec<u32>,
     holders: Vec<u64>,
     loaned: Vec<bool>,
@@ -170,6 +176,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         }
         let blocks = blocks as usize;
         let state = State {
+            history: VecDeque::with_capacity(config.history as usize + 1),
             free: (0..blocks as u32).rev().collect(),
             holders: vec![0; blocks],
             loaned: vec![false; blocks],
@@ -350,6 +357,18 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                 Err(_) => state.connections[s].served = 0,
             }
         }
+        if self.topic.config.history > 0 {
+            state.holders[block as usize] |= HISTORY;
+            state.history.push_back(block);
+            if state.history.len() > self.topic.config.history as usize
+                && let Some(oldest) = state.history.pop_front()
+            {
+                state.holders[oldest as usize] &= !HISTORY;
+                if state.holders[oldest as usize] == 0 && !state.loaned[oldest as usize] {
+                    state.free.push(oldest);
+                }
+            }
+        }
         if state.holders[block as usize] == 0 {
             state.free.push(block);
         }
@@ -463,8 +482,25 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             }
             self.clean(state, s);
             state.connections[s].served = generation;
-            // Release: the cleaning above happens before the subscriber's Acquire of the ack.
+            if generation != 0 {
+                self.replay_history(state, s);
+            }
+            // Release: the cleaning (and the history queued) above happens before the
+            // subscriber's Acquire of the ack.
             state.connections[s].ack.store(generation, Ordering::Release);
+        }
+    }
+
+    /// Queues the history, oldest first, for the subscriber that just joined slot `s`.
+    fn replay_history(&self, state: &mut State<'t>, s: usize) {
+        for i in 0..state.history.len() {
+            let block = state.history[i];
+            let value = u64::from(self.generation) << 32 | u64::from(block);
+            // The queue was just emptied and the history is no longer than it: no eviction.
+            if state.connections[s].submission.try_push(value).is_ok() {
+                state.holders[block as usize] |= 1 << s;
+                state.connections[s].outstanding += 1;
+            }
         }
     }
 
