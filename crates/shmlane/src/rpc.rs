@@ -4,11 +4,10 @@
 //! Built on two topics of the `rpc` kind: `{service}.req` (clients publish, the server
 //! subscribes; overflow policy Block, so a busy server slows clients down instead of losing
 //! their requests) and `{service}.resp` (the server publishes, every client subscribes;
-//! drop-oldest). Each request carries the tag `(client slot + 1) << 48 | sequence`, and the
-//! response carries the same tag back. A client's publisher slot is unique among live clients,
-//! so a client keeps the responses with its slot and its sequence and drops the rest: every
-//! client sees every response, which costs one queue slot each and suits a handful of
-//! clients.
+//! drop-oldest). Each request carries the tag `(client's response slot + 1) << 48 | sequence`;
+//! the server sends the response to that subscriber slot alone, with the same tag, and the
+//! client keeps the response whose tag is its pending one (a late answer to a request it gave
+//! up on is dropped).
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -62,7 +61,7 @@ pub struct Request<'s, 'r, Req: ZeroCopy> {
 pub struct Client<'r, Req, Resp> {
     requests: Publisher<'r, Req>,
     responses: Subscriber<'r, Resp>,
-    /// This client's tag prefix: (slot + 1) << 48.
+    /// This client's tag prefix: (response subscriber slot + 1) << 48.
     prefix: u64,
     next: Cell<u64>,
 }
@@ -146,7 +145,7 @@ impl<Req: ZeroCopy, Resp: ZeroCopy> Rpc<Req, Resp> {
     pub fn client(&self) -> Result<Client<'_, Req, Resp>, ConnectError> {
         let responses = self.responses.subscriber()?;
         let requests = self.requests.publisher()?;
-        let prefix = (requests.slot() as u64 + 1) << 48;
+        let prefix = (responses.slot() as u64 + 1) << 48;
         Ok(Client { requests, responses, prefix, next: Cell::new(0) })
     }
 }
@@ -179,7 +178,9 @@ impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Server<'r, Req, Resp> {
     ) -> Result<(), PublishError> {
         let mut loan = self.responses.loan()?;
         *loan = response;
-        self.responses.send_tagged(loan, request.tag)?;
+        // The tag names the client's response slot (a peer's word: `publish` checks it).
+        let slot = ((request.tag >> 48) as usize).wrapping_sub(1);
+        self.responses.send_tagged(loan, request.tag, Some(slot))?;
         Ok(())
     }
 }
@@ -207,7 +208,7 @@ impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Client<'r, Req, Resp> {
         let tag = self.prefix | sequence;
         let mut loan = self.requests.loan()?;
         *loan = request;
-        self.requests.send_tagged(loan, tag)?;
+        self.requests.send_tagged(loan, tag, None)?;
         Ok(Pending { tag })
     }
 

@@ -95,3 +95,40 @@ fn a_late_response_to_an_abandoned_request_is_not_taken_for_the_next_one() {
     let response = client.receive_with(pending, &mut Blocking::new(), Some(TIMEOUT)).unwrap();
     assert_eq!(*response, 42);
 }
+
+#[test]
+fn two_client_threads_and_a_server_thread_never_lose_a_response() {
+    let node = node("threads");
+    let rpc = node.rpc::<Add, u64>("threads").open_or_create().unwrap();
+    const CALLS: u64 = 3000;
+    std::thread::scope(|scope| {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let rpc = &rpc;
+        scope.spawn(move || {
+            let server = rpc.server().unwrap();
+            ready_tx.send(()).unwrap();
+            let mut strategy = Blocking::new();
+            for _ in 0..2 * CALLS {
+                let request = server.receive_with(&mut strategy, Some(TIMEOUT)).unwrap();
+                server.respond(&request, request.a + request.b).unwrap();
+            }
+        });
+        ready_rx.recv().unwrap();
+        for id in 0..2u64 {
+            scope.spawn(move || {
+                let client = rpc.client().unwrap();
+                let mut strategy = Backoff::new();
+                for i in 0..CALLS {
+                    let sum = client
+                        .call(
+                            Add { a: i, b: id << 32 },
+                            &mut strategy,
+                            Some(Duration::from_secs(5)),
+                        )
+                        .unwrap_or_else(|e| panic!("client {id} call {i}: {e}"));
+                    assert_eq!(*sum, i + (id << 32));
+                }
+            });
+        }
+    });
+}

@@ -39,7 +39,6 @@ const LIVENESS_SLICE: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub struct Publisher<'t, T> {
     topic: &'t Topic<T>,
-    slot: usize,
     entry: &'t PublisherEntry,
     block_timeout: Cell<Duration>,
     _role: RoleClaim<'t>,
@@ -185,7 +184,6 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         };
         Ok(Publisher {
             topic,
-            slot,
             entry,
             block_timeout: Cell::new(DEFAULT_BLOCK_TIMEOUT),
             _role: role,
@@ -266,33 +264,37 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     pub fn send(&self, loan: Loan<'_, 't, T>) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
-        self.publish(block, 0)
+        self.publish(block, 0, None)
     }
 
-    /// [`send`](Self::send) with a correlation tag the subscriber reads back.
+    /// [`send`](Self::send) with a correlation tag the subscriber reads back, to subscriber
+    /// slot `only` alone if given (a response goes to the client that asked).
     pub(crate) fn send_tagged(
         &self,
         loan: Loan<'_, 't, T>,
         tag: u64,
+        only: Option<usize>,
     ) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
-        self.publish(block, tag)
-    }
-
-    /// The publisher slot this publisher holds.
-    pub(crate) fn slot(&self) -> usize {
-        self.slot
+        self.publish(block, tag, only)
     }
 
     /// Publishes a loaned slice to every subscriber, as [`send`](Self::send) does.
     pub fn send_slice(&self, loan: SliceLoan<'_, 't, T>) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
-        self.publish(block, 0)
+        self.publish(block, 0, None)
     }
 
-    fn publish(&self, block: u32, tag: u64) -> Result<usize, PublishError> {
+    /// Sends `block` to every served subscriber (or to slot `only`).
+    fn publish(&self, block: u32, tag: u64, only: Option<usize>) -> Result<usize, PublishError> {
+        let targets = match only {
+            // A slot named by a peer (a request's tag) may be anything: none if out of range.
+            Some(s) if s < self.subscribers.len() => s..s + 1,
+            Some(_) => 0..0,
+            None => 0..self.subscribers.len(),
+        };
         let start = self.blocks_at + u64::from(block) * self.block_size;
         self.data
             .write_bytes(start + super::layout::TAG_AT, &tag.to_ne_bytes())
@@ -304,13 +306,13 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         let room = match self.topic.config.overflow {
             Overflow::DropOldest => Ok(()),
             Overflow::Reject => {
-                if (0..state.connections.len()).all(|s| self.has_room(&state, s)) {
+                if targets.clone().all(|s| self.has_room(&state, s)) {
                     Ok(())
                 } else {
                     Err(PublishError::SubscriberFull)
                 }
             }
-            Overflow::Block => self.wait_for_room(&mut state),
+            Overflow::Block => self.wait_for_room(&mut state, targets.clone()),
         };
         if let Err(e) = room {
             self.collect(&mut state);
@@ -320,7 +322,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         let value = u64::from(self.generation) << 32 | u64::from(block);
         let limit = self.outstanding_limit();
         let mut delivered = 0;
-        for s in 0..state.connections.len() {
+        for s in targets {
             if state.connections[s].served == 0 {
                 continue;
             }
@@ -391,11 +393,15 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// Waits until every served subscriber has room (the block policy). Subscribers wake us
     /// through our `space` event when they take or return a sample; every slice we also check
     /// that the one we wait for is alive, and clean it out if it is proven dead.
-    fn wait_for_room(&self, state: &mut State<'t>) -> Result<(), PublishError> {
+    fn wait_for_room(
+        &self,
+        state: &mut State<'t>,
+        targets: std::ops::Range<usize>,
+    ) -> Result<(), PublishError> {
         let timeout = self.block_timeout.get();
         let deadline = Instant::now().checked_add(timeout);
         let mut strategy = Backoff::new().spins(1_000).yields(10);
-        for s in 0..state.connections.len() {
+        for s in targets {
             loop {
                 self.collect(state);
                 if self.has_room(state, s) {

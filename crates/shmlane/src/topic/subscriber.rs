@@ -23,6 +23,7 @@ use crate::payload::ZeroCopy;
 #[derive(Debug)]
 pub struct Subscriber<'t, T> {
     topic: &'t Topic<T>,
+    slot: usize,
     _role: RoleClaim<'t>,
     /// This subscriber's generation of its slot.
     generation: u64,
@@ -114,6 +115,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         }
         Ok(Subscriber {
             topic,
+            slot,
             _role: role,
             generation,
             entry,
@@ -190,6 +192,11 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     pub fn drops(&self) -> u64 {
         // Relaxed: a statistic.
         self.entry.drops.load(Ordering::Relaxed)
+    }
+
+    /// The subscriber slot this subscriber holds.
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
     }
 
     /// Samples this subscriber holds now.
