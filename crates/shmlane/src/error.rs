@@ -125,14 +125,15 @@ pub enum PublishError {
          max_loans when creating the topic"
     )]
     OutOfBlocks,
-    /// A slice loan longer than the topic's `max_slice_len` (or empty).
-    #[error("a slice of {len} elements does not fit: use 1 to {max} (the topic's max_slice_len)")]
-    SliceTooLong {
+    /// An empty slice loan, or one beyond 2^32 - 1 elements.
+    #[error("a slice of {len} elements cannot be loaned: use 1 to 4294967295 elements")]
+    BadSliceLen {
         /// Elements asked for.
         len: usize,
-        /// The topic's maximum.
-        max: u32,
     },
+    /// A payload segment for a slice larger than `max_slice_len` could not be added.
+    #[error("cannot add a payload segment for a large slice: {0}")]
+    Grow(#[source] shmlane_segment::CreateError),
     /// The reject policy refused a send because a subscriber's queue was full.
     #[error("subscriber queue full (overflow policy Reject): retry later, or use DropOldest")]
     SubscriberFull,

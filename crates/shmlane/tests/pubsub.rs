@@ -323,11 +323,29 @@ fn slices_of_run_time_length_arrive_whole() {
         let want: Vec<f32> = (0..len).map(|i| (len * 1000 + i) as f32).collect();
         assert_eq!(sample.as_slice(), want.as_slice());
     }
-    assert!(matches!(
-        publisher.loan_slice(513),
-        Err(PublishError::SliceTooLong { len: 513, max: 512 })
-    ));
-    assert!(matches!(publisher.loan_slice(0), Err(PublishError::SliceTooLong { len: 0, .. })));
+    assert!(matches!(publisher.loan_slice(0), Err(PublishError::BadSliceLen { len: 0 })));
+}
+
+#[test]
+fn slices_beyond_the_block_size_grow_the_pool_even_past_8_mib() {
+    let node = node("grow");
+    let topic = node.topic::<u8>("bytes").max_slice_len(4096).max_subscribers(2).create().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let publisher = topic.publisher().unwrap();
+    let pattern = |len: usize, i: usize| (i.wrapping_mul(31) ^ len) as u8;
+    // Small, then 9 MiB (a 16 MiB class segment is added), then mid-size, then 9 MiB again
+    // several times (its class is reused once blocks come back).
+    for len in [100usize, 9 << 20, 5000, 9 << 20, 9 << 20, 9 << 20, 64] {
+        let mut bytes = publisher.loan_slice(len).unwrap();
+        for (i, byte) in bytes.iter_mut().enumerate().step_by(4099) {
+            *byte = pattern(len, i);
+        }
+        publisher.send_slice(bytes).unwrap();
+        let sample = subscriber.receive().unwrap().expect("sent just before");
+        assert_eq!(sample.len(), len);
+        let got = sample.as_slice();
+        assert!((0..len).step_by(4099).all(|i| got[i] == pattern(len, i)), "{len} bytes");
+    }
 }
 
 #[test]

@@ -176,6 +176,8 @@ pub(crate) struct DataHeader {
     pub(crate) block_size: u64,
     pub(crate) blocks: u64,
     pub(crate) blocks_at: u64,
+    /// Elements a block holds.
+    pub(crate) max_len: u64,
 }
 
 /// The regions of a control segment, computed from the settings alone (so every process

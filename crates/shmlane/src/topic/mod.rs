@@ -9,6 +9,7 @@
 //! takes back every block it held.
 
 pub(crate) mod layout;
+mod pool;
 mod publisher;
 mod subscriber;
 
@@ -72,7 +73,8 @@ pub struct TopicConfig {
     pub max_held: u32,
     /// Loans one publisher may have out at once (1 to 65 536).
     pub max_loans: u32,
-    /// Most elements of a slice sample (`Publisher::loan_slice`); 1 for single values.
+    /// Elements each base payload block holds (`Publisher::loan_slice`); 1 for single
+    /// values. Larger slices go to payload segments added on demand.
     pub max_slice_len: u32,
     /// Samples each publisher keeps for subscribers that join later (at most
     /// `subscriber_capacity`).
@@ -118,6 +120,14 @@ impl TopicConfig {
         }
         if self.max_slice_len == 0 {
             return bad("max_slice_len is 0: use at least 1".into());
+        }
+        if self.blocks() > pool::MAX_BLOCKS {
+            return bad(format!(
+                "{} payload blocks per publisher (max_loans + history + max_subscribers × \
+                 (subscriber_capacity + max_held)): at most {}",
+                self.blocks(),
+                pool::MAX_BLOCKS
+            ));
         }
         for (name, value) in [("max_held", self.max_held), ("max_loans", self.max_loans)] {
             if !(1..=1 << 16).contains(&value) {
@@ -198,8 +208,9 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
         self
     }
 
-    /// Most elements of a slice sample, for payloads sized at run time such as audio frames
-    /// (default 1: single values). Every block is sized for this many.
+    /// Elements each payload block holds, for payloads sized at run time such as audio frames
+    /// (default 1: single values). Every block of the base pool is sized for this many; a
+    /// larger slice makes the publisher add a payload segment for its size class.
     pub fn max_slice_len(mut self, n: u32) -> Self {
         self.config.max_slice_len = n;
         self

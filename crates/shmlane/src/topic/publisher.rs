@@ -1,9 +1,8 @@
 //! [`Publisher`] and [`Loan`]: write a sample in place in the publisher's payload segment, then
 //! hand its offset to every subscriber.
 //!
-//! Private state, per payload block: `holders` (a bit per subscriber slot that has it queued or
-//! in hand) and whether it is loaned. A block is free when both are empty. Per subscriber slot:
-//! the subscriber generation served, the queue ends, and how many blocks it has (capped at its
+//! Private state: the payload pools (see [`pool`](super::pool)), and per subscriber slot the
+//! subscriber generation served, the queue ends, and how many blocks it has (capped at its
 //! queue capacity plus `max_held`, so no subscriber can drain the pool).
 
 use std::cell::{Cell, RefCell};
@@ -16,18 +15,13 @@ use std::time::{Duration, Instant};
 use shmlane_notify::{Backoff, WaitStrategy};
 
 use shmlane_queue::overflow::{Consumer, Producer, Shared, SharedOverflow};
-use shmlane_segment::{
-    Carver, CreateError, Liveness, RegionLayout, RoleClaim, RoleOwner, Segment, SegmentName,
-};
-use zerocopy::IntoBytes;
+use shmlane_segment::{Liveness, RoleClaim, RoleOwner};
 
-use super::layout::{DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION};
-use super::{DATA_FINGERPRINT, Overflow, QUEUE_FINGERPRINT, Topic};
+use super::layout::{PublisherEntry, SubscriberEntry};
+use super::pool::{HISTORY, Pools};
+use super::{Overflow, QUEUE_FINGERPRINT, Topic};
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
-
-/// The holder bit that marks a block kept in the history (subscriber slots use bits 0..63).
-const HISTORY: u64 = 1 << 63;
 
 /// Default wait of a send under [`Overflow::Block`].
 const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -43,11 +37,6 @@ pub struct Publisher<'t, T> {
     block_timeout: Cell<Duration>,
     _role: RoleClaim<'t>,
     generation: u32,
-    data: Segment,
-    blocks_at: u64,
-    block_size: u64,
-    /// Where a block's elements start, after its length word.
-    elements_at: u64,
     subscribers: Vec<&'t SubscriberEntry>,
     state: RefCell<State<'t>>,
 }
@@ -56,9 +45,7 @@ pub struct Publisher<'t, T> {
 struct State<'t> {
     /// The last `history` blocks sent, oldest first (each also marked with `HISTORY`).
     history: VecDeque<u32>,
-    free: Vec<u32>,
-    holders: Vec<u64>,
-    loaned: Vec<bool>,
+    pools: Pools,
     loans: u32,
     connections: Vec<Connection<'t>>,
 }
@@ -106,52 +93,11 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         let previous = entry.generation.load(Ordering::Acquire) as u32;
         if previous != 0 {
             // The previous holder's payloads: subscribers that mapped them keep them.
-            remove_segment(&topic.node, &topic.data_suffix(slot, previous));
+            Pools::remove(topic, slot, previous);
         }
         let generation = previous.wrapping_add(1).max(1);
-        let blocks = config.blocks();
-        let (elements_at, block_size) = super::layout::block_geometry::<T>(config.max_slice_len)
-            .ok_or_else(|| layout_error("max_slice_len too large".into()))?;
-        let mut carver = Carver::new();
-        let header_region = carver
-            .place(RegionLayout { size: size_of::<DataHeader>() as u64, align: 64 })
-            .map_err(|e| layout_error(e.to_string()))?;
-        debug_assert_eq!(header_region.offset, super::layout::DATA_HEADER_AT);
-        let payload = RegionLayout {
-            size: block_size.checked_mul(blocks).ok_or_else(|| layout_error("overflow".into()))?,
-            align: (align_of::<T>() as u64).max(64),
-        };
-        let blocks_region = carver.place(payload).map_err(|e| layout_error(e.to_string()))?;
-        let header = DataHeader {
-            magic: DATA_MAGIC,
-            version: VERSION,
-            generation,
-            type_fingerprint: topic.type_info.fingerprint(),
-            block_size,
-            blocks,
-            blocks_at: blocks_region.offset,
-        };
-        let suffix = topic.data_suffix(slot, generation);
-        let create = || {
-            topic
-                .node
-                .segment(&suffix)
-                .fingerprint(DATA_FINGERPRINT)
-                .size(carver.total_size())
-                .populate(true)
-                .create_with(|s| {
-                    s.write_bytes(header_region.offset, header.as_bytes())?;
-                    Ok(())
-                })
-        };
-        let data = match create() {
-            // Left by a holder that died between creating it and publishing its generation.
-            Err(CreateError::AlreadyExists { .. }) => {
-                remove_segment(&topic.node, &suffix);
-                create()?
-            }
-            other => other?,
-        };
+        let max_len = u64::from(config.max_slice_len);
+        let pools = Pools::new(topic, slot, generation, max_len, config.blocks())?;
         // Release: publishes the payload segment to subscribers that load it with Acquire.
         entry.generation.store(u64::from(generation), Ordering::Release);
 
@@ -173,12 +119,9 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                 checked: None,
             });
         }
-        let blocks = blocks as usize;
         let state = State {
             history: VecDeque::with_capacity(config.history as usize + 1),
-            free: (0..blocks as u32).rev().collect(),
-            holders: vec![0; blocks],
-            loaned: vec![false; blocks],
+            pools,
             loans: 0,
             connections,
         };
@@ -188,10 +131,6 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             block_timeout: Cell::new(DEFAULT_BLOCK_TIMEOUT),
             _role: role,
             generation,
-            data,
-            blocks_at: blocks_region.offset,
-            block_size,
-            elements_at,
             subscribers,
             state: RefCell::new(state),
         })
@@ -203,38 +142,33 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         Ok(Loan { publisher: self, block, ptr })
     }
 
-    /// Loans a payload block for `len` elements (1 to the topic's `max_slice_len`), for
-    /// payloads sized at run time such as audio frames.
+    /// Loans a payload block for `len` elements, for payloads sized at run time such as
+    /// audio frames. Up to the topic's `max_slice_len` it comes from the base pool; a larger
+    /// slice comes from a payload segment added for its size class (a power of two of
+    /// elements), kept for later loans of that class.
     pub fn loan_slice(&self, len: usize) -> Result<SliceLoan<'_, 't, T>, PublishError> {
-        let max = self.topic.config.max_slice_len;
-        let len32 = u32::try_from(len).ok().filter(|n| (1..=max).contains(n));
-        let len32 = len32.ok_or(PublishError::SliceTooLong { len, max })?;
-        let (block, ptr) = self.take_block(len32)?;
+        let len64 = u64::try_from(len).ok().filter(|n| (1..=u64::from(u32::MAX)).contains(n));
+        let len64 = len64.ok_or(PublishError::BadSliceLen { len })?;
+        let (block, ptr) = self.take_block(len64)?;
         Ok(SliceLoan { publisher: self, block, ptr, len })
     }
 
     /// Takes a free block and records `len` in it; returns it with a pointer to its elements.
-    fn take_block(&self, len: u32) -> Result<(u32, NonNull<T>), PublishError> {
+    fn take_block(&self, len: u64) -> Result<(u32, NonNull<T>), PublishError> {
         let mut state = self.state.borrow_mut();
         if state.loans >= self.topic.config.max_loans {
             return Err(PublishError::OutOfBlocks);
         }
         self.collect(&mut state);
-        let block = match state.free.pop() {
-            Some(block) => block,
-            None => {
+        let block = match state.pools.take(self.topic, len) {
+            Err(PublishError::OutOfBlocks) => {
                 self.reclaim_dead(&mut state);
-                state.free.pop().ok_or(PublishError::OutOfBlocks)?
+                state.pools.take(self.topic, len)?
             }
+            other => other?,
         };
-        state.loaned[block as usize] = true;
         state.loans += 1;
-        let start = self.blocks_at + u64::from(block) * self.block_size;
-        let checked = "blocks lie in the payload segment, aligned: checked at creation";
-        self.data.write_bytes(start, &u64::from(len).to_ne_bytes()).expect(checked);
-        let bytes = size_of::<T>() as u64 * u64::from(len);
-        let ptr = self.data.ptr(start + self.elements_at, bytes, align_of::<T>()).expect(checked);
-        Ok((block, ptr.cast()))
+        Ok((block, state.pools.elements(block, len)))
     }
 
     /// Sends a sample by copy (for small `T`).
@@ -247,9 +181,9 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// A loan dropped without sending: the block is free again.
     fn unloan(&self, block: u32) {
         let mut state = self.state.borrow_mut();
-        state.loaned[block as usize] = false;
+        state.pools.unloan(block);
         state.loans -= 1;
-        state.free.push(block);
+        state.pools.free_if_unused(block);
     }
 
     /// How long a send under [`Overflow::Block`] waits for room (default 1 s).
@@ -295,12 +229,9 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             Some(_) => 0..0,
             None => 0..self.subscribers.len(),
         };
-        let start = self.blocks_at + u64::from(block) * self.block_size;
-        self.data
-            .write_bytes(start + super::layout::TAG_AT, &tag.to_ne_bytes())
-            .expect("blocks lie in the payload segment: checked at creation");
         let mut state = self.state.borrow_mut();
-        state.loaned[block as usize] = false;
+        state.pools.set_tag(block, tag);
+        state.pools.unloan(block);
         state.loans -= 1;
         self.serve_subscribers(&mut state);
         let room = match self.topic.config.overflow {
@@ -316,7 +247,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         };
         if let Err(e) = room {
             self.collect(&mut state);
-            state.free.push(block);
+            state.pools.free_if_unused(block);
             return Err(e);
         }
         let value = u64::from(self.generation) << 32 | u64::from(block);
@@ -345,7 +276,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             let pushed = state.connections[s].submission.push(value);
             match pushed {
                 Ok(evicted) => {
-                    state.holders[block as usize] |= 1 << s;
+                    *state.pools.holders(block) |= 1 << s;
                     state.connections[s].outstanding += 1;
                     delivered += 1;
                     if let Some(evicted) = evicted {
@@ -360,20 +291,16 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             }
         }
         if self.topic.config.history > 0 {
-            state.holders[block as usize] |= HISTORY;
+            *state.pools.holders(block) |= HISTORY;
             state.history.push_back(block);
             if state.history.len() > self.topic.config.history as usize
                 && let Some(oldest) = state.history.pop_front()
             {
-                state.holders[oldest as usize] &= !HISTORY;
-                if state.holders[oldest as usize] == 0 && !state.loaned[oldest as usize] {
-                    state.free.push(oldest);
-                }
+                *state.pools.holders(oldest) &= !HISTORY;
+                state.pools.free_if_unused(oldest);
             }
         }
-        if state.holders[block as usize] == 0 {
-            state.free.push(block);
-        }
+        state.pools.free_if_unused(block);
         Ok(delivered)
     }
 
@@ -459,19 +386,17 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// Subscriber `s` gave back (or lost) `value`: clear its holder bit if the value is one of
     /// our blocks that `s` holds; anything else (a stale generation, a lie) is ignored.
     fn release(state: &mut State<'t>, generation: u32, value: u64, s: usize) {
-        let block = (value & u64::from(u32::MAX)) as usize;
-        if (value >> 32) as u32 != generation || block >= state.holders.len() {
+        let block = value as u32;
+        if (value >> 32) as u32 != generation || !state.pools.contains(block) {
             return;
         }
         let bit = 1u64 << s;
-        if state.holders[block] & bit == 0 {
+        if *state.pools.holders(block) & bit == 0 {
             return;
         }
-        state.holders[block] &= !bit;
+        *state.pools.holders(block) &= !bit;
         state.connections[s].outstanding -= 1;
-        if state.holders[block] == 0 && !state.loaned[block] {
-            state.free.push(block as u32);
-        }
+        state.pools.free_if_unused(block);
     }
 
     /// Follows subscribers joining and leaving: a slot whose generation changed (or that was
@@ -504,7 +429,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             let value = u64::from(self.generation) << 32 | u64::from(block);
             // The queue was just emptied and the history is no longer than it: no eviction.
             if state.connections[s].submission.try_push(value).is_ok() {
-                state.holders[block as usize] |= 1 << s;
+                *state.pools.holders(block) |= 1 << s;
                 state.connections[s].outstanding += 1;
             }
         }
@@ -516,15 +441,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             Self::release(state, self.generation, value, s);
         }
         while state.connections[s].completion.pop().is_some() {}
-        let bit = 1u64 << s;
-        for block in 0..state.holders.len() {
-            if state.holders[block] & bit != 0 {
-                state.holders[block] &= !bit;
-                if state.holders[block] == 0 && !state.loaned[block] {
-                    state.free.push(block as u32);
-                }
-            }
-        }
+        state.pools.clear_holder(1 << s);
         state.connections[s].outstanding = 0;
     }
 
@@ -597,18 +514,4 @@ impl<T: ZeroCopy> Drop for Loan<'_, '_, T> {
     fn drop(&mut self) {
         self.publisher.unloan(self.block);
     }
-}
-
-fn remove_segment(node: &crate::Node, suffix: &str) {
-    let name = format!("{}.{suffix}", node.namespace());
-    if let Ok(name) = SegmentName::new(&name) {
-        let _ = match node.root() {
-            Some(dir) => shmlane_segment::remove_in(dir, &name),
-            None => shmlane_segment::remove(&name),
-        };
-    }
-}
-
-fn layout_error(what: String) -> ConnectError {
-    ConnectError::Layout(format!("the payload segment: {what}"))
 }

@@ -45,7 +45,8 @@ struct Connection<'t> {
     queues: (SharedOverflow<'t>, SharedOverflow<'t>),
     /// The queue ends, once the publisher acknowledged this subscriber's generation.
     ends: Option<(Consumer<Shared<'t>>, Producer<Shared<'t>>)>,
-    payload: Option<Rc<Payload>>,
+    /// The publisher's payload segments mapped so far, by pool (all of one generation).
+    payloads: Vec<Option<Rc<Payload>>>,
 }
 
 /// A publisher's payload segment, mapped read-only, with its validated geometry.
@@ -57,6 +58,8 @@ struct Payload {
     block_size: u64,
     elements_at: u64,
     blocks: u64,
+    /// Elements a block holds.
+    max_len: u64,
 }
 
 /// A received sample: derefs to the payload in shared memory, without a copy. Dropping it
@@ -110,7 +113,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                     SharedOverflow::attach(&topic.segment, completion, QUEUE_FINGERPRINT)?,
                 ),
                 ends: None,
-                payload: None,
+                payloads: Vec::new(),
             });
         }
         Ok(Subscriber {
@@ -149,7 +152,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                     // one sleeps).
                     self.publishers[p].space.notify_one();
                 }
-                match self.locate(&mut connection.payload, p, value) {
+                match self.locate(&mut connection.payloads, p, value) {
                     Some((ptr, len, payload)) => {
                         self.next.set(if p + 1 == count { 0 } else { p + 1 });
                         self.held.set(self.held.get() + 1);
@@ -219,20 +222,27 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         }
     }
 
-    /// Resolves `value` from publisher `p` to a pointer into its payload segment, mapping the
-    /// segment (read-only) when the generation is new; `None` if it is not a valid block.
+    /// Resolves `value` from publisher `p` to a pointer into one of its payload segments,
+    /// mapping the segment (read-only) the first time; `None` if it is not a valid block.
     fn locate(
         &self,
-        payload: &mut Option<Rc<Payload>>,
+        payloads: &mut Vec<Option<Rc<Payload>>>,
         p: usize,
         value: u64,
     ) -> Option<(NonNull<T>, usize, Rc<Payload>)> {
         let generation = (value >> 32) as u32;
-        let block = value & u64::from(u32::MAX);
-        if payload.as_ref().is_none_or(|m| m.generation != generation) {
-            *payload = Some(Rc::new(self.map(p, generation)?));
+        let (pool, block) = super::pool::split(value as u32);
+        let block = block as u64;
+        if payloads.iter().flatten().any(|m| m.generation != generation) {
+            payloads.clear(); // a new holder of the publisher slot: new segments
         }
-        let mapped = payload.as_ref()?;
+        if payloads.len() <= pool {
+            payloads.resize(pool + 1, None);
+        }
+        if payloads[pool].is_none() {
+            payloads[pool] = Some(Rc::new(self.map(p, generation, pool)?));
+        }
+        let mapped = payloads[pool].as_ref()?;
         if block >= mapped.blocks {
             return None;
         }
@@ -241,31 +251,39 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         let mut len = [0u8; 8];
         mapped.segment.read_bytes(start, &mut len).ok()?;
         let len = u64::from_ne_bytes(len);
-        if !(1..=u64::from(self.topic.config.max_slice_len)).contains(&len) {
+        if !(1..=mapped.max_len).contains(&len) {
             return None;
         }
         let bytes = size_of::<T>() as u64 * len;
         let ptr = mapped.segment.ptr(start + mapped.elements_at, bytes, align_of::<T>()).ok()?;
-        Some((ptr.cast(), len as usize, Rc::clone(mapped)))
+        Some((ptr.cast(), usize::try_from(len).ok()?, Rc::clone(mapped)))
     }
 
-    /// Maps publisher `p`'s payload segment `generation` read-only and validates its header.
-    fn map(&self, p: usize, generation: u32) -> Option<Payload> {
+    /// Maps publisher `p`'s payload segment `pool` of `generation` read-only and validates its
+    /// header: the base pool holds the topic's `max_slice_len` elements per block, an added
+    /// one a power of two beyond it.
+    fn map(&self, p: usize, generation: u32, pool: usize) -> Option<Payload> {
         let _ = self.publishers.get(p)?;
-        let segment = self
-            .topic
-            .node
-            .segment(&self.topic.data_suffix(p, generation))
-            .fingerprint(DATA_FINGERPRINT)
-            .open_read_only()
-            .ok()?;
+        let mut suffix = self.topic.data_suffix(p, generation);
+        if pool > 0 {
+            suffix = format!("{suffix}.x{pool}");
+        }
+        let segment =
+            self.topic.node.segment(&suffix).fingerprint(DATA_FINGERPRINT).open_read_only().ok()?;
         let mut bytes = [0u8; size_of::<DataHeader>()];
         segment.read_bytes(DATA_HEADER_AT, &mut bytes).ok()?;
         let header: DataHeader = zerocopy::transmute!(bytes);
+        let base_len = u64::from(self.topic.config.max_slice_len);
+        let max_len_ok = if pool == 0 {
+            header.max_len == base_len
+        } else {
+            header.max_len > base_len && header.max_len.is_power_of_two()
+        };
         let (elements_at, block_size) =
-            super::layout::block_geometry::<T>(self.topic.config.max_slice_len)?;
+            super::layout::block_geometry::<T>(u32::try_from(header.max_len).ok()?)?;
         let fits = header.blocks_at.is_multiple_of(align_of::<T>() as u64)
             && header.block_size == block_size
+            && header.blocks <= super::pool::MAX_BLOCKS
             && header
                 .block_size
                 .checked_mul(header.blocks)
@@ -275,6 +293,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             && header.version == VERSION
             && header.generation == generation
             && header.type_fingerprint == self.topic.type_info.fingerprint()
+            && max_len_ok
             && fits;
         valid.then_some(Payload {
             generation,
@@ -283,6 +302,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             block_size: header.block_size,
             elements_at,
             blocks: header.blocks,
+            max_len: header.max_len,
         })
     }
 
@@ -321,8 +341,8 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
 
     /// The sender's correlation tag (0 for plain sends), by copy.
     pub(crate) fn tag(&self) -> u64 {
-        let start =
-            self.payload.blocks_at + (self.value & u64::from(u32::MAX)) * self.payload.block_size;
+        let (_, block) = super::pool::split(self.value as u32);
+        let start = self.payload.blocks_at + block as u64 * self.payload.block_size;
         let mut tag = [0u8; 8];
         // In bounds: `locate` checked the block; on a failure the tag reads as 0 (no match).
         let _ = self.payload.segment.read_bytes(start + super::layout::TAG_AT, &mut tag);

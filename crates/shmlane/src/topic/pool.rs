@@ -1,0 +1,252 @@
+//! A publisher's payload blocks: the base segment, sized for the topic's `max_slice_len`, and
+//! segments added on demand for larger slices, each for one size class (a power-of-two number
+//! of elements). A block is named by `pool << 24 | index` (pool 0 is the base); a queued value
+//! is `generation << 32 | block`.
+//!
+//! Per block, private to the publisher: `holders` (a bit per subscriber slot that has it queued
+//! or in hand, and [`HISTORY`]) and whether it is loaned. A block is free when both are empty.
+
+use std::ptr::NonNull;
+
+use shmlane_segment::{Carver, CreateError, RegionLayout, Segment, SegmentName};
+use zerocopy::IntoBytes;
+
+use super::layout::{DATA_HEADER_AT, DATA_MAGIC, DataHeader, TAG_AT, VERSION, block_geometry};
+use super::{DATA_FINGERPRINT, Topic};
+use crate::error::PublishError;
+use crate::node::Node;
+use crate::payload::ZeroCopy;
+
+/// The holder bit that marks a block kept in the history (subscriber slots use bits 0..63).
+pub(crate) const HISTORY: u64 = 1 << 63;
+/// Bits of a block id that index within its pool.
+const INDEX_BITS: u32 = 24;
+/// Most blocks in one pool.
+pub(crate) const MAX_BLOCKS: u64 = 1 << INDEX_BITS;
+/// Most pools: the base and 255 added ones.
+const MAX_POOLS: usize = 256;
+/// Blocks in a pool added for a size class (it adds another when they are all in use).
+const GROWTH_BLOCKS: u64 = 2;
+
+/// One payload segment and the state of its blocks.
+#[derive(Debug)]
+struct Pool {
+    data: Segment,
+    blocks_at: u64,
+    block_size: u64,
+    elements_at: u64,
+    /// Elements a block holds.
+    max_len: u64,
+    holders: Vec<u64>,
+    loaned: Vec<bool>,
+    free: Vec<u32>,
+}
+
+/// Every pool of one publisher.
+#[derive(Debug)]
+pub(crate) struct Pools {
+    pools: Vec<Pool>,
+    /// Names payload segments: `{topic's data suffix}` for the base, `.x{pool}` after it.
+    suffix: String,
+    generation: u32,
+}
+
+impl Pools {
+    /// Creates the base pool of `blocks` blocks of `max_len` elements.
+    pub(crate) fn new<T: ZeroCopy>(
+        topic: &Topic<T>,
+        slot: usize,
+        generation: u32,
+        max_len: u64,
+        blocks: u64,
+    ) -> Result<Pools, CreateError> {
+        let suffix = topic.data_suffix(slot, generation);
+        let base = create::<T>(topic, &suffix, generation, max_len, blocks)?;
+        Ok(Pools { pools: vec![base], suffix, generation })
+    }
+
+    /// Removes the payload segments of `generation` of publisher `slot` (a dead holder's).
+    pub(crate) fn remove<T: ZeroCopy>(topic: &Topic<T>, slot: usize, generation: u32) {
+        let suffix = topic.data_suffix(slot, generation);
+        remove_segment(&topic.node, &suffix);
+        for pool in 1..MAX_POOLS {
+            if !remove_segment(&topic.node, &format!("{suffix}.x{pool}")) {
+                break;
+            }
+        }
+    }
+
+    /// A free block for `len` elements (1 ≤ `len`), loaned; adds a pool if none is free.
+    pub(crate) fn take<T: ZeroCopy>(
+        &mut self,
+        topic: &Topic<T>,
+        len: u64,
+    ) -> Result<u32, PublishError> {
+        let fits = |p: &Pool| p.max_len >= len && (p.max_len == 1 || p.max_len / 2 < len);
+        let base_fits = len <= self.pools[0].max_len;
+        let found = if base_fits {
+            self.pools[0].free.pop().map(|index| (0, index))
+        } else {
+            self.pools.iter_mut().enumerate().skip(1).find_map(|(p, pool)| {
+                if fits(pool) { pool.free.pop().map(|index| (p, index)) } else { None }
+            })
+        };
+        let (pool, index) = match found {
+            Some(found) => found,
+            None if base_fits => return Err(PublishError::OutOfBlocks),
+            None => {
+                if self.pools.len() >= MAX_POOLS {
+                    return Err(PublishError::OutOfBlocks);
+                }
+                let class = len.checked_next_power_of_two().ok_or(PublishError::OutOfBlocks)?;
+                let suffix = format!("{}.x{}", self.suffix, self.pools.len());
+                let mut added = create::<T>(topic, &suffix, self.generation, class, GROWTH_BLOCKS)
+                    .map_err(PublishError::Grow)?;
+                let index = added.free.pop().ok_or(PublishError::OutOfBlocks)?;
+                self.pools.push(added);
+                (self.pools.len() - 1, index)
+            }
+        };
+        self.pools[pool].loaned[index as usize] = true;
+        Ok((pool as u32) << INDEX_BITS | index)
+    }
+
+    /// Writes `len` into `block` and returns a pointer to its elements.
+    pub(crate) fn elements<T>(&self, block: u32, len: u64) -> NonNull<T> {
+        let (pool, start) = self.start(block);
+        let checked = "blocks lie in their payload segment, aligned: checked at creation";
+        pool.data.write_bytes(start, &len.to_ne_bytes()).expect(checked);
+        let bytes = size_of::<T>() as u64 * len;
+        pool.data.ptr(start + pool.elements_at, bytes, align_of::<T>()).expect(checked).cast()
+    }
+
+    /// Writes `block`'s tag (read back by subscribers).
+    pub(crate) fn set_tag(&self, block: u32, tag: u64) {
+        let (pool, start) = self.start(block);
+        let checked = "blocks lie in their payload segment: checked at creation";
+        pool.data.write_bytes(start + TAG_AT, &tag.to_ne_bytes()).expect(checked);
+    }
+
+    /// Whether `block` names one of our blocks (a value handed back by a peer may not).
+    pub(crate) fn contains(&self, block: u32) -> bool {
+        let (pool, index) = split(block);
+        self.pools.get(pool).is_some_and(|p| index < p.holders.len())
+    }
+
+    /// `block`'s holder bits. `block` must be ours ([`contains`](Self::contains)).
+    pub(crate) fn holders(&mut self, block: u32) -> &mut u64 {
+        let (pool, index) = split(block);
+        &mut self.pools[pool].holders[index]
+    }
+
+    /// Ends `block`'s loan.
+    pub(crate) fn unloan(&mut self, block: u32) {
+        let (pool, index) = split(block);
+        self.pools[pool].loaned[index] = false;
+    }
+
+    /// Returns `block` to its free list if nobody holds it and it is not loaned.
+    pub(crate) fn free_if_unused(&mut self, block: u32) {
+        let (pool, index) = split(block);
+        let pool = &mut self.pools[pool];
+        if pool.holders[index] == 0 && !pool.loaned[index] {
+            pool.free.push(index as u32);
+        }
+    }
+
+    /// Clears holder `bit` from every block, freeing those left unused.
+    pub(crate) fn clear_holder(&mut self, bit: u64) {
+        for pool in &mut self.pools {
+            for index in 0..pool.holders.len() {
+                if pool.holders[index] & bit != 0 {
+                    pool.holders[index] &= !bit;
+                    if pool.holders[index] == 0 && !pool.loaned[index] {
+                        pool.free.push(index as u32);
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&self, block: u32) -> (&Pool, u64) {
+        let (pool, index) = split(block);
+        let pool = &self.pools[pool];
+        (pool, pool.blocks_at + index as u64 * pool.block_size)
+    }
+}
+
+/// (pool, index) of a block id.
+pub(crate) fn split(block: u32) -> (usize, usize) {
+    ((block >> INDEX_BITS) as usize, (block & ((1 << INDEX_BITS) - 1)) as usize)
+}
+
+/// Creates payload segment `suffix` with `blocks` blocks of `max_len` elements.
+fn create<T: ZeroCopy>(
+    topic: &Topic<T>,
+    suffix: &str,
+    generation: u32,
+    max_len: u64,
+    blocks: u64,
+) -> Result<Pool, CreateError> {
+    let too_large = || CreateError::InvalidSize { size: u64::MAX, min: 0, max: 0 };
+    let max_len32 = u32::try_from(max_len).map_err(|_| too_large())?;
+    let (elements_at, block_size) = block_geometry::<T>(max_len32).ok_or_else(too_large)?;
+    let mut carver = Carver::new();
+    let header_layout = RegionLayout { size: size_of::<DataHeader>() as u64, align: 64 };
+    let header_region = carver.place(header_layout).map_err(|_| too_large())?;
+    debug_assert_eq!(header_region.offset, DATA_HEADER_AT);
+    let size = block_size.checked_mul(blocks).ok_or_else(too_large)?;
+    let payload = RegionLayout { size, align: (align_of::<T>() as u64).max(64) };
+    let blocks_region = carver.place(payload).map_err(|_| too_large())?;
+    let header = DataHeader {
+        magic: DATA_MAGIC,
+        version: VERSION,
+        generation,
+        type_fingerprint: topic.type_info.fingerprint(),
+        block_size,
+        blocks,
+        blocks_at: blocks_region.offset,
+        max_len,
+    };
+    let build = || {
+        topic
+            .node
+            .segment(suffix)
+            .fingerprint(DATA_FINGERPRINT)
+            .size(carver.total_size())
+            .populate(true)
+            .create_with(|s| {
+                s.write_bytes(header_region.offset, header.as_bytes())?;
+                Ok(())
+            })
+    };
+    let data = match build() {
+        // Left by a holder that died between creating it and publishing its generation.
+        Err(CreateError::AlreadyExists { .. }) => {
+            remove_segment(&topic.node, suffix);
+            build()?
+        }
+        other => other?,
+    };
+    let count = blocks as usize;
+    Ok(Pool {
+        data,
+        blocks_at: blocks_region.offset,
+        block_size,
+        elements_at,
+        max_len,
+        holders: vec![0; count],
+        loaned: vec![false; count],
+        free: (0..blocks as u32).rev().collect(),
+    })
+}
+
+/// Removes segment `{namespace}.{suffix}`; whether it existed.
+fn remove_segment(node: &Node, suffix: &str) -> bool {
+    let name = format!("{}.{suffix}", node.namespace());
+    let Ok(name) = SegmentName::new(&name) else { return false };
+    match node.root() {
+        Some(dir) => shmlane_segment::remove_in(dir, &name).is_ok(),
+        None => shmlane_segment::remove(&name).is_ok(),
+    }
+}
