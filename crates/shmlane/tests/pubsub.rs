@@ -37,6 +37,7 @@ fn child_entry() {
         ("subscribe", [namespace, count]) => child_subscribe(namespace, count.parse().unwrap()),
         ("stall", [namespace]) => child_stall(namespace),
         ("hold", [namespace]) => child_hold(namespace),
+        ("publish", [namespace, count]) => child_publish(namespace, count.parse().unwrap()),
         _ => fail(2, format!("unknown role {spec}")),
     }
     exit_child()
@@ -83,6 +84,20 @@ fn child_hold(namespace: &str) {
     report("ready", 1);
     let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT)).unwrap();
     report("holding", *sample);
+    shmlane_testkit::sleep_until_killed()
+}
+
+/// Publishes `count` values 1..=count on `doomed`, keeps a loan open, reports, waits for death.
+fn child_publish(namespace: &str, count: u64) {
+    let node = Node::builder("pub").namespace(namespace).create().unwrap();
+    let topic = node.topic::<u64>("doomed").open().unwrap();
+    let publisher = topic.publisher().unwrap();
+    shmlane_testkit::wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
+    for value in 1..=count {
+        publisher.send_copy(value).unwrap();
+    }
+    let _loan = publisher.loan().unwrap();
+    report("sent", count);
     shmlane_testkit::sleep_until_killed()
 }
 
@@ -400,4 +415,56 @@ fn history_longer_than_the_queue_is_refused() {
     let node = node("historylimit");
     let err = node.topic::<u64>("h").subscriber_capacity(4).history(5).create().unwrap_err();
     assert!(matches!(err, TopicError::InvalidConfig(_)), "{err}");
+}
+
+#[test]
+fn two_subscriber_processes_each_receive_every_tick() {
+    let _serial = process_lock();
+    let node = node("fanout2");
+    let topic = node.topic::<Tick>("ticks").subscriber_capacity(2048).create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    let mut children: Vec<_> =
+        (0..2).map(|_| spawn_child("subscribe", &[node.namespace(), "1000"])).collect();
+    for child in &mut children {
+        child.report("ready", TIMEOUT);
+    }
+    shmlane_testkit::wait_for("both subscribers", TIMEOUT, || publisher.subscribers() == 2);
+    for sequence in 1..=1000u64 {
+        let tick = Tick { instrument: 7, size: 100, price: sequence as f64 / 4.0, sequence };
+        assert_eq!(publisher.send_copy(tick).unwrap(), 2, "tick {sequence}");
+    }
+    for child in &mut children {
+        assert_eq!(child.report_u64("sum", TIMEOUT), 1000 * 1001 / 2);
+        child.expect_success(TIMEOUT);
+    }
+}
+
+#[test]
+fn a_killed_publishers_slot_is_taken_over_and_its_queued_samples_still_read() {
+    let _serial = process_lock();
+    let node = node("deadpub");
+    let topic = node.topic::<u64>("doomed").max_publishers(1).create().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let mut child = spawn_child("publish", &[node.namespace(), "5"]);
+    assert_eq!(child.report_u64("sent", TIMEOUT), 5);
+    // The only publisher slot is held by a live process.
+    assert!(matches!(topic.publisher(), Err(ConnectError::NoFreeSlot { .. })));
+    // Read two while it lives, then kill it with a loan open and three samples queued.
+    assert_eq!(*subscriber.receive().unwrap().unwrap(), 1);
+    let held = subscriber.receive().unwrap().unwrap();
+    child.kill();
+    // Its slot is taken over (proven dead); its payload segment is unlinked, but what we
+    // mapped stays readable: the held sample and the queued ones.
+    let publisher = topic.publisher().unwrap();
+    assert_eq!(*held, 2);
+    drop(held);
+    // The new holder adopts the connection (the samples still queued stay) and publishes
+    // through a new payload segment.
+    publisher.send_copy(6).unwrap();
+    let got: Vec<u64> = std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();
+    assert_eq!(got, [3, 4, 5, 6]);
+    for value in 7..1000u64 {
+        publisher.send_copy(value).unwrap();
+        assert_eq!(*subscriber.receive().unwrap().unwrap(), value);
+    }
 }

@@ -411,6 +411,17 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             if generation == state.connections[s].served {
                 continue;
             }
+            // Acquire: pairs with the previous holder's Release ack.
+            if state.connections[s].served == 0
+                && generation != 0
+                && state.connections[s].ack.load(Ordering::Acquire) == generation
+            {
+                // Adopt a connection a previous holder of our slot served: its samples still
+                // queued stay for the subscriber (they name the old payload segment, which the
+                // subscriber may have mapped; their returns are ignored as another generation).
+                state.connections[s].served = generation;
+                continue;
+            }
             self.clean(state, s);
             state.connections[s].served = generation;
             if generation != 0 {
