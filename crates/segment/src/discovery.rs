@@ -123,8 +123,18 @@ pub fn remove_stale() -> Result<Vec<SegmentInfo>, DiscoveryError> {
 
 /// Removes every stale segment in a directory and returns what it removed.
 pub fn remove_stale_in(dir: &Path) -> Result<Vec<SegmentInfo>, DiscoveryError> {
+    remove_stale_matching(dir, |_| true)
+}
+
+/// Removes the stale segments in a directory whose names `select` accepts; returns what it
+/// removed.
+pub fn remove_stale_matching(
+    dir: &Path,
+    select: impl Fn(&SegmentName) -> bool,
+) -> Result<Vec<SegmentInfo>, DiscoveryError> {
     let mut removed = Vec::new();
-    for info in list_in(dir)?.into_iter().filter(|i| i.status == SegmentStatus::Stale) {
+    let stale = list_in(dir)?.into_iter().filter(|i| i.status == SegmentStatus::Stale);
+    for info in stale.filter(|i| select(&i.name)) {
         // Only if the path still names the file we judged (not a new segment of the same name).
         let same = os::lstat(&info.path).is_ok_and(|f| (f.device, f.inode) == info.identity);
         if same {

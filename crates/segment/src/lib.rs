@@ -44,7 +44,7 @@ mod transfer;
 #[cfg(not(feature = "loom"))]
 pub use discovery::{
     DiscoveryError, EMPTY_GRACE, SegmentInfo, SegmentStatus, list, list_in, remove, remove_in,
-    remove_stale, remove_stale_in,
+    remove_stale, remove_stale_in, remove_stale_matching,
 };
 pub use fingerprint::Fingerprint;
 pub use liveness::{Liveness, ProcessId};

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use shmlane_segment::{DiscoveryError, Liveness, RoleOwner, Segment, SegmentInfo, SegmentStatus};
 
+use crate::node::{NODE_FINGERPRINT, NodeRecordCopy, monotonic_ns};
 use crate::topic::layout::{Layout, TopicHeader};
 
 /// What a service is.
@@ -60,6 +61,61 @@ pub fn list(root: Option<&Path>) -> Result<Vec<ServiceInfo>, DiscoveryError> {
         None => shmlane_segment::list()?,
     };
     Ok(segments.into_iter().filter_map(|info| describe(root, info)).collect())
+}
+
+/// A registered node.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its process.
+    pub pid: u32,
+    /// Whether that process runs (by pid and start time).
+    pub liveness: Liveness,
+    /// Time since its last heartbeat, if it ever beat.
+    pub heartbeat_age: Option<std::time::Duration>,
+}
+
+/// The nodes registered in `/dev/shm`, or in `root`.
+pub fn nodes(root: Option<&Path>) -> Result<Vec<NodeInfo>, DiscoveryError> {
+    let segments = match root {
+        Some(dir) => shmlane_segment::list_in(dir)?,
+        None => shmlane_segment::list()?,
+    };
+    Ok(segments.into_iter().filter_map(|info| describe_node(root, &info)).collect())
+}
+
+fn describe_node(root: Option<&Path>, info: &SegmentInfo) -> Option<NodeInfo> {
+    let (namespace, rest) = info.name.as_str().split_once('.')?;
+    let rest = rest.strip_prefix("node.")?;
+    // `{name}.{pid}.{n}`.
+    let mut parts = rest.rsplitn(3, '.');
+    let (_, _, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if info.status != SegmentStatus::Alive {
+        return None;
+    }
+    let builder = Segment::builder(info.name.as_str()).fingerprint(NODE_FINGERPRINT);
+    let builder = match root {
+        Some(dir) => builder.backing(shmlane_segment::Backing::Dir(dir.to_owned())),
+        None => builder,
+    };
+    let segment = builder.open_read_only().ok()?;
+    let mut bytes = [0u8; size_of::<NodeRecordCopy>()];
+    segment.read_bytes(shmlane_segment::HEADER_SIZE.next_multiple_of(64), &mut bytes).ok()?;
+    let record: NodeRecordCopy = zerocopy::transmute!(bytes);
+    let owner = RoleOwner::from_raw(record.owner)?;
+    let heartbeat_age = (record.heartbeat_ns != 0).then(|| {
+        std::time::Duration::from_nanos(monotonic_ns().saturating_sub(record.heartbeat_ns))
+    });
+    Some(NodeInfo {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        pid: owner.pid(),
+        liveness: owner.liveness(),
+        heartbeat_age,
+    })
 }
 
 /// `namespace.kind.service` of a control segment; `None` for payload segments and others'.

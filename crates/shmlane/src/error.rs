@@ -18,6 +18,9 @@ pub enum NodeError {
     /// This process's identity could not be read (`/proc/self/stat`).
     #[error("cannot identify this process: {0}")]
     Identity(#[source] std::io::Error),
+    /// The node's registration segment could not be created.
+    #[error("cannot register the node: {0}")]
+    Register(String),
 }
 
 /// Creating or opening a topic.

@@ -2,8 +2,12 @@
 //! shared memory lives.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use shmlane_segment::{Backing, RoleOwner, SegmentBuilder};
+use shmlane_segment::{Backing, Fingerprint, RoleOwner, Segment, SegmentBuilder, SharedView};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::NodeError;
 use crate::payload::ZeroCopy;
@@ -20,6 +24,12 @@ pub const MAX_NAME_LEN: usize = 64;
 /// reuse), the namespace that keeps independent applications on one host apart, and where
 /// its segments live. Services are opened through it.
 ///
+/// Each node registers itself in a small segment `{namespace}.node.{name}.{pid}.{n}` (removed
+/// when its last clone drops) with its identity and a heartbeat: the `CLOCK_MONOTONIC` time of
+/// its last [`heartbeat`](Node::heartbeat), beaten by a background thread if the builder asks
+/// for one. Discovery lists nodes with their liveness and heartbeat age, so a process that is
+/// alive but hung shows up as such.
+///
 /// ```
 /// let node = shmlane::Node::builder("doc-node").namespace("doc").create()?;
 /// assert_eq!(node.namespace(), "doc");
@@ -31,6 +41,44 @@ pub struct Node {
     namespace: String,
     root: Option<PathBuf>,
     me: RoleOwner,
+    registration: Arc<Registration>,
+}
+
+/// A node's registration segment; removed when the last clone of the node drops.
+#[derive(Debug)]
+struct Registration {
+    segment: Segment,
+    at: shmlane_segment::Offset<NodeRecord>,
+}
+
+/// What a node's registration segment holds (after the segment header).
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct NodeRecord {
+    /// The node's `RoleOwner` (pid and start time).
+    pub(crate) owner: AtomicU64,
+    /// `CLOCK_MONOTONIC` nanoseconds of the last heartbeat (0: never).
+    pub(crate) heartbeat_ns: AtomicU64,
+}
+
+// SAFETY: a `#[repr(C)]` pair of atomics.
+unsafe impl SharedView for NodeRecord {}
+
+/// Fingerprint of a node registration segment.
+pub(crate) const NODE_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.node").with_u64(1);
+
+/// The node registration's record, as discovery reads it by copy.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub(crate) struct NodeRecordCopy {
+    pub(crate) owner: u64,
+    pub(crate) heartbeat_ns: u64,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of the host.
+pub(crate) fn monotonic_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (now.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(now.tv_nsec as u64)
 }
 
 /// Configures a [`Node`].
@@ -39,12 +87,13 @@ pub struct NodeBuilder {
     name: String,
     namespace: Option<String>,
     root: Option<PathBuf>,
+    heartbeat: Option<Duration>,
 }
 
 impl Node {
     /// A builder for a node called `name`.
     pub fn builder(name: impl Into<String>) -> NodeBuilder {
-        NodeBuilder { name: name.into(), namespace: None, root: None }
+        NodeBuilder { name: name.into(), namespace: None, root: None, heartbeat: None }
     }
 
     /// The node's name.
@@ -60,6 +109,19 @@ impl Node {
     /// The directory segments live in, if not `/dev/shm`.
     pub fn root(&self) -> Option<&std::path::Path> {
         self.root.as_deref()
+    }
+
+    /// Removes the registrations of this namespace's nodes whose processes are proven dead
+    /// (killed before they could remove their own); returns how many. Node creation does this
+    /// too.
+    pub fn remove_dead_nodes(&self) -> usize {
+        remove_dead_nodes(&self.namespace, self.root.as_deref())
+    }
+
+    /// Records that the node is alive and making progress now (see [`Node`]).
+    pub fn heartbeat(&self) {
+        // Relaxed: readers copy the word; it publishes nothing else.
+        self.registration.record().heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
     }
 
     /// This process's identity as services record it.
@@ -110,7 +172,14 @@ impl NodeBuilder {
         self
     }
 
-    /// Creates the node.
+    /// Beat the node's heartbeat from a background thread every `interval` while the node
+    /// lives (default: no thread; call [`Node::heartbeat`] from your own loop instead).
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = Some(interval);
+        self
+    }
+
+    /// Creates the node and registers it.
     pub fn create(self) -> Result<Node, NodeError> {
         check_name("node name", &self.name)?;
         let namespace = match self.namespace {
@@ -119,7 +188,39 @@ impl NodeBuilder {
         };
         check_name("namespace", &namespace)?;
         let me = RoleOwner::current().map_err(NodeError::Identity)?;
-        Ok(Node { name: self.name, namespace, root: self.root, me })
+        remove_dead_nodes(&namespace, self.root.as_deref());
+        static NODES: AtomicU32 = AtomicU32::new(0);
+        // Relaxed: a counter that only has to be unique within this process.
+        let n = NODES.fetch_add(1, Ordering::Relaxed);
+        let suffix = format!("node.{}.{}.{n}", self.name, std::process::id());
+        let mut carver = shmlane_segment::Carver::new();
+        let layout =
+            shmlane_segment::RegionLayout { size: size_of::<NodeRecord>() as u64, align: 64 };
+        let region = carver.place(layout).map_err(|e| NodeError::Register(e.to_string()))?;
+        let builder = Segment::builder(format!("{namespace}.{suffix}"));
+        let builder = match &self.root {
+            Some(dir) => builder.backing(Backing::Dir(dir.clone())),
+            None => builder,
+        };
+        let segment = builder
+            .fingerprint(NODE_FINGERPRINT)
+            .size(carver.total_size())
+            .create()
+            .map_err(|e| NodeError::Register(e.to_string()))?;
+        let at = region.offset_of(0).map_err(|e| NodeError::Register(e.to_string()))?;
+        let registration = Arc::new(Registration { segment, at });
+        let record = registration.record();
+        // Relaxed (both): readers copy the words; nothing else is published through them.
+        record.owner.store(me.to_raw(), Ordering::Relaxed);
+        record.heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
+        if let Some(interval) = self.heartbeat {
+            let weak = Arc::downgrade(&registration);
+            std::thread::Builder::new()
+                .name(format!("shmlane-heartbeat-{}", self.name))
+                .spawn(move || beat(weak, interval))
+                .map_err(|e| NodeError::Register(e.to_string()))?;
+        }
+        Ok(Node { name: self.name, namespace, root: self.root, me, registration })
     }
 }
 
@@ -129,4 +230,28 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), NodeError
         && name.len() <= MAX_NAME_LEN
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if valid { Ok(()) } else { Err(NodeError::InvalidName { what, name: name.to_owned() }) }
+}
+
+impl Registration {
+    fn record(&self) -> &NodeRecord {
+        self.segment.get(self.at).expect("placed in the node segment at creation")
+    }
+}
+
+/// The heartbeat thread: beats until the node is gone.
+fn beat(registration: Weak<Registration>, interval: Duration) {
+    while let Some(registration) = registration.upgrade() {
+        // Relaxed: as in `Node::heartbeat`.
+        registration.record().heartbeat_ns.store(monotonic_ns(), Ordering::Relaxed);
+        drop(registration);
+        std::thread::sleep(interval);
+    }
+}
+
+/// Removes the stale registrations of `namespace`'s nodes (their creators are proven dead).
+fn remove_dead_nodes(namespace: &str, root: Option<&std::path::Path>) -> usize {
+    let prefix = format!("{namespace}.node.");
+    let dir = root.unwrap_or(std::path::Path::new("/dev/shm"));
+    shmlane_segment::remove_stale_matching(dir, |name| name.as_str().starts_with(&prefix))
+        .map_or(0, |removed| removed.len())
 }

@@ -41,3 +41,40 @@ fn services_are_listed_with_their_kind_type_and_participants() {
     }
     assert_eq!(ours[2].subscribers.len(), 1, "the listener");
 }
+
+#[test]
+fn nodes_are_listed_with_liveness_and_a_heartbeat_that_moves() {
+    use std::time::Duration;
+    let namespace = format!("n{}", std::process::id());
+    let beating = Node::builder("beating")
+        .namespace(&namespace)
+        .heartbeat(Duration::from_millis(10))
+        .create()
+        .unwrap();
+    let manual = Node::builder("manual").namespace(&namespace).create().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    manual.heartbeat();
+    let ours = |name: &str| {
+        shmlane::discovery::nodes(None)
+            .unwrap()
+            .into_iter()
+            .find(|n| n.namespace == namespace && n.name == name)
+            .unwrap_or_else(|| panic!("node {name} not listed"))
+    };
+    let (b, m) = (ours("beating"), ours("manual"));
+    assert_eq!((b.pid, b.liveness), (std::process::id(), Liveness::Alive));
+    assert!(b.heartbeat_age.unwrap() < Duration::from_millis(150), "{b:?}");
+    assert!(m.heartbeat_age.unwrap() < Duration::from_millis(150), "{m:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(ours("manual").heartbeat_age.unwrap() >= Duration::from_millis(200), "no thread");
+    assert!(ours("beating").heartbeat_age.unwrap() < Duration::from_millis(150));
+    drop(beating);
+    assert!(
+        shmlane::discovery::nodes(None)
+            .unwrap()
+            .iter()
+            .all(|n| n.name != "beating" || n.namespace != namespace),
+        "a dropped node is unregistered"
+    );
+    drop(manual);
+}
