@@ -30,17 +30,16 @@
 //! ```
 
 use std::collections::HashMap;
-use std::error::Error;
 use std::io::Read;
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rustix::thread::CpuSet;
 use shmlane::notify::{Blocking, Periodic};
 use shmlane::{Node, Overflow, Subscriber};
-
-type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+use shmlane_examples::{
+    AnyResult, cpu_time, first_two_cpus, monotonic_ns, pin, wait_until, wait_until_exit,
+};
 
 /// The topic's service name.
 const SERVICE: &str = "audio";
@@ -194,7 +193,7 @@ fn producer(args: &[String]) -> AnyResult<()> {
     let start = monotonic_ns() + 10_000_000;
     for counter in 0..count {
         let due = due_ns(start, counter);
-        let now = wait_until(due);
+        let now = wait_until(due, SPIN_BEFORE);
         let mut block = publisher.loan_slice(BLOCK_LEN)?;
         put_u64(&mut block[0..2], counter);
         put_u64(&mut block[2..4], due);
@@ -441,71 +440,4 @@ fn parse_report(out: &str) -> AnyResult<HashMap<String, u64>> {
             Ok((key.to_owned(), value.parse()?))
         })
         .collect()
-}
-
-/// The first two CPUs of the affinity mask, read once before anything is pinned (one twice if
-/// only one is allowed).
-fn first_two_cpus() -> AnyResult<(usize, usize)> {
-    let allowed = rustix::thread::sched_getaffinity(None)?;
-    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).take(2).collect();
-    match cpus[..] {
-        [a, b] => Ok((a, b)),
-        [a] => {
-            eprintln!("warning: only CPU {a} is available; both processes share it");
-            Ok((a, a))
-        }
-        _ => Err("no CPU in the affinity mask".into()),
-    }
-}
-
-/// Pins the calling thread to one CPU by id.
-fn pin(cpu: usize) -> AnyResult<()> {
-    let mut set = CpuSet::new();
-    set.set(cpu);
-    rustix::thread::sched_setaffinity(None, &set)
-        .map_err(|e| format!("cannot pin to CPU {cpu}: {e}"))?;
-    Ok(())
-}
-
-/// `CLOCK_MONOTONIC` in ns: the same clock in every process of the host (read through the
-/// vDSO, no system call).
-fn monotonic_ns() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
-/// CPU time (user + system) this process has used: `CLOCK_PROCESS_CPUTIME_ID`, the sum
-/// `getrusage(RUSAGE_SELF)` reports, in ns and without `unsafe`.
-fn cpu_time() -> Duration {
-    let used = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    Duration::new(used.tv_sec as u64, used.tv_nsec as u32)
-}
-
-/// Sleeps until `SPIN_BEFORE` ahead of `due_ns`, then spins until it; returns the time then.
-fn wait_until(due_ns: u64) -> u64 {
-    loop {
-        let now = monotonic_ns();
-        if now >= due_ns {
-            return now;
-        }
-        let left = Duration::from_nanos(due_ns - now);
-        if left > SPIN_BEFORE {
-            std::thread::sleep(left - SPIN_BEFORE);
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-}
-
-/// Waits for `child` to exit, up to `deadline`.
-fn wait_until_exit(child: &mut Child, deadline: Instant) -> AnyResult<ExitStatus> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            return Err("the consumer did not exit in time".into());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }

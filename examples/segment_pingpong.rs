@@ -13,20 +13,17 @@
 //! cargo run --release -p shmlane-examples --example segment_pingpong -- [--iters N] [--cores A,B]
 //! ```
 
-use std::error::Error;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
-use rustix::thread::CpuSet;
+use shmlane_examples::{AnyResult, first_two_cpus, pin};
 use shmlane_queue::spsc::{Consumer, Producer, Shared, SharedSpsc};
 use shmlane_segment::{
     BlockOffset, BlockPool, Carver, Fingerprint, Offset, Region, RegionLayout, Segment,
 };
-
-type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const FINGERPRINT: Fingerprint = Fingerprint::new("example.segment_pingpong").with_u64(2);
 const ELEMENT: Fingerprint = Fingerprint::new("u64 sequence number");
@@ -300,28 +297,5 @@ fn child(args: &[String]) -> AnyResult<()> {
             ends.queue_echo()?;
         }
     }
-    Ok(())
-}
-
-/// The first two CPUs this process may run on (one twice if it may use only one).
-fn first_two_cpus() -> AnyResult<(usize, usize)> {
-    let allowed = rustix::thread::sched_getaffinity(None)?;
-    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).take(2).collect();
-    match cpus[..] {
-        [a, b] => Ok((a, b)),
-        [a] => {
-            eprintln!("warning: only CPU {a} is available; both processes share it");
-            Ok((a, a))
-        }
-        _ => Err("no CPU in the affinity mask".into()),
-    }
-}
-
-/// Pins the calling thread to one CPU by id.
-fn pin(cpu: usize) -> AnyResult<()> {
-    let mut set = CpuSet::new();
-    set.set(cpu);
-    rustix::thread::sched_setaffinity(None, &set)
-        .map_err(|e| format!("cannot pin to CPU {cpu}: {e}"))?;
     Ok(())
 }

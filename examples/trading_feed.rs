@@ -40,18 +40,17 @@
 //! ```
 
 use std::collections::HashMap;
-use std::error::Error;
 use std::io::Read;
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rustix::thread::CpuSet;
 use shmlane::notify::{Blocking, BusySpin, WaitStrategy};
 use shmlane::{Node, Overflow, Subscriber};
+use shmlane_examples::{
+    AnyResult, allowed_cpus, cpu_time, monotonic_ns, pin, wait_until, wait_until_exit,
+};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
-
-type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// One market-data tick; fields ordered so that `repr(C)` has no padding (32 bytes).
 #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -244,7 +243,7 @@ fn publisher(args: &[String]) -> AnyResult<()> {
     let start = monotonic_ns() + 1_000_000;
     for sequence in 0..count {
         let due = start + (u128::from(sequence) * 1_000_000_000 / u128::from(rate)) as u64;
-        let now = wait_until(due);
+        let now = wait_until(due, SPIN_BEFORE);
         let (instrument, size, price) = quote(sequence);
         let mut tick = publisher.loan()?;
         tick.instrument = instrument;
@@ -374,7 +373,7 @@ fn follow(subscriber: &Subscriber<'_, Tick>, mut wait: impl WaitStrategy) -> Any
         if tick.sequence == END {
             break;
         }
-        first.get_or_insert_with(cpu_time);
+        first.get_or_insert_with(|| (cpu_time(), Instant::now()));
         if received >= WARMUP {
             latency.saturating_record(now.saturating_sub(tick.timestamp_ns));
         }
@@ -390,8 +389,8 @@ fn follow(subscriber: &Subscriber<'_, Tick>, mut wait: impl WaitStrategy) -> Any
         }
     }
     // From the first tick to the end tick: the CPU the strategy used while the feed ran.
-    let (start_cpu, start_wall) = first.unwrap_or_else(cpu_time);
-    let busy = cpu_time().0 - start_cpu;
+    let (start_cpu, start_wall) = first.unwrap_or_else(|| (cpu_time(), Instant::now()));
+    let busy = cpu_time() - start_cpu;
     let wall = start_wall.elapsed().max(Duration::from_nanos(1));
     let mut report = format!(
         "received={received} gaps={gaps} drops={} bad={bad} max={} cpu_permille={}",
@@ -408,65 +407,13 @@ fn follow(subscriber: &Subscriber<'_, Tick>, mut wait: impl WaitStrategy) -> Any
 /// CPU ids for the publisher and the two strategies, from the affinity mask, read once before
 /// anything is pinned: three CPUs if there are, else the strategies share the second.
 fn default_cpus() -> AnyResult<(usize, usize, usize)> {
-    let allowed = rustix::thread::sched_getaffinity(None)?;
-    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).take(3).collect();
-    match cpus[..] {
+    match allowed_cpus(3)?[..] {
         [a, b, c] => Ok((a, b, c)),
         [a, b] => Ok((a, b, b)),
-        [a] => {
+        [a, ..] => {
             eprintln!("warning: only CPU {a} is available; all three processes share it");
             Ok((a, a, a))
         }
-        _ => Err("no CPU in the affinity mask".into()),
-    }
-}
-
-/// Pins the calling thread to one CPU by id.
-fn pin(cpu: usize) -> AnyResult<()> {
-    let mut set = CpuSet::new();
-    set.set(cpu);
-    rustix::thread::sched_setaffinity(None, &set)
-        .map_err(|e| format!("cannot pin to CPU {cpu}: {e}"))?;
-    Ok(())
-}
-
-/// `CLOCK_MONOTONIC` in ns: the same clock in every process of the host.
-fn monotonic_ns() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
-/// CPU time (user + system) this process has used, and the wall clock, now.
-fn cpu_time() -> (Duration, Instant) {
-    let used = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    (Duration::new(used.tv_sec as u64, used.tv_nsec as u32), Instant::now())
-}
-
-/// Sleeps until `SPIN_BEFORE` ahead of `due_ns`, then spins until it; returns the time then.
-fn wait_until(due_ns: u64) -> u64 {
-    loop {
-        let now = monotonic_ns();
-        if now >= due_ns {
-            return now;
-        }
-        let left = Duration::from_nanos(due_ns - now);
-        if left > SPIN_BEFORE {
-            std::thread::sleep(left - SPIN_BEFORE);
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-}
-
-/// Waits for `child` to exit, up to `deadline`.
-fn wait_until_exit(child: &mut Child, deadline: Instant) -> AnyResult<ExitStatus> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            return Err("did not exit in time".into());
-        }
-        std::thread::sleep(Duration::from_millis(1));
+        [] => Err("no CPU in the affinity mask".into()),
     }
 }
