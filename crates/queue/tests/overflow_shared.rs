@@ -824,6 +824,41 @@ fn attaching_through_a_read_only_mapping_fails_with_read_only() {
 }
 
 #[test]
+fn a_snapshot_through_a_read_only_mapping_copies_the_queued_values_and_refuses_bad_indices() {
+    let (_cleanup, segment) = local_queue("snapshot", 4);
+    let queue = attach(&segment, 4);
+    let (mut producer, mut consumer) = (queue.producer().unwrap(), queue.consumer().unwrap());
+    let reader = Segment::builder(segment.name().as_str())
+        .fingerprint(segment_fingerprint(4))
+        .open_read_only()
+        .unwrap();
+    let region = queue_layout(4).queue;
+    let snapshot = || SharedOverflow::snapshot(&reader, region, QUEUE_FINGERPRINT);
+    assert_eq!(snapshot().unwrap().values, Vec::<u64>::new());
+    for value in 10..16 {
+        producer.push(value).unwrap(); // 10 and 11 are evicted
+    }
+    assert_eq!(consumer.pop(), Some(12));
+    let taken = snapshot().unwrap();
+    assert_eq!((taken.capacity, taken.values), (4, vec![13, 14, 15]));
+
+    // A slot whose stamp is not its position's holds nothing queued.
+    let raw = Raw::new(&segment, 4);
+    let newest = raw.slot_of(raw.tail().load(Ordering::Relaxed) - 1);
+    raw.stamp(newest).store(0, Ordering::Relaxed);
+    assert_eq!(snapshot().unwrap().values, vec![13, 14]);
+    raw.tail().store(raw.head().load(Ordering::Relaxed) + 5, Ordering::Relaxed);
+    assert_eq!(snapshot(), Err(QueueError::Corrupt), "more queued than the capacity");
+    assert_eq!(
+        SharedOverflow::snapshot(&reader, region, Fingerprint::new("other")),
+        Err(QueueError::FingerprintMismatch {
+            expected: Fingerprint::new("other").get(),
+            found: QUEUE_FINGERPRINT.get()
+        })
+    );
+}
+
+#[test]
 fn claims_refuse_shared_indices_that_no_queue_can_have() {
     let (_cleanup, segment) = local_queue("bad-indices", 8);
     let queue = attach(&segment, 8);

@@ -59,6 +59,15 @@ pub struct SharedOverflow<'seg> {
     tail: &'seg AtomicU64,
 }
 
+/// A queue's state copied out by [`SharedOverflow::snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverflowSnapshot {
+    /// Number of slots.
+    pub capacity: u64,
+    /// The values queued when read, oldest first.
+    pub values: Vec<u64>,
+}
+
 /// Segment storage for one end.
 #[derive(Debug)]
 pub struct Shared<'seg>(SharedOverflow<'seg>);
@@ -175,6 +184,42 @@ impl<'seg> SharedOverflow<'seg> {
             return Err(Corrupt { head, tail });
         }
         Ok(tail)
+    }
+
+    /// Copies the state of the queue in `region` out of `segment`, which may be mapped
+    /// read-only (for inspection tools). Touches nothing: every word is read by copy, and a
+    /// queue in use may move while it is read, so the result is an estimate. Fails on an
+    /// invalid descriptor or impossible indices.
+    pub fn snapshot(
+        segment: &Segment,
+        region: Region,
+        fingerprint: Fingerprint,
+    ) -> Result<OverflowSnapshot, QueueError> {
+        let d = Descriptor::read_checked::<u64>(segment, region, MAGIC, fingerprint)?;
+        if d.extra != [0; 2] {
+            return Err(QueueError::Corrupt);
+        }
+        check_region(Self::layout(d.capacity)?, region)?;
+        let word = |relative: u64| -> Result<u64, QueueError> {
+            let at = region.offset.checked_add(relative).ok_or(LayoutError::Overflow)?;
+            let mut bytes = [0u8; 8];
+            segment.read_bytes(at, &mut bytes)?;
+            Ok(u64::from_ne_bytes(bytes))
+        };
+        let (head, tail) = (word(HEAD_AT)?, word(TAIL_AT)?);
+        if tail.abs_diff(head) > d.capacity || head.max(tail) >= MAX_POSITION {
+            return Err(QueueError::Corrupt);
+        }
+        let slot_size = size_of::<IndexSlot>() as u64;
+        let mut values = Vec::new();
+        for position in head..tail.max(head) {
+            let slot = SLOTS_AT + (position & (d.capacity - 1)) * slot_size;
+            // A slot holds `position` only if stamped for it (see the module's protocol).
+            if word(slot)? == position + 1 {
+                values.push(word(slot + 8)?);
+            }
+        }
+        Ok(OverflowSnapshot { capacity: d.capacity, values })
     }
 
     fn view(segment: &'seg Segment, region: Region, capacity: u64) -> Result<Self, QueueError> {

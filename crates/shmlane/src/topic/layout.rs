@@ -265,6 +265,21 @@ impl Layout {
         self.subscriber_role_at(s) + std::mem::offset_of!(SubscriberEntry, drops) as u64
     }
 
+    /// Offset of publisher slot `p`'s payload generation word.
+    pub(crate) fn publisher_generation_at(&self, p: usize) -> u64 {
+        self.publisher_role_at(p) + std::mem::offset_of!(PublisherEntry, generation) as u64
+    }
+
+    /// Offset of subscriber slot `s`'s generation word.
+    pub(crate) fn subscriber_generation_at(&self, s: usize) -> u64 {
+        self.subscriber_role_at(s) + std::mem::offset_of!(SubscriberEntry, generation) as u64
+    }
+
+    /// Offset of connection `connection`'s ack word (the subscriber generation served).
+    pub(crate) fn ack_at(&self, connection: usize) -> u64 {
+        self.acks.offset + connection as u64 * size_of::<CachePadded<u64>>() as u64
+    }
+
     /// Number of connections (publisher slots × subscriber slots).
     pub(crate) fn connections_len(&self) -> usize {
         self.connections.len()

@@ -9,7 +9,7 @@
 //! takes back every block it held.
 
 pub(crate) mod layout;
-mod pool;
+pub(crate) mod pool;
 mod publisher;
 mod subscriber;
 
@@ -27,11 +27,13 @@ use crate::payload::{TypeInfo, ZeroCopy};
 use layout::{Layout, TopicHeader};
 
 /// Fingerprint of the queues inside a topic's control segment.
-const QUEUE_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic offsets").with_u64(1);
+pub(crate) const QUEUE_FINGERPRINT: Fingerprint =
+    Fingerprint::new("shmlane.topic offsets").with_u64(1);
 /// Fingerprint of a topic's control segment (its header is checked field by field too).
 pub(crate) const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic").with_u64(1);
 /// Fingerprint of a publisher's payload segment.
-const DATA_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic payload").with_u64(1);
+pub(crate) const DATA_FINGERPRINT: Fingerprint =
+    Fingerprint::new("shmlane.topic payload").with_u64(1);
 /// Most publishers or subscribers a topic may have (a block's holders are a 64-bit mask, one
 /// bit of which marks the history).
 pub const MAX_PARTICIPANTS: u32 = 63;

@@ -24,7 +24,7 @@ const INDEX_BITS: u32 = 24;
 /// Most blocks in one pool.
 pub(crate) const MAX_BLOCKS: u64 = 1 << INDEX_BITS;
 /// Most pools: the base and 255 added ones.
-const MAX_POOLS: usize = 256;
+pub(crate) const MAX_POOLS: usize = 256;
 /// Blocks in a pool added for a size class (it adds another when they are all in use).
 const GROWTH_BLOCKS: u64 = 2;
 

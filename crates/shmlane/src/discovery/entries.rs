@@ -1,0 +1,442 @@
+//! Every segment in a directory with a verdict that counts its peers, and the removal of the
+//! stale ones.
+//!
+//! A segment is stale when its creator and every peer are proven dead: for a service, the
+//! holders of its publisher, subscriber or listener slots; for a payload segment, its topic's
+//! (its queued samples name the segment, so it stays while its topic is in use); a node
+//! registration and a plain segment have only their creator. A file that never got a header is
+//! stale only if what it holds is zeros or the start of our magic: anything else with our
+//! prefix is reported as corrupt and never removed.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use shmlane_segment::header::MAGIC;
+use shmlane_segment::{
+    Backing, DiscoveryError, Fingerprint, HEADER_SIZE, Liveness, OpenError, RoleOwner, Segment,
+    SegmentInfo, SegmentName, SegmentStatus,
+};
+
+use super::names::{SegmentKind, kind_of};
+use super::{NodeInfo, Peer, ServiceInfo, ServiceKind};
+use crate::node::{NODE_FINGERPRINT, NodeRecordCopy, monotonic_ns};
+use crate::topic::layout::{Layout, TopicHeader};
+
+/// Where POSIX shared memory lives.
+const SHM_DIR: &str = "/dev/shm";
+
+/// The verdict on a segment, its peers counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// In use: its creator or one of its peers runs (or cannot be checked).
+    Alive,
+    /// Its creator runs and has not finished initialising it.
+    Initializing,
+    /// Its creator and every peer are proven dead (or it never got past an empty header):
+    /// nothing can be lost by removing it.
+    Stale,
+    /// It carries our prefix but is not a valid segment or service; left alone.
+    Corrupt {
+        /// What is wrong.
+        reason: String,
+    },
+    /// It cannot be read with our permissions.
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One segment file: what it is, the verdict on it, and what it holds.
+#[derive(Debug, Clone)]
+pub struct SegmentEntry {
+    /// The file (name, path, size, creator, the segment crate's creator-only status).
+    pub segment: SegmentInfo,
+    /// The namespace, for the facade's segments.
+    pub namespace: Option<String>,
+    /// What it is for, by its name.
+    pub kind: SegmentKind,
+    /// The verdict, peers counted.
+    pub verdict: Verdict,
+    /// For a service's control segment: the service and the holders of its slots.
+    pub service: Option<ServiceInfo>,
+    /// For a node registration that could be read: the node.
+    pub node: Option<NodeInfo>,
+}
+
+/// Every segment in `/dev/shm`, or in `root`, sorted by name, with its verdict.
+pub fn segments(root: Option<&Path>) -> Result<Vec<SegmentEntry>, DiscoveryError> {
+    let place = Place::new(root);
+    let listed = shmlane_segment::list_in(&place.dir)?;
+    let mut entries: Vec<SegmentEntry> = listed.into_iter().map(|s| entry(&place, s)).collect();
+    let topic_stale: HashMap<String, bool> = entries
+        .iter()
+        .filter(|e| matches!(e.kind, SegmentKind::Service(_)))
+        .map(|e| (e.segment.name.as_str().to_owned(), e.verdict == Verdict::Stale))
+        .collect();
+    for entry in &mut entries {
+        if let SegmentKind::Payload { control, .. } = &entry.kind
+            && entry.verdict == Verdict::Stale
+            && topic_stale.get(control) == Some(&false)
+        {
+            entry.verdict = Verdict::Alive;
+        }
+    }
+    Ok(entries)
+}
+
+/// Removes the stale segments in `/dev/shm`, or in `root`, that `select` accepts, and returns
+/// them. Each one is checked again just before its removal (its creator and peers still dead,
+/// the file still the one judged), so a process that joined a service meanwhile keeps it.
+pub fn remove_stale(
+    root: Option<&Path>,
+    select: impl Fn(&SegmentEntry) -> bool,
+) -> Result<Vec<SegmentEntry>, DiscoveryError> {
+    let place = Place::new(root);
+    let mut chosen: HashMap<SegmentName, SegmentEntry> = segments(root)?
+        .into_iter()
+        .filter(|entry| entry.verdict == Verdict::Stale && select(entry))
+        .map(|entry| (entry.segment.name.clone(), entry))
+        .collect();
+    let removed = shmlane_segment::remove_stale_matching(&place.dir, |name| {
+        chosen.contains_key(name) && still_stale(&place, name)
+    })?;
+    Ok(removed.into_iter().filter_map(|info| chosen.remove(&info.name)).collect())
+}
+
+/// Where segments are looked for, and how to open them there.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
+    pub(crate) dir: PathBuf,
+    /// Whether `dir` is `/dev/shm`, where both POSIX shm and directory backings are found.
+    shm: bool,
+}
+
+impl Place {
+    pub(crate) fn new(root: Option<&Path>) -> Place {
+        let same = |a: &Path, b: &Path| match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        };
+        match root {
+            None => Place { dir: PathBuf::from(SHM_DIR), shm: true },
+            Some(dir) => Place { dir: dir.to_owned(), shm: same(dir, Path::new(SHM_DIR)) },
+        }
+    }
+
+    /// Opens `name` read-only without waiting for a creator still at work, whoever owns the
+    /// file (a read-only mapping cannot harm it). In `/dev/shm` a segment may record either
+    /// backing (a node rooted at `/dev/shm` records a directory): the other is tried too.
+    pub(crate) fn open(
+        &self,
+        name: &SegmentName,
+        fingerprint: Fingerprint,
+    ) -> Result<Segment, OpenError> {
+        let builder = Segment::builder(name.as_str())
+            .fingerprint(fingerprint)
+            .open_timeout(Duration::ZERO)
+            .any_owner();
+        let in_dir = builder.clone().backing(Backing::Dir(self.dir.clone()));
+        if !self.shm {
+            return in_dir.open_read_only();
+        }
+        match builder.open_read_only() {
+            Err(OpenError::BadBacking { .. }) => in_dir.open_read_only(),
+            other => other,
+        }
+    }
+}
+
+/// The first bytes of a file, up to a header's worth, read without following a link or
+/// blocking on a FIFO.
+pub(crate) fn header_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty())?;
+    let mode = rustix::fs::fstat(&fd)?.st_mode;
+    if rustix::fs::FileType::from_raw_mode(mode) != rustix::fs::FileType::RegularFile {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::with_capacity(HEADER_SIZE as usize);
+    std::fs::File::from(fd).take(HEADER_SIZE).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Whether the bytes of a file without a complete header are what our creator leaves: zeros,
+/// or the start of a header it was writing.
+fn looks_ours(bytes: &[u8]) -> bool {
+    let n = bytes.len().min(MAGIC.len());
+    bytes.iter().all(|&b| b == 0) || (n > 0 && bytes[..n] == MAGIC[..n])
+}
+
+fn entry(place: &Place, segment: SegmentInfo) -> SegmentEntry {
+    let (namespace, kind) = kind_of(segment.name.as_str());
+    let mut entry = SegmentEntry {
+        verdict: first_verdict(&segment),
+        namespace: namespace.map(str::to_owned),
+        segment,
+        kind,
+        service: None,
+        node: None,
+    };
+    // A complete header (even a dead creator's): read what the segment holds.
+    let complete = match entry.segment.status {
+        SegmentStatus::Alive => true,
+        SegmentStatus::Stale => entry.segment.creator.is_some(),
+        _ => false,
+    };
+    match entry.kind.clone() {
+        SegmentKind::Service(kind) => describe_service(place, &mut entry, kind, complete),
+        SegmentKind::Node { name } if complete => describe_node(place, &mut entry, name),
+        _ => {}
+    }
+    entry
+}
+
+/// Fills in `entry.service`, reading the slots if the header is `complete`; a dead creator's
+/// service with a live peer is alive.
+fn describe_service(place: &Place, entry: &mut SegmentEntry, kind: ServiceKind, complete: bool) {
+    let mut info = ServiceInfo {
+        namespace: entry.namespace.clone().unwrap_or_default(),
+        name: entry.segment.name.as_str().splitn(3, '.').nth(2).unwrap_or_default().to_owned(),
+        kind,
+        payload: None,
+        publishers: Vec::new(),
+        subscribers: Vec::new(),
+        segment: entry.segment.clone(),
+        problem: None,
+    };
+    if complete {
+        match read(place, &entry.segment.name, fingerprint(kind), |s| slots(s, kind)) {
+            Ok(slots) => {
+                let live = slots.peers().any(|peer| peer.liveness != Liveness::Dead);
+                if entry.verdict == Verdict::Stale && live {
+                    entry.verdict = Verdict::Alive;
+                }
+                (info.payload, info.publishers, info.subscribers) =
+                    (slots.payload, slots.publishers, slots.subscribers);
+            }
+            Err((verdict, problem)) => {
+                if let Some(verdict) = verdict {
+                    entry.verdict = verdict;
+                }
+                info.problem = Some(problem);
+            }
+        }
+    }
+    entry.service = Some(info);
+}
+
+/// Fills in `entry.node` from the registration record.
+fn describe_node(place: &Place, entry: &mut SegmentEntry, name: String) {
+    match read(place, &entry.segment.name, NODE_FINGERPRINT, read_node) {
+        Ok(Some((pid, liveness, heartbeat_age))) => {
+            let namespace = entry.namespace.clone().unwrap_or_default();
+            entry.node = Some(NodeInfo { namespace, name, pid, liveness, heartbeat_age });
+        }
+        // The node died before writing its record.
+        Ok(None) => {}
+        Err((verdict, _)) => {
+            if let Some(verdict) = verdict {
+                entry.verdict = verdict;
+            }
+        }
+    }
+}
+
+/// The verdict from the file and its creator alone.
+fn first_verdict(segment: &SegmentInfo) -> Verdict {
+    match &segment.status {
+        SegmentStatus::Alive => Verdict::Alive,
+        status @ (SegmentStatus::Initializing | SegmentStatus::Stale)
+            if segment.creator.is_none() =>
+        {
+            match header_bytes(&segment.path) {
+                Ok(bytes) if !looks_ours(&bytes) => Verdict::Corrupt {
+                    reason: "no shmlane header: neither zero-filled nor starting with its magic"
+                        .into(),
+                },
+                Ok(_) if *status == SegmentStatus::Stale => Verdict::Stale,
+                Ok(_) => Verdict::Initializing,
+                Err(e) => Verdict::Unreadable { reason: e.to_string() },
+            }
+        }
+        SegmentStatus::Initializing => Verdict::Initializing,
+        SegmentStatus::Stale => Verdict::Stale,
+        SegmentStatus::Corrupt { reason } => Verdict::Corrupt { reason: reason.clone() },
+        SegmentStatus::Unreadable { reason } => Verdict::Unreadable { reason: reason.clone() },
+    }
+}
+
+/// Opens `name` read-only and reads it with `f`. On failure: the verdict the failure implies
+/// (`None`: it vanished, keep the one we have) and the reason.
+pub(crate) fn read<T>(
+    place: &Place,
+    name: &SegmentName,
+    fingerprint: Fingerprint,
+    f: impl FnOnce(&Segment) -> Result<T, String>,
+) -> Result<T, (Option<Verdict>, String)> {
+    match place.open(name, fingerprint) {
+        Ok(segment) => f(&segment)
+            .map_err(|reason| (Some(Verdict::Corrupt { reason: reason.clone() }), reason)),
+        Err(e) => {
+            let reason = e.to_string();
+            let verdict = match e {
+                OpenError::NotFound { .. } => None,
+                OpenError::Stale { .. } => Some(Verdict::Stale),
+                OpenError::InitTimeout { .. } => Some(Verdict::Initializing),
+                OpenError::PermissionDenied { .. } | OpenError::Io { .. } => {
+                    Some(Verdict::Unreadable { reason: reason.clone() })
+                }
+                _ => Some(Verdict::Corrupt { reason: reason.clone() }),
+            };
+            Err((verdict, reason))
+        }
+    }
+}
+
+/// The fingerprint of a service's control segment.
+pub(crate) fn fingerprint(kind: ServiceKind) -> Fingerprint {
+    match kind {
+        ServiceKind::Event => crate::event::SEGMENT_FINGERPRINT,
+        ServiceKind::Topic | ServiceKind::Rpc => crate::topic::SEGMENT_FINGERPRINT,
+    }
+}
+
+/// What a service's control segment records: its payload type and slot holders.
+pub(crate) struct Slots {
+    pub(crate) payload: Option<(String, u64, u64)>,
+    pub(crate) publishers: Vec<Peer>,
+    pub(crate) subscribers: Vec<Peer>,
+}
+
+impl Slots {
+    fn peers(&self) -> impl Iterator<Item = &Peer> {
+        self.publishers.iter().chain(&self.subscribers)
+    }
+}
+
+pub(crate) fn slots(segment: &Segment, kind: ServiceKind) -> Result<Slots, String> {
+    match kind {
+        ServiceKind::Event => {
+            let listeners = crate::event::listener_role_offsets(segment)?;
+            let subscribers = listeners
+                .into_iter()
+                .enumerate()
+                .filter_map(|(l, at)| peer(segment, l, at, None).transpose())
+                .collect::<Result<_, _>>()?;
+            Ok(Slots { payload: None, publishers: Vec::new(), subscribers })
+        }
+        ServiceKind::Topic | ServiceKind::Rpc => {
+            let (header, config, layout) = topic_layout(segment)?;
+            let publishers = (0..config.max_publishers as usize)
+                .filter_map(|p| peer(segment, p, layout.publisher_role_at(p), None).transpose())
+                .collect::<Result<_, _>>()?;
+            let subscribers = (0..config.max_subscribers as usize)
+                .filter_map(|s| {
+                    let drops = layout.subscriber_drops_at(s);
+                    peer(segment, s, layout.subscriber_role_at(s), Some(drops)).transpose()
+                })
+                .collect::<Result<_, _>>()?;
+            let payload = Some((header.type_name(), header.type_size, header.type_version));
+            Ok(Slots { payload, publishers, subscribers })
+        }
+    }
+}
+
+/// A topic's validated header, settings and layout, checked to fit its segment.
+pub(crate) fn topic_layout(
+    segment: &Segment,
+) -> Result<(TopicHeader, crate::TopicConfig, Layout), String> {
+    let (header, config) = TopicHeader::read(segment).map_err(|e| e.to_string())?;
+    let layout = Layout::new(&config).map_err(|e| e.to_string())?;
+    if segment.len() < layout.size {
+        return Err(format!(
+            "the segment holds {} bytes, its settings need {}: it is corrupt",
+            segment.len(),
+            layout.size
+        ));
+    }
+    Ok((header, config, layout))
+}
+
+/// A word of the segment, by copy.
+pub(crate) fn read_u64(segment: &Segment, at: u64) -> Result<u64, String> {
+    let mut bytes = [0u8; 8];
+    segment.read_bytes(at, &mut bytes).map_err(|e| e.to_string())?;
+    Ok(u64::from_ne_bytes(bytes))
+}
+
+/// The holder of the slot whose role word is at `role_at`, if held.
+pub(crate) fn peer(
+    segment: &Segment,
+    slot: usize,
+    role_at: u64,
+    drops_at: Option<u64>,
+) -> Result<Option<Peer>, String> {
+    let Some(owner) = RoleOwner::from_raw(read_u64(segment, role_at)?) else { return Ok(None) };
+    let drops = drops_at.map(|at| read_u64(segment, at)).transpose()?.unwrap_or(0);
+    Ok(Some(Peer { slot, pid: owner.pid(), liveness: owner.liveness(), drops }))
+}
+
+/// A node registration's pid, liveness and heartbeat age; `None` before the node wrote them.
+fn read_node(segment: &Segment) -> Result<Option<(u32, Liveness, Option<Duration>)>, String> {
+    let mut bytes = [0u8; size_of::<NodeRecordCopy>()];
+    let at = HEADER_SIZE.next_multiple_of(64);
+    segment.read_bytes(at, &mut bytes).map_err(|e| e.to_string())?;
+    let record: NodeRecordCopy = zerocopy::transmute!(bytes);
+    let Some(owner) = RoleOwner::from_raw(record.owner) else { return Ok(None) };
+    let heartbeat_age = (record.heartbeat_ns != 0)
+        .then(|| Duration::from_nanos(monotonic_ns().saturating_sub(record.heartbeat_ns)));
+    Ok(Some((owner.pid(), owner.liveness(), heartbeat_age)))
+}
+
+/// Whether segment `name` is still stale, checked afresh just before removing it (the
+/// segment crate checks its creator and that the file is the one judged).
+fn still_stale(place: &Place, name: &SegmentName) -> bool {
+    let service_stale =
+        |name: &SegmentName, kind: ServiceKind| match place.open(name, fingerprint(kind)) {
+            Err(OpenError::NotFound { .. } | OpenError::Stale { .. }) => true,
+            Err(_) => false,
+            Ok(segment) => {
+                segment.creator().liveness() == Liveness::Dead
+                    && slots(&segment, kind)
+                        .is_ok_and(|slots| slots.peers().all(|p| p.liveness == Liveness::Dead))
+            }
+        };
+    match kind_of(name.as_str()).1 {
+        SegmentKind::Service(kind) => service_stale(name, kind),
+        SegmentKind::Payload { control, .. } => {
+            let kind = match kind_of(&control).1 {
+                SegmentKind::Service(kind) => kind,
+                _ => return false,
+            };
+            SegmentName::new(&control).is_ok_and(|control| service_stale(&control, kind))
+        }
+        SegmentKind::Node { .. } | SegmentKind::Plain => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_zeros_or_the_start_of_our_magic_pass_for_a_header_being_written() {
+        assert!(looks_ours(&[]));
+        assert!(looks_ours(&[0; 128]));
+        assert!(looks_ours(b"SHML"));
+        let mut partial = [0u8; 128];
+        partial[..8].copy_from_slice(&MAGIC);
+        partial[40] = 7;
+        assert!(looks_ours(&partial));
+        assert!(!looks_ours(b"hello"));
+        assert!(!looks_ours(&[0xab; 128]));
+        let mut late = [0u8; 128];
+        late[100] = 1;
+        assert!(!looks_ours(&late));
+    }
+}
