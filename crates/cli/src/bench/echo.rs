@@ -1,0 +1,77 @@
+//! The echo side of `shmlane bench`: `shmlane bench-echo --plan JSON`, started by the
+//! initiator. It pins itself, connects, and for each payload size returns every message.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+use shmlane::Node;
+
+use super::link::Side;
+use super::plan::{ControlSegment, Plan, Resources, wait_for, wait_word};
+use super::stream::Connections;
+use super::{BenchError, Transport};
+
+/// `shmlane bench-echo`'s options.
+#[derive(Debug, clap::Args)]
+pub struct EchoArgs {
+    /// The plan, as JSON.
+    #[arg(long)]
+    plan: String,
+}
+
+/// Runs the echo side; reports failures on stderr (stdout may be the bench's pipe).
+pub fn run(args: EchoArgs) -> ExitCode {
+    let outcome = serde_json::from_str(&args.plan)
+        .map_err(|e| BenchError::Usage(format!("bad plan: {e}")))
+        .and_then(|plan| echo(&plan));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shmlane bench-echo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn echo(plan: &Plan) -> Result<(), BenchError> {
+    super::cores::pin(plan.cpu).map_err(BenchError::Setup)?;
+    let control = ControlSegment::open(&plan.run)?;
+    let words = control.words()?;
+    let connections =
+        Connections::connect(plan.has(Transport::Pipe), plan.uds.as_deref(), plan.tcp_port)
+            .map_err(|e| BenchError::Setup(format!("connect to the bench process: {e}")))?;
+    let node = Node::builder("bench-echo")
+        .namespace(plan.run.as_str())
+        .create()
+        .map_err(|e| BenchError::Setup(format!("node: {e}")))?;
+    // Release: tells the initiator we are pinned and connected.
+    words.ready.store(1, Ordering::Release);
+    for (k, &phase) in plan.phases.iter().enumerate() {
+        let step = k as u64 + 1;
+        wait_word("the bench process's next payload size", &words.phase, step, || Ok(()))?;
+        let resources = Resources::new(plan, k, &node, Side::Echo)?;
+        let mut links = resources.links(plan, phase.payload, Side::Echo, &connections)?;
+        wait_for(
+            "the bench process's subscribers",
+            || links.iter().all(|l| l.peer_attached()),
+            || Ok(()),
+        )?;
+        // Release: our ends exist and serve the initiator's.
+        words.ack.store(step, Ordering::Release);
+        plan.schedule(
+            phase,
+            |t, i| {
+                let link = &mut links[t];
+                link.receive(i + 1).and_then(|()| link.send(i + 1)).map_err(|source| {
+                    BenchError::Link {
+                        transport: plan.transports[t],
+                        payload: phase.payload,
+                        source,
+                    }
+                })
+            },
+            |_| {},
+        )?;
+    }
+    Ok(())
+}

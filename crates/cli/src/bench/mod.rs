@@ -1,0 +1,254 @@
+//! `shmlane bench`: cross-process ping-pong latency of every transport, in one run.
+//!
+//! The `bench` process (the initiator) re-executes itself as `shmlane bench-echo` (the echo
+//! side); each is pinned to its own CPU (the child first: a pinned parent's children inherit
+//! its single CPU). For each payload size both build an end of every transport, then run
+//! round trips: the initiator sends, the echo side returns, the round-trip time is recorded
+//! into an HdrHistogram and one-way latency is reported as half of it. Transports alternate
+//! in rounds of `--round` trips, so drift over the run (frequency, host noise) hits them
+//! alike, and every table compares each transport with `cacheline`, the physical floor,
+//! measured in the same run.
+//!
+//! With `--rate`, round trips start on a fixed schedule and latency counts from the intended
+//! start: a round trip that starts late because the previous one was slow carries that delay
+//! (no coordinated omission).
+
+mod cores;
+mod echo;
+mod initiator;
+mod link;
+mod memory;
+mod plan;
+mod plot;
+mod pubsub;
+mod report;
+mod stream;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::{Deserialize, Serialize};
+
+pub use echo::EchoArgs;
+pub use echo::run as echo;
+use link::LinkError;
+
+/// A transport measured by the bench.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Two bare atomics in a shared segment, busy polled: the physical floor.
+    Cacheline,
+    /// Raw FUTEX_WAIT / FUTEX_WAKE on a shared word for every message.
+    Futex,
+    /// A pipe each way (the echo process's stdin and stdout).
+    Pipe,
+    /// A Unix stream socket.
+    Uds,
+    /// TCP over loopback, TCP_NODELAY.
+    Tcp,
+    /// shmlane's SPSC queue in a segment, busy polled (payloads by loan from a block pool).
+    ShmlaneSpsc,
+    /// shmlane's publish/subscribe facade: loan, send, busy-polled receive.
+    ShmlanePubsub,
+    /// The facade with the futex-backed Blocking wait strategy.
+    ShmlaneBlocking,
+}
+
+impl Transport {
+    /// Every transport, in report order.
+    pub const ALL: [Transport; 8] = [
+        Transport::Cacheline,
+        Transport::Futex,
+        Transport::Pipe,
+        Transport::Uds,
+        Transport::Tcp,
+        Transport::ShmlaneSpsc,
+        Transport::ShmlanePubsub,
+        Transport::ShmlaneBlocking,
+    ];
+
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Cacheline => "cacheline",
+            Transport::Futex => "futex",
+            Transport::Pipe => "pipe",
+            Transport::Uds => "uds",
+            Transport::Tcp => "tcp",
+            Transport::ShmlaneSpsc => "shmlane-spsc",
+            Transport::ShmlanePubsub => "shmlane-pubsub",
+            Transport::ShmlaneBlocking => "shmlane-blocking",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Recorded round trips per transport and payload when `--iters` is not given.
+const DEFAULT_ITERS: u64 = 20_000;
+/// Bytes each transport may move per payload size by default: bigger payloads get fewer
+/// round trips, so the default run stays under a minute.
+const DEFAULT_BYTES: u64 = 2 << 30;
+/// Fewest recorded round trips per transport a default run makes.
+const MIN_DEFAULT_ITERS: u64 = 1_000;
+/// Largest payload: beyond it, a run is about memory bandwidth, not IPC.
+const MAX_PAYLOAD: u64 = 256 << 20;
+
+/// `shmlane bench`'s options.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Every transport runs in the same run, alternating in rounds, and each table shows the ratio of \
+each transport's p50 to `cacheline` (two atomics in shared memory: the floor). Payloads over 8 \
+bytes are copied by cacheline, futex, pipe, uds and tcp, and loaned (written and read in place) \
+by the shmlane transports.
+
+Exit codes: 0 done, 1 the run failed, 2 bad arguments.")]
+pub struct BenchArgs {
+    /// The two CPUs to pin the processes to [default: the first two allowed CPUs that are not
+    /// SMT siblings]
+    #[arg(long, value_name = "A,B", value_parser = cores::parse_pair)]
+    cores: Option<(usize, usize)>,
+    /// Transports to measure, repeatable or comma-separated [default: all]
+    #[arg(long = "transport", value_name = "NAME", value_delimiter = ',')]
+    transports: Vec<Transport>,
+    /// Recorded round trips per transport and payload [default: 20000, fewer for payloads
+    /// over 100 KiB so the run takes under a minute]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    iters: Option<u64>,
+    /// Round trips per transport and payload discarded before recording [default: a tenth of
+    /// the recorded ones]
+    #[arg(long)]
+    warmup: Option<u64>,
+    /// Payload size in bytes, a multiple of 8; K and M suffixes mean KiB and MiB; repeatable
+    /// or comma-separated [default: 8,64,4K,1M]
+    #[arg(long = "payload", value_name = "BYTES", value_delimiter = ',', value_parser = parse_payload)]
+    payloads: Vec<u64>,
+    /// Start round trips on a fixed schedule of HZ per second; latency counts from each
+    /// intended start, so a late start is charged to the transport
+    #[arg(long, value_name = "HZ", value_parser = parse_rate)]
+    rate: Option<f64>,
+    /// Round trips per transport before switching to the next
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    round: u64,
+    /// Write the results as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Draw the latency distributions of all transports to FILE (SVG, log scales)
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+}
+
+/// Parses a payload size: `4096`, `4K`, `4KiB`, `1M`, `1MiB`.
+fn parse_payload(arg: &str) -> Result<u64, String> {
+    let arg = arg.trim();
+    let digits = arg.find(|c: char| !c.is_ascii_digit()).unwrap_or(arg.len());
+    let (number, unit) = arg.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| format!("`{arg}` is not a size in bytes"))?;
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        _ => return Err(format!("unknown unit `{unit}`: use K (KiB) or M (MiB)")),
+    };
+    let bytes = number.checked_mul(scale).ok_or(format!("`{arg}` is too large"))?;
+    if bytes < 8 || !bytes.is_multiple_of(8) || bytes > MAX_PAYLOAD {
+        return Err(format!(
+            "payloads are whole 8-byte words (they carry a sequence number) from 8 bytes to \
+             {} MiB; got {bytes}",
+            MAX_PAYLOAD >> 20
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Parses `--rate`: a positive, finite number of round trips per second.
+fn parse_rate(arg: &str) -> Result<f64, String> {
+    match arg.parse::<f64>() {
+        Ok(hz) if hz.is_finite() && hz > 0.0 => Ok(hz),
+        _ => Err(format!("`{arg}` is not a positive rate in Hz")),
+    }
+}
+
+/// Why `shmlane bench` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The arguments cannot be honoured.
+    #[error("{0}")]
+    Usage(String),
+    /// Setting up a transport, a segment or the echo process failed.
+    #[error("{0}")]
+    Setup(String),
+    /// A round trip failed.
+    #[error("{transport} with {payload}-byte payloads: {source}")]
+    Link {
+        /// The transport.
+        transport: Transport,
+        /// The payload size.
+        payload: u64,
+        /// What went wrong.
+        source: LinkError,
+    },
+    /// The echo process failed or had to be killed.
+    #[error("the echo process {0}")]
+    Echo(String),
+    /// An output file could not be written.
+    #[error("cannot write {path}: {reason}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl BenchError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            BenchError::Usage(_) => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// Runs `shmlane bench`.
+pub fn run(args: BenchArgs) -> ExitCode {
+    match initiator::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shmlane bench: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_sizes_take_binary_suffixes() {
+        assert_eq!(parse_payload("8"), Ok(8));
+        assert_eq!(parse_payload("4K"), Ok(4096));
+        assert_eq!(parse_payload("1MiB"), Ok(1 << 20));
+        assert!(parse_payload("12").is_err(), "not a whole number of words");
+        assert!(parse_payload("0").is_err());
+        assert!(parse_payload("1G").is_err());
+        assert!(parse_payload("1T").is_err());
+    }
+
+    #[test]
+    fn rates_are_positive_and_finite() {
+        assert_eq!(parse_rate("1000"), Ok(1000.0));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("-5").is_err());
+        assert!(parse_rate("inf").is_err());
+    }
+}

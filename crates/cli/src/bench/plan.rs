@@ -1,0 +1,259 @@
+//! What both processes agree on: the plan (passed to the echo process as JSON), the order of
+//! round trips, the small control segment through which they step from one payload size to
+//! the next, and the resources each payload size needs.
+//!
+//! Stepping protocol, per payload size `k` (counting from 1 in the control words): the
+//! initiator creates that size's segment and topics and its ends, then stores `phase = k`; the
+//! echo side opens them, builds its ends, waits until its publishers serve the initiator's
+//! subscribers, and stores `ack = k`; the initiator waits for `ack = k` and for its own
+//! publishers to serve the echo side's subscribers. Then both run the schedule.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use serde::{Deserialize, Serialize};
+use shmlane::Node;
+use shmlane_segment::{Carver, Fingerprint, Offset, RegionLayout, Segment, SharedView};
+
+use super::link::{HANG, Link, LinkError, Side};
+use super::memory::PhaseSegment;
+use super::pubsub::Topics;
+use super::stream::Connections;
+use super::{BenchError, Transport};
+
+/// One payload size's share of the run.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Phase {
+    /// Bytes per message.
+    pub payload: u64,
+    /// Round trips per transport discarded first.
+    pub warmup: u64,
+    /// Round trips per transport recorded.
+    pub iters: u64,
+}
+
+/// Everything the echo process needs to know, passed as JSON on its command line.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Plan {
+    /// This run's name: the namespace of its topics and the prefix of its segments.
+    pub run: String,
+    /// The echo process's CPU.
+    pub cpu: usize,
+    /// Transports, in the order they alternate.
+    pub transports: Vec<Transport>,
+    /// Payload sizes, in order.
+    pub phases: Vec<Phase>,
+    /// Round trips per transport before switching to the next.
+    pub round: u64,
+    /// The initiator's Unix socket (`uds`).
+    pub uds: Option<PathBuf>,
+    /// The initiator's loopback TCP port (`tcp`).
+    pub tcp_port: Option<u16>,
+}
+
+impl Plan {
+    /// Whether `transport` is measured.
+    pub fn has(&self, transport: Transport) -> bool {
+        self.transports.contains(&transport)
+    }
+
+    /// Calls `trip(t, i)` for round trip `i` (from 0) of transport number `t`, in schedule
+    /// order: `round` trips of each transport in turn, until each made `warmup + iters`;
+    /// `after_round(trips)` after each turn of all transports.
+    pub fn schedule<E>(
+        &self,
+        phase: Phase,
+        mut trip: impl FnMut(usize, u64) -> Result<(), E>,
+        mut after_round: impl FnMut(u64),
+    ) -> Result<(), E> {
+        let total = phase.warmup + phase.iters;
+        let mut start = 0;
+        while start < total {
+            let end = (start + self.round).min(total);
+            for t in 0..self.transports.len() {
+                for i in start..end {
+                    trip(t, i)?;
+                }
+            }
+            after_round((end - start) * self.transports.len() as u64);
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+/// The control words, one cache line each.
+#[repr(C)]
+pub struct Control {
+    /// Set to 1 by the echo process once it is pinned and connected.
+    pub ready: CachePadded<AtomicU64>,
+    /// The payload size (from 1) whose resources the initiator has created.
+    pub phase: CachePadded<AtomicU64>,
+    /// The payload size (from 1) the echo process is attached to and ready for.
+    pub ack: CachePadded<AtomicU64>,
+}
+
+// SAFETY: a `#[repr(C)]` aggregate of atomics and padding: every bit pattern is valid and every
+// access is atomic.
+unsafe impl SharedView for Control {}
+
+const CONTROL_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane-cli.bench.control");
+
+/// The control segment `{run}.control`.
+#[derive(Debug)]
+pub struct ControlSegment {
+    segment: Segment,
+    at: Offset<Control>,
+}
+
+impl ControlSegment {
+    fn layout() -> Result<(Offset<Control>, u64), BenchError> {
+        let mut carver = Carver::new();
+        let layout = RegionLayout { size: size_of::<Control>() as u64, align: 128 };
+        let setup = |e: &dyn std::fmt::Display| BenchError::Setup(format!("control layout: {e}"));
+        let region = carver.place(layout).map_err(|e| setup(&e))?;
+        Ok((region.offset_of(0).map_err(|e| setup(&e))?, carver.total_size()))
+    }
+
+    /// Creates it (initiator).
+    pub fn create(run: &str) -> Result<Self, BenchError> {
+        let (at, size) = Self::layout()?;
+        let segment = Segment::builder(format!("{run}.control"))
+            .size(size)
+            .fingerprint(CONTROL_FINGERPRINT)
+            .create()
+            .map_err(|e| BenchError::Setup(format!("create the control segment: {e}")))?;
+        Ok(ControlSegment { segment, at })
+    }
+
+    /// Opens it (echo side).
+    pub fn open(run: &str) -> Result<Self, BenchError> {
+        let (at, _) = Self::layout()?;
+        let segment = Segment::builder(format!("{run}.control"))
+            .fingerprint(CONTROL_FINGERPRINT)
+            .open_timeout(HANG)
+            .open()
+            .map_err(|e| BenchError::Setup(format!("open the control segment: {e}")))?;
+        Ok(ControlSegment { segment, at })
+    }
+
+    /// The words.
+    pub fn words(&self) -> Result<&Control, BenchError> {
+        self.segment.get(self.at).map_err(|e| BenchError::Setup(format!("control words: {e}")))
+    }
+}
+
+/// Polls `done` every 50 µs until it holds; `alive` is asked too, and its error returned.
+pub fn wait_for(
+    what: &str,
+    mut done: impl FnMut() -> bool,
+    mut alive: impl FnMut() -> Result<(), BenchError>,
+) -> Result<(), BenchError> {
+    let deadline = Instant::now() + HANG;
+    while !done() {
+        alive()?;
+        if Instant::now() >= deadline {
+            return Err(BenchError::Setup(format!("timed out after {HANG:?} waiting for {what}")));
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    Ok(())
+}
+
+/// Waits until `word` holds `value`.
+pub fn wait_word(
+    what: &str,
+    word: &AtomicU64,
+    value: u64,
+    alive: impl FnMut() -> Result<(), BenchError>,
+) -> Result<(), BenchError> {
+    // Acquire: pairs with the other process's Release store of `value`, after which its
+    // resources for this step exist.
+    wait_for(what, || word.load(Ordering::Acquire) == value, alive)
+}
+
+/// The shared resources of one payload size: its segment (`cacheline`, `futex`,
+/// `shmlane-spsc`) and the facade's topics.
+#[derive(Debug)]
+pub struct Resources {
+    segment: Option<PhaseSegment>,
+    pubsub: Option<Topics>,
+    blocking: Option<Topics>,
+}
+
+impl Resources {
+    /// Creates (initiator) or opens (echo side) what payload size number `k` of `plan` needs.
+    pub fn new(plan: &Plan, k: usize, node: &Node, side: Side) -> Result<Self, BenchError> {
+        let payload = plan.phases[k].payload;
+        let needs_segment = [Transport::Cacheline, Transport::Futex, Transport::ShmlaneSpsc]
+            .iter()
+            .any(|&t| plan.has(t));
+        let segment = if needs_segment {
+            let name = format!("{}.phase{k}", plan.run);
+            let segment = match side {
+                Side::Initiator => PhaseSegment::create(&name, payload),
+                Side::Echo => PhaseSegment::open(&name, payload),
+            };
+            Some(segment.map_err(BenchError::Setup)?)
+        } else {
+            None
+        };
+        let topics = |transport, prefix: &str| -> Result<Option<Topics>, BenchError> {
+            if !plan.has(transport) {
+                return Ok(None);
+            }
+            Topics::new(node, &format!("{prefix}{k}"), payload, side)
+                .map(Some)
+                .map_err(BenchError::Setup)
+        };
+        Ok(Resources {
+            segment,
+            pubsub: topics(Transport::ShmlanePubsub, "pubsub")?,
+            blocking: topics(Transport::ShmlaneBlocking, "blocking")?,
+        })
+    }
+
+    /// `side`'s ends of every transport of `plan`, in its order.
+    pub fn links<'r>(
+        &'r self,
+        plan: &Plan,
+        payload: u64,
+        side: Side,
+        connections: &Connections,
+    ) -> Result<Vec<Box<dyn Link + 'r>>, BenchError> {
+        plan.transports
+            .iter()
+            .map(|&transport| {
+                self.link(transport, payload, side, connections)
+                    .map_err(|source| BenchError::Link { transport, payload, source })
+            })
+            .collect()
+    }
+
+    fn link<'r>(
+        &'r self,
+        transport: Transport,
+        payload: u64,
+        side: Side,
+        connections: &Connections,
+    ) -> Result<Box<dyn Link + 'r>, LinkError> {
+        let missing = || LinkError::Shmlane(format!("{transport} was not set up"));
+        let segment = || self.segment.as_ref().ok_or_else(missing);
+        match transport {
+            Transport::Cacheline => segment()?.cacheline(side),
+            Transport::Futex => segment()?.futex(side),
+            Transport::ShmlaneSpsc => segment()?.spsc(side),
+            Transport::Pipe | Transport::Uds | Transport::Tcp => {
+                Ok(Box::new(connections.link(transport, payload)?))
+            }
+            Transport::ShmlanePubsub => {
+                Ok(Box::new(self.pubsub.as_ref().ok_or_else(missing)?.link(side, false)?))
+            }
+            Transport::ShmlaneBlocking => {
+                Ok(Box::new(self.blocking.as_ref().ok_or_else(missing)?.link(side, true)?))
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The results: one table per payload size on stdout, and the JSON file of `--json`, whose
+//! shape other tools rely on (`machine`, then one row per transport and payload size).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::Transport;
+
+/// Quantiles reported, with their column names.
+pub const QUANTILES: [(&str, f64); 5] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("p99.99", 0.9999)];
+
+/// A histogram of round-trip times in ns, from 1 ns to an hour, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("constant, valid bounds")
+}
+
+/// The round trips of one transport with one payload size.
+#[derive(Debug)]
+pub struct Measurement {
+    /// The transport.
+    pub transport: Transport,
+    /// Bytes per message.
+    pub payload: u64,
+    /// Round-trip times in ns (with `--rate`: twice the one-way latency from the intended
+    /// start).
+    pub histogram: Histogram<u64>,
+}
+
+impl Measurement {
+    /// One-way latency in ns at quantile `q`.
+    pub fn one_way(&self, q: f64) -> f64 {
+        self.histogram.value_at_quantile(q) as f64 / 2.0
+    }
+
+    /// The largest one-way latency in ns.
+    pub fn max(&self) -> f64 {
+        self.histogram.max() as f64 / 2.0
+    }
+}
+
+/// Where the run ran.
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    /// The CPU model.
+    pub cpu: String,
+    /// The initiator's and the echo process's CPUs.
+    pub cores: [usize; 2],
+}
+
+/// A payload size for people: `8 B`, `4 KiB`, `1 MiB`.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b.is_multiple_of(1 << 20) => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b.is_multiple_of(1 << 10) => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// Prints one table per payload size.
+pub fn print(measurements: &[Measurement], machine: &Machine, rate: Option<f64>) {
+    println!(
+        "shmlane bench on {}, CPUs {} and {}",
+        machine.cpu, machine.cores[0], machine.cores[1]
+    );
+    match rate {
+        Some(hz) => println!(
+            "one-way latency in ns from each intended start (fixed rate {hz} Hz): late start + \
+             round trip / 2"
+        ),
+        None => println!("one-way latency in ns: round trip / 2, back to back"),
+    }
+    let mut payloads: Vec<u64> = measurements.iter().map(|m| m.payload).collect();
+    payloads.dedup();
+    for payload in payloads {
+        let rows: Vec<&Measurement> =
+            measurements.iter().filter(|m| m.payload == payload).collect();
+        let floor =
+            rows.iter().find(|m| m.transport == Transport::Cacheline).map(|m| m.one_way(0.5));
+        let iters = rows.first().map_or(0, |m| m.histogram.len());
+        println!("\npayload {} ({iters} round trips per transport)", size(payload));
+        print!("{:<18}", "transport");
+        for (name, _) in QUANTILES {
+            print!("{name:>10}");
+        }
+        println!("{:>10}{:>16}", "max", "p50/cacheline");
+        for m in rows {
+            print!("{:<18}", m.transport.name());
+            for (_, q) in QUANTILES {
+                print!("{:>10.0}", m.one_way(q));
+            }
+            let ratio =
+                floor.map_or("-".to_owned(), |f| format!("{:.2}", m.one_way(0.5) / f.max(0.5)));
+            println!("{:>10.0}{ratio:>16}", m.max());
+        }
+    }
+    if machine.cores[0] == machine.cores[1] {
+        println!("\n(both processes ran on one CPU: these numbers measure context switches)");
+    }
+}
+
+#[derive(Serialize)]
+struct Json<'m> {
+    machine: &'m Machine,
+    results: Vec<Row>,
+}
+
+#[derive(Serialize)]
+struct Row {
+    transport: &'static str,
+    payload_bytes: u64,
+    iters: u64,
+    p50_ns: f64,
+    p90_ns: f64,
+    p99_ns: f64,
+    p999_ns: f64,
+    p9999_ns: f64,
+    max_ns: f64,
+}
+
+/// Writes `{"machine": …, "results": […]}` to `file`.
+pub fn write_json(
+    file: File,
+    machine: &Machine,
+    measurements: &[Measurement],
+) -> Result<(), String> {
+    let results = measurements
+        .iter()
+        .map(|m| Row {
+            transport: m.transport.name(),
+            payload_bytes: m.payload,
+            iters: m.histogram.len(),
+            p50_ns: m.one_way(0.5),
+            p90_ns: m.one_way(0.9),
+            p99_ns: m.one_way(0.99),
+            p999_ns: m.one_way(0.999),
+            p9999_ns: m.one_way(0.9999),
+            max_ns: m.max(),
+        })
+        .collect();
+    let mut out = BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut out, &Json { machine, results })
+        .map_err(|e| e.to_string())?;
+    writeln!(out).and_then(|()| out.flush()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(size(8), "8 B");
+        assert_eq!(size(4096), "4 KiB");
+        assert_eq!(size(1 << 20), "1 MiB");
+        assert_eq!(size(1000), "1000 B");
+    }
+}

@@ -1,0 +1,50 @@
+//! `shmlane`: the command-line tool of shmlane.
+//!
+//! - `shmlane bench`: cross-process ping-pong latency of every transport (the physical floor,
+//!   kernel IPC, and each shmlane layer) on two pinned cores, in one run, with percentiles,
+//!   ratios to the floor, JSON and an SVG plot.
+//! - `shmlane list`, `shmlane inspect NAME`, `shmlane clean`: our segments and services, their
+//!   state and peers, and removal of what dead processes left behind.
+
+#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod bench;
+mod ops;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Zero-copy shared-memory IPC: latency bench and operations on segments and services.
+#[derive(Debug, Parser)]
+#[command(name = "shmlane", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure cross-process ping-pong latency of every transport on two pinned cores.
+    Bench(bench::BenchArgs),
+    /// List shmlane segments and services: kind, size, creator, alive or stale, peers.
+    List(ops::ListArgs),
+    /// Show one segment or service in detail: header, pool usage, queue fill, peers.
+    Inspect(ops::InspectArgs),
+    /// Remove stale segments (creator and every peer dead).
+    Clean(ops::CleanArgs),
+    /// The echo side of `bench`, started by `bench` itself.
+    #[command(hide = true)]
+    BenchEcho(bench::EchoArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Bench(args) => bench::run(args),
+        Command::BenchEcho(args) => bench::echo(args),
+        Command::List(args) => ops::list(args),
+        Command::Inspect(args) => ops::inspect(args),
+        Command::Clean(args) => ops::clean(args),
+    }
+}

@@ -1,0 +1,115 @@
+//! `shmlane clean`: removes what dead processes left behind (with `--force`, live segments
+//! too), never a file that is not proven ours.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+
+use shmlane::discovery::{self, SegmentEntry, Verdict};
+use shmlane_segment::DiscoveryError;
+
+use super::{OpsError, Scope, exit_codes, finish, show};
+
+/// `shmlane clean`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_long_help = concat!(
+        "Remove stale segments: those whose creator and every peer are proven dead \
+                  (services whose publishers, subscribers and listeners are all dead, payload \
+                  segments of such topics or of topics gone, registrations of dead nodes, plain \
+                  segments of dead creators, files that never got past an empty header). Each \
+                  is checked again just before it is removed.\n\n\
+                  Only files named `shmlane.*` whose header proves them ours are touched: \
+                  corrupt files are reported and left alone, even with --force; remove them by \
+                  hand once you know nobody uses them. Segments in use are kept unless --force \
+                  is given.",
+        "\n\n",
+        exit_codes!()
+    ),
+    after_help = exit_codes!()
+)]
+pub struct CleanArgs {
+    #[command(flatten)]
+    scope: Scope,
+    /// Say what would be removed, and remove nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Also remove live segments (listed first). Their processes keep their mappings, but
+    /// nobody new can find them: use only when those processes are to be restarted
+    #[arg(long)]
+    force: bool,
+}
+
+/// Runs `shmlane clean`.
+pub fn clean(args: CleanArgs) -> ExitCode {
+    finish(run(&args))
+}
+
+fn describe(entry: &SegmentEntry) -> String {
+    let creator = entry.segment.creator.map_or("no creator recorded".into(), |c| {
+        format!("creator {} {}", c.pid, show::liveness(c.liveness()))
+    });
+    format!(
+        "{} ({}, {}; {}; {})",
+        entry.segment.name,
+        show::kind(&entry.kind),
+        show::verdict(&entry.verdict).0,
+        creator,
+        show::peers(entry)
+    )
+}
+
+fn run(args: &CleanArgs) -> Result<(), OpsError> {
+    let scope = &args.scope;
+    let entries: Vec<SegmentEntry> =
+        discovery::segments(scope.root())?.into_iter().filter(|e| scope.selects(e)).collect();
+    let of = |wanted: fn(&Verdict) -> bool| entries.iter().filter(move |e| wanted(&e.verdict));
+    let live: Vec<&SegmentEntry> =
+        of(|v| matches!(v, Verdict::Alive | Verdict::Initializing)).collect();
+    let stale: Vec<&SegmentEntry> = of(|v| *v == Verdict::Stale).collect();
+    for entry in of(|v| matches!(v, Verdict::Corrupt { .. } | Verdict::Unreadable { .. })) {
+        println!("left alone: {}", describe(entry));
+    }
+    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let mut removed = 0;
+    if args.force {
+        if !live.is_empty() {
+            let doing = if args.dry_run { "--force would remove" } else { "--force: removing" };
+            println!("{doing} {} live segment(s):", live.len());
+            for entry in &live {
+                println!("  {}", describe(entry));
+            }
+        }
+        for entry in live.iter().chain(&stale) {
+            if !args.dry_run {
+                match shmlane_segment::remove_in(scope.dir(), &entry.segment.name) {
+                    Ok(()) => {}
+                    Err(DiscoveryError::Remove { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if entry.verdict == Verdict::Stale {
+                println!("{verb} {}", describe(entry));
+            }
+            removed += 1;
+        }
+    } else if args.dry_run {
+        for entry in &stale {
+            println!("{verb} {}", describe(entry));
+            removed += 1;
+        }
+    } else {
+        let names: HashSet<_> = stale.iter().map(|e| &e.segment.name).collect();
+        for entry in discovery::remove_stale(scope.root(), |e| names.contains(&e.segment.name))? {
+            println!("{verb} {}", describe(&entry));
+            removed += 1;
+        }
+    }
+    let kept = if args.force { 0 } else { live.len() };
+    let left = entries.len() - live.len() - stale.len();
+    println!(
+        "{verb} {removed} segment(s); kept {kept} live{}; left {left} corrupt or unreadable alone",
+        if kept > 0 { " (--force removes them)" } else { "" }
+    );
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! Words, numbers and JSON for segments, verdicts and peers, shared by the commands.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use shmlane::discovery::{Peer, SegmentEntry, SegmentKind, ServiceInfo, ServiceKind, Verdict};
+use shmlane_segment::Liveness;
+
+pub(crate) fn kind(kind: &SegmentKind) -> &'static str {
+    match kind {
+        SegmentKind::Service(ServiceKind::Topic) => "topic",
+        SegmentKind::Service(ServiceKind::Rpc) => "rpc",
+        SegmentKind::Service(ServiceKind::Event) => "event",
+        SegmentKind::Payload { .. } => "payload",
+        SegmentKind::Node { .. } => "node",
+        SegmentKind::Plain => "segment",
+    }
+}
+
+/// The verdict's word and, for the bad ones, the reason.
+pub(crate) fn verdict(verdict: &Verdict) -> (&'static str, Option<&str>) {
+    match verdict {
+        Verdict::Alive => ("alive", None),
+        Verdict::Initializing => ("initializing", None),
+        Verdict::Stale => ("stale", None),
+        Verdict::Corrupt { reason } => ("corrupt", Some(reason)),
+        Verdict::Unreadable { reason } => ("unreadable", Some(reason)),
+    }
+}
+
+pub(crate) fn liveness(liveness: Liveness) -> &'static str {
+    match liveness {
+        Liveness::Alive => "alive",
+        Liveness::Dead => "dead",
+        Liveness::Unknown => "unknown",
+    }
+}
+
+/// `12.0 KiB`.
+pub(crate) fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// `1.25 s`, `300 ms`.
+pub(crate) fn age(age: Duration) -> String {
+    if age >= Duration::from_secs(1) {
+        format!("{:.2} s", age.as_secs_f64())
+    } else {
+        format!("{} ms", age.as_millis())
+    }
+}
+
+pub(crate) fn unix_ns(time: SystemTime) -> u128 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// The role of a service's subscriber-side slots.
+fn subscriber_role(service: &ServiceInfo) -> &'static str {
+    if service.kind == ServiceKind::Event { "listener" } else { "sub" }
+}
+
+fn peer_list(peers: &[Peer]) -> String {
+    let one = |p: &Peer| format!("{} {}", p.pid, liveness(p.liveness));
+    peers.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
+/// One line on who is in a segment: a service's slot holders, a node's heartbeat, or why it
+/// is corrupt or unreadable.
+pub(crate) fn peers(entry: &SegmentEntry) -> String {
+    if let (_, Some(reason)) = verdict(&entry.verdict) {
+        return reason.to_owned();
+    }
+    if let Some(service) = &entry.service {
+        let mut parts = Vec::new();
+        if !service.publishers.is_empty() {
+            parts.push(format!("pub {}", peer_list(&service.publishers)));
+        }
+        if !service.subscribers.is_empty() {
+            parts.push(format!("{} {}", subscriber_role(service), peer_list(&service.subscribers)));
+        }
+        return if parts.is_empty() { "none".into() } else { parts.join("; ") };
+    }
+    if let Some(node) = &entry.node {
+        let beat =
+            node.heartbeat_age.map_or("never beat".into(), |a| format!("beat {} ago", age(a)));
+        return format!("node {} {} ({beat})", node.pid, liveness(node.liveness));
+    }
+    match &entry.kind {
+        SegmentKind::Payload { control, publisher, .. } => {
+            format!("publisher {publisher} of {control}")
+        }
+        _ => "-".into(),
+    }
+}
+
+fn peer_json(peer: &Peer) -> Value {
+    json!({
+        "slot": peer.slot,
+        "pid": peer.pid,
+        "liveness": liveness(peer.liveness),
+        "drops": peer.drops,
+    })
+}
+
+/// A segment as JSON: what `list --json` prints per segment and `inspect --json` starts from.
+pub(crate) fn entry_json(entry: &SegmentEntry) -> Value {
+    let (state, reason) = verdict(&entry.verdict);
+    let segment = &entry.segment;
+    let mut value = json!({
+        "name": segment.name.as_str(),
+        "file": segment.path,
+        "kind": kind(&entry.kind),
+        "namespace": entry.namespace,
+        "size": segment.size,
+        "creator_pid": segment.creator.map(|c| c.pid),
+        "creator_liveness": segment.creator.map(|c| liveness(c.liveness())),
+        "created_unix_ns": segment.created_at.map(unix_ns),
+        "state": state,
+        "reason": reason,
+    });
+    if let Some(service) = &entry.service {
+        value["service"] = json!({
+            "name": service.name,
+            "payload_type": service.payload.as_ref().map(|(name, size, version)| {
+                json!({ "name": name, "size": size, "version": version })
+            }),
+            "publishers": service.publishers.iter().map(peer_json).collect::<Vec<_>>(),
+            // Listeners, for an event service.
+            "subscribers": service.subscribers.iter().map(peer_json).collect::<Vec<_>>(),
+            "problem": service.problem,
+        });
+    }
+    if let Some(node) = &entry.node {
+        value["node"] = json!({
+            "name": node.name,
+            "pid": node.pid,
+            "liveness": liveness(node.liveness),
+            "heartbeat_age_ns": node.heartbeat_age.map(|a| a.as_nanos()),
+        });
+    }
+    if let SegmentKind::Payload { control, publisher, generation, pool } = &entry.kind {
+        value["payload_of"] = json!({
+            "topic": control,
+            "publisher": publisher,
+            "generation": generation,
+            "pool": pool,
+        });
+    }
+    value
+}
