@@ -76,21 +76,24 @@ impl Pools {
         }
     }
 
+    /// The pool with a free block for `len` elements, if any: the base pool up to its
+    /// `max_len`, else the size-class pool of `len`.
+    pub(crate) fn with_free(&self, len: u64) -> Option<usize> {
+        if len <= self.pools[0].max_len {
+            return (!self.pools[0].free.is_empty()).then_some(0);
+        }
+        let fits = |p: &Pool| p.max_len >= len && (p.max_len == 1 || p.max_len / 2 < len);
+        (1..self.pools.len()).find(|&p| fits(&self.pools[p]) && !self.pools[p].free.is_empty())
+    }
+
     /// A free block for `len` elements (1 ≤ `len`), loaned; adds a pool if none is free.
     pub(crate) fn take<T: ZeroCopy>(
         &mut self,
         topic: &Topic<T>,
         len: u64,
     ) -> Result<u32, PublishError> {
-        let fits = |p: &Pool| p.max_len >= len && (p.max_len == 1 || p.max_len / 2 < len);
         let base_fits = len <= self.pools[0].max_len;
-        let found = if base_fits {
-            self.pools[0].free.pop().map(|index| (0, index))
-        } else {
-            self.pools.iter_mut().enumerate().skip(1).find_map(|(p, pool)| {
-                if fits(pool) { pool.free.pop().map(|index| (p, index)) } else { None }
-            })
-        };
+        let found = self.with_free(len).and_then(|p| Some((p, self.pools[p].free.pop()?)));
         let (pool, index) = match found {
             Some(found) => found,
             None if base_fits => return Err(PublishError::OutOfBlocks),
