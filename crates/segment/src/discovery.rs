@@ -1,23 +1,27 @@
 //! Finding our segments on disk, telling live ones from stale ones, and removing them.
 //!
 //! Only files whose name starts with [`NAME_PREFIX`](crate::NAME_PREFIX) are looked at, and
-//! only ones whose header proves them ours and whose creator is proven dead (or that never got
-//! past an empty header for [`EMPTY_GRACE`]) are removed as stale. Corrupt or foreign files are
-//! reported, never removed automatically. Staleness here is about the creator only; the upper
-//! crates refine it with their own peer lists.
+//! only ones whose header proves them ours and whose creator is proven dead are removed as
+//! stale, or ones that stayed without a published header for [`EMPTY_GRACE`] and hold nothing
+//! but what our creator writes before publishing it (an empty file, a zero header, or our magic
+//! and the start of our header). Corrupt or foreign files are reported, never removed
+//! automatically. Staleness here is about the creator only; the upper crates refine it with
+//! their own peer lists.
 
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::header::{self, FORMAT_VERSION, HEADER_SIZE, InitState, MAGIC};
+use zerocopy::IntoBytes;
+
+use crate::header::{self, FORMAT_VERSION, HEADER_SIZE, InitState, MAGIC, RawHeader};
 use crate::mapping::Mapping;
 use crate::segment::SHM_DIR;
 use crate::{Liveness, ProcessId, SegmentName, os};
 
-/// How old a file with an empty header must be before it counts as stale: a live creator fills
-/// the header within microseconds of creating the file.
+/// How old (by modification time) a file without a published header must be before it counts
+/// as stale: a live creator publishes the header within microseconds of creating the file.
 pub const EMPTY_GRACE: Duration = Duration::from_secs(10);
 
 /// What discovery knows about one segment file.
@@ -45,7 +49,8 @@ pub enum SegmentStatus {
     Alive,
     /// Its creator runs and has not finished initialising it yet.
     Initializing,
-    /// Its creator is proven dead, or it kept an empty header past [`EMPTY_GRACE`].
+    /// Its creator is proven dead, or it kept an unpublished header of ours (or stayed empty)
+    /// past [`EMPTY_GRACE`].
     Stale,
     /// It carries our prefix but is not a valid segment; left alone.
     Corrupt {
@@ -186,15 +191,27 @@ fn classify(info: &mut SegmentInfo) -> Result<SegmentStatus, SegmentStatus> {
         .and_then(|m| m.modified())
         .is_ok_and(|t| t.elapsed().unwrap_or_default() < EMPTY_GRACE);
     let empty = if young { SegmentStatus::Initializing } else { SegmentStatus::Stale };
-    if facts.size < HEADER_SIZE {
-        return Err(empty);
+    // Our creator sizes its file in one step, from empty to at least a header.
+    match facts.size {
+        0 => return Err(empty),
+        1..HEADER_SIZE => {
+            return Err(corrupt("shorter than a header but not empty: not a shmlane segment"));
+        }
+        _ => {}
     }
     let mapping = Mapping::new(fd.as_fd(), HEADER_SIZE, false)
         .map_err(|e| SegmentStatus::Unreadable { reason: e.to_string() })?;
-    let header = header::snapshot(&mapping).map_err(|_| empty.clone())?;
+    let header = header::snapshot(&mapping)
+        .map_err(|e| SegmentStatus::Unreadable { reason: e.to_string() })?;
     let state = match InitState::from_raw(header.init_state) {
         None => return Err(corrupt("unknown init state")),
-        Some(InitState::Empty) => return Err(empty),
+        Some(InitState::Empty) if unpublished_header(&header, facts.size) => return Err(empty),
+        Some(InitState::Empty) => {
+            return Err(corrupt(
+                "no published header, and not the start of a shmlane header: not a shmlane \
+                 segment",
+            ));
+        }
         Some(state) => state,
     };
     if header.magic != MAGIC || header.format_version != FORMAT_VERSION {
@@ -207,4 +224,23 @@ fn classify(info: &mut SegmentInfo) -> Result<SegmentStatus, SegmentStatus> {
         (_, InitState::Ready) => SegmentStatus::Alive,
         _ => SegmentStatus::Initializing,
     })
+}
+
+/// Whether a header whose state word is still `Empty` holds only what our creator can have left
+/// in it before publishing it (it writes every other field into the zero-filled file, then
+/// publishes the state): all zeros (nothing written yet), or our magic with the fields whose
+/// value we know each byte zero (not written yet) or ours, the total size being the file's.
+/// The fingerprint, creator and creation time may hold anything once the magic is there.
+///
+/// A header of ours caught mid-write before its magic would be judged foreign: reported as
+/// corrupt, never removed, which is the safe side.
+fn unpublished_header(header: &RawHeader, file_size: u64) -> bool {
+    let written_or_zero =
+        |found: &[u8], ours: &[u8]| found.iter().zip(ours).all(|(&f, &o)| f == 0 || f == o);
+    header.as_bytes().iter().all(|&b| b == 0)
+        || (header.magic == MAGIC
+            && written_or_zero(header.format_version.as_bytes(), FORMAT_VERSION.as_bytes())
+            && written_or_zero(header.header_size.as_bytes(), (HEADER_SIZE as u32).as_bytes())
+            && written_or_zero(header.total_size.as_bytes(), file_size.as_bytes())
+            && header.reserved == [0; 17])
 }

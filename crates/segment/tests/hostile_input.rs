@@ -24,14 +24,14 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_utils::CachePadded;
 use shmlane_segment::header::{FORMAT_VERSION, InitState, MAGIC, RawHeader};
 use shmlane_segment::{
-    AllocError, Backing, BlockOffset, BlockPool, Carver, Fingerprint, FreeError, HEADER_SIZE,
-    Offset, OffsetError, OpenError, PoolError, ProcessId, Region, RegionLayout, Segment,
-    SegmentBuilder, SegmentStatus, TransferError, list_in, remove_stale_in,
+    AllocError, Backing, BlockOffset, BlockPool, Carver, EMPTY_GRACE, Fingerprint, FreeError,
+    HEADER_SIZE, Offset, OffsetError, OpenError, PoolError, ProcessId, Region, RegionLayout,
+    Segment, SegmentBuilder, SegmentStatus, TransferError, list_in, remove_stale_in,
 };
 use tempfile::TempDir;
 use zerocopy::FromBytes;
@@ -546,12 +546,152 @@ fn discovery_reports_corrupt_headers_and_never_removes_them() {
     assert_eq!(status(NAME), Some(SegmentStatus::Alive));
     assert!(matches!(status("bad-magic"), Some(SegmentStatus::Corrupt { .. })));
     assert!(matches!(status("bad-state"), Some(SegmentStatus::Corrupt { .. })));
-    // Fresh and too short: possibly a creator about to size it.
-    assert_eq!(status("short"), Some(SegmentStatus::Initializing));
+    // Our creator sizes a file in one step, from empty to at least a header.
+    assert!(matches!(status("short"), Some(SegmentStatus::Corrupt { .. })));
 
     let removed = remove_stale_in(fx.dir.path()).expect("remove stale segments");
     assert!(removed.is_empty(), "removed {removed:?}");
     for path in [fx.path(), bad_magic, bad_state, short] {
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+}
+
+/// Older than [`EMPTY_GRACE`]: a file without a published header this old has no live creator.
+const OLD: Duration = EMPTY_GRACE.saturating_mul(6);
+
+/// Writes `bytes` as the file of segment `name` in `dir`, last modified `age` ago.
+fn plant(dir: &Path, name: &str, bytes: &[u8], age: Duration) -> PathBuf {
+    let path = dir.join(format!("shmlane.{name}"));
+    fs::write(&path, bytes).expect("write the file");
+    let file = OpenOptions::new().write(true).open(&path).expect("open the file");
+    file.set_modified(SystemTime::now() - age).expect("set its modification time");
+    path
+}
+
+/// The valid segment's bytes with the state word back at `Empty`: what a creator that wrote its
+/// header and died before publishing it leaves.
+fn unpublished(fx: &Fixture) -> Vec<u8> {
+    let mut bytes = fx.pristine.clone();
+    bytes[INIT_STATE_AT as usize..][..4].copy_from_slice(&EMPTY.to_le_bytes());
+    bytes
+}
+
+/// Lists `dir` and returns the status of each segment named in `names`.
+fn statuses(dir: &Path, names: &[&str]) -> Vec<(String, SegmentStatus)> {
+    let found = list_in(dir).expect("list the directory");
+    let status = |name: &str| found.iter().find(|info| info.name.as_str() == name);
+    names
+        .iter()
+        .map(|&name| {
+            let info = status(name).unwrap_or_else(|| panic!("{name} is not listed: {found:?}"));
+            (name.to_owned(), info.status.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn discovery_never_removes_an_old_file_without_a_header_that_our_creator_cannot_have_left() {
+    let fx = Fixture::new();
+    let dir = fx.dir.path();
+    // Not empty but shorter than a header: zeros, foreign bytes, or even the start of ours.
+    let mut planted = vec![
+        plant(dir, "tiny", b"not ours", OLD),
+        plant(dir, "short-zeros", &[0; 100], OLD),
+        plant(dir, "short-ours", &unpublished(&fx)[..100], OLD),
+    ];
+    // A header's worth or more, the state word zero, and something our creator never writes.
+    let mut foreign = vec![0xab; SIZE as usize];
+    foreign[INIT_STATE_AT as usize..][..4].fill(0);
+    let mut late_byte = vec![0; SIZE as usize];
+    late_byte[RESERVED_AT as usize + 10] = 1;
+    let mut bad_magic = vec![0; SIZE as usize];
+    bad_magic[..8].copy_from_slice(b"NOTSHMLN");
+    let mut other_version = unpublished(&fx);
+    other_version[VERSION_AT as usize..][..4].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let mut other_size = unpublished(&fx);
+    other_size[TOTAL_SIZE_AT as usize..][..8].copy_from_slice(&(2 * SIZE).to_le_bytes());
+    let mut reserved = unpublished(&fx);
+    reserved[(RESERVED_AT + RESERVED_LEN - 1) as usize] = 1;
+    let mut no_magic = unpublished(&fx);
+    no_magic[MAGIC_AT as usize..][..8].fill(0);
+    planted.extend([
+        plant(dir, "foreign", &foreign, OLD),
+        plant(dir, "late-byte", &late_byte, OLD),
+        plant(dir, "bad-magic", &bad_magic, OLD),
+        plant(dir, "other-version", &other_version, OLD),
+        plant(dir, "other-size", &other_size, OLD),
+        plant(dir, "reserved", &reserved, OLD),
+        plant(dir, "no-magic", &no_magic, OLD),
+    ]);
+
+    let names = [
+        "tiny",
+        "short-zeros",
+        "short-ours",
+        "foreign",
+        "late-byte",
+        "bad-magic",
+        "other-version",
+        "other-size",
+        "reserved",
+        "no-magic",
+    ];
+    for (name, status) in statuses(dir, &names) {
+        assert!(matches!(status, SegmentStatus::Corrupt { .. }), "{name}: {status:?}");
+    }
+    let removed = remove_stale_in(dir).expect("remove stale segments");
+    assert!(removed.is_empty(), "removed {removed:?}");
+    for path in planted {
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+}
+
+#[test]
+fn discovery_removes_an_old_file_that_our_creator_died_before_publishing() {
+    let fx = Fixture::new();
+    let dir = fx.dir.path();
+    // Killed before sizing the file, before writing its header, while writing it (magic,
+    // version, header size and fingerprint in; the rest still zero), and after writing it.
+    let mut half_written = vec![0; SIZE as usize];
+    half_written[..TOTAL_SIZE_AT as usize].copy_from_slice(&fx.pristine[..TOTAL_SIZE_AT as usize]);
+    let planted = [
+        plant(dir, "empty", &[], OLD),
+        plant(dir, "zeros", &[0; SIZE as usize], OLD),
+        plant(dir, "half-written", &half_written, OLD),
+        plant(dir, "unpublished", &unpublished(&fx), OLD),
+    ];
+
+    let names = ["empty", "zeros", "half-written", "unpublished"];
+    for (name, status) in statuses(dir, &names) {
+        assert_eq!(status, SegmentStatus::Stale, "{name}");
+    }
+    let removed = remove_stale_in(dir).expect("remove stale segments");
+    let mut removed: Vec<&str> = removed.iter().map(|info| info.name.as_str()).collect();
+    removed.sort_unstable();
+    assert_eq!(removed, ["empty", "half-written", "unpublished", "zeros"]);
+    for path in planted {
+        assert!(!path.exists(), "{} was left", path.display());
+    }
+    assert!(fx.path().exists(), "the live segment was removed");
+}
+
+#[test]
+fn discovery_leaves_a_young_file_without_a_header_to_its_creator() {
+    let fx = Fixture::new();
+    let dir = fx.dir.path();
+    let young = Duration::ZERO;
+    let planted = [
+        plant(dir, "empty", &[], young),
+        plant(dir, "zeros", &[0; SIZE as usize], young),
+        plant(dir, "unpublished", &unpublished(&fx), young),
+    ];
+
+    for (name, status) in statuses(dir, &["empty", "zeros", "unpublished"]) {
+        assert_eq!(status, SegmentStatus::Initializing, "{name}");
+    }
+    let removed = remove_stale_in(dir).expect("remove stale segments");
+    assert!(removed.is_empty(), "removed {removed:?}");
+    for path in planted {
         assert!(path.exists(), "{} was removed", path.display());
     }
 }
