@@ -242,7 +242,7 @@ impl Link for Cacheline<'_> {
     fn receive(&mut self, seq: u64) -> Result<(), LinkError> {
         // Acquire: pairs with the peer's Release store, so its payload copy is visible.
         spin_until("a cache-line message", || {
-            Ok((self.inbound.load(Ordering::Acquire) == seq).then_some(()))
+            (self.inbound.load(Ordering::Acquire) == seq).then_some(())
         })?;
         match &mut self.copier {
             Some(copier) => copier.copy_in(seq),
@@ -314,12 +314,12 @@ impl Link for Spsc<'_> {
             }
         };
         // The queue never fills in a ping-pong; if it did, the receiver is draining it.
-        spin_until("room in the queue", || Ok(self.producer.try_push(value).ok()))
+        spin_until("room in the queue", || self.producer.try_push(value).ok())
     }
 
     #[inline(always)]
     fn receive(&mut self, seq: u64) -> Result<(), LinkError> {
-        let value = spin_until("a queued message", || Ok(self.consumer.try_pop().ok()))?;
+        let value = spin_until("a queued message", || self.consumer.try_pop().ok())?;
         let Some(pool) = &self.pool else {
             return expect_seq(seq, value);
         };

@@ -87,10 +87,10 @@ impl Link for PubSub<'_> {
     #[inline(always)]
     fn receive(&mut self, seq: u64) -> Result<(), LinkError> {
         let got = match &mut self.strategy {
-            None => spin_until("a sample", || match self.subscriber.receive() {
-                Ok(sample) => Ok(sample.map(|sample| sample.as_slice()[0])),
-                Err(e) => Err(LinkError::shmlane("receive", e)),
-            })?,
+            None => spin_until("a sample", || {
+                self.subscriber.receive().map(|sample| sample.map(|s| s.as_slice()[0])).transpose()
+            })?
+            .map_err(|e| LinkError::shmlane("receive", e))?,
             Some(strategy) => match self.subscriber.receive_with(strategy, Some(HANG)) {
                 Ok(sample) => sample.as_slice()[0],
                 Err(shmlane::ReceiveError::TimedOut(_)) => return Err(LinkError::Hung("a sample")),
