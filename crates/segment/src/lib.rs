@@ -21,6 +21,9 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "crash-points")]
+pub mod crash;
+mod crash_point;
 #[cfg(not(feature = "loom"))]
 mod discovery;
 mod fingerprint;

@@ -510,7 +510,9 @@ impl SegmentBuilder {
             locked,
             unlink_on_drop: self.unlink_on_drop.unwrap_or(true),
         };
+        crate::crash_point!("segment.create.initializing");
         init(&segment).map_err(CreateError::Init)?;
+        crate::crash_point!("segment.create.before_ready");
         publish_state(&segment.mapping, InitState::Ready)?;
         cleanup.0 = None;
         Ok(segment)
