@@ -3,7 +3,7 @@
 //!
 //! Built only with the `crash-points` feature (tests enable it; release builds of users do
 //! not). Each crate that places points has a `crash-points` feature that forwards to this
-//! one, because [`crash_point!`] checks the feature of the crate it
+//! one, because [`crash_point!`](crate::crash_point!) checks the feature of the crate it
 //! expands in. Without the feature a point expands to nothing.
 //!
 //! A process is armed by its environment: `SHMLANE_CRASH_AT=NAME` kills it (SIGKILL, sent to
@@ -33,7 +33,7 @@ fn armed() -> Option<&'static (String, u64)> {
         .as_ref()
 }
 
-/// Called by [`crash_point!`]: dies here if `point` is the armed one and
+/// Called by [`crash_point!`](crate::crash_point!): dies here if `point` is the armed one and
 /// this is the armed hit.
 #[doc(hidden)]
 pub fn reached(point: &'static str) {

@@ -1,4 +1,4 @@
-//! The [`crash_point!`] macro, defined in every build so that call sites
+//! The `crash_point!` macro, defined in every build so that call sites
 //! need no `cfg` of their own; the points do something only with the `crash-points` feature
 //! (see the `crash` module).
 
