@@ -6,3 +6,132 @@
 #![deny(missing_docs)]
 
 pub use shmlane_segment::crash::CRASH_AT_ENV;
+
+/// A sample that checks itself: `epoch` (which publisher incarnation sent it) and `seq` name
+/// it, `check` is derived from both, so a torn read or a block reused under a reader shows as
+/// [`Stamped::is_intact`] false.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
+#[repr(C)]
+pub struct Stamped {
+    /// The sender's incarnation.
+    pub epoch: u64,
+    /// Its sequence number within the epoch.
+    pub seq: u64,
+    /// Derived from `epoch` and `seq`.
+    pub check: [u64; 6],
+}
+
+impl Stamped {
+    /// The sample `seq` of `epoch`.
+    pub fn new(epoch: u64, seq: u64) -> Stamped {
+        let mut check = [0; 6];
+        for (i, word) in check.iter_mut().enumerate() {
+            *word =
+                (epoch << 40 ^ seq).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(i as u32 * 9);
+        }
+        Stamped { epoch, seq, check }
+    }
+
+    /// Whether `check` matches `epoch` and `seq`.
+    pub fn is_intact(&self) -> bool {
+        *self == Stamped::new(self.epoch, self.seq)
+    }
+}
+
+/// A go signal from a test to its children (testkit children have no stdin): a file the
+/// parent creates and children poll for. Removed when dropped.
+#[derive(Debug)]
+pub struct Flag(std::path::PathBuf);
+
+impl Flag {
+    /// A new, lowered flag with a unique path.
+    pub fn new(tag: &str) -> Flag {
+        let name = shmlane_testkit::unique_name("shmlane-flag", tag);
+        Flag(std::env::temp_dir().join(name))
+    }
+
+    /// Its path, to pass to children.
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8 here")
+    }
+
+    /// Raises it.
+    pub fn raise(&self) {
+        std::fs::write(&self.0, b"go").expect("create the flag file");
+    }
+
+    /// Whether the flag at `path` is raised (the children's side).
+    pub fn is_raised(path: &str) -> bool {
+        std::path::Path::new(path).exists()
+    }
+}
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The files of `namespace` in `/dev/shm`.
+pub fn files_of(namespace: &str) -> Vec<String> {
+    let prefix = format!("{}{namespace}.", shmlane_segment::NAME_PREFIX);
+    let Ok(dir) = std::fs::read_dir(shmlane_testkit::SHM_DIR) else { return Vec::new() };
+    let mut names: Vec<String> = dir
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Fails the test if anything of `namespace` is left in `/dev/shm` once the test dropped its
+/// handles (and removed dead nodes' registrations): the facade must clean up after killed
+/// peers by itself. Removes what is left first, so that one failure does not also fail CI's
+/// check for leftovers.
+pub fn assert_nothing_left(namespace: &str) {
+    let left = files_of(namespace);
+    for name in &left {
+        let _ = std::fs::remove_file(shmlane_testkit::shm_file(name));
+    }
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+/// Environment variable: cases per property of the hostile-input suites (`hostile_topic`,
+/// `hostile_queue`). Unset, each property runs its bounded CI count; the long mode is
+/// `SHMLANE_FUZZ_CASES=1000000` (see docs/reliability.md).
+pub const FUZZ_CASES_ENV: &str = "SHMLANE_FUZZ_CASES";
+/// Environment variable fixing the seed of the hostile-input properties (a failure prints the
+/// seed it ran with, to repeat it).
+pub const FUZZ_SEED_ENV: &str = "SHMLANE_FUZZ_SEED";
+
+/// Cases per property: [`FUZZ_CASES_ENV`] if set to a number, else `ci_cases`.
+pub fn fuzz_cases(ci_cases: u32) -> u32 {
+    std::env::var(FUZZ_CASES_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(ci_cases)
+}
+
+/// The seed of a property run: [`FUZZ_SEED_ENV`] if set to a number, else a fresh one (from
+/// the clock and the pid).
+pub fn fuzz_seed() -> u64 {
+    std::env::var(FUZZ_SEED_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let nanos = now.map_or(0, |d| d.as_nanos() as u64);
+        nanos ^ u64::from(std::process::id()).rotate_left(32)
+    })
+}
+
+/// This process's resident set size in KiB (`VmRSS` of /proc/self/status), if readable.
+pub fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

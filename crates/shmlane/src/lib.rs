@@ -36,6 +36,27 @@
 //!
 //! Hot paths (`loan`, `send`, `receive`, dropping a sample) touch only shared and private
 //! memory: no allocation, no system call unless a subscriber sleeps in a blocking receive.
+//!
+//! # Crash points
+//!
+//! For the reliability tests (`crates/reliability`), built with the `crash-points` feature: a
+//! process whose environment has `SHMLANE_CRASH_AT=NAME` (or `NAME:N`) kills itself with SIGKILL
+//! the first (or N-th) time it reaches point `NAME` (see `shmlane_segment::crash`). Without the
+//! feature the points compile to nothing. The instants at which a peer may die:
+//!
+//! | point | in | the instant |
+//! |---|---|---|
+//! | `shmlane.node.registering` | [`NodeBuilder::create`] | registration segment created, its record (owner, heartbeat) not yet written |
+//! | `shmlane.publisher.pool_created` | [`Topic::publisher`] | slot claimed, new payload segment created, its generation not yet published |
+//! | `shmlane.loan.taken` | [`Publisher::loan`] | a block off the free list, on loan, not yet sent |
+//! | `shmlane.send.unloaned` | [`Publisher::send`] | the loan ended, the sample in no queue yet |
+//! | `shmlane.send.pushed` | [`Publisher::send`], per subscriber | the sample in this subscriber's queue (holder bit set), its wake-up not yet sent; with two subscribers, hit `2k - 1` is send `k` after its first push |
+//! | `shmlane.serve.cleaned` | a send, when a subscriber joined | the joiner's connection emptied (history queued), its generation not yet acknowledged |
+//! | `shmlane.subscribe.claimed` | [`Topic::subscriber`] | slot claimed, its generation not yet bumped |
+//! | `shmlane.receive.popped` | [`Subscriber::receive`] | a sample off the queue, not yet handed out: its block neither in hand nor returned |
+//! | `shmlane.give_back.before_push` | dropping a [`Sample`] | the sample gone, its block not yet in the completion queue |
+//! | `shmlane.respond.loaned` | [`Server::respond`] | the server holds a request and a loaned response, not yet sent |
+//! | `shmlane.call.sent` | [`Client::send`] | the request queued at the server, its response not yet received |
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -54,5 +75,6 @@ pub use payload::{TypeInfo, ZeroCopy};
 pub use rpc::{CallError, Client, Pending, Request, Rpc, RpcBuilder, Server};
 pub use shmlane_notify as notify;
 pub use topic::{
-    Loan, Overflow, Publisher, Sample, SliceLoan, Subscriber, Topic, TopicBuilder, TopicConfig,
+    BlockCounts, Loan, Overflow, Publisher, Sample, SliceLoan, Subscriber, Topic, TopicBuilder,
+    TopicConfig,
 };

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use shmlane_segment::{Backing, Fingerprint, RoleOwner, Segment, SegmentBuilder, SharedView};
+use shmlane_segment::{
+    Backing, Fingerprint, RoleOwner, Segment, SegmentBuilder, SharedView, crash_point,
+};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::NodeError;
@@ -207,6 +209,7 @@ impl NodeBuilder {
             .size(carver.total_size())
             .create()
             .map_err(|e| NodeError::Register(e.to_string()))?;
+        crash_point!("shmlane.node.registering");
         let at = region.offset_of(0).map_err(|e| NodeError::Register(e.to_string()))?;
         let registration = Arc::new(Registration { segment, at });
         let record = registration.record();

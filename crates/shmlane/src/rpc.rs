@@ -4,10 +4,12 @@
 //! Built on two topics of the `rpc` kind: `{service}.req` (clients publish, the server
 //! subscribes; overflow policy Block, so a busy server slows clients down instead of losing
 //! their requests) and `{service}.resp` (the server publishes, every client subscribes;
-//! drop-oldest). Each request carries the tag `(client's response slot + 1) << 48 | sequence`;
-//! the server sends the response to that subscriber slot alone, with the same tag, and the
-//! client keeps the response whose tag is its pending one (a late answer to a request it gave
-//! up on is dropped).
+//! drop-oldest). Each request carries a tag, `(client's response slot + 1) << 48 |
+//! incarnation << 32 | sequence`, where the incarnation is the low 16 bits of the client's
+//! subscriber generation: a client that takes over the slots of one that died never takes an
+//! answer meant for its predecessor for its own. The server sends the response to that
+//! subscriber slot alone, with the same tag, and the client keeps the response whose tag is its
+//! pending one (a late answer to a request it gave up on is dropped).
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -15,14 +17,17 @@ use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use shmlane_notify::WaitStrategy;
+use shmlane_segment::crash_point;
 
 use crate::error::{ConnectError, PublishError, ReceiveError, TopicError};
 use crate::node::{Node, check_name};
 use crate::payload::ZeroCopy;
 use crate::topic::{Overflow, Publisher, Sample, Subscriber, Topic};
 
-/// Sequence numbers stay below 2^48 (the tag's low bits).
-const SEQUENCE_MASK: u64 = (1 << 48) - 1;
+/// Bits of a tag below the client's slot.
+const SLOT_SHIFT: u32 = 48;
+/// Bits of a tag below the client's incarnation: the sequence, wrapping at 2^32.
+const INCARNATION_SHIFT: u32 = 32;
 
 /// Creates or opens an [`Rpc`] service; made by [`Node::rpc`].
 #[derive(Debug)]
@@ -61,9 +66,9 @@ pub struct Request<'s, 'r, Req: ZeroCopy> {
 pub struct Client<'r, Req, Resp> {
     requests: Publisher<'r, Req>,
     responses: Subscriber<'r, Resp>,
-    /// This client's tag prefix: (response subscriber slot + 1) << 48.
+    /// This client's tag prefix: its response subscriber slot + 1, and its incarnation.
     prefix: u64,
-    next: Cell<u64>,
+    next: Cell<u32>,
 }
 
 /// A request sent and not yet answered: pass it to [`Client::receive`].
@@ -145,7 +150,8 @@ impl<Req: ZeroCopy, Resp: ZeroCopy> Rpc<Req, Resp> {
     pub fn client(&self) -> Result<Client<'_, Req, Resp>, ConnectError> {
         let responses = self.responses.subscriber()?;
         let requests = self.requests.publisher()?;
-        let prefix = (responses.slot() as u64 + 1) << 48;
+        let incarnation = responses.generation() & 0xffff;
+        let prefix = (responses.slot() as u64 + 1) << SLOT_SHIFT | incarnation << INCARNATION_SHIFT;
         Ok(Client { requests, responses, prefix, next: Cell::new(0) })
     }
 }
@@ -178,8 +184,9 @@ impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Server<'r, Req, Resp> {
     ) -> Result<(), PublishError> {
         let mut loan = self.responses.loan()?;
         *loan = response;
+        crash_point!("shmlane.respond.loaned");
         // The tag names the client's response slot (a peer's word: `publish` checks it).
-        let slot = ((request.tag >> 48) as usize).wrapping_sub(1);
+        let slot = ((request.tag >> SLOT_SHIFT) as usize).wrapping_sub(1);
         self.responses.send_tagged(loan, request.tag, Some(slot))?;
         Ok(())
     }
@@ -204,11 +211,12 @@ impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Client<'r, Req, Resp> {
     /// Sends `request` (waiting up to 1 s if the server's queue for this client is full).
     pub fn send(&self, request: Req) -> Result<Pending, PublishError> {
         let sequence = self.next.get();
-        self.next.set((sequence + 1) & SEQUENCE_MASK);
-        let tag = self.prefix | sequence;
+        self.next.set(sequence.wrapping_add(1));
+        let tag = self.prefix | u64::from(sequence);
         let mut loan = self.requests.loan()?;
         *loan = request;
         self.requests.send_tagged(loan, tag, None)?;
+        crash_point!("shmlane.call.sent");
         Ok(Pending { tag })
     }
 

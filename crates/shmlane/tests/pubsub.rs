@@ -311,8 +311,9 @@ fn block_releases_a_publisher_waiting_on_a_subscriber_killed_with_sigkill() {
         child.kill();
     });
     let start = std::time::Instant::now();
-    // Blocked on the full queue until the kill; then the dead subscriber is cleaned out.
-    assert_eq!(publisher.send_copy(3).unwrap(), 1);
+    // Blocked on the full queue until the kill; then the dead subscriber is cleaned out and no
+    // longer served.
+    assert_eq!(publisher.send_copy(3).unwrap(), 0);
     let waited = start.elapsed();
     killer.join().unwrap();
     assert!(waited >= Duration::from_millis(150), "did not block: {waited:?}");
@@ -382,10 +383,11 @@ fn a_killed_subscriber_holding_samples_gets_its_blocks_taken_back_and_its_slot_r
     assert_eq!(publisher.send_copy(4).unwrap(), 0, "over its limit");
     child.kill();
     std::thread::sleep(Duration::from_millis(20));
-    // The next send at the limit finds it dead and takes its three blocks back.
+    // The next send at the limit finds it dead, takes its three blocks back and frees its slot.
     assert_eq!(publisher.send_copy(5).unwrap(), 0);
-    assert_eq!(publisher.send_copy(6).unwrap(), 1, "its blocks were taken back");
-    // A new subscriber takes the dead one's slot over and sees only new samples.
+    assert_eq!(publisher.block_counts().held, 0, "its blocks were taken back");
+    assert_eq!(publisher.subscribers(), 0, "it is no longer served");
+    // A new subscriber gets the slot and sees only new samples.
     let subscriber = topic.subscriber().unwrap();
     publisher.send_copy(7).unwrap();
     let got: Vec<u64> = std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();

@@ -89,10 +89,16 @@ pub struct ChildProc {
 
 /// Starts this test binary as a child running `role` with `args`.
 pub fn spawn_child(role: &str, args: &[&str]) -> ChildProc {
+    spawn_child_with_env(role, args, &[])
+}
+
+/// [`spawn_child`] with extra environment variables (for example a crash point to arm).
+pub fn spawn_child_with_env(role: &str, args: &[&str], env: &[(&str, &str)]) -> ChildProc {
     let exe = std::env::current_exe().expect("path of the test binary");
     let mut child = Command::new(exe)
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, format!("{role}:{}", args.join(" ")))
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

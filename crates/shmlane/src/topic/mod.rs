@@ -5,8 +5,9 @@
 //! Ownership of payload blocks stays with their publisher: reference counts are in its private
 //! memory (one bit per subscriber per block), subscribers map payloads read-only and hand
 //! blocks back through a completion queue, and the publisher validates every offset it gets
-//! back. A subscriber that dies is found out when its queue stops draining; the publisher then
-//! takes back every block it held.
+//! back. A subscriber that dies is found out when its queue stops draining (checked by pid and
+//! start time at most every 10 ms); the publisher then takes back every block it held and frees
+//! its slot.
 
 pub(crate) mod layout;
 pub(crate) mod pool;
@@ -14,10 +15,12 @@ mod publisher;
 mod subscriber;
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use shmlane_queue::overflow::SharedOverflow;
-use shmlane_segment::{Fingerprint, Liveness, RoleOwner, Segment};
+use shmlane_segment::{Claimed, Fingerprint, Liveness, RoleClaim, RoleOwner, Segment};
 
+pub use pool::BlockCounts;
 pub use publisher::{Loan, Publisher, SliceLoan};
 pub use subscriber::{Sample, Subscriber};
 
@@ -367,19 +370,19 @@ impl<T: ZeroCopy> Topic<T> {
     pub fn subscriber(&self) -> Result<Subscriber<'_, T>, crate::ConnectError> {
         Subscriber::new(self)
     }
+}
 
+impl<T> Topic<T> {
     /// Name suffix (after the namespace) of publisher `slot`'s payload segment `generation`.
     fn data_suffix(&self, slot: usize, generation: u32) -> String {
         format!("{}.{}.p{slot}.g{generation}", self.kind, self.service)
     }
-}
 
-impl<T> Topic<T> {
     /// Whether any publisher or subscriber slot is held by a process not proven dead.
     fn has_live_participants(&self) -> bool {
-        let held = |role: &std::sync::atomic::AtomicU64| {
+        let held = |role: &AtomicU64| {
             // Acquire: pairs with the Release of a claim's drop.
-            RoleOwner::from_raw(role.load(std::sync::atomic::Ordering::Acquire))
+            RoleOwner::from_raw(role.load(Ordering::Acquire))
                 .is_some_and(|owner| owner.liveness() != Liveness::Dead)
         };
         let publishers = (0..self.config.max_publishers as usize)
@@ -388,14 +391,56 @@ impl<T> Topic<T> {
             || (0..self.config.max_subscribers as usize)
                 .any(|s| self.layout.subscriber(&self.segment, s).is_ok_and(|e| held(&e.role)))
     }
+
+    /// Removes the payload segments of publishers that died holding a slot (a publisher that
+    /// leaves removes its own). Each slot is taken over first, so a publisher that takes it at
+    /// the same moment keeps what it creates.
+    fn remove_dead_publishers_payloads(&self) {
+        let me = self.node.id();
+        for p in 0..self.config.max_publishers as usize {
+            let Ok(entry) = self.layout.publisher(&self.segment, p) else { continue };
+            // Relaxed: a free slot is skipped (its last holder removed its payloads); the
+            // claim's CAS synchronises.
+            if entry.role.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let Ok((_slot, Claimed::TakenOver(_))) = RoleClaim::claim(&entry.role, me) else {
+                // Held by a live process (or freed meanwhile: then released again at once).
+                continue;
+            };
+            // Acquire: pairs with the dead holder's Release store of its generation.
+            let generation = entry.generation.load(Ordering::Acquire) as u32;
+            // The one it published, and the next (created by a holder that died before
+            // publishing it).
+            for generation in [generation, generation.wrapping_add(1).max(1)] {
+                if generation != 0 {
+                    pool::Pools::remove(self, p, generation);
+                }
+            }
+        }
+    }
 }
 
 impl<T> Drop for Topic<T> {
     fn drop(&mut self) {
         // Publishers and subscribers borrow the topic, so ours are gone; if nobody else's are
-        // left, nothing can be lost by removing the name (mappings stay valid).
+        // left, nothing can be lost by removing the name (mappings stay valid), nor the
+        // payloads of dead publishers.
         if !self.has_live_participants() {
             let _ = self.segment.unlink();
+            self.remove_dead_publishers_payloads();
         }
+    }
+}
+
+/// Claims the role in `word` for `me`: free, or taken over from a holder proven dead. A slot
+/// freed between the two steps of a takeover (a publisher released its dead subscriber) is
+/// free: claimed on a second try.
+fn claim_role(word: &AtomicU64, me: RoleOwner) -> Option<RoleClaim<'_>> {
+    match RoleClaim::claim(word, me) {
+        Ok((claim, _)) => Some(claim),
+        // Relaxed: only decides whether to try again; the claim's CAS synchronises.
+        Err(_) if word.load(Ordering::Relaxed) == 0 => RoleClaim::claim(word, me).ok().map(|c| c.0),
+        Err(_) => None,
     }
 }

@@ -28,6 +28,30 @@ pub(crate) const MAX_POOLS: usize = 256;
 /// Blocks in a pool added for a size class (it adds another when they are all in use).
 const GROWTH_BLOCKS: u64 = 2;
 
+/// How a publisher's payload blocks are used ([`Publisher::block_counts`](super::Publisher::block_counts)).
+/// Every block is in exactly one of four states, so `free + loaned + held + history == total`
+/// unless the accounting is broken (a block lost, or freed twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockCounts {
+    /// Blocks in every pool (the base pool and those added for large slices).
+    pub total: u64,
+    /// Blocks on the free lists, ready to be loaned.
+    pub free: u64,
+    /// Blocks on loan, not yet sent.
+    pub loaned: u64,
+    /// Blocks queued for or held by at least one subscriber (maybe in the history too).
+    pub held: u64,
+    /// Blocks kept for the history alone.
+    pub history: u64,
+}
+
+impl BlockCounts {
+    /// Whether every block is counted exactly once.
+    pub fn is_consistent(&self) -> bool {
+        self.free + self.loaned + self.held + self.history == self.total
+    }
+}
+
 /// One payload segment and the state of its blocks.
 #[derive(Debug)]
 struct Pool {
@@ -66,7 +90,7 @@ impl Pools {
     }
 
     /// Removes the payload segments of `generation` of publisher `slot` (a dead holder's).
-    pub(crate) fn remove<T: ZeroCopy>(topic: &Topic<T>, slot: usize, generation: u32) {
+    pub(crate) fn remove<T>(topic: &Topic<T>, slot: usize, generation: u32) {
         let suffix = topic.data_suffix(slot, generation);
         remove_segment(&topic.node, &suffix);
         for pool in 1..MAX_POOLS {
@@ -169,6 +193,25 @@ impl Pools {
                 }
             }
         }
+    }
+
+    /// Counts the blocks of every pool by state (see [`BlockCounts`]).
+    pub(crate) fn counts(&self) -> BlockCounts {
+        let mut counts = BlockCounts { total: 0, free: 0, loaned: 0, held: 0, history: 0 };
+        for pool in &self.pools {
+            counts.total += pool.holders.len() as u64;
+            counts.free += pool.free.len() as u64;
+            for (&holders, &loaned) in pool.holders.iter().zip(&pool.loaned) {
+                if loaned {
+                    counts.loaned += 1;
+                } else if holders & !HISTORY != 0 {
+                    counts.held += 1;
+                } else if holders == HISTORY {
+                    counts.history += 1;
+                }
+            }
+        }
+        counts
     }
 
     fn start(&self, block: u32) -> (&Pool, u64) {

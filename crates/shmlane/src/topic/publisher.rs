@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use shmlane_notify::{Backoff, WaitStrategy};
 
 use shmlane_queue::overflow::{Consumer, Producer, Shared, SharedOverflow};
-use shmlane_segment::{Liveness, RoleClaim, RoleOwner};
+use shmlane_segment::{Liveness, RoleClaim, RoleOwner, crash_point};
 
 use super::layout::{PublisherEntry, SubscriberEntry};
-use super::pool::{HISTORY, Pools};
-use super::{Overflow, QUEUE_FINGERPRINT, Topic};
+use super::pool::{BlockCounts, HISTORY, Pools};
+use super::{Overflow, QUEUE_FINGERPRINT, Topic, claim_role};
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
 
@@ -28,6 +28,14 @@ const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often a blocked send checks that the subscriber it waits for is alive (and how often
 /// a drop-oldest send checks a subscriber stuck at its limit).
 const LIVENESS_SLICE: Duration = Duration::from_millis(10);
+
+/// Milliseconds of `CLOCK_MONOTONIC_COARSE`: paces liveness checks on the send path, where a
+/// lagging subscriber under drop-oldest makes every send evict (about 10 ns to read here,
+/// against 30 to 50 ns for `Instant::now`; its resolution of a few ms is plenty).
+fn coarse_ms() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (now.tv_sec as u64).saturating_mul(1000).saturating_add(now.tv_nsec as u64 / 1_000_000)
+}
 
 /// A topic's sending end. One thread uses it (it is not `Sync`).
 #[derive(Debug)]
@@ -60,8 +68,8 @@ struct Connection<'t> {
     completion: Consumer<Shared<'t>>,
     /// Blocks this subscriber has queued or in hand.
     outstanding: u64,
-    /// When its liveness was last checked (while it was at its limit).
-    checked: Option<Instant>,
+    /// When its liveness was last checked while it was not draining its queue ([`coarse_ms`]).
+    checked: Option<u64>,
 }
 
 /// A payload block on loan: write the sample in place, then [`Publisher::send`] it. Dropped
@@ -81,7 +89,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         let mut claimed = None;
         for p in 0..config.max_publishers as usize {
             let entry = topic.layout.publisher(&topic.segment, p)?;
-            if let Ok((role, _)) = RoleClaim::claim(&entry.role, me) {
+            if let Some(role) = claim_role(&entry.role, me) {
                 claimed = Some((p, entry, role));
                 break;
             }
@@ -98,6 +106,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         let generation = previous.wrapping_add(1).max(1);
         let max_len = u64::from(config.max_slice_len);
         let pools = Pools::new(topic, slot, generation, max_len, config.blocks())?;
+        crash_point!("shmlane.publisher.pool_created");
         // Release: publishes the payload segment to subscribers that load it with Acquire.
         entry.generation.store(u64::from(generation), Ordering::Release);
 
@@ -172,7 +181,9 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             other => other?,
         };
         state.loans += 1;
-        Ok((block, state.pools.elements(block, len)))
+        let elements = state.pools.elements(block, len);
+        crash_point!("shmlane.loan.taken");
+        Ok((block, elements))
     }
 
     /// Sends a sample by copy (for small `T`).
@@ -257,9 +268,13 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             state.pools.free_if_unused(block);
             return Err(e);
         }
+        crash_point!("shmlane.send.unloaned");
         let value = u64::from(self.generation) << 32 | u64::from(block);
         let limit = self.outstanding_limit();
         let mut delivered = 0;
+        // Subscribers that are not draining their queue (at their limit, or evicted from):
+        // checked for death once the sample is on its way.
+        let mut stuck = 0u64;
         for s in targets {
             if state.connections[s].served == 0 {
                 continue;
@@ -271,16 +286,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             if state.connections[s].outstanding >= limit {
                 // Relaxed: a statistic.
                 entry.drops.fetch_add(1, Ordering::Relaxed);
-                // A subscriber that stopped taking samples may be dead: check now and then
-                // (reading its liveness costs microseconds), and take its blocks back if so.
-                let now = Instant::now();
-                let due = state.connections[s].checked.is_none_or(|at| now - at >= LIVENESS_SLICE);
-                if due {
-                    state.connections[s].checked = Some(now);
-                    if self.subscriber_dead(s) {
-                        self.clean(&mut state, s);
-                    }
-                }
+                stuck |= 1 << s;
                 continue;
             }
             let pushed = state.connections[s].submission.push(value);
@@ -293,7 +299,9 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                         Self::release(&mut state, self.generation, evicted, s);
                         // Relaxed: a statistic.
                         entry.drops.fetch_add(1, Ordering::Relaxed);
+                        stuck |= 1 << s;
                     }
+                    crash_point!("shmlane.send.pushed");
                     entry.event.notify_one();
                 }
                 // A corrupt queue: serve that slot again from scratch on the next send.
@@ -311,9 +319,31 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             }
         }
         state.pools.free_if_unused(block);
+        if stuck != 0 {
+            // After the block's holders are complete: cleaning a dead subscriber out may free it.
+            self.check_stuck(&mut state, stuck);
+        }
         // Returns are taken in after the sample is on its way, off the critical path.
         self.collect(&mut state);
         Ok(delivered)
+    }
+
+    /// The subscribers in mask `stuck` stopped draining their queues: a subscriber that is
+    /// proven dead has its blocks taken back and its slot freed. Each is checked at most once
+    /// per [`LIVENESS_SLICE`] (reading its liveness costs microseconds).
+    fn check_stuck(&self, state: &mut State<'t>, stuck: u64) {
+        let now = coarse_ms();
+        let slice = LIVENESS_SLICE.as_millis() as u64;
+        for s in 0..state.connections.len() {
+            if stuck & 1 << s == 0 {
+                continue;
+            }
+            let due = state.connections[s].checked.is_none_or(|at| now.wrapping_sub(at) >= slice);
+            if due {
+                state.connections[s].checked = Some(now);
+                self.reclaim_if_dead(state, s);
+            }
+        }
     }
 
     /// Whether subscriber slot `s` can take one more sample without an eviction.
@@ -330,8 +360,10 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     }
 
     /// Waits until every served subscriber has room (the block policy). Subscribers wake us
-    /// through our `space` event when they take or return a sample; every slice we also check
-    /// that the one we wait for is alive, and clean it out if it is proven dead.
+    /// through our `space` event when they take or return a sample; every slice without room
+    /// we also follow subscribers leaving and joining (a new subscriber that took over the slot
+    /// of a dead one is served from scratch, its predecessor's queue emptied) and clean out the
+    /// one we wait for if it is proven dead.
     fn wait_for_room(
         &self,
         state: &mut State<'t>,
@@ -346,6 +378,9 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                 if self.has_room(state, s) {
                     break;
                 }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(PublishError::Timeout(timeout));
+                }
                 let slice = Instant::now() + LIVENESS_SLICE;
                 let until = deadline.map_or(slice, |d| d.min(slice));
                 let waited = strategy.wait_for(&self.entry.space, Some(until), || {
@@ -354,26 +389,33 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                         < state.connections[s].submission.capacity())
                     .then_some(())
                 });
-                if waited.is_ok() {
-                    continue;
-                }
-                if self.subscriber_dead(s) {
-                    self.clean(state, s);
-                    continue;
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(PublishError::Timeout(timeout));
+                if waited.is_err() {
+                    self.serve_subscribers(state);
+                    self.reclaim_if_dead(state, s);
                 }
             }
         }
         Ok(())
     }
 
-    /// Whether subscriber slot `s`'s holder is proven dead.
-    fn subscriber_dead(&self, s: usize) -> bool {
+    /// If subscriber slot `s`'s holder is proven dead (pid and start time, never a timeout):
+    /// takes back every block it had, stops serving it, and frees its slot (if its role word
+    /// still names the dead holder), so that every publisher cleans its connection too and a
+    /// new subscriber claims the slot as a free one. Returns whether it was dead.
+    fn reclaim_if_dead(&self, state: &mut State<'t>, s: usize) -> bool {
+        let role = &self.subscribers[s].role;
         // Acquire: pairs with the subscriber's Release claim.
-        let owner = RoleOwner::from_raw(self.subscribers[s].role.load(Ordering::Acquire));
-        owner.is_some_and(|o| o.liveness() == Liveness::Dead)
+        let raw = role.load(Ordering::Acquire);
+        let dead = RoleOwner::from_raw(raw).is_some_and(|o| o.liveness() == Liveness::Dead);
+        if !dead {
+            return false;
+        }
+        self.clean(state, s);
+        state.connections[s].served = 0;
+        // Release: pairs with the Acquire of the next claim, as a holder's own release does.
+        // Failure (Relaxed): a new subscriber took the slot over; it is served from scratch.
+        let _ = role.compare_exchange(raw, 0, Ordering::Release, Ordering::Relaxed);
+        true
     }
 
     /// Subscribers being served now.
@@ -381,6 +423,17 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         let mut state = self.state.borrow_mut();
         self.serve_subscribers(&mut state);
         state.connections.iter().filter(|c| c.served != 0).count()
+    }
+
+    /// How this publisher's payload blocks are used now, after taking in the blocks
+    /// subscribers returned: each block is free, loaned, held by subscribers (queued or in
+    /// hand), or kept only for the history, so the four add up to the total. Blocks of a
+    /// subscriber that died stay held until a send finds it dead (or a new subscriber takes its
+    /// slot). For monitoring and tests: it walks every block.
+    pub fn block_counts(&self) -> BlockCounts {
+        let mut state = self.state.borrow_mut();
+        self.collect(&mut state);
+        state.pools.counts()
     }
 
     /// Takes back returned blocks from every served subscriber.
@@ -443,6 +496,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             state.connections[s].served = generation;
             if generation != 0 {
                 self.replay_history(state, s);
+                crash_point!("shmlane.serve.cleaned");
             }
             // Release: the cleaning (and the history queued) above happens before the
             // subscriber's Acquire of the ack.
@@ -476,11 +530,8 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// Takes back the blocks of subscribers proven dead (the pool ran dry).
     fn reclaim_dead(&self, state: &mut State<'t>) {
         for s in 0..state.connections.len() {
-            if state.connections[s].outstanding == 0 {
-                continue;
-            }
-            if self.subscriber_dead(s) {
-                self.clean(state, s);
+            if state.connections[s].outstanding != 0 {
+                self.reclaim_if_dead(state, s);
             }
         }
     }

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use shmlane_notify::WaitStrategy;
 use shmlane_queue::overflow::{Consumer, Producer, Shared, SharedOverflow};
-use shmlane_segment::{RoleClaim, Segment};
+use shmlane_segment::{RoleClaim, Segment, crash_point};
 
 use super::layout::{
     DATA_HEADER_AT, DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION,
 };
-use super::{DATA_FINGERPRINT, QUEUE_FINGERPRINT, Topic};
+use super::{DATA_FINGERPRINT, QUEUE_FINGERPRINT, Topic, claim_role};
 use crate::error::{ConnectError, ReceiveError};
 use crate::payload::ZeroCopy;
 
@@ -81,7 +81,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         let mut claimed = None;
         for s in 0..config.max_subscribers as usize {
             let entry = topic.layout.subscriber(&topic.segment, s)?;
-            if let Ok((role, _)) = RoleClaim::claim(&entry.role, me) {
+            if let Some(role) = claim_role(&entry.role, me) {
                 claimed = Some((s, entry, role));
                 break;
             }
@@ -92,6 +92,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                 max: config.max_subscribers,
             });
         };
+        crash_point!("shmlane.subscribe.claimed");
         // AcqRel: Release publishes the claim before publishers see the new generation; a
         // generation is never 0 (0 means "nobody" to publishers).
         let mut generation = entry.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
@@ -147,6 +148,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             }
             let Some((submission, completion)) = connection.ends.as_mut() else { continue };
             while let Some(value) = submission.pop() {
+                crash_point!("shmlane.receive.popped");
                 if self.wakes_publishers {
                     // Room in our queue: wake a publisher blocked on it (no system call unless
                     // one sleeps).
@@ -200,6 +202,11 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     /// The subscriber slot this subscriber holds.
     pub(crate) fn slot(&self) -> usize {
         self.slot
+    }
+
+    /// This subscriber's generation of its slot (unique among the slot's holders).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Samples this subscriber holds now.
@@ -311,6 +318,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         self.held.set(self.held.get() - 1);
         let mut connections = self.connections.borrow_mut();
         if let Some((_, completion)) = connections[p].ends.as_mut() {
+            crash_point!("shmlane.give_back.before_push");
             // Sized for every block we can have from this publisher, so nothing is evicted
             // unless a peer corrupted the queue; the publisher's cleanup covers that case.
             let _ = completion.push(value);
