@@ -2,26 +2,37 @@
 //!
 //! Only files whose name starts with [`NAME_PREFIX`](crate::NAME_PREFIX) are looked at, and
 //! only ones whose header proves them ours and whose creator is proven dead are removed as
-//! stale, or ones that stayed without a published header for [`EMPTY_GRACE`] and hold nothing
-//! but what our creator writes before publishing it (an empty file, a zero header, or our magic
-//! and the start of our header). Corrupt or foreign files are reported, never removed
-//! automatically. Staleness here is about the creator only; the upper crates refine it with
-//! their own peer lists.
+//! stale, or ones without a published header that hold nothing but what our creator writes
+//! before publishing it (an empty file, a zero header, or our magic and the start of our
+//! header), whose creator no longer holds the file's creation lock, and that are older than
+//! [`EMPTY_GRACE`]. Corrupt or foreign files are reported, never removed automatically.
+//! Staleness here is about the creator only; the upper crates refine it with their own peer
+//! lists.
+//!
+//! The creation lock is a `flock` a creator takes on its file right after creating it and
+//! holds until it publishes the header `Ready`; the kernel drops it when the creator dies. It
+//! proves a creator that is still sizing or writing its file alive, however long that takes
+//! (gigabytes to allocate and fault in). Only the instant between creating the file and
+//! locking it is covered by the file's age alone. Removal takes the same lock, exclusively, so
+//! two processes that judged one file stale never remove a new segment created under its name
+//! meanwhile. Headers are read with `pread`, never through a mapping: a file truncated under
+//! discovery gives a short read, not a `SIGBUS`.
 
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustix::io::Errno;
 use zerocopy::IntoBytes;
 
 use crate::header::{self, FORMAT_VERSION, HEADER_SIZE, InitState, MAGIC, RawHeader};
-use crate::mapping::Mapping;
-use crate::segment::SHM_DIR;
+use crate::segment::{SHM_DIR, validate_identity};
 use crate::{Liveness, ProcessId, SegmentName, os};
 
 /// How old (by modification time) a file without a published header must be before it counts
-/// as stale: a live creator publishes the header within microseconds of creating the file.
+/// as stale, when its creator does not hold its creation lock: a live creator takes the lock
+/// within microseconds of creating the file.
 pub const EMPTY_GRACE: Duration = Duration::from_secs(10);
 
 /// What discovery knows about one segment file.
@@ -47,10 +58,10 @@ pub struct SegmentInfo {
 pub enum SegmentStatus {
     /// Initialised, and its creator runs (or cannot be checked).
     Alive,
-    /// Its creator runs and has not finished initialising it yet.
+    /// Its creator runs (or holds the creation lock) and has not finished initialising it yet.
     Initializing,
     /// Its creator is proven dead, or it kept an unpublished header of ours (or stayed empty)
-    /// past [`EMPTY_GRACE`].
+    /// past [`EMPTY_GRACE`] without a creator holding its creation lock.
     Stale,
     /// It carries our prefix but is not a valid segment; left alone.
     Corrupt {
@@ -140,19 +151,84 @@ pub fn remove_stale_matching(
     let mut removed = Vec::new();
     let stale = list_in(dir)?.into_iter().filter(|i| i.status == SegmentStatus::Stale);
     for info in stale.filter(|i| select(&i.name)) {
-        // Only if the path still names the file we judged (not a new segment of the same name).
-        let same = os::lstat(&info.path).is_ok_and(|f| (f.device, f.inode) == info.identity);
-        if same {
-            match std::fs::remove_file(&info.path) {
-                Ok(()) => removed.push(info),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(DiscoveryError::Remove { path: info.path, source });
-                }
-            }
+        match remove_judged(&info.path, info.identity) {
+            Ok(true) => removed.push(info),
+            Ok(false) => {}
+            Err(source) => return Err(DiscoveryError::Remove { path: info.path, source }),
         }
     }
     Ok(removed)
+}
+
+/// What [`clear_stale`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cleared {
+    /// The file was stale and is gone.
+    Removed,
+    /// The path no longer names the file judged (removed, or a new segment took the name).
+    Replaced,
+    /// The file is still there and not stale (its creator may be at work).
+    Kept,
+}
+
+/// Removes the segment file at `path` if it is still the file `judged` (device and inode) and
+/// discovery calls it stale: for `open_or_create`, which then creates the segment afresh.
+pub(crate) fn clear_stale(
+    name: &SegmentName,
+    path: &Path,
+    judged: (u64, u64),
+) -> Result<Cleared, DiscoveryError> {
+    let info = inspect(name.clone(), path.to_owned());
+    if info.identity != judged {
+        return Ok(Cleared::Replaced);
+    }
+    if info.status != SegmentStatus::Stale {
+        return Ok(Cleared::Kept);
+    }
+    match remove_judged(&info.path, info.identity) {
+        Ok(true) => Ok(Cleared::Removed),
+        // Removed by someone else, replaced, or locked by a creator meanwhile: look again.
+        Ok(false) => Ok(Cleared::Replaced),
+        Err(source) => Err(DiscoveryError::Remove { path: info.path, source }),
+    }
+}
+
+/// Removes the file at `path` if it is still the file judged stale (`identity`: device and
+/// inode) and no creator holds its creation lock. Returns whether it removed it.
+fn remove_judged(path: &Path, identity: (u64, u64)) -> io::Result<bool> {
+    let fd = match os::file_open(path, false, false, 0) {
+        Ok(fd) => fd,
+        // Gone, or replaced by something we would not have judged (a symlink).
+        Err(Errno::NOENT | Errno::LOOP) => return Ok(false),
+        Err(errno) => return Err(os::io_error(errno)),
+    };
+    let facts = os::fstat(&fd).map_err(os::io_error)?;
+    if (facts.device, facts.inode) != identity {
+        return Ok(false); // A new segment of the same name.
+    }
+    unlink_if_same(path, &fd)
+}
+
+/// Removes `path` if it still names the file open as `fd`, holding the file's lock while it
+/// checks and removes, so that no other remover can remove it and let a new segment take the
+/// name in between. Returns whether it removed it; `false` also when a live creator holds the
+/// creation lock.
+pub(crate) fn unlink_if_same(path: &Path, fd: impl AsFd) -> io::Result<bool> {
+    let ours = os::fstat(&fd).map_err(os::io_error)?;
+    if !os::lock_for_removal(&fd) {
+        return Ok(false);
+    }
+    match os::lstat(path) {
+        Ok(there) if (there.device, there.inode) == (ours.device, ours.inode) => {
+            match std::fs::remove_file(path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        // Already gone, or the name now belongs to another file: leave it alone.
+        _ => Ok(false),
+    }
 }
 
 fn inspect(name: SegmentName, path: PathBuf) -> SegmentInfo {
@@ -174,38 +250,47 @@ fn inspect(name: SegmentName, path: PathBuf) -> SegmentInfo {
 /// Fills in what the file says and returns the verdict (`Err` for early verdicts).
 fn classify(info: &mut SegmentInfo) -> Result<SegmentStatus, SegmentStatus> {
     let corrupt = |reason: &str| SegmentStatus::Corrupt { reason: reason.to_owned() };
+    let unreadable = |reason: String| SegmentStatus::Unreadable { reason };
     let fd = match os::file_open(&info.path, false, false, 0) {
         Ok(fd) => fd,
-        Err(rustix::io::Errno::LOOP) => return Err(corrupt("a symbolic link, not a segment")),
-        Err(errno) => {
-            return Err(SegmentStatus::Unreadable { reason: errno.to_string() });
-        }
+        Err(Errno::LOOP) => return Err(corrupt("a symbolic link, not a segment")),
+        Err(errno) => return Err(unreadable(errno.to_string())),
     };
-    let facts = os::fstat(&fd).map_err(|e| SegmentStatus::Unreadable { reason: e.to_string() })?;
+    let facts = os::fstat(&fd).map_err(|e| unreadable(e.to_string()))?;
     info.size = facts.size;
     info.identity = (facts.device, facts.inode);
     if !facts.regular {
         return Err(corrupt("not a regular file"));
     }
-    let young = std::fs::symlink_metadata(&info.path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t.elapsed().unwrap_or_default() < EMPTY_GRACE);
-    let empty = if young { SegmentStatus::Initializing } else { SegmentStatus::Stale };
+    let unpublished = || {
+        if abandoned_unpublished(&fd, &facts) {
+            SegmentStatus::Stale
+        } else {
+            SegmentStatus::Initializing
+        }
+    };
     // Our creator sizes its file in one step, from empty to at least a header.
     match facts.size {
-        0 => return Err(empty),
+        0 => return Err(unpublished()),
         1..HEADER_SIZE => {
             return Err(corrupt("shorter than a header but not empty: not a shmlane segment"));
         }
         _ => {}
     }
-    let mapping = Mapping::new(fd.as_fd(), HEADER_SIZE, false)
-        .map_err(|e| SegmentStatus::Unreadable { reason: e.to_string() })?;
-    let header = header::snapshot(&mapping)
-        .map_err(|e| SegmentStatus::Unreadable { reason: e.to_string() })?;
+    let header = match header::read_at(&fd) {
+        Ok(Some(header)) => header,
+        Ok(None) => {
+            return Err(unreadable(
+                "the file shrank below a header while it was read: list again".to_owned(),
+            ));
+        }
+        Err(errno) => return Err(unreadable(errno.to_string())),
+    };
     let state = match InitState::from_raw(header.init_state) {
         None => return Err(corrupt("unknown init state")),
-        Some(InitState::Empty) if unpublished_header(&header, facts.size) => return Err(empty),
+        Some(InitState::Empty) if unpublished_header(&header, facts.size) => {
+            return Err(unpublished());
+        }
         Some(InitState::Empty) => {
             return Err(corrupt(
                 "no published header, and not the start of a shmlane header: not a shmlane \
@@ -214,9 +299,9 @@ fn classify(info: &mut SegmentInfo) -> Result<SegmentStatus, SegmentStatus> {
         }
         Some(state) => state,
     };
-    if header.magic != MAGIC || header.format_version != FORMAT_VERSION {
-        return Err(corrupt("bad magic or unsupported format version"));
-    }
+    // Our creator publishes a state only after writing these fields; a header without them is
+    // not ours, and its "creator" proves nothing (a pid of 0 is never alive).
+    validate_identity(&header).map_err(|e| corrupt(&e.to_string()))?;
     info.creator = Some(header.creator());
     info.created_at = Some(UNIX_EPOCH + Duration::from_nanos(header.created_unix_ns));
     Ok(match (header.creator().liveness(), state) {
@@ -224,6 +309,14 @@ fn classify(info: &mut SegmentInfo) -> Result<SegmentStatus, SegmentStatus> {
         (_, InitState::Ready) => SegmentStatus::Alive,
         _ => SegmentStatus::Initializing,
     })
+}
+
+/// Whether the creator of a file without a published header (`fd`, `facts`) is gone: the file
+/// is older than [`EMPTY_GRACE`] (old enough for its creator to have locked it) and nobody
+/// holds its creation lock. Otherwise its creator may still be at work.
+pub(crate) fn abandoned_unpublished(fd: impl AsFd, facts: &os::FileFacts) -> bool {
+    let age = facts.modified.elapsed().unwrap_or_default();
+    age >= EMPTY_GRACE && !os::creation_locked(fd)
 }
 
 /// Whether a header whose state word is still `Empty` holds only what our creator can have left

@@ -20,8 +20,11 @@
 //! field but `init_state`, stores `Initializing` (Release), lays out its structures, then stores
 //! `Ready` (Release). An opener loads `init_state` with Acquire, which pairs with those stores,
 //! and only then copies the other fields out and validates them. A creator that died while the
-//! state was `Initializing` is detected with its [`ProcessId`]; a header left `Empty` past the
-//! opener's timeout is stale too (the creator died before writing anything).
+//! state was `Initializing` is detected with its [`ProcessId`]. Before that, the creator of a
+//! file in a directory (POSIX shm included) holds an exclusive `flock` on it from right after
+//! creating it until it publishes `Ready`. A file without a published header whose lock is
+//! free is refused by an opener once its timeout runs out (at once if the file is older than
+//! `EMPTY_GRACE`), and called stale by discovery once it is older than `EMPTY_GRACE`.
 
 use crate::sync::Ordering;
 
@@ -134,6 +137,30 @@ impl RawHeader {
 pub(crate) const PUBLISH: Ordering = Ordering::Release;
 /// Ordering used to read a state; pairs with [`PUBLISH`].
 pub(crate) const OBSERVE: Ordering = Ordering::Acquire;
+
+/// Takes a private copy of a file's header with `pread`, in [`snapshot`]'s order: the state
+/// word first, then the other fields. No mapping is involved, so a file truncated meanwhile
+/// gives `Ok(None)`, never a `SIGBUS`. For discovery, which only reports what it reads; `open`
+/// maps the segment and takes a [`snapshot`].
+pub(crate) fn read_at(fd: impl std::os::fd::AsFd) -> Result<Option<RawHeader>, rustix::io::Errno> {
+    const STATE_AT: usize = INIT_STATE_OFFSET as usize;
+    let mut bytes = [0u8; HEADER_SIZE as usize];
+    if crate::os::read_at(&fd, &mut bytes[STATE_AT..STATE_AT + 4], INIT_STATE_OFFSET)? < 4 {
+        return Ok(None);
+    }
+    // The kernel's copy is no atomic load, so there is no Acquire to pair with the creator's
+    // PUBLISH; this fence keeps the fields' read after the state's on CPUs that reorder loads.
+    // Were a field still read torn, the lock a creator holds until it publishes `Ready` still
+    // keeps discovery from removing its file.
+    crate::sync::fence(OBSERVE);
+    let (before_state, from_state) = bytes.split_at_mut(STATE_AT);
+    let read = crate::os::read_at(&fd, before_state, 0)?
+        + crate::os::read_at(&fd, &mut from_state[4..], INIT_STATE_OFFSET + 4)?;
+    if read < HEADER_SIZE as usize - 4 {
+        return Ok(None);
+    }
+    Ok(Some(zerocopy::transmute!(bytes)))
+}
 
 /// Takes a private copy of a mapped header: the state word first, with an atomic Acquire load
 /// that pairs with the creator's [`PUBLISH`] stores, then the other fields by plain copy (the

@@ -3,6 +3,7 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{self, FallocateFlags, FileType, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
@@ -58,11 +59,93 @@ pub(crate) fn set_mode(fd: impl AsFd, mode: u32) -> Result<(), Errno> {
 /// Gives the file `len` bytes, all backed by real pages now (`posix_fallocate` semantics), so a
 /// full file system is `ENOSPC` here and not a `SIGBUS` on first touch. File systems without
 /// `fallocate` fall back to `ftruncate`.
+///
+/// A request larger than the free space the file system reports is refused with `ENOSPC`
+/// before anything is allocated: on tmpfs, `fallocate` would otherwise take page after page of
+/// RAM (gigabytes for a large request) before it finds out and gives them back. `fallocate`
+/// stays the authority, as the free space may shrink meanwhile.
 pub(crate) fn reserve(fd: impl AsFd, len: u64) -> Result<(), Errno> {
+    if free_bytes(&fd).is_some_and(|free| len > free) {
+        return Err(Errno::NOSPC);
+    }
     match fs::fallocate(&fd, FallocateFlags::empty(), 0, len) {
         Err(Errno::OPNOTSUPP) => fs::ftruncate(&fd, len),
         other => other,
     }
+}
+
+/// Bytes a new file may still take on the file system holding `fd` (the root reserve counts for
+/// root), or `None` if it has no limit (a tmpfs mounted with `size=0`, a memfd) or cannot say.
+fn free_bytes(fd: impl AsFd) -> Option<u64> {
+    let vfs = fs::fstatvfs(fd).ok()?;
+    if vfs.f_blocks == 0 {
+        return None;
+    }
+    let blocks = if effective_uid() == 0 { vfs.f_bfree } else { vfs.f_bavail };
+    Some(blocks.saturating_mul(vfs.f_frsize))
+}
+
+/// Takes the exclusive creation lock (`flock`) on a file a creator has just made: held until
+/// the header is published, so discovery can tell a live creator that is still sizing or
+/// writing its file (locked) from a dead one (the kernel drops the lock with its last
+/// descriptor). Blocks only while a prober or remover holds the lock, for microseconds.
+pub(crate) fn lock_creation(fd: impl AsFd) -> Result<(), Errno> {
+    loop {
+        match fs::flock(&fd, fs::FlockOperation::LockExclusive) {
+            Err(Errno::INTR) => {}
+            other => return other,
+        }
+    }
+}
+
+/// Releases the creation lock (the header is published).
+pub(crate) fn unlock_creation(fd: impl AsFd) -> Result<(), Errno> {
+    fs::flock(fd, fs::FlockOperation::Unlock)
+}
+
+/// Whether a live process holds the creation lock of the file behind `fd` (a descriptor of our
+/// own, not the creator's: `flock` locks belong to open file descriptions). A shared probe, so
+/// two probers never see each other. `false` when the file system has no locks.
+pub(crate) fn creation_locked(fd: impl AsFd) -> bool {
+    // The probe's own shared lock goes away with `fd` (or at once, below).
+    match fs::flock(&fd, fs::FlockOperation::NonBlockingLockShared) {
+        Err(errno) => errno == Errno::WOULDBLOCK,
+        Ok(()) => {
+            let _ = fs::flock(&fd, fs::FlockOperation::Unlock);
+            false
+        }
+    }
+}
+
+/// Takes the exclusive lock on the file behind `fd` for a removal, retrying for a few
+/// milliseconds while probers hold it briefly. `false` if a creator holds it (or, on a file
+/// system without locks, never: there a removal cannot be serialised and goes ahead).
+pub(crate) fn lock_for_removal(fd: impl AsFd) -> bool {
+    for attempt in 0..50 {
+        match fs::flock(&fd, fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return true,
+            Err(Errno::WOULDBLOCK) => {
+                std::thread::sleep(Duration::from_micros(100 << (attempt / 10)));
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Reads up to `buf.len()` bytes at `offset` with `pread`: no mapping, so a file truncated
+/// meanwhile gives a short read, never a `SIGBUS`. Returns how many bytes were read.
+pub(crate) fn read_at(fd: impl AsFd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(&fd, &mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(errno) => return Err(errno),
+        }
+    }
+    Ok(done)
 }
 
 /// Seals a memfd against shrinking and growing, and against further seal changes.
@@ -84,6 +167,8 @@ pub(crate) struct FileFacts {
     pub(crate) block_size: u64,
     pub(crate) device: u64,
     pub(crate) inode: u64,
+    /// Last modification (the epoch for a time before it).
+    pub(crate) modified: SystemTime,
 }
 
 pub(crate) fn facts(stat: &fs::Stat) -> FileFacts {
@@ -94,6 +179,9 @@ pub(crate) fn facts(stat: &fs::Stat) -> FileFacts {
         block_size: u64::try_from(stat.st_blksize).unwrap_or(0),
         device: stat.st_dev,
         inode: stat.st_ino,
+        modified: u64::try_from(stat.st_mtime).map_or(UNIX_EPOCH, |secs| {
+            UNIX_EPOCH + Duration::new(secs, u32::try_from(stat.st_mtime_nsec).unwrap_or(0))
+        }),
     }
 }
 

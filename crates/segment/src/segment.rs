@@ -9,6 +9,7 @@ use std::{io, thread};
 use rustix::io::Errno;
 use zerocopy::IntoBytes;
 
+use crate::discovery::{self, Cleared};
 use crate::header::{
     self, FORMAT_VERSION, INIT_STATE_OFFSET, InitState, MAGIC, PUBLISH, RawHeader,
 };
@@ -292,6 +293,16 @@ pub enum OpenError {
         /// How long we waited.
         waited: Duration,
     },
+    /// A live creator holds the file's creation lock but has not published its header within
+    /// the open timeout (it is still sizing or writing a large segment).
+    #[error(
+        "the segment's creator is alive (it holds the file's creation lock) but has not \
+         published the header after {waited:?}: retry, or raise open_timeout"
+    )]
+    Unpublished {
+        /// How long we waited.
+        waited: Duration,
+    },
     /// Any other system error.
     #[error("{op} failed while opening the segment: {source}")]
     Io {
@@ -455,6 +466,12 @@ impl SegmentBuilder {
             Location::Memfd => None,
         });
         let io = |op| move |errno: Errno| CreateError::Io { op, source: os::io_error(errno) };
+        if matches!(location, Location::Path(_)) {
+            // Held until `Ready`: proves us alive to discovery while the file has no header.
+            // Best effort: on a file system without locks discovery goes by the file's age.
+            let _ = os::lock_creation(&fd);
+        }
+        crate::crash_point!("segment.create.opened");
 
         if self.huge_pages {
             let page = os::fstat(&fd).map_err(io("fstat"))?.block_size.max(1);
@@ -474,6 +491,7 @@ impl SegmentBuilder {
         if matches!(location, Location::Memfd) {
             os::seal(&fd).map_err(io("fcntl(F_ADD_SEALS)"))?;
         }
+        crate::crash_point!("segment.create.sized");
 
         let creator = ProcessId::current()
             .map_err(|source| CreateError::Io { op: "read /proc/self/stat", source })?;
@@ -510,11 +528,24 @@ impl SegmentBuilder {
             locked,
             unlink_on_drop: self.unlink_on_drop.unwrap_or(true),
         };
-        crate::crash_point!("segment.create.initializing");
-        init(&segment).map_err(CreateError::Init)?;
-        crate::crash_point!("segment.create.before_ready");
-        publish_state(&segment.mapping, InitState::Ready)?;
+        // From here on the segment's own unlink, which checks that the path still names our
+        // file, removes it on failure (whatever `unlink_on_drop` says).
         cleanup.0 = None;
+        crate::crash_point!("segment.create.initializing");
+        let published = init(&segment).map_err(CreateError::Init).and_then(|()| {
+            crate::crash_point!("segment.create.before_ready");
+            publish_state(&segment.mapping, InitState::Ready)
+        });
+        if let Err(error) = published {
+            let _ = segment.unlink();
+            return Err(error);
+        }
+        if matches!(segment.location, Location::Path(_)) {
+            // Published: from now on our pid, not the lock, tells discovery we are alive. A
+            // failed unlock keeps the file locked: removals then wait for our descriptor to
+            // close, which is safe.
+            let _ = os::unlock_creation(&segment.fd);
+        }
         Ok(segment)
     }
 
@@ -529,20 +560,39 @@ impl SegmentBuilder {
     }
 
     /// Opens the segment, or creates it (running `init`) if it does not exist yet.
-    /// [`Segment::is_creator`] tells which happened.
+    /// [`Segment::is_creator`] tells which happened. A file left by a creator that died before
+    /// publishing it is removed and the segment created afresh, if discovery calls it stale
+    /// (see [`remove_stale`](crate::remove_stale)); one whose creator may still be at work gives
+    /// [`CreateError::Existing`].
     pub fn open_or_create_with(
         self,
         init: impl Fn(&Segment) -> InitResult,
     ) -> Result<Segment, CreateError> {
-        // A racing creator may remove its file on failure between our two attempts: retry.
+        let name = SegmentName::new(&self.name)?;
+        let path = self.path_of(&name);
+        // A racing creator may remove its file on failure between our two attempts, and a
+        // stale file is removed before creating afresh: retry.
         for _ in 0..8 {
             match self.clone().create_with(&init) {
                 Err(CreateError::AlreadyExists { .. }) => {}
                 other => return other,
             }
+            // The file `open` is about to judge, to recognise it afterwards.
+            let judged = os::lstat(&path).ok().map(|f| (f.device, f.inode));
             match self.clone().open() {
                 Err(OpenError::NotFound { .. }) => continue,
                 Ok(segment) => return Ok(segment),
+                // Left by a creator that died before publishing it: removed if discovery
+                // judges it stale (its creator proven dead, or headerless, unlocked and old),
+                // exactly as `remove_stale` would, then created again.
+                Err(open @ (OpenError::Stale { .. } | OpenError::TooSmall { size: 0 })) => {
+                    match judged.map(|judged| discovery::clear_stale(&name, &path, judged)) {
+                        None | Some(Ok(Cleared::Removed | Cleared::Replaced)) => continue,
+                        Some(Ok(Cleared::Kept) | Err(_)) => {
+                            return Err(CreateError::Existing(open));
+                        }
+                    }
+                }
                 Err(open) => return Err(CreateError::Existing(open)),
             }
         }
@@ -664,11 +714,15 @@ impl SegmentBuilder {
                         }
                         _ => {}
                     }
-                } else if timed_out {
-                    return Err(OpenError::Stale { creator: None });
+                } else if timed_out || discovery::abandoned_unpublished(&fd, &facts) {
+                    return Err(unpublished(&fd, started, OpenError::Stale { creator: None }));
                 }
-            } else if timed_out {
+            } else if facts.size > 0 {
+                // A creator sizes its file in one step, from empty to its whole size: a file
+                // shorter than a header is no segment in the making. Nothing to wait for.
                 return Err(OpenError::TooSmall { size: facts.size });
+            } else if timed_out || discovery::abandoned_unpublished(&fd, &facts) {
+                return Err(unpublished(&fd, started, OpenError::TooSmall { size: 0 }));
             }
             thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(5));
@@ -751,8 +805,18 @@ impl SegmentBuilder {
     }
 }
 
+/// The error for a file whose header was not published within the open timeout:
+/// `Unpublished` while a live creator holds the creation lock, else `otherwise`.
+fn unpublished(fd: &OwnedFd, started: Instant, otherwise: OpenError) -> OpenError {
+    if os::creation_locked(fd) {
+        OpenError::Unpublished { waited: started.elapsed() }
+    } else {
+        otherwise
+    }
+}
+
 /// Checks the fields that say "this is a shmlane segment of our format, written by a process".
-fn validate_identity(header: &RawHeader) -> Result<(), OpenError> {
+pub(crate) fn validate_identity(header: &RawHeader) -> Result<(), OpenError> {
     if header.magic != MAGIC {
         return Err(OpenError::BadMagic { found: header.magic });
     }
@@ -926,14 +990,8 @@ impl Segment {
         let Location::Path(path) = &self.location else {
             return Ok(());
         };
-        let ours = os::fstat(&self.fd).map_err(os::io_error)?;
-        match os::lstat(path) {
-            Ok(there) if (there.device, there.inode) == (ours.device, ours.inode) => {
-                std::fs::remove_file(path)
-            }
-            // Already gone, or replaced by someone else's file: leave it alone.
-            _ => Ok(()),
-        }
+        // Already gone, or replaced by someone else's file: left alone.
+        discovery::unlink_if_same(path, &self.fd).map(drop)
     }
 }
 

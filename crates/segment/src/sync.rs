@@ -5,5 +5,8 @@
 #[cfg(feature = "loom")]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+/// Only for code loom does not build (reading a header out of a file).
+#[cfg(not(feature = "loom"))]
+pub(crate) use core::sync::atomic::fence;
 #[cfg(not(feature = "loom"))]
 pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -125,11 +125,13 @@ impl<T> Ring<'_, T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
+                        shmlane_segment::crash_point!("queue.mpmc.push.claimed");
                         slot.value.with_mut(|p| {
                             // SAFETY: we claimed `position` and its slot is free (seq == p):
                             // no one else accesses the value until our `seq` store.
                             unsafe { (*p).write(value) };
                         });
+                        shmlane_segment::crash_point!("queue.mpmc.push.written");
                         // Release: publishes the value; pairs with the consumer's Acquire.
                         slot.seq.store(position + 1, Ordering::Release);
                         who.done();
@@ -192,6 +194,7 @@ impl<T> Ring<'_, T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
+                        shmlane_segment::crash_point!("queue.mpmc.pop.claimed");
                         let value = (!skipped).then(|| {
                             slot.value.with(|p| {
                                 // SAFETY: we claimed `position` and its value is written
@@ -200,6 +203,7 @@ impl<T> Ring<'_, T> {
                                 unsafe { (*p).assume_init_read() }
                             })
                         });
+                        shmlane_segment::crash_point!("queue.mpmc.pop.read");
                         // Release: pairs with the next lap's producer Acquire load.
                         slot.seq.store(position + self.capacity(), Ordering::Release);
                         who.done();

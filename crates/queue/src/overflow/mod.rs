@@ -226,6 +226,9 @@ impl<S: Storage> Producer<S> {
         // this slot. Failure Relaxed: the caller reloads `head` with Acquire.
         let won =
             ring.head.compare_exchange(head, head + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        if won {
+            shmlane_segment::crash_point!("queue.overflow.evict.taken");
+        }
         self.cached_head = head + u64::from(won);
         won.then_some(value)
     }
@@ -247,6 +250,7 @@ impl<S: Storage> Producer<S> {
         slot.value.store(value, Ordering::Relaxed);
         // Release: publishes the value; pairs with the consumer's Acquire stamp load.
         slot.stamp.store(self.tail + 1, Ordering::Release);
+        shmlane_segment::crash_point!("queue.overflow.push.stamped");
         self.tail += 1;
         // Release: pairs with the Acquire loads of `tail` in `len`.
         ring.tail.store(self.tail, Ordering::Release);

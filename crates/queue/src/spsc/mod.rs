@@ -150,6 +150,7 @@ impl<T, S: Storage<T>> Producer<T, S> {
         });
         // Release: publishes the value; pairs with the consumer's Acquire load of the stamp.
         slot.seq.store(self.tail + 1, Ordering::Release);
+        shmlane_segment::crash_point!("queue.spsc.push.stamped");
         self.tail += 1;
         // Release: pairs with the Acquire loads of `tail` in `len`/`slots`.
         ring.tail.store(self.tail, Ordering::Release);
@@ -217,6 +218,7 @@ impl<T: Copy, S: Storage<T>> Producer<T, S> {
             });
             // Release: publishes this value; pairs with the consumer's Acquire stamp load.
             slot.seq.store(position + 1, Ordering::Release);
+            shmlane_segment::crash_point!("queue.spsc.push_slice.stamped");
         }
         self.tail += count as u64;
         // Release: pairs with the Acquire loads of `tail` in `len`/`slots`.
@@ -245,6 +247,7 @@ impl<T, S: Storage<T>> Consumer<T, S> {
             // overwrite it before our Release store of a head beyond it (below).
             unsafe { (*p).assume_init_read() }
         });
+        shmlane_segment::crash_point!("queue.spsc.pop.read");
         self.head += 1;
         // Release: pairs with the producer's Acquire load of `head`: our read of the slot
         // happens before its next write there.
