@@ -61,10 +61,10 @@ fn a_new_subscriber_never_receives_its_predecessors_samples() {
         // Then it queues this send's sample for the generation it serves.
         submission.push(served << 32 | 1).unwrap();
 
-        if let Some((mine, popped)) = newcomer.join().unwrap() {
-            if let Some(value) = popped {
-                assert_eq!(value >> 32, mine, "the newcomer got a sample queued for another");
-            }
+        if let Some((mine, popped)) = newcomer.join().unwrap()
+            && let Some(value) = popped
+        {
+            assert_eq!(value >> 32, mine, "the newcomer got a sample queued for another");
         }
     });
 }
