@@ -135,3 +135,101 @@ pub fn rss_kib() -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// A private directory for one run of a property test in proptest's fork mode, shared by the
+/// test process and its child: the test process creates it (and removes it, with everything
+/// in it, when dropped); the child, which runs the test function again, finds its parent's.
+/// Keeps the run's segments out of `/dev/shm` and removes what a crashed child left.
+#[derive(Debug)]
+pub struct RunDir {
+    path: std::path::PathBuf,
+    owned: bool,
+}
+
+impl RunDir {
+    /// The directory of run `tag` of this process, or of its parent if that exists.
+    pub fn new(tag: &str) -> RunDir {
+        let dir_of = |pid: u32| std::env::temp_dir().join(format!("shmlane-run-{tag}-{pid}"));
+        let parents = dir_of(std::os::unix::process::parent_id());
+        if parents.is_dir() {
+            return RunDir { path: parents, owned: false };
+        }
+        let path = dir_of(std::process::id());
+        std::fs::create_dir_all(&path).expect("create the run directory");
+        RunDir { path, owned: true }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Counts, by name, of what the cases of a property run reached, kept in a file of its
+/// [`RunDir`] so that the test process can check what its fork-mode child counted (a run that
+/// never reaches the paths it is for must fail, not pass).
+#[derive(Debug)]
+pub struct Tally {
+    names: &'static [&'static str],
+    counts: Vec<std::cell::Cell<u64>>,
+}
+
+impl Tally {
+    /// The file in the run directory.
+    const FILE: &'static str = "tally";
+
+    /// All counts zero.
+    pub fn new(names: &'static [&'static str]) -> Tally {
+        Tally { names, counts: names.iter().map(|_| std::cell::Cell::new(0)).collect() }
+    }
+
+    fn cell(&self, name: &str) -> &std::cell::Cell<u64> {
+        let at = self.names.iter().position(|n| *n == name);
+        &self.counts[at.unwrap_or_else(|| panic!("no count named {name:?}"))]
+    }
+
+    /// Adds one to count `name`.
+    pub fn count(&self, name: &str) {
+        let cell = self.cell(name);
+        cell.set(cell.get() + 1);
+    }
+
+    /// Count `name`.
+    pub fn get(&self, name: &str) -> u64 {
+        self.cell(name).get()
+    }
+
+    /// Writes the counts to the run directory `dir`.
+    pub fn save(&self, dir: &std::path::Path) {
+        let bytes: Vec<u8> = self.counts.iter().flat_map(|c| c.get().to_ne_bytes()).collect();
+        let _ = std::fs::write(dir.join(Self::FILE), bytes);
+    }
+
+    /// The counts saved in the run directory `dir` (zero if none were).
+    pub fn load(names: &'static [&'static str], dir: &std::path::Path) -> Tally {
+        let tally = Tally::new(names);
+        let bytes = std::fs::read(dir.join(Self::FILE)).unwrap_or_default();
+        for (cell, word) in tally.counts.iter().zip(bytes.chunks_exact(8)) {
+            cell.set(u64::from_ne_bytes(word.try_into().unwrap_or_default()));
+        }
+        tally
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, count)) in self.names.iter().zip(&self.counts).enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{name} {}", count.get())?;
+        }
+        Ok(())
+    }
+}

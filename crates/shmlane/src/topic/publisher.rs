@@ -246,7 +246,8 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         };
         let mut state = self.state.borrow_mut();
         state.pools.set_tag(block, tag);
-        state.pools.unloan(block);
+        // The block stays marked loaned until the send is done: a value a peer forged into a
+        // queue may name it, and its release must not free it while it is being handed out.
         state.loans -= 1;
         self.serve_subscribers(&mut state);
         let room = match self.topic.config.overflow {
@@ -265,6 +266,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         };
         if let Err(e) = room {
             self.collect(&mut state);
+            state.pools.unloan(block);
             state.pools.free_if_unused(block);
             return Err(e);
         }
@@ -318,6 +320,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                 state.pools.free_if_unused(oldest);
             }
         }
+        state.pools.unloan(block);
         state.pools.free_if_unused(block);
         if stuck != 0 {
             // After the block's holders are complete: cleaning a dead subscriber out may free it.
@@ -404,7 +407,8 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// new subscriber claims the slot as a free one. Returns whether it was dead.
     fn reclaim_if_dead(&self, state: &mut State<'t>, s: usize) -> bool {
         let role = &self.subscribers[s].role;
-        // Acquire: pairs with the subscriber's Release claim.
+        // Acquire: only the holder's identity is used; a claim is an Acquire CAS and publishes
+        // nothing (the subscriber's state is ordered by its AcqRel generation bump).
         let raw = role.load(Ordering::Acquire);
         let dead = RoleOwner::from_raw(raw).is_some_and(|o| o.liveness() == Liveness::Dead);
         if !dead {
@@ -475,7 +479,8 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     fn serve_subscribers(&self, state: &mut State<'t>) {
         for s in 0..state.connections.len() {
             let entry = self.subscribers[s];
-            // Acquire (both): pair with the subscriber's Release claim and generation bump.
+            // Acquire (both): the role word's value only (a claim publishes nothing); the
+            // generation load pairs with the subscriber's AcqRel generation bump.
             let held = entry.role.load(Ordering::Acquire) != 0;
             let generation = if held { entry.generation.load(Ordering::Acquire) } else { 0 };
             if generation == state.connections[s].served {

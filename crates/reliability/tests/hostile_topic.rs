@@ -1,0 +1,1342 @@
+//! Hostile bytes in a live topic. Property tests (proptest) create a topic with a publisher,
+//! two subscribers and samples in flight (some held, some queued, history on in some cases),
+//! then interleave writes a hostile peer could make — to the control segment (segment and
+//! topic headers, publisher and subscriber entries: role, generation, drop and event words,
+//! ack words, the submission and completion queues' descriptors, indices, stamps and values)
+//! and to the publisher's payload segment (its header, the blocks' length and tag prefixes,
+//! their elements) — with the ways a user goes on: sends, slices, loans, receives, waits, new
+//! publishers and subscribers, the topic opened again and used, discovery and inspection.
+//!
+//! Every case must end in error values or correct behaviour:
+//! - no panic and no crash: the properties run in a child process (proptest's fork mode), so a
+//!   SIGSEGV or SIGBUS (a read outside a mapping) fails the case that caused it, and a case
+//!   that runs past [`CASE_TIMEOUT_MS`] fails as a hang;
+//! - every element of every sample is read, and holds a value some publisher wrote (or the
+//!   zero of a never-written block) unless payload bytes were changed;
+//! - the code writes only the words its protocol writes: the headers, the queue descriptors and
+//!   every padding byte of the control segment, and the payload header, stay as they were;
+//! - the publisher's pool never runs dry while it holds fewer loans than `max_loans`, and its
+//!   blocks stay accounted for (`Publisher::block_counts`);
+//! - errors tell the truth: `NoFreeSlot` only when every slot is held by a process not proven
+//!   dead, `TooManyHeld` only at `max_held`, queue and layout errors only after queue or
+//!   entry bytes changed, an intact topic always opens again;
+//! - discovery reads whatever it finds, and reads an intact header back with the topic's
+//!   settings and the slots actually held;
+//! - isolation (the second property): with the corruption kept away from one subscriber (its
+//!   entry, its queues and ack words), the publisher's entry, the headers and the payload, that
+//!   subscriber receives every later sample in order, or the policy's own error (block,
+//!   reject) while another subscriber is stuck.
+//!
+//! CI runs [`CI_CASES`] cases per property; `SHMLANE_FUZZ_CASES=1000000` is the long mode, and
+//! `SHMLANE_FUZZ_SEED` repeats a run (a failure prints its seed and minimal case). Segments
+//! live in a private directory (a node `root`), never in /dev/shm.
+//!
+//! [`Mirror`] addresses the segments as `crates/shmlane/src/topic/layout.rs` and
+//! `crates/queue/src/overflow/shared.rs` lay them out; every case first checks it against what
+//! the facade wrote (magics, capacities, role words, generations, acks, sizes), so it cannot
+//! drift silently.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use shmlane::discovery::{Verdict, inspect, segments};
+use shmlane::notify::Blocking;
+use shmlane::{
+    ConnectError, Loan, Node, Overflow, PublishError, Publisher, ReceiveError, Sample, Subscriber,
+    TopicConfig,
+};
+use shmlane_reliability::{FUZZ_CASES_ENV, FUZZ_SEED_ENV, RunDir, Tally, fuzz_cases, fuzz_seed};
+use shmlane_segment::{Liveness, ProcessId, RoleOwner, SegmentName};
+
+/// Cases per property in CI.
+const CI_CASES: u32 = 512;
+/// A case running longer than this (milliseconds) fails as a hang.
+const CASE_TIMEOUT_MS: u32 = 10_000;
+/// How long a send under the block policy waits for room.
+const BLOCK_TIMEOUT: Duration = Duration::from_micros(200);
+/// A publisher on a reopened topic whose header a peer changed is claimed only if its payload
+/// segment stays below this (see docs/reliability.md: header settings size payload segments).
+const PAYLOAD_BUDGET: u64 = 16 << 20;
+
+const PUBLISHERS: usize = 2;
+const SUBSCRIBERS: usize = 3;
+const CONNECTIONS: usize = PUBLISHERS * SUBSCRIBERS;
+/// Subscriber slots of the two subscribers made first (the isolation property protects `B`).
+const A: usize = 0;
+const B: usize = 1;
+
+// The mirror of the layouts (x86_64: `CachePadded` is 128 bytes).
+/// `size_of::<CachePadded<_>>()`: an entry, an ack word, a queue index.
+const PADDED: u64 = 128;
+const SEGMENT_HEADER_LEN: u64 = 128;
+const TOPIC_HEADER_AT: u64 = 128;
+/// `size_of::<TopicHeader>()`, in a 256-byte region.
+const TOPIC_HEADER_LEN: u64 = 208;
+const TOPIC_HEADER_REGION: u64 = 256;
+/// Bytes of a publisher entry its protocol writes: role, generation, space event.
+const PUBLISHER_WORDS: u64 = 24;
+/// Bytes of a subscriber entry its protocol writes: role, generation, drops, event.
+const SUBSCRIBER_WORDS: u64 = 32;
+const QUEUE_HEAD_AT: u64 = 128;
+const QUEUE_TAIL_AT: u64 = QUEUE_HEAD_AT + PADDED;
+const QUEUE_SLOTS_AT: u64 = QUEUE_TAIL_AT + PADDED;
+const QUEUE_SLOT: u64 = 16;
+const DATA_HEADER_AT: u64 = 128;
+/// `size_of::<DataHeader>()`.
+const DATA_HEADER_LEN: u64 = 56;
+/// Where the blocks of a `u64` base pool start, and their size: `[len, tag, value]`.
+const BLOCKS_AT: u64 = 192;
+const BLOCK_SIZE: u64 = 24;
+
+// ---------------------------------------------------------------------------------------------
+// What a case is.
+// ---------------------------------------------------------------------------------------------
+
+/// The topic's settings (two publisher and three subscriber slots, `u64` samples).
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    capacity: u32,
+    max_held: u32,
+    max_loans: u32,
+    history: u32,
+    overflow: Overflow,
+}
+
+impl Shape {
+    fn config(&self) -> TopicConfig {
+        TopicConfig {
+            max_publishers: PUBLISHERS as u32,
+            max_subscribers: SUBSCRIBERS as u32,
+            subscriber_capacity: self.capacity,
+            max_held: self.max_held,
+            max_loans: self.max_loans,
+            max_slice_len: 1,
+            history: self.history,
+            overflow: self.overflow,
+        }
+    }
+
+    /// Blocks of the publisher's base pool (`TopicConfig::blocks`).
+    fn blocks(&self) -> u64 {
+        u64::from(self.max_loans)
+            + u64::from(self.history)
+            + SUBSCRIBERS as u64 * u64::from(self.capacity + self.max_held)
+    }
+}
+
+/// A byte a peer writes, by what it is.
+#[derive(Debug, Clone)]
+enum Spot {
+    SegmentHeader(u8),
+    TopicHeader(u8),
+    Publisher { slot: u8, word: u8 },
+    Subscriber { slot: u8, word: u8 },
+    Ack(u8),
+    Queue { connection: u8, completion: bool, part: QueuePart },
+    ControlAnywhere(u32),
+    DataHeader(u8),
+    Block { block: u16, word: u8 },
+    PayloadAnywhere(u32),
+}
+
+#[derive(Debug, Clone)]
+enum QueuePart {
+    Descriptor(u8),
+    Head,
+    Tail,
+    Stamp(u8),
+    Value(u8),
+}
+
+/// What is written there: a byte, an aligned `u32` (header settings are `u32`s), or an aligned
+/// `u64`.
+#[derive(Debug, Clone)]
+enum Write {
+    Byte(u8),
+    Half(u32),
+    Word(Word),
+}
+
+#[derive(Debug, Clone)]
+enum Word {
+    Zero,
+    One,
+    Max,
+    Any(u64),
+    /// The current value plus this (an index a lap off, a generation one off).
+    Near(i64),
+    /// Our own process as a role owner (alive).
+    LiveOwner,
+    /// A role owner proven dead (our pid with another start time: a reused pid).
+    DeadOwner,
+    /// A queued value: `generation << 32 | pool << 24 | index`, the generation relative to the
+    /// first publisher's.
+    Value {
+        generation: i8,
+        pool: u8,
+        index: u16,
+    },
+    Flip(u8),
+}
+
+#[derive(Debug, Clone)]
+struct Mutation {
+    spot: Spot,
+    write: Write,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    A,
+    B,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// The first publisher sends this many samples.
+    Send(u8),
+    /// It sends a slice of this many elements (beyond 1, from a pool added for it).
+    SendSlice(u8),
+    /// It takes a loan and keeps it.
+    HoldLoan,
+    /// It drops a loan it keeps.
+    DropLoan,
+    /// A subscriber receives up to `count` samples, keeping them or not.
+    Receive { who: Who, count: u8, keep: bool },
+    /// A subscriber drops the samples it keeps.
+    Release(Who),
+    /// A subscriber waits (blocking strategy) up to a millisecond for a sample.
+    Wait(Who),
+    /// A new publisher claims a slot, sends this many samples, leaves.
+    ClaimPublisher(u8),
+    /// A new subscriber claims a slot, receives up to this many samples, leaves.
+    ClaimSubscriber(u8),
+    /// The topic opened again, a publisher and a subscriber made on it, this many samples.
+    Reopen(u8),
+    /// `discovery::segments` and `discovery::inspect`.
+    Discover,
+    /// Subscriber counts, drops, the publisher's block counts.
+    Count,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Mutate(Mutation),
+    Op(Op),
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    shape: Shape,
+    /// Samples sent (and some received and held) before the first step.
+    presend: u8,
+    steps: Vec<Step>,
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    let capacity = prop_oneof![Just(1u32), Just(2), Just(4), Just(8)];
+    (capacity, 1u32..=3, 1u32..=3, 0usize..3, 0usize..3).prop_map(
+        |(capacity, max_held, max_loans, history, overflow)| Shape {
+            capacity,
+            max_held,
+            max_loans,
+            history: [0, 1, capacity][history],
+            overflow: [Overflow::DropOldest, Overflow::Block, Overflow::Reject][overflow],
+        },
+    )
+}
+
+fn word() -> impl Strategy<Value = Word> {
+    prop_oneof![
+        1 => Just(Word::Zero),
+        1 => Just(Word::One),
+        1 => Just(Word::Max),
+        1 => any::<u64>().prop_map(Word::Any),
+        2 => (-20i64..=20).prop_map(Word::Near),
+        1 => Just(Word::LiveOwner),
+        1 => Just(Word::DeadOwner),
+        2 => (-1i8..=1, 0u8..3, 0u16..80)
+            .prop_map(|(generation, pool, index)| Word::Value { generation, pool, index }),
+        1 => (0u8..64).prop_map(Word::Flip),
+    ]
+}
+
+fn write() -> impl Strategy<Value = Write> {
+    let half = prop_oneof![
+        Just(0u32),
+        Just(1),
+        Just(2),
+        Just(3),
+        Just(63),
+        Just(64),
+        Just(1 << 16),
+        Just(1 << 20),
+        Just(u32::MAX),
+        any::<u32>(),
+    ];
+    prop_oneof![
+        1 => any::<u8>().prop_map(Write::Byte),
+        1 => half.prop_map(Write::Half),
+        3 => word().prop_map(Write::Word),
+    ]
+}
+
+fn spot() -> impl Strategy<Value = Spot> {
+    let part = prop_oneof![
+        1 => any::<u8>().prop_map(QueuePart::Descriptor),
+        2 => Just(QueuePart::Head),
+        2 => Just(QueuePart::Tail),
+        2 => any::<u8>().prop_map(QueuePart::Stamp),
+        2 => any::<u8>().prop_map(QueuePart::Value),
+    ];
+    prop_oneof![
+        1 => any::<u8>().prop_map(Spot::SegmentHeader),
+        3 => any::<u8>().prop_map(Spot::TopicHeader),
+        3 => (any::<u8>(), any::<u8>()).prop_map(|(slot, word)| Spot::Publisher { slot, word }),
+        4 => (any::<u8>(), any::<u8>()).prop_map(|(slot, word)| Spot::Subscriber { slot, word }),
+        2 => any::<u8>().prop_map(Spot::Ack),
+        8 => (any::<u8>(), any::<bool>(), part).prop_map(|(connection, completion, part)| {
+            Spot::Queue { connection, completion, part }
+        }),
+        2 => any::<u32>().prop_map(Spot::ControlAnywhere),
+        1 => any::<u8>().prop_map(Spot::DataHeader),
+        2 => (any::<u16>(), any::<u8>()).prop_map(|(block, word)| Spot::Block { block, word }),
+        1 => any::<u32>().prop_map(Spot::PayloadAnywhere),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let who = || prop_oneof![Just(Who::A), Just(Who::B)];
+    prop_oneof![
+        6 => (1u8..=4).prop_map(Op::Send),
+        1 => (1u8..=3).prop_map(Op::SendSlice),
+        1 => Just(Op::HoldLoan),
+        1 => Just(Op::DropLoan),
+        6 => (who(), 1u8..=4, any::<bool>())
+            .prop_map(|(who, count, keep)| Op::Receive { who, count, keep }),
+        2 => who().prop_map(Op::Release),
+        1 => who().prop_map(Op::Wait),
+        2 => (0u8..=2).prop_map(Op::ClaimPublisher),
+        2 => (0u8..=4).prop_map(Op::ClaimSubscriber),
+        3 => (0u8..=2).prop_map(Op::Reopen),
+        1 => Just(Op::Discover),
+        1 => Just(Op::Count),
+    ]
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let step = prop_oneof![
+        2 => (spot(), write()).prop_map(|(spot, write)| Step::Mutate(Mutation { spot, write })),
+        3 => op().prop_map(Step::Op),
+    ];
+    (shape(), 0u8..=10, prop::collection::vec(step, 1..=14))
+        .prop_map(|(shape, presend, steps)| Case { shape, presend, steps })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The segments' layout, mirrored.
+// ---------------------------------------------------------------------------------------------
+
+/// What a byte of the control segment belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Headers,
+    Publisher(usize),
+    Subscriber(usize),
+    Ack(usize),
+    Queue(usize),
+    /// Alignment padding between regions.
+    Gap,
+}
+
+/// The control segment's regions, as `Layout::new` carves them.
+#[derive(Debug)]
+struct Mirror {
+    publishers_at: u64,
+    subscribers_at: u64,
+    acks_at: u64,
+    /// Per connection `p * SUBSCRIBERS + s`: (offset, capacity) of the submission and the
+    /// completion queue.
+    queues: Vec<[(u64, u64); 2]>,
+    size: u64,
+}
+
+impl Mirror {
+    fn new(shape: &Shape) -> Mirror {
+        let mut cursor = SEGMENT_HEADER_LEN;
+        let mut place = |size: u64| {
+            let at = cursor.next_multiple_of(128);
+            cursor = at + size;
+            at
+        };
+        place(TOPIC_HEADER_REGION);
+        let publishers_at = place(PUBLISHERS as u64 * PADDED);
+        let subscribers_at = place(SUBSCRIBERS as u64 * PADDED);
+        let acks_at = place(CONNECTIONS as u64 * PADDED);
+        let capacity = u64::from(shape.capacity);
+        let completion = (capacity + u64::from(shape.max_held)).next_power_of_two();
+        let queues = (0..CONNECTIONS)
+            .map(|_| {
+                let submission = place(QUEUE_SLOTS_AT + QUEUE_SLOT * capacity);
+                let returns = place(QUEUE_SLOTS_AT + QUEUE_SLOT * completion);
+                [(submission, capacity), (returns, completion)]
+            })
+            .collect();
+        Mirror { publishers_at, subscribers_at, acks_at, queues, size: cursor }
+    }
+
+    fn publisher(&self, p: usize) -> u64 {
+        self.publishers_at + p as u64 * PADDED
+    }
+
+    fn subscriber(&self, s: usize) -> u64 {
+        self.subscribers_at + s as u64 * PADDED
+    }
+
+    fn ack(&self, c: usize) -> u64 {
+        self.acks_at + c as u64 * PADDED
+    }
+
+    /// The part `at` belongs to, and its offset within that part.
+    fn part(&self, at: u64) -> (Part, u64) {
+        let within = |start: u64, count: usize| {
+            (start..start + count as u64 * PADDED)
+                .contains(&at)
+                .then(|| (((at - start) / PADDED) as usize, (at - start) % PADDED))
+        };
+        if at < TOPIC_HEADER_AT + TOPIC_HEADER_REGION {
+            return (Part::Headers, at);
+        }
+        if let Some((p, rel)) = within(self.publishers_at, PUBLISHERS) {
+            return (Part::Publisher(p), rel);
+        }
+        if let Some((s, rel)) = within(self.subscribers_at, SUBSCRIBERS) {
+            return (Part::Subscriber(s), rel);
+        }
+        if let Some((c, rel)) = within(self.acks_at, CONNECTIONS) {
+            return (Part::Ack(c), rel);
+        }
+        for (c, queues) in self.queues.iter().enumerate() {
+            for &(start, capacity) in queues {
+                if (start..start + QUEUE_SLOTS_AT + QUEUE_SLOT * capacity).contains(&at) {
+                    return (Part::Queue(c), at - start);
+                }
+            }
+        }
+        (Part::Gap, 0)
+    }
+
+    /// Whether the facade's protocol writes the byte at `at` after creation (everything else
+    /// is written once, when the segment is created).
+    fn writable(&self, at: u64) -> bool {
+        match self.part(at) {
+            (Part::Publisher(_), rel) => rel < PUBLISHER_WORDS,
+            (Part::Subscriber(_), rel) => rel < SUBSCRIBER_WORDS,
+            (Part::Ack(_), rel) => rel < 8,
+            (Part::Queue(_), rel) => {
+                (QUEUE_HEAD_AT..QUEUE_HEAD_AT + 8).contains(&rel)
+                    || (QUEUE_TAIL_AT..QUEUE_TAIL_AT + 8).contains(&rel)
+                    || rel >= QUEUE_SLOTS_AT
+            }
+            (Part::Headers | Part::Gap, _) => false,
+        }
+    }
+}
+
+/// Whether the isolation property keeps mutations away from `part`: the headers, the first
+/// publisher's entry, and everything of subscriber `B`.
+fn protected(part: Part) -> bool {
+    match part {
+        Part::Headers => true,
+        Part::Publisher(p) => p == 0,
+        Part::Subscriber(s) => s == B,
+        Part::Ack(c) | Part::Queue(c) => c % SUBSCRIBERS == B,
+        Part::Gap => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The environment of a run, and of a case.
+// ---------------------------------------------------------------------------------------------
+
+/// What every case of a run shares.
+struct Env {
+    root: PathBuf,
+    node: Node,
+    /// Our own process as a role owner, and one proven dead.
+    me: RoleOwner,
+    dead: RoleOwner,
+    cases: AtomicU32,
+    tally: Tally,
+}
+
+/// What the cases of a run count (see `Tally`): mutations written (not skipped by the
+/// isolation property), samples received and checked, claims refused, sends refused by the
+/// block or reject policy, reopens refused (a changed header), intact topics inspected and
+/// compared, samples seen reaching the isolated subscriber.
+const COUNTS: &[&str] = &[
+    "mutations",
+    "samples",
+    "refused claims",
+    "refused sends",
+    "refused opens",
+    "intact topics inspected",
+    "samples reaching the isolated subscriber",
+];
+
+impl Env {
+    fn new(root: &Path) -> Env {
+        // Several children of one parent (after a crash, proptest starts another) each have
+        // their own namespace.
+        let namespace = format!("h{}", std::process::id());
+        let node = Node::builder("hostile")
+            .namespace(namespace)
+            .root(root)
+            .create()
+            .expect("create the fuzzing node");
+        let process = ProcessId::current().expect("our process identity");
+        let dead = ProcessId { pid: process.pid, start_time: process.start_time.wrapping_add(1) };
+        Env {
+            root: root.to_owned(),
+            me: node.id(),
+            dead: RoleOwner::of(dead),
+            node,
+            cases: AtomicU32::new(0),
+            tally: Tally::new(COUNTS),
+        }
+    }
+
+    /// The file name of `{namespace}.{suffix}`.
+    fn file(&self, suffix: &str) -> PathBuf {
+        self.root.join(format!("shmlane.{}.{suffix}", self.node.namespace()))
+    }
+
+    /// Removes every file of topic `service`.
+    fn remove_topic(&self, service: &str) {
+        let prefix = format!("shmlane.{}.topic.{service}", self.node.namespace());
+        let Ok(dir) = std::fs::read_dir(&self.root) else { return };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(rest) = name.strip_prefix(&prefix)
+                && (rest.is_empty() || rest.starts_with('.'))
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// What was changed so far in a case.
+#[derive(Debug, Clone, Copy, Default)]
+struct Changed {
+    /// The segment or topic header.
+    headers: bool,
+    /// Entries or ack words.
+    entries: bool,
+    /// Queue descriptors, indices or slots.
+    queues: bool,
+    /// The first publisher's payload segment.
+    payload: bool,
+}
+
+/// One case's view of its topic's files.
+struct Ctx<'e> {
+    env: &'e Env,
+    service: String,
+    shape: Shape,
+    protect: bool,
+    mirror: Mirror,
+    control: File,
+    payload: File,
+    payload_len: u64,
+    /// The payload header as created.
+    data_header: Vec<u8>,
+    /// Every value a publisher wrote into a block.
+    written: RefCell<HashSet<u64>>,
+    next: Cell<u64>,
+    changed: Cell<Changed>,
+    /// The control segment as last seen (after the last mutation or operation).
+    seen: RefCell<Vec<u8>>,
+}
+
+fn fail(what: impl std::fmt::Display) -> TestCaseError {
+    TestCaseError::fail(what.to_string())
+}
+
+impl<'e> Ctx<'e> {
+    fn new(
+        env: &'e Env,
+        service: &str,
+        shape: Shape,
+        protect: bool,
+    ) -> Result<Self, TestCaseError> {
+        let open = |path: PathBuf| {
+            File::options()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| fail(format!("open {}: {e}", path.display())))
+        };
+        let control = open(env.file(&format!("topic.{service}")))?;
+        let payload = open(env.file(&format!("topic.{service}.p0.g1")))?;
+        let payload_len = payload.metadata().map_err(fail)?.len();
+        let ctx = Ctx {
+            env,
+            service: service.to_owned(),
+            shape,
+            protect,
+            mirror: Mirror::new(&shape),
+            control,
+            payload,
+            payload_len,
+            data_header: Vec::new(),
+            written: RefCell::new(HashSet::new()),
+            next: Cell::new(1000),
+            changed: Cell::new(Changed::default()),
+            seen: RefCell::new(Vec::new()),
+        };
+        let data_header = ctx.read_payload(DATA_HEADER_AT, DATA_HEADER_LEN)?;
+        let seen = ctx.read_control()?;
+        Ok(Ctx { data_header, seen: RefCell::new(seen), ..ctx })
+    }
+
+    fn read_control(&self) -> Result<Vec<u8>, TestCaseError> {
+        let mut bytes = vec![0; self.mirror.size as usize];
+        self.control.read_exact_at(&mut bytes, 0).map_err(fail)?;
+        Ok(bytes)
+    }
+
+    fn read_payload(&self, at: u64, len: u64) -> Result<Vec<u8>, TestCaseError> {
+        let mut bytes = vec![0; len as usize];
+        self.payload.read_exact_at(&mut bytes, at).map_err(fail)?;
+        Ok(bytes)
+    }
+
+    fn word(file: &File, at: u64) -> Result<u64, TestCaseError> {
+        let mut bytes = [0; 8];
+        file.read_exact_at(&mut bytes, at).map_err(fail)?;
+        Ok(u64::from_ne_bytes(bytes))
+    }
+
+    fn control_word(&self, at: u64) -> Result<u64, TestCaseError> {
+        Self::word(&self.control, at)
+    }
+
+    /// A fresh sample value, recorded as written.
+    fn fresh(&self) -> u64 {
+        let value = self.next.get();
+        self.next.set(value + 1);
+        self.written.borrow_mut().insert(value);
+        value
+    }
+
+    /// Checks the mirror against the topic just set up: a publisher in slot 0 serving
+    /// subscribers in slots 0 and 1.
+    fn check_mirror(&self) -> Result<(), TestCaseError> {
+        let control = self.control.metadata().map_err(fail)?.len();
+        prop_assert_eq!(control, self.mirror.size, "control segment size");
+        let magic = |file: &File, at: u64| -> Result<[u8; 8], TestCaseError> {
+            Ok(Self::word(file, at)?.to_ne_bytes())
+        };
+        prop_assert_eq!(&magic(&self.control, TOPIC_HEADER_AT)?, b"SHMLTOPC");
+        for queues in &self.mirror.queues {
+            for &(at, capacity) in queues {
+                prop_assert_eq!(&magic(&self.control, at)?, b"SHMLOVFL", "queue at {}", at);
+                prop_assert_eq!(self.control_word(at + 16)?, capacity, "capacity at {}", at);
+            }
+        }
+        let me = self.env.me.to_raw();
+        let words = |at: u64| -> Result<[u64; 2], TestCaseError> {
+            Ok([self.control_word(at)?, self.control_word(at + 8)?])
+        };
+        prop_assert_eq!(words(self.mirror.publisher(0))?, [me, 1]);
+        prop_assert_eq!(words(self.mirror.publisher(1))?, [0, 0]);
+        prop_assert_eq!(words(self.mirror.subscriber(A))?, [me, 1]);
+        prop_assert_eq!(words(self.mirror.subscriber(B))?, [me, 1]);
+        prop_assert_eq!(words(self.mirror.subscriber(2))?, [0, 0]);
+        prop_assert_eq!(self.control_word(self.mirror.ack(A))?, 1);
+        prop_assert_eq!(self.control_word(self.mirror.ack(B))?, 1);
+        prop_assert_eq!(&magic(&self.payload, DATA_HEADER_AT)?, b"SHMLDATA");
+        let data = |at: u64| Self::word(&self.payload, DATA_HEADER_AT + at);
+        prop_assert_eq!(
+            [data(24)?, data(32)?, data(40)?],
+            [BLOCK_SIZE, self.shape.blocks(), BLOCKS_AT]
+        );
+        prop_assert_eq!(self.payload_len, BLOCKS_AT + BLOCK_SIZE * self.shape.blocks());
+        Ok(())
+    }
+
+    /// Applies `mutation` (unless the isolation property protects its bytes).
+    fn mutate(&self, mutation: &Mutation) -> Result<(), TestCaseError> {
+        let m = &self.mirror;
+        let (control, at) = match &mutation.spot {
+            Spot::SegmentHeader(at) => (true, u64::from(*at) % SEGMENT_HEADER_LEN),
+            Spot::TopicHeader(at) => (true, TOPIC_HEADER_AT + u64::from(*at) % TOPIC_HEADER_LEN),
+            Spot::Publisher { slot, word } => {
+                let entry = m.publisher(usize::from(*slot) % PUBLISHERS);
+                (true, entry + u64::from(*word) % (PUBLISHER_WORDS / 8) * 8)
+            }
+            Spot::Subscriber { slot, word } => {
+                let entry = m.subscriber(usize::from(*slot) % SUBSCRIBERS);
+                (true, entry + u64::from(*word) % (SUBSCRIBER_WORDS / 8) * 8)
+            }
+            Spot::Ack(c) => (true, m.ack(usize::from(*c) % CONNECTIONS)),
+            Spot::Queue { connection, completion, part } => {
+                let (queue, capacity) =
+                    m.queues[usize::from(*connection) % CONNECTIONS][usize::from(*completion)];
+                let slot = |i: u8| QUEUE_SLOTS_AT + u64::from(i) % capacity * QUEUE_SLOT;
+                let rel = match part {
+                    QueuePart::Descriptor(at) => u64::from(*at) % 128,
+                    QueuePart::Head => QUEUE_HEAD_AT,
+                    QueuePart::Tail => QUEUE_TAIL_AT,
+                    QueuePart::Stamp(i) => slot(*i),
+                    QueuePart::Value(i) => slot(*i) + 8,
+                };
+                (true, queue + rel)
+            }
+            Spot::ControlAnywhere(at) => (true, u64::from(*at) % m.size),
+            Spot::DataHeader(at) => (false, DATA_HEADER_AT + u64::from(*at) % DATA_HEADER_LEN),
+            Spot::Block { block, word } => {
+                let block = u64::from(*block) % self.shape.blocks();
+                (false, BLOCKS_AT + block * BLOCK_SIZE + u64::from(*word) % 3 * 8)
+            }
+            Spot::PayloadAnywhere(at) => (false, u64::from(*at) % self.payload_len),
+        };
+        let file = if control { &self.control } else { &self.payload };
+        let (at, bytes) = match &mutation.write {
+            Write::Byte(byte) => (at, vec![*byte]),
+            Write::Half(half) => (at & !3, half.to_ne_bytes().to_vec()),
+            Write::Word(word) => {
+                let at = at & !7;
+                let current = Self::word(file, at)?;
+                (at, self.word_value(word, current).to_ne_bytes().to_vec())
+            }
+        };
+        let len = if control { m.size } else { self.payload_len };
+        if at + bytes.len() as u64 > len {
+            return Ok(());
+        }
+        let mut changed = self.changed.get();
+        if control {
+            let parts: Vec<Part> = (at..at + bytes.len() as u64).map(|b| m.part(b).0).collect();
+            if self.protect && parts.iter().any(|&part| protected(part)) {
+                return Ok(());
+            }
+            for part in parts {
+                match part {
+                    Part::Headers => changed.headers = true,
+                    Part::Publisher(_) | Part::Subscriber(_) | Part::Ack(_) => {
+                        changed.entries = true
+                    }
+                    Part::Queue(_) => changed.queues = true,
+                    Part::Gap => {}
+                }
+            }
+        } else {
+            if self.protect {
+                return Ok(());
+            }
+            changed.payload = true;
+        }
+        file.write_all_at(&bytes, at).map_err(fail)?;
+        self.env.tally.count("mutations");
+        self.changed.set(changed);
+        *self.seen.borrow_mut() = self.read_control()?;
+        Ok(())
+    }
+
+    fn word_value(&self, word: &Word, current: u64) -> u64 {
+        match *word {
+            Word::Zero => 0,
+            Word::One => 1,
+            Word::Max => u64::MAX,
+            Word::Any(value) => value,
+            Word::Near(delta) => current.wrapping_add_signed(delta),
+            Word::LiveOwner => self.env.me.to_raw(),
+            Word::DeadOwner => self.env.dead.to_raw(),
+            Word::Value { generation, pool, index } => {
+                let generation = 1u32.wrapping_add_signed(i32::from(generation));
+                u64::from(generation) << 32 | u64::from(pool) << 24 | u64::from(index)
+            }
+            Word::Flip(bit) => current ^ 1 << bit,
+        }
+    }
+
+    /// After an operation: the control segment changed only where the protocol writes, and
+    /// the payload header not at all.
+    fn check_writes(&self, op: &Op) -> Result<(), TestCaseError> {
+        let now = self.read_control()?;
+        let seen = self.seen.replace(Vec::new());
+        for (at, (&was, &is)) in seen.iter().zip(&now).enumerate() {
+            let at = at as u64;
+            if was != is && !self.mirror.writable(at) {
+                return Err(fail(format!(
+                    "{op:?} wrote byte {at:#x} ({:?}, {was:#x} -> {is:#x}), which the \
+                     protocol never writes",
+                    self.mirror.part(at)
+                )));
+            }
+        }
+        *self.seen.borrow_mut() = now;
+        if !self.changed.get().payload {
+            let header = self.read_payload(DATA_HEADER_AT, DATA_HEADER_LEN)?;
+            prop_assert_eq!(&header, &self.data_header, "{:?} changed the payload header", op);
+        }
+        Ok(())
+    }
+
+    /// A received sample: every element is read (a sample outside its mapping would crash
+    /// the process here) and, unless payload bytes were changed, is a value some publisher
+    /// wrote or a block's initial zero.
+    fn check_sample(&self, sample: &Sample<'_, '_, u64>) -> Result<(), TestCaseError> {
+        self.env.tally.count("samples");
+        let elements = sample.as_slice();
+        prop_assert!(!elements.is_empty() && elements.len() == sample.len());
+        prop_assert_eq!(**sample, elements[0]);
+        let written = self.written.borrow();
+        for &value in elements {
+            if !self.changed.get().payload && value != 0 && !written.contains(&value) {
+                return Err(fail(format!("a sample holds {value:#x}, which nobody wrote")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A claim failed with `error`: it must tell the truth.
+    fn check_connect_error(
+        &self,
+        error: &ConnectError,
+        reopened: bool,
+    ) -> Result<(), TestCaseError> {
+        self.env.tally.count("refused claims");
+        let changed = self.changed.get();
+        match error {
+            ConnectError::NoFreeSlot { what, .. } if !reopened || !changed.headers => {
+                let publishers = *what == "publisher";
+                let count = if publishers { PUBLISHERS } else { SUBSCRIBERS };
+                for slot in 0..count {
+                    let entry = if publishers {
+                        self.mirror.publisher(slot)
+                    } else {
+                        self.mirror.subscriber(slot)
+                    };
+                    let owner = RoleOwner::from_raw(self.control_word(entry)?);
+                    prop_assert!(
+                        owner.is_some_and(|o| o.liveness() != Liveness::Dead),
+                        "{} slot {} is free or dead, yet: {}",
+                        what,
+                        slot,
+                        error
+                    );
+                }
+                Ok(())
+            }
+            ConnectError::NoFreeSlot { .. } => Ok(()),
+            _ if changed.queues || changed.entries || (reopened && changed.headers) => Ok(()),
+            _ => Err(fail(format!("a claim failed on an intact topic: {error}"))),
+        }
+    }
+}
+
+/// Checks a send's outcome under `policy`.
+fn check_sent(
+    ctx: &Ctx<'_>,
+    sent: Result<usize, PublishError>,
+    policy: Overflow,
+) -> Result<(), TestCaseError> {
+    match sent {
+        Ok(delivered) => {
+            prop_assert!(delivered <= SUBSCRIBERS, "delivered to {} subscribers", delivered);
+            Ok(())
+        }
+        Err(PublishError::SubscriberFull) if policy == Overflow::Reject => {
+            ctx.env.tally.count("refused sends");
+            Ok(())
+        }
+        Err(PublishError::Timeout(_)) if policy == Overflow::Block => {
+            ctx.env.tally.count("refused sends");
+            Ok(())
+        }
+        Err(e) => Err(fail(format!("send under {policy:?}: {e}"))),
+    }
+}
+
+/// One sample from `publisher`, which holds `loans` of its `max_loans`: the pool may run dry
+/// only when every loan is out.
+fn send_one(
+    ctx: &Ctx<'_>,
+    publisher: &Publisher<'_, u64>,
+    loans: usize,
+    config: &TopicConfig,
+) -> Result<(), TestCaseError> {
+    match publisher.loan() {
+        Ok(mut loan) => {
+            *loan = ctx.fresh();
+            check_sent(ctx, publisher.send(loan), config.overflow)
+        }
+        Err(PublishError::OutOfBlocks) => {
+            prop_assert_eq!(loans, config.max_loans as usize, "the pool ran dry");
+            Ok(())
+        }
+        Err(e) => Err(fail(format!("loan: {e}"))),
+    }
+}
+
+/// Receives once, checking the sample and the error.
+fn receive<'s, 't>(
+    ctx: &Ctx<'_>,
+    subscriber: &'s Subscriber<'t, u64>,
+    max_held: u32,
+) -> Result<Option<Sample<'s, 't, u64>>, TestCaseError> {
+    match subscriber.receive() {
+        Ok(Some(sample)) => {
+            ctx.check_sample(&sample)?;
+            Ok(Some(sample))
+        }
+        Ok(None) => Ok(None),
+        Err(ReceiveError::TooManyHeld(max)) => {
+            prop_assert!(max == max_held && subscriber.held() == max_held, "TooManyHeld({})", max);
+            Ok(None)
+        }
+        Err(e) => Err(fail(format!("receive: {e}"))),
+    }
+}
+
+/// Receives until nothing is queued (holding nothing); a queue that never runs dry is a bug.
+fn drain(
+    ctx: &Ctx<'_>,
+    subscriber: &Subscriber<'_, u64>,
+    max_held: u32,
+) -> Result<(), TestCaseError> {
+    for _ in 0..1024 {
+        if receive(ctx, subscriber, max_held)?.is_none() {
+            return Ok(());
+        }
+    }
+    Err(fail("a subscriber received 1024 samples from queues of at most 8"))
+}
+
+/// Receives up to `count` samples from `subscriber`, dropping them.
+fn take(
+    ctx: &Ctx<'_>,
+    subscriber: &Subscriber<'_, u64>,
+    count: u8,
+    max_held: u32,
+) -> Result<(), TestCaseError> {
+    for _ in 0..count {
+        if receive(ctx, subscriber, max_held)?.is_none() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A case.
+// ---------------------------------------------------------------------------------------------
+
+fn run(env: &Env, case: &Case, protect: bool) -> Result<(), TestCaseError> {
+    let service = format!("c{}", env.cases.fetch_add(1, Ordering::Relaxed));
+    let result = run_topic(env, &service, case, protect);
+    env.remove_topic(&service);
+    env.tally.save(&env.root);
+    result
+}
+
+fn run_topic(env: &Env, service: &str, case: &Case, protect: bool) -> Result<(), TestCaseError> {
+    let shape = case.shape;
+    let config = shape.config();
+    let topic = env
+        .node
+        .topic::<u64>(service)
+        .max_publishers(config.max_publishers)
+        .max_subscribers(config.max_subscribers)
+        .subscriber_capacity(config.subscriber_capacity)
+        .max_held(config.max_held)
+        .max_loans(config.max_loans)
+        .history(config.history)
+        .overflow(config.overflow)
+        .create()
+        .map_err(fail)?;
+    let p0 = topic.publisher().map_err(fail)?;
+    p0.set_block_timeout(BLOCK_TIMEOUT);
+    let a = topic.subscriber().map_err(fail)?;
+    let b = topic.subscriber().map_err(fail)?;
+    prop_assert_eq!(p0.subscribers(), 2);
+    let ctx = Ctx::new(env, service, shape, protect)?;
+    ctx.check_mirror()?;
+
+    let max_held = config.max_held;
+    let mut loans: Vec<Loan<'_, '_, u64>> = Vec::new();
+    let mut held_a: Vec<Sample<'_, '_, u64>> = Vec::new();
+    let mut held_b: Vec<Sample<'_, '_, u64>> = Vec::new();
+    for i in 0..case.presend {
+        send_one(&ctx, &p0, 0, &config)?;
+        if i % 3 == 0
+            && held_a.len() < max_held as usize
+            && let Some(sample) = receive(&ctx, &a, max_held)?
+        {
+            held_a.push(sample);
+        }
+        if i % 2 == 1 {
+            take(&ctx, &b, 1, max_held)?;
+        }
+    }
+    *ctx.seen.borrow_mut() = ctx.read_control()?;
+
+    for step in &case.steps {
+        let op = match step {
+            Step::Mutate(mutation) => {
+                ctx.mutate(mutation)?;
+                continue;
+            }
+            Step::Op(op) => op,
+        };
+        match *op {
+            Op::Send(count) => {
+                for _ in 0..count {
+                    send_one(&ctx, &p0, loans.len(), &config)?;
+                }
+            }
+            Op::SendSlice(len) => match p0.loan_slice(usize::from(len)) {
+                Ok(mut slice) => {
+                    for element in slice.iter_mut() {
+                        *element = ctx.fresh();
+                    }
+                    check_sent(&ctx, p0.send_slice(slice), config.overflow)?;
+                }
+                Err(PublishError::OutOfBlocks) => {
+                    prop_assert_eq!(loans.len(), config.max_loans as usize, "the pool ran dry");
+                }
+                Err(e) => return Err(fail(format!("loan_slice({len}): {e}"))),
+            },
+            Op::HoldLoan => match p0.loan() {
+                Ok(mut loan) => {
+                    prop_assert!(loans.len() < config.max_loans as usize, "a loan beyond max");
+                    *loan = ctx.fresh();
+                    let at: *const u64 = &*loan;
+                    let twice = loans.iter().any(|other| std::ptr::eq(&**other, at));
+                    prop_assert!(!twice, "one block loaned twice");
+                    loans.push(loan);
+                }
+                Err(PublishError::OutOfBlocks) => {
+                    prop_assert_eq!(loans.len(), config.max_loans as usize, "the pool ran dry");
+                }
+                Err(e) => return Err(fail(format!("loan: {e}"))),
+            },
+            Op::DropLoan => drop(loans.pop()),
+            Op::Receive { who, count, keep } => {
+                let (subscriber, held) = match who {
+                    Who::A => (&a, &mut held_a),
+                    Who::B => (&b, &mut held_b),
+                };
+                for _ in 0..count {
+                    let Some(sample) = receive(&ctx, subscriber, max_held)? else { break };
+                    if keep {
+                        held.push(sample);
+                    }
+                }
+            }
+            Op::Release(Who::A) => held_a.clear(),
+            Op::Release(Who::B) => held_b.clear(),
+            Op::Wait(who) => {
+                let (subscriber, held) = match who {
+                    Who::A => (&a, held_a.len()),
+                    Who::B => (&b, held_b.len()),
+                };
+                if held < max_held as usize {
+                    let timeout = Some(Duration::from_millis(1));
+                    match subscriber.receive_with(&mut Blocking::new(), timeout) {
+                        Ok(sample) => ctx.check_sample(&sample)?,
+                        Err(ReceiveError::TimedOut(_)) => {}
+                        Err(e) => return Err(fail(format!("receive_with: {e}"))),
+                    }
+                }
+            }
+            Op::ClaimPublisher(count) => match topic.publisher() {
+                Ok(publisher) => {
+                    publisher.set_block_timeout(BLOCK_TIMEOUT);
+                    for _ in 0..count {
+                        send_one(&ctx, &publisher, 0, &config)?;
+                    }
+                    let counts = publisher.block_counts();
+                    prop_assert!(counts.is_consistent(), "{:?}", counts);
+                }
+                Err(e) => ctx.check_connect_error(&e, false)?,
+            },
+            Op::ClaimSubscriber(count) => match topic.subscriber() {
+                Ok(subscriber) => take(&ctx, &subscriber, count, max_held)?,
+                Err(e) => ctx.check_connect_error(&e, false)?,
+            },
+            Op::Reopen(count) => reopen(&ctx, count)?,
+            Op::Discover => discover(&ctx)?,
+            Op::Count => {
+                prop_assert!(p0.subscribers() <= SUBSCRIBERS);
+                let _ = (a.drops(), b.drops());
+                let counts = p0.block_counts();
+                prop_assert!(counts.is_consistent(), "{:?}", counts);
+                prop_assert_eq!(counts.loaned, loans.len() as u64, "{:?}", counts);
+            }
+        }
+        ctx.check_writes(op)?;
+    }
+
+    drop(loans);
+    drop(held_a);
+    drop(held_b);
+    let counts = p0.block_counts();
+    prop_assert!(counts.is_consistent() && counts.loaned == 0, "{:?}", counts);
+    if protect {
+        isolated_subscriber_keeps_receiving(&ctx, &p0, &a, &b)?;
+    }
+    Ok(())
+}
+
+/// The topic opened again through the node: an intact one must open; a publisher (if its
+/// payload fits the budget) and a subscriber are made on it and used.
+fn reopen(ctx: &Ctx<'_>, count: u8) -> Result<(), TestCaseError> {
+    let path = ctx.env.file(&format!("topic.{}", ctx.service));
+    let topic = match ctx.env.node.topic::<u64>(&ctx.service).open() {
+        Ok(topic) => topic,
+        Err(e) => {
+            ctx.env.tally.count("refused opens");
+            prop_assert!(
+                ctx.changed.get().headers || !path.exists(),
+                "an intact topic failed to open: {}",
+                e
+            );
+            return Ok(());
+        }
+    };
+    let config = topic.config();
+    if !ctx.changed.get().headers {
+        prop_assert_eq!(config, ctx.shape.config());
+    }
+    let block = 16 + 8 * u64::from(config.max_slice_len);
+    let blocks = u64::from(config.max_loans)
+        + u64::from(config.history)
+        + u64::from(config.max_subscribers)
+            * (u64::from(config.subscriber_capacity) + u64::from(config.max_held));
+    if blocks * block <= PAYLOAD_BUDGET {
+        match topic.publisher() {
+            Ok(publisher) => {
+                publisher.set_block_timeout(BLOCK_TIMEOUT);
+                for _ in 0..count {
+                    send_one(ctx, &publisher, 0, &config)?;
+                }
+                let counts = publisher.block_counts();
+                prop_assert!(counts.is_consistent(), "{:?}", counts);
+            }
+            Err(e) => ctx.check_connect_error(&e, true)?,
+        }
+    }
+    match topic.subscriber() {
+        Ok(subscriber) => take(ctx, &subscriber, count + 1, config.max_held)?,
+        Err(e) => ctx.check_connect_error(&e, true)?,
+    }
+    Ok(())
+}
+
+/// Discovery lists the directory and inspects the topic, whatever its bytes; an intact
+/// header is read back with the topic's settings and the slots its role words hold.
+fn discover(ctx: &Ctx<'_>) -> Result<(), TestCaseError> {
+    let root = Some(ctx.env.root.as_path());
+    let listed = segments(root).map_err(|e| fail(format!("segments: {e}")))?;
+    let name = format!("{}.topic.{}", ctx.env.node.namespace(), ctx.service);
+    let path = ctx.env.file(&format!("topic.{}", ctx.service));
+    let found = listed.iter().find(|entry| entry.segment.name.as_str() == name);
+    prop_assert_eq!(found.is_some(), path.exists(), "segments() and the directory disagree");
+    let name = SegmentName::new(&name).map_err(fail)?;
+    let inspection = match inspect(root, &name) {
+        Ok(inspection) => inspection,
+        // Removed by a reopened topic's drop once no role word named a live holder.
+        Err(_) if !path.exists() => return Ok(()),
+        Err(e) => return Err(fail(format!("inspect: {e}"))),
+    };
+    if ctx.changed.get().headers || !path.exists() {
+        return Ok(());
+    }
+    prop_assert_eq!(&inspection.entry.verdict, &Verdict::Alive);
+    let Some(topic) = inspection.topic else {
+        return Err(fail("inspect could not read an intact topic"));
+    };
+    prop_assert_eq!(topic.config, ctx.shape.config());
+    ctx.env.tally.count("intact topics inspected");
+    let held = |at: &dyn Fn(usize) -> u64, count: usize| -> Result<Vec<usize>, TestCaseError> {
+        let mut held = Vec::new();
+        for slot in 0..count {
+            if ctx.control_word(at(slot))? != 0 {
+                held.push(slot);
+            }
+        }
+        Ok(held)
+    };
+    let publishers: Vec<usize> = topic.publishers.iter().map(|p| p.peer.slot).collect();
+    let subscribers: Vec<usize> = topic.subscribers.iter().map(|s| s.peer.slot).collect();
+    prop_assert_eq!(publishers, held(&|p| ctx.mirror.publisher(p), PUBLISHERS)?);
+    prop_assert_eq!(subscribers, held(&|s| ctx.mirror.subscriber(s), SUBSCRIBERS)?);
+    Ok(())
+}
+
+/// The isolation property's end: `b`, whose words no mutation touched, receives every sample
+/// sent from now on, in order, with no drop (drop-oldest); under block or reject a send may
+/// fail for `a` or another corrupted slot, but what is sent reaches `b`.
+fn isolated_subscriber_keeps_receiving(
+    ctx: &Ctx<'_>,
+    p0: &Publisher<'_, u64>,
+    a: &Subscriber<'_, u64>,
+    b: &Subscriber<'_, u64>,
+) -> Result<(), TestCaseError> {
+    let max_held = ctx.shape.max_held;
+    drain(ctx, a, max_held)?;
+    drain(ctx, b, max_held)?;
+    let drops = b.drops();
+    let policy = ctx.shape.overflow;
+    let mut delivered = 0;
+    for _ in 0..2 * ctx.shape.capacity {
+        let value = ctx.fresh();
+        let mut loan = p0.loan().map_err(|e| fail(format!("loan with none out: {e}")))?;
+        *loan = value;
+        match p0.send(loan) {
+            Ok(_) => {
+                let got = b.receive().map_err(fail)?.map(|sample| *sample);
+                prop_assert_eq!(got, Some(value), "the isolated subscriber missed a sample");
+                ctx.env.tally.count("samples reaching the isolated subscriber");
+                delivered += 1;
+            }
+            Err(PublishError::SubscriberFull) if policy == Overflow::Reject => {}
+            Err(PublishError::Timeout(_)) if policy == Overflow::Block => {}
+            Err(e) => return Err(fail(format!("send under {policy:?}: {e}"))),
+        }
+        prop_assert!(b.receive().map_err(fail)?.is_none(), "a sample nobody sent reached b");
+        drain(ctx, a, max_held)?;
+    }
+    if policy == Overflow::DropOldest {
+        prop_assert_eq!(delivered, 2 * ctx.shape.capacity);
+        prop_assert_eq!(b.drops(), drops, "the isolated subscriber counted drops");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The properties.
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `cases` cases of the topic property `name` in a fork-mode child.
+fn property(name: &'static str, property: &str, protect: bool) {
+    let dir = RunDir::new(property);
+    let env = Env::new(dir.path());
+    let cases = fuzz_cases(CI_CASES);
+    let seed = fuzz_seed();
+    let config = Config {
+        cases,
+        fork: true,
+        timeout: CASE_TIMEOUT_MS,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        test_name: Some(name),
+        max_shrink_iters: 1024,
+        ..Config::default()
+    };
+    let started = Instant::now();
+    let result = TestRunner::new(config).run(&case(), |case| run(&env, &case, protect));
+    let elapsed = started.elapsed();
+    if let Err(e) = result {
+        panic!("{e}\nrepeat with {FUZZ_SEED_ENV}={seed} {FUZZ_CASES_ENV}={cases}");
+    }
+    let tally = Tally::load(COUNTS, dir.path());
+    eprintln!(
+        "{name}: {cases} cases in {elapsed:.2?} ({:.0?} per case, seed {seed}): {tally}",
+        elapsed / cases.max(1)
+    );
+    // The run reached what it is for (a few per cent of the cases suffice for each).
+    let unreachable =
+        if protect { "refused opens" } else { "samples reaching the isolated subscriber" };
+    for what in COUNTS.iter().filter(|&&what| what != unreachable) {
+        assert!(tally.get(what) > 0, "{cases} cases reached no {what}: {tally}");
+    }
+}
+
+#[test]
+fn hostile_bytes_in_a_live_topic_give_errors_or_correct_behaviour() {
+    property(
+        "hostile_bytes_in_a_live_topic_give_errors_or_correct_behaviour",
+        "hostile-topic",
+        false,
+    );
+}
+
+#[test]
+fn a_subscriber_whose_words_are_intact_keeps_receiving_whatever_else_is_corrupted() {
+    property(
+        "a_subscriber_whose_words_are_intact_keeps_receiving_whatever_else_is_corrupted",
+        "hostile-isolation",
+        true,
+    );
+}
+
+/// Found by the properties: a peer rewrites the value queued in a full queue to name the
+/// block being sent. The send evicts it and releases that block before the send is done: it
+/// went on the free list twice (and was loaned twice: two `&mut` to one block), or onto the
+/// free list while another subscriber, whose queue nobody touched, still held it (its sample
+/// could be overwritten under it).
+#[test]
+fn a_forged_queue_entry_naming_the_block_being_sent_does_not_free_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let node = Node::builder("forged").namespace("forged").root(dir.path()).create().unwrap();
+    let shape = Shape {
+        capacity: 1,
+        max_held: 1,
+        max_loans: 2,
+        history: 0,
+        overflow: Overflow::DropOldest,
+    };
+    let topic = node
+        .topic::<u64>("t")
+        .max_publishers(PUBLISHERS as u32)
+        .max_subscribers(SUBSCRIBERS as u32)
+        .subscriber_capacity(shape.capacity)
+        .max_held(shape.max_held)
+        .max_loans(shape.max_loans)
+        .create()
+        .unwrap();
+    let publisher = topic.publisher().unwrap();
+    let (a, b) = (topic.subscriber().unwrap(), topic.subscriber().unwrap());
+    assert_eq!(publisher.subscribers(), 2);
+    publisher.send_copy(1).unwrap(); // both queues (capacity 1) are full
+    assert_eq!(b.receive().unwrap().map(|sample| *sample), Some(1)); // b's is empty again
+    let mut loan = publisher.loan().unwrap();
+    *loan = 0xfeed;
+    let open = |name: &str| {
+        let path = dir.path().join(format!("shmlane.forged.topic.{name}"));
+        File::options().read(true).write(true).open(path).unwrap()
+    };
+    let (control, payload) = (open("t"), open("t.p0.g1"));
+    let word = |file: &File, at: u64| Ctx::word(file, at).unwrap();
+    let loaned = (0..shape.blocks())
+        .find(|block| word(&payload, BLOCKS_AT + block * BLOCK_SIZE + 16) == 0xfeed)
+        .expect("the loaned block in the payload segment");
+    // a's queue: position 0 is stamped; its value now names the loaned block.
+    let (queue, _) = Mirror::new(&shape).queues[A][0];
+    assert_eq!(word(&control, queue + QUEUE_SLOTS_AT), 1);
+    let forged = 1u64 << 32 | loaned;
+    control.write_all_at(&forged.to_ne_bytes(), queue + QUEUE_SLOTS_AT + 8).unwrap();
+    assert_eq!(publisher.send(loan).unwrap(), 2);
+    let held = b.receive().unwrap().expect("b's sample");
+    assert_eq!(*held, 0xfeed);
+    let counts = publisher.block_counts();
+    assert!(counts.is_consistent(), "{counts:?}");
+    let (mut first, mut second) = (publisher.loan().unwrap(), publisher.loan().unwrap());
+    assert!(!std::ptr::eq(&*first, &*second), "one block loaned twice");
+    (*first, *second) = (0xdead, 0xdead);
+    assert_eq!(*held, 0xfeed, "a block b holds was loaned out and overwritten");
+    drop((first, second, held, a));
+}
