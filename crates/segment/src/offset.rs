@@ -124,6 +124,15 @@ pub enum OffsetError {
         /// Required alignment.
         align: u64,
     },
+    /// A write or a shared view was asked of the segment's header, which only the segment
+    /// itself writes.
+    #[error(
+        "offset {offset:#x} lies in the segment's {HEADER_SIZE}-byte header, which is not the          caller's to write: place data with a Carver, which starts after the header"
+    )]
+    InHeader {
+        /// Offset asked for.
+        offset: u64,
+    },
     /// A write or a mutable view was asked of a read-only mapping.
     #[error("the segment is mapped read-only; open it read-write to change it")]
     ReadOnly,

@@ -946,13 +946,15 @@ impl Segment {
         self.mapping.read(offset, buf)
     }
 
-    /// Copies `bytes` into the segment at `offset`.
+    /// Copies `bytes` into the segment at `offset`, which must lie after the header
+    /// ([`OffsetError::InHeader`] otherwise).
     pub fn write_bytes(&self, offset: u64, bytes: &[u8]) -> Result<(), OffsetError> {
+        past_header(offset)?;
         self.mapping.write(offset, bytes)
     }
 
-    /// A raw pointer to `len` bytes at `offset`, checked to lie in the segment and to be
-    /// aligned to `align` (a power of two). For zero-copy payloads whose access a protocol
+    /// A raw pointer to `len` bytes at `offset`, checked to lie in the segment after the
+    /// header and to be aligned to `align` (a power of two). For zero-copy payloads whose access a protocol
     /// governs (shmlane's loans and samples); the pointer is valid while `self` lives. Writing
     /// through it on a read-only handle faults.
     pub fn ptr(
@@ -961,21 +963,25 @@ impl Segment {
         len: u64,
         align: usize,
     ) -> Result<std::ptr::NonNull<u8>, OffsetError> {
+        past_header(offset)?;
         self.mapping.ptr(offset, len, align)
     }
 
-    /// Resolves an offset to a shared reference, checking bounds and alignment.
-    /// Read-only handles get [`OffsetError::ReadOnly`] (a store would fault).
+    /// Resolves an offset to a shared reference, checking bounds and alignment, and that it
+    /// lies after the header. Read-only handles get [`OffsetError::ReadOnly`] (a store would
+    /// fault).
     pub fn get<T: SharedView>(&self, offset: Offset<T>) -> Result<&T, OffsetError> {
+        past_header(offset.get())?;
         self.mapping.view(offset.get())
     }
 
-    /// Resolves `count` consecutive values of `T` starting at `offset`.
+    /// Resolves `count` consecutive values of `T` starting at `offset` (after the header).
     pub fn get_slice<T: SharedView>(
         &self,
         offset: Offset<T>,
         count: u64,
     ) -> Result<&[T], OffsetError> {
+        past_header(offset.get())?;
         self.mapping.view_slice(offset.get(), count)
     }
 
@@ -1001,4 +1007,9 @@ impl Drop for Segment {
             let _ = self.unlink();
         }
     }
+}
+
+/// Refuses offsets inside the header: callers write and view only what they placed after it.
+fn past_header(offset: u64) -> Result<(), OffsetError> {
+    if offset < HEADER_SIZE { Err(OffsetError::InHeader { offset }) } else { Ok(()) }
 }

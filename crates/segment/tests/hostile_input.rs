@@ -718,7 +718,9 @@ fn a_received_memfd_with_a_corrupt_header_is_refused() {
         .fingerprint(FP)
         .create()
         .expect("create a memfd segment");
-    creator.write_bytes(MAGIC_AT, b"NOTSHMLN").expect("corrupt the magic");
+    // The header is not writable through the segment: corrupt it through the descriptor.
+    let file = fs::File::from(creator.fd().try_clone_to_owned().expect("dup the memfd"));
+    file.write_at(b"NOTSHMLN", MAGIC_AT).expect("corrupt the magic");
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socket pair");
     creator.send_fd(&ours).expect("send the descriptor");
     let received = Segment::builder(&name)
@@ -1532,4 +1534,28 @@ fn random_pool_corruption_gives_errors_not_out_of_pool_blocks() {
         exercise_pool(&fx, rng, &pristine)
     });
     assert!(attached > 1000, "only {attached} corrupted pools attached");
+}
+
+#[test]
+fn the_header_cannot_be_written_or_viewed_through_the_segment() {
+    let fx = Fixture::new();
+    let segment = fx.open().expect("open");
+    let before = segment.fingerprint();
+    for offset in [0, 56, HEADER_SIZE - 8] {
+        assert!(matches!(
+            segment.write_bytes(offset, &[0xff; 8]),
+            Err(OffsetError::InHeader { offset: o }) if o == offset
+        ));
+        assert!(matches!(
+            segment.get(Offset::<AtomicU64>::new(offset)),
+            Err(OffsetError::InHeader { .. })
+        ));
+        assert!(matches!(segment.ptr(offset, 8, 8), Err(OffsetError::InHeader { .. })));
+    }
+    // Reading the header is allowed, and it is untouched.
+    let mut bytes = [0u8; HEADER_SIZE as usize];
+    segment.read_bytes(0, &mut bytes).expect("read the header");
+    assert_eq!(&bytes[..], &fx.pristine[..HEADER_SIZE as usize]);
+    assert_eq!(segment.fingerprint(), before);
+    assert!(segment.write_bytes(HEADER_SIZE, &[1; 8]).is_ok(), "the first byte after it is ours");
 }
