@@ -368,11 +368,13 @@ impl<T: ZeroCopy> Deref for Sample<'_, '_, T> {
 
     /// The first (for single-value topics, the only) element.
     fn deref(&self) -> &T {
-        // SAFETY: `locate` checked the pointer lies in the mapped payload segment, aligned and
-        // sized for `T`; the mapping lives as long as our `Rc`. The publisher does not write a
-        // block while a subscriber holds it (its holder bit is ours until `give_back`); a
-        // publisher that breaks that can only change which valid `T` we read (every bit
-        // pattern is one), and our mapping is read-only, so we cannot write it either.
+        // `locate` checked the pointer lies in the mapped payload segment, aligned and sized
+        // for `T`; the mapping lives as long as our `Rc`. The publisher does not write a block
+        // while a subscriber holds it (its holder bit is ours until `give_back`); a publisher
+        // that breaks that can only change which valid `T` we read (every bit pattern is one),
+        // and our mapping is read-only, so we cannot write it either.
+        // SAFETY: in bounds, aligned and sized for `T` in a live mapping, and any bytes are a
+        // valid `T` (above).
         unsafe { self.ptr.as_ref() }
     }
 }
