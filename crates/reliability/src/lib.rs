@@ -106,6 +106,20 @@ pub fn assert_nothing_left(namespace: &str) {
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
 }
 
+/// A node named `test` in `namespace`, for a test's parent process.
+pub fn test_node(namespace: &str) -> shmlane::Node {
+    shmlane::Node::builder("test").namespace(namespace).create().expect("create the test's node")
+}
+
+/// The end of a crash test, once every other handle is dropped: removes the registrations of
+/// the nodes killed in `namespace` (there must be `dead_nodes`; `context` says which), drops
+/// `node` and checks nothing of the namespace is left ([`assert_nothing_left`]).
+pub fn finish(node: shmlane::Node, namespace: &str, dead_nodes: usize, context: &str) {
+    assert_eq!(node.remove_dead_nodes(), dead_nodes, "{context}: dead nodes' registrations");
+    drop(node);
+    assert_nothing_left(namespace);
+}
+
 /// Environment variable: cases per property of the hostile-input suites (`hostile_topic`,
 /// `hostile_queue`). Unset, each property runs its bounded CI count; the long mode is
 /// `SHMLANE_FUZZ_CASES=1000000` (see docs/reliability.md).

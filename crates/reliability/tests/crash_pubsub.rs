@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use shmlane::notify::Blocking;
 use shmlane::{BlockCounts, ConnectError, Node, Overflow, PublishError, Publisher, Subscriber};
-use shmlane_reliability::{CRASH_AT_ENV, Flag, Stamped, assert_nothing_left, files_of};
+use shmlane_reliability::{
+    CRASH_AT_ENV, Flag, Stamped, assert_nothing_left, files_of, finish, test_node,
+};
 use shmlane_testkit::{
     ChildProc, child_spec, exit_child, fail, process_lock, report, sleep_until_killed, spawn_child,
     spawn_child_with_env, split_spec, wait_for,
@@ -21,10 +23,6 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn namespace(tag: &str) -> String {
     format!("cp{}{tag}", std::process::id())
-}
-
-fn node(namespace: &str) -> Node {
-    Node::builder("test").namespace(namespace).create().unwrap()
 }
 
 /// Child processes enter here; in the parent (no `SHMLANE_CHILD`) this test does nothing.
@@ -298,7 +296,7 @@ fn a_publisher_killed_at_each_instant_of_a_send_leaves_its_subscribers_working()
     ];
     for (i, (point, first, second)) in cases.into_iter().enumerate() {
         let ns = namespace(&format!("send{i}"));
-        let node = node(&ns);
+        let node = test_node(&ns);
         let topic = node.topic::<Stamped>("t").max_publishers(1).max_subscribers(2);
         let topic = topic.subscriber_capacity(256).create().unwrap();
         let (a, b) = (topic.subscriber().unwrap(), topic.subscriber().unwrap());
@@ -318,9 +316,7 @@ fn a_publisher_killed_at_each_instant_of_a_send_leaves_its_subscribers_working()
         drop(a);
         drop(b);
         drop(topic);
-        assert_eq!(node.remove_dead_nodes(), 1, "{point}: the killed publisher's registration");
-        drop(node);
-        assert_nothing_left(&ns);
+        finish(node, &ns, 1, &format!("{point}: the killed publisher's registration"));
     }
 }
 
@@ -328,7 +324,7 @@ fn a_publisher_killed_at_each_instant_of_a_send_leaves_its_subscribers_working()
 fn a_killed_publishers_payload_segment_goes_with_its_topic() {
     let _serial = process_lock();
     let ns = namespace("payload");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let topic = node.topic::<Stamped>("t").create().unwrap();
     let subscriber = topic.subscriber().unwrap();
     let point = "shmlane.loan.taken:3";
@@ -340,16 +336,14 @@ fn a_killed_publishers_payload_segment_goes_with_its_topic() {
     // payload segment with the topic.
     drop(subscriber);
     drop(topic);
-    assert_eq!(node.remove_dead_nodes(), 1);
-    drop(node);
-    assert_nothing_left(&ns);
+    finish(node, &ns, 1, "");
 }
 
 #[test]
 fn a_subscriber_asleep_in_a_blocking_receive_wakes_when_its_publisher_died_before_notifying() {
     let _serial = process_lock();
     let ns = namespace("notify");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let topic = node.topic::<Stamped>("t").max_publishers(1).max_subscribers(1).create().unwrap();
     let mut subscriber = spawn_child("blocked_wait", &[&ns]);
     subscriber.report("ready", TIMEOUT);
@@ -365,9 +359,7 @@ fn a_subscriber_asleep_in_a_blocking_receive_wakes_when_its_publisher_died_befor
     assert!(woke < Duration::from_secs(2), "woke only after {woke:?}");
     subscriber.expect_success(TIMEOUT);
     drop(topic);
-    assert_eq!(node.remove_dead_nodes(), 1);
-    drop(node);
-    assert_nothing_left(&ns);
+    finish(node, &ns, 1, "");
 }
 
 #[test]
@@ -382,7 +374,7 @@ fn a_subscriber_killed_holding_samples_gives_every_block_back() {
     for (i, point) in cases.into_iter().enumerate() {
         let what = point.unwrap_or("SIGKILL while holding");
         let ns = namespace(&format!("hold{i}"));
-        let node = node(&ns);
+        let node = test_node(&ns);
         let topic = node.topic::<Stamped>("t").max_subscribers(1).subscriber_capacity(8);
         let topic = topic.max_held(4).create().unwrap();
         let publisher = topic.publisher().unwrap();
@@ -445,9 +437,7 @@ fn a_subscriber_killed_holding_samples_gives_every_block_back() {
         drop(subscriber);
         drop(publisher);
         drop(topic);
-        assert_eq!(node.remove_dead_nodes(), 1, "{what}: the killed subscriber's registration");
-        drop(node);
-        assert_nothing_left(&ns);
+        finish(node, &ns, 1, &format!("{what}: the killed subscriber's registration"));
     }
 }
 
@@ -459,7 +449,7 @@ fn block_policy_releases_a_publisher_blocked_on_a_killed_subscriber_within_milli
     // blocks until it is found dead; then a last stretch with the live subscriber alone.
     const TOTAL: u64 = ROUNDS * 4 + 100;
     let ns = namespace("blockdead");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let topic = node.topic::<Stamped>("t").max_subscribers(2).subscriber_capacity(2);
     let topic = topic.overflow(Overflow::Block).create().unwrap();
     let publisher = topic.publisher().unwrap();
@@ -515,16 +505,14 @@ fn block_policy_releases_a_publisher_blocked_on_a_killed_subscriber_within_milli
     drop(publisher);
     drop(topic);
     // Each stalled child's node creation removed its dead predecessor's registration.
-    assert_eq!(node.remove_dead_nodes(), 1);
-    drop(node);
-    assert_nothing_left(&ns);
+    finish(node, &ns, 1, "");
 }
 
 #[test]
 fn a_publisher_blocked_on_a_full_queue_follows_its_subscriber_leaving_or_being_replaced() {
     let _serial = process_lock();
     let ns = namespace("blockfollow");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let topic = node.topic::<Stamped>("t").max_subscribers(1).subscriber_capacity(2);
     let topic = topic.overflow(Overflow::Block).create().unwrap();
     let publisher = topic.publisher().unwrap();
@@ -593,9 +581,7 @@ fn a_publisher_blocked_on_a_full_queue_follows_its_subscriber_leaving_or_being_r
     assert_all_free(publisher.block_counts());
     drop(publisher);
     drop(topic);
-    assert_eq!(node.remove_dead_nodes(), 1);
-    drop(node);
-    assert_nothing_left(&ns);
+    finish(node, &ns, 1, "");
 }
 
 #[test]
@@ -603,7 +589,7 @@ fn a_stopped_subscriber_keeps_its_slot_and_samples_under_the_block_policy() {
     let _serial = process_lock();
     const LAST: u64 = 40;
     let ns = namespace("stopblock");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let topic = node.topic::<Stamped>("t").max_subscribers(1).subscriber_capacity(4);
     let topic = topic.max_held(2).overflow(Overflow::Block).create().unwrap();
     let publisher = topic.publisher().unwrap();
@@ -653,7 +639,7 @@ fn a_stopped_subscriber_keeps_its_slot_and_samples_under_the_block_policy() {
 fn a_stopped_subscriber_keeps_its_slot_and_held_samples_under_drop_oldest() {
     let _serial = process_lock();
     let ns = namespace("stopdrop");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let topic = node.topic::<Stamped>("t").max_subscribers(1).subscriber_capacity(4);
     let topic = topic.max_held(2).create().unwrap();
     let publisher = topic.publisher().unwrap();
@@ -700,7 +686,7 @@ fn a_stopped_subscriber_keeps_its_slot_and_held_samples_under_drop_oldest() {
 fn a_stopped_publisher_keeps_its_slot_and_goes_on_when_resumed() {
     let _serial = process_lock();
     let ns = namespace("stoppub");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let topic = node.topic::<Stamped>("t").max_publishers(1).create().unwrap();
     let subscriber = topic.subscriber().unwrap();
     let go = Flag::new("stoppub");
@@ -732,7 +718,7 @@ fn a_stopped_publisher_keeps_its_slot_and_goes_on_when_resumed() {
 fn a_publisher_killed_while_handing_its_connection_to_a_joining_subscriber() {
     let _serial = process_lock();
     let ns = namespace("handoff");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let topic = node.topic::<Stamped>("t").max_publishers(1).max_subscribers(2);
     let topic = topic.subscriber_capacity(1024).create().unwrap();
     let a = topic.subscriber().unwrap();
@@ -759,9 +745,7 @@ fn a_publisher_killed_while_handing_its_connection_to_a_joining_subscriber() {
     drop(a);
     drop(b);
     drop(topic);
-    assert_eq!(node.remove_dead_nodes(), 1);
-    drop(node);
-    assert_nothing_left(&ns);
+    finish(node, &ns, 1, "");
 }
 
 #[test]
@@ -774,7 +758,7 @@ fn a_process_killed_while_registering_its_node_leaves_nothing_after_cleanup() {
     let left = files_of(&ns);
     assert!(left.len() == 1 && left[0].contains(".node.doomed."), "{left:?}");
     // Creating a node in the namespace removes registrations of dead processes.
-    let node = node(&ns);
+    let node = test_node(&ns);
     let left = files_of(&ns);
     assert!(left.len() == 1 && left[0].contains(".node.test."), "{left:?}");
     drop(node);

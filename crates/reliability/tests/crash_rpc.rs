@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use shmlane::notify::Blocking;
 use shmlane::{Client, ConnectError, Node, ReceiveError, Rpc, Server};
-use shmlane_reliability::{CRASH_AT_ENV, Flag, assert_nothing_left};
+use shmlane_reliability::{CRASH_AT_ENV, Flag, assert_nothing_left, finish, test_node};
 use shmlane_testkit::{
     ChildProc, child_spec, exit_child, fail, process_lock, report, spawn_child,
     spawn_child_with_env, split_spec,
@@ -27,10 +27,6 @@ struct Add {
 
 fn namespace(tag: &str) -> String {
     format!("cr{}{tag}", std::process::id())
-}
-
-fn node(namespace: &str) -> Node {
-    Node::builder("test").namespace(namespace).create().unwrap()
 }
 
 /// The service every test uses (children open it with the creator's settings).
@@ -117,7 +113,7 @@ fn call_here(client: &Client<'_, Add, u64>, server: &Server<'_, Add, u64>, a: u6
 fn a_server_killed_with_requests_pending_gives_its_clients_an_error_within_their_timeout() {
     let _serial = process_lock();
     let ns = namespace("deadserver");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let rpc = adder(&node, 2);
     // It answers two requests and dies holding the third, its response loaned.
     let point = "shmlane.respond.loaned:3";
@@ -168,16 +164,14 @@ fn a_server_killed_with_requests_pending_gives_its_clients_an_error_within_their
     drop(second);
     drop(rpc);
     // The successor's node creation already removed the dead server's registration.
-    assert_eq!(node.remove_dead_nodes(), 0);
-    drop(node);
-    assert_nothing_left(&ns);
+    finish(node, &ns, 0, "");
 }
 
 #[test]
 fn a_client_in_a_killed_clients_slots_never_takes_the_answer_meant_for_it() {
     let _serial = process_lock();
     let ns = namespace("successor");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let rpc = adder(&node, 2);
     let server = rpc.server().unwrap();
     let live = rpc.client().unwrap();
@@ -207,16 +201,14 @@ fn a_client_in_a_killed_clients_slots_never_takes_the_answer_meant_for_it() {
     drop(live);
     drop(server);
     drop(rpc);
-    assert_eq!(node.remove_dead_nodes(), 1);
-    drop(node);
-    assert_nothing_left(&ns);
+    finish(node, &ns, 1, "");
 }
 
 #[test]
 fn a_client_killed_with_a_response_in_flight_leaves_the_server_and_other_clients_going() {
     let _serial = process_lock();
     let ns = namespace("deadclient");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let rpc = adder(&node, 2);
     let flag = Flag::new("deadclient");
     let mut server = spawn_child("serve", &[&ns, flag.path()]);
@@ -239,16 +231,14 @@ fn a_client_killed_with_a_response_in_flight_leaves_the_server_and_other_clients
     server.expect_success(TIMEOUT);
     drop(rpc);
     // The successor's node creation already removed the dead client's registration.
-    assert_eq!(node.remove_dead_nodes(), 0);
-    drop(node);
-    assert_nothing_left(&ns);
+    finish(node, &ns, 0, "");
 }
 
 #[test]
 fn a_stopped_server_keeps_its_slot_and_answers_when_resumed() {
     let _serial = process_lock();
     let ns = namespace("stopserver");
-    let node = node(&ns);
+    let node = test_node(&ns);
     let rpc = adder(&node, 1);
     let flag = Flag::new("stopserver");
     let mut server = spawn_child("serve", &[&ns, flag.path()]);
