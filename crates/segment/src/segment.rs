@@ -942,21 +942,32 @@ impl Segment {
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the segment.
+    #[inline]
     pub fn read_bytes(&self, offset: u64, buf: &mut [u8]) -> Result<(), OffsetError> {
         self.mapping.read(offset, buf)
     }
 
     /// Copies `bytes` into the segment at `offset`, which must lie after the header
     /// ([`OffsetError::InHeader`] otherwise).
+    #[inline]
     pub fn write_bytes(&self, offset: u64, bytes: &[u8]) -> Result<(), OffsetError> {
         past_header(offset)?;
         self.mapping.write(offset, bytes)
+    }
+
+    /// Asks the CPU to start loading the cache line at `offset` into its cache, so that a read
+    /// of it soon after does not wait for memory or another core (a hint: nothing happens if
+    /// `offset` lies outside the segment or the CPU has no prefetch instruction).
+    #[inline]
+    pub fn prefetch(&self, offset: u64) {
+        self.mapping.prefetch(offset);
     }
 
     /// A raw pointer to `len` bytes at `offset`, checked to lie in the segment after the
     /// header and to be aligned to `align` (a power of two). For zero-copy payloads whose access a protocol
     /// governs (shmlane's loans and samples); the pointer is valid while `self` lives. Writing
     /// through it on a read-only handle faults.
+    #[inline]
     pub fn ptr(
         &self,
         offset: u64,
@@ -1010,6 +1021,7 @@ impl Drop for Segment {
 }
 
 /// Refuses offsets inside the header: callers write and view only what they placed after it.
+#[inline]
 fn past_header(offset: u64) -> Result<(), OffsetError> {
     if offset < HEADER_SIZE { Err(OffsetError::InHeader { offset }) } else { Ok(()) }
 }
