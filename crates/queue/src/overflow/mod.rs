@@ -254,6 +254,12 @@ impl<S: Storage> Producer<S> {
         self.tail += 1;
         // Release: pairs with the Acquire loads of `tail` in `len`.
         ring.tail.store(self.tail, Ordering::Release);
+        if self.full_by_cache() {
+            // The next push would reload `head` before writing: reload it now, after this
+            // value is on its way, so that the load's cache miss is not on the next push's
+            // path. A corrupt `head` is reported by that push.
+            let _ = self.free();
+        }
     }
 }
 
@@ -261,6 +267,14 @@ impl<S: Storage> Consumer<S> {
     /// Pops the oldest value.
     #[inline]
     pub fn pop(&mut self) -> Option<u64> {
+        self.pop_hinted(|_| ())
+    }
+
+    /// [`pop`](Self::pop), calling `hint` with each value read just before claiming it: a
+    /// hint only (the claim may fail and another value be read), for instance to prefetch what
+    /// the value names while the claim's atomic instruction runs.
+    #[inline]
+    pub fn pop_hinted(&mut self, mut hint: impl FnMut(u64)) -> Option<u64> {
         let ring = self.storage.ring();
         // Acquire: pairs with the producer's AcqRel eviction CAS.
         let mut head = ring.head.load(Ordering::Acquire);
@@ -287,6 +301,7 @@ impl<S: Storage> Consumer<S> {
             }
             // Relaxed: after the stamp's Acquire; the CAS below proves it is position `head`'s.
             let value = slot.value.load(Ordering::Relaxed);
+            hint(value);
             // AcqRel: Release orders our read of the value before the producer's reuse of the
             // slot (it loads `head` with Acquire); Acquire pairs with its eviction CAS.
             // Failure Acquire: the new head, as the first load.
