@@ -281,11 +281,13 @@ fn inspect_shows_queue_fill_pool_use_and_drops_as_sent() {
     }
 
     // 5 more: each queue of 8 evicts its 2 oldest (drops); the first subscriber takes one
-    // and hands it back.
+    // and hands it back (at once: a dropped sample's block is otherwise returned by the next
+    // `receive` that finds nothing).
     for value in 6..=10 {
         publisher.send_copy(value).unwrap();
     }
     assert_eq!(*first.receive().unwrap().unwrap(), 3);
+    first.flush_returns();
     let detail = inspected("app.topic.ticks");
     let subscribers = &detail["topic"]["subscribers"];
     let fill = |s: usize| {

@@ -91,9 +91,10 @@ const QUEUE_SLOT: u64 = 16;
 const DATA_HEADER_AT: u64 = 128;
 /// `size_of::<DataHeader>()`.
 const DATA_HEADER_LEN: u64 = 56;
-/// Where the blocks of a `u64` base pool start, and their size: `[len, tag, value]`.
-const BLOCKS_AT: u64 = 192;
-const BLOCK_SIZE: u64 = 24;
+/// Where the blocks of a `u64` base pool start, and their size: `[len, tag, value]` padded
+/// to a pair of cache lines (blocks start on 128-byte boundaries).
+const BLOCKS_AT: u64 = 256;
+const BLOCK_SIZE: u64 = 128;
 
 // ---------------------------------------------------------------------------------------------
 // What a case is.

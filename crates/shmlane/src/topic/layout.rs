@@ -30,7 +30,7 @@ use crate::payload::TypeInfo;
 
 pub(crate) const TOPIC_MAGIC: [u8; 8] = *b"SHMLTOPC";
 pub(crate) const DATA_MAGIC: [u8; 8] = *b"SHMLDATA";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 const HEADER_REGION: u64 = 256;
 const TYPE_NAME_LEN: usize = 128;
 /// Bytes before a block's elements: its element count, then its tag (a correlation id).
@@ -297,11 +297,17 @@ impl TopicError {
     }
 }
 
+/// Blocks start and end on a boundary of this many bytes: a pair of cache lines, the unit the
+/// adjacent-line prefetcher fetches. So no two blocks share a line, and a publisher taking the
+/// lines of its next block for writing never takes one a subscriber is reading.
+pub(crate) const BLOCK_ALIGN: u64 = 128;
+
 /// Where a block's elements start (after its `len` and `tag` words) and how long a block is.
 pub(crate) fn block_geometry<T>(max_slice_len: u32) -> Option<(u64, u64)> {
     let align = (align_of::<T>() as u64).max(8);
     let elements_at = PREFIX.next_multiple_of(align);
     let bytes = (size_of::<T>() as u64).checked_mul(u64::from(max_slice_len))?;
-    let block_size = elements_at.checked_add(bytes)?.checked_next_multiple_of(align)?;
+    let block_size =
+        elements_at.checked_add(bytes)?.checked_next_multiple_of(align.max(BLOCK_ALIGN))?;
     Some((elements_at, block_size))
 }

@@ -11,7 +11,9 @@ use std::ptr::NonNull;
 use shmlane_segment::{Carver, CreateError, RegionLayout, Segment, SegmentName};
 use zerocopy::IntoBytes;
 
-use super::layout::{DATA_HEADER_AT, DATA_MAGIC, DataHeader, TAG_AT, VERSION, block_geometry};
+use super::layout::{
+    BLOCK_ALIGN, DATA_HEADER_AT, DATA_MAGIC, DataHeader, TAG_AT, VERSION, block_geometry,
+};
 use super::{DATA_FINGERPRINT, Topic};
 use crate::error::PublishError;
 use crate::node::Node;
@@ -55,8 +57,11 @@ impl BlockCounts {
 /// One payload segment and the state of its blocks.
 #[derive(Debug)]
 struct Pool {
-    data: Segment,
-    blocks_at: u64,
+    /// Keeps the mapping `first` points into.
+    _data: Segment,
+    /// The first block in `data`'s mapping; `holders.len()` blocks of `block_size` bytes
+    /// follow it, in bounds (checked at creation).
+    first: FirstBlock,
     block_size: u64,
     elements_at: u64,
     /// Elements a block holds.
@@ -65,6 +70,14 @@ struct Pool {
     loaned: Vec<bool>,
     free: Vec<u32>,
 }
+
+/// Where a pool's blocks start in its (writable) mapping.
+#[derive(Debug)]
+struct FirstBlock(NonNull<u8>);
+
+// SAFETY: the pointer leads into the mapping of the `Segment` its `Pool` owns (and `Segment` is
+// `Send`); it moves with that pool and is used only through it.
+unsafe impl Send for FirstBlock {}
 
 /// Every pool of one publisher.
 #[derive(Debug)]
@@ -98,6 +111,17 @@ impl Pools {
                 break;
             }
         }
+    }
+
+    /// Takes a free block for `len` elements and marks it loaned, if one is free (never adds
+    /// a pool).
+    #[inline]
+    pub(crate) fn take_free(&mut self, len: u64) -> Option<u32> {
+        let p = if len <= self.pools[0].max_len { 0 } else { self.with_free(len)? };
+        let pool = &mut self.pools[p];
+        let index = pool.free.pop()?;
+        pool.loaned[index as usize] = true;
+        Some((p as u32) << INDEX_BITS | index)
     }
 
     /// The pool with a free block for `len` elements, if any: the base pool up to its
@@ -138,20 +162,54 @@ impl Pools {
         Ok((pool as u32) << INDEX_BITS | index)
     }
 
-    /// Writes `len` into `block` and returns a pointer to its elements.
+    /// Writes `len` (and a zero tag) into `block`'s header and returns a pointer to its
+    /// elements. `block` is one of ours, from a pool whose blocks hold `len` elements.
+    #[inline]
     pub(crate) fn elements<T>(&self, block: u32, len: u64) -> NonNull<T> {
-        let (pool, start) = self.start(block);
-        let checked = "blocks lie in their payload segment, aligned: checked at creation";
-        pool.data.write_bytes(start, &len.to_ne_bytes()).expect(checked);
-        let bytes = size_of::<T>() as u64 * len;
-        pool.data.ptr(start + pool.elements_at, bytes, align_of::<T>()).expect(checked).cast()
+        let (pool, start) = self.block(block);
+        debug_assert!(len <= pool.max_len);
+        // SAFETY: the two header words lie at the start of the block (8-aligned: the first
+        // block and `block_size` are multiples of 8), which is in bounds and ours (`block`).
+        // Written by raw pointer: no reference to shared bytes is formed.
+        unsafe { start.cast::<[u64; 2]>().write([len, 0]) };
+        // SAFETY: `elements_at + len * size_of::<T>() <= block_size` (`block_geometry`, and
+        // `len` fits the pool), so the elements lie in the block, aligned for `T`.
+        unsafe { start.add(pool.elements_at as usize).cast() }
     }
 
-    /// Writes `block`'s tag (read back by subscribers).
+    /// Writes `block`'s tag (read back by subscribers) over the zero `elements` wrote.
+    #[inline]
     pub(crate) fn set_tag(&self, block: u32, tag: u64) {
-        let (pool, start) = self.start(block);
-        let checked = "blocks lie in their payload segment: checked at creation";
-        pool.data.write_bytes(start + TAG_AT, &tag.to_ne_bytes()).expect(checked);
+        let (_, start) = self.block(block);
+        // SAFETY: the tag word lies in the block's header, in bounds and 8-aligned (as in
+        // `elements`).
+        unsafe { start.add(TAG_AT as usize).cast::<u64>().write(tag) };
+    }
+
+    /// Writes into the header of the block the next loan of a base-pool sample will take, so
+    /// that its cache line is ours (fetched for writing) before that loan: the loan's writes
+    /// then do not wait for the line to come back from the subscriber that last read it.
+    /// The block is free (no subscriber holds it) and the loan rewrites the header.
+    #[inline]
+    pub(crate) fn warm_next(&self) {
+        let pool = &self.pools[0];
+        if let Some(&index) = pool.free.last() {
+            let (_, start) = self.block(index);
+            // SAFETY: the tag word of a block of ours, in bounds and 8-aligned (as in
+            // `elements`); the block is free, so no subscriber reads it.
+            unsafe { start.add(TAG_AT as usize).cast::<u64>().write(0) };
+        }
+    }
+
+    /// `block`'s pool and first byte.
+    #[inline]
+    fn block(&self, block: u32) -> (&Pool, NonNull<u8>) {
+        let (pool, index) = split(block);
+        let pool = &self.pools[pool];
+        assert!(index < pool.holders.len(), "block {block} is not one of ours");
+        // SAFETY: `index` is below the pool's block count, so the block lies in the blocks'
+        // extent, which `create` checked lies in the mapping.
+        (pool, unsafe { pool.first.0.add(index * pool.block_size as usize) })
     }
 
     /// Whether `block` names one of our blocks (a value handed back by a peer may not).
@@ -213,12 +271,6 @@ impl Pools {
         }
         counts
     }
-
-    fn start(&self, block: u32) -> (&Pool, u64) {
-        let (pool, index) = split(block);
-        let pool = &self.pools[pool];
-        (pool, pool.blocks_at + index as u64 * pool.block_size)
-    }
 }
 
 /// (pool, index) of a block id.
@@ -242,7 +294,7 @@ fn create<T: ZeroCopy>(
     let header_region = carver.place(header_layout).map_err(|_| too_large())?;
     debug_assert_eq!(header_region.offset, DATA_HEADER_AT);
     let size = block_size.checked_mul(blocks).ok_or_else(too_large)?;
-    let payload = RegionLayout { size, align: (align_of::<T>() as u64).max(64) };
+    let payload = RegionLayout { size, align: (align_of::<T>() as u64).max(BLOCK_ALIGN) };
     let blocks_region = carver.place(payload).map_err(|_| too_large())?;
     let header = DataHeader {
         magic: DATA_MAGIC,
@@ -275,9 +327,10 @@ fn create<T: ZeroCopy>(
         other => other?,
     };
     let count = blocks as usize;
+    let first = data.ptr(blocks_region.offset, size, 8).map_err(|_| too_large())?;
     Ok(Pool {
-        data,
-        blocks_at: blocks_region.offset,
+        first: FirstBlock(first),
+        _data: data,
         block_size,
         elements_at,
         max_len,

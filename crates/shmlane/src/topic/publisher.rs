@@ -168,22 +168,30 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         if state.loans >= self.topic.config.max_loans {
             return Err(PublishError::OutOfBlocks);
         }
-        // Returned blocks are collected only when no free one is left: reading the queues of
-        // returns on every loan would cost a cache-line transfer per sample.
-        if state.pools.with_free(len).is_none() {
-            self.collect(&mut state);
-        }
-        let block = match state.pools.take(self.topic, len) {
-            Err(PublishError::OutOfBlocks) => {
-                self.reclaim_dead(&mut state);
-                state.pools.take(self.topic, len)?
-            }
-            other => other?,
+        // Returned blocks are collected only when no free one is left (and after each send):
+        // reading the queues of returns on every loan would cost a cache-line transfer.
+        let block = match state.pools.take_free(len) {
+            Some(block) => block,
+            None => self.take_block_slow(&mut state, len)?,
         };
         state.loans += 1;
         let elements = state.pools.elements(block, len);
         crash_point!("shmlane.loan.taken");
         Ok((block, elements))
+    }
+
+    /// No block was free: collects returns, then adds a pool for `len` if its size class
+    /// has none or, failing that, takes back the blocks of dead subscribers.
+    #[cold]
+    fn take_block_slow(&self, state: &mut State<'t>, len: u64) -> Result<u32, PublishError> {
+        self.collect(state);
+        match state.pools.take(self.topic, len) {
+            Err(PublishError::OutOfBlocks) => {
+                self.reclaim_dead(state);
+                state.pools.take(self.topic, len)
+            }
+            other => other,
+        }
     }
 
     /// Sends a sample by copy (for small `T`).
@@ -245,7 +253,9 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             None => 0..self.subscribers.len(),
         };
         let mut state = self.state.borrow_mut();
-        state.pools.set_tag(block, tag);
+        if tag != 0 {
+            state.pools.set_tag(block, tag);
+        }
         // The block stays marked loaned until the send is done: a value a peer forged into a
         // queue may name it, and its release must not free it while it is being handed out.
         state.loans -= 1;
@@ -326,8 +336,10 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             // After the block's holders are complete: cleaning a dead subscriber out may free it.
             self.check_stuck(&mut state, stuck);
         }
-        // Returns are taken in after the sample is on its way, off the critical path.
+        // Returns are taken in after the sample is on its way, off the critical path, and the
+        // next loan's block is made ready for writing.
         self.collect(&mut state);
+        state.pools.warm_next();
         Ok(delivered)
     }
 

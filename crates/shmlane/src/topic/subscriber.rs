@@ -1,5 +1,9 @@
 //! [`Subscriber`] and [`Sample`]: take offsets from each publisher's submission queue, read
 //! the payload where it lies (mapped read-only), hand the block back when the sample drops.
+//!
+//! Returns are batched: a dropped sample's block is handed back by the next `receive` that
+//! finds nothing queued (or that would otherwise exceed `max_held`), so the cache-line transfer
+//! of the return is paid while idle, not between taking a sample and answering it.
 
 use std::cell::{Cell, RefCell};
 use std::ops::Deref;
@@ -33,6 +37,8 @@ pub struct Subscriber<'t, T> {
     /// Publisher to poll first next time (round robin).
     next: Cell<usize>,
     held: Cell<u32>,
+    /// Blocks of dropped samples not handed back yet (they count against `max_held`).
+    unreturned: Cell<u32>,
     /// Whether publishers may block on our queue (the block policy): then every pop and
     /// return notifies them.
     wakes_publishers: bool,
@@ -47,6 +53,8 @@ struct Connection<'t> {
     ends: Option<(Consumer<Shared<'t>>, Producer<Shared<'t>>)>,
     /// The publisher's payload segments mapped so far, by pool (all of one generation).
     payloads: Vec<Option<Rc<Payload>>>,
+    /// Blocks of dropped samples to hand back (room for `max_held`: never reallocates).
+    returns: Vec<u64>,
 }
 
 /// A publisher's payload segment, mapped read-only, with its validated geometry.
@@ -115,6 +123,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                 ),
                 ends: None,
                 payloads: Vec::new(),
+                returns: Vec::with_capacity(config.max_held as usize),
             });
         }
         Ok(Subscriber {
@@ -127,6 +136,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             connections: RefCell::new(connections),
             next: Cell::new(0),
             held: Cell::new(0),
+            unreturned: Cell::new(0),
             wakes_publishers: config.overflow == super::Overflow::Block,
         })
     }
@@ -134,10 +144,13 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     /// The next sample from any publisher, if one is queued. Never blocks, no system call.
     pub fn receive(&self) -> Result<Option<Sample<'_, 't, T>>, ReceiveError> {
         let max_held = self.topic.config.max_held;
-        if self.held.get() >= max_held {
-            return Err(ReceiveError::TooManyHeld(max_held));
-        }
         let mut connections = self.connections.borrow_mut();
+        if self.held.get() + self.unreturned.get() >= max_held {
+            self.hand_back(&mut connections);
+            if self.held.get() >= max_held {
+                return Err(ReceiveError::TooManyHeld(max_held));
+            }
+        }
         let count = connections.len();
         let start = self.next.get();
         for i in 0..count {
@@ -147,7 +160,11 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                 continue;
             }
             let Some((submission, completion)) = connection.ends.as_mut() else { continue };
-            while let Some(value) = submission.pop() {
+            loop {
+                let payloads = &connection.payloads;
+                let Some(value) = submission.pop_hinted(|value| prefetch(payloads, value)) else {
+                    break;
+                };
                 crash_point!("shmlane.receive.popped");
                 if self.wakes_publishers {
                     // Room in our queue: wake a publisher blocked on it (no system call unless
@@ -174,6 +191,8 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                 }
             }
         }
+        // Idle: the time to hand back the blocks of dropped samples.
+        self.hand_back(&mut connections);
         Ok(None)
     }
 
@@ -190,6 +209,15 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             Err(e) => Some(Err(e)),
         };
         strategy.wait_for(&self.entry.event, deadline, poll)?
+    }
+
+    /// Hands the blocks of dropped samples back to their publishers now.
+    /// [`receive`](Self::receive) does it by itself whenever it finds nothing queued (or would
+    /// exceed `max_held`), and so does dropping the subscriber: call this to return them while
+    /// the subscriber stops receiving for a while.
+    pub fn flush_returns(&self) {
+        let mut connections = self.connections.borrow_mut();
+        self.hand_back(&mut connections);
     }
 
     /// Samples meant for this subscriber that were dropped (evicted from its full queue, or
@@ -313,19 +341,61 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         })
     }
 
-    /// Hands `value` back to publisher `p`.
+    /// Queues `value` to be handed back to publisher `p` ([`hand_back`](Self::hand_back)).
     fn give_back(&self, p: usize, value: u64) {
         self.held.set(self.held.get() - 1);
         let mut connections = self.connections.borrow_mut();
-        if let Some((_, completion)) = connections[p].ends.as_mut() {
-            crash_point!("shmlane.give_back.before_push");
-            // Sized for every block we can have from this publisher, so nothing is evicted
-            // unless a peer corrupted the queue; the publisher's cleanup covers that case.
-            let _ = completion.push(value);
+        // `held + unreturned <= max_held` (checked in `receive`): within the reserved room.
+        connections[p].returns.push(value);
+        self.unreturned.set(self.unreturned.get() + 1);
+    }
+}
+
+/// Starts loading the first line of the block `value` names (its length, tag and first
+/// element), if its payload segment is mapped: the load overlaps the queue claim.
+#[inline]
+fn prefetch(payloads: &[Option<Rc<Payload>>], value: u64) {
+    let (pool, block) = super::pool::split(value as u32);
+    if let Some(Some(mapped)) = payloads.get(pool)
+        && mapped.generation == (value >> 32) as u32
+        && (block as u64) < mapped.blocks
+    {
+        mapped.segment.prefetch(mapped.blocks_at + block as u64 * mapped.block_size);
+    }
+}
+
+impl<'t, T> Subscriber<'t, T> {
+    /// Hands the blocks of dropped samples back to their publishers.
+    fn hand_back(&self, connections: &mut [Connection<'t>]) {
+        if self.unreturned.get() == 0 {
+            return;
+        }
+        self.unreturned.set(0);
+        for (p, connection) in connections.iter_mut().enumerate() {
+            if connection.returns.is_empty() {
+                continue;
+            }
+            let Some((_, completion)) = connection.ends.as_mut() else {
+                connection.returns.clear();
+                continue;
+            };
+            for value in connection.returns.drain(..) {
+                crash_point!("shmlane.give_back.before_push");
+                // Sized for every block we can have from this publisher, so nothing is evicted
+                // unless a peer corrupted the queue; the publisher's cleanup covers that case.
+                let _ = completion.push(value);
+            }
             if self.wakes_publishers {
                 self.publishers[p].space.notify_one();
             }
         }
+    }
+}
+
+impl<T> Drop for Subscriber<'_, T> {
+    fn drop(&mut self) {
+        let mut connections = self.connections.borrow_mut();
+        self.hand_back(&mut connections);
     }
 }
 
