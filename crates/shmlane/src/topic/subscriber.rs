@@ -71,7 +71,8 @@ struct Payload {
 }
 
 /// A received sample: derefs to the payload in shared memory, without a copy. Dropping it
-/// hands the block back to its publisher.
+/// gives the block back to its publisher (handed over when the subscriber is next idle: see
+/// [`Subscriber::flush_returns`]).
 #[derive(Debug)]
 pub struct Sample<'s, 't, T: ZeroCopy> {
     subscriber: &'s Subscriber<'t, T>,
