@@ -23,7 +23,7 @@ pub(crate) const TAIL_AT: u64 = HEAD_AT + PADDED;
 pub(crate) const INDICES_END: u64 = TAIL_AT + PADDED;
 
 /// Format version of every queue descriptor.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Largest capacity a descriptor may claim.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 /// Shared indices at or beyond this are corrupt: no queue gets there (2^63 values), and the

@@ -863,7 +863,12 @@ fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
     let cases: Vec<(&str, u64, Vec<u8>, QueueError)> = vec![
         ("magic", MAGIC_AT, b"NOTAMPMC".to_vec(), QueueError::BadMagic),
         ("magic of an SPSC", MAGIC_AT, b"SHMLSPSC".to_vec(), QueueError::BadMagic),
-        ("version", VERSION_AT, 2u32.to_ne_bytes().to_vec(), QueueError::UnsupportedVersion(2)),
+        (
+            "version 1 (the format before 2)",
+            VERSION_AT,
+            1u32.to_ne_bytes().to_vec(),
+            QueueError::UnsupportedVersion(1),
+        ),
         ("reserved0", RESERVED0_AT, 1u32.to_ne_bytes().to_vec(), QueueError::Corrupt),
         ("capacity 0", CAPACITY_AT, word(0), QueueError::BadCapacity(0)),
         ("capacity 1", CAPACITY_AT, word(1), QueueError::BadCapacity(1)),

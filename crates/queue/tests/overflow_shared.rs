@@ -147,7 +147,8 @@ const PADDED: u64 = size_of::<CachePadded<AtomicU64>>() as u64;
 const TAIL_AT: u64 = HEAD_AT + PADDED;
 /// `IndexSlot`: `#[repr(C)] { stamp: AtomicU64, value: AtomicU64 }`.
 const SLOT_SIZE: u64 = 16;
-const SLOTS_AT: u64 = TAIL_AT + PADDED;
+const SEEN_AT: u64 = TAIL_AT + PADDED;
+const SLOTS_AT: u64 = SEEN_AT + PADDED;
 // Descriptor fields: magic [u8; 8], version u32, reserved0 u32, capacity, element size,
 // element align, fingerprint, extra [u64; 2].
 const MAGIC_AT: u64 = 0;
@@ -187,6 +188,10 @@ impl<'s> Raw<'s> {
 
     fn tail(&self) -> &'s AtomicU64 {
         self.word(TAIL_AT)
+    }
+
+    fn seen(&self) -> &'s AtomicU64 {
+        self.word(SEEN_AT)
     }
 
     fn stamp(&self, slot: u64) -> &'s AtomicU64 {
@@ -703,7 +708,12 @@ fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
     let cases: Vec<(&str, u64, Vec<u8>, QueueError)> = vec![
         ("magic", MAGIC_AT, b"SHMLSPSC".to_vec(), QueueError::BadMagic),
         ("magic, one bit", MAGIC_AT + 7, b"M".to_vec(), QueueError::BadMagic),
-        ("version 2", VERSION_AT, 2u32.to_ne_bytes().to_vec(), QueueError::UnsupportedVersion(2)),
+        (
+            "version 1 (before `seen`)",
+            VERSION_AT,
+            1u32.to_ne_bytes().to_vec(),
+            QueueError::UnsupportedVersion(1),
+        ),
         ("version 0", VERSION_AT, 0u32.to_ne_bytes().to_vec(), QueueError::UnsupportedVersion(0)),
         ("reserved0", RESERVED0_AT, 1u32.to_ne_bytes().to_vec(), QueueError::Corrupt),
         ("extra[0]", EXTRA_AT, word(1), QueueError::Corrupt),
@@ -955,6 +965,71 @@ fn evict_refuses_a_head_that_wrapped_below_zero() {
         let result = producer.evict();
         assert_eq!(result, Err(Corrupt { head: wrapped, tail: 2 }), "evict with head {wrapped}");
     }
+}
+
+#[test]
+fn the_consumer_publishes_its_head_in_seen_only_when_it_finds_the_queue_empty() {
+    let (_cleanup, segment) = local_queue("seen-idle", 4);
+    let queue = attach(&segment, 4);
+    let raw = Raw::new(&segment, 4);
+    let (mut producer, mut consumer) = (queue.producer().unwrap(), queue.consumer().unwrap());
+    for value in 0..3 {
+        producer.push(value).unwrap();
+    }
+    assert_eq!([consumer.pop(), consumer.pop()], [Some(0), Some(1)]);
+    assert_eq!(raw.seen().load(Ordering::Acquire), 0, "stored while values were queued");
+    assert_eq!(consumer.pop(), Some(2));
+    assert_eq!(consumer.pop(), None);
+    assert_eq!(raw.seen().load(Ordering::Acquire), 3);
+    // The producer's evictions move `head`; the next idle pop publishes that too.
+    for value in 3..9 {
+        producer.push(value).unwrap();
+    }
+    assert_eq!(pop_all(&mut consumer), [5, 6, 7, 8]);
+    assert_eq!(raw.seen().load(Ordering::Acquire), 9);
+}
+
+/// A producer whose cache says full finds room through `seen` without loading `head` (so the
+/// consumer keeps its `head` line): an impossible `head` goes unnoticed while `seen` shows room.
+#[test]
+fn a_producer_finds_room_through_seen_without_reading_head() {
+    let (_cleanup, segment) = local_queue("seen-room", 2);
+    let queue = attach(&segment, 2);
+    let raw = Raw::new(&segment, 2);
+    let (mut producer, mut consumer) = (queue.producer().unwrap(), queue.consumer().unwrap());
+    producer.push(1).unwrap();
+    producer.push(2).unwrap();
+    assert_eq!(pop_all(&mut consumer), [1, 2]);
+    raw.head().store(u64::MAX, Ordering::Release);
+    assert_eq!(producer.push(3), Ok(None));
+    assert_eq!(producer.push(4), Ok(None));
+    // Full by `seen` too: now `head` is read, and refused.
+    assert_eq!(producer.push(5), Err(Corrupt { head: u64::MAX, tail: 4 }));
+    raw.head().store(2, Ordering::Release);
+    assert_eq!(producer.push(5), Ok(Some(3)));
+    assert_eq!(pop_all(&mut consumer), [4, 5]);
+}
+
+/// `seen` is a hint from the consumer: one beyond the tail, a lap behind, or behind what the
+/// producer knows is ignored, and a full queue still evicts its oldest value. (One in range
+/// is believed: a consumer that lies about its progress loses its own values.)
+#[test]
+fn a_seen_out_of_range_is_ignored() {
+    let (_cleanup, segment) = local_queue("seen-bad", 4);
+    let queue = attach(&segment, 4);
+    let raw = Raw::new(&segment, 4);
+    let mut producer = queue.producer().unwrap();
+    for value in 0..4 {
+        producer.push(value).unwrap();
+    }
+    for k in 0..5 {
+        let tail = 4 + k;
+        let bad = [u64::MAX, 1 << 63, tail + 100, tail - 4, 0][k as usize];
+        raw.seen().store(bad, Ordering::Release);
+        assert_eq!(producer.push(tail), Ok(Some(k)), "with seen {bad}");
+    }
+    let mut consumer = queue.consumer().unwrap();
+    assert_eq!(pop_all(&mut consumer), [5, 6, 7, 8]);
 }
 
 /// The consumer trusts nothing it reads: whatever `head` a peer writes, `pop` returns.

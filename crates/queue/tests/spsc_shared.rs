@@ -1071,7 +1071,12 @@ fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
     };
     let cases: Vec<(&str, u64, Vec<u8>, QueueError)> = vec![
         ("magic", MAGIC_AT, b"NOTSPSC!".to_vec(), QueueError::BadMagic),
-        ("version", VERSION_AT, 2u32.to_ne_bytes().to_vec(), QueueError::UnsupportedVersion(2)),
+        (
+            "version 1 (the format before 2)",
+            VERSION_AT,
+            1u32.to_ne_bytes().to_vec(),
+            QueueError::UnsupportedVersion(1),
+        ),
         ("reserved0", RESERVED0_AT, 1u32.to_ne_bytes().to_vec(), QueueError::Corrupt),
         ("reserved[0]", RESERVED_AT, 1u64.to_ne_bytes().to_vec(), QueueError::Corrupt),
         ("reserved[1]", RESERVED_AT + 8, [0x80].to_vec(), QueueError::Corrupt),

@@ -87,7 +87,9 @@ impl Kind {
 
     fn slots_at(self) -> u64 {
         match self {
-            Kind::Overflow | Kind::Spsc => 384,
+            // After `seen` (at 384).
+            Kind::Overflow => 512,
+            Kind::Spsc => 384,
             Kind::Mpmc => ENTRIES_AT + 2 * PARTICIPANTS * ENTRY,
         }
     }

@@ -86,7 +86,8 @@ const PUBLISHER_WORDS: u64 = 24;
 const SUBSCRIBER_WORDS: u64 = 32;
 const QUEUE_HEAD_AT: u64 = 128;
 const QUEUE_TAIL_AT: u64 = QUEUE_HEAD_AT + PADDED;
-const QUEUE_SLOTS_AT: u64 = QUEUE_TAIL_AT + PADDED;
+const QUEUE_SEEN_AT: u64 = QUEUE_TAIL_AT + PADDED;
+const QUEUE_SLOTS_AT: u64 = QUEUE_SEEN_AT + PADDED;
 const QUEUE_SLOT: u64 = 16;
 const DATA_HEADER_AT: u64 = 128;
 /// `size_of::<DataHeader>()`.
@@ -152,6 +153,7 @@ enum QueuePart {
     Descriptor(u8),
     Head,
     Tail,
+    Seen,
     Stamp(u8),
     Value(u8),
 }
@@ -294,6 +296,7 @@ fn spot() -> impl Strategy<Value = Spot> {
         1 => any::<u8>().prop_map(QueuePart::Descriptor),
         2 => Just(QueuePart::Head),
         2 => Just(QueuePart::Tail),
+        2 => Just(QueuePart::Seen),
         2 => any::<u8>().prop_map(QueuePart::Stamp),
         2 => any::<u8>().prop_map(QueuePart::Value),
     ];
@@ -444,6 +447,7 @@ impl Mirror {
             (Part::Queue(_), rel) => {
                 (QUEUE_HEAD_AT..QUEUE_HEAD_AT + 8).contains(&rel)
                     || (QUEUE_TAIL_AT..QUEUE_TAIL_AT + 8).contains(&rel)
+                    || (QUEUE_SEEN_AT..QUEUE_SEEN_AT + 8).contains(&rel)
                     || rel >= QUEUE_SLOTS_AT
             }
             (Part::Headers | Part::Gap, _) => false,
@@ -698,6 +702,7 @@ impl<'e> Ctx<'e> {
                     QueuePart::Descriptor(at) => u64::from(*at) % 128,
                     QueuePart::Head => QUEUE_HEAD_AT,
                     QueuePart::Tail => QUEUE_TAIL_AT,
+                    QueuePart::Seen => QUEUE_SEEN_AT,
                     QueuePart::Stamp(i) => slot(*i),
                     QueuePart::Value(i) => slot(*i) + 8,
                 };

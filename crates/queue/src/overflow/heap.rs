@@ -13,13 +13,14 @@ pub struct Heap(Arc<HeapRing>);
 struct HeapRing {
     head: CachePadded<AtomicU64>,
     tail: CachePadded<AtomicU64>,
+    seen: CachePadded<AtomicU64>,
     slots: Box<[IndexSlot]>,
 }
 
 impl Storage for Heap {
     #[inline(always)]
     fn ring(&self) -> Ring<'_> {
-        Ring { slots: &self.0.slots, head: &self.0.head, tail: &self.0.tail }
+        Ring { slots: &self.0.slots, head: &self.0.head, tail: &self.0.tail, seen: &self.0.seen }
     }
 }
 
@@ -43,7 +44,8 @@ pub fn new(capacity: usize) -> (Producer<Heap>, Consumer<Heap>) {
     let ring = Arc::new(HeapRing {
         head: CachePadded::new(AtomicU64::new(0)),
         tail: CachePadded::new(AtomicU64::new(0)),
+        seen: CachePadded::new(AtomicU64::new(0)),
         slots: (0..capacity).map(|_| IndexSlot::empty()).collect(),
     });
-    (Producer::start(Heap(ring.clone()), 0, 0), Consumer { storage: Heap(ring) })
+    (Producer::start(Heap(ring.clone()), 0, 0), Consumer::start(Heap(ring)))
 }

@@ -8,12 +8,21 @@
 //!   head:  CachePadded<AtomicU64>   next position to pop: CAS by the consumer (pop) and the
 //!                                   producer (evict)
 //!   tail:  CachePadded<AtomicU64>   next position to push: stored by the producer only
+//!   seen:  CachePadded<AtomicU64>   a recent `head`, stored by the consumer when it finds the
+//!                                   queue empty: what the producer reads for room
 //! ```
 //!
-//! Producer, to push position `t`: if `t - cached_head == capacity`, reload `head` (Acquire);
-//! if still full, read the value of position `head` (it wrote it) and CAS `head` to `head + 1`:
-//! on success that value is evicted and returned to the caller; on failure the consumer took it
+//! Producer, to push position `t`: if `t - cached_head == capacity`, load `seen` (Acquire);
+//! if it shows room, that is the new `cached_head`. Otherwise reload `head` (Acquire); if still
+//! full, read the value of position `head` (it wrote it) and CAS `head` to `head + 1`: on
+//! success that value is evicted and returned to the caller; on failure the consumer took it
 //! and there is room. Then store the value (Relaxed), the stamp `t + 1` (Release) and `tail`.
+//!
+//! `seen` exists for latency: a producer that read `head` itself would take the consumer's
+//! `head` line away from it, and the consumer's next claim would wait for that line to come
+//! back. The consumer stores `seen` only when idle (a pop that finds nothing), so neither end
+//! waits for the other's lines while a value is in flight. An honest `seen` is never above
+//! `head` (the consumer stores a `head` it loaded); one that is out of range is ignored.
 //!
 //! Consumer, to pop: load `head` (Acquire) and the stamp of its slot (Acquire). A stamp below
 //! `head + 1` is empty; above it, the producer evicted `head` and reused the slot, so reload
@@ -23,8 +32,8 @@
 //! failure means it was evicted: start again. The value is an atomic because a consumer may
 //! read it while the producer overwrites it (the CAS then fails and the read is discarded).
 //!
-//! `head` only grows, so its CAS has no ABA. The producer's `cached_head` keeps the `head`
-//! line with the consumer except when the queue is full.
+//! `head` only grows, so its CAS has no ABA. The producer's `cached_head` and `seen` keep the
+//! `head` line with the consumer except when the queue is really full.
 
 mod heap;
 #[cfg(not(feature = "loom"))]
@@ -62,6 +71,7 @@ pub struct Ring<'a> {
     slots: &'a [IndexSlot],
     head: &'a AtomicU64,
     tail: &'a AtomicU64,
+    seen: &'a AtomicU64,
 }
 
 impl Ring<'_> {
@@ -127,6 +137,8 @@ pub struct Producer<S: Storage> {
 #[derive(Debug)]
 pub struct Consumer<S: Storage> {
     storage: S,
+    /// The `head` last stored in `seen` (`u64::MAX` before the first store).
+    published: u64,
 }
 
 impl<S: Storage> Producer<S> {
@@ -192,11 +204,20 @@ impl<S: Storage> Producer<S> {
         self.tail.wrapping_sub(self.cached_head) >= self.storage.ring().capacity()
     }
 
-    /// Free slots per the shared `head`, refreshing the cache.
+    /// Free slots per `seen` if it shows room, else per the shared `head`; refreshes the
+    /// cache.
     fn free(&mut self) -> Result<u64, Corrupt> {
+        let ring = self.storage.ring();
+        // Acquire: pairs with the consumer's Release store of `seen`: its reads of the slots
+        // below `seen` happen before our overwrite of them.
+        let seen = ring.seen.load(Ordering::Acquire);
+        if seen > self.cached_head && seen <= self.tail && self.tail - seen < ring.capacity() {
+            self.cached_head = seen;
+            return Ok(ring.capacity() - (self.tail - seen));
+        }
         // Acquire: pairs with the consumer's AcqRel CAS of `head`: its read of a slot happens
         // before our overwrite of it.
-        let head = self.storage.ring().head.load(Ordering::Acquire);
+        let head = ring.head.load(Ordering::Acquire);
         let used = self.check(head)?;
         self.cached_head = head;
         Ok(self.storage.ring().capacity() - used)
@@ -206,6 +227,7 @@ impl<S: Storage> Producer<S> {
     #[cold]
     fn make_room(&mut self) -> Result<Option<u64>, Corrupt> {
         loop {
+            // When `free` finds no room, `cached_head` is the shared `head` it just loaded.
             if self.free()? > 0 {
                 return Ok(None);
             }
@@ -264,6 +286,10 @@ impl<S: Storage> Producer<S> {
 }
 
 impl<S: Storage> Consumer<S> {
+    fn start(storage: S) -> Self {
+        Consumer { storage, published: u64::MAX }
+    }
+
     /// Pops the oldest value.
     #[inline]
     pub fn pop(&mut self) -> Option<u64> {
@@ -294,6 +320,12 @@ impl<S: Storage> Consumer<S> {
                 // Acquire: as the first load.
                 let now = ring.head.load(Ordering::Acquire);
                 if stamp < head + 1 || now == head {
+                    if now != self.published {
+                        // Release: our reads of the slots below `now` happen before the
+                        // producer's overwrite of them (it loads `seen` with Acquire).
+                        ring.seen.store(now, Ordering::Release);
+                        self.published = now;
+                    }
                     return None;
                 }
                 head = now;

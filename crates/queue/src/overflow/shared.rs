@@ -7,7 +7,8 @@
 //! | 0        | descriptor: magic `SHMLOVFL`, version, capacity, element `u64`, fingerprint |
 //! | 128      | `head`, on its own cache line                                    |
 //! | 128 + P  | `tail`, on its own cache line (P = `size_of::<CachePadded<u64>>()`) |
-//! | 128 + 2P | `capacity` slots of 16 bytes                                     |
+//! | 128 + 2P | `seen`, on its own cache line                                    |
+//! | 128 + 3P | `capacity` slots of 16 bytes                                     |
 //!
 //! The queue has no role words: whoever owns the connection it belongs to (in shmlane, the
 //! publisher and subscriber slots of a topic, each a `RoleClaim`) guarantees one producer and
@@ -19,13 +20,14 @@ use zerocopy::IntoBytes;
 
 use super::{Consumer, Corrupt, IndexSlot, Producer, Ring, Storage};
 use crate::descriptor::{
-    Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, QueueError, TAIL_AT, check_capacity,
+    Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, PADDED, QueueError, TAIL_AT, check_capacity,
     check_region,
 };
 use crate::sync::{AtomicU64, Ordering};
 
 const MAGIC: [u8; 8] = *b"SHMLOVFL";
-const SLOTS_AT: u64 = INDICES_END;
+const SEEN_AT: u64 = INDICES_END;
+const SLOTS_AT: u64 = SEEN_AT + PADDED;
 
 /// An overflowing queue inside a segment, before an end is taken.
 ///
@@ -57,6 +59,7 @@ pub struct SharedOverflow<'seg> {
     slots: &'seg [IndexSlot],
     head: &'seg AtomicU64,
     tail: &'seg AtomicU64,
+    seen: &'seg AtomicU64,
 }
 
 /// A queue's state copied out by [`SharedOverflow::snapshot`].
@@ -75,7 +78,7 @@ pub struct Shared<'seg>(SharedOverflow<'seg>);
 impl Storage for Shared<'_> {
     #[inline(always)]
     fn ring(&self) -> Ring<'_> {
-        Ring { slots: self.0.slots, head: self.0.head, tail: self.0.tail }
+        Ring { slots: self.0.slots, head: self.0.head, tail: self.0.tail, seen: self.0.seen }
     }
 }
 
@@ -144,7 +147,7 @@ impl<'seg> SharedOverflow<'seg> {
         // Acquire: pairs with the previous ends' Release stores and CASes.
         let head = self.head.load(Ordering::Acquire);
         self.checked_tail(head)?;
-        Ok(Consumer { storage: Shared(*self) })
+        Ok(Consumer::start(Shared(*self)))
     }
 
     /// Empties the queue and forgets every stamp (for a connection that starts over: no end
@@ -155,7 +158,7 @@ impl<'seg> SharedOverflow<'seg> {
             // the segment's `Ready` state).
             slot.stamp.store(0, Ordering::Relaxed);
         }
-        for index in [self.head, self.tail] {
+        for index in [self.head, self.tail, self.seen] {
             // Relaxed: as above.
             index.store(0, Ordering::Relaxed);
         }
@@ -231,6 +234,7 @@ impl<'seg> SharedOverflow<'seg> {
             slots: segment.get_slice(Offset::new(at(SLOTS_AT)?), capacity)?,
             head: word(HEAD_AT)?,
             tail: word(TAIL_AT)?,
+            seen: word(SEEN_AT)?,
         })
     }
 }

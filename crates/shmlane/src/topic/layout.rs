@@ -30,7 +30,7 @@ use crate::payload::TypeInfo;
 
 pub(crate) const TOPIC_MAGIC: [u8; 8] = *b"SHMLTOPC";
 pub(crate) const DATA_MAGIC: [u8; 8] = *b"SHMLDATA";
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 const HEADER_REGION: u64 = 256;
 const TYPE_NAME_LEN: usize = 128;
 /// Bytes before a block's elements: its element count, then its tag (a correlation id).
