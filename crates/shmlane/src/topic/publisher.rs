@@ -346,6 +346,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// The subscribers in mask `stuck` stopped draining their queues: a subscriber that is
     /// proven dead has its blocks taken back and its slot freed. Each is checked at most once
     /// per [`LIVENESS_SLICE`] (reading its liveness costs microseconds).
+    #[cold]
     fn check_stuck(&self, state: &mut State<'t>, stuck: u64) {
         let now = coarse_ms();
         let slice = LIVENESS_SLICE.as_millis() as u64;
@@ -488,6 +489,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// Follows subscribers joining and leaving: a slot whose generation changed (or that was
     /// freed) is cleaned (its queue emptied, its blocks taken back) before the new generation is
     /// acknowledged, so a new subscriber never sees its predecessor's samples.
+    #[inline]
     fn serve_subscribers(&self, state: &mut State<'t>) {
         for s in 0..state.connections.len() {
             let entry = self.subscribers[s];
@@ -495,30 +497,36 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             // generation load pairs with the subscriber's AcqRel generation bump.
             let held = entry.role.load(Ordering::Acquire) != 0;
             let generation = if held { entry.generation.load(Ordering::Acquire) } else { 0 };
-            if generation == state.connections[s].served {
-                continue;
+            if generation != state.connections[s].served {
+                self.serve(state, s, generation);
             }
-            // Acquire: pairs with the previous holder's Release ack.
-            if state.connections[s].served == 0
-                && generation != 0
-                && state.connections[s].ack.load(Ordering::Acquire) == generation
-            {
-                // Adopt a connection a previous holder of our slot served: its samples still
-                // queued stay for the subscriber (they name the old payload segment, which the
-                // subscriber may have mapped; their returns are ignored as another generation).
-                state.connections[s].served = generation;
-                continue;
-            }
-            self.clean(state, s);
-            state.connections[s].served = generation;
-            if generation != 0 {
-                self.replay_history(state, s);
-                crash_point!("shmlane.serve.cleaned");
-            }
-            // Release: the cleaning (and the history queued) above happens before the
-            // subscriber's Acquire of the ack.
-            state.connections[s].ack.store(generation, Ordering::Release);
         }
+    }
+
+    /// Subscriber slot `s` changed hands (its generation is now `generation`): adopts or
+    /// cleans the connection, then acknowledges the generation.
+    #[cold]
+    fn serve(&self, state: &mut State<'t>, s: usize, generation: u64) {
+        // Acquire: pairs with the previous holder's Release ack.
+        if state.connections[s].served == 0
+            && generation != 0
+            && state.connections[s].ack.load(Ordering::Acquire) == generation
+        {
+            // Adopt a connection a previous holder of our slot served: its samples still
+            // queued stay for the subscriber (they name the old payload segment, which the
+            // subscriber may have mapped; their returns are ignored as another generation).
+            state.connections[s].served = generation;
+            return;
+        }
+        self.clean(state, s);
+        state.connections[s].served = generation;
+        if generation != 0 {
+            self.replay_history(state, s);
+            crash_point!("shmlane.serve.cleaned");
+        }
+        // Release: the cleaning (and the history queued) above happens before the
+        // subscriber's Acquire of the ack.
+        state.connections[s].ack.store(generation, Ordering::Release);
     }
 
     /// Queues the history, oldest first, for the subscriber that just joined slot `s`.

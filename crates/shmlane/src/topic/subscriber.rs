@@ -244,6 +244,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     }
 
     /// Takes the queue ends of `connection` once its publisher acknowledged our generation.
+    #[cold]
     fn connect(&self, connection: &mut Connection<'t>) -> bool {
         // Acquire: pairs with the publisher's Release ack, after it emptied the queues.
         if connection.ack.load(Ordering::Acquire) != self.generation {
@@ -269,16 +270,11 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         let generation = (value >> 32) as u32;
         let (pool, block) = super::pool::split(value as u32);
         let block = block as u64;
-        if payloads.iter().flatten().any(|m| m.generation != generation) {
-            payloads.clear(); // a new holder of the publisher slot: new segments
-        }
-        if payloads.len() <= pool {
-            payloads.resize(pool + 1, None);
-        }
-        if payloads[pool].is_none() {
-            payloads[pool] = Some(Rc::new(self.map(p, generation, pool)?));
-        }
-        let mapped = payloads[pool].as_ref()?;
+        // Every mapped pool is of one generation: if this one is, so are the others.
+        let mapped = match payloads.get(pool) {
+            Some(Some(mapped)) if mapped.generation == generation => mapped,
+            _ => self.remap(payloads, p, generation, pool)?,
+        };
         if block >= mapped.blocks {
             return None;
         }
@@ -293,6 +289,28 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         let bytes = size_of::<T>() as u64 * len;
         let ptr = mapped.segment.ptr(start + mapped.elements_at, bytes, align_of::<T>()).ok()?;
         Some((ptr.cast(), usize::try_from(len).ok()?, Rc::clone(mapped)))
+    }
+
+    /// Maps publisher `p`'s segment `pool` of `generation` into `payloads` (first dropping
+    /// the mappings of another generation: a new holder of the publisher slot).
+    #[cold]
+    fn remap<'p>(
+        &self,
+        payloads: &'p mut Vec<Option<Rc<Payload>>>,
+        p: usize,
+        generation: u32,
+        pool: usize,
+    ) -> Option<&'p Rc<Payload>> {
+        if payloads.iter().flatten().any(|m| m.generation != generation) {
+            payloads.clear();
+        }
+        if payloads.len() <= pool {
+            payloads.resize(pool + 1, None);
+        }
+        if payloads[pool].is_none() {
+            payloads[pool] = Some(Rc::new(self.map(p, generation, pool)?));
+        }
+        payloads[pool].as_ref()
     }
 
     /// Maps publisher `p`'s payload segment `pool` of `generation` read-only and validates its
@@ -367,10 +385,16 @@ fn prefetch(payloads: &[Option<Rc<Payload>>], value: u64) {
 
 impl<'t, T> Subscriber<'t, T> {
     /// Hands the blocks of dropped samples back to their publishers.
+    #[inline]
     fn hand_back(&self, connections: &mut [Connection<'t>]) {
-        if self.unreturned.get() == 0 {
-            return;
+        if self.unreturned.get() != 0 {
+            self.hand_back_now(connections);
         }
+    }
+
+    /// [`hand_back`](Self::hand_back) when there is something to hand back.
+    #[inline(never)]
+    fn hand_back_now(&self, connections: &mut [Connection<'t>]) {
         self.unreturned.set(0);
         for (p, connection) in connections.iter_mut().enumerate() {
             if connection.returns.is_empty() {
