@@ -46,32 +46,33 @@ fn echo(plan: &Plan) -> Result<(), BenchError> {
         .map_err(|e| BenchError::Setup(format!("node: {e}")))?;
     // Release: tells the initiator we are pinned and connected.
     words.ready.store(1, Ordering::Release);
-    for (k, &phase) in plan.phases.iter().enumerate() {
-        let step = k as u64 + 1;
-        wait_word("the bench process's next payload size", &words.phase, step, || Ok(()))?;
-        let resources = Resources::new(plan, k, &node, Side::Echo)?;
-        let mut links = resources.links(plan, phase.payload, Side::Echo, &connections)?;
-        wait_for(
-            "the bench process's subscribers",
-            || links.iter().all(|l| l.peer_attached()),
-            || Ok(()),
-        )?;
-        // Release: our ends exist and serve the initiator's.
-        words.ack.store(step, Ordering::Release);
-        plan.schedule(
-            phase,
-            |t, i| {
-                let link = &mut links[t];
-                link.receive(i + 1).and_then(|()| link.send(i + 1)).map_err(|source| {
-                    BenchError::Link {
-                        transport: plan.transports[t],
-                        payload: phase.payload,
-                        source,
-                    }
-                })
-            },
-            |_| {},
-        )?;
-    }
+    wait_word("the bench process's resources", &words.created, 1, || Ok(()))?;
+    let resources = (0..plan.phases.len())
+        .map(|k| Resources::new(plan, k, &node, Side::Echo))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut links = plan
+        .phases
+        .iter()
+        .zip(&resources)
+        .map(|(phase, r)| r.links(plan, phase.payload, Side::Echo, &connections))
+        .collect::<Result<Vec<_>, _>>()?;
+    wait_for(
+        "the bench process's subscribers",
+        || links.iter().flatten().all(|l| l.peer_attached()),
+        || Ok(()),
+    )?;
+    // Release: our ends exist and serve the initiator's.
+    words.attached.store(1, Ordering::Release);
+    plan.schedule(
+        |k, t, i| {
+            let link = &mut links[k][t];
+            link.receive(i + 1).and_then(|()| link.send(i + 1)).map_err(|source| BenchError::Link {
+                transport: plan.transports[t],
+                payload: plan.phases[k].payload,
+                source,
+            })
+        },
+        |_| {},
+    )?;
     Ok(())
 }

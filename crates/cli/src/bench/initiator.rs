@@ -118,58 +118,65 @@ fn measure(
     let total: u64 =
         plan.phases.iter().map(|p| (p.warmup + p.iters) * plan.transports.len() as u64).sum();
     let progress = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{spinner} {msg:>14} [{bar:40}] {percent:>3}% {eta} left")
+        ProgressStyle::with_template("{spinner} [{bar:40}] {percent:>3}% {eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let mut measurements = Vec::new();
-    for (k, &phase) in plan.phases.iter().enumerate() {
-        progress.set_message(report::size(phase.payload));
-        let step = k as u64 + 1;
-        let resources = Resources::new(&plan, k, &node, Side::Initiator)?;
-        let mut links = resources.links(&plan, phase.payload, Side::Initiator, &connections)?;
-        // Release: this payload size's segment and topics exist.
-        words.phase.store(step, Ordering::Release);
-        wait_word("the echo process to attach", &words.ack, step, || echo.check_running())?;
-        wait_for(
-            "the echo process's subscribers",
-            || links.iter().all(|l| l.peer_attached()),
-            || echo.check_running(),
-        )?;
+    let resources = (0..plan.phases.len())
+        .map(|k| Resources::new(&plan, k, &node, Side::Initiator))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut links = plan
+        .phases
+        .iter()
+        .zip(&resources)
+        .map(|(phase, r)| r.links(&plan, phase.payload, Side::Initiator, &connections))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Release: every payload size's segment and topics exist.
+    words.created.store(1, Ordering::Release);
+    wait_word("the echo process to attach", &words.attached, 1, || echo.check_running())?;
+    wait_for(
+        "the echo process's subscribers",
+        || links.iter().flatten().all(|l| l.peer_attached()),
+        || echo.check_running(),
+    )?;
 
-        let mut histograms: Vec<Histogram<u64>> =
-            plan.transports.iter().map(|_| report::histogram()).collect();
-        let mut pacer = rate.map(Pacer::new);
-        let outcome = plan.schedule(
-            phase,
-            |t, i| {
-                let late = pacer.as_mut().map_or(Duration::ZERO, Pacer::wait);
-                let link = &mut links[t];
-                let start = Instant::now();
-                let trip = link.send(i + 1).and_then(|()| link.receive(i + 1));
-                let elapsed = start.elapsed();
-                trip.map_err(|source| BenchError::Link {
-                    transport: plan.transports[t],
-                    payload: phase.payload,
-                    source,
-                })?;
-                if i >= phase.warmup {
-                    // One way = late start + round trip / 2, kept as twice that.
-                    let ns = (2 * late + elapsed).as_nanos();
-                    histograms[t].saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
-                }
-                Ok(())
-            },
-            |trips| {
-                watchdog.progress();
-                progress.inc(trips);
-            },
-        );
-        if let Err(error) = outcome {
-            return Err(echo.explain(error));
-        }
-        drop(links);
-        drop(resources);
+    let mut histograms: Vec<Vec<Histogram<u64>>> = plan
+        .phases
+        .iter()
+        .map(|_| plan.transports.iter().map(|_| report::histogram()).collect())
+        .collect();
+    let mut pacer = rate.map(Pacer::new);
+    let outcome = plan.schedule(
+        |k, t, i| {
+            let late = pacer.as_mut().map_or(Duration::ZERO, Pacer::wait);
+            let link = &mut links[k][t];
+            let start = Instant::now();
+            let trip = link.send(i + 1).and_then(|()| link.receive(i + 1));
+            let elapsed = start.elapsed();
+            trip.map_err(|source| BenchError::Link {
+                transport: plan.transports[t],
+                payload: plan.phases[k].payload,
+                source,
+            })?;
+            if i >= plan.phases[k].warmup {
+                // One way = late start + round trip / 2, kept as twice that.
+                let ns = (2 * late + elapsed).as_nanos();
+                histograms[k][t].saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+            }
+            Ok(())
+        },
+        |trips| {
+            watchdog.progress();
+            progress.inc(trips);
+        },
+    );
+    if let Err(error) = outcome {
+        return Err(echo.explain(error));
+    }
+    drop(links);
+    drop(resources);
+    let mut measurements = Vec::new();
+    for (phase, histograms) in plan.phases.iter().zip(histograms) {
         measurements.extend(plan.transports.iter().zip(histograms).map(
             |(&transport, histogram)| Measurement { transport, payload: phase.payload, histogram },
         ));

@@ -2,12 +2,13 @@
 //!
 //! The `bench` process (the initiator) re-executes itself as `shmlane bench-echo` (the echo
 //! side); each is pinned to its own CPU (the child first: a pinned parent's children inherit
-//! its single CPU). For each payload size both build an end of every transport, then run
+//! its single CPU). Both build an end of every transport for every payload size, then run
 //! round trips: the initiator sends, the echo side returns, the round-trip time is recorded
-//! into an HdrHistogram and one-way latency is reported as half of it. Transports alternate
-//! in rounds of `--round` trips, so drift over the run (frequency, host noise) hits them
-//! alike, and every table compares each transport with `cacheline`, the physical floor,
-//! measured in the same run.
+//! into an HdrHistogram and one-way latency is reported as half of it. Payload sizes and
+//! transports take turns (`--round` trips each per turn, fewer for sizes with fewer trips, so
+//! every size spreads over the whole run), so drift over the run (frequency, host noise) hits
+//! them alike: every table compares each transport with `cacheline`, the physical floor, and
+//! sizes can be compared with each other, all measured side by side.
 //!
 //! With `--rate`, round trips start on a fixed schedule and latency counts from the intended
 //! start: a round trip that starts late because the previous one was slow carries that delay
@@ -105,8 +106,8 @@ const MAX_PAYLOAD: u64 = 256 << 20;
 /// `shmlane bench`'s options.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-Every transport runs in the same run, alternating in rounds, and each table shows the ratio of \
-each transport's p50 to `cacheline` (two atomics in shared memory: the floor). Payloads over 8 \
+Every transport and payload size runs in the same run, taking turns, and each table shows the \
+ratio of each transport's p50 to `cacheline` (two atomics in shared memory: the floor). Payloads over 8 \
 bytes are copied by cacheline, futex, pipe, uds and tcp, and loaned (written and read in place) \
 by the shmlane transports.
 
@@ -135,7 +136,8 @@ pub struct BenchArgs {
     /// intended start, so a late start is charged to the transport
     #[arg(long, value_name = "HZ", value_parser = parse_rate)]
     rate: Option<f64>,
-    /// Round trips per transport before switching to the next
+    /// Round trips per transport before switching to the next (for the payload size with the
+    /// most round trips; sizes with fewer make proportionally fewer per turn)
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     round: u64,
     /// Write the results as JSON to FILE

@@ -1,12 +1,12 @@
 //! What both processes agree on: the plan (passed to the echo process as JSON), the order of
-//! round trips, the small control segment through which they step from one payload size to
-//! the next, and the resources each payload size needs.
+//! round trips, the small control segment through which they start, and the resources each
+//! payload size needs.
 //!
-//! Stepping protocol, per payload size `k` (counting from 1 in the control words): the
-//! initiator creates that size's segment and topics and its ends, then stores `phase = k`; the
-//! echo side opens them, builds its ends, waits until its publishers serve the initiator's
-//! subscribers, and stores `ack = k`; the initiator waits for `ack = k` and for its own
-//! publishers to serve the echo side's subscribers. Then both run the schedule.
+//! Start-up: the initiator creates every payload size's segment and topics and its ends,
+//! then stores `created = 1`; the echo side opens them, builds its ends, waits until its
+//! publishers serve the initiator's subscribers, and stores `attached = 1`; the initiator
+//! waits for `attached = 1` and for its own publishers to serve the echo side's subscribers.
+//! Then both run the schedule, in which payload sizes take turns as transports do.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,26 +59,36 @@ impl Plan {
         self.transports.contains(&transport)
     }
 
-    /// Calls `trip(t, i)` for round trip `i` (from 0) of transport number `t`, in schedule
-    /// order: `round` trips of each transport in turn, until each made `warmup + iters`;
-    /// `after_round(trips)` after each turn of all transports.
+    /// Calls `trip(k, t, i)` for round trip `i` (from 0) of payload size number `k` and
+    /// transport number `t`, in schedule order, until each pair made its `warmup + iters`.
+    /// The run is cut into turns: in each, every payload size in order, and within it every
+    /// transport in order, makes its share of round trips: `round` for the size with the
+    /// most, proportionally fewer for the others, so that every size is spread evenly over the
+    /// whole run and drift (host phases, frequency) hits sizes alike, as it hits transports.
+    /// `after_turn(trips)` after each turn.
     pub fn schedule<E>(
         &self,
-        phase: Phase,
-        mut trip: impl FnMut(usize, u64) -> Result<(), E>,
-        mut after_round: impl FnMut(u64),
+        mut trip: impl FnMut(usize, usize, u64) -> Result<(), E>,
+        mut after_turn: impl FnMut(u64),
     ) -> Result<(), E> {
-        let total = phase.warmup + phase.iters;
-        let mut start = 0;
-        while start < total {
-            let end = (start + self.round).min(total);
-            for t in 0..self.transports.len() {
-                for i in start..end {
-                    trip(t, i)?;
+        let totals: Vec<u64> = self.phases.iter().map(|p| p.warmup + p.iters).collect();
+        let turns = totals.iter().map(|total| total.div_ceil(self.round)).max().unwrap_or(0);
+        // Where turn `c` starts for a size of `total` trips (`turns` splits it evenly).
+        let start = |total: u64, c: u64| {
+            u64::try_from(u128::from(total) * u128::from(c) / u128::from(turns)).unwrap_or(total)
+        };
+        for c in 0..turns {
+            let mut trips = 0;
+            for (k, &total) in totals.iter().enumerate() {
+                let (from, to) = (start(total, c), start(total, c + 1));
+                for t in 0..self.transports.len() {
+                    for i in from..to {
+                        trip(k, t, i)?;
+                    }
                 }
+                trips += (to - from) * self.transports.len() as u64;
             }
-            after_round((end - start) * self.transports.len() as u64);
-            start = end;
+            after_turn(trips);
         }
         Ok(())
     }
@@ -89,10 +99,10 @@ impl Plan {
 pub struct Control {
     /// Set to 1 by the echo process once it is pinned and connected.
     pub ready: CachePadded<AtomicU64>,
-    /// The payload size (from 1) whose resources the initiator has created.
-    pub phase: CachePadded<AtomicU64>,
-    /// The payload size (from 1) the echo process is attached to and ready for.
-    pub ack: CachePadded<AtomicU64>,
+    /// Set to 1 by the initiator once every payload size's resources exist.
+    pub created: CachePadded<AtomicU64>,
+    /// Set to 1 by the echo process once it is attached to all of them.
+    pub attached: CachePadded<AtomicU64>,
 }
 
 // SAFETY: a `#[repr(C)]` aggregate of atomics and padding: every bit pattern is valid and every
@@ -255,5 +265,64 @@ impl Resources {
                 Ok(Box::new(self.blocking.as_ref().ok_or_else(missing)?.link(side, true)?))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(totals: &[(u64, u64)], transports: usize, round: u64) -> Plan {
+        Plan {
+            run: "test".into(),
+            cpu: 0,
+            transports: Transport::ALL[..transports].to_vec(),
+            phases: totals
+                .iter()
+                .map(|&(warmup, iters)| Phase { payload: 8, warmup, iters })
+                .collect(),
+            round,
+            uds: None,
+            tcp_port: None,
+        }
+    }
+
+    fn trips(plan: &Plan) -> (Vec<(usize, usize, u64)>, Vec<u64>) {
+        let (mut order, mut turns) = (Vec::new(), Vec::new());
+        plan.schedule::<()>(
+            |k, t, i| {
+                order.push((k, t, i));
+                Ok(())
+            },
+            |trips| turns.push(trips),
+        )
+        .unwrap();
+        (order, turns)
+    }
+
+    #[test]
+    fn every_size_and_transport_makes_all_its_trips_in_order() {
+        let plan = plan(&[(1, 9), (0, 3), (2, 0)], 2, 4);
+        let (order, turns) = trips(&plan);
+        for (k, total) in [(0, 10), (1, 3), (2, 2)] {
+            for t in 0..2 {
+                let mine: Vec<u64> =
+                    order.iter().filter(|&&(kk, tt, _)| (kk, tt) == (k, t)).map(|o| o.2).collect();
+                assert_eq!(mine, (0..total).collect::<Vec<_>>(), "size {k} transport {t}");
+            }
+        }
+        assert_eq!(turns.len(), 3, "ceil(10 / 4) turns");
+        assert_eq!(turns.iter().sum::<u64>(), order.len() as u64);
+    }
+
+    #[test]
+    fn sizes_take_turns_over_the_whole_run() {
+        let plan = plan(&[(0, 100), (0, 10)], 1, 10);
+        let (order, turns) = trips(&plan);
+        assert_eq!(turns, vec![11; 10], "each turn: 10 trips of the big size, 1 of the small");
+        // The small size's trips are spread: one after each tenth of the big size's.
+        let small: Vec<usize> =
+            order.iter().enumerate().filter(|(_, o)| o.0 == 1).map(|(at, _)| at).collect();
+        assert_eq!(small, (0..10).map(|c| c * 11 + 10).collect::<Vec<_>>());
     }
 }
