@@ -1346,3 +1346,34 @@ fn a_forged_queue_entry_naming_the_block_being_sent_does_not_free_it() {
     assert_eq!(*held, 0xfeed, "a block b holds was loaned out and overwritten");
     drop((first, second, held, a));
 }
+
+/// A block's length word is the publisher's to write, and a subscriber reads it when asked:
+/// one out of range (0, beyond the pool's `max_slice_len`, anything) reads as the nearest
+/// valid length, so the slice stays inside the block; one in range is taken as sent.
+#[test]
+fn a_corrupt_length_word_reads_as_the_nearest_valid_length() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let node = Node::builder("length").namespace("length").root(dir.path()).create().unwrap();
+    let topic = node.topic::<u64>("t").max_slice_len(4).create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    assert_eq!(publisher.subscribers(), 1);
+    let mut loan = publisher.loan_slice(3).unwrap();
+    loan.copy_from_slice(&[7, 8, 9]);
+    publisher.send_slice(loan).unwrap();
+    let sample = subscriber.receive().unwrap().expect("the sample");
+    assert_eq!(sample.as_slice(), [7, 8, 9]);
+    let path = dir.path().join("shmlane.length.topic.t.p0.g1");
+    let payload = File::options().read(true).write(true).open(path).unwrap();
+    // The block whose first element is 7: its length word is 16 bytes before it.
+    let elements = (0..64)
+        .map(|block| BLOCKS_AT + block * BLOCK_SIZE + 16)
+        .find(|&at| Ctx::word(&payload, at).unwrap() == 7)
+        .expect("the sent block in the payload segment");
+    for (written, read) in [(0, 1), (2, 2), (4, 4), (5, 4), (u64::MAX, 4), (1 << 63, 4)] {
+        payload.write_all_at(&written.to_ne_bytes(), elements - 16).unwrap();
+        assert_eq!(sample.len(), read, "length word {written}");
+        assert_eq!(sample.as_slice().len(), read);
+        assert_eq!(sample.as_slice()[0], 7);
+    }
+}

@@ -5,7 +5,7 @@
 //! reads it in place: no byte of the payload is copied.
 
 use shmlane::notify::Blocking;
-use shmlane::{Node, Publisher, Subscriber, Topic};
+use shmlane::{Node, Publisher, Sample, Subscriber, Topic};
 
 use super::link::{HANG, Link, LinkError, Side, expect_seq, spin_until};
 
@@ -86,13 +86,19 @@ impl Link for PubSub<'_> {
 
     #[inline(always)]
     fn receive(&mut self, seq: u64) -> Result<(), LinkError> {
+        // The sequence number: the value itself (`Deref`) for a one-word message, the first
+        // element of the slice otherwise.
+        let words = self.words;
+        let first = move |sample: &Sample<'_, '_, u64>| {
+            if words == 1 { **sample } else { sample.as_slice()[0] }
+        };
         let got = match &mut self.strategy {
             None => spin_until("a sample", || {
-                self.subscriber.receive().map(|sample| sample.map(|s| s.as_slice()[0])).transpose()
+                self.subscriber.receive().map(|sample| sample.map(|s| first(&s))).transpose()
             })?
             .map_err(|e| LinkError::shmlane("receive", e))?,
             Some(strategy) => match self.subscriber.receive_with(strategy, Some(HANG)) {
-                Ok(sample) => sample.as_slice()[0],
+                Ok(sample) => first(&sample),
                 Err(shmlane::ReceiveError::TimedOut(_)) => return Err(LinkError::Hung("a sample")),
                 Err(e) => return Err(LinkError::shmlane("receive", e)),
             },

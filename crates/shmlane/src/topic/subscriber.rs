@@ -78,8 +78,10 @@ pub struct Sample<'s, 't, T: ZeroCopy> {
     subscriber: &'s Subscriber<'t, T>,
     publisher: usize,
     value: u64,
+    /// The first element.
     ptr: NonNull<T>,
-    len: usize,
+    /// The block's offset in its payload segment (its length and tag words).
+    block: u64,
     payload: Rc<Payload>,
 }
 
@@ -173,7 +175,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                     self.publishers[p].space.notify_one();
                 }
                 match self.locate(&mut connection.payloads, p, value) {
-                    Some((ptr, len, payload)) => {
+                    Some((ptr, block, payload)) => {
                         self.next.set(if p + 1 == count { 0 } else { p + 1 });
                         self.held.set(self.held.get() + 1);
                         return Ok(Some(Sample {
@@ -181,7 +183,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                             publisher: p,
                             value,
                             ptr,
-                            len,
+                            block,
                             payload,
                         }));
                     }
@@ -259,14 +261,17 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         }
     }
 
-    /// Resolves `value` from publisher `p` to a pointer into one of its payload segments,
-    /// mapping the segment (read-only) the first time; `None` if it is not a valid block.
+    /// Resolves `value` from publisher `p` to a pointer to the elements of one of its
+    /// blocks and the block's offset, mapping the segment (read-only) the first time; `None`
+    /// if it is not a valid block. The block itself is not read here: its length word is read
+    /// when asked for ([`Sample::len`]), so the block's cache miss (prefetched by `receive`)
+    /// is not waited for inside `receive`.
     fn locate(
         &self,
         payloads: &mut Vec<Option<Rc<Payload>>>,
         p: usize,
         value: u64,
-    ) -> Option<(NonNull<T>, usize, Rc<Payload>)> {
+    ) -> Option<(NonNull<T>, u64, Rc<Payload>)> {
         let generation = (value >> 32) as u32;
         let (pool, block) = super::pool::split(value as u32);
         let block = block as u64;
@@ -279,16 +284,10 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             return None;
         }
         let start = mapped.blocks_at + block * mapped.block_size;
-        // The length word, by copy, checked: the publisher wrote it before sending.
-        let mut len = [0u8; 8];
-        mapped.segment.read_bytes(start, &mut len).ok()?;
-        let len = u64::from_ne_bytes(len);
-        if !(1..=mapped.max_len).contains(&len) {
-            return None;
-        }
-        let bytes = size_of::<T>() as u64 * len;
+        // Room for the most elements a block of this pool holds (`map` checked the geometry).
+        let bytes = size_of::<T>() as u64 * mapped.max_len;
         let ptr = mapped.segment.ptr(start + mapped.elements_at, bytes, align_of::<T>()).ok()?;
-        Some((ptr.cast(), usize::try_from(len).ok()?, Rc::clone(mapped)))
+        Some((ptr.cast(), start, Rc::clone(mapped)))
     }
 
     /// Maps publisher `p`'s segment `pool` of `generation` into `payloads` (first dropping
@@ -428,13 +427,21 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
     /// Every element sent: one for [`Publisher::send`](super::Publisher::send), the loan's
     /// length for [`send_slice`](super::Publisher::send_slice).
     pub fn as_slice(&self) -> &[T] {
-        // SAFETY: as in `deref`, for the `len` elements `locate` checked.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        // SAFETY: as in `deref`, for `len()` elements: `locate` checked the block has room for
+        // the pool's `max_len`, and `len` never exceeds it.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len()) }
     }
 
-    /// Elements sent (at least 1).
+    /// Elements sent (at least 1), read from the block's length word by copy. A length out of
+    /// range (only a faulty publisher writes one) reads as the nearest of 1 and the most a
+    /// block of its pool holds.
     pub fn len(&self) -> usize {
-        self.len
+        let mut len = [0u8; 8];
+        // In bounds: `locate` checked the block. On a failure the length reads as 1.
+        let _ = self.payload.segment.read_bytes(self.block, &mut len);
+        let len = u64::from_ne_bytes(len).clamp(1, self.payload.max_len);
+        // `map` checked `max_len` fits a `u32`.
+        usize::try_from(len).unwrap_or(1)
     }
 
     /// The publisher slot it came from.
@@ -444,11 +451,9 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
 
     /// The sender's correlation tag (0 for plain sends), by copy.
     pub(crate) fn tag(&self) -> u64 {
-        let (_, block) = super::pool::split(self.value as u32);
-        let start = self.payload.blocks_at + block as u64 * self.payload.block_size;
         let mut tag = [0u8; 8];
         // In bounds: `locate` checked the block; on a failure the tag reads as 0 (no match).
-        let _ = self.payload.segment.read_bytes(start + super::layout::TAG_AT, &mut tag);
+        let _ = self.payload.segment.read_bytes(self.block + super::layout::TAG_AT, &mut tag);
         u64::from_ne_bytes(tag)
     }
 
