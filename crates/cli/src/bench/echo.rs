@@ -47,15 +47,8 @@ fn echo(plan: &Plan) -> Result<(), BenchError> {
     // Release: tells the initiator we are pinned and connected.
     words.ready.store(1, Ordering::Release);
     wait_word("the bench process's resources", &words.created, 1, || Ok(()))?;
-    let resources = (0..plan.phases.len())
-        .map(|k| Resources::new(plan, k, &node, Side::Echo))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut links = plan
-        .phases
-        .iter()
-        .zip(&resources)
-        .map(|(phase, r)| r.links(plan, phase.payload, Side::Echo, &connections))
-        .collect::<Result<Vec<_>, _>>()?;
+    let resources = Resources::every(plan, &node, Side::Echo)?;
+    let mut links = Resources::all_links(&resources, plan, Side::Echo, &connections)?;
     wait_for(
         "the bench process's subscribers",
         || links.iter().flatten().all(|l| l.peer_attached()),

@@ -122,15 +122,8 @@ fn measure(
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let resources = (0..plan.phases.len())
-        .map(|k| Resources::new(&plan, k, &node, Side::Initiator))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut links = plan
-        .phases
-        .iter()
-        .zip(&resources)
-        .map(|(phase, r)| r.links(&plan, phase.payload, Side::Initiator, &connections))
-        .collect::<Result<Vec<_>, _>>()?;
+    let resources = Resources::every(&plan, &node, Side::Initiator)?;
+    let mut links = Resources::all_links(&resources, &plan, Side::Initiator, &connections)?;
     // Release: every payload size's segment and topics exist.
     words.created.store(1, Ordering::Release);
     wait_word("the echo process to attach", &words.attached, 1, || echo.check_running())?;

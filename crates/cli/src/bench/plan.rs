@@ -225,6 +225,27 @@ impl Resources {
         })
     }
 
+    /// Creates (initiator) or opens (echo side) what every payload size of `plan` needs, in
+    /// its order.
+    pub fn every(plan: &Plan, node: &Node, side: Side) -> Result<Vec<Self>, BenchError> {
+        (0..plan.phases.len()).map(|k| Resources::new(plan, k, node, side)).collect()
+    }
+
+    /// `side`'s ends of every transport of every payload size, `[size][transport]`, from
+    /// `resources` ([`every`](Self::every)).
+    pub fn all_links<'r>(
+        resources: &'r [Resources],
+        plan: &Plan,
+        side: Side,
+        connections: &Connections,
+    ) -> Result<Vec<Vec<Box<dyn Link + 'r>>>, BenchError> {
+        plan.phases
+            .iter()
+            .zip(resources)
+            .map(|(phase, r)| r.links(plan, phase.payload, side, connections))
+            .collect()
+    }
+
     /// `side`'s ends of every transport of `plan`, in its order.
     pub fn links<'r>(
         &'r self,

@@ -220,7 +220,7 @@ impl<S: Storage> Producer<S> {
         let head = ring.head.load(Ordering::Acquire);
         let used = self.check(head)?;
         self.cached_head = head;
-        Ok(self.storage.ring().capacity() - used)
+        Ok(ring.capacity() - used)
     }
 
     /// Frees one slot, evicting the oldest value if the queue is really full.

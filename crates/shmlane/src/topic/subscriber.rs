@@ -80,8 +80,6 @@ pub struct Sample<'s, 't, T: ZeroCopy> {
     value: u64,
     /// The first element.
     ptr: NonNull<T>,
-    /// The block's offset in its payload segment (its length and tag words).
-    block: u64,
     payload: Rc<Payload>,
 }
 
@@ -175,7 +173,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                     self.publishers[p].space.notify_one();
                 }
                 match self.locate(&mut connection.payloads, p, value) {
-                    Some((ptr, block, payload)) => {
+                    Some((ptr, payload)) => {
                         self.next.set(if p + 1 == count { 0 } else { p + 1 });
                         self.held.set(self.held.get() + 1);
                         return Ok(Some(Sample {
@@ -183,7 +181,6 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                             publisher: p,
                             value,
                             ptr,
-                            block,
                             payload,
                         }));
                     }
@@ -262,7 +259,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     }
 
     /// Resolves `value` from publisher `p` to a pointer to the elements of one of its
-    /// blocks and the block's offset, mapping the segment (read-only) the first time; `None`
+    /// blocks, mapping the segment (read-only) the first time; `None`
     /// if it is not a valid block. The block itself is not read here: its length word is read
     /// when asked for ([`Sample::len`]), so the block's cache miss (prefetched by `receive`)
     /// is not waited for inside `receive`.
@@ -271,7 +268,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         payloads: &mut Vec<Option<Rc<Payload>>>,
         p: usize,
         value: u64,
-    ) -> Option<(NonNull<T>, u64, Rc<Payload>)> {
+    ) -> Option<(NonNull<T>, Rc<Payload>)> {
         let generation = (value >> 32) as u32;
         let (pool, block) = super::pool::split(value as u32);
         let block = block as u64;
@@ -287,7 +284,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         // Room for the most elements a block of this pool holds (`map` checked the geometry).
         let bytes = size_of::<T>() as u64 * mapped.max_len;
         let ptr = mapped.segment.ptr(start + mapped.elements_at, bytes, align_of::<T>()).ok()?;
-        Some((ptr.cast(), start, Rc::clone(mapped)))
+        Some((ptr.cast(), Rc::clone(mapped)))
     }
 
     /// Maps publisher `p`'s segment `pool` of `generation` into `payloads` (first dropping
@@ -438,10 +435,16 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
     pub fn len(&self) -> usize {
         let mut len = [0u8; 8];
         // In bounds: `locate` checked the block. On a failure the length reads as 1.
-        let _ = self.payload.segment.read_bytes(self.block, &mut len);
+        let _ = self.payload.segment.read_bytes(self.block_at(), &mut len);
         let len = u64::from_ne_bytes(len).clamp(1, self.payload.max_len);
         // `map` checked `max_len` fits a `u32`.
         usize::try_from(len).unwrap_or(1)
+    }
+
+    /// The block's offset in its payload segment (where its length and tag words are).
+    fn block_at(&self) -> u64 {
+        let (_, block) = super::pool::split(self.value as u32);
+        self.payload.blocks_at + block as u64 * self.payload.block_size
     }
 
     /// The publisher slot it came from.
@@ -453,7 +456,7 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
     pub(crate) fn tag(&self) -> u64 {
         let mut tag = [0u8; 8];
         // In bounds: `locate` checked the block; on a failure the tag reads as 0 (no match).
-        let _ = self.payload.segment.read_bytes(self.block + super::layout::TAG_AT, &mut tag);
+        let _ = self.payload.segment.read_bytes(self.block_at() + super::layout::TAG_AT, &mut tag);
         u64::from_ne_bytes(tag)
     }
 
