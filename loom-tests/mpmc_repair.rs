@@ -12,7 +12,7 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 use shmlane_queue::mpmc::{Entry, SharedMpmc};
 use shmlane_queue::spsc::Slot;
-use shmlane_segment::{ProcessId, RoleOwner};
+use shmlane_segment::RoleOwner;
 
 /// The atomics of a queue of 2 slots with 2 producer and 2 consumer entries.
 struct Abandoned {
@@ -29,9 +29,10 @@ fn entry(role: u64, announced: u64) -> Entry {
     CachePadded::new([AtomicU64::new(role), AtomicU64::new(announced)])
 }
 
-/// An owner proven dead: pid 2^31 - 2 is above any pid_max Linux allows (2^22).
+/// An owner proven dead: a presence token without a presence file (removed only after its
+/// process was proven dead).
 fn dead() -> RoleOwner {
-    RoleOwner::of(ProcessId { pid: (1 << 31) - 2, start_time: 1 })
+    RoleOwner::from_raw(0xdead_0000_1007_0001).expect("a non-zero word")
 }
 
 impl Abandoned {

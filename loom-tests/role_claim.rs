@@ -4,10 +4,11 @@
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicU64;
 use loom::thread;
-use shmlane_segment::{Claimed, ProcessId, RoleClaim, RoleOwner};
+use shmlane_segment::{Claimed, RoleClaim, RoleOwner};
 
+/// An owner word (an opaque presence token: the models supply the proof of death).
 fn owner(pid: u32) -> RoleOwner {
-    RoleOwner::of(ProcessId { pid, start_time: 7 })
+    RoleOwner::from_raw(u64::from(pid) << 32 | 7).expect("a non-zero word")
 }
 
 /// Two claimants race for a role; `dead` is what the proof of death says of the old owner.

@@ -29,7 +29,7 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 use shmlane_queue::overflow::{self, Consumer, Heap, Producer};
-use shmlane_segment::{ProcessId, RoleClaim, RoleOwner};
+use shmlane_segment::{RoleClaim, RoleOwner};
 
 /// The dead subscriber's generation of the slot (acknowledged by the publisher).
 const DEAD_GENERATION: u64 = 1;
@@ -37,8 +37,9 @@ const DEAD_GENERATION: u64 = 1;
 /// by it (not yet collected), 3 free.
 const BLOCKS: usize = 4;
 
+/// An owner word (an opaque presence token: the models supply the proof of death).
 fn owner(pid: u32) -> RoleOwner {
-    RoleOwner::of(ProcessId { pid, start_time: 7 })
+    RoleOwner::from_raw(u64::from(pid) << 32 | 7).expect("a non-zero word")
 }
 
 /// The subscriber that died holding the slot.

@@ -255,7 +255,7 @@ fn inspect_shows_queue_fill_pool_use_and_drops_as_sent() {
     assert_eq!(header["magic"].as_str(), Some("SHMLANE\\x00"));
     assert_eq!(
         (header["format_version"].as_u64(), header["header_size"].as_u64()),
-        (Some(1), Some(128))
+        (Some(2), Some(128))
     );
     assert_eq!(header["creator_pid"].as_u64(), Some(me()));
     assert_eq!(header["init_state"].as_str(), Some("ready"));

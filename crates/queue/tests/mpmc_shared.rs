@@ -17,7 +17,7 @@
 //! checked against `SharedMpmc::layout`.
 
 use std::path::PathBuf;
-use std::process::Command;
+
 use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -29,8 +29,7 @@ use shmlane_queue::mpmc::{MpmcConsumer, MpmcProducer, MpmcStats, SharedMpmc};
 use shmlane_queue::spsc::PopError;
 use shmlane_queue::{ClaimError, QueueError};
 use shmlane_segment::{
-    Carver, Fingerprint, Liveness, Offset, ProcessId, Region, RegionLayout, RoleOwner, Segment,
-    SegmentName,
+    Carver, Fingerprint, Liveness, Offset, Region, RegionLayout, RoleOwner, Segment, SegmentName,
 };
 use shmlane_testkit::{
     ChildProc, Cleanup, EXIT_ORPHANED, ORPHAN_LIMIT, child_spec, exit_child, fail, process_lock,
@@ -291,7 +290,7 @@ impl<'s> Raw<'s> {
     fn entry_of(&self, pid: u32, entries: std::ops::Range<u64>) -> Option<u64> {
         entries.into_iter().find(|&entry| {
             RoleOwner::from_raw(self.role(entry).load(Ordering::Acquire))
-                .is_some_and(|owner| owner.pid() == pid)
+                .is_some_and(|owner| owner.pid() == Some(pid))
         })
     }
 
@@ -324,16 +323,11 @@ impl<'s> Raw<'s> {
     }
 }
 
-/// The owner word of a process that has exited and been reaped: proven dead.
+/// The owner word of a process proven dead: a presence token without a presence file (what a
+/// dead owner's token becomes once its file is removed after the proof).
 fn dead_owner() -> RoleOwner {
-    let mut child = Command::new("true").spawn().expect("spawn `true`");
-    let pid = child.id();
-    // Not reaped yet, so /proc/PID/stat is there (a zombie at worst).
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
-    let start_time = after_comm.split_whitespace().nth(19).unwrap().parse().unwrap();
-    child.wait().unwrap();
-    let owner = RoleOwner::of(ProcessId { pid, start_time });
+    let owner = RoleOwner::from_raw(0xdead_0000_0000_0000 | u64::from(std::process::id()))
+        .expect("a non-zero word");
     assert_eq!(owner.liveness(), Liveness::Dead);
     owner
 }

@@ -53,7 +53,7 @@ use shmlane::{
     TopicConfig,
 };
 use shmlane_reliability::{FUZZ_CASES_ENV, FUZZ_SEED_ENV, RunDir, Tally, fuzz_cases, fuzz_seed};
-use shmlane_segment::{Liveness, ProcessId, RoleOwner, SegmentName};
+use shmlane_segment::{Liveness, RoleOwner, SegmentName};
 
 /// Cases per property in CI.
 const CI_CASES: u32 = 512;
@@ -506,12 +506,12 @@ impl Env {
             .root(root)
             .create()
             .expect("create the fuzzing node");
-        let process = ProcessId::current().expect("our process identity");
-        let dead = ProcessId { pid: process.pid, start_time: process.start_time.wrapping_add(1) };
+        // A presence token without a presence file: proven dead.
+        let dead = 0xdead_0000_0000_0000 | u64::from(std::process::id());
         Env {
             root: root.to_owned(),
             me: node.id(),
-            dead: RoleOwner::of(dead),
+            dead: RoleOwner::from_raw(dead).expect("non-zero"),
             node,
             cases: AtomicU32::new(0),
             tally: Tally::new(COUNTS),

@@ -28,7 +28,7 @@ use zerocopy::IntoBytes;
 
 use crate::header::{self, FORMAT_VERSION, HEADER_SIZE, InitState, MAGIC, RawHeader};
 use crate::segment::{SHM_DIR, validate_identity};
-use crate::{Liveness, ProcessId, SegmentName, os};
+use crate::{Liveness, ProcessId, RoleOwner, SegmentName, os};
 
 /// How old (by modification time) a file without a published header must be before it counts
 /// as stale, when its creator does not hold its creation lock: a live creator takes the lock
@@ -44,8 +44,10 @@ pub struct SegmentInfo {
     pub path: PathBuf,
     /// File size in bytes.
     pub size: u64,
-    /// The recorded creator, when the header got that far.
+    /// The recorded creator, when the header got that far (pid and start time, for reports).
     pub creator: Option<ProcessId>,
+    /// The creator's presence token, by which its liveness is told.
+    pub creator_owner: Option<RoleOwner>,
     /// Creation time from the header.
     pub created_at: Option<SystemTime>,
     /// Verdict.
@@ -237,6 +239,7 @@ fn inspect(name: SegmentName, path: PathBuf) -> SegmentInfo {
         path,
         size: 0,
         creator: None,
+        creator_owner: None,
         created_at: None,
         status: SegmentStatus::Stale,
         identity: (0, 0),
@@ -303,8 +306,9 @@ fn classify(info: &mut SegmentInfo) -> Result<SegmentStatus, SegmentStatus> {
     // not ours, and its "creator" proves nothing (a pid of 0 is never alive).
     validate_identity(&header).map_err(|e| corrupt(&e.to_string()))?;
     info.creator = Some(header.creator());
+    info.creator_owner = header.creator_owner();
     info.created_at = Some(UNIX_EPOCH + Duration::from_nanos(header.created_unix_ns));
-    Ok(match (header.creator().liveness(), state) {
+    Ok(match (header.creator_liveness(), state) {
         (Liveness::Dead, _) => SegmentStatus::Stale,
         (_, InitState::Ready) => SegmentStatus::Alive,
         _ => SegmentStatus::Initializing,
@@ -323,7 +327,8 @@ pub(crate) fn abandoned_unpublished(fd: impl AsFd, facts: &os::FileFacts) -> boo
 /// in it before publishing it (it writes every other field into the zero-filled file, then
 /// publishes the state): all zeros (nothing written yet), or our magic with the fields whose
 /// value we know each byte zero (not written yet) or ours, the total size being the file's.
-/// The fingerprint, creator and creation time may hold anything once the magic is there.
+/// The fingerprint, creator (pid, start time, token) and creation time may hold anything once
+/// the magic is there.
 ///
 /// A header of ours caught mid-write before its magic would be judged foreign: reported as
 /// corrupt, never removed, which is the safe side.
@@ -335,5 +340,6 @@ fn unpublished_header(header: &RawHeader, file_size: u64) -> bool {
             && written_or_zero(header.format_version.as_bytes(), FORMAT_VERSION.as_bytes())
             && written_or_zero(header.header_size.as_bytes(), (HEADER_SIZE as u32).as_bytes())
             && written_or_zero(header.total_size.as_bytes(), file_size.as_bytes())
-            && header.reserved == [0; 17])
+            && header.reserved0 == 0
+            && header.reserved == [0; 14])
 }

@@ -12,7 +12,9 @@
 //! | 40     | 8    | `creator_start_time` | creator's start time (ticks since boot), see [`ProcessId`] |
 //! | 48     | 8    | `created_unix_ns`    | creation time, nanoseconds since the Unix epoch      |
 //! | 56     | 4    | `init_state`         | atomic: 0 empty, 1 initializing, 2 ready             |
-//! | 60     | 68   | reserved             | zero                                                 |
+//! | 60     | 4    | reserved             | zero                                                 |
+//! | 64     | 8    | `creator_token`      | creator's presence token, its proof of life ([`crate::presence`]) |
+//! | 72     | 56   | reserved             | zero                                                 |
 //!
 //! All fields are little-endian native integers (segments never leave the host).
 //!
@@ -20,7 +22,8 @@
 //! field but `init_state`, stores `Initializing` (Release), lays out its structures, then stores
 //! `Ready` (Release). An opener loads `init_state` with Acquire, which pairs with those stores,
 //! and only then copies the other fields out and validates them. A creator that died while the
-//! state was `Initializing` is detected with its [`ProcessId`]. Before that, the creator of a
+//! state was `Initializing` is detected with its presence token (pid and start time are kept
+//! for reports). Before that, the creator of a
 //! file in a directory (POSIX shm included) holds an exclusive `flock` on it from right after
 //! creating it until it publishes `Ready`. A file without a published header whose lock is
 //! free is refused by an opener once its timeout runs out (at once if the file is older than
@@ -30,15 +33,15 @@ use crate::sync::Ordering;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::ProcessId;
 use crate::mapping::Mapping;
 pub use crate::offset::HEADER_SIZE;
 use crate::offset::OffsetError;
+use crate::{Liveness, ProcessId, RoleOwner};
 
 /// Magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"SHMLANE\0";
 /// The only header format this build understands.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Byte offset of the atomic `init_state` word.
 pub(crate) const INIT_STATE_OFFSET: u64 = 56;
@@ -68,7 +71,11 @@ pub struct RawHeader {
     /// Initialisation state (accessed atomically in the mapping).
     pub init_state: u32,
     /// Zero.
-    pub reserved: [u32; 17],
+    pub reserved0: u32,
+    /// The creator's presence token ([`crate::presence`]); never zero in a published header.
+    pub creator_token: u64,
+    /// Zero.
+    pub reserved: [u32; 14],
 }
 
 const _: () = {
@@ -76,6 +83,7 @@ const _: () = {
     assert!(std::mem::offset_of!(RawHeader, init_state) as u64 == INIT_STATE_OFFSET);
     assert!(std::mem::offset_of!(RawHeader, creator_pid) == 32);
     assert!(std::mem::offset_of!(RawHeader, creator_start_time) == 40);
+    assert!(std::mem::offset_of!(RawHeader, creator_token) == 64);
 };
 
 /// Values of the `init_state` word.
@@ -107,11 +115,23 @@ impl RawHeader {
         ProcessId { pid: self.creator_pid, start_time: self.creator_start_time }
     }
 
+    /// The creator's role-owner word (its presence token); `None` for a zero token.
+    pub fn creator_owner(&self) -> Option<RoleOwner> {
+        RoleOwner::from_raw(self.creator_token)
+    }
+
+    /// Whether the creator still runs, by its presence token (pids mean nothing across pid
+    /// namespaces). A zero token is no identity: never proof of death.
+    pub fn creator_liveness(&self) -> Liveness {
+        self.creator_owner().map_or(Liveness::Unknown, RoleOwner::liveness)
+    }
+
     /// A header describing a fresh segment, state `Empty` (the state is published separately).
     pub(crate) fn new(
         fingerprint: u64,
         total_size: u64,
         creator: ProcessId,
+        creator_token: u64,
         backing: u32,
         created_unix_ns: u64,
     ) -> RawHeader {
@@ -126,7 +146,9 @@ impl RawHeader {
             creator_start_time: creator.start_time,
             created_unix_ns,
             init_state: InitState::Empty as u32,
-            reserved: [0; 17],
+            reserved0: 0,
+            creator_token,
+            reserved: [0; 14],
         }
     }
 }

@@ -37,6 +37,7 @@ mod offset;
 #[cfg(not(feature = "loom"))]
 mod os;
 mod pool;
+pub mod presence;
 mod role;
 #[cfg(not(feature = "loom"))]
 mod segment;

@@ -3,10 +3,10 @@
 //! The start time is field 22 of `/proc/PID/stat` (clock ticks since boot), parsed after the
 //! last `)` because the command name in field 2 may itself contain `)` or spaces. A pid whose
 //! start time differs from the recorded one belongs to another process: the recorded one is
-//! dead. Upper crates use [`ProcessId::liveness`] as the proof of death required before any
-//! resource is taken over; a process that cannot be checked is never declared dead.
-//!
-//! Pids mean nothing across pid namespaces: peers must share one.
+//! dead. Pids mean nothing across pid namespaces and `/proc` may hide live processes, so a
+//! missing `/proc/PID` or a zombie state proves nothing here: the proof of death that every
+//! role and segment relies on is the presence lock ([`crate::presence`]); this module keeps the
+//! identity and its pid-reuse check.
 
 use std::{fmt, fs, io};
 
@@ -24,7 +24,8 @@ pub struct ProcessId {
 pub enum Liveness {
     /// The process runs (or is stopped): its pid exists with the recorded start time.
     Alive,
-    /// Proven dead: no such pid, a zombie, or the pid now belongs to a newer process.
+    /// Proven dead: its presence lock is free or gone, or its pid now belongs to a newer
+    /// process.
     Dead,
     /// Cannot tell (for example `/proc` is hidden); treat as alive.
     Unknown,
@@ -40,24 +41,29 @@ impl ProcessId {
         }
     }
 
-    /// Checks whether this process still runs. Only [`Liveness::Dead`] is proof of death.
+    /// What `/proc` of *our* pid namespace says about this pid: [`Liveness::Dead`] only when
+    /// the pid is visible with another start time (reused: the recorded process ended),
+    /// [`Liveness::Alive`] when it is visible with the recorded one, [`Liveness::Unknown`]
+    /// otherwise (not visible: another namespace, `hidepid`, or ended; we cannot tell which).
+    /// Meaningful only for a process recorded in our own pid namespace and boot.
     pub fn liveness(&self) -> Liveness {
-        liveness_of(self.pid, |start_time| start_time == self.start_time)
+        if reused(self.pid, self.start_time) {
+            return Liveness::Dead;
+        }
+        match read_stat(self.pid) {
+            Ok(Some(stat)) if stat.start_time == self.start_time => Liveness::Alive,
+            _ => Liveness::Unknown,
+        }
     }
 }
 
-/// Whether `pid` runs with a start time that `matches`.
-pub(crate) fn liveness_of(pid: u32, matches: impl Fn(u64) -> bool) -> Liveness {
+/// Whether `pid` is visible in our `/proc` with a start time other than `start_time`: the
+/// process recorded with that start time has ended and its pid was given to another.
+pub(crate) fn reused(pid: u32, start_time: u64) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
-        // No process has pid 0 (or one beyond pid_t); nothing recorded it legitimately.
-        return Liveness::Dead;
+        return false;
     }
-    match read_stat(pid) {
-        Ok(None) => Liveness::Dead,
-        Ok(Some(stat)) if !matches(stat.start_time) || stat.exited => Liveness::Dead,
-        Ok(Some(_)) => Liveness::Alive,
-        Err(_) => Liveness::Unknown,
-    }
+    matches!(read_stat(pid), Ok(Some(stat)) if stat.start_time != start_time)
 }
 
 impl fmt::Display for ProcessId {
@@ -68,6 +74,7 @@ impl fmt::Display for ProcessId {
 
 struct Stat {
     start_time: u64,
+    #[cfg_attr(not(test), allow(dead_code))]
     exited: bool,
 }
 
@@ -122,16 +129,17 @@ mod tests {
         assert_eq!(me.liveness(), Liveness::Alive);
         let reused = ProcessId { start_time: me.start_time + 1, ..me };
         assert_eq!(reused.liveness(), Liveness::Dead);
-        assert_eq!(ProcessId { pid: 0, start_time: 0 }.liveness(), Liveness::Dead);
+        assert_eq!(ProcessId { pid: 0, start_time: 0 }.liveness(), Liveness::Unknown);
     }
 
     #[test]
-    fn an_exited_child_is_dead() {
+    fn an_exited_child_is_not_proven_dead_by_proc_alone() {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let id = ProcessId { pid: child.id(), start_time: 0 };
         let start_time = read_stat(id.pid).unwrap().map(|s| s.start_time);
         child.wait().unwrap();
         let id = ProcessId { start_time: start_time.unwrap_or(0), ..id };
-        assert_eq!(id.liveness(), Liveness::Dead);
+        // A pid missing from /proc may live in another namespace or be hidden: no proof.
+        assert_eq!(id.liveness(), Liveness::Unknown);
     }
 }

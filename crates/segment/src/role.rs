@@ -2,47 +2,43 @@
 //! claimed with one CAS on a 64-bit word that names the owner.
 //!
 //! ```text
-//!  63            32 31                       0
-//! +----------------+--------------------------+
-//! |      pid       | start time, low 32 bits  |     0: the role is free
-//! +----------------+--------------------------+
+//!  63                                        0
+//! +-------------------------------------------+
+//! |  the owner's presence token (random, != 0) |     0: the role is free
+//! +-------------------------------------------+
 //! ```
 //!
-//! The start time (clock ticks since boot) tells a reused pid from the owner that died: at
-//! 100 Hz its low 32 bits repeat after 497 days. A taken role is handed to someone else only
-//! with proof that its owner is dead ([`Liveness::Dead`]), never on a timeout: a slow but live
-//! owner keeps its role. The claim is released when the [`RoleClaim`] drops.
+//! The token names the owner's presence file ([`crate::presence`]), whose lock the owner holds
+//! for as long as it lives: a pid would mean nothing to a peer in another pid namespace. A
+//! taken role is handed to someone else only with proof that its owner is dead
+//! ([`Liveness::Dead`]), never on a timeout: a slow but live owner keeps its role, and so does
+//! one whose liveness cannot be told. The claim is released when the [`RoleClaim`] drops.
 
 use std::fmt;
 
-use crate::liveness::liveness_of;
+use crate::Liveness;
+use crate::presence;
 use crate::sync::{AtomicU64, Ordering};
-use crate::{Liveness, ProcessId};
 
 /// A role owner as stored in a role word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RoleOwner(u64);
 
 impl RoleOwner {
-    /// The owner word for a process.
-    pub fn of(process: ProcessId) -> RoleOwner {
-        // A zero start time still gives a non-zero word: pid 0 is never a process.
-        RoleOwner((u64::from(process.pid) << 32) | (process.start_time & 0xffff_ffff))
-    }
-
-    /// The owner word for the calling process.
+    /// The owner word for the calling process (registering its presence on first use).
     pub fn current() -> std::io::Result<RoleOwner> {
-        ProcessId::current().map(RoleOwner::of)
+        presence::current().map(RoleOwner)
     }
 
-    /// The owner's pid.
-    pub fn pid(self) -> u32 {
-        (self.0 >> 32) as u32
+    /// The owner's pid (in its own pid namespace) as its presence file records it; `None` once
+    /// the file is gone or unreadable. For reports only: never a proof of anything.
+    pub fn pid(self) -> Option<u32> {
+        presence::identity(self.0).and_then(|identity| identity.pid)
     }
 
     /// Whether the owner still runs (only [`Liveness::Dead`] is proof of death).
     pub fn liveness(self) -> Liveness {
-        liveness_of(self.pid(), |start_time| start_time & 0xffff_ffff == self.0 & 0xffff_ffff)
+        presence::liveness(self.0)
     }
 
     /// The raw word.
@@ -58,7 +54,10 @@ impl RoleOwner {
 
 impl fmt::Display for RoleOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pid {}", self.pid())
+        match self.pid() {
+            Some(pid) => write!(f, "pid {pid} (presence {:016x})", self.0),
+            None => write!(f, "presence {:016x} (no pid on record)", self.0),
+        }
     }
 }
 
@@ -151,13 +150,14 @@ mod tests {
     #[test]
     fn a_dead_owner_is_taken_over_and_a_live_one_is_not() {
         let me = RoleOwner::current().unwrap();
-        let reused = RoleOwner::of(ProcessId { pid: std::process::id(), start_time: 1 });
-        let word = AtomicU64::new(reused.to_raw());
+        // A token without a presence file: its owner's file was removed after its death.
+        let gone = RoleOwner::from_raw(0x5eed_dead_0000_0001).unwrap();
+        let word = AtomicU64::new(gone.to_raw());
         let (claim, how) = RoleClaim::claim(&word, me).unwrap();
-        assert_eq!(how, Claimed::TakenOver(reused));
+        assert_eq!(how, Claimed::TakenOver(gone));
         drop(claim);
         let word = AtomicU64::new(me.to_raw());
-        let other = RoleOwner::of(ProcessId { pid: 1, start_time: 0 });
+        let other = RoleOwner::from_raw(0x5eed_dead_0000_0002).unwrap();
         assert_eq!(RoleClaim::claim(&word, other).unwrap_err(), RoleError::Taken(me));
     }
 }

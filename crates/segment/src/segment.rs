@@ -255,6 +255,9 @@ pub enum OpenError {
         /// Value found.
         found: u32,
     },
+    /// The creator's presence token is zero: no creator of ours publishes that.
+    #[error("the header names no creator (presence token 0): the header is corrupt")]
+    NoCreatorToken,
     /// The backing field is unknown or disagrees with how the segment was opened.
     #[error(
         "backing code {found} does not match this segment's backing ({expected}): the header is corrupt"
@@ -495,6 +498,8 @@ impl SegmentBuilder {
 
         let creator = ProcessId::current()
             .map_err(|source| CreateError::Io { op: "read /proc/self/stat", source })?;
+        let creator_token = crate::presence::current()
+            .map_err(|source| CreateError::Io { op: "register presence", source })?;
         let mapping = Mapping::new(fd.as_fd(), size, true)
             .map_err(|source| CreateError::Io { op: "mmap", source })?;
         if self.populate {
@@ -508,6 +513,7 @@ impl SegmentBuilder {
             self.fingerprint.get(),
             size,
             creator,
+            creator_token,
             self.backing.code(),
             created_unix_ns,
         );
@@ -703,7 +709,7 @@ impl SegmentBuilder {
                     validate_identity(&header)?;
                     match state {
                         InitState::Ready => break header,
-                        _ if header.creator().liveness() == Liveness::Dead => {
+                        _ if header.creator_liveness() == Liveness::Dead => {
                             return Err(OpenError::Stale { creator: Some(header.creator()) });
                         }
                         _ if timed_out => {
@@ -792,7 +798,7 @@ impl SegmentBuilder {
                 found: header.backing,
             });
         }
-        if header.reserved != [0; 17] {
+        if header.reserved0 != 0 || header.reserved != [0; 14] {
             return Err(OpenError::BadReserved);
         }
         if header.layout_fingerprint != self.fingerprint.get() {
@@ -828,6 +834,9 @@ pub(crate) fn validate_identity(header: &RawHeader) -> Result<(), OpenError> {
     }
     if header.creator_pid == 0 || header.creator_pid > i32::MAX as u32 {
         return Err(OpenError::BadCreator { found: header.creator_pid });
+    }
+    if header.creator_token == 0 {
+        return Err(OpenError::NoCreatorToken);
     }
     Ok(())
 }
@@ -913,9 +922,15 @@ impl Segment {
         self.locked
     }
 
-    /// The process that created the segment.
+    /// The process that created the segment (pid and start time, for reports).
     pub fn creator(&self) -> ProcessId {
         self.header.creator()
+    }
+
+    /// Whether the creator still runs, by its presence token: the proof of death that holds
+    /// across pid namespaces.
+    pub fn creator_liveness(&self) -> Liveness {
+        self.header.creator_liveness()
     }
 
     /// The layout fingerprint stored at creation.

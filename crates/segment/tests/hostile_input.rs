@@ -54,8 +54,10 @@ const BACKING_AT: u64 = 36;
 const START_TIME_AT: u64 = 40;
 const CREATED_AT: u64 = 48;
 const INIT_STATE_AT: u64 = 56;
-const RESERVED_AT: u64 = 60;
-const RESERVED_LEN: u64 = 68;
+const RESERVED0_AT: u64 = 60;
+const TOKEN_AT: u64 = 64;
+const RESERVED_AT: u64 = 72;
+const RESERVED_LEN: u64 = 56;
 
 /// The `backing` code of a file in a directory.
 const DIR_BACKING: u32 = 2;
@@ -160,6 +162,10 @@ fn start_time_of(pid: u32) -> Option<u64> {
     stat[stat.rfind(')')? + 1..].split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
+/// A presence token without a presence file: its process is proven dead (the file of a dead
+/// process is removed only after the proof).
+const GONE_TOKEN: u64 = 0xdead_0000_5e9e_0001;
+
 /// A process that existed and is now gone (reaped), with its real start time.
 fn dead_process() -> ProcessId {
     let mut child = Command::new("true").spawn().expect("spawn `true`");
@@ -187,6 +193,8 @@ fn header_layout_matches_the_documented_table() {
     assert_eq!(offset_of!(RawHeader, creator_start_time) as u64, START_TIME_AT);
     assert_eq!(offset_of!(RawHeader, created_unix_ns) as u64, CREATED_AT);
     assert_eq!(offset_of!(RawHeader, init_state) as u64, INIT_STATE_AT);
+    assert_eq!(offset_of!(RawHeader, reserved0) as u64, RESERVED0_AT);
+    assert_eq!(offset_of!(RawHeader, creator_token) as u64, TOKEN_AT);
     assert_eq!(offset_of!(RawHeader, reserved) as u64, RESERVED_AT);
     assert_eq!(RESERVED_AT + RESERVED_LEN, HEADER_SIZE);
     assert_eq!(size_of::<RawHeader>() as u64, HEADER_SIZE);
@@ -315,13 +323,20 @@ fn a_backing_code_that_does_not_match_is_refused() {
 #[test]
 fn any_nonzero_reserved_byte_is_refused() {
     let fx = Fixture::new();
-    for at in RESERVED_AT..RESERVED_AT + RESERVED_LEN {
+    for at in (RESERVED0_AT..RESERVED0_AT + 4).chain(RESERVED_AT..RESERVED_AT + RESERVED_LEN) {
         fx.write_at(at, &[1]);
         assert_refused!(fx.builder(), OpenError::BadReserved);
         fx.write_at(at, &[0]);
     }
     fx.write_at(RESERVED_AT, &[0xff; RESERVED_LEN as usize]);
     assert_refused!(fx.builder(), OpenError::BadReserved);
+}
+
+#[test]
+fn a_zero_creator_token_is_refused() {
+    let fx = Fixture::new();
+    fx.write_u64(TOKEN_AT, 0);
+    assert_refused!(fx.builder(), OpenError::NoCreatorToken);
 }
 
 #[test]
@@ -354,6 +369,7 @@ fn initializing_with_a_dead_creator_is_stale() {
     let dead = dead_process();
     fx.write_u32(CREATOR_PID_AT, dead.pid);
     fx.write_u64(START_TIME_AT, dead.start_time);
+    fx.write_u64(TOKEN_AT, GONE_TOKEN);
     fx.write_u32(INIT_STATE_AT, INITIALIZING);
     assert_refused!(fx.builder(), OpenError::Stale { creator: Some(creator) } if creator == dead);
 }
@@ -364,6 +380,7 @@ fn a_dead_creator_is_reported_without_waiting_out_the_timeout() {
     let dead = dead_process();
     fx.write_u32(CREATOR_PID_AT, dead.pid);
     fx.write_u64(START_TIME_AT, dead.start_time);
+    fx.write_u64(TOKEN_AT, GONE_TOKEN);
     fx.write_u32(INIT_STATE_AT, INITIALIZING);
     let started = Instant::now();
     let outcome = fx.builder().open_timeout(Duration::from_secs(30)).open();
@@ -372,17 +389,33 @@ fn a_dead_creator_is_reported_without_waiting_out_the_timeout() {
 }
 
 #[test]
-fn initializing_by_a_reused_pid_is_stale() {
-    // Our pid, but another start time: the pid now belongs to a newer process (us).
+fn initializing_by_a_creator_whose_presence_lock_is_free_is_stale() {
+    // A presence file that nobody holds locked: its process ended (and it was not swept yet).
     let fx = Fixture::new();
-    let me = ProcessId::current().expect("our own ProcessId");
-    let recorded = ProcessId { pid: me.pid, start_time: me.start_time.wrapping_add(1) };
-    fx.write_u64(START_TIME_AT, recorded.start_time);
+    let token = 0xdead_0000_5e9e_0000 | u64::from(std::process::id());
+    let file = shmlane_testkit::Cleanup(shmlane_segment::presence::path_of(token));
+    fs::write(&file.0, "shmlane presence 1\npid 1\n").expect("plant a presence file");
+    fx.write_u64(TOKEN_AT, token);
     fx.write_u32(INIT_STATE_AT, INITIALIZING);
+    assert_refused!(fx.builder(), OpenError::Stale { creator: Some(_) });
+}
+
+#[test]
+fn a_creator_pid_that_is_not_ours_proves_nothing_while_its_token_lives() {
+    // The pid of a process that is gone from our /proc (as a peer in another pid namespace
+    // is), with a live presence token (ours): the creator is alive, so the open waits for it.
+    let fx = Fixture::new();
+    let dead = dead_process();
+    fx.write_u32(CREATOR_PID_AT, dead.pid);
+    fx.write_u64(START_TIME_AT, dead.start_time);
+    fx.write_u32(INIT_STATE_AT, INITIALIZING);
+    let timeout = Duration::from_millis(20);
     assert_refused!(
-        fx.builder(),
-        OpenError::Stale { creator: Some(creator) } if creator == recorded
+        fx.builder().open_timeout(timeout),
+        OpenError::InitTimeout { creator, .. } if creator == dead
     );
+    let found = list_in(fx.dir.path()).expect("list the directory");
+    assert_eq!(found[0].status, SegmentStatus::Initializing, "not stale: its creator lives");
 }
 
 #[test]
@@ -702,6 +735,7 @@ fn discovery_calls_a_segment_with_a_dead_initialising_creator_stale() {
     let dead = dead_process();
     fx.write_u32(CREATOR_PID_AT, dead.pid);
     fx.write_u64(START_TIME_AT, dead.start_time);
+    fx.write_u64(TOKEN_AT, GONE_TOKEN);
     fx.write_u32(INIT_STATE_AT, INITIALIZING);
     let found = list_in(fx.dir.path()).expect("list the directory");
     assert_eq!(found.len(), 1);
@@ -840,6 +874,7 @@ fn identity_valid(h: &RawHeader) -> bool {
         && h.format_version == FORMAT_VERSION
         && u64::from(h.header_size) == HEADER_SIZE
         && (1..=i32::MAX as u32).contains(&h.creator_pid)
+        && h.creator_token != 0
 }
 
 /// Whether `bytes` is a segment our random-test opener must accept (the header docs' rules).
@@ -849,7 +884,8 @@ fn is_valid(bytes: &[u8]) -> bool {
             && identity_valid(&h)
             && h.total_size == bytes.len() as u64
             && h.backing == DIR_BACKING
-            && h.reserved == [0; 17]
+            && h.reserved0 == 0
+            && h.reserved == [0; 14]
             && h.layout_fingerprint == FP.get()
     })
 }
@@ -878,6 +914,7 @@ fn judge_open(bytes: &[u8], outcome: &Result<Segment, OpenError>) -> Result<(), 
         OpenError::BadCreator { found } => {
             *found == h.creator_pid && !(1..=i32::MAX as u32).contains(found)
         }
+        OpenError::NoCreatorToken => h.creator_token == 0,
         _ => false,
     };
     let true_claim = |e: &OpenError| match h.init_state {
@@ -904,7 +941,7 @@ fn judge_open(bytes: &[u8], outcome: &Result<Segment, OpenError>) -> Result<(), 
                         OpenError::BadBacking { expected, found } => {
                             *expected == DIR_BACKING && *found == h.backing && *found != *expected
                         }
-                        OpenError::BadReserved => h.reserved != [0; 17],
+                        OpenError::BadReserved => h.reserved0 != 0 || h.reserved != [0; 14],
                         OpenError::FingerprintMismatch { expected, found } => {
                             *expected == FP.get()
                                 && *found == h.layout_fingerprint
@@ -946,7 +983,10 @@ fn try_file(fx: &Fixture, bytes: &[u8], read_only: bool) -> Result<(), String> {
         other => return Err(format!("list_in found {other:?}")),
     }
     // A valid segment whose creator is alive (the mutated ones are ours) is listed as alive.
-    let ours = header_of(bytes).is_some_and(|h| Some(h.creator()) == ProcessId::current().ok());
+    let ours = header_of(bytes).is_some_and(|h| {
+        Some(h.creator()) == ProcessId::current().ok()
+            && Some(h.creator_token) == shmlane_segment::presence::current().ok()
+    });
     if is_valid(bytes) && ours && found[0].status != SegmentStatus::Alive {
         return Err(format!("a valid live segment was listed as {:?}", found[0].status));
     }
@@ -978,6 +1018,7 @@ fn random_files_give_a_truthful_outcome() {
             if rng.percent(30) {
                 plant(TOTAL_SIZE_AT, &(len as u64).to_le_bytes());
                 plant(BACKING_AT, &DIR_BACKING.to_le_bytes());
+                plant(RESERVED0_AT, &[0; 4]);
                 plant(RESERVED_AT, &[0; RESERVED_LEN as usize]);
                 plant(FINGERPRINT_AT, &FP.get().to_le_bytes());
             }

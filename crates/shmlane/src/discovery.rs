@@ -37,8 +37,9 @@ pub enum ServiceKind {
 pub struct Peer {
     /// The slot index.
     pub slot: usize,
-    /// Its process.
-    pub pid: u32,
+    /// Its process's pid (in its own pid namespace) as its presence file records it; `None`
+    /// once that file is gone.
+    pub pid: Option<u32>,
     /// Whether that process runs (by pid and start time).
     pub liveness: Liveness,
     /// Samples dropped for it (subscribers only; 0 otherwise).
@@ -85,8 +86,9 @@ pub struct NodeInfo {
     pub namespace: String,
     /// Its name.
     pub name: String,
-    /// Its process.
-    pub pid: u32,
+    /// Its process's pid (in its own pid namespace) as its presence file records it; `None`
+    /// once that file is gone.
+    pub pid: Option<u32>,
     /// Whether that process runs (by pid and start time).
     pub liveness: Liveness,
     /// Time since its last heartbeat, if it ever beat.

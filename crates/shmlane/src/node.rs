@@ -251,8 +251,11 @@ fn beat(registration: Weak<Registration>, interval: Duration) {
     }
 }
 
-/// Removes the stale registrations of `namespace`'s nodes (their creators are proven dead).
+/// Removes the stale registrations of `namespace`'s nodes (their creators are proven dead),
+/// and the presence files of processes that ended (see `shmlane_segment::presence`).
 fn remove_dead_nodes(namespace: &str, root: Option<&std::path::Path>) -> usize {
+    // Files we cannot remove (another user's) are left for their owner's sweep.
+    let _ = shmlane_segment::presence::remove_dead();
     let prefix = format!("{namespace}.node.");
     let dir = root.unwrap_or(std::path::Path::new("/dev/shm"));
     shmlane_segment::remove_stale_matching(dir, |name| name.as_str().starts_with(&prefix))

@@ -37,7 +37,7 @@ fn services_are_listed_with_their_kind_type_and_participants() {
     assert_eq!(ticks.publishers.len(), 1);
     assert_eq!(ticks.subscribers.len(), 2);
     for peer in ticks.publishers.iter().chain(&ticks.subscribers) {
-        assert_eq!((peer.pid, peer.liveness), (me, Liveness::Alive));
+        assert_eq!((peer.pid, peer.liveness), (Some(me), Liveness::Alive));
     }
     assert_eq!(ours[2].subscribers.len(), 1, "the listener");
 }
@@ -62,7 +62,7 @@ fn nodes_are_listed_with_liveness_and_a_heartbeat_that_moves() {
             .unwrap_or_else(|| panic!("node {name} not listed"))
     };
     let (b, m) = (ours("beating"), ours("manual"));
-    assert_eq!((b.pid, b.liveness), (std::process::id(), Liveness::Alive));
+    assert_eq!((b.pid, b.liveness), (Some(std::process::id()), Liveness::Alive));
     assert!(b.heartbeat_age.unwrap() < Duration::from_millis(150), "{b:?}");
     assert!(m.heartbeat_age.unwrap() < Duration::from_millis(150), "{m:?}");
     std::thread::sleep(Duration::from_millis(200));

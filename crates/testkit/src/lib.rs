@@ -87,6 +87,34 @@ pub struct ChildProc {
     reaped: bool,
 }
 
+/// A wrapper for [`spawn_child_under`]: the child runs as pid 1 of a new pid namespace with its
+/// own `/proc`, and is killed (SIGKILL) when the wrapper dies, so killing the [`ChildProc`]
+/// kills it.
+pub const UNSHARE_PID: &[&str] =
+    &["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"];
+
+/// Whether this machine lets us run a child in a new pid namespace ([`UNSHARE_PID`]); the
+/// error says why not (not root, no `unshare`, a sandbox that refuses namespaces).
+pub fn pid_namespaces() -> Result<(), String> {
+    let (program, args) = UNSHARE_PID.split_first().expect("a program");
+    let output = Command::new(program)
+        .args(args)
+        .arg("true")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{} true` failed ({}): {}",
+            UNSHARE_PID.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
 /// Starts this test binary as a child running `role` with `args`.
 pub fn spawn_child(role: &str, args: &[&str]) -> ChildProc {
     spawn_child_with_env(role, args, &[])
@@ -94,8 +122,28 @@ pub fn spawn_child(role: &str, args: &[&str]) -> ChildProc {
 
 /// [`spawn_child`] with extra environment variables (for example a crash point to arm).
 pub fn spawn_child_with_env(role: &str, args: &[&str], env: &[(&str, &str)]) -> ChildProc {
+    spawn_child_under(&[], role, args, env)
+}
+
+/// [`spawn_child_with_env`] run by a wrapper command (`wrapper` is its program and arguments,
+/// which end where the test binary's path goes), for example [`UNSHARE_PID`] to put the child
+/// in a pid namespace of its own. [`ChildProc::pid`] is then the wrapper's.
+pub fn spawn_child_under(
+    wrapper: &[&str],
+    role: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> ChildProc {
     let exe = std::env::current_exe().expect("path of the test binary");
-    let mut child = Command::new(exe)
+    let mut command = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut command = Command::new(program);
+            command.args(wrapper_args).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
+    let mut child = command
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, format!("{role}:{}", args.join(" ")))
         .envs(env.iter().copied())

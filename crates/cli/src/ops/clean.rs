@@ -45,9 +45,12 @@ pub fn clean(args: CleanArgs) -> ExitCode {
 }
 
 fn describe(entry: &SegmentEntry) -> String {
-    let creator = entry.segment.creator.map_or("no creator recorded".into(), |c| {
-        format!("creator {} {}", c.pid, show::liveness(c.liveness()))
-    });
+    let creator = match (entry.segment.creator, entry.segment.creator_owner) {
+        (Some(c), Some(owner)) => {
+            format!("creator {} {}", c.pid, show::liveness(owner.liveness()))
+        }
+        _ => "no creator recorded".into(),
+    };
     format!(
         "{} ({}, {}; {}; {})",
         entry.segment.name,
@@ -103,6 +106,17 @@ fn run(args: &CleanArgs) -> Result<(), OpsError> {
         for entry in discovery::remove_stale(scope.root(), |e| names.contains(&e.segment.name))? {
             println!("{verb} {}", describe(&entry));
             removed += 1;
+        }
+    }
+    if !args.dry_run && scope.root().is_none() {
+        // Presence files (`shmlane-live.*`) of processes that ended: each removed only while
+        // this process holds its lock, so never a live one's.
+        let (swept, failed) = shmlane_segment::presence::remove_dead();
+        if swept > 0 {
+            println!("removed {swept} presence file(s) of ended processes");
+        }
+        for (path, error) in failed {
+            println!("left alone: {} ({error})", path.display());
         }
     }
     let kept = if args.force { 0 } else { live.len() };

@@ -183,10 +183,11 @@ fn text(inspection: &Inspection) -> String {
             &mut out,
             "creator",
             format!(
-                "pid {} ({}), started at tick {}",
+                "pid {} ({}), started at tick {}, presence {:016x}",
                 creator.pid,
-                show::liveness(creator.liveness()),
-                creator.start_time
+                show::liveness(header.creator_liveness()),
+                creator.start_time,
+                header.creator_token
             ),
         );
         let created = created(header);
@@ -208,7 +209,11 @@ fn text(inspection: &Inspection) -> String {
         field(
             &mut out,
             "node",
-            format!("pid {} ({}), last heartbeat {beat}", node.pid, show::liveness(node.liveness)),
+            format!(
+                "pid {} ({}), last heartbeat {beat}",
+                show::pid(node.pid),
+                show::liveness(node.liveness)
+            ),
         );
     }
     if let SegmentKind::Payload { control, publisher, generation, pool } = &entry.kind {
@@ -231,7 +236,7 @@ fn text(inspection: &Inspection) -> String {
                 out,
                 "  slot {}  pid {} {}",
                 peer.slot,
-                peer.pid,
+                show::pid(peer.pid),
                 show::liveness(peer.liveness)
             );
         }
@@ -285,7 +290,7 @@ fn topic_text(out: &mut String, topic: &TopicDetail) {
             out,
             "  slot {}  pid {} {}  generation {}",
             p.peer.slot,
-            p.peer.pid,
+            show::pid(p.peer.pid),
             show::liveness(p.peer.liveness),
             p.generation
         );
@@ -299,7 +304,7 @@ fn topic_text(out: &mut String, topic: &TopicDetail) {
             out,
             "  slot {}  pid {} {}  drops {}",
             s.peer.slot,
-            s.peer.pid,
+            show::pid(s.peer.pid),
             show::liveness(s.peer.liveness),
             s.peer.drops
         );
@@ -346,7 +351,8 @@ fn to_json(inspection: &Inspection) -> Value {
             "total_size": h.total_size,
             "creator_pid": h.creator_pid,
             "creator_start_time": h.creator_start_time,
-            "creator_liveness": show::liveness(creator(h).liveness()),
+            "creator_presence": format!("{:016x}", h.creator_token),
+            "creator_liveness": show::liveness(h.creator_liveness()),
             "backing": backing(h.backing),
             "created_unix_ns": h.created_unix_ns,
             "init_state": init_state(h.init_state),

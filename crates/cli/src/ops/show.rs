@@ -28,6 +28,11 @@ pub(crate) fn verdict(verdict: &Verdict) -> (&'static str, Option<&str>) {
     }
 }
 
+/// A pid as a presence file records it, `?` once that file is gone.
+pub(crate) fn pid(pid: Option<u32>) -> String {
+    pid.map_or("?".into(), |pid| pid.to_string())
+}
+
 pub(crate) fn liveness(liveness: Liveness) -> &'static str {
     match liveness {
         Liveness::Alive => "alive",
@@ -67,7 +72,7 @@ fn subscriber_role(service: &ServiceInfo) -> &'static str {
 }
 
 fn peer_list(peers: &[Peer]) -> String {
-    let one = |p: &Peer| format!("{} {}", p.pid, liveness(p.liveness));
+    let one = |p: &Peer| format!("{} {}", pid(p.pid), liveness(p.liveness));
     peers.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
@@ -90,7 +95,7 @@ pub(crate) fn peers(entry: &SegmentEntry) -> String {
     if let Some(node) = &entry.node {
         let beat =
             node.heartbeat_age.map_or("never beat".into(), |a| format!("beat {} ago", age(a)));
-        return format!("node {} {} ({beat})", node.pid, liveness(node.liveness));
+        return format!("node {} {} ({beat})", pid(node.pid), liveness(node.liveness));
     }
     match &entry.kind {
         SegmentKind::Payload { control, publisher, .. } => {
@@ -120,7 +125,7 @@ pub(crate) fn entry_json(entry: &SegmentEntry) -> Value {
         "namespace": entry.namespace,
         "size": segment.size,
         "creator_pid": segment.creator.map(|c| c.pid),
-        "creator_liveness": segment.creator.map(|c| liveness(c.liveness())),
+        "creator_liveness": segment.creator_owner.map(|c| liveness(c.liveness())),
         "created_unix_ns": segment.created_at.map(unix_ns),
         "state": state,
         "reason": reason,

@@ -382,8 +382,12 @@ pub(crate) fn peer(
     Ok(Some(Peer { slot, pid: owner.pid(), liveness: owner.liveness(), drops }))
 }
 
-/// A node registration's pid, liveness and heartbeat age; `None` before the node wrote them.
-fn read_node(segment: &Segment) -> Result<Option<(u32, Liveness, Option<Duration>)>, String> {
+/// What a node registration says: its pid (if its presence file records one), liveness and
+/// heartbeat age.
+type NodeFacts = (Option<u32>, Liveness, Option<Duration>);
+
+/// A node registration's facts; `None` before the node wrote them.
+fn read_node(segment: &Segment) -> Result<Option<NodeFacts>, String> {
     let mut bytes = [0u8; size_of::<NodeRecordCopy>()];
     let at = HEADER_SIZE.next_multiple_of(64);
     segment.read_bytes(at, &mut bytes).map_err(|e| e.to_string())?;
@@ -402,7 +406,7 @@ fn still_stale(place: &Place, name: &SegmentName) -> bool {
             Err(OpenError::NotFound { .. } | OpenError::Stale { .. }) => true,
             Err(_) => false,
             Ok(segment) => {
-                segment.creator().liveness() == Liveness::Dead
+                segment.creator_liveness() == Liveness::Dead
                     && slots(&segment, kind)
                         .is_ok_and(|slots| slots.peers().all(|p| p.liveness == Liveness::Dead))
             }
