@@ -301,6 +301,17 @@ impl<S: Storage> Consumer<S> {
     /// the value names while the claim's atomic instruction runs.
     #[inline]
     pub fn pop_hinted(&mut self, mut hint: impl FnMut(u64)) -> Option<u64> {
+        self.pop_when(|value| {
+            hint(value);
+            true
+        })
+    }
+
+    /// [`pop_hinted`](Self::pop_hinted) that takes the oldest value only if `ready` says so
+    /// when it sees it (before the claim): `None` without claiming anything otherwise, so the
+    /// caller can get ready for it (map what it names) and pop again.
+    #[inline]
+    pub fn pop_when(&mut self, mut ready: impl FnMut(u64) -> bool) -> Option<u64> {
         let ring = self.storage.ring();
         // Acquire: pairs with the producer's AcqRel eviction CAS.
         let mut head = ring.head.load(Ordering::Acquire);
@@ -333,7 +344,9 @@ impl<S: Storage> Consumer<S> {
             }
             // Relaxed: after the stamp's Acquire; the CAS below proves it is position `head`'s.
             let value = slot.value.load(Ordering::Relaxed);
-            hint(value);
+            if !ready(value) {
+                return None;
+            }
             // AcqRel: Release orders our read of the value before the producer's reuse of the
             // slot (it loads `head` with Acquire); Acquire pairs with its eviction CAS.
             // Failure Acquire: the new head, as the first load.

@@ -18,7 +18,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use shmlane_queue::overflow::SharedOverflow;
-use shmlane_segment::{Claimed, Fingerprint, Liveness, RoleClaim, RoleOwner, Segment};
+use shmlane_segment::{Fingerprint, Liveness, RoleClaim, RoleOwner, Segment};
 
 pub use pool::BlockCounts;
 pub use publisher::{Loan, Publisher, SliceLoan};
@@ -375,7 +375,26 @@ impl<T: ZeroCopy> Topic<T> {
 impl<T> Topic<T> {
     /// Name suffix (after the namespace) of publisher `slot`'s payload segment `generation`.
     fn data_suffix(&self, slot: usize, generation: u32) -> String {
-        format!("{}.{}.p{slot}.g{generation}", self.kind, self.service)
+        format!("{}.p{slot}.g{generation}", self.data_prefix())
+    }
+
+    /// What every payload segment's name suffix starts with: `{kind}.{service}`.
+    fn data_prefix(&self) -> String {
+        format!("{}.{}", self.kind, self.service)
+    }
+
+    /// Whether a sample of publisher `slot`'s `generation` is still queued for a subscriber
+    /// (it names that generation's payload segments, which must stay until it is taken). A
+    /// queue that cannot be read counts as holding one.
+    fn has_queued(&self, slot: usize, generation: u32) -> bool {
+        let subscribers = self.config.max_subscribers as usize;
+        (0..subscribers).any(|s| {
+            let (submission, _) = self.layout.connection(slot * subscribers + s);
+            match SharedOverflow::snapshot(&self.segment, submission, QUEUE_FINGERPRINT) {
+                Ok(queued) => queued.values.iter().any(|&v| (v >> 32) as u32 == generation),
+                Err(_) => true,
+            }
+        })
     }
 
     /// Whether any publisher or subscriber slot is held by a process not proven dead.
@@ -392,31 +411,20 @@ impl<T> Topic<T> {
                 .any(|s| self.layout.subscriber(&self.segment, s).is_ok_and(|e| held(&e.role)))
     }
 
-    /// Removes the payload segments of publishers that died holding a slot (a publisher that
-    /// leaves removes its own). Each slot is taken over first, so a publisher that takes it at
-    /// the same moment keeps what it creates.
-    fn remove_dead_publishers_payloads(&self) {
+    /// Removes the payload segments of publishers that are gone: ones that died holding a
+    /// slot, and ones that left with samples still queued (their segments stay for those).
+    /// Called only when no live process takes part in the topic, so nothing can still receive
+    /// them. Each slot is claimed first (free, or taken over from a dead holder), so a
+    /// publisher that takes it at the same moment keeps what it creates.
+    fn remove_departed_payloads(&self) {
         let me = self.node.id();
         for p in 0..self.config.max_publishers as usize {
             let Ok(entry) = self.layout.publisher(&self.segment, p) else { continue };
-            // Relaxed: a free slot is skipped (its last holder removed its payloads); the
-            // claim's CAS synchronises.
-            if entry.role.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            let Ok((_slot, Claimed::TakenOver(_))) = RoleClaim::claim(&entry.role, me) else {
-                // Held by a live process (or freed meanwhile: then released again at once).
+            let Ok((_slot, _)) = RoleClaim::claim(&entry.role, me) else {
+                // Held by a live process.
                 continue;
             };
-            // Acquire: pairs with the dead holder's Release store of its generation.
-            let generation = entry.generation.load(Ordering::Acquire) as u32;
-            // The one it published, and the next (created by a holder that died before
-            // publishing it).
-            for generation in [generation, generation.wrapping_add(1).max(1)] {
-                if generation != 0 {
-                    pool::Pools::remove(self, p, generation);
-                }
-            }
+            pool::Pools::remove_every(self, p);
         }
     }
 }
@@ -428,7 +436,7 @@ impl<T> Drop for Topic<T> {
         // payloads of dead publishers.
         if !self.has_live_participants() {
             let _ = self.segment.unlink();
-            self.remove_dead_publishers_payloads();
+            self.remove_departed_payloads();
         }
     }
 }

@@ -58,7 +58,7 @@ impl BlockCounts {
 #[derive(Debug)]
 struct Pool {
     /// Keeps the mapping `first` points into.
-    _data: Segment,
+    data: Segment,
     /// The first block in `data`'s mapping; `holders.len()` blocks of `block_size` bytes
     /// follow it, in bounds (checked at creation).
     first: FirstBlock,
@@ -109,6 +109,36 @@ impl Pools {
         for pool in 1..MAX_POOLS {
             if !remove_segment(&topic.node, &format!("{suffix}.x{pool}")) {
                 break;
+            }
+        }
+    }
+
+    /// Leaves every payload segment's name in place when the pools drop (samples still queued
+    /// name them).
+    pub(crate) fn keep_files(&mut self) {
+        for pool in &mut self.pools {
+            pool.data.set_unlink_on_drop(false);
+        }
+    }
+
+    /// Removes every payload segment of publisher `slot`, of any generation (listed by name).
+    /// For a caller that holds the slot's role, so that nobody creates one meanwhile.
+    pub(crate) fn remove_every<T>(topic: &Topic<T>, slot: usize) {
+        let node = &topic.node;
+        let prefix = format!("{}.{}.p{slot}.g", node.namespace(), topic.data_prefix());
+        let dir = node.root().unwrap_or(std::path::Path::new("/dev/shm"));
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else { continue };
+            let Ok(name) = SegmentName::from_file_name(name) else { continue };
+            let Some(rest) = name.as_str().strip_prefix(&prefix) else { continue };
+            // `{generation}` or `{generation}.x{pool}`: nothing of another slot or service.
+            let (generation, pool) = rest.split_once(".x").unwrap_or((rest, "0"));
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            if digits(generation) && digits(pool) {
+                let suffix = &name.as_str()[node.namespace().len() + 1..];
+                remove_segment(node, suffix);
             }
         }
     }
@@ -330,7 +360,7 @@ fn create<T: ZeroCopy>(
     let first = data.ptr(blocks_region.offset, size, 8).map_err(|_| too_large())?;
     Ok(Pool {
         first: FirstBlock(first),
-        _data: data,
+        data,
         block_size,
         elements_at,
         max_len,

@@ -44,7 +44,13 @@ pub struct Publisher<'t, T> {
     entry: &'t PublisherEntry,
     block_timeout: Cell<Duration>,
     _role: RoleClaim<'t>,
+    /// Our publisher slot.
+    slot: usize,
     generation: u32,
+    /// The previous holder's generation, whose payload segments had samples still queued for
+    /// a subscriber when we took the slot: removed once none is left (at our drop at the
+    /// latest; else by the topic's last handle).
+    departed: Option<u32>,
     subscribers: Vec<&'t SubscriberEntry>,
     state: RefCell<State<'t>>,
 }
@@ -56,6 +62,24 @@ struct State<'t> {
     pools: Pools,
     loans: u32,
     connections: Vec<Connection<'t>>,
+}
+
+impl<T> Drop for Publisher<'_, T> {
+    fn drop(&mut self) {
+        let state = self.state.get_mut();
+        // A sample `send` reported delivered stays receivable after we leave: while one is
+        // still queued, our payload segments keep their names (the subscriber maps them
+        // before it takes the sample). The next holder of our slot removes them once nothing
+        // names them, or the topic's last handle does.
+        if state.connections.iter().any(|c| c.served != 0 && !c.submission.is_empty()) {
+            state.pools.keep_files();
+        }
+        if let Some(departed) = self.departed
+            && !self.topic.has_queued(self.slot, departed)
+        {
+            Pools::remove(self.topic, self.slot, departed);
+        }
+    }
 }
 
 /// The publisher's side of one subscriber slot.
@@ -99,9 +123,15 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         };
         // Acquire: pairs with the previous holder's Release store of its generation.
         let previous = entry.generation.load(Ordering::Acquire) as u32;
+        let mut departed = None;
         if previous != 0 {
-            // The previous holder's payloads: subscribers that mapped them keep them.
-            Pools::remove(topic, slot, previous);
+            // The previous holder's payloads: subscribers that mapped them keep them; samples
+            // still queued name them, so they stay until those are received (or evicted).
+            if topic.has_queued(slot, previous) {
+                departed = Some(previous);
+            } else {
+                Pools::remove(topic, slot, previous);
+            }
         }
         let generation = previous.wrapping_add(1).max(1);
         let max_len = u64::from(config.max_slice_len);
@@ -139,7 +169,9 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             entry,
             block_timeout: Cell::new(DEFAULT_BLOCK_TIMEOUT),
             _role: role,
+            slot,
             generation,
+            departed,
             subscribers,
             state: RefCell::new(state),
         })

@@ -161,10 +161,39 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                 continue;
             }
             let Some((submission, completion)) = connection.ends.as_mut() else { continue };
+            // Values whose payload segment this call mapped or failed to map (bounds the work
+            // a peer that keeps writing unmappable values can make us do).
+            let mut mapped_early = 0;
             loop {
+                // A sample is taken only once its payload segment is mapped: while it is
+                // queued, its publisher's segment keeps its name, even after the publisher
+                // left. Its block's first line is on its way during the claim.
                 let payloads = &connection.payloads;
-                let Some(value) = submission.pop_hinted(|value| prefetch(payloads, value)) else {
-                    break;
+                let mut unmapped = None;
+                let value = submission.pop_when(|value| match mapped_for(payloads, value) {
+                    Some(mapped) => {
+                        prefetch(mapped, value);
+                        true
+                    }
+                    None => {
+                        unmapped = Some(value);
+                        false
+                    }
+                });
+                let value = match (value, unmapped) {
+                    (Some(value), _) => value,
+                    (None, Some(value)) if mapped_early < MAX_MAPS_PER_RECEIVE => {
+                        mapped_early += 1;
+                        if self.map_early(&mut connection.payloads, p, value) {
+                            continue;
+                        }
+                        // Unmappable (gone, not ready, invalid): taken and handed back below.
+                        match submission.pop() {
+                            Some(value) => value,
+                            None => break,
+                        }
+                    }
+                    _ => break,
                 };
                 crash_point!("shmlane.receive.popped");
                 if self.wakes_publishers {
@@ -184,9 +213,12 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                             payload,
                         }));
                     }
-                    // Not readable (its payload segment is gone or invalid): hand it back.
+                    // Not readable (its payload segment is gone, not ready or invalid): hand it
+                    // back, and count it as dropped.
                     None => {
                         let _ = completion.push(value);
+                        // Relaxed: a statistic.
+                        self.entry.drops.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -258,6 +290,15 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         }
     }
 
+    /// Maps the payload segment of `value` from publisher `p` while the value is still
+    /// queued; whether it is mapped now. Out of line, so the receive path stays small.
+    #[cold]
+    #[inline(never)]
+    fn map_early(&self, payloads: &mut Vec<Option<Rc<Payload>>>, p: usize, value: u64) -> bool {
+        let (pool, _) = super::pool::split(value as u32);
+        self.remap(payloads, p, (value >> 32) as u32, pool).is_some()
+    }
+
     /// Resolves `value` from publisher `p` to a pointer to the elements of one of its
     /// blocks, mapping the segment (read-only) the first time; `None`
     /// if it is not a valid block. The block itself is not read here: its length word is read
@@ -318,8 +359,16 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         if pool > 0 {
             suffix = format!("{suffix}.x{pool}");
         }
-        let segment =
-            self.topic.node.segment(&suffix).fingerprint(DATA_FINGERPRINT).open_read_only().ok()?;
+        // No wait: a publisher publishes a generation only once its segment is ready, so one
+        // that is not ready (only a faulty peer makes that) is skipped, never waited for.
+        let segment = self
+            .topic
+            .node
+            .segment(&suffix)
+            .fingerprint(DATA_FINGERPRINT)
+            .open_timeout(Duration::ZERO)
+            .open_read_only()
+            .ok()?;
         let mut bytes = [0u8; size_of::<DataHeader>()];
         segment.read_bytes(DATA_HEADER_AT, &mut bytes).ok()?;
         let header: DataHeader = zerocopy::transmute!(bytes);
@@ -366,15 +415,26 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     }
 }
 
-/// Starts loading the first line of the block `value` names (its length, tag and first
-/// element), if its payload segment is mapped: the load overlaps the queue claim.
+/// Most payload segments one `receive` maps (or fails to map) per publisher: a peer that
+/// fills a queue with values naming unmappable segments costs each call bounded work.
+const MAX_MAPS_PER_RECEIVE: u32 = 4;
+
+/// The mapped payload segment `value` names, if mapped.
 #[inline]
-fn prefetch(payloads: &[Option<Rc<Payload>>], value: u64) {
-    let (pool, block) = super::pool::split(value as u32);
-    if let Some(Some(mapped)) = payloads.get(pool)
-        && mapped.generation == (value >> 32) as u32
-        && (block as u64) < mapped.blocks
-    {
+fn mapped_for(payloads: &[Option<Rc<Payload>>], value: u64) -> Option<&Payload> {
+    let (pool, _) = super::pool::split(value as u32);
+    match payloads.get(pool) {
+        Some(Some(mapped)) if mapped.generation == (value >> 32) as u32 => Some(mapped),
+        _ => None,
+    }
+}
+
+/// Starts loading the first line of the block `value` names in `mapped` (its length, tag and
+/// first element): the load overlaps the queue claim.
+#[inline]
+fn prefetch(mapped: &Payload, value: u64) {
+    let (_, block) = super::pool::split(value as u32);
+    if (block as u64) < mapped.blocks {
         mapped.segment.prefetch(mapped.blocks_at + block as u64 * mapped.block_size);
     }
 }
