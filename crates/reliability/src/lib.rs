@@ -115,7 +115,9 @@ pub fn test_node(namespace: &str) -> shmlane::Node {
 /// the nodes killed in `namespace` (there must be `dead_nodes`; `context` says which), drops
 /// `node` and checks nothing of the namespace is left ([`assert_nothing_left`]).
 pub fn finish(node: shmlane::Node, namespace: &str, dead_nodes: usize, context: &str) {
-    assert_eq!(node.remove_dead_nodes(), dead_nodes, "{context}: dead nodes' registrations");
+    let removal = node.remove_dead_nodes().expect("sweep dead nodes");
+    assert!(removal.failed.is_empty(), "{context}: {:?}", removal.failed);
+    assert_eq!(removal.removed.len(), dead_nodes, "{context}: dead nodes' registrations");
     drop(node);
     assert_nothing_left(namespace);
 }

@@ -133,7 +133,8 @@ fn remove_if_stale(name: &str) -> bool {
     let removed =
         shmlane_segment::remove_stale_matching(Path::new(SHM_DIR), |n| n.as_str() == name)
             .expect("remove_stale");
-    !removed.is_empty()
+    assert!(removed.failed.is_empty(), "{:?}", removed.failed);
+    !removed.removed.is_empty()
 }
 
 /// Makes the file look `EMPTY_GRACE` plus a second old (its modification time), as if it had

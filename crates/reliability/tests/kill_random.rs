@@ -299,7 +299,7 @@ fn random_kills(policy: Overflow, name: &'static str) {
         recoveries.last().copied().unwrap_or_default(),
     );
     drop(topic);
-    node.remove_dead_nodes();
+    node.remove_dead_nodes().expect("sweep dead nodes");
     drop(node);
     assert_nothing_left(&ns);
 }

@@ -37,6 +37,13 @@ fn child_entry() {
         ("claim", [name]) => child_claim(name),
         ("hold", [ns, keep]) => child_hold(ns, keep.parse().unwrap_or(1)),
         ("publish", [ns, count]) => child_publish(ns, count.parse().unwrap_or(1)),
+        ("register", []) => {
+            report_identity();
+            sleep_until_killed()
+        }
+        ("judge_hidden", [live, live_pid, live_start, dead]) => {
+            child_judge_hidden(live, live_pid, live_start, dead)
+        }
         _ => fail(2, format!("unknown role {spec}")),
     }
     exit_child()
@@ -124,6 +131,32 @@ fn child_hold(ns: &str, keep: usize) {
     }
 }
 
+/// Under a `/proc` mounted with `hidepid=2`, as `nobody`: judges a live root process (hidden
+/// from us in `/proc`) and a killed one, by presence token and by pid.
+fn child_judge_hidden(live: &str, live_pid: &str, live_start: &str, dead: &str) {
+    let number = |s: &str| s.parse::<u64>().unwrap_or_else(|e| fail(2, e));
+    become_nobody();
+    let hidden = std::fs::read(format!("/proc/{live_pid}/stat")).is_err();
+    report("hidden", u64::from(hidden));
+    let live = RoleOwner::from_raw(number(live)).unwrap_or_else(|| fail(2, "token 0"));
+    let dead = RoleOwner::from_raw(number(dead)).unwrap_or_else(|| fail(2, "token 0"));
+    let by_pid = shmlane_segment::ProcessId {
+        pid: u32::try_from(number(live_pid)).unwrap_or_else(|e| fail(2, e)),
+        start_time: number(live_start),
+    };
+    report("live", format!("{:?}", live.liveness()));
+    report("live_by_pid", format!("{:?}", by_pid.liveness()));
+    report("dead", format!("{:?}", dead.liveness()));
+}
+
+/// Drops this thread (the one that runs the role) to `nobody` with no supplementary groups.
+fn become_nobody() {
+    use rustix::process::{Gid, Uid};
+    rustix::thread::set_thread_groups(&[]).unwrap_or_else(|e| fail(3, e));
+    rustix::thread::set_thread_gid(Gid::from_raw(65534)).unwrap_or_else(|e| fail(3, e));
+    rustix::thread::set_thread_uid(Uid::from_raw(65534)).unwrap_or_else(|e| fail(3, e));
+}
+
 /// Publishes `count` samples once a subscriber is there, reports, waits to be killed.
 fn child_publish(ns: &str, count: u64) {
     report_identity();
@@ -161,7 +194,7 @@ fn a_role_and_a_segment_held_in_another_pid_namespace_stay_theirs_until_they_die
     let listed = shmlane_segment::list().expect("list /dev/shm");
     let status = listed.iter().find(|i| i.name.as_str() == name).map(|i| i.status.clone());
     assert_eq!(status, Some(SegmentStatus::Alive));
-    let removed = shmlane_segment::remove_stale().expect("remove stale segments");
+    let removed = shmlane_segment::remove_stale().expect("remove stale segments").removed;
     assert!(removed.iter().all(|i| i.name.as_str() != name), "removed a live segment");
     let (swept, _) = shmlane_segment::presence::remove_dead();
     assert_eq!(owner.liveness(), Liveness::Alive, "swept a live presence ({swept} swept)");
@@ -172,7 +205,7 @@ fn a_role_and_a_segment_held_in_another_pid_namespace_stay_theirs_until_they_die
     assert_eq!(how, Claimed::TakenOver(owner));
     drop(claim);
     assert_eq!(segment.creator_liveness(), Liveness::Dead);
-    let removed = shmlane_segment::remove_stale().expect("remove stale segments");
+    let removed = shmlane_segment::remove_stale().expect("remove stale segments").removed;
     assert!(removed.iter().any(|i| i.name.as_str() == name), "the dead child's segment stayed");
     shmlane_segment::presence::remove_dead();
     assert_eq!(owner.liveness(), Liveness::Dead, "a swept presence stays dead");
@@ -214,8 +247,9 @@ fn a_subscriber_in_another_pid_namespace_keeps_its_slot_and_samples_until_killed
     let other = topic.subscriber();
     assert!(matches!(other, Err(ConnectError::NoFreeSlot { .. })), "{other:?}");
     drop(other);
-    assert_eq!(node.remove_dead_nodes(), 0, "a live node in another namespace was removed");
-    let removed = shmlane::discovery::remove_stale(None, |_| true).expect("sweep");
+    let dead_nodes = node.remove_dead_nodes().expect("sweep dead nodes").removed;
+    assert!(dead_nodes.is_empty(), "a live node in another namespace was removed");
+    let removed = shmlane::discovery::remove_stale(None, |_| true).expect("sweep").removed;
     assert!(removed.iter().all(|e| !e.segment.name.as_str().contains(&ns)), "{removed:?}");
     assert_eq!(files_of(&ns), files);
     assert_eq!(publisher.subscribers(), 1);
@@ -257,7 +291,7 @@ fn a_publisher_in_another_pid_namespace_keeps_its_payload_segment_until_killed()
     // dead nodes. Neither may touch the live child's.
     let files = files_of(&ns);
     let ours = topic.publisher().unwrap();
-    assert_eq!(node.remove_dead_nodes(), 0);
+    assert!(node.remove_dead_nodes().expect("sweep dead nodes").removed.is_empty());
     shmlane::discovery::remove_stale(None, |_| true).expect("sweep");
     assert!(files.iter().all(|f| files_of(&ns).contains(f)), "{files:?} -> {:?}", files_of(&ns));
     let got: Vec<u64> =
@@ -268,4 +302,48 @@ fn a_publisher_in_another_pid_namespace_keeps_its_payload_segment_until_killed()
     drop(subscriber);
     drop(topic);
     finish(node, &ns, 1, "the killed publisher's node");
+}
+
+#[test]
+fn a_proc_with_hidepid_never_proves_a_live_peer_dead() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        println!("SKIPPED hidepid: needs root to mount /proc in a mount namespace of its own");
+        return;
+    }
+    let _serial = process_lock();
+    // A process that registered and was killed: its presence file stays, its lock is gone.
+    let mut doomed = shmlane_testkit::spawn_child("register", &[]);
+    let _ = doomed.report_u64("pid", TIMEOUT);
+    let dead = doomed.report_u64("token", TIMEOUT);
+    doomed.kill_while_running();
+    let me = RoleOwner::current().expect("our identity").to_raw();
+    let process = shmlane_segment::ProcessId::current().expect("our identity");
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t proc -o hidepid=2 proc /proc && exec \"$0\" \"$@\"",
+    ];
+    let (me, pid, start, dead) =
+        (me.to_string(), process.pid.to_string(), process.start_time.to_string(), dead.to_string());
+    let mut judge = spawn_child_under(&wrapper, "judge_hidden", &[&me, &pid, &start, &dead], &[]);
+    let hidden = match judge.try_report("hidden", TIMEOUT) {
+        Some(hidden) => hidden,
+        None => {
+            println!(
+                "SKIPPED hidepid: the child could not mount /proc with hidepid=2: {}",
+                judge.stderr()
+            );
+            return;
+        }
+    };
+    assert_eq!(hidden, "1", "our /proc entry was visible to nobody under hidepid=2");
+    assert_eq!(judge.report("live", TIMEOUT), "Alive", "a live peer hidden by hidepid");
+    assert_eq!(judge.report("live_by_pid", TIMEOUT), "Unknown", "a hidden pid is no proof");
+    assert_eq!(judge.report("dead", TIMEOUT), "Dead", "a killed peer under hidepid");
+    judge.expect_success(TIMEOUT);
+    shmlane_segment::presence::remove_dead();
 }

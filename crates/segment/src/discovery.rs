@@ -134,32 +134,48 @@ pub fn remove_in(dir: &Path, name: &SegmentName) -> Result<(), DiscoveryError> {
     std::fs::remove_file(&path).map_err(|source| DiscoveryError::Remove { path, source })
 }
 
-/// Removes every stale segment in `/dev/shm` and returns what it removed.
-pub fn remove_stale() -> Result<Vec<SegmentInfo>, DiscoveryError> {
+/// What a removal of stale segments did: the segments it removed, and the stale ones it could
+/// not remove, each with the error that kept it ([`DiscoveryError::Remove`]: another user's
+/// file in a sticky directory such as `/dev/shm`, a directory we may not write). A removal
+/// goes on past such a file: one file it cannot remove never keeps it from the others.
+#[derive(Debug)]
+pub struct Removal<T = SegmentInfo> {
+    /// What was removed.
+    pub removed: Vec<T>,
+    /// What was judged stale but could not be removed, with why.
+    pub failed: Vec<(T, DiscoveryError)>,
+}
+
+/// Removes every stale segment in `/dev/shm`; returns what it removed and what it could not.
+pub fn remove_stale() -> Result<Removal, DiscoveryError> {
     remove_stale_in(Path::new(SHM_DIR))
 }
 
-/// Removes every stale segment in a directory and returns what it removed.
-pub fn remove_stale_in(dir: &Path) -> Result<Vec<SegmentInfo>, DiscoveryError> {
+/// Removes every stale segment in a directory; returns what it removed and what it could not.
+pub fn remove_stale_in(dir: &Path) -> Result<Removal, DiscoveryError> {
     remove_stale_matching(dir, |_| true)
 }
 
 /// Removes the stale segments in a directory whose names `select` accepts; returns what it
-/// removed.
+/// removed and what it could not (it goes on past those). Fails only if the directory cannot
+/// be listed.
 pub fn remove_stale_matching(
     dir: &Path,
     select: impl Fn(&SegmentName) -> bool,
-) -> Result<Vec<SegmentInfo>, DiscoveryError> {
-    let mut removed = Vec::new();
+) -> Result<Removal, DiscoveryError> {
+    let mut removal = Removal { removed: Vec::new(), failed: Vec::new() };
     let stale = list_in(dir)?.into_iter().filter(|i| i.status == SegmentStatus::Stale);
     for info in stale.filter(|i| select(&i.name)) {
         match remove_judged(&info.path, info.identity) {
-            Ok(true) => removed.push(info),
+            Ok(true) => removal.removed.push(info),
             Ok(false) => {}
-            Err(source) => return Err(DiscoveryError::Remove { path: info.path, source }),
+            Err(source) => {
+                let error = DiscoveryError::Remove { path: info.path.clone(), source };
+                removal.failed.push((info, error));
+            }
         }
     }
-    Ok(removed)
+    Ok(removal)
 }
 
 /// What [`clear_stale`] did.

@@ -21,6 +21,8 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(feature = "loom"))]
+mod copy;
 #[cfg(feature = "crash-points")]
 pub mod crash;
 mod crash_point;
@@ -47,8 +49,8 @@ mod transfer;
 
 #[cfg(not(feature = "loom"))]
 pub use discovery::{
-    DiscoveryError, EMPTY_GRACE, SegmentInfo, SegmentStatus, list, list_in, remove, remove_in,
-    remove_stale, remove_stale_in, remove_stale_matching,
+    DiscoveryError, EMPTY_GRACE, Removal, SegmentInfo, SegmentStatus, list, list_in, remove,
+    remove_in, remove_stale, remove_stale_in, remove_stale_matching,
 };
 pub use fingerprint::Fingerprint;
 pub use liveness::{Liveness, ProcessId};

@@ -552,7 +552,7 @@ fn creator_killed_during_init_leaves_a_stale_segment_that_is_detected_and_remove
     assert_eq!(info.status, SegmentStatus::Stale);
     assert_eq!(info.creator.map(|c| c.pid), Some(child_pid));
 
-    let removed = shmlane_segment::remove_stale().unwrap();
+    let removed = shmlane_segment::remove_stale().unwrap().removed;
     assert!(removed.iter().any(|i| i.path == path), "remove_stale removed {removed:?}");
     assert!(!exists(&path), "the stale file is gone from /dev/shm");
     assert!(matches!(open(Duration::from_millis(50)), Err(OpenError::NotFound { .. })));
@@ -966,7 +966,7 @@ fn live_segment_lists_alive_and_survives_remove_stale() {
     assert_eq!(child.report("creator", CHILD_TIMEOUT), std::process::id().to_string());
     child.expect_success(CHILD_TIMEOUT);
 
-    let removed = shmlane_segment::remove_stale().unwrap();
+    let removed = shmlane_segment::remove_stale().unwrap().removed;
     assert!(!removed.iter().any(|i| i.path == path), "remove_stale removed a live segment");
     assert!(exists(&path));
     Segment::builder(&name).open().expect("still opens after remove_stale");

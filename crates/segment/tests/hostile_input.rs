@@ -582,7 +582,7 @@ fn discovery_reports_corrupt_headers_and_never_removes_them() {
     // Our creator sizes a file in one step, from empty to at least a header.
     assert!(matches!(status("short"), Some(SegmentStatus::Corrupt { .. })));
 
-    let removed = remove_stale_in(fx.dir.path()).expect("remove stale segments");
+    let removed = remove_stale_in(fx.dir.path()).expect("remove stale segments").removed;
     assert!(removed.is_empty(), "removed {removed:?}");
     for path in [fx.path(), bad_magic, bad_state, short] {
         assert!(path.exists(), "{} was removed", path.display());
@@ -672,7 +672,7 @@ fn discovery_never_removes_an_old_file_without_a_header_that_our_creator_cannot_
     for (name, status) in statuses(dir, &names) {
         assert!(matches!(status, SegmentStatus::Corrupt { .. }), "{name}: {status:?}");
     }
-    let removed = remove_stale_in(dir).expect("remove stale segments");
+    let removed = remove_stale_in(dir).expect("remove stale segments").removed;
     assert!(removed.is_empty(), "removed {removed:?}");
     for path in planted {
         assert!(path.exists(), "{} was removed", path.display());
@@ -698,7 +698,7 @@ fn discovery_removes_an_old_file_that_our_creator_died_before_publishing() {
     for (name, status) in statuses(dir, &names) {
         assert_eq!(status, SegmentStatus::Stale, "{name}");
     }
-    let removed = remove_stale_in(dir).expect("remove stale segments");
+    let removed = remove_stale_in(dir).expect("remove stale segments").removed;
     let mut removed: Vec<&str> = removed.iter().map(|info| info.name.as_str()).collect();
     removed.sort_unstable();
     assert_eq!(removed, ["empty", "half-written", "unpublished", "zeros"]);
@@ -722,7 +722,7 @@ fn discovery_leaves_a_young_file_without_a_header_to_its_creator() {
     for (name, status) in statuses(dir, &["empty", "zeros", "unpublished"]) {
         assert_eq!(status, SegmentStatus::Initializing, "{name}");
     }
-    let removed = remove_stale_in(dir).expect("remove stale segments");
+    let removed = remove_stale_in(dir).expect("remove stale segments").removed;
     assert!(removed.is_empty(), "removed {removed:?}");
     for path in planted {
         assert!(path.exists(), "{} was removed", path.display());

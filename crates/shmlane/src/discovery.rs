@@ -3,8 +3,10 @@
 //! with a verdict that counts those peers ([`segments`]), the removal of stale ones
 //! ([`remove_stale`]), and the state of one segment in detail ([`inspect`]).
 //!
-//! Read-only: each segment is mapped read-only and what is read is copied out and validated,
-//! so discovery never disturbs a service and bad bytes give an error value, not a panic.
+//! Read-only: each segment of this user is mapped read-only, and another user's is read from a
+//! private copy taken with `pread`, never mapped, so its owner cannot crash discovery with
+//! `SIGBUS` by shrinking it. What is read is copied out and validated, so discovery never
+//! disturbs a service and bad bytes give an error value, not a panic or a signal.
 
 mod entries;
 mod inspect;
@@ -12,7 +14,7 @@ mod names;
 
 use std::path::Path;
 
-use shmlane_segment::{DiscoveryError, Liveness, SegmentInfo, SegmentStatus};
+use shmlane_segment::{Liveness, SegmentInfo, SegmentStatus};
 
 pub use entries::{SegmentEntry, Verdict, remove_stale, segments};
 pub use inspect::{
@@ -20,6 +22,7 @@ pub use inspect::{
     TopicDetail, inspect,
 };
 pub use names::SegmentKind;
+pub use shmlane_segment::{DiscoveryError, Removal};
 
 /// What a service is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

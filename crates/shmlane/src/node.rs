@@ -7,7 +7,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use shmlane_segment::{
-    Backing, Fingerprint, RoleOwner, Segment, SegmentBuilder, SharedView, crash_point,
+    Backing, DiscoveryError, Fingerprint, Removal, RoleOwner, Segment, SegmentBuilder, SharedView,
+    crash_point,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -44,6 +45,8 @@ pub struct Node {
     root: Option<PathBuf>,
     me: RoleOwner,
     registration: Arc<Registration>,
+    /// What the sweep of dead nodes at creation could not do.
+    sweep_errors: Arc<[DiscoveryError]>,
 }
 
 /// A node's registration segment; removed when the last clone of the node drops.
@@ -114,10 +117,21 @@ impl Node {
     }
 
     /// Removes the registrations of this namespace's nodes whose processes are proven dead
-    /// (killed before they could remove their own); returns how many. Node creation does this
-    /// too.
-    pub fn remove_dead_nodes(&self) -> usize {
+    /// (killed before they could remove their own); returns those it removed and those it
+    /// could not (another user's in a sticky directory such as `/dev/shm`, or in a directory
+    /// we may not write), going on past these. Fails only if the directory cannot be listed.
+    /// Node creation does this too ([`sweep_errors`](Node::sweep_errors)).
+    pub fn remove_dead_nodes(&self) -> Result<Removal, DiscoveryError> {
         remove_dead_nodes(&self.namespace, self.root.as_deref())
+    }
+
+    /// What the sweep of dead nodes' registrations at this node's creation could not do: each
+    /// registration it could not remove, or why it could not list the directory; every error
+    /// names its file or directory. Empty when it did all it found to do. Creation goes on
+    /// regardless (these are other processes' leftovers); fix the permissions, or sweep as
+    /// their owner, then call [`remove_dead_nodes`](Node::remove_dead_nodes) again.
+    pub fn sweep_errors(&self) -> &[DiscoveryError] {
+        &self.sweep_errors
     }
 
     /// Records that the node is alive and making progress now (see [`Node`]).
@@ -190,7 +204,11 @@ impl NodeBuilder {
         };
         check_name("namespace", &namespace)?;
         let me = RoleOwner::current().map_err(NodeError::Identity)?;
-        remove_dead_nodes(&namespace, self.root.as_deref());
+        let sweep_errors: Arc<[DiscoveryError]> =
+            match remove_dead_nodes(&namespace, self.root.as_deref()) {
+                Ok(removal) => removal.failed.into_iter().map(|(_, error)| error).collect(),
+                Err(error) => Arc::new([error]),
+            };
         static NODES: AtomicU32 = AtomicU32::new(0);
         // Relaxed: a counter that only has to be unique within this process.
         let n = NODES.fetch_add(1, Ordering::Relaxed);
@@ -223,7 +241,7 @@ impl NodeBuilder {
                 .spawn(move || beat(weak, interval))
                 .map_err(|e| NodeError::Register(e.to_string()))?;
         }
-        Ok(Node { name: self.name, namespace, root: self.root, me, registration })
+        Ok(Node { name: self.name, namespace, root: self.root, me, registration, sweep_errors })
     }
 }
 
@@ -253,11 +271,14 @@ fn beat(registration: Weak<Registration>, interval: Duration) {
 
 /// Removes the stale registrations of `namespace`'s nodes (their creators are proven dead),
 /// and the presence files of processes that ended (see `shmlane_segment::presence`).
-fn remove_dead_nodes(namespace: &str, root: Option<&std::path::Path>) -> usize {
-    // Files we cannot remove (another user's) are left for their owner's sweep.
+fn remove_dead_nodes(
+    namespace: &str,
+    root: Option<&std::path::Path>,
+) -> Result<Removal, DiscoveryError> {
+    // Presence files we cannot remove are other users' (each user's processes share the one
+    // presence directory): left for their owner's sweep, not ours to report.
     let _ = shmlane_segment::presence::remove_dead();
     let prefix = format!("{namespace}.node.");
     let dir = root.unwrap_or(std::path::Path::new("/dev/shm"));
     shmlane_segment::remove_stale_matching(dir, |name| name.as_str().starts_with(&prefix))
-        .map_or(0, |removed| removed.len())
 }

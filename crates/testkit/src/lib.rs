@@ -255,19 +255,18 @@ impl ChildProc {
         }
     }
 
-    /// Waits for the report `key` and returns its value; fails if the child hangs or exits
-    /// without sending it.
-    pub fn report(&mut self, key: &str, timeout: Duration) -> String {
+    /// [`report`](Self::report), but `None` if the child exits without sending it (for a
+    /// child whose set-up may be refused by the machine; its stderr says why).
+    pub fn try_report(&mut self, key: &str, timeout: Duration) -> Option<String> {
         let value_of = |line: &str| line.strip_prefix(key)?.strip_prefix(' ').map(str::to_owned);
         if let Some(at) = self.pending.iter().position(|line| value_of(line).is_some()) {
-            let line = self.pending.remove(at).unwrap_or_default();
-            return value_of(&line).unwrap_or_default();
+            return self.pending.remove(at).and_then(|line| value_of(&line));
         }
         let deadline = Instant::now() + timeout;
         loop {
             match self.reports.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) => match value_of(&line) {
-                    Some(value) => return value,
+                    Some(value) => return Some(value),
                     None => self.pending.push_back(line),
                 },
                 Err(RecvTimeoutError::Timeout) => {
@@ -281,13 +280,25 @@ impl ChildProc {
                     );
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.wait(Duration::from_secs(10));
-                    panic!(
-                        "child `{}` exited ({status}) without reporting `{key}`. stderr:\n{}",
-                        self.role,
-                        self.stderr()
-                    );
+                    self.wait(Duration::from_secs(10));
+                    return None;
                 }
+            }
+        }
+    }
+
+    /// Waits for the report `key` and returns its value; fails if the child hangs or exits
+    /// without sending it.
+    pub fn report(&mut self, key: &str, timeout: Duration) -> String {
+        match self.try_report(key, timeout) {
+            Some(value) => value,
+            None => {
+                let status = self.try_wait();
+                panic!(
+                    "child `{}` exited ({status:?}) without reporting `{key}`. stderr:\n{}",
+                    self.role,
+                    self.stderr()
+                )
             }
         }
     }
@@ -406,4 +417,33 @@ pub fn sleep_until_killed() -> ! {
 pub fn exit_child() -> ! {
     let _ = std::io::stdout().flush();
     std::process::exit(0);
+}
+
+/// Whether this process runs as root (tests that act as another user need it, and say they
+/// are skipped otherwise).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The uid and gid of `nobody` from /etc/passwd, or the usual 65534.
+pub fn nobody() -> (String, String) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let fields = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"nobody") && f.len() > 3);
+    fields.map_or(("65534".into(), "65534".into()), |f| (f[2].into(), f[3].into()))
+}
+
+/// Drops the calling thread (a child's, which runs its role and starts every thread it uses)
+/// to `uid` and `gid` with no supplementary groups; ends the child if that fails.
+pub fn become_user(uid: &str, gid: &str) {
+    use rustix::process::{Gid, Uid};
+    let number = |s: &str| s.parse::<u32>().unwrap_or_else(|e| fail(2, e));
+    rustix::thread::set_thread_groups(&[]).unwrap_or_else(|e| fail(3, e));
+    rustix::thread::set_thread_gid(Gid::from_raw(number(gid))).unwrap_or_else(|e| fail(3, e));
+    rustix::thread::set_thread_uid(Uid::from_raw(number(uid))).unwrap_or_else(|e| fail(3, e));
+    if rustix::process::geteuid().as_raw() != number(uid) {
+        fail(3, "still root after set_thread_uid");
+    }
 }

@@ -17,7 +17,9 @@ use super::{OpsError, Scope, exit_codes, finish, show};
                   (services whose publishers, subscribers and listeners are all dead, payload \
                   segments of such topics or of topics gone, registrations of dead nodes, plain \
                   segments of dead creators, files that never got past an empty header). Each \
-                  is checked again just before it is removed.\n\n\
+                  is checked again just before it is removed. One that cannot be removed \
+                  (another user's, in a sticky directory such as /dev/shm) is reported, the \
+                  others removed all the same, and the exit code is 1.\n\n\
                   Only files named `shmlane.*` whose header proves them ours are touched: \
                   corrupt files are reported and left alone, even with --force; remove them by \
                   hand once you know nobody uses them. Segments in use are kept unless --force \
@@ -74,6 +76,12 @@ fn run(args: &CleanArgs) -> Result<(), OpsError> {
     }
     let verb = if args.dry_run { "would remove" } else { "removed" };
     let mut removed = 0;
+    // Each file that cannot be removed is reported, and the others removed all the same.
+    let mut not_removed = 0;
+    let mut failed = |entry: &SegmentEntry, error: &DiscoveryError| {
+        println!("could not remove {}: {error}", describe(entry));
+        not_removed += 1;
+    };
     if args.force {
         if !live.is_empty() {
             let doing = if args.dry_run { "--force would remove" } else { "--force: removing" };
@@ -88,7 +96,10 @@ fn run(args: &CleanArgs) -> Result<(), OpsError> {
                     Ok(()) => {}
                     Err(DiscoveryError::Remove { source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        failed(entry, &e);
+                        continue;
+                    }
                 }
             }
             if entry.verdict == Verdict::Stale {
@@ -103,9 +114,13 @@ fn run(args: &CleanArgs) -> Result<(), OpsError> {
         }
     } else {
         let names: HashSet<_> = stale.iter().map(|e| &e.segment.name).collect();
-        for entry in discovery::remove_stale(scope.root(), |e| names.contains(&e.segment.name))? {
-            println!("{verb} {}", describe(&entry));
+        let removal = discovery::remove_stale(scope.root(), |e| names.contains(&e.segment.name))?;
+        for entry in &removal.removed {
+            println!("{verb} {}", describe(entry));
             removed += 1;
+        }
+        for (entry, error) in &removal.failed {
+            failed(entry, error);
         }
     }
     if !args.dry_run && scope.root().is_none() {
@@ -121,9 +136,15 @@ fn run(args: &CleanArgs) -> Result<(), OpsError> {
     }
     let kept = if args.force { 0 } else { live.len() };
     let left = entries.len() - live.len() - stale.len();
+    let not_removed_text =
+        if not_removed > 0 { format!("; could not remove {not_removed}") } else { String::new() };
     println!(
-        "{verb} {removed} segment(s); kept {kept} live{}; left {left} corrupt or unreadable alone",
+        "{verb} {removed} segment(s); kept {kept} live{}; left {left} corrupt or unreadable \
+         alone{not_removed_text}",
         if kept > 0 { " (--force removes them)" } else { "" }
     );
+    if not_removed > 0 {
+        return Err(OpsError::NotRemoved { count: not_removed });
+    }
     Ok(())
 }

@@ -17,9 +17,10 @@ use super::{OpsError, Scope, exit_codes, finish, show};
                   size, creator pid, state and peers.\n\n\
                   States: alive (its creator or a peer runs), initializing, stale (its creator \
                   and every peer are dead: `shmlane clean` removes it), corrupt (not a valid \
-                  segment: left alone), unreadable (no permission). Peers are the holders of a \
-                  service's publisher and subscriber (or listener) slots; a payload segment \
-                  belongs to its topic and a node registration to its node.",
+                  segment: left alone), unreadable (no permission, or another user's file \
+                  resized while it was read). Peers are the holders of a service's publisher \
+                  and subscriber (or listener) slots; a payload segment belongs to its topic \
+                  and a node registration to its node.",
         "\n\n",
         exit_codes!()
     ),

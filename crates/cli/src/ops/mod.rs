@@ -106,6 +106,15 @@ enum OpsError {
         /// What is wrong.
         reason: String,
     },
+    /// Stale segments that could not be removed (each already shown).
+    #[error(
+        "{count} segment(s) could not be removed (shown above); the others were: run `shmlane \
+         clean` as their owner, or check the directory's permissions"
+    )]
+    NotRemoved {
+        /// How many.
+        count: usize,
+    },
     /// The segment could not be read.
     #[error("segment {name} cannot be read: {reason}; run as its owner")]
     Unreadable {
@@ -119,7 +128,10 @@ enum OpsError {
 impl OpsError {
     fn exit_code(&self) -> u8 {
         match self {
-            OpsError::Discovery(_) | OpsError::Inspect(_) | OpsError::Unreadable { .. } => 1,
+            OpsError::Discovery(_)
+            | OpsError::Inspect(_)
+            | OpsError::NotRemoved { .. }
+            | OpsError::Unreadable { .. } => 1,
             OpsError::Ambiguous { .. } => 2,
             OpsError::NotFound { .. } => 3,
             OpsError::Corrupt { .. } => 4,

@@ -7,6 +7,12 @@
 //! registration and a plain segment have only their creator. A file that never got a header is
 //! stale only if what it holds is zeros or the start of our magic: anything else with our
 //! prefix is reported as corrupt and never removed.
+//!
+//! Segments of this user are mapped read-only to be read. Another user's are never mapped:
+//! their owner could shrink them under the mapping and crash us with `SIGBUS` (the tools run
+//! as root, or in shared multi-user setups). They are read from a private copy taken with
+//! `pread` ([`SegmentBuilder::open_copy`]): control segments and node registrations whole, up
+//! to [`MAX_COPY`] bytes, payload segments only up to their own header.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -16,8 +22,8 @@ use std::time::Duration;
 
 use shmlane_segment::header::MAGIC;
 use shmlane_segment::{
-    Backing, DiscoveryError, Fingerprint, HEADER_SIZE, Liveness, OpenError, RoleOwner, Segment,
-    SegmentInfo, SegmentName, SegmentStatus,
+    Backing, DiscoveryError, Fingerprint, HEADER_SIZE, Liveness, OpenError, Removal, RoleOwner,
+    Segment, SegmentBuilder, SegmentInfo, SegmentName, SegmentStatus,
 };
 
 use super::names::{SegmentKind, kind_of};
@@ -27,6 +33,10 @@ use crate::topic::layout::{Layout, TopicHeader};
 
 /// Where POSIX shared memory lives.
 const SHM_DIR: &str = "/dev/shm";
+/// The largest segment of another user that is copied to be read (a control segment or a
+/// node registration; at their default settings topics take tens of KiB). A larger one is
+/// reported unreadable, to be read by its owner.
+pub(crate) const MAX_COPY: u64 = 64 << 20;
 
 /// The verdict on a segment, its peers counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +53,8 @@ pub enum Verdict {
         /// What is wrong.
         reason: String,
     },
-    /// It cannot be read with our permissions.
+    /// It cannot be read: not with our permissions, or (another user's) it changed size while
+    /// it was copied to be read.
     Unreadable {
         /// Why.
         reason: String,
@@ -88,23 +99,32 @@ pub fn segments(root: Option<&Path>) -> Result<Vec<SegmentEntry>, DiscoveryError
     Ok(entries)
 }
 
-/// Removes the stale segments in `/dev/shm`, or in `root`, that `select` accepts, and returns
-/// them. Each one is checked again just before its removal (its creator and peers still dead,
-/// the file still the one judged), so a process that joined a service meanwhile keeps it.
+/// Removes the stale segments in `/dev/shm`, or in `root`, that `select` accepts; returns
+/// what it removed and what it could not remove (another user's files in a sticky directory,
+/// a directory we may not write), going on past those. Each one is checked again just before
+/// its removal (its creator and peers still dead, the file still the one judged), so a process
+/// that joined a service meanwhile keeps it. Fails only if the directory cannot be listed.
 pub fn remove_stale(
     root: Option<&Path>,
     select: impl Fn(&SegmentEntry) -> bool,
-) -> Result<Vec<SegmentEntry>, DiscoveryError> {
+) -> Result<Removal<SegmentEntry>, DiscoveryError> {
     let place = Place::new(root);
     let mut chosen: HashMap<SegmentName, SegmentEntry> = segments(root)?
         .into_iter()
         .filter(|entry| entry.verdict == Verdict::Stale && select(entry))
         .map(|entry| (entry.segment.name.clone(), entry))
         .collect();
-    let removed = shmlane_segment::remove_stale_matching(&place.dir, |name| {
+    let removal = shmlane_segment::remove_stale_matching(&place.dir, |name| {
         chosen.contains_key(name) && still_stale(&place, name)
     })?;
-    Ok(removed.into_iter().filter_map(|info| chosen.remove(&info.name)).collect())
+    let removed =
+        removal.removed.into_iter().filter_map(|info| chosen.remove(&info.name)).collect();
+    let failed = removal
+        .failed
+        .into_iter()
+        .filter_map(|(info, error)| Some((chosen.remove(&info.name)?, error)))
+        .collect();
+    Ok(Removal { removed, failed })
 }
 
 /// Where segments are looked for, and how to open them there.
@@ -128,26 +148,57 @@ impl Place {
     }
 
     /// Opens `name` read-only without waiting for a creator still at work, whoever owns the
-    /// file (a read-only mapping cannot harm it). In `/dev/shm` a segment may record either
-    /// backing (a node rooted at `/dev/shm` records a directory): the other is tried too.
+    /// file: mapped if it is ours, else as a private copy of `extent` of it (see the module
+    /// documentation). In `/dev/shm` a segment may record either backing (a node rooted at
+    /// `/dev/shm` records a directory): the other is tried too.
     pub(crate) fn open(
         &self,
         name: &SegmentName,
         fingerprint: Fingerprint,
+        extent: Extent,
     ) -> Result<Segment, OpenError> {
-        let builder = Segment::builder(name.as_str())
-            .fingerprint(fingerprint)
-            .open_timeout(Duration::ZERO)
-            .any_owner();
+        let path = self.dir.join(name.file_name());
+        // The owner is checked on the descriptor that is then mapped: a file replaced
+        // meanwhile by another user's is refused, never mapped.
+        let open = |builder: SegmentBuilder| match builder.clone().open_read_only() {
+            Err(OpenError::WrongOwner { .. }) => {
+                let builder = builder.any_owner();
+                match extent {
+                    Extent::Whole => match builder.open_copy(&path, MAX_COPY) {
+                        Err(OpenError::TooLarge { size, max: MAX_COPY }) => Err(OpenError::Io {
+                            op: "copy",
+                            source: std::io::Error::other(format!(
+                                "another user's segment of {size} bytes, more than the \
+                                 {MAX_COPY} discovery copies to read: read it as its owner"
+                            )),
+                        }),
+                        other => other,
+                    },
+                    Extent::Head(len) => builder.open_head_copy(&path, len),
+                }
+            }
+            other => other,
+        };
+        let builder =
+            Segment::builder(name.as_str()).fingerprint(fingerprint).open_timeout(Duration::ZERO);
         let in_dir = builder.clone().backing(Backing::Dir(self.dir.clone()));
         if !self.shm {
-            return in_dir.open_read_only();
+            return open(in_dir);
         }
-        match builder.open_read_only() {
-            Err(OpenError::BadBacking { .. }) => in_dir.open_read_only(),
+        match open(builder) {
+            Err(OpenError::BadBacking { .. }) => open(in_dir),
             other => other,
         }
     }
+}
+
+/// How much of another user's segment is copied to read it (ours are mapped whole).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Extent {
+    /// All of it, up to [`MAX_COPY`] bytes.
+    Whole,
+    /// Its first bytes only, this many: the rest of the copy reads as zeros.
+    Head(u64),
 }
 
 /// The first bytes of a file, up to a header's worth, read without following a link or
@@ -210,7 +261,8 @@ fn describe_service(place: &Place, entry: &mut SegmentEntry, kind: ServiceKind, 
         problem: None,
     };
     if complete {
-        match read(place, &entry.segment.name, fingerprint(kind), |s| slots(s, kind)) {
+        let slots = |s: &Segment| slots(s, kind);
+        match read(place, &entry.segment.name, fingerprint(kind), Extent::Whole, slots) {
             Ok(slots) => {
                 let live = slots.peers().any(|peer| peer.liveness != Liveness::Dead);
                 if entry.verdict == Verdict::Stale && live {
@@ -232,7 +284,7 @@ fn describe_service(place: &Place, entry: &mut SegmentEntry, kind: ServiceKind, 
 
 /// Fills in `entry.node` from the registration record.
 fn describe_node(place: &Place, entry: &mut SegmentEntry, name: String) {
-    match read(place, &entry.segment.name, NODE_FINGERPRINT, read_node) {
+    match read(place, &entry.segment.name, NODE_FINGERPRINT, Extent::Whole, read_node) {
         Ok(Some((pid, liveness, heartbeat_age))) => {
             let namespace = entry.namespace.clone().unwrap_or_default();
             entry.node = Some(NodeInfo { namespace, name, pid, liveness, heartbeat_age });
@@ -271,15 +323,16 @@ fn first_verdict(segment: &SegmentInfo) -> Verdict {
     }
 }
 
-/// Opens `name` read-only and reads it with `f`. On failure: the verdict the failure implies
-/// (`None`: it vanished, keep the one we have) and the reason.
+/// Opens `name` read-only ([`Place::open`]) and reads it with `f`. On failure: the verdict the
+/// failure implies (`None`: it vanished, keep the one we have) and the reason.
 pub(crate) fn read<T>(
     place: &Place,
     name: &SegmentName,
     fingerprint: Fingerprint,
+    extent: Extent,
     f: impl FnOnce(&Segment) -> Result<T, String>,
 ) -> Result<T, (Option<Verdict>, String)> {
-    match place.open(name, fingerprint) {
+    match place.open(name, fingerprint, extent) {
         Ok(segment) => f(&segment)
             .map_err(|reason| (Some(Verdict::Corrupt { reason: reason.clone() }), reason)),
         Err(e) => {
@@ -287,7 +340,9 @@ pub(crate) fn read<T>(
             let verdict = match e {
                 OpenError::NotFound { .. } => None,
                 OpenError::Stale { .. } => Some(Verdict::Stale),
-                OpenError::InitTimeout { .. } => Some(Verdict::Initializing),
+                OpenError::InitTimeout { .. } | OpenError::Unpublished { .. } => {
+                    Some(Verdict::Initializing)
+                }
                 OpenError::PermissionDenied { .. } | OpenError::Io { .. } => {
                     Some(Verdict::Unreadable { reason: reason.clone() })
                 }
@@ -401,8 +456,9 @@ fn read_node(segment: &Segment) -> Result<Option<NodeFacts>, String> {
 /// Whether segment `name` is still stale, checked afresh just before removing it (the
 /// segment crate checks its creator and that the file is the one judged).
 fn still_stale(place: &Place, name: &SegmentName) -> bool {
-    let service_stale =
-        |name: &SegmentName, kind: ServiceKind| match place.open(name, fingerprint(kind)) {
+    let service_stale = |name: &SegmentName, kind: ServiceKind| {
+        let opened = place.open(name, fingerprint(kind), Extent::Whole);
+        match opened {
             Err(OpenError::NotFound { .. } | OpenError::Stale { .. }) => true,
             Err(_) => false,
             Ok(segment) => {
@@ -410,7 +466,8 @@ fn still_stale(place: &Place, name: &SegmentName) -> bool {
                     && slots(&segment, kind)
                         .is_ok_and(|slots| slots.peers().all(|p| p.liveness == Liveness::Dead))
             }
-        };
+        }
+    };
     match kind_of(name.as_str()).1 {
         SegmentKind::Service(kind) => service_stale(name, kind),
         SegmentKind::Payload { control, .. } => {

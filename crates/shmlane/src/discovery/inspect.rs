@@ -14,7 +14,9 @@ use shmlane_segment::header::RawHeader;
 use shmlane_segment::{DiscoveryError, Segment, SegmentName};
 use zerocopy::FromBytes;
 
-use super::entries::{Place, fingerprint, header_bytes, peer, read, read_u64, topic_layout};
+use super::entries::{
+    Extent, Place, fingerprint, header_bytes, peer, read, read_u64, topic_layout,
+};
 use super::{Peer, SegmentEntry, SegmentKind, ServiceKind, Verdict, segments};
 use crate::TopicConfig;
 use crate::topic::layout::{DATA_HEADER_AT, DATA_MAGIC, DataHeader, TopicHeader, VERSION};
@@ -144,14 +146,14 @@ pub fn inspect(root: Option<&Path>, name: &SegmentName) -> Result<Inspection, In
     let mut inspection = Inspection { entry, header, layout, topic: None, pool: None };
     match inspection.entry.kind.clone() {
         SegmentKind::Service(kind @ (ServiceKind::Topic | ServiceKind::Rpc)) if readable => {
-            inspection.topic =
-                read(&place, name, fingerprint(kind), |s| topic_detail(&place, name, s)).ok();
+            let topic = |s: &Segment| topic_detail(&place, name, s);
+            inspection.topic = read(&place, name, fingerprint(kind), Extent::Whole, topic).ok();
         }
         SegmentKind::Payload { control, publisher, generation, pool } if readable => {
             let from_topic = SegmentName::new(&control).ok().and_then(|control| {
-                let topic = read(&place, &control, fingerprint(ServiceKind::Topic), |s| {
-                    topic_detail(&place, &control, s)
-                });
+                let topic = |s: &Segment| topic_detail(&place, &control, s);
+                let kind = fingerprint(ServiceKind::Topic);
+                let topic = read(&place, &control, kind, Extent::Whole, topic);
                 let slot =
                     topic.ok()?.publishers.into_iter().find(|p| {
                         p.peer.slot == publisher as usize && p.generation == generation
@@ -159,8 +161,8 @@ pub fn inspect(root: Option<&Path>, name: &SegmentName) -> Result<Inspection, In
                 slot.pools.into_iter().find(|p| p.name == *name)
             });
             inspection.pool = from_topic.or_else(|| {
-                read(&place, name, DATA_FINGERPRINT, |s| pool_detail(s, generation, None, pool))
-                    .ok()
+                let detail = |s: &Segment| pool_detail(s, generation, None, pool);
+                read(&place, name, DATA_FINGERPRINT, DATA_HEAD, detail).ok()
             });
         }
         _ => {}
@@ -180,7 +182,8 @@ fn layout_name(raw: u64) -> Option<&'static str> {
     .find_map(|(fingerprint, name)| (fingerprint.get() == raw).then_some(name))
 }
 
-/// Reads topic `control`'s settings, slots and queues from its read-only mapping `segment`.
+/// Reads topic `control`'s settings, slots and queues from `segment` (its read-only mapping,
+/// or a private copy of another user's).
 fn topic_detail(
     place: &Place,
     control: &SegmentName,
@@ -279,7 +282,7 @@ fn pools(
             break;
         };
         let base_len = (pool == 0).then_some(u64::from(config.max_slice_len));
-        let read = read(place, &name, DATA_FINGERPRINT, |segment| {
+        let read = read(place, &name, DATA_FINGERPRINT, DATA_HEAD, |segment| {
             let mut detail = pool_detail(segment, generation, base_len, pool)?;
             if header.type_fingerprint != data_header(segment)?.type_fingerprint {
                 return Err("its payload type differs from the topic's".into());
@@ -300,6 +303,10 @@ fn pools(
     }
     found
 }
+
+/// What is read of a payload segment: up to the end of its [`DataHeader`] (another user's is
+/// copied that far only, as it may be large).
+const DATA_HEAD: Extent = Extent::Head(DATA_HEADER_AT + size_of::<DataHeader>() as u64);
 
 fn data_header(segment: &Segment) -> Result<DataHeader, String> {
     let mut bytes = [0u8; size_of::<DataHeader>()];
