@@ -26,14 +26,30 @@ impl<T> Slot<T> {
     }
 }
 
+/// Reads a slot's value by one volatile copy: the value is read exactly once into a private
+/// `T`, so the compiler cannot fetch it again from memory another process may be writing (a
+/// corrupting peer only changes which `T` we get, for the `T: FromBytes` of shared rings).
+///
+/// # Safety
+/// `value` points to a slot's value that the ring's protocol gives to the caller now, written
+/// by its producer.
+#[inline(always)]
+pub(crate) unsafe fn read_value<T>(value: *const MaybeUninit<T>) -> T {
+    // SAFETY: the caller's contract: a written value of ours; `MaybeUninit<T>` has `T`'s
+    // layout, so the cast pointer is valid and aligned for `T`.
+    unsafe { value.cast::<T>().read_volatile() }
+}
+
 impl<T> fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slot").finish_non_exhaustive()
     }
 }
 
-// SAFETY: a slot is an atomic plus a cell of `T: FromBytes` (every bit pattern valid, and
-// `MaybeUninit` in any case), so any bytes a peer writes are a valid `Slot<T>`; the value is
-// accessed only through raw pointers under the ring's protocol, by copy.
+// SAFETY: `SharedView`'s contract: every bit pattern is a valid `Slot<T>` (an atomic, and a
+// cell of `MaybeUninit<T>` with `T: FromBytes`), and every byte another process may write is
+// in an atomic or behind an `UnsafeCell` (which tolerates mutation through other paths while a
+// shared reference to it exists); the value is only ever read through raw pointers, by one
+// volatile copy (`read_value`), never through a reference.
 #[cfg(not(feature = "loom"))]
 unsafe impl<T: zerocopy::FromBytes + Send> shmlane_segment::SharedView for Slot<T> {}

@@ -23,9 +23,11 @@
 //! - discovery reads whatever it finds, and reads an intact header back with the topic's
 //!   settings and the slots actually held;
 //! - isolation (the second property): with the corruption kept away from one subscriber (its
-//!   entry, its queues and ack words), the publisher's entry, the headers and the payload, that
-//!   subscriber receives every later sample in order, or the policy's own error (block,
-//!   reject) while another subscriber is stuck.
+//!   entry, its queues and ack words), the publisher's role and generation words, the headers
+//!   and the payload, but let loose on every word another subscriber writes (its entry and
+//!   queues, and the publishers' `space` event counts), that subscriber receives every later
+//!   sample in order, or the policy's own error (block, reject) while another subscriber is
+//!   stuck.
 //!
 //! CI runs [`CI_CASES`] cases per property; `SHMLANE_FUZZ_CASES=1000000` is the long mode, and
 //! `SHMLANE_FUZZ_SEED` repeats a run (a failure prints its seed and minimal case). Segments
@@ -82,6 +84,8 @@ const TOPIC_HEADER_LEN: u64 = 208;
 const TOPIC_HEADER_REGION: u64 = 256;
 /// Bytes of a publisher entry its protocol writes: role, generation, space event.
 const PUBLISHER_WORDS: u64 = 24;
+/// Where a publisher entry's `space` event count starts (after its role and generation words).
+const PUBLISHER_SPACE_AT: u64 = 16;
 /// Bytes of a subscriber entry its protocol writes: role, generation, drops, event.
 const SUBSCRIBER_WORDS: u64 = 32;
 const QUEUE_HEAD_AT: u64 = 128;
@@ -455,12 +459,15 @@ impl Mirror {
     }
 }
 
-/// Whether the isolation property keeps mutations away from `part`: the headers, the first
-/// publisher's entry, and everything of subscriber `B`.
-fn protected(part: Part) -> bool {
+/// Whether the isolation property keeps mutations away from byte `rel` of `part`: the
+/// headers, the first publisher's entry but its `space` event count (which every subscriber
+/// writes: another subscriber's bug may garble it), and everything of subscriber `B`. Every
+/// other word a subscriber writes (its own entry, its queues' consumer and completion words)
+/// is fair game.
+fn protected(part: Part, rel: u64) -> bool {
     match part {
         Part::Headers => true,
-        Part::Publisher(p) => p == 0,
+        Part::Publisher(p) => p == 0 && !(PUBLISHER_SPACE_AT..PUBLISHER_WORDS).contains(&rel),
         Part::Subscriber(s) => s == B,
         Part::Ack(c) | Part::Queue(c) => c % SUBSCRIBERS == B,
         Part::Gap => false,
@@ -732,11 +739,12 @@ impl<'e> Ctx<'e> {
         }
         let mut changed = self.changed.get();
         if control {
-            let parts: Vec<Part> = (at..at + bytes.len() as u64).map(|b| m.part(b).0).collect();
-            if self.protect && parts.iter().any(|&part| protected(part)) {
+            let parts: Vec<(Part, u64)> =
+                (at..at + bytes.len() as u64).map(|b| m.part(b)).collect();
+            if self.protect && parts.iter().any(|&(part, rel)| protected(part, rel)) {
                 return Ok(());
             }
-            for part in parts {
+            for (part, _) in parts {
                 match part {
                     Part::Headers => changed.headers = true,
                     Part::Publisher(_) | Part::Subscriber(_) | Part::Ack(_) => {
@@ -1347,33 +1355,121 @@ fn a_forged_queue_entry_naming_the_block_being_sent_does_not_free_it() {
     drop((first, second, held, a));
 }
 
-/// A block's length word is the publisher's to write, and a subscriber reads it when asked:
-/// one out of range (0, beyond the pool's `max_slice_len`, anything) reads as the nearest
-/// valid length, so the slice stays inside the block; one in range is taken as sent.
+/// A block's length word is the publisher's to write, and a subscriber reads it the first time
+/// it is asked: one out of range (0, beyond the pool's `max_slice_len`, anything) reads as the
+/// nearest valid length, so the slice stays inside the block; one in range is taken as sent.
+/// Read once, it stays: a length word changed afterwards does not change the sample's length
+/// (`let n = s.len(); s.as_slice()[n - 1]` cannot panic).
 #[test]
-fn a_corrupt_length_word_reads_as_the_nearest_valid_length() {
+fn a_corrupt_length_word_reads_as_the_nearest_valid_length_once() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let node = Node::builder("length").namespace("length").root(dir.path()).create().unwrap();
     let topic = node.topic::<u64>("t").max_slice_len(4).create().unwrap();
     let publisher = topic.publisher().unwrap();
     let subscriber = topic.subscriber().unwrap();
     assert_eq!(publisher.subscribers(), 1);
-    let mut loan = publisher.loan_slice(3).unwrap();
-    loan.copy_from_slice(&[7, 8, 9]);
-    publisher.send_slice(loan).unwrap();
-    let sample = subscriber.receive().unwrap().expect("the sample");
-    assert_eq!(sample.as_slice(), [7, 8, 9]);
     let path = dir.path().join("shmlane.length.topic.t.p0.g1");
     let payload = File::options().read(true).write(true).open(path).unwrap();
-    // The block whose first element is 7: its length word is 16 bytes before it.
-    let elements = (0..64)
-        .map(|block| BLOCKS_AT + block * BLOCK_SIZE + 16)
-        .find(|&at| Ctx::word(&payload, at).unwrap() == 7)
-        .expect("the sent block in the payload segment");
-    for (written, read) in [(0, 1), (2, 2), (4, 4), (5, 4), (u64::MAX, 4), (1 << 63, 4)] {
+    let cases = [(0, 1), (2, 2), (4, 4), (5, 4), (u64::MAX, 4), (1 << 63, 4)];
+    for (i, (written, read)) in cases.into_iter().enumerate() {
+        let first = 100 + i as u64;
+        let mut loan = publisher.loan_slice(3).unwrap();
+        loan.copy_from_slice(&[first, 8, 9]);
+        publisher.send_slice(loan).unwrap();
+        let sample = subscriber.receive().unwrap().expect("the sample");
+        // The block whose first element is `first`: its length word is 16 bytes before it.
+        let elements = (0..64)
+            .map(|block| BLOCKS_AT + block * BLOCK_SIZE + 16)
+            .find(|&at| Ctx::word(&payload, at).unwrap() == first)
+            .expect("the sent block in the payload segment");
         payload.write_all_at(&written.to_ne_bytes(), elements - 16).unwrap();
-        assert_eq!(sample.len(), read, "length word {written}");
+        let n = sample.len();
+        assert_eq!(n, read, "length word {written}");
         assert_eq!(sample.as_slice().len(), read);
-        assert_eq!(sample.as_slice()[0], 7);
+        assert_eq!(sample.as_slice()[0], first);
+        for later in [0, 1, 4, u64::MAX] {
+            payload.write_all_at(&later.to_ne_bytes(), elements - 16).unwrap();
+            assert_eq!(sample.len(), n, "length word {written}, then {later}");
+            assert_eq!(sample.as_slice()[n - 1], sample.read_all()[n - 1]);
+        }
+        assert_eq!(sample.read(), first);
     }
+}
+
+/// `receive` never waits for a payload segment: one that is not ready (a hostile writer set
+/// its header back to `Initializing`, its creator alive) is skipped at once, each sample
+/// naming it counted as dropped, instead of each costing the default 500 ms open timeout.
+#[test]
+fn receive_skips_a_payload_segment_that_is_not_ready_without_waiting() {
+    const QUEUED: u64 = 32;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let node = Node::builder("stall").namespace("stall").root(dir.path()).create().unwrap();
+    let topic = node.topic::<u64>("t").subscriber_capacity(QUEUED as u32).create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    assert_eq!(publisher.subscribers(), 1);
+    for value in 0..QUEUED {
+        publisher.send_copy(value).unwrap();
+    }
+    // The subscriber has not mapped the payload segment yet: make it look half-created.
+    let path = dir.path().join("shmlane.stall.topic.t.p0.g1");
+    let payload = File::options().read(true).write(true).open(path).unwrap();
+    const INIT_STATE_AT: u64 = 56;
+    payload.write_all_at(&1u32.to_ne_bytes(), INIT_STATE_AT).unwrap();
+    let started = std::time::Instant::now();
+    let mut calls = 0;
+    while subscriber.drops() < QUEUED {
+        let call = std::time::Instant::now();
+        assert!(subscriber.receive().unwrap().is_none(), "a sample from a not-ready segment");
+        assert!(call.elapsed() < Duration::from_millis(100), "receive waited {:?}", call.elapsed());
+        calls += 1;
+        assert!(calls <= QUEUED, "{calls} calls and {} drops", subscriber.drops());
+    }
+    println!("{QUEUED} unreadable samples skipped in {calls} calls, {:?}", started.elapsed());
+    // Ready again: later samples arrive (the segment is mapped on the next sample).
+    payload.write_all_at(&2u32.to_ne_bytes(), INIT_STATE_AT).unwrap();
+    publisher.send_copy(7).unwrap();
+    assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some(7));
+}
+
+/// The payload settings in a topic's control segment are another process's word: rewritten to
+/// the maximum `check` allows (`max_slice_len` 2^32 - 1, `max_loans` 65536), they would make
+/// the next publisher create a payload segment of 2^51 bytes. The opener refuses settings
+/// beyond its own `max_pool_bytes` before anything is allocated, and the topic keeps working
+/// for those already in it.
+#[test]
+fn payload_settings_rewritten_to_the_maximum_are_refused_before_any_allocation() {
+    const MAX_LOANS_AT: u64 = TOPIC_HEADER_AT + 64;
+    const MAX_SLICE_LEN_AT: u64 = TOPIC_HEADER_AT + 68;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let node = Node::builder("huge").namespace("huge").root(dir.path()).create().unwrap();
+    let topic = node.topic::<u64>("t").create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let control = File::options()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("shmlane.huge.topic.t"))
+        .unwrap();
+    control.write_all_at(&u32::MAX.to_ne_bytes(), MAX_SLICE_LEN_AT).unwrap();
+    control.write_all_at(&65536u32.to_ne_bytes(), MAX_LOANS_AT).unwrap();
+    let rss = shmlane_reliability::rss_kib();
+    let reopened = node.topic::<u64>("t").open();
+    assert!(
+        matches!(&reopened, Err(shmlane::TopicError::InvalidConfig(why)) if why.contains("max_pool_bytes")),
+        "{reopened:?}"
+    );
+    // An opener that agreed to any size opens it (nothing is allocated until a publisher of
+    // it is created).
+    let agreed = node.topic::<u64>("t").max_pool_bytes(u64::MAX).open();
+    assert!(agreed.is_ok(), "{agreed:?}");
+    drop(agreed);
+    if let (Some(before), Some(after)) = (rss, shmlane_reliability::rss_kib()) {
+        assert!(after < before + 64 * 1024, "resident memory grew from {before} to {after} KiB");
+    }
+    // Those already in keep their own private copy of the settings.
+    publisher.send_copy(5).unwrap();
+    assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some(5));
+    let no_files = std::fs::read_dir(dir.path()).unwrap().count();
+    assert!(no_files <= 4, "{no_files} files: something was created");
 }

@@ -124,13 +124,7 @@ impl Mapping {
         // callers validate afterwards: no reference to the shared bytes is ever created.
         // SAFETY: `check` proved `start..start + buf.len()` lies in the mapping, which stays
         // mapped while `self` lives; the copy goes through raw pointers.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.raw.as_ptr().add(start),
-                buf.as_mut_ptr(),
-                buf.len(),
-            );
-        }
+        unsafe { volatile_copy(self.raw.as_ptr().add(start), buf) };
         Ok(())
     }
 
@@ -195,5 +189,30 @@ impl Mapping {
         // never writes, so the read-only protection is respected.
         let word = unsafe { &*self.raw.as_ptr().add(start).cast::<AtomicU32>() };
         Ok(word.load(order))
+    }
+}
+
+/// Copies `buf.len()` bytes from `src` with volatile loads: each shared byte is read exactly
+/// once, into the private `buf`, so the compiler cannot read a validated value again from the
+/// shared source (a double fetch). Eight bytes per load where it can (`[u8; 8]` has
+/// alignment 1, so any address will do), then byte by byte.
+///
+/// # Safety
+/// `src..src + buf.len()` must be readable for the duration of the call.
+#[inline]
+pub(crate) unsafe fn volatile_copy(src: *const u8, buf: &mut [u8]) {
+    let mut chunks = buf.chunks_exact_mut(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        // SAFETY: `at + 8 <= buf.len()`, inside the readable range (caller's contract); the
+        // `[u8; 8]` read has alignment 1.
+        let word = unsafe { src.add(at).cast::<[u8; 8]>().read_volatile() };
+        chunk.copy_from_slice(&word);
+        at += 8;
+    }
+    for byte in chunks.into_remainder() {
+        // SAFETY: `at < buf.len()`, inside the readable range (caller's contract).
+        *byte = unsafe { src.add(at).read_volatile() };
+        at += 1;
     }
 }

@@ -191,9 +191,13 @@ pub(crate) fn align_up(value: u64, align: u64) -> Result<u64, LayoutError> {
 /// Types that may be viewed through a shared reference in memory that other processes write.
 ///
 /// # Safety
-/// Every bit pattern must be a valid value, and the type must tolerate concurrent writes by
-/// other processes through its own API: atomics, and `#[repr(C)]` aggregates of atomics. Plain
-/// integers do not qualify (a shared `&u64` to bytes a peer writes is a data race).
+/// Every bit pattern must be a valid value, and every byte that another process may write
+/// while the reference lives must be either inside an atomic (accessed through its own API)
+/// or behind an `UnsafeCell` whose contents the implementing type only reads through raw
+/// pointers, by copy (volatile, so each byte is read once) and never through a reference:
+/// atomics, `#[repr(C)]` aggregates of atomics, and ring slots (an atomic stamp beside an
+/// `UnsafeCell<MaybeUninit<T: FromBytes>>`). Plain integers do not qualify (a shared `&u64`
+/// to bytes a peer writes asserts they do not change).
 #[cfg(not(feature = "loom"))]
 pub unsafe trait SharedView: Sync {}
 

@@ -88,10 +88,18 @@ fn free_bytes(fd: impl AsFd) -> Option<u64> {
 /// Takes the exclusive creation lock (`flock`) on a file a creator has just made: held until
 /// the header is published, so discovery can tell a live creator that is still sizing or
 /// writing its file (locked) from a dead one (the kernel drops the lock with its last
-/// descriptor). Blocks only while a prober or remover holds the lock, for microseconds.
-pub(crate) fn lock_creation(fd: impl AsFd) -> Result<(), Errno> {
+/// descriptor). A prober or remover holds the lock for microseconds; one that holds it longer
+/// than `timeout` (only a faulty or hostile process) gets `Err(WOULDBLOCK)`: non-blocking
+/// attempts, so the creator never waits without bound.
+pub(crate) fn lock_creation(fd: impl AsFd, timeout: Duration) -> Result<(), Errno> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_micros(20);
     loop {
-        match fs::flock(&fd, fs::FlockOperation::LockExclusive) {
+        match fs::flock(&fd, fs::FlockOperation::NonBlockingLockExclusive) {
+            Err(Errno::WOULDBLOCK) if started.elapsed() < timeout => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(2));
+            }
             Err(Errno::INTR) => {}
             other => return other,
         }
@@ -201,4 +209,26 @@ pub(crate) fn effective_uid() -> u32 {
 /// An `io::Error` for an errno, to carry as an error source.
 pub(crate) fn io_error(errno: Errno) -> io::Error {
     io::Error::from(errno)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_creation_lock_gives_up_on_a_holder_that_never_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("held");
+        let fd = file_open(&path, true, true, 0o600).unwrap();
+        // Another open file description (as another process would have) holds a shared lock.
+        let holder = file_open(&path, false, false, 0).unwrap();
+        fs::flock(&holder, fs::FlockOperation::LockShared).unwrap();
+        let started = std::time::Instant::now();
+        let timeout = Duration::from_millis(50);
+        assert_eq!(lock_creation(&fd, timeout), Err(Errno::WOULDBLOCK));
+        let waited = started.elapsed();
+        assert!(waited >= timeout && waited < Duration::from_secs(2), "{waited:?}");
+        drop(holder);
+        assert_eq!(lock_creation(&fd, timeout), Ok(()));
+    }
 }

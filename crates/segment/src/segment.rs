@@ -87,6 +87,17 @@ pub enum CreateError {
         /// Path of the existing file.
         path: PathBuf,
     },
+    /// Another process kept a lock on the new file past `open_timeout`.
+    #[error(
+        "another process kept a lock on {path}, which this process had just created, for \
+         {waited:?}: find it with `fuser {path}` (or lsof) and stop it, or raise open_timeout"
+    )]
+    Locked {
+        /// The file (removed again).
+        path: PathBuf,
+        /// How long we tried.
+        waited: Duration,
+    },
     /// The directory refused the file.
     #[error("permission denied creating {path}: check the directory's permissions")]
     PermissionDenied {
@@ -469,10 +480,13 @@ impl SegmentBuilder {
             Location::Memfd => None,
         });
         let io = |op| move |errno: Errno| CreateError::Io { op, source: os::io_error(errno) };
-        if matches!(location, Location::Path(_)) {
+        if let Location::Path(path) = &location {
             // Held until `Ready`: proves us alive to discovery while the file has no header.
             // Best effort: on a file system without locks discovery goes by the file's age.
-            let _ = os::lock_creation(&fd);
+            // Bounded: a process that keeps a lock on our new file fails the creation.
+            if os::lock_creation(&fd, self.open_timeout) == Err(Errno::WOULDBLOCK) {
+                return Err(CreateError::Locked { path: path.clone(), waited: self.open_timeout });
+            }
         }
         crate::crash_point!("segment.create.opened");
 

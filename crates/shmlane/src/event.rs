@@ -125,6 +125,9 @@ pub struct Listener<'e> {
     _role: RoleClaim<'e>,
     entry: &'e ListenerEntry,
     bits: &'e [AtomicU64],
+    /// Ids are below this: bits past it in the last word (only a faulty peer sets them) are
+    /// cleared and ignored.
+    max_event_id: u32,
 }
 
 impl<'n> EventBuilder<'n> {
@@ -219,7 +222,7 @@ impl Event {
                     // Relaxed: only we read these from now on; notifiers set bits atomically.
                     word.store(0, Ordering::Relaxed);
                 }
-                return Ok(Listener { _role: role, entry, bits });
+                return Ok(Listener { _role: role, entry, bits, max_event_id: self.max_event_id });
             }
         }
         let max = self.layout.listeners.len() as u32;
@@ -296,6 +299,13 @@ impl Listener<'_> {
             }
             // Acquire: pairs with the notifiers' Release fetch_or.
             let mut pending = word.swap(0, Ordering::Acquire);
+            // Only ids below `max_event_id` exist: a word past it (or the bits of the last one
+            // past it) hold nothing a notifier can set.
+            let first = w as u64 * 64;
+            let valid = u64::from(self.max_event_id).saturating_sub(first);
+            if valid < 64 {
+                pending &= (1u64 << valid) - 1;
+            }
             while pending != 0 {
                 let bit = pending.trailing_zeros();
                 ids.push(w as u32 * 64 + bit);
@@ -321,4 +331,28 @@ pub(crate) fn listener_role_offsets(segment: &Segment) -> Result<Vec<u64>, Strin
     let layout =
         Layout::new(header.max_listeners, header.max_event_id).map_err(|e| e.to_string())?;
     Ok(layout.listeners.iter().map(|(entry, _)| entry.offset).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_past_max_event_id_set_by_a_peer_are_never_handed_out() {
+        let namespace = format!("evmask{}", std::process::id());
+        let node = Node::builder("t").namespace(namespace).create().unwrap();
+        let event = node.event("e").max_event_id(70).open_or_create().unwrap();
+        let listener = event.listener().unwrap();
+        // A faulty peer sets every bit of both words: ids 70..128 do not exist.
+        for word in event.layout.bits(&event.segment, 0).unwrap() {
+            word.store(u64::MAX, Ordering::Relaxed);
+        }
+        let ids = listener.try_take();
+        assert_eq!(ids, (0..70).collect::<Vec<_>>());
+        let mut handlers = vec![0u32; event.max_event_id() as usize];
+        for id in listener.try_take().into_iter().chain(ids) {
+            handlers[id as usize] += 1; // what user code does with an id: never out of range
+        }
+        assert_eq!(handlers.iter().sum::<u32>(), 70);
+    }
 }

@@ -75,6 +75,6 @@ pub use payload::{TypeInfo, ZeroCopy};
 pub use rpc::{CallError, Client, Pending, Request, Rpc, RpcBuilder, Server};
 pub use shmlane_notify as notify;
 pub use topic::{
-    BlockCounts, Loan, Overflow, Publisher, Sample, SliceLoan, Subscriber, Topic, TopicBuilder,
-    TopicConfig,
+    BlockCounts, DEFAULT_MAX_POOL_BYTES, Loan, Overflow, Publisher, Sample, SliceLoan, Subscriber,
+    Topic, TopicBuilder, TopicConfig,
 };

@@ -222,8 +222,13 @@ impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Client<'r, Req, Resp> {
 
     /// The response to `pending`, if it has come. Responses to other clients, and late ones
     /// to this client's earlier requests, are dropped on the way.
+    /// Skips at most a queue's worth of other responses per call (a server that floods us
+    /// cannot keep us here): `None` then, and the next call goes on.
     pub fn receive(&self, pending: Pending) -> Result<Option<Sample<'_, 'r, Resp>>, ReceiveError> {
-        while let Some(sample) = self.responses.receive()? {
+        let config = self.responses.topic_config();
+        let bound = config.subscriber_capacity as usize * config.max_publishers as usize + 1;
+        for _ in 0..bound {
+            let Some(sample) = self.responses.receive()? else { break };
             if sample.tag() == pending.tag {
                 return Ok(Some(sample));
             }

@@ -42,8 +42,11 @@ use crossbeam_utils::CachePadded;
 pub use shared::{Entry, MpmcConsumer, MpmcProducer, MpmcStats, SharedMpmc};
 
 use crate::descriptor::MAX_POSITION;
-use crate::slot::Slot;
+use crate::slot::{Slot, read_value};
 use crate::sync::{AtomicU64, Ordering, spin_loop};
+
+/// Tries of `len` at an instant when `tail` stood still.
+const LEN_TRIES: u32 = 16;
 
 /// Marks a slot a dead producer claimed and never filled (see the module docs).
 const SKIP: u64 = 1 << 63;
@@ -200,7 +203,7 @@ impl<T> Ring<'_, T> {
                                 // SAFETY: we claimed `position` and its value is written
                                 // (seq == p + 1); no producer reuses the slot before our
                                 // `seq` store.
-                                unsafe { (*p).assume_init_read() }
+                                unsafe { read_value(p) }
                             })
                         });
                         shmlane_segment::crash_point!("queue.mpmc.pop.read");
@@ -238,15 +241,20 @@ impl<T> Ring<'_, T> {
 
     /// Values in the queue (a snapshot).
     fn len(&self) -> usize {
-        loop {
+        // A bounded number of tries: producers that keep pushing (or a peer rewriting `tail`)
+        // cannot keep us here; the last reading is as good an estimate as any.
+        let mut estimate = 0;
+        for _ in 0..LEN_TRIES {
             // SeqCst: one total order for the three loads, so `head` is read at an instant when
             // `tail` had this value (as crossbeam's `ArrayQueue::len`).
             let tail = self.tail.load(Ordering::SeqCst);
             let head = self.head.load(Ordering::SeqCst);
+            estimate = tail.saturating_sub(head).min(self.capacity()) as usize;
             if self.tail.load(Ordering::SeqCst) == tail {
-                return tail.saturating_sub(head).min(self.capacity()) as usize;
+                break;
             }
         }
+        estimate
     }
 }
 

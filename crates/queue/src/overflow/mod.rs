@@ -169,8 +169,11 @@ impl<S: Storage> Producer<S> {
 
     /// Takes the oldest value out of the queue, as a consumer would (to reclaim the values
     /// queued for a consumer that died).
+    ///
+    /// Each lost race means the consumer took a value, so more than a ring's worth of them
+    /// is a peer rewriting `head`: `Corrupt`, not a loop without end.
     pub fn evict(&mut self) -> Result<Option<u64>, Corrupt> {
-        loop {
+        for _ in 0..=self.storage.ring().capacity() {
             // Acquire: pairs with the consumer's AcqRel CAS of `head`.
             let head = self.storage.ring().head.load(Ordering::Acquire);
             self.check(head)?;
@@ -182,6 +185,7 @@ impl<S: Storage> Producer<S> {
                 return Ok(Some(value));
             }
         }
+        Err(Corrupt { head: self.cached_head, tail: self.tail })
     }
 
     /// Values in the queue (a snapshot).
@@ -226,7 +230,8 @@ impl<S: Storage> Producer<S> {
     /// Frees one slot, evicting the oldest value if the queue is really full.
     #[cold]
     fn make_room(&mut self) -> Result<Option<u64>, Corrupt> {
-        loop {
+        // As in `evict`: more lost races than the ring holds is a peer rewriting `head`.
+        for _ in 0..=self.storage.ring().capacity() {
             // When `free` finds no room, `cached_head` is the shared `head` it just loaded.
             if self.free()? > 0 {
                 return Ok(None);
@@ -235,6 +240,7 @@ impl<S: Storage> Producer<S> {
                 return Ok(Some(value));
             }
         }
+        Err(Corrupt { head: self.cached_head, tail: self.tail })
     }
 
     /// Claims position `head` with a CAS; its value if we won (the consumer did not take it).

@@ -43,6 +43,7 @@ pub use shared::{Shared, SharedSpsc};
 pub use crate::descriptor::{ClaimError, Plain, QueueError};
 
 pub use crate::slot::Slot;
+use crate::slot::read_value;
 use crate::sync::{AtomicU64, Ordering};
 
 /// The shared words of a ring, wherever they live.
@@ -245,7 +246,7 @@ impl<T, S: Storage<T>> Consumer<T, S> {
         let value = slot.value.with(|p| {
             // SAFETY: the stamp says the producer wrote this position's value, and it will not
             // overwrite it before our Release store of a head beyond it (below).
-            unsafe { (*p).assume_init_read() }
+            unsafe { read_value(p) }
         });
         shmlane_segment::crash_point!("queue.spsc.pop.read");
         self.head += 1;
@@ -308,7 +309,7 @@ impl<T: Copy, S: Storage<T>> Consumer<T, S> {
                 // SAFETY: the stamp of this position, or of a later one (Acquire), says its
                 // value is written, and the producer cannot reuse the slot before our head
                 // store below.
-                unsafe { (*p).assume_init_read() }
+                unsafe { read_value(p) }
             });
         }
         if count > 0 {
@@ -327,7 +328,7 @@ impl<T: Copy, S: Storage<T>> Consumer<T, S> {
         }
         Ok(ring.slot(self.head).value.with(|p| {
             // SAFETY: written (stamp checked) and not reusable before our next head store.
-            unsafe { (*p).assume_init_read() }
+            unsafe { read_value(p) }
         }))
     }
 }

@@ -161,8 +161,12 @@ pub struct TopicBuilder<'n, T> {
     service: String,
     config: TopicConfig,
     type_version: u64,
+    max_pool_bytes: u64,
     _payload: PhantomData<fn() -> T>,
 }
+
+/// Default of [`TopicBuilder::max_pool_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_POOL_BYTES: u64 = 1 << 30;
 
 impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
     pub(crate) fn new(node: &'n Node, service: &str) -> Self {
@@ -172,6 +176,7 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
             service: service.to_owned(),
             config: TopicConfig::default(),
             type_version: 0,
+            max_pool_bytes: DEFAULT_MAX_POOL_BYTES,
             _payload: PhantomData,
         }
     }
@@ -179,6 +184,17 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
     /// A topic of another service kind (its name checked by that service's builder).
     pub(crate) fn of_kind(mut self, kind: &'static str) -> Self {
         self.kind = kind;
+        self
+    }
+
+    /// The largest payload segment a publisher of this process creates for the topic's base
+    /// pool (every block for `max_slice_len` elements), default [`DEFAULT_MAX_POOL_BYTES`].
+    /// The topic's settings come from its control segment, which another process wrote (and
+    /// may have rewritten): settings that need more are refused when the topic is opened or
+    /// created, so they cannot make this process allocate more than it agreed to (payload
+    /// memory, and the publisher's private block table: 13 bytes per block).
+    pub fn max_pool_bytes(mut self, bytes: u64) -> Self {
+        self.max_pool_bytes = bytes;
         self
     }
 
@@ -261,6 +277,7 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
             check_name("service name", &self.service)?;
         }
         self.config.check()?;
+        self.check_pool_bytes(&self.config)?;
         let type_info = TypeInfo::of::<T>(self.type_version);
         let layout = Layout::new(&self.config)?;
         let builder = self
@@ -289,6 +306,7 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
             Mode::OpenOrCreate => builder.open_or_create_with(init)?,
         };
         let (header, config) = TopicHeader::read(&segment)?;
+        self.check_pool_bytes(&config)?;
         if header.type_fingerprint != type_info.fingerprint() {
             return Err(TopicError::TypeMismatch {
                 name: type_info.name.to_owned(),
@@ -319,6 +337,27 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
             type_info,
             _payload: PhantomData,
         })
+    }
+}
+
+impl<T: ZeroCopy> TopicBuilder<'_, T> {
+    /// Refuses settings whose base payload pool is larger than `max_pool_bytes`.
+    fn check_pool_bytes(&self, config: &TopicConfig) -> Result<(), TopicError> {
+        let pool_bytes = layout::block_geometry::<T>(config.max_slice_len)
+            .and_then(|(_, block_size)| block_size.checked_mul(config.blocks()));
+        if pool_bytes.is_some_and(|bytes| bytes <= self.max_pool_bytes) {
+            return Ok(());
+        }
+        Err(TopicError::InvalidConfig(format!(
+            "its settings ({} blocks of {} elements of {} bytes) need a payload segment of {} \
+             bytes per publisher, above this process's max_pool_bytes ({}): raise \
+             TopicBuilder::max_pool_bytes if that is intended",
+            config.blocks(),
+            config.max_slice_len,
+            size_of::<T>(),
+            pool_bytes.map_or("over 2^64".into(), |b| b.to_string()),
+            self.max_pool_bytes
+        )))
     }
 }
 

@@ -497,7 +497,10 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         if state.connections[s].served == 0 {
             return;
         }
-        while let Some(value) = state.connections[s].completion.pop() {
+        // At most a queue's worth per call: a subscriber that keeps pushing (only a faulty one
+        // returns more than it holds) cannot keep us here.
+        for _ in 0..state.connections[s].completion.capacity() {
+            let Some(value) = state.connections[s].completion.pop() else { break };
             Self::release(state, self.generation, value, s);
         }
     }
@@ -579,7 +582,11 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         while let Ok(Some(value)) = state.connections[s].submission.evict() {
             Self::release(state, self.generation, value, s);
         }
-        while state.connections[s].completion.pop().is_some() {}
+        for _ in 0..state.connections[s].completion.capacity() {
+            if state.connections[s].completion.pop().is_none() {
+                break;
+            }
+        }
         state.pools.clear_holder(1 << s);
         state.connections[s].outstanding = 0;
     }

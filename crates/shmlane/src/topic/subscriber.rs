@@ -76,11 +76,15 @@ struct Payload {
 #[derive(Debug)]
 pub struct Sample<'s, 't, T: ZeroCopy> {
     subscriber: &'s Subscriber<'t, T>,
-    publisher: usize,
+    /// The publisher slot it came from (below 64), beside `len` in one word.
+    publisher: u32,
     value: u64,
     /// The first element.
     ptr: NonNull<T>,
     payload: Rc<Payload>,
+    /// Elements sent, read from the block and clamped the first time asked (0: not yet), so
+    /// one sample has one length whatever its block's length word does afterwards.
+    len: Cell<u32>,
 }
 
 impl<'t, T: ZeroCopy> Subscriber<'t, T> {
@@ -161,9 +165,9 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                 continue;
             }
             let Some((submission, completion)) = connection.ends.as_mut() else { continue };
-            // Values whose payload segment this call mapped or failed to map (bounds the work
-            // a peer that keeps writing unmappable values can make us do).
-            let mut mapped_early = 0;
+            // Payload segments this call mapped (or failed to map) and values it could not
+            // read: bounds the work a peer that keeps queueing bad values makes us do.
+            let mut cold_steps = 0;
             loop {
                 // A sample is taken only once its payload segment is mapped: while it is
                 // queued, its publisher's segment keeps its name, even after the publisher
@@ -182,8 +186,8 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                 });
                 let value = match (value, unmapped) {
                     (Some(value), _) => value,
-                    (None, Some(value)) if mapped_early < MAX_MAPS_PER_RECEIVE => {
-                        mapped_early += 1;
+                    (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
+                        cold_steps += 1;
                         if self.map_early(&mut connection.payloads, p, value) {
                             continue;
                         }
@@ -207,10 +211,12 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                         self.held.set(self.held.get() + 1);
                         return Ok(Some(Sample {
                             subscriber: self,
-                            publisher: p,
+                            // `p < max_publishers <= 63`.
+                            publisher: p as u32,
                             value,
                             ptr,
                             payload,
+                            len: Cell::new(0),
                         }));
                     }
                     // Not readable (its payload segment is gone, not ready or invalid): hand it
@@ -219,6 +225,10 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                         let _ = completion.push(value);
                         // Relaxed: a statistic.
                         self.entry.drops.fetch_add(1, Ordering::Relaxed);
+                        cold_steps += 1;
+                        if cold_steps >= MAX_COLD_STEPS {
+                            break;
+                        }
                     }
                 }
             }
@@ -257,6 +267,11 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     pub fn drops(&self) -> u64 {
         // Relaxed: a statistic.
         self.entry.drops.load(Ordering::Relaxed)
+    }
+
+    /// The settings of its topic.
+    pub(crate) fn topic_config(&self) -> super::TopicConfig {
+        self.topic.config
     }
 
     /// The subscriber slot this subscriber holds.
@@ -415,9 +430,10 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     }
 }
 
-/// Most payload segments one `receive` maps (or fails to map) per publisher: a peer that
-/// fills a queue with values naming unmappable segments costs each call bounded work.
-const MAX_MAPS_PER_RECEIVE: u32 = 4;
+/// Most payload segments one `receive` maps (or fails to map) plus values it cannot read and
+/// skips, per publisher: a peer that fills a queue with values naming unmappable segments or
+/// no valid block costs each call bounded work.
+const MAX_COLD_STEPS: u32 = 8;
 
 /// The mapped payload segment `value` names, if mapped.
 #[inline]
@@ -489,16 +505,46 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len()) }
     }
 
-    /// Elements sent (at least 1), read from the block's length word by copy. A length out of
-    /// range (only a faulty publisher writes one) reads as the nearest of 1 and the most a
-    /// block of its pool holds.
+    /// Elements sent (at least 1), read from the block's length word by copy the first time
+    /// it is asked for, and the same every time after: `let n = s.len(); s.as_slice()[n - 1]`
+    /// never panics. A length out of range (only a faulty publisher writes one) reads as the
+    /// nearest of 1 and the most a block of its pool holds.
     pub fn len(&self) -> usize {
-        let mut len = [0u8; 8];
-        // In bounds: `locate` checked the block. On a failure the length reads as 1.
-        let _ = self.payload.segment.read_bytes(self.block_at(), &mut len);
-        let len = u64::from_ne_bytes(len).clamp(1, self.payload.max_len);
-        // `map` checked `max_len` fits a `u32`.
-        usize::try_from(len).unwrap_or(1)
+        let mut len = self.len.get();
+        if len == 0 {
+            let mut word = [0u8; 8];
+            // In bounds: `locate` checked the block. On a failure the length reads as 1.
+            let _ = self.payload.segment.read_bytes(self.block_at(), &mut word);
+            // `map` checked `max_len` fits a `u32`.
+            len =
+                u32::try_from(u64::from_ne_bytes(word).clamp(1, self.payload.max_len)).unwrap_or(1);
+            self.len.set(len);
+        }
+        len as usize
+    }
+
+    /// The first (for single-value topics, the only) element by copy, read with volatile
+    /// loads: for a reader that does not trust its publisher to leave a block alone while it
+    /// is lent out (see [`Deref`](#impl-Deref-for-Sample<'_,+'_,+T>) for when a reference is
+    /// sound).
+    pub fn read(&self) -> T {
+        // SAFETY: `locate` checked the pointer lies in the live read-only mapping, aligned and
+        // sized for `T` (the mapping lives as long as our `Rc`); every bit pattern is a valid
+        // `T` (`T: FromBytes`), so whatever a writer does meanwhile, the copy is a `T`. A
+        // volatile read is one read the compiler cannot repeat or elide.
+        unsafe { std::ptr::read_volatile(self.ptr.as_ptr()) }
+    }
+
+    /// Every element sent, by copy (volatile loads), as [`read`](Self::read) does for one.
+    pub fn read_all(&self) -> Vec<T> {
+        let len = self.len();
+        let mut out = Vec::with_capacity(len);
+        for i in 0..len {
+            // SAFETY: as in `read`, for element `i < len`: `locate` checked the block has room
+            // for the pool's `max_len` elements, and `len` never exceeds it.
+            out.push(unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(i)) });
+        }
+        out
     }
 
     /// The block's offset in its payload segment (where its length and tag words are).
@@ -509,7 +555,7 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
 
     /// The publisher slot it came from.
     pub(crate) fn publisher_slot(&self) -> usize {
-        self.publisher
+        self.publisher as usize
     }
 
     /// The sender's correlation tag (0 for plain sends), by copy.
@@ -529,7 +575,13 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
 impl<T: ZeroCopy> Deref for Sample<'_, '_, T> {
     type Target = T;
 
-    /// The first (for single-value topics, the only) element.
+    /// The first (for single-value topics, the only) element, in place (zero copy).
+    ///
+    /// Sound as long as nothing writes the block while the sample lives: shmlane's publisher
+    /// never writes a block lent to a subscriber (its holder bit is the subscriber's until the
+    /// sample drops), and our mapping is read-only. A process of the same uid that writes the
+    /// payload segment anyway (a faulty or hostile publisher) races with this reference; a
+    /// reader that does not trust its publishers uses [`Sample::read`], a volatile copy.
     fn deref(&self) -> &T {
         // `locate` checked the pointer lies in the mapped payload segment, aligned and sized
         // for `T`; the mapping lives as long as our `Rc`. The publisher does not write a block
@@ -544,6 +596,6 @@ impl<T: ZeroCopy> Deref for Sample<'_, '_, T> {
 
 impl<T: ZeroCopy> Drop for Sample<'_, '_, T> {
     fn drop(&mut self) {
-        self.subscriber.give_back(self.publisher, self.value);
+        self.subscriber.give_back(self.publisher as usize, self.value);
     }
 }
