@@ -249,3 +249,36 @@ impl std::fmt::Display for Tally {
         Ok(())
     }
 }
+
+/// A child's subscriber on topic `t` of `node` (of [`Stamped`]): reports "ready", receives
+/// samples in order, checking each, and keeps the last `keep` in hand (dropping older ones),
+/// checking those it holds stay intact; reports "holding" once it holds `keep`. Runs until
+/// killed; any failure ends the child with a code (3: an error, 4: a bad sample).
+pub fn hold_samples(node: &shmlane::Node, keep: usize, timeout: std::time::Duration) -> ! {
+    use shmlane_testkit::{fail, report};
+    let topic = node.topic::<Stamped>("t").open().unwrap_or_else(|e| fail(3, e));
+    let subscriber = topic.subscriber().unwrap_or_else(|e| fail(3, e));
+    report("ready", 1);
+    let mut held = std::collections::VecDeque::new();
+    let mut last = 0;
+    let mut reported = false;
+    loop {
+        let sample = subscriber.receive_with(&mut shmlane::notify::Blocking::new(), Some(timeout));
+        let sample = sample.unwrap_or_else(|e| fail(3, e));
+        if !sample.is_intact() || sample.seq <= last {
+            fail(4, format!("got {:?} after seq {last}", *sample));
+        }
+        last = sample.seq;
+        held.push_back(sample);
+        if held.len() > keep {
+            held.pop_front();
+        }
+        if held.len() == keep && !reported {
+            report("holding", keep);
+            reported = true;
+        }
+        if held.iter().any(|s| !s.is_intact()) {
+            fail(4, "a held sample changed under us");
+        }
+    }
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use shmlane::notify::Blocking;
 use shmlane::{BlockCounts, ConnectError, Node, Overflow, PublishError, Publisher, Subscriber};
 use shmlane_reliability::{
-    CRASH_AT_ENV, Flag, Stamped, assert_nothing_left, files_of, finish, test_node,
+    CRASH_AT_ENV, Flag, Stamped, assert_nothing_left, files_of, finish, hold_samples, test_node,
 };
 use shmlane_testkit::{
     ChildProc, child_spec, exit_child, fail, process_lock, report, sleep_until_killed, spawn_child,
@@ -35,7 +35,7 @@ fn child_entry() {
             child_publish(ns, parse(epoch), parse(subscribers) as usize)
         }
         ("publish_then_wait", [ns, flag]) => child_publish_then_wait(ns, flag),
-        ("hold", [ns, keep]) => child_hold(ns, parse(keep) as usize),
+        ("hold", [ns, keep]) => hold_samples(&child_node(ns), parse(keep) as usize, TIMEOUT),
         ("stall", [ns]) => child_stall(ns),
         ("leave", [ns, flag]) => child_leave(ns, flag),
         ("count", [ns, total]) => child_count(ns, parse(total)),
@@ -91,34 +91,6 @@ fn child_publish_then_wait(ns: &str, flag: &str) {
     drop(loan);
     for seq in 4..=6 {
         publisher.send_copy(Stamped::new(1, seq)).unwrap_or_else(|e| fail(3, e));
-    }
-}
-
-/// Receives samples in order, checking each, and keeps the last `keep` in hand (dropping older
-/// ones); reports "holding" once it holds `keep`. Runs until killed.
-fn child_hold(ns: &str, keep: usize) {
-    let node = child_node(ns);
-    let topic = node.topic::<Stamped>("t").open().unwrap_or_else(|e| fail(3, e));
-    let subscriber = topic.subscriber().unwrap_or_else(|e| fail(3, e));
-    report("ready", 1);
-    let mut held = std::collections::VecDeque::new();
-    let mut last = 0;
-    let mut reported = false;
-    loop {
-        let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT));
-        let sample = sample.unwrap_or_else(|e| fail(3, e));
-        if !sample.is_intact() || sample.seq <= last {
-            fail(4, format!("got {:?} after seq {last}", *sample));
-        }
-        last = sample.seq;
-        held.push_back(sample);
-        if held.len() > keep {
-            held.pop_front();
-        }
-        if held.len() == keep && !reported {
-            report("holding", keep);
-            reported = true;
-        }
     }
 }
 

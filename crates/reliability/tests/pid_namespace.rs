@@ -8,9 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use shmlane::notify::Blocking;
 use shmlane::{ConnectError, Node};
-use shmlane_reliability::{Stamped, files_of, finish, test_node};
+use shmlane_reliability::{Stamped, files_of, finish, hold_samples, test_node};
 use shmlane_segment::{
     Claimed, HEADER_SIZE, Liveness, Offset, RoleClaim, RoleError, RoleOwner, Segment, SegmentStatus,
 };
@@ -99,36 +98,11 @@ fn child_claim(name: &str) {
     sleep_until_killed()
 }
 
-/// Subscribes, receives in order and keeps the last `keep` samples in hand; reports
-/// "holding" once it holds `keep`. Runs until killed.
+/// Reports its identity, then subscribes and holds samples (see `hold_samples`).
 fn child_hold(ns: &str, keep: usize) {
     report_identity();
     let node = Node::builder("child").namespace(ns).create().unwrap_or_else(|e| fail(3, e));
-    let topic = node.topic::<Stamped>("t").open().unwrap_or_else(|e| fail(3, e));
-    let subscriber = topic.subscriber().unwrap_or_else(|e| fail(3, e));
-    report("ready", 1);
-    let mut held = std::collections::VecDeque::new();
-    let mut last = 0;
-    let mut reported = false;
-    loop {
-        let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT));
-        let sample = sample.unwrap_or_else(|e| fail(3, e));
-        if !sample.is_intact() || sample.seq <= last {
-            fail(4, format!("got {:?} after seq {last}", *sample));
-        }
-        last = sample.seq;
-        held.push_back(sample);
-        if held.len() > keep {
-            held.pop_front();
-        }
-        if held.len() == keep && !reported {
-            report("holding", keep);
-            reported = true;
-        }
-        if held.iter().any(|s| !s.is_intact()) {
-            fail(4, "a held sample changed under us");
-        }
-    }
+    hold_samples(&node, keep, TIMEOUT)
 }
 
 /// Under a `/proc` mounted with `hidepid=2`, as `nobody`: judges a live root process (hidden

@@ -43,7 +43,7 @@ pub struct Peer {
     /// Its process's pid (in its own pid namespace) as its presence file records it; `None`
     /// once that file is gone.
     pub pid: Option<u32>,
-    /// Whether that process runs (by pid and start time).
+    /// Whether that process runs (by its presence token).
     pub liveness: Liveness,
     /// Samples dropped for it (subscribers only; 0 otherwise).
     pub drops: u64,
@@ -92,7 +92,7 @@ pub struct NodeInfo {
     /// Its process's pid (in its own pid namespace) as its presence file records it; `None`
     /// once that file is gone.
     pub pid: Option<u32>,
-    /// Whether that process runs (by pid and start time).
+    /// Whether that process runs (by its presence token).
     pub liveness: Liveness,
     /// Time since its last heartbeat, if it ever beat.
     pub heartbeat_age: Option<std::time::Duration>,

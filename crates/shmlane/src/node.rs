@@ -23,9 +23,9 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// Longest namespace or service name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// A participant: its name, its process identity (pid + start time, which survives pid
-/// reuse), the namespace that keeps independent applications on one host apart, and where
-/// its segments live. Services are opened through it.
+/// A participant: its name, its process identity (a presence token, which survives pid
+/// reuse and holds across pid namespaces), the namespace that keeps independent applications
+/// on one host apart, and where its segments live. Services are opened through it.
 ///
 /// Each node registers itself in a small segment `{namespace}.node.{name}.{pid}.{n}` (removed
 /// when its last clone drops) with its identity and a heartbeat: the `CLOCK_MONOTONIC` time of
@@ -60,7 +60,7 @@ struct Registration {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct NodeRecord {
-    /// The node's `RoleOwner` (pid and start time).
+    /// The node's `RoleOwner` (its process's presence token).
     pub(crate) owner: AtomicU64,
     /// `CLOCK_MONOTONIC` nanoseconds of the last heartbeat (0: never).
     pub(crate) heartbeat_ns: AtomicU64,

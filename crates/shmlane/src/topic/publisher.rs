@@ -446,7 +446,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         Ok(())
     }
 
-    /// If subscriber slot `s`'s holder is proven dead (pid and start time, never a timeout):
+    /// If subscriber slot `s`'s holder is proven dead (its presence lock, never a timeout):
     /// takes back every block it had, stops serving it, and frees its slot (if its role word
     /// still names the dead holder), so that every publisher cleans its connection too and a
     /// new subscriber claims the slot as a free one. Returns whether it was dead.
