@@ -213,6 +213,8 @@ pub(crate) fn io_error(errno: Errno) -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::CommandExt;
+
     use super::*;
 
     #[test]
@@ -220,15 +222,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("held");
         let fd = file_open(&path, true, true, 0o600).unwrap();
-        // Another open file description (as another process would have) holds a shared lock.
-        let holder = file_open(&path, false, false, 0).unwrap();
-        fs::flock(&holder, fs::FlockOperation::LockShared).unwrap();
+        // Another process holds a shared lock on the new file and does not let go (util-linux
+        // `flock`, which takes the lock, then runs `sleep`).
+        // A process group of its own, so that killing it kills `sleep` too (which inherits the
+        // locked descriptor).
+        let mut holder = match std::process::Command::new("flock")
+            .arg("--shared")
+            .arg(&path)
+            .args(["sleep", "30"])
+            .process_group(0)
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                println!("SKIPPED: no `flock` command to hold the lock from another process: {e}");
+                return;
+            }
+        };
+        // Until the holder has its lock, our exclusive lock may still succeed: wait for it.
+        let started = std::time::Instant::now();
+        let probe = file_open(&path, false, false, 0).unwrap();
+        while fs::flock(&probe, fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            fs::flock(&probe, fs::FlockOperation::Unlock).unwrap();
+            assert!(started.elapsed() < Duration::from_secs(10), "flock never took the lock");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let started = std::time::Instant::now();
         let timeout = Duration::from_millis(50);
         assert_eq!(lock_creation(&fd, timeout), Err(Errno::WOULDBLOCK));
         let waited = started.elapsed();
         assert!(waited >= timeout && waited < Duration::from_secs(2), "{waited:?}");
-        drop(holder);
+        let group = rustix::process::Pid::from_raw(holder.id() as i32).unwrap();
+        rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
+        holder.wait().unwrap();
+        // `sleep` may outlive `flock` by an instant: wait for the lock to go.
+        let started = std::time::Instant::now();
+        while fs::flock(&probe, fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "the lock outlived its holders");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        fs::flock(&probe, fs::FlockOperation::Unlock).unwrap();
+        // The holder's death released its lock: the creator gets it at once.
         assert_eq!(lock_creation(&fd, timeout), Ok(()));
     }
 }
