@@ -2,7 +2,7 @@
 //!
 //! A [`Segment`] is a file in `/dev/shm` (POSIX shm), in a directory of the caller's choice
 //! (a disk or a hugetlbfs mount), or an anonymous sealed memfd handed to peers over a Unix
-//! socket. Every segment starts with a validated [`header`](crate::header) and is addressed by
+//! socket. Every segment starts with a validated [`header`] and is addressed by
 //! relative offsets ([`Offset`], [`Region`]), never by pointers, so each process may map it at
 //! a different address. Structures are placed with a [`Carver`] when the segment is created and
 //! found again at the same offsets by openers.

@@ -101,7 +101,7 @@ impl<'n, Req: ZeroCopy, Resp: ZeroCopy> RpcBuilder<'n, Req, Resp> {
         }
     }
 
-    /// Clients at once (default 8, at most 64).
+    /// Clients at once (default 8, at most [`MAX_PARTICIPANTS`](crate::topic::MAX_PARTICIPANTS), 63).
     pub fn max_clients(mut self, n: u32) -> Self {
         self.max_clients = n;
         self

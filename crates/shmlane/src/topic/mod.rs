@@ -1,6 +1,7 @@
 //! Publish/subscribe: a [`Topic`] of `T` found by name, [`Publisher`]s that loan a payload
 //! block, write it in place and send it, and [`Subscriber`]s whose [`Sample`]s read it where
-//! it lies. See [`layout`] for what lives where, and `docs/architecture.md` for the protocol.
+//! it lies. See the `layout` module for what lives where, and `docs/architecture.md` for the
+//! protocol.
 //!
 //! Ownership of payload blocks stays with their publisher: reference counts are in its private
 //! memory (one bit per subscriber per block), subscribers map payloads read-only and hand
@@ -68,9 +69,9 @@ impl Overflow {
 /// A topic's settings, fixed when it is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicConfig {
-    /// Publishers at once (1 to 64).
+    /// Publishers at once (1 to [`MAX_PARTICIPANTS`], 63).
     pub max_publishers: u32,
-    /// Subscribers at once (1 to 64).
+    /// Subscribers at once (1 to [`MAX_PARTICIPANTS`], 63).
     pub max_subscribers: u32,
     /// Samples queued per subscriber (a power of two, 1 to 65 536).
     pub subscriber_capacity: u32,
