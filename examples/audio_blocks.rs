@@ -103,6 +103,7 @@ fn get_u64(samples: &[f32]) -> u64 {
 }
 
 fn main() -> ExitCode {
+    shmlane_examples::log_to_stderr();
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("--consumer") => consumer(&args[2..]),

@@ -31,6 +31,7 @@ struct Add {
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
+    shmlane_examples::log_to_stderr();
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("--server") => server(&args[2..]),

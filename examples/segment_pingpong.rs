@@ -135,6 +135,7 @@ impl<'s> Transports<'s> {
 }
 
 fn main() -> ExitCode {
+    shmlane_examples::log_to_stderr();
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("--child") => child(&args[2..]),

@@ -113,6 +113,7 @@ fn quote(sequence: u64) -> (u32, u32, f64) {
 }
 
 fn main() -> ExitCode {
+    shmlane_examples::log_to_stderr();
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("--strategy") => strategy(&args[2..]),

@@ -1,6 +1,6 @@
 //! Runnable examples of shmlane live in this folder as `[[example]]` targets; this library
 //! holds what they share: choosing and pinning CPUs, the host-wide clock, CPU time, paced
-//! sleeps and bounded waits on child processes.
+//! sleeps, bounded waits on child processes, and printing shmlane's recovery events.
 #![deny(missing_docs)]
 
 use std::error::Error;
@@ -86,4 +86,16 @@ pub fn wait_until_exit(child: &mut Child, deadline: Instant) -> AnyResult<ExitSt
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Prints shmlane's `tracing` events (a dead peer's slot taken over, its blocks reclaimed,
+/// stale files removed) on stderr, filtered by `RUST_LOG` (default: warnings and errors).
+pub fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

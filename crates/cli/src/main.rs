@@ -40,6 +40,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    log_to_stderr();
     match Cli::parse().command {
         Command::Bench(args) => bench::run(args),
         Command::BenchEcho(args) => bench::echo(args),
@@ -47,4 +48,17 @@ fn main() -> ExitCode {
         Command::Inspect(args) => ops::inspect(args),
         Command::Clean(args) => ops::clean(args),
     }
+}
+
+/// Prints the library's `tracing` events (dead peers taken over, stale files removed, ...) on
+/// stderr, filtered by `RUST_LOG` (default: warnings and errors), e.g.
+/// `RUST_LOG=shmlane=info,shmlane_segment=debug`.
+fn log_to_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

@@ -191,7 +191,11 @@ pub fn identity(token: u64) -> Option<Identity> {
 /// their rename); returns how many it removed and the files it could not remove. Never
 /// removes the file of a live process: each is removed only while this call holds its lock.
 pub fn remove_dead() -> (usize, Vec<(PathBuf, io::Error)>) {
-    remove_dead_in(Path::new(PRESENCE_DIR))
+    let (removed, failed) = remove_dead_in(Path::new(PRESENCE_DIR));
+    if removed > 0 {
+        tracing::debug!(target: "shmlane_segment", removed, "removed presence files of ended processes");
+    }
+    (removed, failed)
 }
 
 pub(crate) fn remove_dead_in(dir: &Path) -> (usize, Vec<(PathBuf, io::Error)>) {

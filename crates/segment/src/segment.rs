@@ -607,7 +607,16 @@ impl SegmentBuilder {
                 // exactly as `remove_stale` would, then created again.
                 Err(open @ (OpenError::Stale { .. } | OpenError::TooSmall { size: 0 })) => {
                     match judged.map(|judged| discovery::clear_stale(&name, &path, judged)) {
-                        None | Some(Ok(Cleared::Removed | Cleared::Replaced)) => continue,
+                        Some(Ok(Cleared::Removed)) => {
+                            tracing::info!(
+                                target: "shmlane_segment",
+                                segment = name.as_str(),
+                                "removed a stale segment (its creator died before it was ready) \
+                                 to create it afresh"
+                            );
+                            continue;
+                        }
+                        None | Some(Ok(Cleared::Replaced)) => continue,
                         Some(Ok(Cleared::Kept) | Err(_)) => {
                             return Err(CreateError::Existing(open));
                         }

@@ -216,7 +216,11 @@ impl Event {
     pub fn listener(&self) -> Result<Listener<'_>, ConnectError> {
         for l in 0..self.layout.listeners.len() {
             let entry = self.layout.entry(&self.segment, l)?;
-            if let Ok((role, _)) = RoleClaim::claim(&entry.role, self.node.id()) {
+            if let Ok((role, how)) = RoleClaim::claim(&entry.role, self.node.id()) {
+                if let shmlane_segment::Claimed::TakenOver(dead) = how {
+                    let service = self.segment.name().as_str();
+                    crate::events::slot_taken_over(service, "listener", l, dead);
+                }
                 let bits = self.layout.bits(&self.segment, l)?;
                 for word in bits {
                     // Relaxed: only we read these from now on; notifiers set bits atomically.

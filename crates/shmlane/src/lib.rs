@@ -63,6 +63,7 @@
 pub mod discovery;
 mod error;
 pub mod event;
+mod events;
 mod node;
 mod payload;
 pub mod rpc;

@@ -280,5 +280,8 @@ fn remove_dead_nodes(
     let _ = shmlane_segment::presence::remove_dead();
     let prefix = format!("{namespace}.node.");
     let dir = root.unwrap_or(std::path::Path::new("/dev/shm"));
-    shmlane_segment::remove_stale_matching(dir, |name| name.as_str().starts_with(&prefix))
+    let removal =
+        shmlane_segment::remove_stale_matching(dir, |name| name.as_str().starts_with(&prefix))?;
+    crate::events::dead_nodes_swept(namespace, removal.removed.len(), removal.failed.len());
+    Ok(removal)
 }

@@ -357,6 +357,11 @@ impl<T> Participant<T> for End<'_, T> {
         if won && seq & SKIP == 0 {
             // Relaxed: a counter.
             self.queue.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: "shmlane_queue",
+                position,
+                "released an MPMC slot a dead consumer had claimed: its value is lost"
+            );
         }
         true
     }
@@ -390,6 +395,11 @@ impl<T> Participant<T> for End<'_, T> {
         {
             // Relaxed: a counter.
             self.queue.skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: "shmlane_queue",
+                position,
+                "skipped an MPMC slot a dead producer had claimed and never written"
+            );
         }
         true
     }

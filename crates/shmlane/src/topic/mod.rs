@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use shmlane_queue::overflow::SharedOverflow;
-use shmlane_segment::{Fingerprint, Liveness, RoleClaim, RoleOwner, Segment};
+use shmlane_segment::{Claimed, Fingerprint, Liveness, RoleClaim, RoleOwner, Segment};
 
 pub use pool::BlockCounts;
 pub use publisher::{Loan, Publisher, SliceLoan};
@@ -309,6 +309,7 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
         let (header, config) = TopicHeader::read(&segment)?;
         self.check_pool_bytes(&config)?;
         if header.type_fingerprint != type_info.fingerprint() {
+            crate::events::type_refused(&self.service, type_info.name, &header.type_name());
             return Err(TopicError::TypeMismatch {
                 name: type_info.name.to_owned(),
                 size: type_info.size,
@@ -464,7 +465,9 @@ impl<T> Topic<T> {
                 // Held by a live process.
                 continue;
             };
-            pool::Pools::remove_every(self, p);
+            if pool::Pools::remove_every(self, p) > 0 {
+                crate::events::payloads_removed(&self.service, p, 0);
+            }
         }
     }
 }
@@ -484,11 +487,11 @@ impl<T> Drop for Topic<T> {
 /// Claims the role in `word` for `me`: free, or taken over from a holder proven dead. A slot
 /// freed between the two steps of a takeover (a publisher released its dead subscriber) is
 /// free: claimed on a second try.
-fn claim_role(word: &AtomicU64, me: RoleOwner) -> Option<RoleClaim<'_>> {
+fn claim_role(word: &AtomicU64, me: RoleOwner) -> Option<(RoleClaim<'_>, Claimed)> {
     match RoleClaim::claim(word, me) {
-        Ok((claim, _)) => Some(claim),
+        Ok(claimed) => Some(claimed),
         // Relaxed: only decides whether to try again; the claim's CAS synchronises.
-        Err(_) if word.load(Ordering::Relaxed) == 0 => RoleClaim::claim(word, me).ok().map(|c| c.0),
+        Err(_) if word.load(Ordering::Relaxed) == 0 => RoleClaim::claim(word, me).ok(),
         Err(_) => None,
     }
 }

@@ -121,13 +121,15 @@ impl Pools {
         }
     }
 
-    /// Removes every payload segment of publisher `slot`, of any generation (listed by name).
-    /// For a caller that holds the slot's role, so that nobody creates one meanwhile.
-    pub(crate) fn remove_every<T>(topic: &Topic<T>, slot: usize) {
+    /// Removes every payload segment of publisher `slot`, of any generation (listed by name);
+    /// returns how many. For a caller that holds the slot's role, so that nobody creates one
+    /// meanwhile.
+    pub(crate) fn remove_every<T>(topic: &Topic<T>, slot: usize) -> usize {
         let node = &topic.node;
         let prefix = format!("{}.{}.p{slot}.g", node.namespace(), topic.data_prefix());
         let dir = node.root().unwrap_or(std::path::Path::new("/dev/shm"));
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        let mut removed = 0;
         for entry in entries.flatten() {
             let file_name = entry.file_name();
             let Some(name) = file_name.to_str() else { continue };
@@ -138,9 +140,10 @@ impl Pools {
             let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
             if digits(generation) && digits(pool) {
                 let suffix = &name.as_str()[node.namespace().len() + 1..];
-                remove_segment(node, suffix);
+                removed += usize::from(remove_segment(node, suffix));
             }
         }
+        removed
     }
 
     /// Takes a free block for `len` elements and marks it loaned, if one is free (never adds

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use shmlane_notify::{Backoff, WaitStrategy};
 
 use shmlane_queue::overflow::{Consumer, Producer, Shared, SharedOverflow};
-use shmlane_segment::{Liveness, RoleClaim, RoleOwner, crash_point};
+use shmlane_segment::{Claimed, Liveness, RoleClaim, RoleOwner, crash_point};
 
 use super::layout::{PublisherEntry, SubscriberEntry};
 use super::pool::{BlockCounts, HISTORY, Pools};
@@ -78,6 +78,7 @@ impl<T> Drop for Publisher<'_, T> {
             && !self.topic.has_queued(self.slot, departed)
         {
             Pools::remove(self.topic, self.slot, departed);
+            crate::events::payloads_removed(&self.topic.service, self.slot, departed);
         }
     }
 }
@@ -113,7 +114,10 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         let mut claimed = None;
         for p in 0..config.max_publishers as usize {
             let entry = topic.layout.publisher(&topic.segment, p)?;
-            if let Some(role) = claim_role(&entry.role, me) {
+            if let Some((role, how)) = claim_role(&entry.role, me) {
+                if let Claimed::TakenOver(dead) = how {
+                    crate::events::slot_taken_over(&topic.service, "publisher", p, dead);
+                }
                 claimed = Some((p, entry, role));
                 break;
             }
@@ -131,6 +135,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                 departed = Some(previous);
             } else {
                 Pools::remove(topic, slot, previous);
+                crate::events::payloads_removed(&topic.service, slot, previous);
             }
         }
         let generation = previous.wrapping_add(1).max(1);
@@ -455,10 +460,15 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         // Acquire: only the holder's identity is used; a claim is an Acquire CAS and publishes
         // nothing (the subscriber's state is ordered by its AcqRel generation bump).
         let raw = role.load(Ordering::Acquire);
-        let dead = RoleOwner::from_raw(raw).is_some_and(|o| o.liveness() == Liveness::Dead);
-        if !dead {
+        let Some(dead) = RoleOwner::from_raw(raw).filter(|o| o.liveness() == Liveness::Dead) else {
             return false;
-        }
+        };
+        crate::events::subscriber_reclaimed(
+            &self.topic.service,
+            s,
+            state.connections[s].outstanding,
+            dead,
+        );
         self.clean(state, s);
         state.connections[s].served = 0;
         // Release: pairs with the Acquire of the next claim, as a holder's own release does.

@@ -94,7 +94,10 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         let mut claimed = None;
         for s in 0..config.max_subscribers as usize {
             let entry = topic.layout.subscriber(&topic.segment, s)?;
-            if let Some(role) = claim_role(&entry.role, me) {
+            if let Some((role, how)) = claim_role(&entry.role, me) {
+                if let shmlane_segment::Claimed::TakenOver(dead) = how {
+                    crate::events::slot_taken_over(&topic.service, "subscriber", s, dead);
+                }
                 claimed = Some((s, entry, role));
                 break;
             }
@@ -223,8 +226,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                     // back, and count it as dropped.
                     None => {
                         let _ = completion.push(value);
-                        // Relaxed: a statistic.
-                        self.entry.drops.fetch_add(1, Ordering::Relaxed);
+                        self.count_unreadable(p, value);
                         cold_steps += 1;
                         if cold_steps >= MAX_COLD_STEPS {
                             break;
@@ -303,6 +305,15 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             }
             _ => false,
         }
+    }
+
+    /// A sample from publisher `p` could not be read: counted as a drop, and reported.
+    #[cold]
+    #[inline(never)]
+    fn count_unreadable(&self, p: usize, value: u64) {
+        // Relaxed: a statistic.
+        self.entry.drops.fetch_add(1, Ordering::Relaxed);
+        crate::events::unreadable_sample(&self.topic.service, p, value);
     }
 
     /// Maps the payload segment of `value` from publisher `p` while the value is still
