@@ -282,3 +282,44 @@ pub fn hold_samples(node: &shmlane::Node, keep: usize, timeout: std::time::Durat
         }
     }
 }
+
+/// Sends `Stamped(epoch, 1..)` through `publisher`, one sample per millisecond (a pace a
+/// child subscriber follows), for tests that fill a subscriber's hands and then wait for a
+/// dead one's blocks to come back.
+pub struct PacedSender<'p, 't> {
+    publisher: &'p shmlane::Publisher<'t, Stamped>,
+    epoch: u64,
+    seq: u64,
+}
+
+impl<'p, 't> PacedSender<'p, 't> {
+    /// A sender of epoch `epoch`, starting at sequence 1.
+    pub fn new(publisher: &'p shmlane::Publisher<'t, Stamped>, epoch: u64) -> Self {
+        PacedSender { publisher, epoch, seq: 0 }
+    }
+
+    /// Sends the next sample, then pauses a millisecond.
+    pub fn send(&mut self) {
+        self.seq += 1;
+        self.publisher.send_copy(Stamped::new(self.epoch, self.seq)).expect("send a sample");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+
+    /// Sends until subscribers hold at least `held` blocks.
+    pub fn until_held(&mut self, held: u64) {
+        while self.publisher.block_counts().held < held {
+            self.send();
+        }
+    }
+
+    /// Sends until no block is held (sends find a dead subscriber and take its blocks back);
+    /// fails the test after `timeout`. Returns how long it took.
+    pub fn until_reclaimed(&mut self, timeout: std::time::Duration) -> std::time::Duration {
+        let start = std::time::Instant::now();
+        while self.publisher.block_counts().held > 0 {
+            assert!(start.elapsed() < timeout, "blocks never came back");
+            self.send();
+        }
+        start.elapsed()
+    }
+}

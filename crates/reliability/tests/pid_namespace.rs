@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use shmlane::{ConnectError, Node};
-use shmlane_reliability::{Stamped, files_of, finish, hold_samples, test_node};
+use shmlane_reliability::{PacedSender, Stamped, files_of, finish, hold_samples, test_node};
 use shmlane_segment::{
     Claimed, HEADER_SIZE, Liveness, Offset, RoleClaim, RoleError, RoleOwner, Segment, SegmentStatus,
 };
@@ -201,22 +201,15 @@ fn a_subscriber_in_another_pid_namespace_keeps_its_slot_and_samples_until_killed
     let (mut child, owner) = spawn_in_namespace("hold", &[&ns, "3"]);
     child.report("ready", TIMEOUT);
     wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
-    let mut seq = 0;
-    let mut send = || {
-        seq += 1;
-        publisher.send_copy(Stamped::new(1, seq)).unwrap();
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    while publisher.block_counts().held < 3 {
-        send();
-    }
+    let mut sender = PacedSender::new(&publisher, 1);
+    sender.until_held(3);
     child.report("holding", TIMEOUT);
     let files = files_of(&ns);
 
     // While it runs: its slot is not given away, its blocks stay its own however many sends
     // and sweeps look at it, and no file of it is removed.
     for _ in 0..200 {
-        send();
+        sender.send();
     }
     let other = topic.subscriber();
     assert!(matches!(other, Err(ConnectError::NoFreeSlot { .. })), "{other:?}");
@@ -232,15 +225,11 @@ fn a_subscriber_in_another_pid_namespace_keeps_its_slot_and_samples_until_killed
 
     // Killed, it is found dead: its blocks come back and its slot is free again.
     kill(&mut child, owner);
-    let start = Instant::now();
-    while publisher.block_counts().held > 0 {
-        assert!(start.elapsed() < TIMEOUT, "blocks never came back");
-        send();
-    }
-    println!("blocks back {:?} after the kill", start.elapsed());
+    let took = sender.until_reclaimed(TIMEOUT);
+    println!("blocks back {took:?} after the kill");
     assert_eq!(publisher.block_counts(), all_free);
     let subscriber = topic.subscriber().expect("the dead subscriber's slot");
-    send();
+    sender.send();
     assert!(subscriber.receive().unwrap().is_some_and(|s| s.is_intact()));
     drop(subscriber);
     drop(publisher);

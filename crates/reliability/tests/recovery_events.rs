@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shmlane::Node;
-use shmlane_reliability::{Stamped, finish, hold_samples, test_node};
+use shmlane_reliability::{PacedSender, Stamped, finish, hold_samples, test_node};
 use shmlane_testkit::{
     child_spec, fail, process_lock, report, sleep_until_killed, spawn_child, split_spec, wait_for,
 };
@@ -126,23 +126,12 @@ fn taking_back_a_dead_subscribers_blocks_is_reported() {
         let mut child = spawn_child("hold", &[&ns]);
         child.report("ready", TIMEOUT);
         wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
-        let mut seq = 0;
-        let mut send = || {
-            seq += 1;
-            publisher.send_copy(Stamped::new(1, seq)).unwrap();
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        while publisher.block_counts().held < 2 {
-            send();
-        }
+        let mut sender = PacedSender::new(&publisher, 1);
+        sender.until_held(2);
         child.report("holding", TIMEOUT);
         let dead_pid = child.pid();
         child.kill_while_running();
-        let start = Instant::now();
-        while publisher.block_counts().held > 0 {
-            assert!(start.elapsed() < TIMEOUT, "blocks never came back");
-            send();
-        }
+        sender.until_reclaimed(TIMEOUT);
         let line = recorded.find(&["a subscriber is proven dead"]);
         for part in ["WARN shmlane", "service=\"t\"", "slot=0", &format!("dead_pid={dead_pid}")] {
             assert!(line.contains(part), "{part} not in {line}");

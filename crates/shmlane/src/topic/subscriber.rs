@@ -539,10 +539,11 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
     /// is lent out (see [`Deref`](#impl-Deref-for-Sample<'_,+'_,+T>) for when a reference is
     /// sound).
     pub fn read(&self) -> T {
-        // SAFETY: `locate` checked the pointer lies in the live read-only mapping, aligned and
-        // sized for `T` (the mapping lives as long as our `Rc`); every bit pattern is a valid
-        // `T` (`T: FromBytes`), so whatever a writer does meanwhile, the copy is a `T`. A
-        // volatile read is one read the compiler cannot repeat or elide.
+        // `locate` checked the pointer lies in the live read-only mapping, aligned and sized
+        // for `T` (the mapping lives as long as our `Rc`); every bit pattern is a valid `T`
+        // (`T: FromBytes`), so whatever a writer does meanwhile, the copy is a `T`. A volatile
+        // read is one read the compiler cannot repeat or elide.
+        // SAFETY: in bounds, aligned and sized for `T` in a live mapping; any bytes are a `T`.
         unsafe { std::ptr::read_volatile(self.ptr.as_ptr()) }
     }
 
