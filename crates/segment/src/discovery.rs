@@ -26,8 +26,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustix::io::Errno;
 use zerocopy::IntoBytes;
 
-use crate::header::{self, FORMAT_VERSION, HEADER_SIZE, InitState, MAGIC, RawHeader};
-use crate::segment::{SHM_DIR, validate_identity};
+use crate::header::{
+    self, FORMAT_VERSION, HEADER_SIZE, InitState, MAGIC, RawHeader, validate_identity,
+};
+use crate::segment::SHM_DIR;
 use crate::{Liveness, ProcessId, RoleOwner, SegmentName, os};
 
 /// How old (by modification time) a file without a published header must be before it counts

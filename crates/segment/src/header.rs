@@ -28,6 +28,9 @@
 //! creating it until it publishes `Ready`. A file without a published header whose lock is
 //! free is refused by an opener once its timeout runs out (at once if the file is older than
 //! `EMPTY_GRACE`), and called stale by discovery once it is older than `EMPTY_GRACE`.
+//!
+//! This module writes and publishes the header (creators), copies it out (openers and
+//! discovery), and, in `validate`, checks a copy before anything in it is believed.
 
 use crate::sync::Ordering;
 
@@ -37,6 +40,10 @@ use crate::mapping::Mapping;
 pub use crate::offset::HEADER_SIZE;
 use crate::offset::OffsetError;
 use crate::{Liveness, ProcessId, RoleOwner};
+
+mod validate;
+
+pub(crate) use validate::{Expected, validate_identity, validate_ready};
 
 /// Magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"SHMLANE\0";
@@ -159,6 +166,22 @@ impl RawHeader {
 pub(crate) const PUBLISH: Ordering = Ordering::Release;
 /// Ordering used to read a state; pairs with [`PUBLISH`].
 pub(crate) const OBSERVE: Ordering = Ordering::Acquire;
+
+/// Writes every field of `header` but the state word into a fresh mapping: openers may already
+/// be polling that word, so it is only ever accessed atomically (see [`publish`]).
+pub(crate) fn write_fields(mapping: &Mapping, header: &RawHeader) -> Result<(), OffsetError> {
+    let (before_state, from_state) = header.as_bytes().split_at(INIT_STATE_OFFSET as usize);
+    mapping.write(0, before_state)?;
+    mapping.write(INIT_STATE_OFFSET + 4, &from_state[4..])
+}
+
+/// Stores the header's state word. Release: publishes every byte written before (the identity
+/// fields for `Initializing`, the caller's layout for `Ready`); pairs with the opener's Acquire.
+pub(crate) fn publish(mapping: &Mapping, state: InitState) -> Result<(), OffsetError> {
+    let word = mapping.view::<crate::sync::AtomicU32>(INIT_STATE_OFFSET)?;
+    word.store(state as u32, PUBLISH);
+    Ok(())
+}
 
 /// Takes a private copy of a file's header with `pread`, in [`snapshot`]'s order: the state
 /// word first, then the other fields. No mapping is involved, so a file truncated meanwhile
