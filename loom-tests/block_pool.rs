@@ -1,10 +1,11 @@
 //! loom models of the block pool's lock-free free list (`shmlane_segment::BlockPool`).
 //!
-//! Run: `LOOM_MAX_PREEMPTIONS=3 cargo test --release --features loom`.
+//! Run: `cargo test --features loom --test loom_block_pool` (see `model.rs` for the bound).
 
 use loom::sync::Arc;
 use loom::thread;
 use shmlane_segment::{AllocError, FreeError};
+use shmlane_workspace::model;
 use shmlane_workspace::pool::HeapPool;
 
 /// After every model: all blocks are free again, and exactly `capacity` can be taken.
@@ -22,7 +23,7 @@ fn assert_nothing_lost(pool: &HeapPool, capacity: u32) {
 /// Runs `owners` threads on a pool of `capacity` blocks; each takes and gives back a block
 /// `rounds` times (or finds the pool exhausted). Then checks that nothing was lost.
 fn owners_take_and_give_back(owners: usize, capacity: u32, rounds: usize) {
-    loom::model(move || {
+    model::check(move || {
         let pool = Arc::new(HeapPool::new(capacity as usize));
         let handles: Vec<_> = (1..=owners)
             .map(|owner| {
@@ -58,7 +59,7 @@ fn three_threads_on_two_blocks_each_block_one_owner() {
 /// another order, so the head returns to the same index with a different link.
 #[test]
 fn pop_racing_pop_pop_push_push_is_aba_safe() {
-    loom::model(|| {
+    model::check(|| {
         let pool = Arc::new(HeapPool::new(3));
         let single = {
             let pool = pool.clone();
@@ -78,7 +79,7 @@ fn pop_racing_pop_pop_push_push_is_aba_safe() {
 
 #[test]
 fn concurrent_double_free_is_detected_exactly_once() {
-    loom::model(|| {
+    model::check(|| {
         let pool = Arc::new(HeapPool::new(2));
         let block = pool.pool().alloc().unwrap();
         let other = {

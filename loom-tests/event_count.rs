@@ -8,6 +8,7 @@ use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::thread;
 use shmlane_notify::{Backoff, Blocking, EventCount, WaitOutcome, WaitStrategy};
 use shmlane_queue::spsc;
+use shmlane_workspace::model;
 
 /// Spurious wake-ups each model is run with.
 const SPURIOUS: [usize; 2] = [0, 1];
@@ -38,7 +39,7 @@ fn set_and_notify(event: &EventCount, flag: &AtomicBool, all: bool) {
 #[test]
 fn one_notifier_one_waiter_never_lose_a_wake_up() {
     for spurious in SPURIOUS {
-        loom::model(move || {
+        model::check(move || {
             let event = Arc::new(EventCount::with_spurious_wakeups(spurious));
             let flag = Arc::new(AtomicBool::new(false));
             let notifier = {
@@ -55,7 +56,7 @@ fn one_notifier_one_waiter_never_lose_a_wake_up() {
 #[test]
 fn notify_all_wakes_both_of_two_waiters() {
     for spurious in SPURIOUS {
-        loom::model(move || {
+        model::check(move || {
             let event = Arc::new(EventCount::with_spurious_wakeups(spurious));
             let flag = Arc::new(AtomicBool::new(false));
             let waiters: Vec<_> = (0..2)
@@ -78,7 +79,7 @@ fn a_timed_wait_returns_and_notified_means_the_change_is_visible() {
     // The model's timed futex wait returns TimedOut at once (a timer may fire at any moment):
     // the waiter must come back either way, and `Notified` must come with the change.
     for notify in [false, true] {
-        loom::model(move || {
+        model::check(move || {
             let event = Arc::new(EventCount::new());
             let flag = Arc::new(AtomicBool::new(false));
             let notifier = notify.then(|| {
@@ -111,7 +112,7 @@ fn a_timed_wait_returns_and_notified_means_the_change_is_visible() {
 fn a_cancelled_wait_does_not_swallow_the_wake_up_of_another_waiter() {
     // One waiter prepares and cancels (its condition, a second flag, is met) while another
     // really waits; `notify_one` races both.
-    loom::model(|| {
+    model::check(|| {
         let event = Arc::new(EventCount::new());
         let flag = Arc::new(AtomicBool::new(false));
         let canceller = {
@@ -134,7 +135,7 @@ fn notifies_before_and_after_a_wait_are_both_delivered() {
     // Two rounds through one event count: a counter the waiter needs to reach 2, bumped and
     // notified twice. The epoch moves between rounds; no key may go stale.
     for spurious in SPURIOUS {
-        loom::model(move || {
+        model::check(move || {
             let event = Arc::new(EventCount::with_spurious_wakeups(spurious));
             let count = Arc::new(AtomicU32::new(0));
             let notifier = {
@@ -162,7 +163,7 @@ fn notifies_before_and_after_a_wait_are_both_delivered() {
 /// `strategy`, which must park on the event count without missing either.
 fn queue_hand_off(strategy: impl WaitStrategy + Copy + Send + Sync + 'static) {
     for spurious in SPURIOUS {
-        loom::model(move || {
+        model::check(move || {
             let event = Arc::new(EventCount::with_spurious_wakeups(spurious));
             let (mut producer, mut consumer) = spsc::new::<u32>(2);
             let pusher = {

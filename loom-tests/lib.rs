@@ -1,4 +1,5 @@
-//! Workspace root of shmlane: fixtures shared by the loom models in this folder.
+//! Workspace root of shmlane: how the loom models in this folder are checked (`model`, with
+//! its default preemption bound) and the fixtures they share.
 //!
 //! The models themselves are integration tests of this package, built only with
 //! `cargo test --features loom` (each `[[test]]` requires the `loom` feature). The feature
@@ -6,5 +7,7 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "loom")]
+pub mod model;
 #[cfg(feature = "loom")]
 pub mod pool;

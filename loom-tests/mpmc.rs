@@ -5,17 +5,17 @@
 use loom::sync::Arc;
 use loom::thread;
 use shmlane_queue::mpmc::Queue;
+use shmlane_workspace::model;
 
 /// Producers never find the queue full (two items, two slots); consumers make two attempts
 /// each without waiting for progress (loom cannot bound spinning on four threads), and the
 /// main thread drains what they left. Every item must surface exactly once.
 #[test]
 fn two_producers_two_consumers_every_item_exactly_once() {
-    // Four threads: bounded at two preemptions to keep CI at ~20 s. With three it takes
-    // ~260 s here and also passes: run that before changing the protocol.
-    let mut model = loom::model::Builder::new();
-    model.preemption_bound = Some(2);
-    model.check(|| {
+    // Four threads: bounded at two preemptions, ~25 s. With three it takes ~260 s in release
+    // and also passes: run that (`LOOM_MAX_PREEMPTIONS=3 cargo test --release --features
+    // loom`) before changing the protocol.
+    model::bounded(2).check(|| {
         let queue = Arc::new(Queue::<u32>::new(2));
         let producers: Vec<_> = [1, 2]
             .into_iter()
@@ -43,7 +43,7 @@ fn two_producers_two_consumers_every_item_exactly_once() {
 /// Asks for one slot (the queue rounds up to two) and moves three items: every slot is reused.
 #[test]
 fn wrap_around_hands_each_item_over_in_order() {
-    loom::model(|| {
+    model::check(|| {
         let queue = Arc::new(Queue::<u32>::new(1));
         let producer = {
             let queue = queue.clone();

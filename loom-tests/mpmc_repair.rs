@@ -13,6 +13,7 @@ use loom::thread;
 use shmlane_queue::mpmc::{Entry, SharedMpmc};
 use shmlane_queue::spsc::Slot;
 use shmlane_segment::RoleOwner;
+use shmlane_workspace::model;
 
 /// The atomics of a queue of 2 slots with 2 producer and 2 consumer entries.
 struct Abandoned {
@@ -68,7 +69,7 @@ impl Abandoned {
 
 #[test]
 fn a_consumer_skips_the_dead_producers_slot_while_a_live_producer_pushes() {
-    loom::model(|| {
+    model::check(|| {
         let state = Abandoned::new();
         let producer = {
             let state = state.clone();
@@ -95,11 +96,10 @@ fn a_consumer_skips_the_dead_producers_slot_while_a_live_producer_pushes() {
 #[test]
 fn two_consumers_repairing_at_once_skip_the_slot_once_and_lose_nothing() {
     // Every stuck poll scans the entries, so executions are long: raise loom's per-execution
-    // branch budget, and bound preemptions at two to keep the model to about a minute.
-    let mut model = loom::model::Builder::new();
-    model.max_branches = 20_000;
-    model.preemption_bound = Some(2);
-    model.check(|| {
+    // branch budget (a larger `LOOM_MAX_BRANCHES` still applies).
+    let mut checker = model::bounded(model::DEFAULT_PREEMPTIONS);
+    checker.max_branches = checker.max_branches.max(20_000);
+    checker.check(|| {
         let state = Abandoned::new();
         // The value behind the abandoned slot, pushed before the race.
         state.queue().producer().unwrap().try_push(7).unwrap();
@@ -122,7 +122,7 @@ fn two_consumers_repairing_at_once_skip_the_slot_once_and_lose_nothing() {
 
 #[test]
 fn a_producer_frees_the_slot_of_a_dead_consumer_and_only_that_value_is_lost() {
-    loom::model(|| {
+    model::check(|| {
         let state = Abandoned::new();
         // Undo the dead producer: position 0 is written normally, then 1.
         state.producers[0][0].store(0, Ordering::Relaxed);
@@ -164,7 +164,7 @@ fn a_producer_frees_the_slot_of_a_dead_consumer_and_only_that_value_is_lost() {
 /// observes of the announcement, it must never skip the slot.
 #[test]
 fn a_live_producers_slot_is_never_skipped_however_impatient_the_consumer() {
-    loom::model(|| {
+    model::check(|| {
         let state = Abandoned::new();
         // No dead producer here: a fresh, empty queue.
         state.producers[0][0].store(0, Ordering::Relaxed);

@@ -4,6 +4,7 @@
 
 use loom::thread;
 use shmlane_queue::overflow;
+use shmlane_workspace::model;
 
 /// Pushes `0..count` into a queue of `capacity` while a consumer pops `pops` times; returns
 /// (popped, evicted, drained after both finished).
@@ -32,17 +33,17 @@ fn check_exactly_once(count: u64, (popped, evicted, drained): (Vec<u64>, Vec<u64
 
 #[test]
 fn evictions_racing_pops_deliver_every_value_exactly_once_with_capacity_two() {
-    loom::model(|| check_exactly_once(4, race(2, 4, 2)));
+    model::check(|| check_exactly_once(4, race(2, 4, 2)));
 }
 
 #[test]
 fn evictions_racing_pops_deliver_every_value_exactly_once_with_capacity_one() {
-    loom::model(|| check_exactly_once(3, race(1, 3, 2)));
+    model::check(|| check_exactly_once(3, race(1, 3, 2)));
 }
 
 #[test]
 fn the_producer_evicting_everything_races_a_pop_without_duplicates() {
-    loom::model(|| {
+    model::check(|| {
         let (mut producer, mut consumer) = overflow::new(2);
         producer.push(1).unwrap();
         producer.push(2).unwrap();

@@ -5,6 +5,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::AtomicU64;
 use loom::thread;
 use shmlane_segment::{Claimed, RoleClaim, RoleOwner};
+use shmlane_workspace::model;
 
 /// An owner word (an opaque presence token: the models supply the proof of death).
 fn owner(pid: u32) -> RoleOwner {
@@ -20,7 +21,7 @@ fn race(initial: u64, dead: Option<RoleOwner>) -> Vec<Option<Claimed>> {
             let word = word.clone();
             thread::spawn(move || {
                 let is_dead = |o: RoleOwner| Some(o) == dead;
-                let (claim, how) = RoleClaim::claim_with(&word, owner(pid), is_dead).ok()?;
+                let (claim, how) = RoleClaim::claim_with(&*word, owner(pid), is_dead).ok()?;
                 // While held, the word names us.
                 assert_eq!(word.load(loom::sync::atomic::Ordering::Relaxed), owner(pid).to_raw());
                 drop(claim);
@@ -33,7 +34,7 @@ fn race(initial: u64, dead: Option<RoleOwner>) -> Vec<Option<Claimed>> {
 
 #[test]
 fn racing_claims_on_a_free_role_never_overlap() {
-    loom::model(|| {
+    model::check(|| {
         let results = race(0, None);
         // The first always wins; the second wins only if the first already released.
         assert!(results.contains(&Some(Claimed::Free)));
@@ -43,7 +44,7 @@ fn racing_claims_on_a_free_role_never_overlap() {
 
 #[test]
 fn a_dead_owner_is_taken_over_by_exactly_one_claimant_at_a_time() {
-    loom::model(|| {
+    model::check(|| {
         let dead = owner(1);
         let results = race(dead.to_raw(), Some(dead));
         let taken_over = results.iter().filter(|r| **r == Some(Claimed::TakenOver(dead))).count();
@@ -53,7 +54,7 @@ fn a_dead_owner_is_taken_over_by_exactly_one_claimant_at_a_time() {
 
 #[test]
 fn a_live_owner_is_never_taken_over() {
-    loom::model(|| {
+    model::check(|| {
         let live = owner(1);
         assert_eq!(race(live.to_raw(), None), [None, None]);
     });

@@ -6,6 +6,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use shmlane_queue::spsc::{self, PushError};
+use shmlane_workspace::model;
 
 /// Pushes `values` one at a time, yielding while the queue is full.
 fn push_all<T: Send>(producer: &mut spsc::Producer<T>, values: impl IntoIterator<Item = T>) {
@@ -25,7 +26,7 @@ fn push_all<T: Send>(producer: &mut spsc::Producer<T>, values: impl IntoIterator
 
 #[test]
 fn order_is_kept_and_nothing_lost_across_wrap_around_with_capacity_two() {
-    loom::model(|| {
+    model::check(|| {
         let (mut producer, mut consumer) = spsc::new::<u32>(2);
         let pusher = thread::spawn(move || push_all(&mut producer, 0..3));
         let mut got = Vec::new();
@@ -43,7 +44,7 @@ fn order_is_kept_and_nothing_lost_across_wrap_around_with_capacity_two() {
 
 #[test]
 fn a_batch_commit_hands_over_every_value_in_it() {
-    loom::model(|| {
+    model::check(|| {
         let (mut producer, mut consumer) = spsc::new::<u32>(2);
         let pusher = thread::spawn(move || {
             let mut sent = 0;
@@ -81,7 +82,7 @@ impl Drop for Counted {
 
 #[test]
 fn leftovers_are_dropped_once_whichever_end_goes_last() {
-    loom::model(|| {
+    model::check(|| {
         let drops = Arc::new(AtomicUsize::new(0));
         let (mut producer, mut consumer) = spsc::new::<Counted>(2);
         let counter = drops.clone();
