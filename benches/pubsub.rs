@@ -139,13 +139,13 @@ fn cacheline_echo(lanes: &Lanes, seq: u64) {
 
 /// One process's ends of a ping-pong pair of topics: it publishes on one, subscribes to the
 /// other.
-struct Ends<'t, T> {
-    publisher: Publisher<'t, T>,
-    subscriber: Subscriber<'t, T>,
+struct Ends<T> {
+    publisher: Publisher<T>,
+    subscriber: Subscriber<T>,
 }
 
-impl<'t, T: Sequenced> Ends<'t, T> {
-    fn new(outbound: &'t Topic<T>, inbound: &'t Topic<T>) -> Self {
+impl<T: Sequenced> Ends<T> {
+    fn new(outbound: &Topic<T>, inbound: &Topic<T>) -> Self {
         Ends {
             publisher: outbound.publisher().expect("claim a publisher slot"),
             subscriber: inbound.subscriber().expect("claim a subscriber slot"),

@@ -379,7 +379,7 @@ struct Consumer {
 /// One pass of the real-time loop: wait for the next block with `periodic`, process it.
 /// Returns whether the stream ended. No allocation, no system call but the futex wait.
 fn real_time_step(
-    subscriber: &Subscriber<'_, f32>,
+    subscriber: &Subscriber<f32>,
     periodic: &mut Periodic,
     consumer: &mut Consumer,
 ) -> Result<bool, shmlane::ReceiveError> {

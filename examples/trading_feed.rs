@@ -360,7 +360,7 @@ fn strategy(args: &[String]) -> AnyResult<()> {
 }
 
 /// Receives ticks until the last one, checking and timing each; returns the report line.
-fn follow(subscriber: &Subscriber<'_, Tick>, mut wait: impl WaitStrategy) -> AnyResult<String> {
+fn follow(subscriber: &Subscriber<Tick>, mut wait: impl WaitStrategy) -> AnyResult<String> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let (mut received, mut gaps, mut bad, mut next) = (0u64, 0u64, 0u64, 0u64);
     let mut first = None;

@@ -18,9 +18,10 @@
 //! Before notifying a sleeping child, the parent waits until the child's waiting thread is
 //! asleep inside the futex system call (`/proc/PID/task/TID`), so the wake-up under test is a
 //! real `FUTEX_WAKE` across processes, not a waiter that had not gone to sleep yet.
+//!
+//! Every test holds [`process_lock`]: their processes sleep, spin and scribble, and on two
+//! cores two such tests at once would mostly measure the scheduler.
 
-use std::path::PathBuf;
-use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,20 +29,17 @@ use std::time::{Duration, Instant};
 use shmlane_notify::{
     Backoff, Blocking, BusySpin, EventCount, Periodic, TimedOut, WaitStrategy, Yield,
 };
-use shmlane_segment::{Carver, Fingerprint, Offset, Region, RegionLayout, Segment, SegmentName};
+use shmlane_segment::{Carver, Fingerprint, Offset, Region, RegionLayout, Segment};
 use shmlane_testkit::{
-    ChildProc, Cleanup, ORPHAN_LIMIT, child_spec, exit_child, fail, process_lock, report, shm_file,
-    spawn_child, split_spec, wait_for,
+    CHILD_TIMEOUT, ChildProc, EXIT_FAILED, ORPHAN_LIMIT, Rng, SEED_ENV, arg_u64, child_spec,
+    exit_child, fail, process_lock, report, seed, spawn_child, split_spec, unique_segment,
+    wait_for,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Harness: names, timeouts, exit codes, the child roles' entry point.
 // ---------------------------------------------------------------------------------------------
 
-/// Exit code of a child whose check failed (the reason is on its stderr).
-const EXIT_FAILED: i32 = 3;
-/// Deadline for a child's report or exit, and for the parent's own waits on a child.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a child waits for a notify that should come within milliseconds: a lost wake-up
 /// shows as a sleep this long.
 const LONG_WAIT_MS: u64 = 10_000;
@@ -54,36 +52,20 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// a latency measurement).
 const DEADLINE_SLACK: Duration = Duration::from_secs(2);
 
-fn unique_name(tag: &str) -> String {
-    shmlane_testkit::unique_name("notify", tag)
-}
-
-/// Where POSIX shm puts the segment `name`.
-fn shm_path(name: &str) -> PathBuf {
-    shm_file(SegmentName::new(name).unwrap().file_name())
-}
-
-/// Serialises the tests of this binary: their processes sleep, spin and scribble, and on two
-/// cores two such tests at once would mostly measure the scheduler.
-fn serial() -> MutexGuard<'static, ()> {
-    process_lock()
-}
-
 /// Child processes enter here; in the parent (no `SHMLANE_CHILD`) this test does nothing.
 #[test]
 fn child_entry() {
     let Some(spec) = child_spec() else { return };
     let (role, args) = split_spec(&spec);
-    let number = |arg: &str| -> u64 { arg.parse().expect("a numeric child argument") };
     match (role, args.as_slice()) {
-        ("wait", [name, timeout_ms]) => child_wait(name, number(timeout_ms)),
+        ("wait", [name, timeout_ms]) => child_wait(name, arg_u64(timeout_ms)),
         ("block", [name, recheck_ms, deadline_ms]) => {
-            let recheck = (*recheck_ms != "none").then(|| ms(number(recheck_ms)));
-            child_block(name, recheck, ms(number(deadline_ms)))
+            let recheck = (*recheck_ms != "none").then(|| ms(arg_u64(recheck_ms)));
+            child_block(name, recheck, ms(arg_u64(deadline_ms)))
         }
-        ("scribble", [name, seed]) => child_scribble(name, number(seed)),
+        ("scribble", [name, seed]) => child_scribble(name, arg_u64(seed)),
         ("produce", [name, count, seed, pace]) => {
-            child_produce(name, number(count), number(seed), *pace == "await-park")
+            child_produce(name, arg_u64(count), arg_u64(seed), *pace == "await-park")
         }
         _ => panic!("unknown child role {spec:?}"),
     }
@@ -206,37 +188,6 @@ impl Shared {
     }
 }
 
-/// A small xorshift generator: the children's pauses and scribbles, reproducible from a seed
-/// the parent prints.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
-
-/// A seed for a child, from the clock (printed so a failure can be replayed).
-fn fresh_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let seed = nanos ^ (u64::from(std::process::id()) << 32);
-    eprintln!("seed {seed}");
-    seed
-}
-
 /// The calling thread's kernel id, for the parent's look at `/proc/PID/task/TID`.
 fn current_tid() -> i32 {
     rustix::thread::gettid().as_raw_nonzero().get()
@@ -342,7 +293,7 @@ fn child_scribble(name: &str, seed: u64) {
             fail(EXIT_FAILED, "the parent never stopped the scribbler");
         }
         for _ in 0..rng.below(64) {
-            shared.segment.write_bytes(event_at, &rng.next().to_ne_bytes()).unwrap();
+            shared.segment.write_bytes(event_at, &rng.next_u64().to_ne_bytes()).unwrap();
             // Relaxed: a progress count.
             shared.word(SCRIBBLES).fetch_add(1, Ordering::Relaxed);
         }
@@ -408,9 +359,8 @@ fn child_produce(name: &str, count: u64, seed: u64, await_park: bool) {
 
 #[test]
 fn the_raw_words_mirror_the_event_counts_layout() {
-    let _serial = serial();
-    let name = unique_name("mirror");
-    let _cleanup = Cleanup(shm_path(&name));
+    let _serial = process_lock();
+    let (name, _cleanup) = unique_segment("notify", "mirror");
     let shared = Shared::create(&name);
     let event = shared.event();
 
@@ -437,9 +387,8 @@ fn the_raw_words_mirror_the_event_counts_layout() {
 
 #[test]
 fn notify_one_wakes_a_child_asleep_in_the_futex() {
-    let _serial = serial();
-    let name = unique_name("one");
-    let _cleanup = Cleanup(shm_path(&name));
+    let _serial = process_lock();
+    let (name, _cleanup) = unique_segment("notify", "one");
     let shared = Shared::create(&name);
 
     let mut child = spawn_child("wait", &[&name, &LONG_WAIT_MS.to_string()]);
@@ -462,9 +411,8 @@ fn notify_one_wakes_a_child_asleep_in_the_futex() {
 #[test]
 fn notify_all_wakes_every_child_asleep_in_the_futex() {
     const CHILDREN: usize = 4;
-    let _serial = serial();
-    let name = unique_name("all");
-    let _cleanup = Cleanup(shm_path(&name));
+    let _serial = process_lock();
+    let (name, _cleanup) = unique_segment("notify", "all");
     let shared = Shared::create(&name);
 
     let mut children: Vec<ChildProc> =
@@ -494,9 +442,8 @@ fn notify_all_wakes_every_child_asleep_in_the_futex() {
 #[test]
 fn notify_one_wakes_only_one_of_two_sleeping_children() {
     const TIMEOUT_MS: u64 = 3_000;
-    let _serial = serial();
-    let name = unique_name("one-of-two");
-    let _cleanup = Cleanup(shm_path(&name));
+    let _serial = process_lock();
+    let (name, _cleanup) = unique_segment("notify", "one-of-two");
     let shared = Shared::create(&name);
 
     let mut children = [0, 1].map(|_| spawn_child("wait", &[&name, &TIMEOUT_MS.to_string()]));
@@ -526,9 +473,8 @@ fn notify_one_wakes_only_one_of_two_sleeping_children() {
 #[test]
 fn a_wait_in_another_process_with_nobody_notifying_times_out_after_its_timeout() {
     const TIMEOUT_MS: u64 = 200;
-    let _serial = serial();
-    let name = unique_name("timeout");
-    let _cleanup = Cleanup(shm_path(&name));
+    let _serial = process_lock();
+    let (name, _cleanup) = unique_segment("notify", "timeout");
     let shared = Shared::create(&name);
 
     let mut child = spawn_child("wait", &[&name, &TIMEOUT_MS.to_string()]);
@@ -548,11 +494,10 @@ fn a_wait_in_another_process_with_nobody_notifying_times_out_after_its_timeout()
 #[test]
 fn waits_on_words_a_peer_keeps_scribbling_over_still_end_at_their_deadline() {
     const DEADLINE: Duration = Duration::from_millis(300);
-    let _serial = serial();
-    let name = unique_name("scribble");
-    let _cleanup = Cleanup(shm_path(&name));
+    let _serial = process_lock();
+    let (name, _cleanup) = unique_segment("notify", "scribble");
     let shared = Shared::create(&name);
-    let seed = fresh_seed();
+    let seed = seed(SEED_ENV);
     let mut scribbler = spawn_child("scribble", &[&name, &seed.to_string()]);
     let scribbles = || shared.word(SCRIBBLES).load(Ordering::Relaxed);
     wait_for("the scribbler to start", CHILD_TIMEOUT, || scribbles() >= 1_000);
@@ -595,8 +540,7 @@ fn waits_on_words_a_peer_keeps_scribbling_over_still_end_at_their_deadline() {
 /// the parent zeroes the waiter count (a hostile peer), publishes, and notifies, which then
 /// sees no waiter: the wake-up is lost. Returns the child's result and how long it waited.
 fn lost_wake_up(tag: &str, recheck: Option<Duration>, deadline: Duration) -> (String, Duration) {
-    let name = unique_name(tag);
-    let _cleanup = Cleanup(shm_path(&name));
+    let (name, _cleanup) = unique_segment("notify", tag);
     let shared = Shared::create(&name);
     let recheck_arg = recheck.map_or("none".to_owned(), |r| r.as_millis().to_string());
     let deadline_arg = deadline.as_millis().to_string();
@@ -638,7 +582,7 @@ fn lost_wake_up(tag: &str, recheck: Option<Duration>, deadline: Duration) -> (St
 
 #[test]
 fn blocking_recheck_delivers_a_value_whose_wake_up_a_hostile_peer_lost() {
-    let _serial = serial();
+    let _serial = process_lock();
     let deadline = ms(LONG_WAIT_MS);
     let (result, waited) = lost_wake_up("zeroed-recheck", Some(ms(50)), deadline);
     assert_eq!(result, "99");
@@ -647,7 +591,7 @@ fn blocking_recheck_delivers_a_value_whose_wake_up_a_hostile_peer_lost() {
 
 #[test]
 fn without_recheck_a_lost_wake_up_is_noticed_only_at_the_deadline() {
-    let _serial = serial();
+    let _serial = process_lock();
     let deadline = ms(1_500);
     let (result, waited) = lost_wake_up("zeroed-no-recheck", None, deadline);
     // The poll made at the deadline finds the value: it is late, not lost.
@@ -672,10 +616,9 @@ const PARK_EVERY: u64 = 200;
 /// producer waits for the consumer to park now and then (see [`child_produce`]). Returns the
 /// epoch after the run: how many notifies found the consumer parked.
 fn stream_with(what: &str, parks: bool, mut strategy: impl WaitStrategy) -> u32 {
-    let name = unique_name("stream");
-    let _cleanup = Cleanup(shm_path(&name));
+    let (name, _cleanup) = unique_segment("notify", "stream");
     let shared = Shared::create(&name);
-    let seed = fresh_seed();
+    let seed = seed(SEED_ENV);
     let pace = if parks { "await-park" } else { "pause" };
     let mut producer =
         spawn_child("produce", &[&name, &STREAM.to_string(), &seed.to_string(), pace]);
@@ -699,7 +642,7 @@ fn stream_with(what: &str, parks: bool, mut strategy: impl WaitStrategy) -> u32 
 
 #[test]
 fn every_strategy_takes_a_stream_from_another_process_in_order() {
-    let _serial = serial();
+    let _serial = process_lock();
     // Strategies that never park never announce a waiter: the producer's notifies are free.
     assert_eq!(stream_with("BusySpin", false, BusySpin), 0, "BusySpin parked");
     assert_eq!(stream_with("Yield", false, Yield), 0, "Yield parked");

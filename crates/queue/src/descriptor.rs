@@ -5,6 +5,7 @@
 #![cfg_attr(feature = "loom", allow(dead_code))]
 
 use std::io;
+use std::mem::offset_of;
 
 #[cfg(not(feature = "loom"))]
 use shmlane_segment::Segment;
@@ -21,6 +22,25 @@ pub(crate) const PADDED: u64 =
 pub(crate) const TAIL_AT: u64 = HEAD_AT + PADDED;
 /// End of the indices.
 pub(crate) const INDICES_END: u64 = TAIL_AT + PADDED;
+
+/// Bytes of the descriptor.
+pub const DESCRIPTOR_LEN: u64 = size_of::<Descriptor>() as u64;
+/// Where the descriptor's `magic` lives.
+pub const MAGIC_AT: u64 = offset_of!(Descriptor, magic) as u64;
+/// Where its `version` lives.
+pub const VERSION_AT: u64 = offset_of!(Descriptor, version) as u64;
+/// Where its `reserved0` lives.
+pub const RESERVED0_AT: u64 = offset_of!(Descriptor, reserved0) as u64;
+/// Where its `capacity` lives.
+pub const CAPACITY_AT: u64 = offset_of!(Descriptor, capacity) as u64;
+/// Where its element size lives.
+pub const ELEMENT_SIZE_AT: u64 = offset_of!(Descriptor, element_size) as u64;
+/// Where its element alignment lives.
+pub const ELEMENT_ALIGN_AT: u64 = offset_of!(Descriptor, element_align) as u64;
+/// Where its element fingerprint lives.
+pub const FINGERPRINT_AT: u64 = offset_of!(Descriptor, fingerprint) as u64;
+/// Where its `extra` words live.
+pub const EXTRA_AT: u64 = offset_of!(Descriptor, extra) as u64;
 
 /// Format version of every queue descriptor.
 const VERSION: u32 = 2;

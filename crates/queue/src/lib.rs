@@ -20,6 +20,9 @@
 mod descriptor;
 pub mod mpmc;
 pub mod overflow;
+#[cfg(not(feature = "loom"))]
+#[doc(hidden)]
+pub mod raw;
 mod slot;
 pub mod spsc;
 mod sync;

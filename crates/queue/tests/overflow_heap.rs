@@ -7,6 +7,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use shmlane_queue::overflow::{self, Consumer, Heap, Producer, TryPushError};
+use shmlane_testkit::queue::RacePace;
+use shmlane_testkit::spin_until;
 
 /// Deadline for every wait on the other thread (debug builds on two loaded cores).
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -189,8 +191,6 @@ fn wrap_around_many_times_with_bursts_keeps_order_and_accounts_for_every_value()
 
 /// Values streamed per capacity.
 const STREAM: u64 = 200_000;
-/// Values the producer pushes between waits for the consumer to catch up.
-const CATCH_UP_EVERY: u64 = 8_192;
 
 /// How the producer thread pushes.
 #[derive(Clone, Copy, Debug)]
@@ -201,21 +201,6 @@ enum Pushing {
     TryPushThenEvict,
 }
 
-/// Spins until `done` holds, yielding now and then (the peer may share our core); panics at
-/// the deadline.
-fn spin_until(what: &str, deadline: Instant, mut done: impl FnMut() -> bool) {
-    let mut spins = 0u32;
-    while !done() {
-        spins += 1;
-        if spins.is_multiple_of(64) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-}
-
 /// What one run saw, in the order each side saw it.
 struct Outcome {
     popped: Vec<u64>,
@@ -224,11 +209,9 @@ struct Outcome {
 }
 
 /// Pushes `0..count` from one thread while another pops. The consumer starts only after
-/// `2 * capacity + 1` values were pushed (so evictions happen whatever the scheduling), and the
-/// producer waits halfway until the consumer has popped at least once (so pops happen too),
-/// and every [`CATCH_UP_EVERY`] values until the queue is at most half full. The consumer
-/// stops when the producer is done; the leftovers are then drained, alternately by pop and by
-/// evict.
+/// `2 * capacity + 1` values were pushed (so evictions happen whatever the scheduling); the
+/// producer keeps the pace of a [`RacePace`]. The consumer stops when the producer is done;
+/// the leftovers are then drained, alternately by pop and by evict.
 fn race(capacity: usize, count: u64, pushing: Pushing) -> Outcome {
     let (mut producer, mut consumer) = overflow::new(capacity);
     let capacity = producer.capacity() as u64;
@@ -237,6 +220,7 @@ fn race(capacity: usize, count: u64, pushing: Pushing) -> Outcome {
     let popped_count = AtomicU64::new(0);
     let finished = AtomicBool::new(false);
     let deadline = Instant::now() + TIMEOUT;
+    let pace = RacePace { count, capacity, deadline };
 
     let (popped, evicted, mut producer) = thread::scope(|scope| {
         let pusher = scope.spawn(|| {
@@ -253,26 +237,8 @@ fn race(capacity: usize, count: u64, pushing: Pushing) -> Outcome {
                     },
                 }
                 pushed.store(value + 1, Ordering::Release);
-                // Vary the producer's pace (a fixed pseudo-random pause on some values) so the
-                // consumer wins some races for the oldest value even against capacity 1.
-                let pause = value.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58; // 0..64
-                if pause < 24 {
-                    for _ in 0..pause * 8 {
-                        std::hint::spin_loop();
-                    }
-                }
-                if value == count / 2 {
-                    spin_until("the consumer's first pop", deadline, || {
-                        popped_count.load(Ordering::Acquire) > 0
-                    });
-                }
-                // Now and then let the consumer catch up, so the ring goes from nearly empty
-                // to overflowing again and pops race evictions from every fill level.
-                if value % CATCH_UP_EVERY == CATCH_UP_EVERY - 1 {
-                    spin_until("the consumer to catch up", deadline, || {
-                        producer.len() as u64 <= capacity / 2
-                    });
-                }
+                let popped = || popped_count.load(Ordering::Acquire);
+                pace.after(value, popped, || producer.len() as u64).unwrap();
             }
             finished.store(true, Ordering::Release);
             (evicted, producer)
@@ -280,16 +246,16 @@ fn race(capacity: usize, count: u64, pushing: Pushing) -> Outcome {
 
         spin_until("the producer to overfill the queue", deadline, || {
             pushed.load(Ordering::Acquire) > 2 * capacity
-        });
+        })
+        .unwrap();
         let mut popped: Vec<u64> = Vec::new();
         let mut spins = 0u32;
         // Until the producer is done; what it left behind is drained below.
         while !finished.load(Ordering::Acquire) {
             match consumer.pop() {
                 Some(value) => {
-                    if let Some(&last) = popped.last() {
-                        assert!(value > last, "popped {value} after {last}");
-                    }
+                    let last = popped.last().copied();
+                    assert!(last.is_none_or(|last| value > last), "popped {value} after {last:?}");
                     popped.push(value);
                     popped_count.store(popped.len() as u64, Ordering::Release);
                     // Let the producer lap the ring now and then.

@@ -11,60 +11,42 @@
 //! Segment names carry the pid and a counter; every segment a test creates is removed on
 //! success and, through [`Cleanup`] guards, on failure too.
 //!
-//! Some tests play a crashed or hostile peer by writing the queue's words directly. [`Raw`]
-//! addresses them as `crates/queue/src/overflow/shared.rs` lays them out, and checks that
-//! mirror against `SharedOverflow::layout` so it cannot drift silently.
+//! Some tests play a crashed or hostile peer by writing the queue's words directly, through
+//! [`RawQueue`] at the offsets `SharedOverflow::raw_layout` reports. Random hostile bytes in
+//! the queue's words are `crates/reliability/tests/hostile_queue.rs`'s.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::atomic::Ordering;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_utils::CachePadded;
 use shmlane_queue::QueueError;
 use shmlane_queue::overflow::{Consumer, Corrupt, Shared, SharedOverflow, TryPushError};
+use shmlane_queue::raw::{EXTRA_AT, MAGIC_AT};
 use shmlane_queue::spsc::SharedSpsc;
-use shmlane_segment::{
-    Carver, Fingerprint, Offset, OffsetError, Region, RegionLayout, Segment, SegmentName,
+use shmlane_segment::{Fingerprint, OffsetError, Region, Segment};
+use shmlane_testkit::queue::{
+    IMPOSSIBLE_INDICES, QueueSegment, RacePace, RawQueue, STREAM_TIMEOUT, bad_region,
+    check_region_refusals, descriptor_cases,
 };
 use shmlane_testkit::{
-    Cleanup, ORPHAN_LIMIT, child_spec, exit_child, fail, process_lock, report, shm_file,
-    spawn_child, split_spec, stop_when, wait_for,
+    CHILD_TIMEOUT, Cleanup, EXIT_FAILED, EXIT_ORDER, ORPHAN_LIMIT, arg_u64, child_spec, exit_child,
+    fail, process_lock, report, spawn_child, split_spec, stop_when, unique_segment, wait_for,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Harness: names, timeouts, exit codes, the child roles' entry point.
 // ---------------------------------------------------------------------------------------------
 
-/// Exit code of a child that saw values out of order.
-const EXIT_ORDER: i32 = 2;
-/// Exit code of a child whose queue call failed or whose wait timed out.
-const EXIT_FAILED: i32 = 3;
-/// Deadline for a child's report or exit.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Deadline for a whole stream of values (debug builds on two loaded cores).
-const STREAM_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn unique_name(tag: &str) -> String {
-    shmlane_testkit::unique_name("overflow", tag)
-}
-
-fn shm_path(name: &str) -> PathBuf {
-    shm_file(SegmentName::new(name).unwrap().file_name())
-}
-
 /// Child processes enter here; in the parent (no `SHMLANE_CHILD`) this test does nothing.
 #[test]
 fn child_entry() {
     let Some(spec) = child_spec() else { return };
     let (role, args) = split_spec(&spec);
-    let number = |arg: &str| -> u64 { arg.parse().expect("a numeric child argument") };
     match (role, args.as_slice()) {
         ("produce-evicting", [name, capacity, count]) => {
-            child_produce_evicting(name, number(capacity), number(count))
+            child_produce_evicting(name, arg_u64(capacity), arg_u64(count))
         }
-        ("push-forever", [name, capacity]) => child_push_forever(name, number(capacity)),
+        ("push-forever", [name, capacity]) => child_push_forever(name, arg_u64(capacity)),
         _ => panic!("unknown child role {spec:?}"),
     }
     exit_child();
@@ -81,57 +63,23 @@ const PUSHED: u64 = 0;
 /// Control word: values the parent has popped.
 const POPPED: u64 = 1;
 
-struct QueueLayout {
-    queue: Region,
-    control: Region,
-    size: u64,
-}
-
-fn queue_layout(capacity: u64) -> QueueLayout {
-    let mut carver = Carver::new();
-    let queue = carver.place(SharedOverflow::layout(capacity).unwrap()).unwrap();
-    let control = carver.place(RegionLayout { size: 64, align: 64 }).unwrap();
-    QueueLayout { queue, control, size: carver.total_size() }
-}
-
-fn segment_fingerprint(capacity: u64) -> Fingerprint {
-    Fingerprint::new("overflow-shared-test").with_u64(capacity)
-}
-
-fn create_queue_segment(name: &str, capacity: u64) -> Segment {
-    let layout = queue_layout(capacity);
-    Segment::builder(name)
-        .size(layout.size)
-        .fingerprint(segment_fingerprint(capacity))
-        .create_with(|segment| {
-            SharedOverflow::init_in(segment, layout.queue, capacity, QUEUE_FINGERPRINT)?;
-            Ok(())
-        })
-        .expect("create the queue segment")
+/// The segment of a queue of `capacity` slots.
+fn queue_segment(capacity: u64) -> QueueSegment {
+    QueueSegment::new("overflow-shared-test", capacity, SharedOverflow::layout(capacity).unwrap())
 }
 
 /// A queue of `capacity` slots in a fresh segment of this process.
 fn local_queue(tag: &str, capacity: u64) -> (Cleanup, Segment) {
-    let name = unique_name(tag);
-    let cleanup = Cleanup(shm_path(&name));
-    (cleanup, create_queue_segment(&name, capacity))
-}
-
-fn open_queue_segment(name: &str, capacity: u64) -> Segment {
-    Segment::builder(name)
-        .fingerprint(segment_fingerprint(capacity))
-        .open()
-        .expect("open the parent's queue segment")
+    let (name, cleanup) = unique_segment("overflow", tag);
+    let segment = queue_segment(capacity).create(&name, |segment, region| {
+        SharedOverflow::init_in(segment, region, capacity, QUEUE_FINGERPRINT).map(drop)
+    });
+    (cleanup, segment)
 }
 
 fn attach(segment: &Segment, capacity: u64) -> SharedOverflow<'_> {
-    SharedOverflow::attach(segment, queue_layout(capacity).queue, QUEUE_FINGERPRINT)
+    SharedOverflow::attach(segment, queue_segment(capacity).queue, QUEUE_FINGERPRINT)
         .expect("attach to the queue")
-}
-
-fn control(segment: &Segment, capacity: u64, index: u64) -> &AtomicU64 {
-    let offset = queue_layout(capacity).control.offset_of::<AtomicU64>(index * 8).unwrap();
-    segment.get(offset).unwrap()
 }
 
 type SharedConsumer<'s> = Consumer<Shared<'s>>;
@@ -140,95 +88,10 @@ fn pop_all(consumer: &mut SharedConsumer<'_>) -> Vec<u64> {
     std::iter::from_fn(|| consumer.pop()).take(1 << 20).collect()
 }
 
-// The queue region as `crates/queue/src/overflow/shared.rs` lays it out.
-const DESCRIPTOR_LEN: usize = 64;
-const HEAD_AT: u64 = 128;
-const PADDED: u64 = size_of::<CachePadded<AtomicU64>>() as u64;
-const TAIL_AT: u64 = HEAD_AT + PADDED;
-/// `IndexSlot`: `#[repr(C)] { stamp: AtomicU64, value: AtomicU64 }`.
-const SLOT_SIZE: u64 = 16;
-const SEEN_AT: u64 = TAIL_AT + PADDED;
-const SLOTS_AT: u64 = SEEN_AT + PADDED;
-// Descriptor fields: magic [u8; 8], version u32, reserved0 u32, capacity, element size,
-// element align, fingerprint, extra [u64; 2].
-const MAGIC_AT: u64 = 0;
-const VERSION_AT: u64 = 8;
-const RESERVED0_AT: u64 = 12;
-const CAPACITY_AT: u64 = 16;
-const ELEMENT_SIZE_AT: u64 = 24;
-const ELEMENT_ALIGN_AT: u64 = 32;
-const FINGERPRINT_AT: u64 = 40;
-const EXTRA_AT: u64 = 48;
-
-/// Direct access to a queue's words, to play a crashed or corrupting peer.
-struct Raw<'s> {
-    segment: &'s Segment,
-    base: u64,
-    capacity: u64,
-}
-
-impl<'s> Raw<'s> {
-    fn new(segment: &'s Segment, capacity: u64) -> Self {
-        let region = queue_layout(capacity).queue;
-        assert_eq!(
-            region.len,
-            SLOTS_AT + SLOT_SIZE * capacity,
-            "this test's mirror of the queue layout is out of date with shared.rs"
-        );
-        Raw { segment, base: region.offset, capacity }
-    }
-
-    fn word(&self, at: u64) -> &'s AtomicU64 {
-        self.segment.get(Offset::new(self.base + at)).unwrap()
-    }
-
-    fn head(&self) -> &'s AtomicU64 {
-        self.word(HEAD_AT)
-    }
-
-    fn tail(&self) -> &'s AtomicU64 {
-        self.word(TAIL_AT)
-    }
-
-    fn seen(&self) -> &'s AtomicU64 {
-        self.word(SEEN_AT)
-    }
-
-    fn stamp(&self, slot: u64) -> &'s AtomicU64 {
-        assert!(slot < self.capacity);
-        self.word(SLOTS_AT + slot * SLOT_SIZE)
-    }
-
-    fn value(&self, slot: u64) -> &'s AtomicU64 {
-        assert!(slot < self.capacity);
-        self.word(SLOTS_AT + slot * SLOT_SIZE + 8)
-    }
-
-    fn slot_of(&self, position: u64) -> u64 {
-        position & (self.capacity - 1)
-    }
-
-    fn stamps(&self) -> Vec<u64> {
-        (0..self.capacity).map(|slot| self.stamp(slot).load(Ordering::Acquire)).collect()
-    }
-
-    /// What a producer killed between its stamp store and its `tail` store leaves behind:
-    /// `value` published at `position`, `tail` not moved.
-    fn stamp_without_tail(&self, position: u64, value: u64) {
-        let slot = self.slot_of(position);
-        self.value(slot).store(value, Ordering::Relaxed);
-        self.stamp(slot).store(position + 1, Ordering::Release);
-    }
-
-    fn descriptor(&self) -> [u8; DESCRIPTOR_LEN] {
-        let mut bytes = [0; DESCRIPTOR_LEN];
-        self.segment.read_bytes(self.base, &mut bytes).unwrap();
-        bytes
-    }
-
-    fn write_descriptor(&self, at: u64, bytes: &[u8]) {
-        self.segment.write_bytes(self.base + at, bytes).unwrap();
-    }
+/// The queue's words, where `SharedOverflow::raw_layout` puts them.
+fn raw(segment: &Segment, capacity: u64) -> RawQueue<'_> {
+    let layout = SharedOverflow::raw_layout(capacity).unwrap();
+    RawQueue::new(segment, queue_segment(capacity).queue, capacity, layout)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -266,41 +129,20 @@ impl Tally {
     }
 }
 
-/// Spins (yielding now and then: the peer may share our core) until `done`, or fails the
-/// child at `deadline`.
-fn child_spin_until(what: &str, deadline: Instant, mut done: impl FnMut() -> bool) {
-    let mut spins = 0u32;
-    while !done() {
-        spins += 1;
-        if spins.is_multiple_of(64) {
-            if Instant::now() >= deadline {
-                fail(EXIT_FAILED, format!("timed out waiting for {what}"));
-            }
-            thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-}
-
-/// Values the producer pushes between waits for the consumer to catch up.
-const CATCH_UP_EVERY: u64 = 8_192;
-
-/// Pushes `0..count` with `push`, evicting when full; publishes its progress in [`PUSHED`];
-/// waits halfway for the parent's first pop and every [`CATCH_UP_EVERY`] values for the queue
-/// to be at most half full; checks its evicted values come in increasing order and reports
-/// their tally.
+/// Pushes `0..count` with `push`, evicting when full, at the pace of a [`RacePace`] with the
+/// parent popping; publishes its progress in [`PUSHED`]; checks its evicted values come in
+/// increasing order and reports their tally.
 fn child_produce_evicting(name: &str, capacity: u64, count: u64) {
-    let segment = open_queue_segment(name, capacity);
+    let layout = queue_segment(capacity);
+    let segment = layout.open(name);
     let queue = attach(&segment, capacity);
-    let pushed = control(&segment, capacity, PUSHED);
-    let popped = control(&segment, capacity, POPPED);
+    let (pushed, popped) = (layout.control(&segment, PUSHED), layout.control(&segment, POPPED));
     let mut producer = match queue.producer() {
         Ok(producer) => producer,
         Err(error) => fail(EXIT_FAILED, format!("producer(): {error}")),
     };
     report("claimed", std::process::id());
-    let deadline = Instant::now() + STREAM_TIMEOUT;
+    let pace = RacePace { count, capacity, deadline: Instant::now() + STREAM_TIMEOUT };
     let mut evicted = Tally::default();
     let mut last_evicted = None;
     for value in 0..count {
@@ -320,22 +162,9 @@ fn child_produce_evicting(name: &str, capacity: u64, count: u64) {
         }
         // Release: the parent's Acquire load; it may stop consuming once it sees `count`.
         pushed.store(value + 1, Ordering::Release);
-        if value == count / 2 {
-            child_spin_until("the parent's first pop", deadline, || {
-                popped.load(Ordering::Acquire) > 0
-            });
-        }
-        if value % CATCH_UP_EVERY == CATCH_UP_EVERY - 1 {
-            child_spin_until("the parent to catch up", deadline, || {
-                producer.len() as u64 <= capacity / 2
-            });
-        }
-        // A fixed pseudo-random pause on some values varies the race for the oldest value.
-        let pause = value.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58;
-        if pause < 24 {
-            for _ in 0..pause * 8 {
-                std::hint::spin_loop();
-            }
+        let paced = pace.after(value, || popped.load(Ordering::Acquire), || producer.len() as u64);
+        if let Err(error) = paced {
+            fail(EXIT_FAILED, error);
         }
     }
     report("evicted", evicted.count);
@@ -346,9 +175,8 @@ fn child_produce_evicting(name: &str, capacity: u64, count: u64) {
 /// Takes the producer role over, reports the position it resumes at, and pushes each
 /// position's own number as its value, evicting when full, until killed.
 fn child_push_forever(name: &str, capacity: u64) {
-    let segment = open_queue_segment(name, capacity);
-    let queue = attach(&segment, capacity);
-    let raw = Raw::new(&segment, capacity);
+    let segment = queue_segment(capacity).open(name);
+    let (queue, raw) = (attach(&segment, capacity), raw(&segment, capacity));
     let mut producer = match queue.producer() {
         Ok(producer) => producer,
         Err(error) => fail(EXIT_FAILED, format!("producer(): {error}")),
@@ -380,10 +208,10 @@ const STREAM: u64 = 100_000;
 fn stream_with_eviction(capacity: u64, count: u64) {
     let (_cleanup, segment) = local_queue("stream", capacity);
     let name = segment.name().as_str().to_owned();
-    let queue = attach(&segment, capacity);
-    let raw = Raw::new(&segment, capacity);
-    let pushed = control(&segment, capacity, PUSHED);
-    let popped_word = control(&segment, capacity, POPPED);
+    let (queue, raw) = (attach(&segment, capacity), raw(&segment, capacity));
+    let layout = queue_segment(capacity);
+    let (pushed, popped_word) =
+        (layout.control(&segment, PUSHED), layout.control(&segment, POPPED));
     let mut consumer = queue.consumer().unwrap();
 
     let mut child =
@@ -400,9 +228,9 @@ fn stream_with_eviction(capacity: u64, count: u64) {
     while pushed.load(Ordering::Acquire) < count {
         match consumer.pop() {
             Some(value) => {
-                if let Some(&last) = popped.last() {
-                    assert!(value > last, "capacity {capacity}: popped {value} after {last}");
-                }
+                let last = popped.last().copied();
+                let in_order = last.is_none_or(|last| value > last);
+                assert!(in_order, "capacity {capacity}: popped {value} after {last:?}");
                 popped.push(value);
                 popped_word.store(popped.len() as u64, Ordering::Release);
             }
@@ -474,8 +302,7 @@ fn a_child_pushing_with_eviction_and_the_parent_popping_account_for_every_value_
 #[test]
 fn a_producer_dead_between_stamp_and_tail_is_resumed_after_the_stamped_slot() {
     let (_cleanup, segment) = local_queue("stamp-no-tail", 8);
-    let queue = attach(&segment, 8);
-    let raw = Raw::new(&segment, 8);
+    let (queue, raw) = (attach(&segment, 8), raw(&segment, 8));
     let mut producer = queue.producer().unwrap();
     for value in [10, 11, 12] {
         assert_eq!(producer.push(value), Ok(None));
@@ -498,8 +325,7 @@ fn a_producer_dead_between_stamp_and_tail_is_resumed_after_the_stamped_slot() {
 #[test]
 fn a_stamped_slot_that_fills_the_queue_is_the_newest_and_the_next_push_evicts_the_oldest() {
     let (_cleanup, segment) = local_queue("stamp-full", 4);
-    let queue = attach(&segment, 4);
-    let raw = Raw::new(&segment, 4);
+    let (queue, raw) = (attach(&segment, 4), raw(&segment, 4));
     let mut producer = queue.producer().unwrap();
     for value in 0..3 {
         producer.push(value).unwrap();
@@ -517,8 +343,7 @@ fn a_stamped_slot_that_fills_the_queue_is_the_newest_and_the_next_push_evicts_th
 #[test]
 fn a_producer_dead_mid_eviction_is_resumed_without_losing_or_repeating_a_queued_value() {
     let (_cleanup, segment) = local_queue("mid-evict", 4);
-    let queue = attach(&segment, 4);
-    let raw = Raw::new(&segment, 4);
+    let (queue, raw) = (attach(&segment, 4), raw(&segment, 4));
     let mut producer = queue.producer().unwrap();
     let evicted: Vec<u64> = (0..10).filter_map(|value| producer.push(value).unwrap()).collect();
     assert_eq!(evicted, [0, 1, 2, 3, 4, 5]);
@@ -544,10 +369,8 @@ fn a_producer_dead_mid_eviction_is_resumed_without_losing_or_repeating_a_queued_
 #[test]
 fn a_stamped_slot_popped_before_the_takeover_is_not_repeated() {
     let (_cleanup, segment) = local_queue("stamp-popped", 8);
-    let queue = attach(&segment, 8);
-    let raw = Raw::new(&segment, 8);
-    let mut consumer = queue.consumer().unwrap();
-    let mut producer = queue.producer().unwrap();
+    let (queue, raw) = (attach(&segment, 8), raw(&segment, 8));
+    let (mut consumer, mut producer) = (queue.consumer().unwrap(), queue.producer().unwrap());
     producer.push(10).unwrap();
     raw.stamp_without_tail(1, 11);
     raw.stamp_without_tail(2, 12);
@@ -566,8 +389,7 @@ fn a_stamped_slot_popped_before_the_takeover_is_not_repeated() {
 #[test]
 fn stamps_left_from_an_earlier_lap_are_not_taken_for_published_values() {
     let (_cleanup, segment) = local_queue("stale-lap", 4);
-    let queue = attach(&segment, 4);
-    let raw = Raw::new(&segment, 4);
+    let (queue, raw) = (attach(&segment, 4), raw(&segment, 4));
     let mut producer = queue.producer().unwrap();
     let mut consumer = queue.consumer().unwrap();
     for value in 0..6 {
@@ -594,8 +416,7 @@ fn a_producer_killed_between_stamp_and_tail_is_taken_over_after_its_last_stamp()
     let _lock = process_lock();
     let (_cleanup, segment) = local_queue("kill-producer", CAPACITY);
     let name = segment.name().as_str().to_owned();
-    let queue = attach(&segment, CAPACITY);
-    let raw = Raw::new(&segment, CAPACITY);
+    let (queue, raw) = (attach(&segment, CAPACITY), raw(&segment, CAPACITY));
     let mid_publish = || {
         let tail = raw.tail().load(Ordering::Acquire);
         raw.stamp(raw.slot_of(tail)).load(Ordering::Acquire) == tail + 1
@@ -641,8 +462,7 @@ fn a_producer_killed_between_stamp_and_tail_is_taken_over_after_its_last_stamp()
 #[test]
 fn reset_empties_the_queue_and_forgets_every_stamp() {
     let (_cleanup, segment) = local_queue("reset", 4);
-    let queue = attach(&segment, 4);
-    let raw = Raw::new(&segment, 4);
+    let (queue, raw) = (attach(&segment, 4), raw(&segment, 4));
     assert_eq!(queue.capacity(), 4);
     assert!(queue.is_empty());
     let mut producer = queue.producer().unwrap();
@@ -692,70 +512,19 @@ fn handles_attached_separately_share_one_queue() {
 #[test]
 fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
     let (_cleanup, segment) = local_queue("descriptor", 8);
-    let region = queue_layout(8).queue;
-    let raw = Raw::new(&segment, 8);
+    let region = queue_segment(8).queue;
+    let raw = raw(&segment, 8);
     let original = raw.descriptor();
-    let try_attach = || SharedOverflow::attach(&segment, region, QUEUE_FINGERPRINT).map(drop);
-    let bad_region = |layout: RegionLayout| QueueError::BadRegion {
-        needed: layout.size,
-        align: layout.align,
-        offset: region.offset,
-        len: region.len,
-    };
-    let bigger = SharedOverflow::layout(16).unwrap();
-    let largest = SharedOverflow::layout(1 << 32).unwrap();
+    let attach_at = |region| SharedOverflow::attach(&segment, region, QUEUE_FINGERPRINT);
+    let bad_region = |capacity| bad_region(SharedOverflow::layout(capacity).unwrap(), region);
+    let mut cases = descriptor_cases(QUEUE_FINGERPRINT, bad_region);
     let word = |value: u64| value.to_ne_bytes().to_vec();
-    let cases: Vec<(&str, u64, Vec<u8>, QueueError)> = vec![
-        ("magic", MAGIC_AT, b"SHMLSPSC".to_vec(), QueueError::BadMagic),
-        ("magic, one bit", MAGIC_AT + 7, b"M".to_vec(), QueueError::BadMagic),
-        (
-            "version 1 (before `seen`)",
-            VERSION_AT,
-            1u32.to_ne_bytes().to_vec(),
-            QueueError::UnsupportedVersion(1),
-        ),
-        ("version 0", VERSION_AT, 0u32.to_ne_bytes().to_vec(), QueueError::UnsupportedVersion(0)),
-        ("reserved0", RESERVED0_AT, 1u32.to_ne_bytes().to_vec(), QueueError::Corrupt),
+    cases.extend([
+        ("magic of an SPSC queue", MAGIC_AT, b"SHMLSPSC".to_vec(), QueueError::BadMagic),
         ("extra[0]", EXTRA_AT, word(1), QueueError::Corrupt),
         ("extra[1]", EXTRA_AT + 8, word(u64::MAX), QueueError::Corrupt),
-        ("capacity 6", CAPACITY_AT, word(6), QueueError::BadCapacity(6)),
-        ("capacity 0", CAPACITY_AT, word(0), QueueError::BadCapacity(0)),
-        ("capacity 2^33", CAPACITY_AT, word(1 << 33), QueueError::BadCapacity(1 << 33)),
-        ("capacity 2^63", CAPACITY_AT, word(1 << 63), QueueError::BadCapacity(1 << 63)),
-        ("capacity u64::MAX", CAPACITY_AT, word(u64::MAX), QueueError::BadCapacity(u64::MAX)),
-        ("capacity 16 > region", CAPACITY_AT, word(16), bad_region(bigger)),
-        ("capacity 2^32 > region", CAPACITY_AT, word(1 << 32), bad_region(largest)),
-        (
-            "element size",
-            ELEMENT_SIZE_AT,
-            word(4),
-            QueueError::ElementMismatch { size: 8, align: 8, found_size: 4, found_align: 8 },
-        ),
-        (
-            "element size 16",
-            ELEMENT_SIZE_AT,
-            word(16),
-            QueueError::ElementMismatch { size: 8, align: 8, found_size: 16, found_align: 8 },
-        ),
-        (
-            "element align",
-            ELEMENT_ALIGN_AT,
-            word(1),
-            QueueError::ElementMismatch { size: 8, align: 8, found_size: 8, found_align: 1 },
-        ),
-        (
-            "fingerprint",
-            FINGERPRINT_AT,
-            word(7),
-            QueueError::FingerprintMismatch { expected: QUEUE_FINGERPRINT.get(), found: 7 },
-        ),
-    ];
-    for (field, at, bytes, expected) in cases {
-        raw.write_descriptor(at, &bytes);
-        assert_eq!(try_attach(), Err(expected), "corrupt {field}");
-        raw.write_descriptor(0, &original);
-        assert_eq!(try_attach(), Ok(()), "restored after {field}");
-    }
+    ]);
+    raw.check_descriptor_cases(|| attach_at(region).map(drop), cases);
 
     // The caller's fingerprint differs from the queue's.
     let other = Fingerprint::new("overflow-shared-test-other");
@@ -771,36 +540,13 @@ fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
         SharedSpsc::<u64>::attach(&segment, region, QUEUE_FINGERPRINT).map(drop),
         Err(QueueError::BadMagic)
     );
-    // A zeroed region (nothing initialised there).
-    raw.write_descriptor(0, &[0; DESCRIPTOR_LEN]);
-    assert_eq!(try_attach(), Err(QueueError::BadMagic));
-    raw.write_descriptor(0, &original);
 
     // Regions that cannot hold the queue, with an intact descriptor.
-    let short = Region { len: region.len - 1, ..region };
-    assert_eq!(
-        SharedOverflow::attach(&segment, short, QUEUE_FINGERPRINT).map(drop),
-        Err(QueueError::BadRegion {
-            needed: region.len,
-            align: 128,
-            offset: region.offset,
-            len: region.len - 1,
-        })
-    );
-    let outside = Region { offset: segment.len(), len: region.len };
-    assert!(matches!(
-        SharedOverflow::attach(&segment, outside, QUEUE_FINGERPRINT).map(drop),
-        Err(QueueError::Offset(OffsetError::OutOfBounds { .. }))
-    ));
-    let overflowing = Region { offset: u64::MAX - 8, len: region.len };
-    assert!(matches!(
-        SharedOverflow::attach(&segment, overflowing, QUEUE_FINGERPRINT).map(drop),
-        Err(QueueError::Offset(OffsetError::OutOfBounds { .. }))
-    ));
+    check_region_refusals(&segment, region, |region| attach_at(region).map(drop));
     let misaligned = Region { offset: region.offset + 64, len: region.len };
     // No descriptor at that offset, and a misaligned one anyway.
     assert!(matches!(
-        SharedOverflow::attach(&segment, misaligned, QUEUE_FINGERPRINT).map(drop),
+        attach_at(misaligned).map(drop),
         Err(QueueError::BadMagic | QueueError::BadRegion { .. })
     ));
     // `layout` and `init_in` refuse what `attach` refuses.
@@ -813,21 +559,18 @@ fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
     }
     assert_eq!(
         SharedOverflow::init_in(&segment, region, 16, QUEUE_FINGERPRINT).map(drop),
-        Err(bad_region(bigger))
+        Err(bad_region(16))
     );
     assert_eq!(raw.descriptor(), original, "a refused init_in wrote the descriptor");
-    try_attach().unwrap();
+    attach_at(region).unwrap();
 }
 
 #[test]
 fn attaching_through_a_read_only_mapping_fails_with_read_only() {
     let (_cleanup, segment) = local_queue("read-only", 8);
-    let reader = Segment::builder(segment.name().as_str())
-        .fingerprint(segment_fingerprint(8))
-        .open_read_only()
-        .unwrap();
+    let reader = queue_segment(8).open_read_only(segment.name().as_str());
     assert_eq!(
-        SharedOverflow::attach(&reader, queue_layout(8).queue, QUEUE_FINGERPRINT).map(drop),
+        SharedOverflow::attach(&reader, queue_segment(8).queue, QUEUE_FINGERPRINT).map(drop),
         Err(QueueError::Offset(OffsetError::ReadOnly))
     );
     attach(&segment, 8);
@@ -838,11 +581,8 @@ fn a_snapshot_through_a_read_only_mapping_copies_the_queued_values_and_refuses_b
     let (_cleanup, segment) = local_queue("snapshot", 4);
     let queue = attach(&segment, 4);
     let (mut producer, mut consumer) = (queue.producer().unwrap(), queue.consumer().unwrap());
-    let reader = Segment::builder(segment.name().as_str())
-        .fingerprint(segment_fingerprint(4))
-        .open_read_only()
-        .unwrap();
-    let region = queue_layout(4).queue;
+    let reader = queue_segment(4).open_read_only(segment.name().as_str());
+    let region = queue_segment(4).queue;
     let snapshot = || SharedOverflow::snapshot(&reader, region, QUEUE_FINGERPRINT);
     assert_eq!(snapshot().unwrap().values, Vec::<u64>::new());
     for value in 10..16 {
@@ -853,7 +593,7 @@ fn a_snapshot_through_a_read_only_mapping_copies_the_queued_values_and_refuses_b
     assert_eq!((taken.capacity, taken.values), (4, vec![13, 14, 15]));
 
     // A slot whose stamp is not its position's holds nothing queued.
-    let raw = Raw::new(&segment, 4);
+    let raw = raw(&segment, 4);
     let newest = raw.slot_of(raw.tail().load(Ordering::Relaxed) - 1);
     raw.stamp(newest).store(0, Ordering::Relaxed);
     assert_eq!(snapshot().unwrap().values, vec![13, 14]);
@@ -869,23 +609,11 @@ fn a_snapshot_through_a_read_only_mapping_copies_the_queued_values_and_refuses_b
 }
 
 #[test]
-fn claims_refuse_shared_indices_that_no_queue_can_have() {
+fn taking_an_end_refuses_shared_indices_that_no_queue_can_have() {
     let (_cleanup, segment) = local_queue("bad-indices", 8);
-    let queue = attach(&segment, 8);
-    let raw = Raw::new(&segment, 8);
-    let cases = [
-        (0, 9),                       // more queued than the queue holds
-        (100, 100 + 9),               // the same, further on
-        (20, 10),                     // head further past tail than a dead producer can leave
-        (u64::MAX - 3, 2),            // tail far behind head (a wrapped head)
-        (5, u64::MAX),                // tail far ahead
-        (u64::MAX - 3, u64::MAX - 1), // positions no queue reaches (2^64 values)
-        (1 << 63, (1 << 63) + 2),     // likewise
-        (u64::MAX, u64::MAX),         // likewise, empty
-    ];
-    for (head, tail) in cases {
-        raw.head().store(head, Ordering::Release);
-        raw.tail().store(tail, Ordering::Release);
+    let (queue, raw) = (attach(&segment, 8), raw(&segment, 8));
+    for (head, tail) in IMPOSSIBLE_INDICES {
+        raw.set_indices(head, tail);
         assert_eq!(
             queue.producer().map(drop),
             Err(Corrupt { head, tail }),
@@ -905,14 +633,12 @@ fn claims_refuse_shared_indices_that_no_queue_can_have() {
     }
     // Head a little past tail is what a consumer that popped a dead producer's stamped
     // slots leaves: both claims accept it, and the producer resumes at head.
-    raw.head().store(12, Ordering::Release);
-    raw.tail().store(10, Ordering::Release);
+    raw.set_indices(12, 10);
     queue.consumer().expect("head 12, tail 10");
     queue.producer().expect("head 12, tail 10");
     assert_eq!(raw.tail().load(Ordering::Acquire), 12);
     // Sane indices again: both claims succeed, and the queue works from there.
-    raw.head().store(5, Ordering::Release);
-    raw.tail().store(5, Ordering::Release);
+    raw.set_indices(5, 5);
     let (mut producer, mut consumer) = (queue.producer().unwrap(), queue.consumer().unwrap());
     producer.push(1).unwrap();
     assert_eq!(consumer.pop(), Some(1));
@@ -921,8 +647,7 @@ fn claims_refuse_shared_indices_that_no_queue_can_have() {
 #[test]
 fn a_producer_refuses_to_push_or_evict_when_the_shared_head_becomes_impossible() {
     let (_cleanup, segment) = local_queue("bad-head", 8);
-    let queue = attach(&segment, 8);
-    let raw = Raw::new(&segment, 8);
+    let (queue, raw) = (attach(&segment, 8), raw(&segment, 8));
     let mut producer = queue.producer().unwrap();
     for value in 0..8 {
         producer.push(value).unwrap();
@@ -955,8 +680,7 @@ fn a_producer_refuses_to_push_or_evict_when_the_shared_head_becomes_impossible()
 #[test]
 fn evict_refuses_a_head_that_wrapped_below_zero() {
     let (_cleanup, segment) = local_queue("wrapped-head", 8);
-    let queue = attach(&segment, 8);
-    let raw = Raw::new(&segment, 8);
+    let (queue, raw) = (attach(&segment, 8), raw(&segment, 8));
     let mut producer = queue.producer().unwrap();
     producer.push(10).unwrap();
     producer.push(11).unwrap();
@@ -970,8 +694,7 @@ fn evict_refuses_a_head_that_wrapped_below_zero() {
 #[test]
 fn the_consumer_publishes_its_head_in_seen_only_when_it_finds_the_queue_empty() {
     let (_cleanup, segment) = local_queue("seen-idle", 4);
-    let queue = attach(&segment, 4);
-    let raw = Raw::new(&segment, 4);
+    let (queue, raw) = (attach(&segment, 4), raw(&segment, 4));
     let (mut producer, mut consumer) = (queue.producer().unwrap(), queue.consumer().unwrap());
     for value in 0..3 {
         producer.push(value).unwrap();
@@ -994,8 +717,7 @@ fn the_consumer_publishes_its_head_in_seen_only_when_it_finds_the_queue_empty() 
 #[test]
 fn a_producer_finds_room_through_seen_without_reading_head() {
     let (_cleanup, segment) = local_queue("seen-room", 2);
-    let queue = attach(&segment, 2);
-    let raw = Raw::new(&segment, 2);
+    let (queue, raw) = (attach(&segment, 2), raw(&segment, 2));
     let (mut producer, mut consumer) = (queue.producer().unwrap(), queue.consumer().unwrap());
     producer.push(1).unwrap();
     producer.push(2).unwrap();
@@ -1016,8 +738,7 @@ fn a_producer_finds_room_through_seen_without_reading_head() {
 #[test]
 fn a_seen_out_of_range_is_ignored() {
     let (_cleanup, segment) = local_queue("seen-bad", 4);
-    let queue = attach(&segment, 4);
-    let raw = Raw::new(&segment, 4);
+    let (queue, raw) = (attach(&segment, 4), raw(&segment, 4));
     let mut producer = queue.producer().unwrap();
     for value in 0..4 {
         producer.push(value).unwrap();
@@ -1036,10 +757,8 @@ fn a_seen_out_of_range_is_ignored() {
 #[test]
 fn pop_survives_any_shared_head() {
     let (_cleanup, segment) = local_queue("pop-head", 8);
-    let queue = attach(&segment, 8);
-    let raw = Raw::new(&segment, 8);
-    let mut producer = queue.producer().unwrap();
-    let mut consumer = queue.consumer().unwrap();
+    let (queue, raw) = (attach(&segment, 8), raw(&segment, 8));
+    let (mut producer, mut consumer) = (queue.producer().unwrap(), queue.consumer().unwrap());
     for value in 0..5 {
         producer.push(value).unwrap();
     }
@@ -1049,224 +768,5 @@ fn pop_survives_any_shared_head() {
         let popped: Vec<u64> = std::iter::from_fn(|| consumer.pop()).take(64).collect();
         assert!(popped.len() <= 8, "head {hostile}: popped {popped:?}");
         let _ = (consumer.len(), consumer.is_empty(), queue.len());
-    }
-}
-
-/// A small, seeded, dependency-free generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// A value a corrupting peer might write: anything, small, near `around` (as a stamp or an
-    /// index would be), or near the ends of the counter range.
-    fn hostile(&mut self, around: u64) -> u64 {
-        let near = self.below(40) as i64 - 20;
-        match self.below(6) {
-            0 => self.next(),
-            1 => self.below(32),
-            2 => around.wrapping_add_signed(near),
-            3 => u64::MAX - self.below(16),
-            4 => (1u64 << 63).wrapping_add_signed(near),
-            _ => around.wrapping_add_signed(near * 1000),
-        }
-    }
-}
-
-/// Outcomes seen by the corruption fuzzer, to check it reached the interesting paths.
-#[derive(Debug, Default)]
-struct FuzzCounts {
-    pushed: u64,
-    evicted_by_push: u64,
-    push_corrupt: u64,
-    try_push_full: u64,
-    evicted: u64,
-    evict_corrupt: u64,
-    popped: u64,
-    claim_corrupt: u64,
-    claimed: u64,
-    attach_refused: u64,
-}
-
-/// The end, counting whether the claim succeeded or refused corrupt indices.
-fn tally_claim<E>(claimed: Result<E, Corrupt>, counts: &mut FuzzCounts) -> Option<E> {
-    match claimed {
-        Ok(end) => {
-            counts.claimed += 1;
-            Some(end)
-        }
-        Err(Corrupt { head, tail }) => {
-            assert!(
-                head.abs_diff(tail) > 8 || head.max(tail) >= 1 << 63,
-                "a claim refused head {head}, tail {tail}"
-            );
-            counts.claim_corrupt += 1;
-            None
-        }
-    }
-}
-
-/// `steps` random operations on a queue of 8 slots, interleaved with random writes to its
-/// stamps, values, `head` and `tail`; every call must return an ordinary result.
-fn fuzz_corruption(segment: &Segment, seed: u64, steps: u64) -> FuzzCounts {
-    const CAP: u64 = 8;
-    let region = queue_layout(CAP).queue;
-    let raw = Raw::new(segment, CAP);
-    let mut queue = attach(segment, CAP);
-    let mut rng = Rng(seed);
-    let mut counts = FuzzCounts::default();
-    let mut producer = Some(queue.producer().unwrap());
-    let mut consumer = Some(queue.consumer().unwrap());
-    for step in 0..steps {
-        let around = raw.tail().load(Ordering::Relaxed);
-        // An end refused for corrupt indices is claimed again before its next use.
-        let op = rng.below(27);
-        if op <= 7 && producer.is_none() {
-            producer = tally_claim(queue.producer(), &mut counts);
-        }
-        if (8..=12).contains(&op) && consumer.is_none() {
-            consumer = tally_claim(queue.consumer(), &mut counts);
-        }
-        match op {
-            0..=3 => {
-                if let Some(producer) = &mut producer {
-                    match producer.push(rng.next()) {
-                        Ok(None) => counts.pushed += 1,
-                        Ok(Some(_)) => counts.evicted_by_push += 1,
-                        Err(Corrupt { .. }) => counts.push_corrupt += 1,
-                    }
-                }
-            }
-            4..=5 => {
-                if let Some(producer) = &mut producer {
-                    match producer.try_push(rng.next()) {
-                        Ok(()) => counts.pushed += 1,
-                        Err(TryPushError::Full) => counts.try_push_full += 1,
-                        Err(TryPushError::Corrupt(_)) => counts.push_corrupt += 1,
-                    }
-                }
-            }
-            6..=7 => {
-                if let Some(producer) = &mut producer {
-                    match producer.evict() {
-                        Ok(found) => counts.evicted += u64::from(found.is_some()),
-                        Err(_) => counts.evict_corrupt += 1,
-                    }
-                }
-            }
-            8..=12 => {
-                if let Some(consumer) = &mut consumer {
-                    counts.popped += u64::from(consumer.pop().is_some());
-                }
-            }
-            13..=15 => raw.stamp(rng.below(CAP)).store(rng.hostile(around), Ordering::Release),
-            16 => raw.value(rng.below(CAP)).store(rng.next(), Ordering::Release),
-            17..=18 => raw.head().store(rng.hostile(around), Ordering::Release),
-            19 => raw.tail().store(rng.hostile(around), Ordering::Release),
-            20 => {
-                // A peer moving both indices to one (possibly absurd) place, and both ends
-                // claiming the queue again from there.
-                let at = rng.hostile(around);
-                raw.head().store(at, Ordering::Release);
-                raw.tail().store(at.wrapping_add(rng.below(CAP + 2)), Ordering::Release);
-                producer = tally_claim(queue.producer(), &mut counts);
-                consumer = tally_claim(queue.consumer(), &mut counts);
-            }
-            21 => {
-                producer = tally_claim(queue.producer(), &mut counts);
-            }
-            22 => {
-                consumer = tally_claim(queue.consumer(), &mut counts);
-            }
-            23..=24 => {
-                // A peer writing indices a queue can have (but that need not match the
-                // stamps): the ends go on from there, or are claimed again.
-                let tail = rng.below(1 << 40);
-                raw.tail().store(tail, Ordering::Release);
-                raw.head().store(tail.saturating_sub(rng.below(CAP + 1)), Ordering::Release);
-                if rng.below(2) == 0 {
-                    producer = tally_claim(queue.producer(), &mut counts);
-                    consumer = tally_claim(queue.consumer(), &mut counts);
-                }
-            }
-            25 => {
-                // Garbage in the descriptor: attaching gives a result, whatever it is, and a
-                // queue it accepts lies inside the region.
-                let original = raw.descriptor();
-                let at = rng.below(DESCRIPTOR_LEN as u64);
-                let len = rng.below(DESCRIPTOR_LEN as u64 - at) + 1;
-                let garbage: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-                raw.write_descriptor(at, &garbage);
-                match SharedOverflow::attach(segment, region, QUEUE_FINGERPRINT) {
-                    Ok(attached) => assert!(attached.capacity() as u64 <= CAP),
-                    Err(_) => counts.attach_refused += 1,
-                }
-                raw.write_descriptor(0, &original);
-            }
-            _ => {
-                let _ = (queue.len(), queue.is_empty(), queue.capacity());
-            }
-        }
-        assert!(queue.len() <= CAP as usize);
-        if let Some(producer) = &producer {
-            assert!(producer.len() <= CAP as usize && producer.capacity() == CAP as usize);
-        }
-        if let Some(consumer) = &consumer {
-            assert!(consumer.len() <= CAP as usize && consumer.capacity() == CAP as usize);
-        }
-
-        // Now and then, start over on a fresh queue and check it is a plain FIFO again (the
-        // old ends are not used again: they are replaced below).
-        if step % 250 == 249 {
-            if step % 500 == 499 {
-                queue = SharedOverflow::init_in(segment, region, CAP, QUEUE_FINGERPRINT).unwrap();
-            } else {
-                queue.reset();
-            }
-            let (mut p, mut c) = (queue.producer().unwrap(), queue.consumer().unwrap());
-            for value in 0..3 * CAP {
-                assert_eq!(p.push(value), Ok(None), "step {step}: the fresh queue is not empty");
-                assert_eq!(c.pop(), Some(value), "step {step}: the fresh queue is not a FIFO");
-            }
-            (producer, consumer) = (Some(p), Some(c));
-        }
-    }
-    counts
-}
-
-#[test]
-fn random_corruption_of_stamps_values_and_indices_never_panics_or_hangs() {
-    const SEEDS: [u64; 3] = [0x5eed_5eed, 0xba11_cafe, 0x0bad_f00d];
-    const STEPS: u64 = 20_000;
-    for seed in SEEDS {
-        let (_cleanup, segment) = local_queue("fuzz", 8);
-        let (done, finished) = mpsc::channel();
-        let worker = thread::spawn(move || {
-            let counts = fuzz_corruption(&segment, seed, STEPS);
-            let _ = done.send(());
-            counts
-        });
-        // A hang inside the queue would keep the worker forever: fail instead.
-        match finished.recv_timeout(Duration::from_secs(60)) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
-            Err(RecvTimeoutError::Timeout) => panic!("seed {seed:#x}: the fuzzer hung"),
-        }
-        let counts = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        eprintln!("seed {seed:#x}: {counts:?}");
-        assert!(counts.pushed > 0 && counts.popped > 0, "seed {seed:#x}: {counts:?}");
-        assert!(counts.evicted_by_push > 0 && counts.evicted > 0, "seed {seed:#x}: {counts:?}");
-        assert!(counts.push_corrupt > 0, "no corrupt head was ever reported: {counts:?}");
-        assert!(counts.evict_corrupt > 0, "evict never reported a corrupt head: {counts:?}");
-        assert!(counts.claim_corrupt > 0, "no corrupt indices refused a claim: {counts:?}");
-        assert!(counts.attach_refused > 0, "no corrupt descriptor was refused: {counts:?}");
     }
 }

@@ -127,22 +127,12 @@ pub fn finish(node: shmlane::Node, namespace: &str, dead_nodes: usize, context: 
 /// `SHMLANE_FUZZ_CASES=1000000` (see docs/reliability.md).
 pub const FUZZ_CASES_ENV: &str = "SHMLANE_FUZZ_CASES";
 /// Environment variable fixing the seed of the hostile-input properties (a failure prints the
-/// seed it ran with, to repeat it).
+/// seed it ran with, to repeat it): `shmlane_testkit::seed(FUZZ_SEED_ENV)`.
 pub const FUZZ_SEED_ENV: &str = "SHMLANE_FUZZ_SEED";
 
-/// Cases per property: [`FUZZ_CASES_ENV`] if set to a number, else `ci_cases`.
+/// Cases per property: [`FUZZ_CASES_ENV`] if set, else `ci_cases`.
 pub fn fuzz_cases(ci_cases: u32) -> u32 {
-    std::env::var(FUZZ_CASES_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(ci_cases)
-}
-
-/// The seed of a property run: [`FUZZ_SEED_ENV`] if set to a number, else a fresh one (from
-/// the clock and the pid).
-pub fn fuzz_seed() -> u64 {
-    std::env::var(FUZZ_SEED_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        let nanos = now.map_or(0, |d| d.as_nanos() as u64);
-        nanos ^ u64::from(std::process::id()).rotate_left(32)
-    })
+    shmlane_testkit::env_u64(FUZZ_CASES_ENV).map_or(ci_cases, |cases| cases as u32)
 }
 
 /// This process's resident set size in KiB (`VmRSS` of /proc/self/status), if readable.
@@ -286,15 +276,15 @@ pub fn hold_samples(node: &shmlane::Node, keep: usize, timeout: std::time::Durat
 /// Sends `Stamped(epoch, 1..)` through `publisher`, one sample per millisecond (a pace a
 /// child subscriber follows), for tests that fill a subscriber's hands and then wait for a
 /// dead one's blocks to come back.
-pub struct PacedSender<'p, 't> {
-    publisher: &'p shmlane::Publisher<'t, Stamped>,
+pub struct PacedSender<'p> {
+    publisher: &'p shmlane::Publisher<Stamped>,
     epoch: u64,
     seq: u64,
 }
 
-impl<'p, 't> PacedSender<'p, 't> {
+impl<'p> PacedSender<'p> {
     /// A sender of epoch `epoch`, starting at sequence 1.
-    pub fn new(publisher: &'p shmlane::Publisher<'t, Stamped>, epoch: u64) -> Self {
+    pub fn new(publisher: &'p shmlane::Publisher<Stamped>, epoch: u64) -> Self {
         PacedSender { publisher, epoch, seq: 0 }
     }
 

@@ -16,17 +16,16 @@
 //!   evicting the oldest value but before handing it back loses that one value (in shmlane, a
 //!   block the pool must reclaim).
 
-use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use rustix::process::Signal;
 use shmlane_queue::mpmc::{MpmcStats, SharedMpmc};
 use shmlane_queue::overflow::SharedOverflow;
 use shmlane_queue::spsc::SharedSpsc;
 use shmlane_reliability::CRASH_AT_ENV;
-use shmlane_segment::{Carver, Fingerprint, Region, Segment, SegmentName};
+use shmlane_segment::{Carver, Fingerprint, Region, Segment};
 use shmlane_testkit::{
-    Cleanup, child_spec, fail, process_lock, report, shm_file, spawn_child_with_env, split_spec,
+    Cleanup, Rng, SEED_ENV, child_spec, fail, process_lock, report, seed, spawn_child_with_env,
+    split_spec, unique_segment,
 };
 
 /// Deadline of every wait (a watchdog: a hang fails the test).
@@ -144,8 +143,7 @@ fn overflow<'s>(segment: &'s Segment, regions: &Regions) -> SharedOverflow<'s> {
 
 /// A fresh segment with the three queues, empty, and the guard that removes it.
 fn create() -> (String, Cleanup, Segment) {
-    let name = shmlane_testkit::unique_name("rel-crashq", "q");
-    let cleanup = Cleanup(shm_file(SegmentName::new(&name).unwrap().file_name()));
+    let (name, cleanup) = unique_segment("rel-crashq", "q");
     let regions = Regions::new();
     let segment = Segment::builder(&name)
         .size(regions.size)
@@ -160,42 +158,13 @@ fn create() -> (String, Cleanup, Segment) {
     (name, cleanup, segment)
 }
 
-/// A small xorshift generator: which operation each kill lands on.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env_or_clock() -> Rng {
-        let seed = std::env::var("SHMLANE_SEED").ok().and_then(|s| s.parse().ok());
-        let seed = seed.unwrap_or_else(|| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            now.map_or(1, |d| d.as_nanos() as u64) | 1
-        });
-        eprintln!("crash_mpmc seed: SHMLANE_SEED={seed}");
-        Rng(seed)
-    }
-
-    /// A number in `1..=max`.
-    fn below_or_at(&mut self, max: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % max + 1
-    }
-}
-
 /// Runs `role` in a child armed to die at the `hit`-th pass of `point`; returns the first
 /// `popped` values it reported popping (a consumer that popped more leaves fewer behind, which
 /// the tests see).
 fn kill_child_at(name: &str, role: &str, point: &str, hit: u64, popped: u64) -> Vec<u64> {
     let armed = format!("{point}:{hit}");
     let mut child = spawn_child_with_env(role, &[name], &[(CRASH_AT_ENV, &armed)]);
-    let status = child.wait(TIMEOUT);
-    assert_eq!(
-        status.signal(),
-        Some(Signal::KILL.as_raw()),
-        "`{role}` must die at {armed}, got {status}. stderr:\n{}",
-        child.stderr()
-    );
+    child.expect_crash(&armed, TIMEOUT);
     (0..popped).map(|_| child.report_u64("popped", TIMEOUT)).collect()
 }
 
@@ -231,12 +200,12 @@ fn survivors(count: u64) -> std::ops::Range<u64> {
 #[test]
 fn mpmc_producer_killed_after_claiming_leaves_one_skipped_slot_and_survivors_go_on() {
     let _serial = process_lock();
-    let mut rng = Rng::from_env_or_clock();
+    let mut rng = Rng::new(seed(SEED_ENV));
     for point in ["queue.mpmc.push.claimed", "queue.mpmc.push.written"] {
         for _ in 0..KILLS_PER_POINT {
             let (name, _cleanup, segment) = create();
             // Dies on its `hit`-th push, after `hit - 1` complete ones.
-            let hit = rng.below_or_at(CAPACITY - 2);
+            let hit = 1 + rng.below(CAPACITY - 2);
             kill_child_at(&name, "mpmc-push", point, hit, 0);
             let queue = mpmc(&segment, &Regions::new());
             let mut producer = queue.producer().expect("take the dead producer's entry over");
@@ -259,7 +228,7 @@ fn mpmc_producer_killed_after_claiming_leaves_one_skipped_slot_and_survivors_go_
 #[test]
 fn mpmc_consumer_killed_after_claiming_loses_one_value_and_producers_wrap_on() {
     let _serial = process_lock();
-    let mut rng = Rng::from_env_or_clock();
+    let mut rng = Rng::new(seed(SEED_ENV));
     for point in ["queue.mpmc.pop.claimed", "queue.mpmc.pop.read"] {
         for _ in 0..KILLS_PER_POINT {
             let (name, _cleanup, segment) = create();
@@ -267,7 +236,7 @@ fn mpmc_consumer_killed_after_claiming_loses_one_value_and_producers_wrap_on() {
             let mut producer = queue.producer().expect("the producer entry");
             fill(0..CAPACITY, |v| producer.try_push(v).is_ok());
             // Dies on its `hit`-th pop, holding value `hit - 1`.
-            let hit = rng.below_or_at(CAPACITY);
+            let hit = 1 + rng.below(CAPACITY);
             let popped = kill_child_at(&name, "mpmc-pop", point, hit, hit - 1);
             assert_eq!(popped, (0..hit - 1).collect::<Vec<_>>(), "{point}:{hit}");
             let mut consumer = queue.consumer().expect("take the dead consumer's entry over");
@@ -296,7 +265,7 @@ fn mpmc_consumer_killed_after_claiming_loses_one_value_and_producers_wrap_on() {
 #[test]
 fn spsc_producer_killed_after_stamping_published_the_value_and_its_successor_resumes_after_it() {
     let _serial = process_lock();
-    let mut rng = Rng::from_env_or_clock();
+    let mut rng = Rng::new(seed(SEED_ENV));
     for (role, point) in [
         ("spsc-push", "queue.spsc.push.stamped"),
         ("spsc-push-slice", "queue.spsc.push_slice.stamped"),
@@ -304,7 +273,7 @@ fn spsc_producer_killed_after_stamping_published_the_value_and_its_successor_res
         for _ in 0..KILLS_PER_POINT {
             let (name, _cleanup, segment) = create();
             // Dies right after stamping its `hit`-th value.
-            let hit = rng.below_or_at(CAPACITY - 1);
+            let hit = 1 + rng.below(CAPACITY - 1);
             kill_child_at(&name, role, point, hit, 0);
             let queue = spsc(&segment, &Regions::new());
             let mut producer = queue.producer().expect("take the dead producer's role over");
@@ -321,7 +290,7 @@ fn spsc_producer_killed_after_stamping_published_the_value_and_its_successor_res
 #[test]
 fn spsc_consumer_killed_after_reading_never_returned_the_value_and_its_successor_delivers_it() {
     let _serial = process_lock();
-    let mut rng = Rng::from_env_or_clock();
+    let mut rng = Rng::new(seed(SEED_ENV));
     let point = "queue.spsc.pop.read";
     for _ in 0..KILLS_PER_POINT {
         let (name, _cleanup, segment) = create();
@@ -329,7 +298,7 @@ fn spsc_consumer_killed_after_reading_never_returned_the_value_and_its_successor
         let mut producer = queue.producer().expect("the producer role");
         fill(0..CAPACITY, |v| producer.try_push(v).is_ok());
         // Dies after reading its `hit`-th value, before returning it.
-        let hit = rng.below_or_at(CAPACITY);
+        let hit = 1 + rng.below(CAPACITY);
         let popped = kill_child_at(&name, "spsc-pop", point, hit, hit - 1);
         assert_eq!(popped, (0..hit - 1).collect::<Vec<_>>(), "{point}:{hit}");
         let mut consumer = queue.consumer().expect("take the dead consumer's role over");
@@ -345,15 +314,15 @@ fn spsc_consumer_killed_after_reading_never_returned_the_value_and_its_successor
 #[test]
 fn overflow_producer_killed_mid_push_loses_only_a_value_it_had_evicted() {
     let _serial = process_lock();
-    let mut rng = Rng::from_env_or_clock();
+    let mut rng = Rng::new(seed(SEED_ENV));
     for point in ["queue.overflow.push.stamped", "queue.overflow.evict.taken"] {
         for _ in 0..KILLS_PER_POINT {
             let (name, _cleanup, segment) = create();
             // The child pushes 0..CAPACITY + 2 into CAPACITY slots: it stamps CAPACITY + 2
             // values and evicts the first two on the way.
             let hit = match point {
-                "queue.overflow.push.stamped" => rng.below_or_at(OVERFLOW_CAPACITY + 2),
-                _ => rng.below_or_at(2),
+                "queue.overflow.push.stamped" => 1 + rng.below(OVERFLOW_CAPACITY + 2),
+                _ => 1 + rng.below(2),
             };
             kill_child_at(&name, "overflow-push", point, hit, 0);
             let queue = overflow(&segment, &Regions::new());

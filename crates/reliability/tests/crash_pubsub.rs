@@ -5,7 +5,6 @@
 //! /dev/shm. Processes that are alive but stalled (SIGSTOP) keep their slots and samples however
 //! long after every timeout, and go on when resumed.
 
-use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use shmlane::notify::Blocking;
@@ -14,7 +13,7 @@ use shmlane_reliability::{
     CRASH_AT_ENV, Flag, Stamped, assert_nothing_left, files_of, finish, hold_samples, test_node,
 };
 use shmlane_testkit::{
-    ChildProc, child_spec, exit_child, fail, process_lock, report, sleep_until_killed, spawn_child,
+    arg_u64, child_spec, exit_child, fail, process_lock, report, sleep_until_killed, spawn_child,
     spawn_child_with_env, split_spec, wait_for,
 };
 
@@ -32,16 +31,16 @@ fn child_entry() {
     let (role, args) = split_spec(&spec);
     match (role, args.as_slice()) {
         ("publish", [ns, epoch, subscribers]) => {
-            child_publish(ns, parse(epoch), parse(subscribers) as usize)
+            child_publish(ns, arg_u64(epoch), arg_u64(subscribers) as usize)
         }
         ("publish_then_wait", [ns, flag]) => child_publish_then_wait(ns, flag),
-        ("hold", [ns, keep]) => hold_samples(&child_node(ns), parse(keep) as usize, TIMEOUT),
+        ("hold", [ns, keep]) => hold_samples(&child_node(ns), arg_u64(keep) as usize, TIMEOUT),
         ("stall", [ns]) => child_stall(ns),
         ("leave", [ns, flag]) => child_leave(ns, flag),
-        ("count", [ns, total]) => child_count(ns, parse(total)),
+        ("count", [ns, total]) => child_count(ns, arg_u64(total)),
         ("blocked_wait", [ns]) => child_blocked_wait(ns),
         ("slow", [ns, flag, keep, mode, last]) => {
-            child_slow(ns, flag, parse(keep) as usize, mode, parse(last))
+            child_slow(ns, flag, arg_u64(keep) as usize, mode, arg_u64(last))
         }
         ("register", [ns]) => {
             let _node = Node::builder("doomed").namespace(*ns).create();
@@ -50,10 +49,6 @@ fn child_entry() {
         _ => fail(2, format!("unknown role {spec}")),
     }
     exit_child()
-}
-
-fn parse(arg: &str) -> u64 {
-    arg.parse().unwrap_or_else(|_| fail(2, format!("not a number: {arg}")))
 }
 
 fn child_node(ns: &str) -> Node {
@@ -207,20 +202,8 @@ fn child_slow(ns: &str, flag: &str, keep: usize, mode: &str, last: u64) {
     }
 }
 
-/// Waits for a child armed with a crash point to kill itself there; fails if it ended
-/// otherwise.
-fn expect_crash(child: &mut ChildProc, point: &str) {
-    let status = child.wait(TIMEOUT);
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "the child did not die at {point} ({status}); stderr:\n{}",
-        child.stderr()
-    );
-}
-
 /// Everything queued for `subscriber`, as (epoch, seq), each checked intact.
-fn drain(subscriber: &Subscriber<'_, Stamped>) -> Vec<(u64, u64)> {
+fn drain(subscriber: &Subscriber<Stamped>) -> Vec<(u64, u64)> {
     let mut got = Vec::new();
     while let Some(sample) = subscriber.receive().unwrap() {
         assert!(sample.is_intact(), "torn sample {:?}", *sample);
@@ -238,8 +221,8 @@ fn assert_all_free(counts: BlockCounts) {
 /// Sends `Stamped(epoch, seqs)` and checks that each reaches every one of `subscribers` at once,
 /// intact and in order.
 fn exchange(
-    publisher: &Publisher<'_, Stamped>,
-    subscribers: &[&Subscriber<'_, Stamped>],
+    publisher: &Publisher<Stamped>,
+    subscribers: &[&Subscriber<Stamped>],
     epoch: u64,
     seqs: std::ops::RangeInclusive<u64>,
 ) {
@@ -277,7 +260,7 @@ fn a_publisher_killed_at_each_instant_of_a_send_leaves_its_subscribers_working()
         let topic = topic.subscriber_capacity(256).create().unwrap();
         let (a, b) = (topic.subscriber().unwrap(), topic.subscriber().unwrap());
         let mut child = spawn_child_with_env("publish", &[&ns, "1", "2"], &[(CRASH_AT_ENV, point)]);
-        expect_crash(&mut child, point);
+        child.expect_crash(point, TIMEOUT);
         let seqs = |n: u64| (1..=n).map(|seq| (1, seq)).collect::<Vec<_>>();
         assert_eq!(drain(&a), seqs(first), "{point}: first subscriber");
         assert_eq!(drain(&b), seqs(second), "{point}: second subscriber");
@@ -305,7 +288,7 @@ fn a_killed_publishers_payload_segment_goes_with_its_topic() {
     let subscriber = topic.subscriber().unwrap();
     let point = "shmlane.loan.taken:3";
     let mut child = spawn_child_with_env("publish", &[&ns, "1", "1"], &[(CRASH_AT_ENV, point)]);
-    expect_crash(&mut child, point);
+    child.expect_crash(point, TIMEOUT);
     assert_eq!(drain(&subscriber), [(1, 1), (1, 2)]);
     assert!(files_of(&ns).iter().any(|f| f.ends_with(".topic.t.p0.g1")), "{:?}", files_of(&ns));
     // Nobody takes the slot over: the last handle of the topic removes the dead publisher's
@@ -326,7 +309,7 @@ fn a_subscriber_asleep_in_a_blocking_receive_wakes_when_its_publisher_died_befor
     // It pushes the first sample, then dies before its notify: the sleeper is not woken by it.
     let point = "shmlane.send.pushed:1";
     let mut publisher = spawn_child_with_env("publish", &[&ns, "1", "1"], &[(CRASH_AT_ENV, point)]);
-    expect_crash(&mut publisher, point);
+    publisher.expect_crash(point, TIMEOUT);
     let died = Instant::now();
     // The blocking strategy's re-check (100 ms) finds the sample.
     assert_eq!(subscriber.report_u64("got", TIMEOUT), 1);
@@ -371,7 +354,7 @@ fn a_subscriber_killed_holding_samples_gives_every_block_back() {
                     assert!(start.elapsed() < TIMEOUT, "{point} was never reached");
                     send();
                 }
-                expect_crash(&mut child, point);
+                child.expect_crash(point, TIMEOUT);
             }
             None => {
                 child.report("ready", TIMEOUT);
@@ -709,7 +692,7 @@ fn a_publisher_killed_while_handing_its_connection_to_a_joining_subscriber() {
         got.push((sample.epoch, sample.seq));
     }
     let b = topic.subscriber().unwrap();
-    expect_crash(&mut child, point);
+    child.expect_crash(point, TIMEOUT);
     assert_eq!(drain(&b), [], "served before its connection was acknowledged");
     got.extend(drain(&a));
     assert_eq!(got, (1..=got.len() as u64).map(|seq| (1, seq)).collect::<Vec<_>>());
@@ -730,7 +713,7 @@ fn a_process_killed_while_registering_its_node_leaves_nothing_after_cleanup() {
     let ns = namespace("register");
     let point = "shmlane.node.registering:1";
     let mut child = spawn_child_with_env("register", &[&ns], &[(CRASH_AT_ENV, point)]);
-    expect_crash(&mut child, point);
+    child.expect_crash(point, TIMEOUT);
     let left = files_of(&ns);
     assert!(left.len() == 1 && left[0].contains(".node.doomed."), "{left:?}");
     // Creating a node in the namespace removes registrations of dead processes.

@@ -3,15 +3,14 @@
 //! flight (the server and the other clients go on, and a client that takes the dead one's slots
 //! never takes an answer meant for it), and a stopped server that keeps its slot.
 
-use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use shmlane::notify::Blocking;
 use shmlane::{Client, ConnectError, Node, ReceiveError, Rpc, Server};
 use shmlane_reliability::{CRASH_AT_ENV, Flag, assert_nothing_left, finish, test_node};
 use shmlane_testkit::{
-    ChildProc, child_spec, exit_child, fail, process_lock, report, spawn_child,
-    spawn_child_with_env, split_spec,
+    arg_u64, child_spec, exit_child, fail, process_lock, report, spawn_child, spawn_child_with_env,
+    split_spec,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -41,14 +40,10 @@ fn child_entry() {
     let (role, args) = split_spec(&spec);
     match (role, args.as_slice()) {
         ("serve", [ns, flag]) => child_serve(ns, flag),
-        ("call", [ns, id, count]) => child_call(ns, parse(id), parse(count)),
+        ("call", [ns, id, count]) => child_call(ns, arg_u64(id), arg_u64(count)),
         _ => fail(2, format!("unknown role {spec}")),
     }
     exit_child()
-}
-
-fn parse(arg: &str) -> u64 {
-    arg.parse().unwrap_or_else(|_| fail(2, format!("not a number: {arg}")))
 }
 
 fn child_rpc(ns: &str) -> (Node, Rpc<Add, u64>) {
@@ -90,19 +85,8 @@ fn child_call(ns: &str, id: u64, count: u64) {
     report("done", count);
 }
 
-/// Waits for a child armed with a crash point to kill itself there.
-fn expect_crash(child: &mut ChildProc, point: &str) {
-    let status = child.wait(TIMEOUT);
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "the child did not die at {point} ({status}); stderr:\n{}",
-        child.stderr()
-    );
-}
-
 /// A call from this process, answered by `server` in this process.
-fn call_here(client: &Client<'_, Add, u64>, server: &Server<'_, Add, u64>, a: u64, b: u64) -> u64 {
+fn call_here(client: &Client<Add, u64>, server: &Server<Add, u64>, a: u64, b: u64) -> u64 {
     let pending = client.send(Add { a, b }).unwrap();
     let request = server.receive_with(&mut Blocking::new(), Some(TIMEOUT)).unwrap();
     server.respond(&request, request.a + request.b).unwrap();
@@ -125,7 +109,7 @@ fn a_server_killed_with_requests_pending_gives_its_clients_an_error_within_their
     assert_eq!(*first.call(Add { a: 1, b: 1 }, &mut strategy, Some(TIMEOUT)).unwrap(), 2);
     assert_eq!(*second.call(Add { a: 2, b: 2 }, &mut strategy, Some(TIMEOUT)).unwrap(), 4);
     let killed_with = first.send(Add { a: 3, b: 3 }).unwrap();
-    expect_crash(&mut server, point);
+    server.expect_crash(point, TIMEOUT);
     let queued = second.send(Add { a: 4, b: 4 }).unwrap();
 
     let timeout = Duration::from_millis(200);
@@ -181,7 +165,7 @@ fn a_client_in_a_killed_clients_slots_never_takes_the_answer_meant_for_it() {
     let mut doomed = spawn_child_with_env("call", &[&ns, "0", "1"], &[(CRASH_AT_ENV, point)]);
     let orphan = server.receive_with(&mut Blocking::new(), Some(TIMEOUT)).unwrap();
     assert_eq!(orphan.a, 0);
-    expect_crash(&mut doomed, point);
+    doomed.expect_crash(point, TIMEOUT);
     // Its successor takes its slots over and asks its own first question...
     let successor = rpc.client().unwrap();
     let pending = successor.send(Add { a: 20, b: 22 }).unwrap();
@@ -217,7 +201,7 @@ fn a_client_killed_with_a_response_in_flight_leaves_the_server_and_other_clients
     // Dies after sending its 50th request, its answer on the way.
     let point = "shmlane.call.sent:50";
     let mut doomed = spawn_child_with_env("call", &[&ns, "2", "400"], &[(CRASH_AT_ENV, point)]);
-    expect_crash(&mut doomed, point);
+    doomed.expect_crash(point, TIMEOUT);
     // A client in its slots (there are two) calls as if nothing happened.
     let mut successor = spawn_child("call", &[&ns, "2", "100"]);
     assert_eq!(steady.report_u64("done", TIMEOUT), 400);

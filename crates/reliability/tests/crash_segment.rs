@@ -5,19 +5,17 @@
 //! and initialises, the others open that one segment. A creator that is merely stalled before
 //! publishing (SIGSTOP) keeps its file however old it is: it holds the creation lock.
 
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use rustix::process::Signal;
 use shmlane_reliability::CRASH_AT_ENV;
 use shmlane_segment::{
     BlockPool, Carver, CreateError, EMPTY_GRACE, Fingerprint, OpenError, Region, Segment,
-    SegmentBuilder, SegmentName, SegmentStatus,
+    SegmentBuilder, SegmentStatus,
 };
 use shmlane_testkit::{
-    ChildProc, Cleanup, SHM_DIR, child_spec, exit_child, fail, process_lock, report, shm_file,
-    spawn_child, spawn_child_with_env, split_spec, stop_when,
+    ChildProc, Cleanup, SHM_DIR, child_spec, exit_child, fail, process_lock, report, segment_path,
+    spawn_child, spawn_child_with_env, split_spec, stop_when, unique_name,
 };
 
 /// Deadline of every wait on a child (a watchdog: a hang fails the test).
@@ -112,13 +110,8 @@ fn child_survivor(name: &str) {
     report("free", pool.capacity() - pool.stats().allocated);
 }
 
-fn unique_name(tag: &str) -> String {
-    shmlane_testkit::unique_name("rel-crashseg", tag)
-}
-
-fn path_of(name: &str) -> PathBuf {
-    shm_file(SegmentName::new(name).unwrap().file_name())
-}
+/// The kind in this binary's segment names ([`unique_name`]).
+const SEGMENTS: &str = "rel-crashseg";
 
 /// Discovery's verdict on the segment `name` in /dev/shm.
 fn status_of(name: &str) -> SegmentStatus {
@@ -160,13 +153,7 @@ fn creation_locked(file: &std::fs::File) -> bool {
 /// Spawns a creator armed to die at `point` and waits for its SIGKILL.
 fn creator_killed_at(name: &str, point: &str) {
     let mut creator = spawn_child_with_env("create", &[name], &[(CRASH_AT_ENV, point)]);
-    let status = creator.wait(TIMEOUT);
-    assert_eq!(
-        status.signal(),
-        Some(Signal::KILL.as_raw()),
-        "the creator must die at {point}, got {status}. stderr:\n{}",
-        creator.stderr()
-    );
+    creator.expect_crash(point, TIMEOUT);
 }
 
 /// Opens the dead creator's segment; checks the error and that it came within the timeout.
@@ -215,8 +202,8 @@ fn race_survivors(name: &str, point: &str) -> Duration {
 fn a_creator_killed_at_each_creation_point_is_refused_quickly_listed_stale_and_removed() {
     let _serial = process_lock();
     for (point, leaves) in POINTS {
-        let name = unique_name("removed");
-        let path = path_of(&name);
+        let name = unique_name(SEGMENTS, "removed");
+        let path = segment_path(&name);
         let _cleanup = Cleanup(path.clone());
         creator_killed_at(&name, point);
         let waited = check_opener(&name, point, leaves);
@@ -238,8 +225,8 @@ fn a_creator_killed_at_each_creation_point_is_refused_quickly_listed_stale_and_r
 fn survivors_racing_open_or_create_after_a_creator_died_get_one_fresh_segment() {
     let _serial = process_lock();
     for (point, leaves) in POINTS {
-        let name = unique_name("recreated");
-        let path = path_of(&name);
+        let name = unique_name(SEGMENTS, "recreated");
+        let path = segment_path(&name);
         let _cleanup = Cleanup(path.clone());
         creator_killed_at(&name, point);
         let dead = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
@@ -264,8 +251,8 @@ fn survivors_racing_open_or_create_after_a_creator_died_get_one_fresh_segment() 
 #[test]
 fn a_creator_stalled_before_publishing_keeps_its_file_however_old_until_it_dies() {
     let _serial = process_lock();
-    let name = unique_name("stalled");
-    let path = path_of(&name);
+    let name = unique_name(SEGMENTS, "stalled");
+    let path = segment_path(&name);
     let _cleanup = Cleanup(path.clone());
     let mut creator = spawn_child("churn", &[&name]);
     // Stop it while its file exists without a published header, after it took the creation

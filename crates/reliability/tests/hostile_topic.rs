@@ -10,7 +10,7 @@
 //! Every case must end in error values or correct behaviour:
 //! - no panic and no crash: the properties run in a child process (proptest's fork mode), so a
 //!   SIGSEGV or SIGBUS (a read outside a mapping) fails the case that caused it, and a case
-//!   that runs past [`CASE_TIMEOUT_MS`] fails as a hang;
+//!   that runs past 10 s fails as a hang;
 //! - every element of every sample is read, and holds a value some publisher wrote (or the
 //!   zero of a never-written block) unless payload bytes were changed;
 //! - the code writes only the words its protocol writes: the headers, the queue descriptors and
@@ -33,10 +33,12 @@
 //! `SHMLANE_FUZZ_SEED` repeats a run (a failure prints its seed and minimal case). Segments
 //! live in a private directory (a node `root`), never in /dev/shm.
 //!
-//! [`Mirror`] addresses the segments as `crates/shmlane/src/topic/layout.rs` and
-//! `crates/queue/src/overflow/shared.rs` lay them out; every case first checks it against what
-//! the facade wrote (magics, capacities, role words, generations, acks, sizes), so it cannot
-//! drift silently.
+//! [`Mirror`] addresses the segments as `crates/shmlane/src/topic/layout.rs` lays them out, and
+//! each connection's queues where `SharedOverflow::raw_layout` says their words are; every case
+//! first checks it against what the facade wrote (magics, capacities, role words, generations,
+//! acks, sizes), so it cannot drift silently.
+
+mod fuzzing;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -44,23 +46,26 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use shmlane::discovery::{Verdict, inspect, segments};
 use shmlane::notify::Blocking;
 use shmlane::{
     ConnectError, Loan, Node, Overflow, PublishError, Publisher, ReceiveError, Sample, Subscriber,
     TopicConfig,
 };
-use shmlane_reliability::{FUZZ_CASES_ENV, FUZZ_SEED_ENV, RunDir, Tally, fuzz_cases, fuzz_seed};
+use shmlane_queue::overflow::SharedOverflow;
+use shmlane_queue::raw::RawLayout;
+use shmlane_reliability::{RunDir, Tally};
 use shmlane_segment::{Liveness, RoleOwner, SegmentName};
+use shmlane_testkit::dead_owner;
+
+use crate::fuzzing::{fail, run_property};
 
 /// Cases per property in CI.
 const CI_CASES: u32 = 512;
-/// A case running longer than this (milliseconds) fails as a hang.
-const CASE_TIMEOUT_MS: u32 = 10_000;
 /// How long a send under the block policy waits for room.
 const BLOCK_TIMEOUT: Duration = Duration::from_micros(200);
 /// A publisher on a reopened topic whose header a peer changed is claimed only if its payload
@@ -88,11 +93,6 @@ const PUBLISHER_WORDS: u64 = 24;
 const PUBLISHER_SPACE_AT: u64 = 16;
 /// Bytes of a subscriber entry its protocol writes: role, generation, drops, event.
 const SUBSCRIBER_WORDS: u64 = 32;
-const QUEUE_HEAD_AT: u64 = 128;
-const QUEUE_TAIL_AT: u64 = QUEUE_HEAD_AT + PADDED;
-const QUEUE_SEEN_AT: u64 = QUEUE_TAIL_AT + PADDED;
-const QUEUE_SLOTS_AT: u64 = QUEUE_SEEN_AT + PADDED;
-const QUEUE_SLOT: u64 = 16;
 const DATA_HEADER_AT: u64 = 128;
 /// `size_of::<DataHeader>()`.
 const DATA_HEADER_LEN: u64 = 56;
@@ -100,6 +100,11 @@ const DATA_HEADER_LEN: u64 = 56;
 /// to a pair of cache lines (blocks start on 128-byte boundaries).
 const BLOCKS_AT: u64 = 256;
 const BLOCK_SIZE: u64 = 128;
+
+/// Where a connection's queue of `capacity` slots (a `SharedOverflow`) keeps its words.
+fn queue_words(capacity: u64) -> RawLayout {
+    SharedOverflow::raw_layout(capacity).expect("a queue capacity")
+}
 
 // ---------------------------------------------------------------------------------------------
 // What a case is.
@@ -171,33 +176,19 @@ enum Write {
     Word(Word),
 }
 
+/// A queued value: `generation << 32 | pool << 24 | index`, the generation relative to the
+/// first publisher's (the topic's own hostile word, beside those of every structure,
+/// `fuzzing::Word`).
 #[derive(Debug, Clone)]
-enum Word {
-    Zero,
-    One,
-    Max,
-    Any(u64),
-    /// The current value plus this (an index a lap off, a generation one off).
-    Near(i64),
-    /// Our own process as a role owner (alive).
-    LiveOwner,
-    /// A role owner proven dead (our pid with another start time: a reused pid).
-    DeadOwner,
-    /// A queued value: `generation << 32 | pool << 24 | index`, the generation relative to the
-    /// first publisher's.
-    Value {
-        generation: i8,
-        pool: u8,
-        index: u16,
-    },
-    Flip(u8),
+struct QueuedValue {
+    generation: i8,
+    pool: u8,
+    index: u16,
 }
 
-#[derive(Debug, Clone)]
-struct Mutation {
-    spot: Spot,
-    write: Write,
-}
+type Word = fuzzing::Word<QueuedValue>;
+type Mutation = fuzzing::Mutation<Spot, Write>;
+type Step = fuzzing::Step<Spot, Write, Op>;
 
 #[derive(Debug, Clone, Copy)]
 enum Who {
@@ -234,12 +225,6 @@ enum Op {
 }
 
 #[derive(Debug, Clone)]
-enum Step {
-    Mutate(Mutation),
-    Op(Op),
-}
-
-#[derive(Debug, Clone)]
 struct Case {
     shape: Shape,
     /// Samples sent (and some received and held) before the first step.
@@ -261,18 +246,12 @@ fn shape() -> impl Strategy<Value = Shape> {
 }
 
 fn word() -> impl Strategy<Value = Word> {
-    prop_oneof![
-        1 => Just(Word::Zero),
-        1 => Just(Word::One),
-        1 => Just(Word::Max),
-        1 => any::<u64>().prop_map(Word::Any),
-        2 => (-20i64..=20).prop_map(Word::Near),
-        1 => Just(Word::LiveOwner),
-        1 => Just(Word::DeadOwner),
-        2 => (-1i8..=1, 0u8..3, 0u16..80)
-            .prop_map(|(generation, pool, index)| Word::Value { generation, pool, index }),
-        1 => (0u8..64).prop_map(Word::Flip),
-    ]
+    let value = (-1i8..=1, 0u8..3, 0u16..80).prop_map(|(generation, pool, index)| QueuedValue {
+        generation,
+        pool,
+        index,
+    });
+    fuzzing::word(-20..=20, 2, value)
 }
 
 fn write() -> impl Strategy<Value = Write> {
@@ -392,8 +371,8 @@ impl Mirror {
         let completion = (capacity + u64::from(shape.max_held)).next_power_of_two();
         let queues = (0..CONNECTIONS)
             .map(|_| {
-                let submission = place(QUEUE_SLOTS_AT + QUEUE_SLOT * capacity);
-                let returns = place(QUEUE_SLOTS_AT + QUEUE_SLOT * completion);
+                let submission = place(queue_words(capacity).size);
+                let returns = place(queue_words(completion).size);
                 [(submission, capacity), (returns, completion)]
             })
             .collect();
@@ -433,7 +412,7 @@ impl Mirror {
         }
         for (c, queues) in self.queues.iter().enumerate() {
             for &(start, capacity) in queues {
-                if (start..start + QUEUE_SLOTS_AT + QUEUE_SLOT * capacity).contains(&at) {
+                if (start..start + queue_words(capacity).size).contains(&at) {
                     return (Part::Queue(c), at - start);
                 }
             }
@@ -449,10 +428,10 @@ impl Mirror {
             (Part::Subscriber(_), rel) => rel < SUBSCRIBER_WORDS,
             (Part::Ack(_), rel) => rel < 8,
             (Part::Queue(_), rel) => {
-                (QUEUE_HEAD_AT..QUEUE_HEAD_AT + 8).contains(&rel)
-                    || (QUEUE_TAIL_AT..QUEUE_TAIL_AT + 8).contains(&rel)
-                    || (QUEUE_SEEN_AT..QUEUE_SEEN_AT + 8).contains(&rel)
-                    || rel >= QUEUE_SLOTS_AT
+                let queue = queue_words(1);
+                let seen = queue.seen.expect("an overflowing queue's `seen`");
+                [queue.head, queue.tail, seen].iter().any(|&word| (word..word + 8).contains(&rel))
+                    || rel >= queue.slots
             }
             (Part::Headers | Part::Gap, _) => false,
         }
@@ -513,12 +492,10 @@ impl Env {
             .root(root)
             .create()
             .expect("create the fuzzing node");
-        // A presence token without a presence file: proven dead.
-        let dead = 0xdead_0000_0000_0000 | u64::from(std::process::id());
         Env {
             root: root.to_owned(),
             me: node.id(),
-            dead: RoleOwner::from_raw(dead).expect("non-zero"),
+            dead: dead_owner(),
             node,
             cases: AtomicU32::new(0),
             tally: Tally::new(COUNTS),
@@ -577,10 +554,6 @@ struct Ctx<'e> {
     changed: Cell<Changed>,
     /// The control segment as last seen (after the last mutation or operation).
     seen: RefCell<Vec<u8>>,
-}
-
-fn fail(what: impl std::fmt::Display) -> TestCaseError {
-    TestCaseError::fail(what.to_string())
 }
 
 impl<'e> Ctx<'e> {
@@ -704,14 +677,15 @@ impl<'e> Ctx<'e> {
             Spot::Queue { connection, completion, part } => {
                 let (queue, capacity) =
                     m.queues[usize::from(*connection) % CONNECTIONS][usize::from(*completion)];
-                let slot = |i: u8| QUEUE_SLOTS_AT + u64::from(i) % capacity * QUEUE_SLOT;
+                let words = queue_words(capacity);
+                let slot = |i: u8| words.slots + u64::from(i) % capacity * words.slot_size;
                 let rel = match part {
-                    QueuePart::Descriptor(at) => u64::from(*at) % 128,
-                    QueuePart::Head => QUEUE_HEAD_AT,
-                    QueuePart::Tail => QUEUE_TAIL_AT,
-                    QueuePart::Seen => QUEUE_SEEN_AT,
+                    QueuePart::Descriptor(at) => u64::from(*at) % words.head,
+                    QueuePart::Head => words.head,
+                    QueuePart::Tail => words.tail,
+                    QueuePart::Seen => words.seen.expect("an overflowing queue's `seen`"),
                     QueuePart::Stamp(i) => slot(*i),
-                    QueuePart::Value(i) => slot(*i) + 8,
+                    QueuePart::Value(i) => slot(*i) + words.value,
                 };
                 (true, queue + rel)
             }
@@ -768,20 +742,10 @@ impl<'e> Ctx<'e> {
     }
 
     fn word_value(&self, word: &Word, current: u64) -> u64 {
-        match *word {
-            Word::Zero => 0,
-            Word::One => 1,
-            Word::Max => u64::MAX,
-            Word::Any(value) => value,
-            Word::Near(delta) => current.wrapping_add_signed(delta),
-            Word::LiveOwner => self.env.me.to_raw(),
-            Word::DeadOwner => self.env.dead.to_raw(),
-            Word::Value { generation, pool, index } => {
-                let generation = 1u32.wrapping_add_signed(i32::from(generation));
-                u64::from(generation) << 32 | u64::from(pool) << 24 | u64::from(index)
-            }
-            Word::Flip(bit) => current ^ 1 << bit,
-        }
+        word.value(current, (self.env.me, self.env.dead), |value| {
+            let generation = 1u32.wrapping_add_signed(i32::from(value.generation));
+            u64::from(generation) << 32 | u64::from(value.pool) << 24 | u64::from(value.index)
+        })
     }
 
     /// After an operation: the control segment changed only where the protocol writes, and
@@ -810,7 +774,7 @@ impl<'e> Ctx<'e> {
     /// A received sample: every element is read (a sample outside its mapping would crash
     /// the process here) and, unless payload bytes were changed, is a value some publisher
     /// wrote or a block's initial zero.
-    fn check_sample(&self, sample: &Sample<'_, '_, u64>) -> Result<(), TestCaseError> {
+    fn check_sample(&self, sample: &Sample<'_, u64>) -> Result<(), TestCaseError> {
         self.env.tally.count("samples");
         let elements = sample.as_slice();
         prop_assert!(!elements.is_empty() && elements.len() == sample.len());
@@ -887,7 +851,7 @@ fn check_sent(
 /// only when every loan is out.
 fn send_one(
     ctx: &Ctx<'_>,
-    publisher: &Publisher<'_, u64>,
+    publisher: &Publisher<u64>,
     loans: usize,
     config: &TopicConfig,
 ) -> Result<(), TestCaseError> {
@@ -905,11 +869,11 @@ fn send_one(
 }
 
 /// Receives once, checking the sample and the error.
-fn receive<'s, 't>(
+fn receive<'s>(
     ctx: &Ctx<'_>,
-    subscriber: &'s Subscriber<'t, u64>,
+    subscriber: &'s Subscriber<u64>,
     max_held: u32,
-) -> Result<Option<Sample<'s, 't, u64>>, TestCaseError> {
+) -> Result<Option<Sample<'s, u64>>, TestCaseError> {
     match subscriber.receive() {
         Ok(Some(sample)) => {
             ctx.check_sample(&sample)?;
@@ -925,11 +889,7 @@ fn receive<'s, 't>(
 }
 
 /// Receives until nothing is queued (holding nothing); a queue that never runs dry is a bug.
-fn drain(
-    ctx: &Ctx<'_>,
-    subscriber: &Subscriber<'_, u64>,
-    max_held: u32,
-) -> Result<(), TestCaseError> {
+fn drain(ctx: &Ctx<'_>, subscriber: &Subscriber<u64>, max_held: u32) -> Result<(), TestCaseError> {
     for _ in 0..1024 {
         if receive(ctx, subscriber, max_held)?.is_none() {
             return Ok(());
@@ -941,7 +901,7 @@ fn drain(
 /// Receives up to `count` samples from `subscriber`, dropping them.
 fn take(
     ctx: &Ctx<'_>,
-    subscriber: &Subscriber<'_, u64>,
+    subscriber: &Subscriber<u64>,
     count: u8,
     max_held: u32,
 ) -> Result<(), TestCaseError> {
@@ -989,9 +949,9 @@ fn run_topic(env: &Env, service: &str, case: &Case, protect: bool) -> Result<(),
     ctx.check_mirror()?;
 
     let max_held = config.max_held;
-    let mut loans: Vec<Loan<'_, '_, u64>> = Vec::new();
-    let mut held_a: Vec<Sample<'_, '_, u64>> = Vec::new();
-    let mut held_b: Vec<Sample<'_, '_, u64>> = Vec::new();
+    let mut loans: Vec<Loan<'_, u64>> = Vec::new();
+    let mut held_a: Vec<Sample<'_, u64>> = Vec::new();
+    let mut held_b: Vec<Sample<'_, u64>> = Vec::new();
     for i in 0..case.presend {
         send_one(&ctx, &p0, 0, &config)?;
         if i % 3 == 0
@@ -1205,9 +1165,9 @@ fn discover(ctx: &Ctx<'_>) -> Result<(), TestCaseError> {
 /// fail for `a` or another corrupted slot, but what is sent reaches `b`.
 fn isolated_subscriber_keeps_receiving(
     ctx: &Ctx<'_>,
-    p0: &Publisher<'_, u64>,
-    a: &Subscriber<'_, u64>,
-    b: &Subscriber<'_, u64>,
+    p0: &Publisher<u64>,
+    a: &Subscriber<u64>,
+    b: &Subscriber<u64>,
 ) -> Result<(), TestCaseError> {
     let max_held = ctx.shape.max_held;
     drain(ctx, a, max_held)?;
@@ -1248,34 +1208,13 @@ fn isolated_subscriber_keeps_receiving(
 fn property(name: &'static str, property: &str, protect: bool) {
     let dir = RunDir::new(property);
     let env = Env::new(dir.path());
-    let cases = fuzz_cases(CI_CASES);
-    let seed = fuzz_seed();
-    let config = Config {
-        cases,
-        fork: true,
-        timeout: CASE_TIMEOUT_MS,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        test_name: Some(name),
-        max_shrink_iters: 1024,
-        ..Config::default()
-    };
-    let started = Instant::now();
-    let result = TestRunner::new(config).run(&case(), |case| run(&env, &case, protect));
-    let elapsed = started.elapsed();
-    if let Err(e) = result {
-        panic!("{e}\nrepeat with {FUZZ_SEED_ENV}={seed} {FUZZ_CASES_ENV}={cases}");
-    }
-    let tally = Tally::load(COUNTS, dir.path());
-    eprintln!(
-        "{name}: {cases} cases in {elapsed:.2?} ({:.0?} per case, seed {seed}): {tally}",
-        elapsed / cases.max(1)
-    );
+    let tally =
+        run_property(name, &dir, COUNTS, CI_CASES, 1024, &case(), |case| run(&env, &case, protect));
     // The run reached what it is for (a few per cent of the cases suffice for each).
     let unreachable =
         if protect { "refused opens" } else { "samples reaching the isolated subscriber" };
     for what in COUNTS.iter().filter(|&&what| what != unreachable) {
-        assert!(tally.get(what) > 0, "{cases} cases reached no {what}: {tally}");
+        assert!(tally.get(what) > 0, "no case reached {what}: {tally}");
     }
 }
 
@@ -1339,10 +1278,11 @@ fn a_forged_queue_entry_naming_the_block_being_sent_does_not_free_it() {
         .find(|block| word(&payload, BLOCKS_AT + block * BLOCK_SIZE + 16) == 0xfeed)
         .expect("the loaned block in the payload segment");
     // a's queue: position 0 is stamped; its value now names the loaned block.
-    let (queue, _) = Mirror::new(&shape).queues[A][0];
-    assert_eq!(word(&control, queue + QUEUE_SLOTS_AT), 1);
+    let (queue, capacity) = Mirror::new(&shape).queues[A][0];
+    let words = queue_words(capacity);
+    assert_eq!(word(&control, queue + words.slots), 1);
     let forged = 1u64 << 32 | loaned;
-    control.write_all_at(&forged.to_ne_bytes(), queue + QUEUE_SLOTS_AT + 8).unwrap();
+    control.write_all_at(&forged.to_ne_bytes(), queue + words.slots + words.value).unwrap();
     assert_eq!(publisher.send(loan).unwrap(), 2);
     let held = b.receive().unwrap().expect("b's sample");
     assert_eq!(*held, 0xfeed);

@@ -18,8 +18,8 @@ use shmlane::notify::Blocking;
 use shmlane::{Node, Overflow, ReceiveError};
 use shmlane_reliability::{CRASH_AT_ENV, Flag, Stamped, assert_nothing_left};
 use shmlane_testkit::{
-    ChildProc, child_spec, exit_child, fail, process_lock, report, spawn_child_with_env,
-    split_spec, wait_for,
+    ChildProc, Rng, arg_u64, child_spec, env_u64, exit_child, fail, process_lock, report, seed,
+    spawn_child_with_env, split_spec, wait_for,
 };
 
 /// Deadline of every wait (a watchdog: a hang fails the test).
@@ -54,15 +54,11 @@ fn child_entry() {
     let Some(spec) = child_spec() else { return };
     let (role, args) = split_spec(&spec);
     match (role, args.as_slice()) {
-        ("pub", [ns, epoch, stop]) => child_publish(ns, parse(epoch), stop),
+        ("pub", [ns, epoch, stop]) => child_publish(ns, arg_u64(epoch), stop),
         ("sub", [ns, stop, policy]) => child_subscribe(ns, stop, *policy == "block"),
         _ => fail(2, format!("unknown role {spec}")),
     }
     exit_child()
-}
-
-fn parse(arg: &str) -> u64 {
-    arg.parse().unwrap_or_else(|_| fail(2, format!("not a number: {arg}")))
 }
 
 fn child_node(ns: &str, name: &str) -> Node {
@@ -133,29 +129,6 @@ fn child_subscribe(ns: &str, stop: &str, lossless: bool) {
     report("received", received);
 }
 
-/// splitmix64: a small seeded generator, enough to draw kill timings.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ z >> 30).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ z >> 27).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ z >> 31
-    }
-
-    /// Uniform in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(value.parse().unwrap_or_else(|_| panic!("{name}={value:?} is not a number")))
-}
-
 /// The run: `iterations` kills under `policy`.
 struct Run {
     ns: String,
@@ -205,26 +178,11 @@ fn kill(child: &mut ChildProc, who: &str) {
     }
 }
 
-/// Waits for an armed child to die at its crash point.
-fn expect_crash(child: &mut ChildProc, point: &str) {
-    let status = child.wait(TIMEOUT);
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "the child did not die at {point} ({status}); stderr:\n{}",
-        child.stderr()
-    );
-}
-
 fn random_kills(policy: Overflow, name: &'static str) {
     let _serial = process_lock();
     let iterations = env_u64("SHMLANE_KILL_ITERS").unwrap_or(DEFAULT_ITERATIONS);
-    let seed = env_u64("SHMLANE_KILL_SEED").unwrap_or_else(|| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        now.map_or(1, |d| d.as_nanos() as u64)
-    });
-    println!("{name}: seed {seed} (SHMLANE_KILL_SEED={seed} repeats it), {iterations} kills");
-    let mut rng = Rng(seed);
+    println!("{name}: {iterations} kills");
+    let mut rng = Rng::new(seed("SHMLANE_KILL_SEED"));
     let ns = format!("kr{}{name}", std::process::id());
     let node = Node::builder("test").namespace(&ns).create().unwrap();
     let topic = node.topic::<Stamped>("t").max_publishers(1).max_subscribers(1);
@@ -258,14 +216,14 @@ fn random_kills(policy: Overflow, name: &'static str) {
             kill(&mut run.publisher, "publisher");
             if let Some(point) = armed {
                 run.publisher = run.spawn_publisher(Some(point));
-                expect_crash(&mut run.publisher, point);
+                run.publisher.expect_crash(point, TIMEOUT);
             }
             run.publisher = run.spawn_publisher(None);
         } else {
             kill(&mut run.subscriber, "subscriber");
             if let Some(point) = armed {
                 run.subscriber = run.spawn_subscriber(Some(point));
-                expect_crash(&mut run.subscriber, point);
+                run.subscriber.expect_crash(point, TIMEOUT);
             }
             run.subscriber = run.spawn_subscriber(None);
         }

@@ -20,7 +20,7 @@ use shmlane_segment::{
     Backing, CreateError, HEADER_SIZE, NameError, OpenError, Segment, SegmentBuilder, SegmentName,
     SegmentStatus,
 };
-use shmlane_testkit::{Cleanup, SHM_DIR, shm_file};
+use shmlane_testkit::{Cleanup, SHM_DIR, segment_path};
 
 const GIB: u64 = 1 << 30;
 /// The builder's default `max_size`.
@@ -163,7 +163,7 @@ fn a_terabyte_file_with_a_header_that_agrees_is_refused_by_default_before_it_is_
 #[test]
 fn create_takes_only_sizes_between_a_header_and_the_cap() {
     let name = shmlane_testkit::unique_name("rel-limits", "size");
-    let _cleanup = Cleanup(shm_file(SegmentName::new(&name).unwrap().file_name()));
+    let _cleanup = Cleanup::segment(&name);
     let invalid = |builder: SegmentBuilder, size: u64, max: u64| match builder.create() {
         Err(CreateError::InvalidSize { size: s, min, max: m }) => {
             assert_eq!((s, min, m), (size, HEADER_SIZE, max));
@@ -175,7 +175,7 @@ fn create_takes_only_sizes_between_a_header_and_the_cap() {
     invalid(Segment::builder(&name).size(DEFAULT_MAX + 1), DEFAULT_MAX + 1, DEFAULT_MAX);
     invalid(Segment::builder(&name).size(u64::MAX), u64::MAX, DEFAULT_MAX);
     invalid(Segment::builder(&name).size(8192).max_size(4096), 8192, 4096);
-    assert!(!shm_file(SegmentName::new(&name).unwrap().file_name()).exists());
+    assert!(!segment_path(&name).exists());
     let smallest = Segment::builder(&name).size(HEADER_SIZE).create().expect("a bare header");
     assert_eq!(smallest.len(), HEADER_SIZE);
 }
@@ -190,7 +190,7 @@ fn a_segment_larger_than_the_free_space_of_dev_shm_is_no_space_at_creation() {
     let free = vfs.f_bfree * vfs.f_frsize;
     let size = free + GIB;
     let name = shmlane_testkit::unique_name("rel-limits", "nospace");
-    let path = shm_file(SegmentName::new(&name).unwrap().file_name());
+    let path = segment_path(&name);
     let _cleanup = Cleanup(path.clone());
     let started = Instant::now();
     match Segment::builder(&name).size(size).max_size(u64::MAX).create() {

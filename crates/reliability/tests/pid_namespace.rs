@@ -14,8 +14,8 @@ use shmlane_segment::{
     Claimed, HEADER_SIZE, Liveness, Offset, RoleClaim, RoleError, RoleOwner, Segment, SegmentStatus,
 };
 use shmlane_testkit::{
-    ChildProc, UNSHARE_PID, child_spec, exit_child, fail, pid_namespaces, process_lock, report,
-    sleep_until_killed, spawn_child_under, split_spec, unique_name, wait_for,
+    ChildProc, UNSHARE_PID, arg_u64, child_spec, exit_child, fail, pid_namespaces, process_lock,
+    report, sleep_until_killed, spawn_child_under, split_spec, unique_name, wait_for,
 };
 
 /// Deadline of every wait (a watchdog: a hang fails the test).
@@ -108,15 +108,14 @@ fn child_hold(ns: &str, keep: usize) {
 /// Under a `/proc` mounted with `hidepid=2`, as `nobody`: judges a live root process (hidden
 /// from us in `/proc`) and a killed one, by presence token and by pid.
 fn child_judge_hidden(live: &str, live_pid: &str, live_start: &str, dead: &str) {
-    let number = |s: &str| s.parse::<u64>().unwrap_or_else(|e| fail(2, e));
     become_nobody();
     let hidden = std::fs::read(format!("/proc/{live_pid}/stat")).is_err();
     report("hidden", u64::from(hidden));
-    let live = RoleOwner::from_raw(number(live)).unwrap_or_else(|| fail(2, "token 0"));
-    let dead = RoleOwner::from_raw(number(dead)).unwrap_or_else(|| fail(2, "token 0"));
+    let live = RoleOwner::from_raw(arg_u64(live)).unwrap_or_else(|| fail(2, "token 0"));
+    let dead = RoleOwner::from_raw(arg_u64(dead)).unwrap_or_else(|| fail(2, "token 0"));
     let by_pid = shmlane_segment::ProcessId {
-        pid: u32::try_from(number(live_pid)).unwrap_or_else(|e| fail(2, e)),
-        start_time: number(live_start),
+        pid: u32::try_from(arg_u64(live_pid)).unwrap_or_else(|e| fail(2, e)),
+        start_time: arg_u64(live_start),
     };
     report("live", format!("{:?}", live.liveness()));
     report("live_by_pid", format!("{:?}", by_pid.liveness()));

@@ -67,7 +67,7 @@ fn topic(node: &Node, overflow: Overflow, history: u32) -> Topic<Stamped> {
 }
 
 /// Everything queued for `subscriber`, checked intact, as (epoch, seq).
-fn drain(subscriber: &Subscriber<'_, Stamped>) -> Vec<(u64, u64)> {
+fn drain(subscriber: &Subscriber<Stamped>) -> Vec<(u64, u64)> {
     std::iter::from_fn(|| subscriber.receive().expect("receive"))
         .map(|s| {
             assert!(s.is_intact(), "torn {:?}", *s);

@@ -20,7 +20,7 @@ use shmlane_segment::{
 };
 use shmlane_testkit::{
     ChildProc, Cleanup, SHM_DIR, become_user, child_spec, exit_child, fail, is_root, nobody,
-    report, shm_file, spawn_child, split_spec,
+    report, segment_path, spawn_child, split_spec,
 };
 
 /// Deadline of every wait (a watchdog: a hang fails the test).
@@ -175,7 +175,7 @@ fn another_user_cannot_open_remove_or_replace_our_segments() {
         return;
     }
     let posix = shmlane_testkit::unique_name("rel-security", "posix");
-    let posix_path = shm_file(SegmentName::new(&posix).unwrap().file_name());
+    let posix_path = segment_path(&posix);
     let _cleanup = Cleanup(posix_path.clone());
     let _posix = marked(Segment::builder(&posix));
     let dir = open_dir();

@@ -14,7 +14,6 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ use rustix::process::Signal;
 use shmlane_reliability::Flag;
 use shmlane_segment::{Backing, HEADER_SIZE, Segment, SegmentBuilder, SegmentName};
 use shmlane_testkit::{
-    ChildProc, Cleanup, child_spec, exit_child, fail, report, shm_file, spawn_child, split_spec,
+    ChildProc, Cleanup, child_spec, exit_child, fail, report, segment_path, spawn_child, split_spec,
 };
 
 /// Deadline of every wait (a watchdog: a hang fails the test).
@@ -96,7 +95,7 @@ fn wait_mapped(reader: &mut ChildProc) {
 #[test]
 fn a_posix_shm_segment_shrunk_under_a_reader_kills_it_with_sigbus_past_the_cut() {
     let name = shmlane_testkit::unique_name("rel-sigbus", "posix");
-    let path = shm_file(SegmentName::new(&name).unwrap().file_name());
+    let path = segment_path(&name);
     let _cleanup = Cleanup(path.clone());
     let _segment = create(Segment::builder(&name));
     let flag = Flag::new("posix-shrink");
@@ -109,13 +108,7 @@ fn a_posix_shm_segment_shrunk_under_a_reader_kills_it_with_sigbus_past_the_cut()
     flag.raise();
 
     assert_eq!(reader.report("first-page", TIMEOUT), "SHMLANE", "pages before the cut read");
-    let status = reader.wait(TIMEOUT);
-    assert_eq!(
-        status.signal(),
-        Some(Signal::BUS.as_raw()),
-        "the reader touching a cut page must die of SIGBUS, got {status}. stderr:\n{}",
-        reader.stderr()
-    );
+    reader.expect_signal(Signal::BUS, "touching a cut page", TIMEOUT);
 }
 
 #[test]

@@ -22,8 +22,8 @@ use shmlane::notify::Blocking;
 use shmlane::{Node, Overflow, ReceiveError};
 use shmlane_reliability::{Flag, Stamped, assert_nothing_left, files_of, rss_kib};
 use shmlane_testkit::{
-    ChildProc, child_spec, exit_child, fail, process_lock, report, spawn_child, split_spec,
-    wait_for,
+    ChildProc, arg_u64, child_spec, exit_child, fail, process_lock, report, spawn_child,
+    split_spec, wait_for,
 };
 
 /// Seconds each policy runs unless `SHMLANE_SOAK_SECS` says otherwise.
@@ -45,7 +45,7 @@ const RSS_SLACK_KIB: u64 = 512;
 const EXIT_BROKEN: i32 = 6;
 
 fn secs() -> u64 {
-    std::env::var(SECS_ENV).ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SECS)
+    shmlane_testkit::env_u64(SECS_ENV).unwrap_or(DEFAULT_SECS)
 }
 
 fn policy(name: &str) -> Overflow {
@@ -56,10 +56,6 @@ fn policy(name: &str) -> Overflow {
     }
 }
 
-fn parse(arg: &str) -> u64 {
-    arg.parse().unwrap_or_else(|_| fail(2, format!("not a number: {arg}")))
-}
-
 /// Child processes enter here; in the parent (no `SHMLANE_CHILD`) this test does nothing.
 #[test]
 fn child_entry() {
@@ -67,10 +63,10 @@ fn child_entry() {
     let (role, args) = split_spec(&spec);
     match (role, args.as_slice()) {
         ("publish", [ns, id, secs, go, done]) => {
-            child_publish(ns, parse(id), parse(secs), go, done)
+            child_publish(ns, arg_u64(id), arg_u64(secs), go, done)
         }
         ("subscribe", [ns, policy, secs, go, stop]) => {
-            child_subscribe(ns, self::policy(policy), parse(secs), go, stop)
+            child_subscribe(ns, self::policy(policy), arg_u64(secs), go, stop)
         }
         _ => fail(2, format!("unknown role {spec}")),
     }

@@ -61,6 +61,6 @@ pub use offset::{Carver, HEADER_SIZE, LayoutError, Offset, OffsetError, Region, 
 pub use pool::{AllocError, BlockOffset, BlockPool, FreeError, PoolError, PoolStats};
 pub use role::{Claimed, RoleClaim, RoleError, RoleOwner};
 #[cfg(not(feature = "loom"))]
-pub use segment::{Backing, CreateError, OpenError, Segment, SegmentBuilder};
+pub use segment::{Backing, CreateError, OpenError, Segment, SegmentBuilder, SegmentRef};
 #[cfg(not(feature = "loom"))]
 pub use transfer::TransferError;

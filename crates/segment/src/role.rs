@@ -15,6 +15,7 @@
 //! one whose liveness cannot be told. The claim is released when the [`RoleClaim`] drops.
 
 use std::fmt;
+use std::ops::Deref;
 
 use crate::Liveness;
 use crate::presence;
@@ -82,48 +83,47 @@ pub enum Claimed {
 
 /// A held role; released (the word set back to free) on drop.
 #[derive(Debug)]
-pub struct RoleClaim<'a> {
-    word: &'a AtomicU64,
+///
+/// `W` is how the claim reaches its word: a `&AtomicU64`, or an owning pointer such as a
+/// [`SegmentRef`](crate::SegmentRef) for handles that own their share of the segment.
+pub struct RoleClaim<W: Deref<Target = AtomicU64>> {
+    word: W,
     mine: RoleOwner,
 }
 
-impl<'a> RoleClaim<'a> {
+impl<W: Deref<Target = AtomicU64>> RoleClaim<W> {
     /// Claims the role in `word` for `me`, taking it over if its owner is proven dead.
-    pub fn claim(word: &'a AtomicU64, me: RoleOwner) -> Result<(Self, Claimed), RoleError> {
+    pub fn claim(word: W, me: RoleOwner) -> Result<(Self, Claimed), RoleError> {
         Self::claim_with(word, me, |owner| owner.liveness() == Liveness::Dead)
     }
 
     /// [`claim`](Self::claim) with the proof of death supplied by the caller (for models).
     pub fn claim_with(
-        word: &'a AtomicU64,
+        word: W,
         me: RoleOwner,
         is_dead: impl Fn(RoleOwner) -> bool,
     ) -> Result<(Self, Claimed), RoleError> {
-        // Built only once the word is ours: dropping it releases the role.
-        let claim = || RoleClaim { word, mine: me };
+        // The claim is built only once the word is ours: dropping it releases the role.
         // Acquire on success: pairs with the Release of the previous owner's `drop`, so its
         // last writes to what the role guards are visible to us.
-        match word.compare_exchange(0, me.0, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => Ok((claim(), Claimed::Free)),
-            Err(held) => {
-                let owner = RoleOwner(held);
-                if !is_dead(owner) {
-                    return Err(RoleError::Taken(owner));
-                }
-                // Acquire: as above, for whatever the dead owner managed to write. If another
-                // process took the role over first, the CAS fails and that one holds it.
-                word.compare_exchange(held, me.0, Ordering::Acquire, Ordering::Relaxed)
-                    .map(|_| (claim(), Claimed::TakenOver(owner)))
-                    .map_err(|now| match RoleOwner::from_raw(now) {
-                        Some(winner) => RoleError::Taken(winner),
-                        None => RoleError::Taken(owner),
-                    })
-            }
+        let held = match word.compare_exchange(0, me.0, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return Ok((RoleClaim { word, mine: me }, Claimed::Free)),
+            Err(held) => held,
+        };
+        let owner = RoleOwner(held);
+        if !is_dead(owner) {
+            return Err(RoleError::Taken(owner));
+        }
+        // Acquire: as above, for whatever the dead owner managed to write. If another process
+        // took the role over first, the CAS fails and that one holds it.
+        match word.compare_exchange(held, me.0, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => Ok((RoleClaim { word, mine: me }, Claimed::TakenOver(owner))),
+            Err(now) => Err(RoleError::Taken(RoleOwner::from_raw(now).unwrap_or(owner))),
         }
     }
 }
 
-impl Drop for RoleClaim<'_> {
+impl<W: Deref<Target = AtomicU64>> Drop for RoleClaim<W> {
     fn drop(&mut self) {
         // Release: pairs with the next claimer's Acquire. Only if the word is still ours (a
         // corrupting peer may have overwritten it; then it is not ours to free).

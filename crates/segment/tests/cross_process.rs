@@ -10,14 +10,16 @@
 //!
 //! Segment names carry the pid and a counter; every file a test creates is removed on success
 //! and, through [`Cleanup`] guards, on failure too.
+//!
+//! The tests that make or sweep stale segments in `/dev/shm` hold [`process_lock`], so one
+//! test's `remove_stale()` never takes another's stale segment from under it.
 
 use std::io::{IoSlice, Read};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::sync::MutexGuard;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,8 +33,8 @@ use shmlane_segment::{
     SegmentBuilder, SegmentName, SegmentStatus, TransferError,
 };
 use shmlane_testkit::{
-    Cleanup, SHM_DIR, child_spec, exit_child, process_lock, report, shm_file, spawn_child,
-    split_spec,
+    CHILD_TIMEOUT, Cleanup, SHM_DIR, child_spec, exit_child, process_lock, report, segment_path,
+    spawn_child, split_spec, unique_name, unique_segment,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -43,18 +45,9 @@ use shmlane_testkit::{
 const EXIT_SKIP: i32 = 77;
 /// Exit code of a churn child that was handed a block another process still held.
 const EXIT_DOUBLE_HANDOUT: i32 = 3;
-/// Deadline for an ordinary child.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A fresh segment name: unique per process and call.
-fn unique_name(tag: &str) -> String {
-    shmlane_testkit::unique_name("xproc", tag)
-}
-
-/// Where POSIX shm puts the segment `name`.
-fn shm_path(name: &str) -> PathBuf {
-    shm_file(SegmentName::new(name).unwrap().file_name())
-}
+/// The kind in this binary's segment names ([`unique_name`]).
+const SEGMENTS: &str = "xproc";
 
 /// Whether a path exists as anything, a dangling symlink included.
 fn exists(path: &Path) -> bool {
@@ -67,12 +60,6 @@ fn mode_of(path: &Path) -> u32 {
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-/// Serialises the tests that make or sweep stale segments in `/dev/shm`, so one test's
-/// `remove_stale()` never takes another's stale segment from under it.
-fn stale_lock() -> MutexGuard<'static, ()> {
-    process_lock()
 }
 
 /// Child processes enter here; in the parent (no `SHMLANE_CHILD`) this test does nothing.
@@ -180,8 +167,7 @@ fn child_alloc_one(name: &str, capacity: u32) {
 #[test]
 fn child_allocates_from_parents_pool_and_parent_sees_its_write() {
     const CAPACITY: u32 = 16;
-    let name = unique_name("alloc-one");
-    let _cleanup = Cleanup(shm_path(&name));
+    let (name, _cleanup) = unique_segment(SEGMENTS, "alloc-one");
     let segment = create_pool_segment(&name, CAPACITY);
     let layout = pool_layout(CAPACITY);
     let pool = BlockPool::attach(&segment, layout.pool).unwrap();
@@ -284,8 +270,7 @@ fn concurrent_processes_never_share_or_lose_a_block() {
     const CAPACITY: u32 = 6;
     const CHILDREN: u64 = CHURN_CHILDREN as u64;
     const ITERATIONS: u32 = 50_000;
-    let name = unique_name("churn");
-    let _cleanup = Cleanup(shm_path(&name));
+    let (name, _cleanup) = unique_segment(SEGMENTS, "churn");
     let segment = create_pool_segment(&name, CAPACITY);
     let layout = pool_layout(CAPACITY);
     let pool = BlockPool::attach(&segment, layout.pool).unwrap();
@@ -373,7 +358,7 @@ fn memfd_segment_passes_to_a_child_which_writes_but_cannot_resize_it() {
     let socket = dir.path().join("peer.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     listener.set_nonblocking(true).unwrap();
-    let segment = Segment::builder(unique_name("memfd"))
+    let segment = Segment::builder(unique_name(SEGMENTS, "memfd"))
         .backing(Backing::Memfd)
         .size(MEMFD_SIZE)
         .fingerprint(memfd_fingerprint())
@@ -417,7 +402,7 @@ fn send_raw_fd(socket: &UnixStream, fd: BorrowedFd<'_>) {
 #[test]
 fn receiving_an_unsealed_memfd_is_refused() {
     // A real segment's bytes, copied into a plain memfd: only the seals differ.
-    let original = Segment::builder(unique_name("unsealed"))
+    let original = Segment::builder(unique_name(SEGMENTS, "unsealed"))
         .backing(Backing::Memfd)
         .size(MEMFD_SIZE)
         .fingerprint(memfd_fingerprint())
@@ -459,8 +444,7 @@ fn receiving_an_unsealed_memfd_is_refused() {
 
 #[test]
 fn sending_a_posix_shm_segment_is_refused() {
-    let name = unique_name("send-posix");
-    let _cleanup = Cleanup(shm_path(&name));
+    let (name, _cleanup) = unique_segment(SEGMENTS, "send-posix");
     let segment = Segment::builder(&name).size(4096).create().unwrap();
     let (sender, receiver) = UnixStream::pair().unwrap();
     assert!(matches!(segment.send_fd(&sender), Err(TransferError::NotMemfd)));
@@ -490,7 +474,7 @@ fn child_send_to_dead_peer(name: &str) {
 
 #[test]
 fn sending_to_a_dead_peer_is_an_error_not_sigpipe() {
-    let mut child = spawn_child("send-to-dead-peer", &[&unique_name("dead-peer")]);
+    let mut child = spawn_child("send-to-dead-peer", &[&unique_name(SEGMENTS, "dead-peer")]);
     child.expect_success(CHILD_TIMEOUT);
 }
 
@@ -515,9 +499,9 @@ fn child_die_in_init(name: &str) {
 
 #[test]
 fn creator_killed_during_init_leaves_a_stale_segment_that_is_detected_and_removed() {
-    let _stale = stale_lock();
-    let name = unique_name("killed-in-init");
-    let path = shm_path(&name);
+    let _stale = process_lock();
+    let name = unique_name(SEGMENTS, "killed-in-init");
+    let path = segment_path(&name);
     let _cleanup = Cleanup(path.clone());
     let open = |timeout| {
         Segment::builder(&name).fingerprint(stale_fingerprint()).open_timeout(timeout).open()
@@ -564,7 +548,7 @@ fn creator_killed_during_init_leaves_a_stale_segment_that_is_detected_and_remove
 
 #[test]
 fn created_segment_is_private_by_default() {
-    let name = unique_name("mode-default");
+    let name = unique_name(SEGMENTS, "mode-default");
     let segment = Segment::builder(&name).size(4096).create().unwrap();
     assert_eq!(mode_of(segment.path().unwrap()), 0o600);
 }
@@ -576,7 +560,7 @@ fn child_mode_under_umask(dir: &Path) {
     drop(std::fs::File::create(&probe).unwrap());
     assert_eq!(mode_of(&probe), 0o600);
     for mode in [0o640, 0o666, 0o604] {
-        let name = unique_name("mode-umask");
+        let name = unique_name(SEGMENTS, "mode-umask");
         let segment = Segment::builder(&name).size(4096).mode(mode).create().unwrap();
         let found = mode_of(segment.path().unwrap());
         assert_eq!(found, mode, "mode {mode:o} came out as {found:o} under umask 077");
@@ -586,7 +570,7 @@ fn child_mode_under_umask(dir: &Path) {
 
 #[test]
 fn explicit_mode_is_applied_exactly_whatever_the_umask() {
-    let name = unique_name("mode-640");
+    let name = unique_name(SEGMENTS, "mode-640");
     let segment = Segment::builder(&name).size(4096).mode(0o640).create().unwrap();
     assert_eq!(mode_of(segment.path().unwrap()), 0o640);
 
@@ -601,8 +585,8 @@ fn explicit_mode_is_applied_exactly_whatever_the_umask() {
 
 #[test]
 fn second_create_of_a_name_fails_and_leaves_the_first_intact() {
-    let name = unique_name("exists");
-    let path = shm_path(&name);
+    let name = unique_name(SEGMENTS, "exists");
+    let path = segment_path(&name);
     let first = Segment::builder(&name).size(4096).create().unwrap();
     first.write_bytes(HEADER_SIZE, b"first").unwrap();
     match Segment::builder(&name).size(8192).create() {
@@ -627,7 +611,7 @@ fn check_planted_symlink(backing: Backing, dir: &Path) {
     let target = targets.path().join("precious");
     std::fs::write(&target, b"do not touch").unwrap();
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let name = unique_name("symlink");
+    let name = unique_name(SEGMENTS, "symlink");
     let link = dir.join(SegmentName::new(&name).unwrap().file_name());
     symlink(&target, &link).unwrap();
     let _cleanup = Cleanup(link.clone());
@@ -690,7 +674,7 @@ fn child_as_nobody(private: &str, shared: &str, uid: u32, gid: u32) {
 
     // A 0600 segment of another user cannot be opened at all.
     match Segment::builder(private).open() {
-        Err(OpenError::PermissionDenied { path }) => assert_eq!(path, shm_path(private)),
+        Err(OpenError::PermissionDenied { path }) => assert_eq!(path, segment_path(private)),
         other => panic!("opening another user's 0600 segment gave {other:?}"),
     }
     match Segment::builder(private).any_owner().open_read_only() {
@@ -720,8 +704,8 @@ fn another_user_cannot_open_a_private_segment() {
         eprintln!("skipped: dropping to `nobody` needs root");
         return;
     }
-    let private = unique_name("private");
-    let shared = unique_name("shared");
+    let private = unique_name(SEGMENTS, "private");
+    let shared = unique_name(SEGMENTS, "shared");
     let _private = Segment::builder(&private).size(4096).create().unwrap();
     let _shared = Segment::builder(&shared).size(4096).mode(0o644).create().unwrap();
     let (uid, gid) = nobody();
@@ -743,8 +727,8 @@ fn segment_larger_than_dev_shm_fails_with_no_space_and_leaves_no_file() {
         return;
     }
     let size = vfs.f_blocks * vfs.f_frsize + (1 << 20);
-    let name = unique_name("too-big");
-    let path = shm_path(&name);
+    let name = unique_name(SEGMENTS, "too-big");
+    let path = segment_path(&name);
     let _cleanup = Cleanup(path.clone());
     match Segment::builder(&name).size(size).max_size(u64::MAX).create() {
         Err(CreateError::NoSpace { size: s, path: p }) => {
@@ -814,7 +798,7 @@ fn full_tmpfs_gives_no_space_at_create_not_sigbus() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let name = unique_name("small-tmpfs");
+    let name = unique_name(SEGMENTS, "small-tmpfs");
     let mut child = spawn_child("tmpfs-no-space", &[dir.path().to_str().unwrap(), &name]);
     let status = child.wait(CHILD_TIMEOUT);
     if status.code() == Some(EXIT_SKIP) {
@@ -851,7 +835,7 @@ fn memfd_huge_pages_give_whole_huge_pages_or_huge_pages_unavailable() {
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(0);
     let huge_page = meminfo("Hugepagesize").map_or(2 << 20, |kib| kib * 1024);
-    let result = Segment::builder(unique_name("huge"))
+    let result = Segment::builder(unique_name(SEGMENTS, "huge"))
         .backing(Backing::Memfd)
         .huge_pages(true)
         .size(4096)
@@ -870,8 +854,8 @@ fn memfd_huge_pages_give_whole_huge_pages_or_huge_pages_unavailable() {
 
 #[test]
 fn posix_shm_with_huge_pages_is_unsupported_and_leaves_no_file() {
-    let name = unique_name("huge-posix");
-    let path = shm_path(&name);
+    let name = unique_name(SEGMENTS, "huge-posix");
+    let path = segment_path(&name);
     let _cleanup = Cleanup(path.clone());
     let result = Segment::builder(&name).huge_pages(true).size(4096).create();
     assert!(matches!(result, Err(CreateError::HugePagesUnsupported)), "got {result:?}");
@@ -896,7 +880,7 @@ fn child_writer(name: &str) {
 
 #[test]
 fn read_only_open_sees_another_process_writes_and_cannot_write() {
-    let name = unique_name("read-only");
+    let name = unique_name(SEGMENTS, "read-only");
     let pool_layout = BlockPool::layout(BLOCK_SIZE, BLOCK_SIZE, 4).unwrap();
     let pool_region = Region { offset: 4096, len: pool_layout.size };
     let _creator = Segment::builder(&name)
@@ -938,7 +922,7 @@ fn read_only_open_sees_another_process_writes_and_cannot_write() {
 // ---------------------------------------------------------------------------------------------
 
 fn child_list(name: &str) {
-    let path = shm_path(name);
+    let path = segment_path(name);
     let listed = shmlane_segment::list().unwrap();
     let info = listed.iter().find(|i| i.path == path).expect("the parent's segment is listed");
     report("status", format!("{:?}", info.status));
@@ -947,9 +931,9 @@ fn child_list(name: &str) {
 
 #[test]
 fn live_segment_lists_alive_and_survives_remove_stale() {
-    let _stale = stale_lock();
-    let name = unique_name("alive");
-    let path = shm_path(&name);
+    let _stale = process_lock();
+    let name = unique_name(SEGMENTS, "alive");
+    let path = segment_path(&name);
     let segment = Segment::builder(&name).size(8192).create().unwrap();
 
     let listed = shmlane_segment::list().unwrap();
@@ -981,8 +965,8 @@ fn child_open_drop(name: &str) {
 
 #[test]
 fn creator_drop_unlinks_but_opener_drop_does_not() {
-    let name = unique_name("unlink-on-drop");
-    let path = shm_path(&name);
+    let name = unique_name(SEGMENTS, "unlink-on-drop");
+    let path = segment_path(&name);
     let _cleanup = Cleanup(path.clone());
     let creator = Segment::builder(&name).size(4096).create().unwrap();
 
@@ -999,8 +983,8 @@ fn creator_drop_unlinks_but_opener_drop_does_not() {
 
 #[test]
 fn unlink_on_drop_can_be_turned_off_for_the_creator_and_on_for_an_opener() {
-    let name = unique_name("unlink-flipped");
-    let path = shm_path(&name);
+    let name = unique_name(SEGMENTS, "unlink-flipped");
+    let path = segment_path(&name);
     let _cleanup = Cleanup(path.clone());
     drop(Segment::builder(&name).size(4096).unlink_on_drop(false).create().unwrap());
     assert!(exists(&path), "a creator with unlink_on_drop(false) removed the segment");

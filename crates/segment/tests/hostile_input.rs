@@ -33,6 +33,7 @@ use shmlane_segment::{
     HEADER_SIZE, Offset, OffsetError, OpenError, PoolError, ProcessId, Region, RegionLayout,
     Segment, SegmentBuilder, SegmentStatus, TransferError, list_in, remove_stale_in,
 };
+use shmlane_testkit::{Rng, seed_or};
 use tempfile::TempDir;
 use zerocopy::FromBytes;
 
@@ -790,64 +791,22 @@ fn a_region_at_the_end_of_the_address_space_gives_an_error() {
 // 2. Random files.
 // ---------------------------------------------------------------------------------------------
 
-/// SplitMix64: a small, seedable generator (the cases must be reproducible).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0; the bias is irrelevant here).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next_u64() as u8
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let word = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
-
-    /// A byte that is often a boundary value.
-    fn interesting_byte(&mut self) -> u8 {
-        match self.below(4) {
-            0 => 0,
-            1 => 0xff,
-            2 => self.below(10) as u8,
-            _ => self.byte(),
-        }
+/// A byte that is often a boundary value.
+fn interesting_byte(rng: &mut Rng) -> u8 {
+    match rng.below(4) {
+        0 => 0,
+        1 => 0xff,
+        2 => rng.below(10) as u8,
+        _ => rng.next_u64() as u8,
     }
 }
 
-/// The base seed of the random tests (`SHMLANE_HOSTILE_SEED` overrides it).
-fn base_seed() -> u64 {
-    std::env::var("SHMLANE_HOSTILE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0f5b_1a4e_0000)
-}
+/// Environment variable overriding the base seed of the random tests.
+const SEED_ENV: &str = "SHMLANE_HOSTILE_SEED";
 
 /// Runs `cases` seeded cases of `check`, reporting the seed of a case that panics or fails.
 fn for_each_case(what: &str, cases: u64, mut check: impl FnMut(&mut Rng) -> Result<(), String>) {
-    let base = base_seed();
+    let base = seed_or(SEED_ENV, 0x5eed_0f5b_1a4e_0000);
     for case in 0..cases {
         let seed = base ^ case.wrapping_mul(0xd1b5_4a32_d192_ed03);
         let mut rng = Rng::new(seed);
@@ -1042,7 +1001,7 @@ fn valid_segments_with_a_few_bytes_changed_give_a_truthful_outcome() {
             } else {
                 rng.below(bytes.len() as u64)
             };
-            bytes[at as usize] = rng.interesting_byte();
+            bytes[at as usize] = interesting_byte(rng);
         }
         if rng.percent(10) {
             if rng.percent(50) {
@@ -1460,7 +1419,7 @@ fn mutate_pool(fx: &PoolFixture, rng: &mut Rng) {
             };
             fx.write(at, &value.to_le_bytes()[..(fx.region.len - at).min(4) as usize]);
         } else {
-            fx.write(at, &[rng.interesting_byte()]);
+            fx.write(at, &[interesting_byte(rng)]);
         }
     }
 }

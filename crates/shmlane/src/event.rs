@@ -13,13 +13,14 @@
 //! ids at once by swapping each word to zero (Acquire). The same id notified twice before the
 //! listener looks is seen once: events are level, not counted.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use shmlane_notify::{EventCount, WaitStrategy};
 use shmlane_segment::{
-    Carver, Fingerprint, Offset, Region, RegionLayout, RoleClaim, Segment, SharedView,
+    Carver, Fingerprint, Offset, Region, RegionLayout, RoleClaim, Segment, SegmentRef, SharedView,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -103,31 +104,43 @@ pub struct EventBuilder<'n> {
     max_event_id: u32,
 }
 
-/// An event service, opened by name. Create [`Notifier`]s and [`Listener`]s from it.
-#[derive(Debug)]
+/// An event service, opened by name. Create [`Notifier`]s and [`Listener`]s from it: they own
+/// their share of the service (they can be stored in a struct, moved to another thread, and
+/// outlive the `Event`). Cloning an `Event` is cheap (a reference count).
+#[derive(Debug, Clone)]
 pub struct Event {
-    segment: Segment,
+    open: Arc<OpenEvent>,
+}
+
+/// What this process holds of one event service; the last handle to drop (event, notifier or
+/// listener) removes the segment's name if no live listener is left.
+#[derive(Debug)]
+struct OpenEvent {
+    segment: Arc<Segment>,
     layout: Layout,
     node: Node,
     max_event_id: u32,
 }
 
-/// Sends event ids to every listener.
+/// Sends event ids to every listener. `Send` and `Sync`: one notifier may be shared by
+/// threads.
 #[derive(Debug)]
-pub struct Notifier<'e> {
-    event: &'e Event,
-    listeners: Vec<(&'e ListenerEntry, &'e [AtomicU64])>,
+pub struct Notifier {
+    listeners: Vec<(SegmentRef<ListenerEntry>, SegmentRef<[AtomicU64]>)>,
+    event: Arc<OpenEvent>,
 }
 
-/// Receives event ids; one thread uses it.
+/// Receives event ids. `Send`: move it to the thread that waits.
 #[derive(Debug)]
-pub struct Listener<'e> {
-    _role: RoleClaim<'e>,
-    entry: &'e ListenerEntry,
-    bits: &'e [AtomicU64],
+pub struct Listener {
+    entry: SegmentRef<ListenerEntry>,
+    bits: SegmentRef<[AtomicU64]>,
     /// Ids are below this: bits past it in the last word (only a faulty peer sets them) are
     /// cleared and ignored.
     max_event_id: u32,
+    /// Released before our share of the service, whose last handle removes an unused name.
+    _role: RoleClaim<SegmentRef<AtomicU64>>,
+    _event: Arc<OpenEvent>,
 }
 
 impl<'n> EventBuilder<'n> {
@@ -191,50 +204,66 @@ impl<'n> EventBuilder<'n> {
         if segment.len() < layout.size {
             return Err(TopicError::Corrupt("the segment is smaller than its settings".into()));
         }
-        Ok(Event { segment, layout, node: self.node.clone(), max_event_id: found.max_event_id })
+        let open = OpenEvent {
+            segment: Arc::new(segment),
+            layout,
+            node: self.node.clone(),
+            max_event_id: found.max_event_id,
+        };
+        Ok(Event { open: Arc::new(open) })
     }
 }
 
 impl Event {
     /// Event ids are below this.
     pub fn max_event_id(&self) -> u32 {
-        self.max_event_id
+        self.open.max_event_id
     }
 
     /// A notifier (any number may exist).
-    pub fn notifier(&self) -> Result<Notifier<'_>, ConnectError> {
-        let listeners = (0..self.layout.listeners.len())
+    pub fn notifier(&self) -> Result<Notifier, ConnectError> {
+        let open = &self.open;
+        let listeners = (0..open.layout.listeners.len())
             .map(|l| {
-                Ok((self.layout.entry(&self.segment, l)?, self.layout.bits(&self.segment, l)?))
+                let entry = SegmentRef::try_map(&open.segment, |s| open.layout.entry(s, l))?;
+                let bits = SegmentRef::try_map(&open.segment, |s| open.layout.bits(s, l))?;
+                Ok((entry, bits))
             })
             .collect::<Result<_, TopicError>>()?;
-        Ok(Notifier { event: self, listeners })
+        Ok(Notifier { listeners, event: Arc::clone(open) })
     }
 
     /// Claims a listener slot (taking over one whose holder is proven dead); pending ids left
     /// by a previous holder are cleared.
-    pub fn listener(&self) -> Result<Listener<'_>, ConnectError> {
-        for l in 0..self.layout.listeners.len() {
-            let entry = self.layout.entry(&self.segment, l)?;
-            if let Ok((role, how)) = RoleClaim::claim(&entry.role, self.node.id()) {
+    pub fn listener(&self) -> Result<Listener, ConnectError> {
+        let open = &self.open;
+        for l in 0..open.layout.listeners.len() {
+            let entry = SegmentRef::try_map(&open.segment, |s| open.layout.entry(s, l))?;
+            if let Ok((role, how)) = RoleClaim::claim(entry.project(|e| &e.role), open.node.id()) {
                 if let shmlane_segment::Claimed::TakenOver(dead) = how {
-                    let service = self.segment.name().as_str();
+                    let service = open.segment.name().as_str();
                     crate::events::slot_taken_over(service, "listener", l, dead);
                 }
-                let bits = self.layout.bits(&self.segment, l)?;
-                for word in bits {
+                let bits = SegmentRef::try_map(&open.segment, |s| open.layout.bits(s, l))?;
+                for word in bits.iter() {
                     // Relaxed: only we read these from now on; notifiers set bits atomically.
                     word.store(0, Ordering::Relaxed);
                 }
-                return Ok(Listener { _role: role, entry, bits, max_event_id: self.max_event_id });
+                return Ok(Listener {
+                    entry,
+                    bits,
+                    max_event_id: open.max_event_id,
+                    _role: role,
+                    _event: Arc::clone(open),
+                });
             }
         }
-        let max = self.layout.listeners.len() as u32;
+        let max = open.layout.listeners.len() as u32;
         Err(ConnectError::NoFreeSlot { what: "listener", max })
     }
 }
 
-impl Drop for Event {
+impl Drop for OpenEvent {
     fn drop(&mut self) {
         let held = (0..self.layout.listeners.len()).any(|l| {
             self.layout.entry(&self.segment, l).is_ok_and(|e| {
@@ -249,7 +278,7 @@ impl Drop for Event {
     }
 }
 
-impl Notifier<'_> {
+impl Notifier {
     /// Signals `id` to every listener; returns how many listener slots are held.
     pub fn notify(&self, id: EventId) -> Result<usize, ReceiveError> {
         if id >= self.event.max_event_id {
@@ -272,7 +301,7 @@ impl Notifier<'_> {
     }
 }
 
-impl Listener<'_> {
+impl Listener {
     /// Takes every pending event id (ascending), without blocking.
     pub fn try_take(&self) -> Vec<EventId> {
         let mut ids = Vec::new();
@@ -348,7 +377,7 @@ mod tests {
         let event = node.event("e").max_event_id(70).open_or_create().unwrap();
         let listener = event.listener().unwrap();
         // A faulty peer sets every bit of both words: ids 70..128 do not exist.
-        for word in event.layout.bits(&event.segment, 0).unwrap() {
+        for word in event.open.layout.bits(&event.open.segment, 0).unwrap() {
             word.store(u64::MAX, Ordering::Relaxed);
         }
         let ids = listener.try_take();

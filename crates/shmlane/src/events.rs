@@ -47,12 +47,12 @@ pub(crate) fn payloads_removed(service: &str, slot: usize, generation: u32) {
 
 /// A sample queued for this subscriber named a payload segment it could not read (gone,
 /// not ready or invalid): skipped and counted as a drop.
-pub(crate) fn unreadable_sample(service: &str, publisher: usize, value: u64) {
+pub(crate) fn unreadable_sample(service: &str, publisher: usize, generation: u32) {
     tracing::debug!(
         target: "shmlane",
         service,
         publisher,
-        generation = value >> 32,
+        generation,
         "skipped a sample whose payload segment cannot be read (counted in drops)"
     );
 }

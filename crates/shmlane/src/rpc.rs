@@ -48,24 +48,24 @@ pub struct Rpc<Req, Resp> {
 
 /// Answers requests. One per service.
 #[derive(Debug)]
-pub struct Server<'r, Req, Resp> {
-    requests: Subscriber<'r, Req>,
-    responses: Publisher<'r, Resp>,
+pub struct Server<Req, Resp> {
+    requests: Subscriber<Req>,
+    responses: Publisher<Resp>,
 }
 
 /// A received request: derefs to the payload in shared memory; answer it with
 /// [`Server::respond`].
 #[derive(Debug)]
-pub struct Request<'s, 'r, Req: ZeroCopy> {
-    sample: Sample<'s, 'r, Req>,
+pub struct Request<'s, Req: ZeroCopy> {
+    sample: Sample<'s, Req>,
     tag: u64,
 }
 
 /// Sends requests and receives their responses.
 #[derive(Debug)]
-pub struct Client<'r, Req, Resp> {
-    requests: Publisher<'r, Req>,
-    responses: Subscriber<'r, Resp>,
+pub struct Client<Req, Resp> {
+    requests: Publisher<Req>,
+    responses: Subscriber<Resp>,
     /// This client's tag prefix: its response subscriber slot + 1, and its incarnation.
     prefix: u64,
     next: Cell<u32>,
@@ -140,14 +140,14 @@ impl<'n, Req: ZeroCopy, Resp: ZeroCopy> RpcBuilder<'n, Req, Resp> {
 
 impl<Req: ZeroCopy, Resp: ZeroCopy> Rpc<Req, Resp> {
     /// Becomes the server (one at a time).
-    pub fn server(&self) -> Result<Server<'_, Req, Resp>, ConnectError> {
+    pub fn server(&self) -> Result<Server<Req, Resp>, ConnectError> {
         let requests = self.requests.subscriber()?;
         let responses = self.responses.publisher()?;
         Ok(Server { requests, responses })
     }
 
     /// Becomes a client.
-    pub fn client(&self) -> Result<Client<'_, Req, Resp>, ConnectError> {
+    pub fn client(&self) -> Result<Client<Req, Resp>, ConnectError> {
         let responses = self.responses.subscriber()?;
         let requests = self.requests.publisher()?;
         let incarnation = responses.generation() & 0xffff;
@@ -156,9 +156,9 @@ impl<Req: ZeroCopy, Resp: ZeroCopy> Rpc<Req, Resp> {
     }
 }
 
-impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Server<'r, Req, Resp> {
+impl<Req: ZeroCopy, Resp: ZeroCopy> Server<Req, Resp> {
     /// The next request, if one is queued.
-    pub fn receive(&self) -> Result<Option<Request<'_, 'r, Req>>, ReceiveError> {
+    pub fn receive(&self) -> Result<Option<Request<'_, Req>>, ReceiveError> {
         Ok(self.requests.receive()?.map(|sample| {
             let tag = sample.tag();
             Request { sample, tag }
@@ -170,18 +170,14 @@ impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Server<'r, Req, Resp> {
         &self,
         strategy: &mut impl WaitStrategy,
         timeout: Option<Duration>,
-    ) -> Result<Request<'_, 'r, Req>, ReceiveError> {
+    ) -> Result<Request<'_, Req>, ReceiveError> {
         let sample = self.requests.receive_with(strategy, timeout)?;
         let tag = sample.tag();
         Ok(Request { sample, tag })
     }
 
     /// Sends `response` to the client that sent `request`.
-    pub fn respond(
-        &self,
-        request: &Request<'_, 'r, Req>,
-        response: Resp,
-    ) -> Result<(), PublishError> {
+    pub fn respond(&self, request: &Request<'_, Req>, response: Resp) -> Result<(), PublishError> {
         let mut loan = self.responses.loan()?;
         *loan = response;
         crash_point!("shmlane.respond.loaned");
@@ -192,14 +188,20 @@ impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Server<'r, Req, Resp> {
     }
 }
 
-impl<Req: ZeroCopy> Request<'_, '_, Req> {
+impl<Req: ZeroCopy> Request<'_, Req> {
     /// The client slot that sent it.
     pub fn client(&self) -> usize {
         self.sample.publisher_slot()
     }
+
+    /// The request by copy, read with volatile loads, as [`Sample::read`] does: for a server
+    /// that does not trust its clients to leave a request alone while it reads it.
+    pub fn read(&self) -> Req {
+        self.sample.read()
+    }
 }
 
-impl<Req: ZeroCopy> Deref for Request<'_, '_, Req> {
+impl<Req: ZeroCopy> Deref for Request<'_, Req> {
     type Target = Req;
 
     fn deref(&self) -> &Req {
@@ -207,7 +209,7 @@ impl<Req: ZeroCopy> Deref for Request<'_, '_, Req> {
     }
 }
 
-impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Client<'r, Req, Resp> {
+impl<Req: ZeroCopy, Resp: ZeroCopy> Client<Req, Resp> {
     /// Sends `request` (waiting up to 1 s if the server's queue for this client is full).
     pub fn send(&self, request: Req) -> Result<Pending, PublishError> {
         let sequence = self.next.get();
@@ -224,7 +226,7 @@ impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Client<'r, Req, Resp> {
     /// to this client's earlier requests, are dropped on the way.
     /// Skips at most a queue's worth of other responses per call (a server that floods us
     /// cannot keep us here): `None` then, and the next call goes on.
-    pub fn receive(&self, pending: Pending) -> Result<Option<Sample<'_, 'r, Resp>>, ReceiveError> {
+    pub fn receive(&self, pending: Pending) -> Result<Option<Sample<'_, Resp>>, ReceiveError> {
         let config = self.responses.topic_config();
         let bound = config.subscriber_capacity as usize * config.max_publishers as usize + 1;
         for _ in 0..bound {
@@ -242,7 +244,7 @@ impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Client<'r, Req, Resp> {
         pending: Pending,
         strategy: &mut impl WaitStrategy,
         timeout: Option<Duration>,
-    ) -> Result<Sample<'_, 'r, Resp>, ReceiveError> {
+    ) -> Result<Sample<'_, Resp>, ReceiveError> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -259,7 +261,7 @@ impl<'r, Req: ZeroCopy, Resp: ZeroCopy> Client<'r, Req, Resp> {
         request: Req,
         strategy: &mut impl WaitStrategy,
         timeout: Option<Duration>,
-    ) -> Result<Sample<'_, 'r, Resp>, CallError> {
+    ) -> Result<Sample<'_, Resp>, CallError> {
         let pending = self.send(request)?;
         Ok(self.receive_with(pending, strategy, timeout)?)
     }

@@ -1,4 +1,4 @@
-//! Test-only harness for shmlane's cross-process integration tests.
+//! Test-only harness for shmlane's tests.
 //!
 //! A test that needs a peer re-executes its own test binary as a child ([`spawn_child`]):
 //! `current_exe --exact child_entry --nocapture --test-threads=1` with [`CHILD_ENV`]`=role:args`
@@ -7,6 +7,12 @@
 //! once, so it passes as an ordinary test. Children report values to the parent as stdout lines
 //! [`REPORT_PREFIX`]`KEY VALUE` ([`report`]), which [`ChildProc::report`] waits for. Every wait
 //! on a child has a deadline: a hang kills the child and fails the test instead of blocking CI.
+//!
+//! Beside the children: [`unique_name`] and [`segment_path`] name a test's segments and
+//! [`Cleanup`] removes them; [`Rng`] and [`seed`] make randomised tests replayable; [`me`] and
+//! [`dead_owner`] are the role owners a test writes to play a live or a dead peer; and, with
+//! the `queue` feature, `queue::RawQueue` reaches a shared queue's words where the queue says
+//! they are.
 
 #![deny(missing_docs)]
 
@@ -24,13 +30,28 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
+#[cfg(feature = "queue")]
+pub mod queue;
+mod rng;
+mod segment;
+
+pub use rng::{Rng, SEED_ENV, env_u64, seed, seed_or};
+pub use segment::{dead_owner, me, segment_path, unique_segment};
+
 /// Environment variable that turns a test binary's `child_entry` into a child role:
 /// `role:arg arg ...`.
 pub const CHILD_ENV: &str = "SHMLANE_CHILD";
 /// Prefix of the stdout lines a child reports on (libtest prints its own lines too).
 pub const REPORT_PREFIX: &str = "@@shmlane ";
+/// Exit code of a child that saw values out of order: a gap or a duplicate.
+pub const EXIT_ORDER: i32 = 2;
+/// Exit code of a child whose check or call failed, or whose wait timed out (the reason is on
+/// its stderr).
+pub const EXIT_FAILED: i32 = 3;
 /// Exit code of a child left waiting to be killed whose parent went away.
 pub const EXIT_ORPHANED: i32 = 4;
+/// Deadline for a child's report or exit.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a child waiting to be killed lives if nobody kills it.
 pub const ORPHAN_LIMIT: Duration = Duration::from_secs(120);
 /// Where POSIX shared memory lives.
@@ -68,6 +89,11 @@ pub fn process_lock() -> MutexGuard<'static, ()> {
 /// The child's role spec from [`CHILD_ENV`], or `None` in the parent.
 pub fn child_spec() -> Option<String> {
     std::env::var(CHILD_ENV).ok()
+}
+
+/// A numeric argument of a child's role; ends the child (code 2) if it is not a number.
+pub fn arg_u64(arg: &str) -> u64 {
+    arg.parse().unwrap_or_else(|_| fail(2, format!("not a number: {arg}")))
 }
 
 /// Splits a role spec `role:arg arg ...` into the role and its arguments.
@@ -334,6 +360,24 @@ impl ChildProc {
         }
     }
 
+    /// Waits for the child to die of `signal` (`why`: what should have killed it); fails the
+    /// test if it ended any other way, or hangs past `timeout`.
+    pub fn expect_signal(&mut self, signal: Signal, why: &str, timeout: Duration) {
+        let status = self.wait(timeout);
+        assert_eq!(
+            status.signal(),
+            Some(signal.as_raw()),
+            "child `{}` was to die of {signal:?} ({why}), got {status}. stderr:\n{}",
+            self.role,
+            self.stderr()
+        );
+    }
+
+    /// Waits for a child armed with the crash point `point` to kill itself there (SIGKILL).
+    pub fn expect_crash(&mut self, point: &str, timeout: Duration) {
+        self.expect_signal(Signal::KILL, &format!("its crash point {point}"), timeout);
+    }
+
     /// Waits for the child and fails unless it exited with code 0.
     pub fn expect_success(&mut self, timeout: Duration) {
         let status = self.wait(timeout);
@@ -376,6 +420,55 @@ pub fn stop_when(child: &mut ChildProc, attempts: u64, mut caught: impl FnMut() 
     }
     child.stop();
     false
+}
+
+/// A spinning wait on a racing peer, for tests that cannot afford [`wait_for`]'s sleeps: each
+/// [`wait`](Spin::wait) spins once, and every so many waits yields instead (the peer may share
+/// our core) and checks the deadline.
+#[derive(Debug)]
+pub struct Spin {
+    deadline: Instant,
+    yield_every: u32,
+    waits: u32,
+}
+
+impl Spin {
+    /// Waits that give up at `deadline`, yielding every 64.
+    pub fn until(deadline: Instant) -> Spin {
+        Spin { deadline, yield_every: 64, waits: 0 }
+    }
+
+    /// The same, yielding every `waits` waits.
+    pub fn yielding_every(self, waits: u32) -> Spin {
+        Spin { yield_every: waits.max(1), ..self }
+    }
+
+    /// One more wait for `what`; `Err` once the deadline has passed.
+    pub fn wait(&mut self, what: &str) -> Result<(), String> {
+        self.waits = self.waits.wrapping_add(1);
+        if !self.waits.is_multiple_of(self.yield_every) {
+            std::hint::spin_loop();
+            return Ok(());
+        }
+        if Instant::now() >= self.deadline {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        thread::yield_now();
+        Ok(())
+    }
+}
+
+/// Spins ([`Spin`]) until `done` holds; `Err` once `deadline` passes.
+pub fn spin_until(
+    what: &str,
+    deadline: Instant,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let mut spin = Spin::until(deadline);
+    while !done() {
+        spin.wait(what)?;
+    }
+    Ok(())
 }
 
 /// Polls `done` until it holds, failing the test after `timeout`.

@@ -42,7 +42,7 @@ impl Topics {
     }
 
     /// `side`'s end: it publishes on its outbound topic and subscribes to its inbound one.
-    pub fn link(&self, side: Side, blocking: bool) -> Result<PubSub<'_>, LinkError> {
+    pub fn link(&self, side: Side, blocking: bool) -> Result<PubSub, LinkError> {
         let publisher = self.topics[side.outbound()]
             .publisher()
             .map_err(|e| LinkError::shmlane("claim a publisher slot", e))?;
@@ -56,15 +56,15 @@ impl Topics {
 
 /// One process's end of a facade transport.
 #[derive(Debug)]
-pub struct PubSub<'t> {
-    publisher: Publisher<'t, u64>,
-    subscriber: Subscriber<'t, u64>,
+pub struct PubSub {
+    publisher: Publisher<u64>,
+    subscriber: Subscriber<u64>,
     words: usize,
     /// `Some` for `shmlane-blocking`.
     strategy: Option<Blocking>,
 }
 
-impl Link for PubSub<'_> {
+impl Link for PubSub {
     #[inline(always)]
     fn send(&mut self, seq: u64) -> Result<(), LinkError> {
         let delivered = if self.words == 1 {
@@ -89,7 +89,7 @@ impl Link for PubSub<'_> {
         // The sequence number: the value itself (`Deref`) for a one-word message, the first
         // element of the slice otherwise.
         let words = self.words;
-        let first = move |sample: &Sample<'_, '_, u64>| {
+        let first = move |sample: &Sample<'_, u64>| {
             if words == 1 { **sample } else { sample.as_slice()[0] }
         };
         let got = match &mut self.strategy {

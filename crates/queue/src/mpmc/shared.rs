@@ -36,6 +36,8 @@
 
 use std::cell::Cell;
 use std::fmt;
+#[cfg(not(feature = "loom"))]
+use std::mem::offset_of;
 
 use crossbeam_utils::CachePadded;
 #[cfg(not(feature = "loom"))]
@@ -50,6 +52,8 @@ use crate::descriptor::{
 };
 #[cfg(not(feature = "loom"))]
 use crate::descriptor::{Descriptor, check_region};
+#[cfg(not(feature = "loom"))]
+use crate::raw::{RawEntries, RawLayout};
 use crate::slot::Slot;
 use crate::spsc::PopError;
 use crate::sync::{AtomicU64, Ordering};
@@ -113,6 +117,30 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
             .and_then(|bytes| slots_at.checked_add(bytes))
             .ok_or(LayoutError::Overflow)?;
         Ok(RegionLayout { size, align: (align_of::<Slot<T>>() as u64).max(128) })
+    }
+
+    /// Where the words of a queue of `capacity` slots and the given participant limits live in
+    /// its region, for tests.
+    #[cfg(not(feature = "loom"))]
+    #[doc(hidden)]
+    pub fn raw_layout(
+        capacity: u64,
+        max_producers: u64,
+        max_consumers: u64,
+    ) -> Result<RawLayout, QueueError> {
+        let size = Self::layout(capacity, max_producers, max_consumers)?.size;
+        let count = max_producers + max_consumers;
+        let slots = Self::slots_at(count);
+        Ok(RawLayout {
+            repairs: Some([LOST_AT, SKIPPED_AT]),
+            entries: Some(RawEntries {
+                at: ENTRIES_AT,
+                size: size_of::<Entry>() as u64,
+                count,
+                announcement: size_of::<AtomicU64>() as u64,
+            }),
+            ..RawLayout::of_slots::<Slot<T>>(size, slots, offset_of!(Slot<T>, value))
+        })
     }
 
     fn slots_at(entries: u64) -> u64 {
@@ -289,7 +317,7 @@ fn check_participants(max_producers: u64, max_consumers: u64) -> Result<(), Queu
 struct End<'seg, T> {
     queue: SharedMpmc<'seg, T>,
     entry: &'seg Entry,
-    _role: RoleClaim<'seg>,
+    _role: RoleClaim<&'seg AtomicU64>,
     /// `(position, polls)`: how long the current position has looked stuck.
     stuck: Cell<(u64, u32)>,
 }

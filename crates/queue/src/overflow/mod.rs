@@ -41,7 +41,7 @@ mod shared;
 
 pub use heap::{Heap, new};
 #[cfg(not(feature = "loom"))]
-pub use shared::{OverflowSnapshot, Shared, SharedOverflow};
+pub use shared::{OverflowSnapshot, Owned, OwnedOverflow, Shared, SharedOverflow};
 
 use crate::descriptor::MAX_POSITION;
 use crate::sync::{AtomicU64, Ordering};

@@ -15,7 +15,13 @@
 //! one consumer at a time. A producer that takes over resumes after the later of `head` and
 //! `tail` and any stamped slots beyond, as the SPSC queue does.
 
-use shmlane_segment::{Fingerprint, LayoutError, Offset, Region, RegionLayout, Segment};
+use std::mem::offset_of;
+
+use std::sync::Arc;
+
+use shmlane_segment::{
+    Fingerprint, LayoutError, Offset, Region, RegionLayout, Segment, SegmentRef,
+};
 use zerocopy::IntoBytes;
 
 use super::{Consumer, Corrupt, IndexSlot, Producer, Ring, Storage};
@@ -23,6 +29,7 @@ use crate::descriptor::{
     Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, PADDED, QueueError, TAIL_AT, check_capacity,
     check_region,
 };
+use crate::raw::RawLayout;
 use crate::sync::{AtomicU64, Ordering};
 
 const MAGIC: [u8; 8] = *b"SHMLOVFL";
@@ -93,6 +100,17 @@ impl<'seg> SharedOverflow<'seg> {
         Ok(RegionLayout { size, align: 128 })
     }
 
+    /// Where the words of a queue of `capacity` slots live in its region, for tests.
+    #[doc(hidden)]
+    pub fn raw_layout(capacity: u64) -> Result<RawLayout, QueueError> {
+        let size = Self::layout(capacity)?.size;
+        let value = offset_of!(IndexSlot, value);
+        Ok(RawLayout {
+            seen: Some(SEEN_AT),
+            ..RawLayout::of_slots::<IndexSlot>(size, SLOTS_AT, value)
+        })
+    }
+
     /// Writes a fresh, empty queue into `region` (while creating the segment).
     pub fn init_in(
         segment: &'seg Segment,
@@ -125,29 +143,12 @@ impl<'seg> SharedOverflow<'seg> {
     /// The producing end, resuming after every value a previous producer published. The
     /// caller guarantees it is the only producer.
     pub fn producer(&self) -> Result<Producer<Shared<'seg>>, Corrupt> {
-        // Acquire: pairs with the previous ends' Release stores and CASes.
-        let head = self.head.load(Ordering::Acquire);
-        let mut tail = self.checked_tail(head)?.max(head);
-        let capacity = self.slots.len() as u64;
-        let ring = Shared(*self);
-        // A producer that died between a stamp and its `tail` store published that slot.
-        // Acquire: pairs with its Release stamp store.
-        while tail - head < capacity
-            && ring.ring().slot(tail).stamp.load(Ordering::Acquire) == tail + 1
-        {
-            tail += 1;
-        }
-        // Release: pairs with Acquire loads of `tail` (`len`).
-        self.tail.store(tail, Ordering::Release);
-        Ok(Producer::start(ring, tail, head))
+        resume_producer(Shared(*self))
     }
 
     /// The consuming end. The caller guarantees it is the only consumer.
     pub fn consumer(&self) -> Result<Consumer<Shared<'seg>>, Corrupt> {
-        // Acquire: pairs with the previous ends' Release stores and CASes.
-        let head = self.head.load(Ordering::Acquire);
-        self.checked_tail(head)?;
-        Ok(Consumer::start(Shared(*self)))
+        resume_consumer(Shared(*self))
     }
 
     /// Empties the queue and forgets every stamp (for a connection that starts over: no end
@@ -177,16 +178,6 @@ impl<'seg> SharedOverflow<'seg> {
     /// Whether the queue holds nothing (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// The shared tail, if consistent with `head` (see `SharedSpsc`).
-    fn checked_tail(&self, head: u64) -> Result<u64, Corrupt> {
-        // Acquire: pairs with the producer's Release store of `tail`.
-        let tail = self.tail.load(Ordering::Acquire);
-        if tail.abs_diff(head) > self.slots.len() as u64 || head.max(tail) >= MAX_POSITION {
-            return Err(Corrupt { head, tail });
-        }
-        Ok(tail)
     }
 
     /// Copies the state of the queue in `region` out of `segment`, which may be mapped
@@ -237,4 +228,114 @@ impl<'seg> SharedOverflow<'seg> {
             seen: word(SEEN_AT)?,
         })
     }
+}
+
+/// A [`SharedOverflow`] that keeps its segment mapped (it holds the segment's `Arc`): its ends
+/// can be stored in a handle that owns its share of the segment, with no borrow to carry.
+#[derive(Debug, Clone)]
+pub struct OwnedOverflow {
+    slots: SegmentRef<[IndexSlot]>,
+    head: SegmentRef<AtomicU64>,
+    tail: SegmentRef<AtomicU64>,
+    seen: SegmentRef<AtomicU64>,
+}
+
+/// Segment storage for one end that keeps the segment mapped ([`OwnedOverflow`]).
+#[derive(Debug)]
+pub struct Owned(OwnedOverflow);
+
+impl Storage for Owned {
+    #[inline(always)]
+    fn ring(&self) -> Ring<'_> {
+        let queue = &self.0;
+        Ring { slots: &queue.slots, head: &queue.head, tail: &queue.tail, seen: &queue.seen }
+    }
+}
+
+impl OwnedOverflow {
+    /// Attaches to a queue another process initialised, validating its descriptor, as
+    /// [`SharedOverflow::attach`] does.
+    pub fn attach(
+        segment: &Arc<Segment>,
+        region: Region,
+        fingerprint: Fingerprint,
+    ) -> Result<Self, QueueError> {
+        let capacity = SharedOverflow::attach(segment, region, fingerprint)?.capacity() as u64;
+        Ok(OwnedOverflow {
+            slots: SegmentRef::try_map(segment, |s| {
+                Self::part(s, region, capacity).map(|q| q.slots)
+            })?,
+            head: SegmentRef::try_map(segment, |s| {
+                Self::part(s, region, capacity).map(|q| q.head)
+            })?,
+            tail: SegmentRef::try_map(segment, |s| {
+                Self::part(s, region, capacity).map(|q| q.tail)
+            })?,
+            seen: SegmentRef::try_map(segment, |s| {
+                Self::part(s, region, capacity).map(|q| q.seen)
+            })?,
+        })
+    }
+
+    /// The validated queue in `segment` (the parts are taken one by one, each as a borrow of
+    /// the segment).
+    fn part(
+        segment: &Segment,
+        region: Region,
+        capacity: u64,
+    ) -> Result<SharedOverflow<'_>, QueueError> {
+        SharedOverflow::view(segment, region, capacity)
+    }
+
+    /// The producing end, as [`SharedOverflow::producer`].
+    pub fn producer(&self) -> Result<Producer<Owned>, Corrupt> {
+        resume_producer(Owned(self.clone()))
+    }
+
+    /// The consuming end, as [`SharedOverflow::consumer`].
+    pub fn consumer(&self) -> Result<Consumer<Owned>, Corrupt> {
+        resume_consumer(Owned(self.clone()))
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+/// The producing end over `storage`, resuming after every value a previous producer
+/// published. The caller guarantees it is the only producer.
+fn resume_producer<S: Storage>(storage: S) -> Result<Producer<S>, Corrupt> {
+    let ring = storage.ring();
+    // Acquire: pairs with the previous ends' Release stores and CASes.
+    let head = ring.head.load(Ordering::Acquire);
+    let mut tail = checked_tail(&ring, head)?.max(head);
+    // A producer that died between a stamp and its `tail` store published that slot.
+    // Acquire: pairs with its Release stamp store.
+    while tail - head < ring.capacity() && ring.slot(tail).stamp.load(Ordering::Acquire) == tail + 1
+    {
+        tail += 1;
+    }
+    // Release: pairs with Acquire loads of `tail` (`len`).
+    ring.tail.store(tail, Ordering::Release);
+    Ok(Producer::start(storage, tail, head))
+}
+
+/// The consuming end over `storage`. The caller guarantees it is the only consumer.
+fn resume_consumer<S: Storage>(storage: S) -> Result<Consumer<S>, Corrupt> {
+    let ring = storage.ring();
+    // Acquire: pairs with the previous ends' Release stores and CASes.
+    let head = ring.head.load(Ordering::Acquire);
+    checked_tail(&ring, head)?;
+    Ok(Consumer::start(storage))
+}
+
+/// The shared tail, if consistent with `head` (see `SharedSpsc`).
+fn checked_tail(ring: &Ring<'_>, head: u64) -> Result<u64, Corrupt> {
+    // Acquire: pairs with the producer's Release store of `tail`.
+    let tail = ring.tail.load(Ordering::Acquire);
+    if tail.abs_diff(head) > ring.capacity() || head.max(tail) >= MAX_POSITION {
+        return Err(Corrupt { head, tail });
+    }
+    Ok(tail)
 }

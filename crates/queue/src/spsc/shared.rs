@@ -19,6 +19,8 @@
 //! consumer killed after reading a value but before storing `head` leaves that value to its
 //! successor, which reads it again: across a consumer crash, delivery is at-least-once.
 
+use std::mem::offset_of;
+
 use shmlane_segment::{
     Fingerprint, LayoutError, Offset, Region, RegionLayout, RoleClaim, RoleOwner, Segment,
 };
@@ -29,6 +31,7 @@ use crate::descriptor::{
     ClaimError, Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, Plain, QueueError, TAIL_AT,
     check_capacity, check_region,
 };
+use crate::raw::RawLayout;
 use crate::sync::{AtomicU64, Ordering};
 
 const MAGIC: [u8; 8] = *b"SHMLSPSC";
@@ -76,7 +79,7 @@ pub struct Shared<'seg, T> {
     slots: &'seg [Slot<T>],
     head: &'seg AtomicU64,
     tail: &'seg AtomicU64,
-    _role: RoleClaim<'seg>,
+    _role: RoleClaim<&'seg AtomicU64>,
 }
 
 impl<T> Storage<T> for Shared<'_, T> {
@@ -98,6 +101,17 @@ impl<'seg, T: Plain> SharedSpsc<'seg, T> {
             .and_then(|bytes| slots_at.checked_add(bytes))
             .ok_or(LayoutError::Overflow)?;
         Ok(RegionLayout { size, align })
+    }
+
+    /// Where the words of a queue of `capacity` slots live in its region, for tests.
+    #[doc(hidden)]
+    pub fn raw_layout(capacity: u64) -> Result<RawLayout, QueueError> {
+        let size = Self::layout(capacity)?.size;
+        let slots = SLOTS_AT.next_multiple_of(align_of::<Slot<T>>() as u64);
+        Ok(RawLayout {
+            roles: Some([PRODUCER_ROLE_AT, CONSUMER_ROLE_AT]),
+            ..RawLayout::of_slots::<Slot<T>>(size, slots, offset_of!(Slot<T>, value))
+        })
     }
 
     /// Writes a fresh, empty queue into `region` (while creating the segment).

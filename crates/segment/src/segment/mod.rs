@@ -27,11 +27,13 @@ mod create;
 mod error;
 mod open;
 mod open_or_create;
+mod shared_ref;
 
 pub use backing::Backing;
 pub(crate) use backing::{Location, SHM_DIR};
 pub use builder::SegmentBuilder;
 pub use error::{CreateError, OpenError};
+pub use shared_ref::SegmentRef;
 
 /// An open, validated shared-memory segment.
 ///

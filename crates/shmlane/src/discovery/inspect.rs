@@ -20,7 +20,7 @@ use super::entries::{
 use super::{Peer, SegmentEntry, SegmentKind, ServiceKind, Verdict, segments};
 use crate::TopicConfig;
 use crate::topic::layout::{DATA_HEADER_AT, DATA_MAGIC, DataHeader, TopicHeader, VERSION};
-use crate::topic::pool::{MAX_BLOCKS, MAX_POOLS, split};
+use crate::topic::words::{BlockId, MAX_BLOCKS, MAX_POOLS, QueuedBlock};
 use crate::topic::{DATA_FINGERPRINT, QUEUE_FINGERPRINT};
 
 /// One segment in detail ([`inspect`]).
@@ -220,13 +220,14 @@ fn topic_detail(
         let Some(peer) = peer(segment, p, layout.publisher_role_at(p), None)? else { continue };
         // The slot's generation is a u32 stored in a u64 word.
         let generation = read_u64(segment, layout.publisher_generation_at(p))? as u32;
-        let blocks: BTreeSet<u32> = queues[p * subscribers..(p + 1) * subscribers]
+        let blocks: BTreeSet<BlockId> = queues[p * subscribers..(p + 1) * subscribers]
             .iter()
             .flatten()
             .flatten()
             .flat_map(|queue| &queue.values)
-            .filter(|&&value| (value >> 32) as u32 == generation)
-            .map(|&value| value as u32)
+            .map(|&value| QueuedBlock::from_raw(value))
+            .filter(|queued| queued.generation() == generation)
+            .map(QueuedBlock::block)
             .collect();
         let pools = if generation == 0 {
             Vec::new()
@@ -272,7 +273,7 @@ fn pools(
     generation: u32,
     header: &TopicHeader,
     config: &TopicConfig,
-    queued: &BTreeSet<u32>,
+    queued: &BTreeSet<BlockId>,
     problems: &mut Vec<String>,
 ) -> Vec<PoolDetail> {
     let mut found = Vec::new();
@@ -287,10 +288,9 @@ fn pools(
             if header.type_fingerprint != data_header(segment)?.type_fingerprint {
                 return Err("its payload type differs from the topic's".into());
             }
-            let of_pool = queued
-                .iter()
-                .map(|&block| split(block))
-                .filter(|&(at, index)| at == pool as usize && (index as u64) < detail.blocks);
+            let of_pool = queued.iter().filter(|block| {
+                block.pool() == pool as usize && (block.index() as u64) < detail.blocks
+            });
             detail.queued = Some(of_pool.count() as u64);
             Ok(detail)
         });

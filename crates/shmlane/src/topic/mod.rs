@@ -14,8 +14,11 @@ pub(crate) mod layout;
 pub(crate) mod pool;
 mod publisher;
 mod subscriber;
+pub(crate) mod words;
 
 use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use shmlane_queue::overflow::SharedOverflow;
@@ -127,12 +130,12 @@ impl TopicConfig {
         if self.max_slice_len == 0 {
             return bad("max_slice_len is 0: use at least 1".into());
         }
-        if self.blocks() > pool::MAX_BLOCKS {
+        if self.blocks() > words::MAX_BLOCKS {
             return bad(format!(
                 "{} payload blocks per publisher (max_loans + history + max_subscribers × \
                  (subscriber_capacity + max_held)): at most {}",
                 self.blocks(),
-                pool::MAX_BLOCKS
+                words::MAX_BLOCKS
             ));
         }
         for (name, value) in [("max_held", self.max_held), ("max_loans", self.max_loans)] {
@@ -329,16 +332,16 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
                 layout.size
             )));
         }
-        Ok(Topic {
+        let open = OpenTopic {
             node: self.node.clone(),
             kind: self.kind,
             service: self.service,
-            segment,
+            segment: Arc::new(segment),
             layout,
             config,
             type_info,
-            _payload: PhantomData,
-        })
+        };
+        Ok(Topic { open: Arc::new(open), _payload: PhantomData })
     }
 }
 
@@ -370,50 +373,67 @@ enum Mode {
 }
 
 /// A publish/subscribe service of `T`, opened by name. Create [`Publisher`]s and
-/// [`Subscriber`]s from it; they borrow it.
+/// [`Subscriber`]s from it: they own their share of the topic, so they can be stored in a
+/// struct and moved to the thread that uses them, and they outlive the `Topic` they came from.
+/// Cloning a `Topic` is cheap (a reference count).
 ///
-/// The control segment stays while any process has the topic open; the last handle to drop,
-/// finding no live publisher or subscriber, removes it.
+/// The control segment stays while any process has the topic open; the last handle of the
+/// last process to drop (topic, publisher or subscriber), finding no live publisher or
+/// subscriber, removes it.
 #[derive(Debug)]
 pub struct Topic<T> {
+    open: Arc<OpenTopic>,
+    _payload: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Topic<T> {
+    fn clone(&self) -> Self {
+        Topic { open: Arc::clone(&self.open), _payload: PhantomData }
+    }
+}
+
+/// What this process holds of one open topic: its control segment mapped, and its settings.
+/// Shared (`Arc`) by the [`Topic`] handles and by every publisher and subscriber made from
+/// them; the last of these to drop runs the topic's clean-up.
+#[derive(Debug)]
+pub(crate) struct OpenTopic {
     node: Node,
     kind: &'static str,
     service: String,
-    segment: Segment,
+    segment: Arc<Segment>,
     layout: Layout,
     config: TopicConfig,
     type_info: TypeInfo,
-    _payload: PhantomData<fn() -> T>,
 }
 
 impl<T: ZeroCopy> Topic<T> {
     /// The service name.
     pub fn service(&self) -> &str {
-        &self.service
+        &self.open.service
     }
 
     /// The settings the topic was created with.
     pub fn config(&self) -> TopicConfig {
-        self.config
+        self.open.config
     }
 
     /// The payload type's identity as recorded.
     pub fn type_info(&self) -> TypeInfo {
-        self.type_info
+        self.open.type_info
     }
 
     /// Claims a publisher slot (taking over one whose holder is proven dead).
-    pub fn publisher(&self) -> Result<Publisher<'_, T>, crate::ConnectError> {
-        Publisher::new(self)
+    pub fn publisher(&self) -> Result<Publisher<T>, crate::ConnectError> {
+        Publisher::new(&self.open)
     }
 
     /// Claims a subscriber slot (taking over one whose holder is proven dead).
-    pub fn subscriber(&self) -> Result<Subscriber<'_, T>, crate::ConnectError> {
-        Subscriber::new(self)
+    pub fn subscriber(&self) -> Result<Subscriber<T>, crate::ConnectError> {
+        Subscriber::new(&self.open)
     }
 }
 
-impl<T> Topic<T> {
+impl OpenTopic {
     /// Name suffix (after the namespace) of publisher `slot`'s payload segment `generation`.
     fn data_suffix(&self, slot: usize, generation: u32) -> String {
         format!("{}.p{slot}.g{generation}", self.data_prefix())
@@ -432,7 +452,10 @@ impl<T> Topic<T> {
         (0..subscribers).any(|s| {
             let (submission, _) = self.layout.connection(slot * subscribers + s);
             match SharedOverflow::snapshot(&self.segment, submission, QUEUE_FINGERPRINT) {
-                Ok(queued) => queued.values.iter().any(|&v| (v >> 32) as u32 == generation),
+                Ok(queued) => queued
+                    .values
+                    .iter()
+                    .any(|&v| words::QueuedBlock::from_raw(v).generation() == generation),
                 Err(_) => true,
             }
         })
@@ -472,11 +495,11 @@ impl<T> Topic<T> {
     }
 }
 
-impl<T> Drop for Topic<T> {
+impl Drop for OpenTopic {
     fn drop(&mut self) {
-        // Publishers and subscribers borrow the topic, so ours are gone; if nobody else's are
-        // left, nothing can be lost by removing the name (mappings stay valid), nor the
-        // payloads of dead publishers.
+        // Our publishers and subscribers hold the topic open, so they are gone; if nobody
+        // else's are left, nothing can be lost by removing the name (mappings stay valid), nor
+        // the payloads of dead publishers.
         if !self.has_live_participants() {
             let _ = self.segment.unlink();
             self.remove_departed_payloads();
@@ -487,8 +510,11 @@ impl<T> Drop for Topic<T> {
 /// Claims the role in `word` for `me`: free, or taken over from a holder proven dead. A slot
 /// freed between the two steps of a takeover (a publisher released its dead subscriber) is
 /// free: claimed on a second try.
-fn claim_role(word: &AtomicU64, me: RoleOwner) -> Option<(RoleClaim<'_>, Claimed)> {
-    match RoleClaim::claim(word, me) {
+fn claim_role<W: Deref<Target = AtomicU64> + Clone>(
+    word: W,
+    me: RoleOwner,
+) -> Option<(RoleClaim<W>, Claimed)> {
+    match RoleClaim::claim(word.clone(), me) {
         Ok(claimed) => Some(claimed),
         // Relaxed: only decides whether to try again; the claim's CAS synchronises.
         Err(_) if word.load(Ordering::Relaxed) == 0 => RoleClaim::claim(word, me).ok(),

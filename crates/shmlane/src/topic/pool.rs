@@ -1,7 +1,7 @@
 //! A publisher's payload blocks: the base segment, sized for the topic's `max_slice_len`, and
 //! segments added on demand for larger slices, each for one size class (a power-of-two number
-//! of elements). A block is named by `pool << 24 | index` (pool 0 is the base); a queued value
-//! is `generation << 32 | block`.
+//! of elements). A block is named by a [`BlockId`] (pool 0 is the base); a queued value is a
+//! [`QueuedBlock`](super::words::QueuedBlock).
 //!
 //! Per block, private to the publisher: `holders` (a bit per subscriber slot that has it queued
 //! or in hand, and [`HISTORY`]) and whether it is loaned. A block is free when both are empty.
@@ -14,19 +14,14 @@ use zerocopy::IntoBytes;
 use super::layout::{
     BLOCK_ALIGN, DATA_HEADER_AT, DATA_MAGIC, DataHeader, TAG_AT, VERSION, block_geometry,
 };
-use super::{DATA_FINGERPRINT, Topic};
+use super::words::{BlockId, MAX_POOLS};
+use super::{DATA_FINGERPRINT, OpenTopic};
 use crate::error::PublishError;
 use crate::node::Node;
 use crate::payload::ZeroCopy;
 
 /// The holder bit that marks a block kept in the history (subscriber slots use bits 0..63).
 pub(crate) const HISTORY: u64 = 1 << 63;
-/// Bits of a block id that index within its pool.
-const INDEX_BITS: u32 = 24;
-/// Most blocks in one pool.
-pub(crate) const MAX_BLOCKS: u64 = 1 << INDEX_BITS;
-/// Most pools: the base and 255 added ones.
-pub(crate) const MAX_POOLS: usize = 256;
 /// Blocks in a pool added for a size class (it adds another when they are all in use).
 const GROWTH_BLOCKS: u64 = 2;
 
@@ -91,7 +86,7 @@ pub(crate) struct Pools {
 impl Pools {
     /// Creates the base pool of `blocks` blocks of `max_len` elements.
     pub(crate) fn new<T: ZeroCopy>(
-        topic: &Topic<T>,
+        topic: &OpenTopic,
         slot: usize,
         generation: u32,
         max_len: u64,
@@ -103,7 +98,7 @@ impl Pools {
     }
 
     /// Removes the payload segments of `generation` of publisher `slot` (a dead holder's).
-    pub(crate) fn remove<T>(topic: &Topic<T>, slot: usize, generation: u32) {
+    pub(crate) fn remove(topic: &OpenTopic, slot: usize, generation: u32) {
         let suffix = topic.data_suffix(slot, generation);
         remove_segment(&topic.node, &suffix);
         for pool in 1..MAX_POOLS {
@@ -124,7 +119,7 @@ impl Pools {
     /// Removes every payload segment of publisher `slot`, of any generation (listed by name);
     /// returns how many. For a caller that holds the slot's role, so that nobody creates one
     /// meanwhile.
-    pub(crate) fn remove_every<T>(topic: &Topic<T>, slot: usize) -> usize {
+    pub(crate) fn remove_every(topic: &OpenTopic, slot: usize) -> usize {
         let node = &topic.node;
         let prefix = format!("{}.{}.p{slot}.g", node.namespace(), topic.data_prefix());
         let dir = node.root().unwrap_or(std::path::Path::new("/dev/shm"));
@@ -149,12 +144,12 @@ impl Pools {
     /// Takes a free block for `len` elements and marks it loaned, if one is free (never adds
     /// a pool).
     #[inline]
-    pub(crate) fn take_free(&mut self, len: u64) -> Option<u32> {
+    pub(crate) fn take_free(&mut self, len: u64) -> Option<BlockId> {
         let p = if len <= self.pools[0].max_len { 0 } else { self.with_free(len)? };
         let pool = &mut self.pools[p];
         let index = pool.free.pop()?;
         pool.loaned[index as usize] = true;
-        Some((p as u32) << INDEX_BITS | index)
+        Some(BlockId::new(p, index))
     }
 
     /// The pool with a free block for `len` elements, if any: the base pool up to its
@@ -170,9 +165,9 @@ impl Pools {
     /// A free block for `len` elements (1 ≤ `len`), loaned; adds a pool if none is free.
     pub(crate) fn take<T: ZeroCopy>(
         &mut self,
-        topic: &Topic<T>,
+        topic: &OpenTopic,
         len: u64,
-    ) -> Result<u32, PublishError> {
+    ) -> Result<BlockId, PublishError> {
         let base_fits = len <= self.pools[0].max_len;
         let found = self.with_free(len).and_then(|p| Some((p, self.pools[p].free.pop()?)));
         let (pool, index) = match found {
@@ -192,13 +187,13 @@ impl Pools {
             }
         };
         self.pools[pool].loaned[index as usize] = true;
-        Ok((pool as u32) << INDEX_BITS | index)
+        Ok(BlockId::new(pool, index))
     }
 
     /// Writes `len` (and a zero tag) into `block`'s header and returns a pointer to its
     /// elements. `block` is one of ours, from a pool whose blocks hold `len` elements.
     #[inline]
-    pub(crate) fn elements<T>(&self, block: u32, len: u64) -> NonNull<T> {
+    pub(crate) fn elements<T>(&self, block: BlockId, len: u64) -> NonNull<T> {
         let (pool, start) = self.block(block);
         debug_assert!(len <= pool.max_len);
         // SAFETY: the two header words lie at the start of the block (8-aligned: the first
@@ -212,7 +207,7 @@ impl Pools {
 
     /// Writes `block`'s tag (read back by subscribers) over the zero `elements` wrote.
     #[inline]
-    pub(crate) fn set_tag(&self, block: u32, tag: u64) {
+    pub(crate) fn set_tag(&self, block: BlockId, tag: u64) {
         let (_, start) = self.block(block);
         // SAFETY: the tag word lies in the block's header, in bounds and 8-aligned (as in
         // `elements`).
@@ -227,7 +222,7 @@ impl Pools {
     pub(crate) fn warm_next(&self) {
         let pool = &self.pools[0];
         if let Some(&index) = pool.free.last() {
-            let (_, start) = self.block(index);
+            let (_, start) = self.block(BlockId::new(0, index));
             // SAFETY: the tag word of a block of ours, in bounds and 8-aligned (as in
             // `elements`); the block is free, so no subscriber reads it.
             unsafe { start.add(TAG_AT as usize).cast::<u64>().write(0) };
@@ -236,9 +231,8 @@ impl Pools {
 
     /// `block`'s pool and first byte.
     #[inline]
-    fn block(&self, block: u32) -> (&Pool, NonNull<u8>) {
-        let (pool, index) = split(block);
-        let pool = &self.pools[pool];
+    fn block(&self, block: BlockId) -> (&Pool, NonNull<u8>) {
+        let (pool, index) = (&self.pools[block.pool()], block.index());
         assert!(index < pool.holders.len(), "block {block} is not one of ours");
         // SAFETY: `index` is below the pool's block count, so the block lies in the blocks'
         // extent, which `create` checked lies in the mapping.
@@ -246,27 +240,23 @@ impl Pools {
     }
 
     /// Whether `block` names one of our blocks (a value handed back by a peer may not).
-    pub(crate) fn contains(&self, block: u32) -> bool {
-        let (pool, index) = split(block);
-        self.pools.get(pool).is_some_and(|p| index < p.holders.len())
+    pub(crate) fn contains(&self, block: BlockId) -> bool {
+        self.pools.get(block.pool()).is_some_and(|p| block.index() < p.holders.len())
     }
 
     /// `block`'s holder bits. `block` must be ours ([`contains`](Self::contains)).
-    pub(crate) fn holders(&mut self, block: u32) -> &mut u64 {
-        let (pool, index) = split(block);
-        &mut self.pools[pool].holders[index]
+    pub(crate) fn holders(&mut self, block: BlockId) -> &mut u64 {
+        &mut self.pools[block.pool()].holders[block.index()]
     }
 
     /// Ends `block`'s loan.
-    pub(crate) fn unloan(&mut self, block: u32) {
-        let (pool, index) = split(block);
-        self.pools[pool].loaned[index] = false;
+    pub(crate) fn unloan(&mut self, block: BlockId) {
+        self.pools[block.pool()].loaned[block.index()] = false;
     }
 
     /// Returns `block` to its free list if nobody holds it and it is not loaned.
-    pub(crate) fn free_if_unused(&mut self, block: u32) {
-        let (pool, index) = split(block);
-        let pool = &mut self.pools[pool];
+    pub(crate) fn free_if_unused(&mut self, block: BlockId) {
+        let (pool, index) = (&mut self.pools[block.pool()], block.index());
         if pool.holders[index] == 0 && !pool.loaned[index] {
             pool.free.push(index as u32);
         }
@@ -306,14 +296,9 @@ impl Pools {
     }
 }
 
-/// (pool, index) of a block id.
-pub(crate) fn split(block: u32) -> (usize, usize) {
-    ((block >> INDEX_BITS) as usize, (block & ((1 << INDEX_BITS) - 1)) as usize)
-}
-
 /// Creates payload segment `suffix` with `blocks` blocks of `max_len` elements.
 fn create<T: ZeroCopy>(
-    topic: &Topic<T>,
+    topic: &OpenTopic,
     suffix: &str,
     generation: u32,
     max_len: u64,

@@ -7,19 +7,22 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::ops::{Deref, DerefMut};
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shmlane_notify::{Backoff, WaitStrategy};
 
-use shmlane_queue::overflow::{Consumer, Producer, Shared, SharedOverflow};
-use shmlane_segment::{Claimed, Liveness, RoleClaim, RoleOwner, crash_point};
+use shmlane_queue::overflow::{Consumer, Owned, OwnedOverflow, Producer};
+use shmlane_segment::{Claimed, Liveness, RoleClaim, RoleOwner, SegmentRef, crash_point};
 
 use super::layout::{PublisherEntry, SubscriberEntry};
 use super::pool::{BlockCounts, HISTORY, Pools};
-use super::{Overflow, QUEUE_FINGERPRINT, Topic, claim_role};
+use super::words::{BlockId, QueuedBlock};
+use super::{OpenTopic, Overflow, QUEUE_FINGERPRINT, claim_role};
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
 
@@ -37,13 +40,16 @@ fn coarse_ms() -> u64 {
     (now.tv_sec as u64).saturating_mul(1000).saturating_add(now.tv_nsec as u64 / 1_000_000)
 }
 
-/// A topic's sending end. One thread uses it (it is not `Sync`).
+/// A topic's sending end. It owns its share of the topic (it can be stored in a struct and
+/// outlives the [`Topic`](super::Topic) it came from) and is `Send`: move it to the thread that
+/// publishes. One thread uses it at a time (it is not `Sync`: its loans and private block table
+/// are unsynchronised).
 #[derive(Debug)]
-pub struct Publisher<'t, T> {
-    topic: &'t Topic<T>,
-    entry: &'t PublisherEntry,
+pub struct Publisher<T> {
+    state: RefCell<State>,
+    entry: SegmentRef<PublisherEntry>,
+    subscribers: Vec<SegmentRef<SubscriberEntry>>,
     block_timeout: Cell<Duration>,
-    _role: RoleClaim<'t>,
     /// Our publisher slot.
     slot: usize,
     generation: u32,
@@ -51,20 +57,23 @@ pub struct Publisher<'t, T> {
     /// a subscriber when we took the slot: removed once none is left (at our drop at the
     /// latest; else by the topic's last handle).
     departed: Option<u32>,
-    subscribers: Vec<&'t SubscriberEntry>,
-    state: RefCell<State<'t>>,
+    /// Released after the fields above are dropped (our payloads handled) ...
+    _role: RoleClaim<SegmentRef<AtomicU64>>,
+    /// ... and before our share of the topic, whose last handle cleans up what nobody holds.
+    topic: Arc<OpenTopic>,
+    _payload: PhantomData<fn(T)>,
 }
 
 #[derive(Debug)]
-struct State<'t> {
+struct State {
     /// The last `history` blocks sent, oldest first (each also marked with `HISTORY`).
-    history: VecDeque<u32>,
+    history: VecDeque<BlockId>,
     pools: Pools,
     loans: u32,
-    connections: Vec<Connection<'t>>,
+    connections: Vec<ToSubscriber>,
 }
 
-impl<T> Drop for Publisher<'_, T> {
+impl<T> Drop for Publisher<T> {
     fn drop(&mut self) {
         let state = self.state.get_mut();
         // A sample `send` reported delivered stays receivable after we leave: while one is
@@ -77,7 +86,7 @@ impl<T> Drop for Publisher<'_, T> {
         if let Some(departed) = self.departed
             && !self.topic.has_queued(self.slot, departed)
         {
-            Pools::remove(self.topic, self.slot, departed);
+            Pools::remove(&self.topic, self.slot, departed);
             crate::events::payloads_removed(&self.topic.service, self.slot, departed);
         }
     }
@@ -85,12 +94,12 @@ impl<T> Drop for Publisher<'_, T> {
 
 /// The publisher's side of one subscriber slot.
 #[derive(Debug)]
-struct Connection<'t> {
+struct ToSubscriber {
     /// The subscriber generation being served (0: none).
     served: u64,
-    ack: &'t AtomicU64,
-    submission: Producer<Shared<'t>>,
-    completion: Consumer<Shared<'t>>,
+    ack: SegmentRef<AtomicU64>,
+    submission: Producer<Owned>,
+    completion: Consumer<Owned>,
     /// Blocks this subscriber has queued or in hand.
     outstanding: u64,
     /// When its liveness was last checked while it was not draining its queue ([`coarse_ms`]).
@@ -101,20 +110,20 @@ struct Connection<'t> {
 /// without sending, the block goes back to the pool. Its bytes are whatever the block last
 /// held (every bit pattern is a valid `T`): set every field you publish.
 #[derive(Debug)]
-pub struct Loan<'p, 't, T: ZeroCopy> {
-    publisher: &'p Publisher<'t, T>,
-    block: u32,
+pub struct Loan<'p, T: ZeroCopy> {
+    publisher: &'p Publisher<T>,
+    block: BlockId,
     ptr: NonNull<T>,
 }
 
-impl<'t, T: ZeroCopy> Publisher<'t, T> {
-    pub(crate) fn new(topic: &'t Topic<T>) -> Result<Self, ConnectError> {
+impl<T: ZeroCopy> Publisher<T> {
+    pub(crate) fn new(topic: &Arc<OpenTopic>) -> Result<Self, ConnectError> {
         let config = topic.config;
         let me = topic.node.id();
         let mut claimed = None;
         for p in 0..config.max_publishers as usize {
-            let entry = topic.layout.publisher(&topic.segment, p)?;
-            if let Some((role, how)) = claim_role(&entry.role, me) {
+            let entry = SegmentRef::try_map(&topic.segment, |s| topic.layout.publisher(s, p))?;
+            if let Some((role, how)) = claim_role(entry.project(|e| &e.role), me) {
                 if let Claimed::TakenOver(dead) = how {
                     crate::events::slot_taken_over(&topic.service, "publisher", p, dead);
                 }
@@ -140,7 +149,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         }
         let generation = previous.wrapping_add(1).max(1);
         let max_len = u64::from(config.max_slice_len);
-        let pools = Pools::new(topic, slot, generation, max_len, config.blocks())?;
+        let pools = Pools::new::<T>(topic, slot, generation, max_len, config.blocks())?;
         crash_point!("shmlane.publisher.pool_created");
         // Release: publishes the payload segment to subscribers that load it with Acquire.
         entry.generation.store(u64::from(generation), Ordering::Release);
@@ -149,14 +158,15 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         let mut subscribers = Vec::with_capacity(subscribers_max);
         let mut connections = Vec::with_capacity(subscribers_max);
         for s in 0..subscribers_max {
-            subscribers.push(topic.layout.subscriber(&topic.segment, s)?);
+            subscribers
+                .push(SegmentRef::try_map(&topic.segment, |seg| topic.layout.subscriber(seg, s))?);
             let c = slot * subscribers_max + s;
             let (submission, completion) = topic.layout.connection(c);
-            let submission = SharedOverflow::attach(&topic.segment, submission, QUEUE_FINGERPRINT)?;
-            let completion = SharedOverflow::attach(&topic.segment, completion, QUEUE_FINGERPRINT)?;
-            connections.push(Connection {
+            let submission = OwnedOverflow::attach(&topic.segment, submission, QUEUE_FINGERPRINT)?;
+            let completion = OwnedOverflow::attach(&topic.segment, completion, QUEUE_FINGERPRINT)?;
+            connections.push(ToSubscriber {
                 served: 0,
-                ack: topic.layout.ack(&topic.segment, c)?,
+                ack: SegmentRef::try_map(&topic.segment, |seg| topic.layout.ack(seg, c))?,
                 submission: submission.producer()?,
                 completion: completion.consumer()?,
                 outstanding: 0,
@@ -170,20 +180,21 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             connections,
         };
         Ok(Publisher {
-            topic,
+            state: RefCell::new(state),
             entry,
+            subscribers,
             block_timeout: Cell::new(DEFAULT_BLOCK_TIMEOUT),
-            _role: role,
             slot,
             generation,
             departed,
-            subscribers,
-            state: RefCell::new(state),
+            _role: role,
+            topic: Arc::clone(topic),
+            _payload: PhantomData,
         })
     }
 
     /// Loans a payload block to write a sample into.
-    pub fn loan(&self) -> Result<Loan<'_, 't, T>, PublishError> {
+    pub fn loan(&self) -> Result<Loan<'_, T>, PublishError> {
         let (block, ptr) = self.take_block(1)?;
         Ok(Loan { publisher: self, block, ptr })
     }
@@ -192,7 +203,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// audio frames. Up to the topic's `max_slice_len` it comes from the base pool; a larger
     /// slice comes from a payload segment added for its size class (a power of two of
     /// elements), kept for later loans of that class.
-    pub fn loan_slice(&self, len: usize) -> Result<SliceLoan<'_, 't, T>, PublishError> {
+    pub fn loan_slice(&self, len: usize) -> Result<SliceLoan<'_, T>, PublishError> {
         let len64 = u64::try_from(len).ok().filter(|n| (1..=u64::from(u32::MAX)).contains(n));
         let len64 = len64.ok_or(PublishError::BadSliceLen { len })?;
         let (block, ptr) = self.take_block(len64)?;
@@ -200,7 +211,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     }
 
     /// Takes a free block and records `len` in it; returns it with a pointer to its elements.
-    fn take_block(&self, len: u64) -> Result<(u32, NonNull<T>), PublishError> {
+    fn take_block(&self, len: u64) -> Result<(BlockId, NonNull<T>), PublishError> {
         let mut state = self.state.borrow_mut();
         if state.loans >= self.topic.config.max_loans {
             return Err(PublishError::OutOfBlocks);
@@ -220,12 +231,12 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// No block was free: collects returns, then adds a pool for `len` if its size class
     /// has none or, failing that, takes back the blocks of dead subscribers.
     #[cold]
-    fn take_block_slow(&self, state: &mut State<'t>, len: u64) -> Result<u32, PublishError> {
-        self.collect(state);
-        match state.pools.take(self.topic, len) {
+    fn take_block_slow(&self, state: &mut State, len: u64) -> Result<BlockId, PublishError> {
+        self.take_returns(state);
+        match state.pools.take::<T>(&self.topic, len) {
             Err(PublishError::OutOfBlocks) => {
-                self.reclaim_dead(state);
-                state.pools.take(self.topic, len)
+                self.reclaim_dead_subscribers(state);
+                state.pools.take::<T>(&self.topic, len)
             }
             other => other,
         }
@@ -239,7 +250,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     }
 
     /// A loan dropped without sending: the block is free again.
-    fn unloan(&self, block: u32) {
+    fn unloan(&self, block: BlockId) {
         let mut state = self.state.borrow_mut();
         state.pools.unloan(block);
         state.loans -= 1;
@@ -255,7 +266,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// A full subscriber queue is handled by the topic's [`Overflow`] policy: drop-oldest
     /// evicts its oldest sample (counted in that subscriber's drops), block waits for room,
     /// reject refuses the whole send.
-    pub fn send(&self, loan: Loan<'_, 't, T>) -> Result<usize, PublishError> {
+    pub fn send(&self, loan: Loan<'_, T>) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
         self.publish(block, 0, None)
@@ -265,7 +276,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// slot `only` alone if given (a response goes to the client that asked).
     pub(crate) fn send_tagged(
         &self,
-        loan: Loan<'_, 't, T>,
+        loan: Loan<'_, T>,
         tag: u64,
         only: Option<usize>,
     ) -> Result<usize, PublishError> {
@@ -275,20 +286,21 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     }
 
     /// Publishes a loaned slice to every subscriber, as [`send`](Self::send) does.
-    pub fn send_slice(&self, loan: SliceLoan<'_, 't, T>) -> Result<usize, PublishError> {
+    pub fn send_slice(&self, loan: SliceLoan<'_, T>) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
         self.publish(block, 0, None)
     }
 
-    /// Sends `block` to every served subscriber (or to slot `only`).
-    fn publish(&self, block: u32, tag: u64, only: Option<usize>) -> Result<usize, PublishError> {
-        let targets = match only {
-            // A slot named by a peer (a request's tag) may be anything: none if out of range.
-            Some(s) if s < self.subscribers.len() => s..s + 1,
-            Some(_) => 0..0,
-            None => 0..self.subscribers.len(),
-        };
+    /// Sends `block` to every served subscriber (or to slot `only`): makes room as the
+    /// overflow policy says, delivers, keeps it in the history, then takes in returns.
+    fn publish(
+        &self,
+        block: BlockId,
+        tag: u64,
+        only: Option<usize>,
+    ) -> Result<usize, PublishError> {
+        let targets = self.targets(only);
         let mut state = self.state.borrow_mut();
         if tag != 0 {
             state.pools.set_tag(block, tag);
@@ -296,41 +308,76 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         // The block stays marked loaned until the send is done: a value a peer forged into a
         // queue may name it, and its release must not free it while it is being handed out.
         state.loans -= 1;
-        self.serve_subscribers(&mut state);
-        let room = match self.topic.config.overflow {
-            Overflow::DropOldest => Ok(()),
-            Overflow::Reject => {
-                if !targets.clone().all(|s| self.has_room(&state, s)) {
-                    self.collect(&mut state);
-                }
-                if targets.clone().all(|s| self.has_room(&state, s)) {
-                    Ok(())
-                } else {
-                    Err(PublishError::SubscriberFull)
-                }
-            }
-            Overflow::Block => self.wait_for_room(&mut state, targets.clone()),
-        };
-        if let Err(e) = room {
-            self.collect(&mut state);
+        self.follow_subscribers(&mut state);
+        if let Err(e) = self.make_room(&mut state, targets.clone()) {
+            self.take_returns(&mut state);
             state.pools.unloan(block);
             state.pools.free_if_unused(block);
             return Err(e);
         }
         crash_point!("shmlane.send.unloaned");
-        let value = u64::from(self.generation) << 32 | u64::from(block);
+        let (delivered, stuck) = self.deliver(&mut state, block, targets);
+        self.keep_in_history(&mut state, block);
+        state.pools.unloan(block);
+        state.pools.free_if_unused(block);
+        if stuck != 0 {
+            // After the block's holders are complete: cleaning a dead subscriber out may free it.
+            self.check_stuck(&mut state, stuck);
+        }
+        // Returns are taken in after the sample is on its way, off the critical path, and the
+        // next loan's block is made ready for writing.
+        self.take_returns(&mut state);
+        state.pools.warm_next();
+        Ok(delivered)
+    }
+
+    /// The subscriber slots a send goes to: all, or slot `only`.
+    #[inline]
+    fn targets(&self, only: Option<usize>) -> Range<usize> {
+        match only {
+            // A slot named by a peer (a request's tag) may be anything: none if out of range.
+            Some(s) if s < self.subscribers.len() => s..s + 1,
+            Some(_) => 0..0,
+            None => 0..self.subscribers.len(),
+        }
+    }
+
+    /// Whether the send may go ahead under the topic's overflow policy: drop-oldest always
+    /// (it evicts while delivering), reject if every target has room, block once they have.
+    #[inline]
+    fn make_room(&self, state: &mut State, targets: Range<usize>) -> Result<(), PublishError> {
+        match self.topic.config.overflow {
+            Overflow::DropOldest => Ok(()),
+            Overflow::Reject => {
+                if !targets.clone().all(|s| self.has_room(state, s)) {
+                    self.take_returns(state);
+                }
+                if targets.clone().all(|s| self.has_room(state, s)) {
+                    Ok(())
+                } else {
+                    Err(PublishError::SubscriberFull)
+                }
+            }
+            Overflow::Block => self.wait_for_room(state, targets),
+        }
+    }
+
+    /// Queues `block` for every served subscriber in `targets`, evicting under drop-oldest;
+    /// returns how many it was queued for, and the mask of subscribers that are not draining
+    /// their queues (at their limit, or evicted from), to be checked for death.
+    #[inline]
+    fn deliver(&self, state: &mut State, block: BlockId, targets: Range<usize>) -> (usize, u64) {
+        let queued = QueuedBlock::new(self.generation, block);
         let limit = self.outstanding_limit();
         let mut delivered = 0;
-        // Subscribers that are not draining their queue (at their limit, or evicted from):
-        // checked for death once the sample is on its way.
         let mut stuck = 0u64;
         for s in targets {
             if state.connections[s].served == 0 {
                 continue;
             }
-            let entry = self.subscribers[s];
+            let entry = &self.subscribers[s];
             if state.connections[s].outstanding >= limit {
-                self.collect_from(&mut state, s);
+                self.take_returns_from(state, s);
             }
             if state.connections[s].outstanding >= limit {
                 // Relaxed: a statistic.
@@ -338,14 +385,13 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                 stuck |= 1 << s;
                 continue;
             }
-            let pushed = state.connections[s].submission.push(value);
-            match pushed {
+            match state.connections[s].submission.push(queued.to_raw()) {
                 Ok(evicted) => {
                     *state.pools.holders(block) |= 1 << s;
                     state.connections[s].outstanding += 1;
                     delivered += 1;
                     if let Some(evicted) = evicted {
-                        Self::release(&mut state, self.generation, evicted, s);
+                        Self::take_back(state, self.generation, evicted, s);
                         // Relaxed: a statistic.
                         entry.drops.fetch_add(1, Ordering::Relaxed);
                         stuck |= 1 << s;
@@ -357,34 +403,30 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                 Err(_) => state.connections[s].served = 0,
             }
         }
-        if self.topic.config.history > 0 {
-            *state.pools.holders(block) |= HISTORY;
-            state.history.push_back(block);
-            if state.history.len() > self.topic.config.history as usize
-                && let Some(oldest) = state.history.pop_front()
-            {
-                *state.pools.holders(oldest) &= !HISTORY;
-                state.pools.free_if_unused(oldest);
-            }
+        (delivered, stuck)
+    }
+
+    /// Keeps `block` in the history (if the topic has one), letting the oldest go.
+    #[inline]
+    fn keep_in_history(&self, state: &mut State, block: BlockId) {
+        if self.topic.config.history == 0 {
+            return;
         }
-        state.pools.unloan(block);
-        state.pools.free_if_unused(block);
-        if stuck != 0 {
-            // After the block's holders are complete: cleaning a dead subscriber out may free it.
-            self.check_stuck(&mut state, stuck);
+        *state.pools.holders(block) |= HISTORY;
+        state.history.push_back(block);
+        if state.history.len() > self.topic.config.history as usize
+            && let Some(oldest) = state.history.pop_front()
+        {
+            *state.pools.holders(oldest) &= !HISTORY;
+            state.pools.free_if_unused(oldest);
         }
-        // Returns are taken in after the sample is on its way, off the critical path, and the
-        // next loan's block is made ready for writing.
-        self.collect(&mut state);
-        state.pools.warm_next();
-        Ok(delivered)
     }
 
     /// The subscribers in mask `stuck` stopped draining their queues: a subscriber that is
     /// proven dead has its blocks taken back and its slot freed. Each is checked at most once
     /// per [`LIVENESS_SLICE`] (reading its liveness costs microseconds).
     #[cold]
-    fn check_stuck(&self, state: &mut State<'t>, stuck: u64) {
+    fn check_stuck(&self, state: &mut State, stuck: u64) {
         let now = coarse_ms();
         let slice = LIVENESS_SLICE.as_millis() as u64;
         for s in 0..state.connections.len() {
@@ -394,13 +436,13 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             let due = state.connections[s].checked.is_none_or(|at| now.wrapping_sub(at) >= slice);
             if due {
                 state.connections[s].checked = Some(now);
-                self.reclaim_if_dead(state, s);
+                self.reclaim_subscriber_if_dead(state, s);
             }
         }
     }
 
     /// Whether subscriber slot `s` can take one more sample without an eviction.
-    fn has_room(&self, state: &State<'t>, s: usize) -> bool {
+    fn has_room(&self, state: &State, s: usize) -> bool {
         let connection = &state.connections[s];
         connection.served == 0
             || (connection.submission.len() < connection.submission.capacity()
@@ -417,17 +459,13 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// we also follow subscribers leaving and joining (a new subscriber that took over the slot
     /// of a dead one is served from scratch, its predecessor's queue emptied) and clean out the
     /// one we wait for if it is proven dead.
-    fn wait_for_room(
-        &self,
-        state: &mut State<'t>,
-        targets: std::ops::Range<usize>,
-    ) -> Result<(), PublishError> {
+    fn wait_for_room(&self, state: &mut State, targets: Range<usize>) -> Result<(), PublishError> {
         let timeout = self.block_timeout.get();
         let deadline = Instant::now().checked_add(timeout);
         let mut strategy = Backoff::new().spins(1_000).yields(10);
         for s in targets {
             loop {
-                self.collect(state);
+                self.take_returns(state);
                 if self.has_room(state, s) {
                     break;
                 }
@@ -443,8 +481,8 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
                     .then_some(())
                 });
                 if waited.is_err() {
-                    self.serve_subscribers(state);
-                    self.reclaim_if_dead(state, s);
+                    self.follow_subscribers(state);
+                    self.reclaim_subscriber_if_dead(state, s);
                 }
             }
         }
@@ -455,7 +493,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// takes back every block it had, stops serving it, and frees its slot (if its role word
     /// still names the dead holder), so that every publisher cleans its connection too and a
     /// new subscriber claims the slot as a free one. Returns whether it was dead.
-    fn reclaim_if_dead(&self, state: &mut State<'t>, s: usize) -> bool {
+    fn reclaim_subscriber_if_dead(&self, state: &mut State, s: usize) -> bool {
         let role = &self.subscribers[s].role;
         // Acquire: only the holder's identity is used; a claim is an Acquire CAS and publishes
         // nothing (the subscriber's state is ordered by its AcqRel generation bump).
@@ -469,7 +507,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             state.connections[s].outstanding,
             dead,
         );
-        self.clean(state, s);
+        self.empty_connection(state, s);
         state.connections[s].served = 0;
         // Release: pairs with the Acquire of the next claim, as a holder's own release does.
         // Failure (Relaxed): a new subscriber took the slot over; it is served from scratch.
@@ -480,7 +518,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// Subscribers being served now.
     pub fn subscribers(&self) -> usize {
         let mut state = self.state.borrow_mut();
-        self.serve_subscribers(&mut state);
+        self.follow_subscribers(&mut state);
         state.connections.iter().filter(|c| c.served != 0).count()
     }
 
@@ -491,19 +529,19 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// slot). For monitoring and tests: it walks every block.
     pub fn block_counts(&self) -> BlockCounts {
         let mut state = self.state.borrow_mut();
-        self.collect(&mut state);
+        self.take_returns(&mut state);
         state.pools.counts()
     }
 
     /// Takes back returned blocks from every served subscriber.
-    fn collect(&self, state: &mut State<'t>) {
+    fn take_returns(&self, state: &mut State) {
         for s in 0..state.connections.len() {
-            self.collect_from(state, s);
+            self.take_returns_from(state, s);
         }
     }
 
     /// Takes back the blocks subscriber slot `s` returned.
-    fn collect_from(&self, state: &mut State<'t>, s: usize) {
+    fn take_returns_from(&self, state: &mut State, s: usize) {
         if state.connections[s].served == 0 {
             return;
         }
@@ -511,15 +549,16 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
         // returns more than it holds) cannot keep us here.
         for _ in 0..state.connections[s].completion.capacity() {
             let Some(value) = state.connections[s].completion.pop() else { break };
-            Self::release(state, self.generation, value, s);
+            Self::take_back(state, self.generation, value, s);
         }
     }
 
     /// Subscriber `s` gave back (or lost) `value`: clear its holder bit if the value is one of
     /// our blocks that `s` holds; anything else (a stale generation, a lie) is ignored.
-    fn release(state: &mut State<'t>, generation: u32, value: u64, s: usize) {
-        let block = value as u32;
-        if (value >> 32) as u32 != generation || !state.pools.contains(block) {
+    fn take_back(state: &mut State, generation: u32, value: u64, s: usize) {
+        let queued = QueuedBlock::from_raw(value);
+        let block = queued.block();
+        if queued.generation() != generation || !state.pools.contains(block) {
             return;
         }
         let bit = 1u64 << s;
@@ -535,15 +574,15 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// freed) is cleaned (its queue emptied, its blocks taken back) before the new generation is
     /// acknowledged, so a new subscriber never sees its predecessor's samples.
     #[inline]
-    fn serve_subscribers(&self, state: &mut State<'t>) {
+    fn follow_subscribers(&self, state: &mut State) {
         for s in 0..state.connections.len() {
-            let entry = self.subscribers[s];
+            let entry = &self.subscribers[s];
             // Acquire (both): the role word's value only (a claim publishes nothing); the
             // generation load pairs with the subscriber's AcqRel generation bump.
             let held = entry.role.load(Ordering::Acquire) != 0;
             let generation = if held { entry.generation.load(Ordering::Acquire) } else { 0 };
             if generation != state.connections[s].served {
-                self.serve(state, s, generation);
+                self.start_serving(state, s, generation);
             }
         }
     }
@@ -551,7 +590,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     /// Subscriber slot `s` changed hands (its generation is now `generation`): adopts or
     /// cleans the connection, then acknowledges the generation.
     #[cold]
-    fn serve(&self, state: &mut State<'t>, s: usize, generation: u64) {
+    fn start_serving(&self, state: &mut State, s: usize, generation: u64) {
         // Acquire: pairs with the previous holder's Release ack.
         if state.connections[s].served == 0
             && generation != 0
@@ -563,7 +602,7 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
             state.connections[s].served = generation;
             return;
         }
-        self.clean(state, s);
+        self.empty_connection(state, s);
         state.connections[s].served = generation;
         if generation != 0 {
             self.replay_history(state, s);
@@ -575,12 +614,12 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     }
 
     /// Queues the history, oldest first, for the subscriber that just joined slot `s`.
-    fn replay_history(&self, state: &mut State<'t>, s: usize) {
+    fn replay_history(&self, state: &mut State, s: usize) {
         for i in 0..state.history.len() {
             let block = state.history[i];
-            let value = u64::from(self.generation) << 32 | u64::from(block);
+            let queued = QueuedBlock::new(self.generation, block);
             // The queue was just emptied and the history is no longer than it: no eviction.
-            if state.connections[s].submission.try_push(value).is_ok() {
+            if state.connections[s].submission.try_push(queued.to_raw()).is_ok() {
                 *state.pools.holders(block) |= 1 << s;
                 state.connections[s].outstanding += 1;
             }
@@ -588,9 +627,9 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     }
 
     /// Empties connection `s` and takes back every block its subscriber had.
-    fn clean(&self, state: &mut State<'t>, s: usize) {
+    fn empty_connection(&self, state: &mut State, s: usize) {
         while let Ok(Some(value)) = state.connections[s].submission.evict() {
-            Self::release(state, self.generation, value, s);
+            Self::take_back(state, self.generation, value, s);
         }
         for _ in 0..state.connections[s].completion.capacity() {
             if state.connections[s].completion.pop().is_none() {
@@ -602,10 +641,10 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
     }
 
     /// Takes back the blocks of subscribers proven dead (the pool ran dry).
-    fn reclaim_dead(&self, state: &mut State<'t>) {
+    fn reclaim_dead_subscribers(&self, state: &mut State) {
         for s in 0..state.connections.len() {
             if state.connections[s].outstanding != 0 {
-                self.reclaim_if_dead(state, s);
+                self.reclaim_subscriber_if_dead(state, s);
             }
         }
     }
@@ -615,14 +654,14 @@ impl<'t, T: ZeroCopy> Publisher<'t, T> {
 /// in place, then [`Publisher::send_slice`] it. As with [`Loan`], the elements hold whatever
 /// the block last held.
 #[derive(Debug)]
-pub struct SliceLoan<'p, 't, T: ZeroCopy> {
-    publisher: &'p Publisher<'t, T>,
-    block: u32,
+pub struct SliceLoan<'p, T: ZeroCopy> {
+    publisher: &'p Publisher<T>,
+    block: BlockId,
     ptr: NonNull<T>,
     len: usize,
 }
 
-impl<T: ZeroCopy> Deref for SliceLoan<'_, '_, T> {
+impl<T: ZeroCopy> Deref for SliceLoan<'_, T> {
     type Target = [T];
 
     fn deref(&self) -> &[T] {
@@ -632,20 +671,20 @@ impl<T: ZeroCopy> Deref for SliceLoan<'_, '_, T> {
     }
 }
 
-impl<T: ZeroCopy> DerefMut for SliceLoan<'_, '_, T> {
+impl<T: ZeroCopy> DerefMut for SliceLoan<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference to the block.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl<T: ZeroCopy> Drop for SliceLoan<'_, '_, T> {
+impl<T: ZeroCopy> Drop for SliceLoan<'_, T> {
     fn drop(&mut self) {
         self.publisher.unloan(self.block);
     }
 }
 
-impl<T: ZeroCopy> Deref for Loan<'_, '_, T> {
+impl<T: ZeroCopy> Deref for Loan<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -656,14 +695,14 @@ impl<T: ZeroCopy> Deref for Loan<'_, '_, T> {
     }
 }
 
-impl<T: ZeroCopy> DerefMut for Loan<'_, '_, T> {
+impl<T: ZeroCopy> DerefMut for Loan<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference to the block.
         unsafe { self.ptr.as_mut() }
     }
 }
 
-impl<T: ZeroCopy> Drop for Loan<'_, '_, T> {
+impl<T: ZeroCopy> Drop for Loan<'_, T> {
     fn drop(&mut self) {
         self.publisher.unloan(self.block);
     }

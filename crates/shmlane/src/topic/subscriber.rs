@@ -6,34 +6,38 @@
 //! of the return is paid while idle, not between taking a sample and answering it.
 
 use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shmlane_notify::WaitStrategy;
-use shmlane_queue::overflow::{Consumer, Producer, Shared, SharedOverflow};
-use shmlane_segment::{RoleClaim, Segment, crash_point};
+use shmlane_queue::overflow::{Consumer, Owned, OwnedOverflow, Producer};
+use shmlane_segment::{RoleClaim, Segment, SegmentRef, crash_point};
 
 use super::layout::{
     DATA_HEADER_AT, DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION,
 };
-use super::{DATA_FINGERPRINT, QUEUE_FINGERPRINT, Topic, claim_role};
+use super::words::QueuedBlock;
+use super::{DATA_FINGERPRINT, OpenTopic, QUEUE_FINGERPRINT, claim_role};
 use crate::error::{ConnectError, ReceiveError};
 use crate::payload::ZeroCopy;
 
-/// A topic's receiving end. One thread uses it (it is not `Sync`).
+/// A topic's receiving end. It owns its share of the topic (it can be stored in a struct and
+/// outlives the [`Topic`](super::Topic) it came from) and is `Send`: move it to the thread
+/// that receives. One thread uses it at a time (it is not `Sync`), and its [`Sample`]s stay on
+/// that thread (they are neither `Send` nor `Sync`).
 #[derive(Debug)]
-pub struct Subscriber<'t, T> {
-    topic: &'t Topic<T>,
+pub struct Subscriber<T> {
+    connections: RefCell<Vec<FromPublisher>>,
     slot: usize,
-    _role: RoleClaim<'t>,
     /// This subscriber's generation of its slot.
     generation: u64,
-    entry: &'t SubscriberEntry,
-    publishers: Vec<&'t PublisherEntry>,
-    connections: RefCell<Vec<Connection<'t>>>,
+    entry: SegmentRef<SubscriberEntry>,
+    publishers: Vec<SegmentRef<PublisherEntry>>,
     /// Publisher to poll first next time (round robin).
     next: Cell<usize>,
     held: Cell<u32>,
@@ -42,15 +46,27 @@ pub struct Subscriber<'t, T> {
     /// Whether publishers may block on our queue (the block policy): then every pop and
     /// return notifies them.
     wakes_publishers: bool,
+    /// Released after the fields above are dropped (our blocks handed back) ...
+    _role: RoleClaim<SegmentRef<AtomicU64>>,
+    /// ... and before our share of the topic, whose last handle cleans up what nobody holds.
+    topic: Arc<OpenTopic>,
+    _payload: PhantomData<fn() -> T>,
 }
+
+// SAFETY: what keeps a `Subscriber` from being `Send` automatically is the `Rc<Payload>`s of its
+// mapped payload segments. Every clone of each of them is held either by the subscriber itself
+// or by a `Sample`, and a `Sample` borrows its subscriber: while one exists the subscriber cannot
+// be moved to another thread. So a subscriber that is sent takes every clone of its `Rc`s with
+// it, and no two threads ever touch one reference count. Everything else it holds is `Send`.
+unsafe impl<T> Send for Subscriber<T> {}
 
 /// The subscriber's side of one publisher slot.
 #[derive(Debug)]
-struct Connection<'t> {
-    ack: &'t AtomicU64,
-    queues: (SharedOverflow<'t>, SharedOverflow<'t>),
+struct FromPublisher {
+    ack: SegmentRef<AtomicU64>,
+    queues: (OwnedOverflow, OwnedOverflow),
     /// The queue ends, once the publisher acknowledged this subscriber's generation.
-    ends: Option<(Consumer<Shared<'t>>, Producer<Shared<'t>>)>,
+    ends: Option<(Consumer<Owned>, Producer<Owned>)>,
     /// The publisher's payload segments mapped so far, by pool (all of one generation).
     payloads: Vec<Option<Rc<Payload>>>,
     /// Blocks of dropped samples to hand back (room for `max_held`: never reallocates).
@@ -74,11 +90,11 @@ struct Payload {
 /// gives the block back to its publisher (handed over when the subscriber is next idle: see
 /// [`Subscriber::flush_returns`]).
 #[derive(Debug)]
-pub struct Sample<'s, 't, T: ZeroCopy> {
-    subscriber: &'s Subscriber<'t, T>,
+pub struct Sample<'s, T: ZeroCopy> {
+    subscriber: &'s Subscriber<T>,
     /// The publisher slot it came from (below 64), beside `len` in one word.
     publisher: u32,
-    value: u64,
+    value: QueuedBlock,
     /// The first element.
     ptr: NonNull<T>,
     payload: Rc<Payload>,
@@ -87,14 +103,14 @@ pub struct Sample<'s, 't, T: ZeroCopy> {
     len: Cell<u32>,
 }
 
-impl<'t, T: ZeroCopy> Subscriber<'t, T> {
-    pub(crate) fn new(topic: &'t Topic<T>) -> Result<Self, ConnectError> {
+impl<T: ZeroCopy> Subscriber<T> {
+    pub(crate) fn new(topic: &Arc<OpenTopic>) -> Result<Self, ConnectError> {
         let config = topic.config;
         let me = topic.node.id();
         let mut claimed = None;
         for s in 0..config.max_subscribers as usize {
-            let entry = topic.layout.subscriber(&topic.segment, s)?;
-            if let Some((role, how)) = claim_role(&entry.role, me) {
+            let entry = SegmentRef::try_map(&topic.segment, |seg| topic.layout.subscriber(seg, s))?;
+            if let Some((role, how)) = claim_role(entry.project(|e| &e.role), me) {
                 if let shmlane_segment::Claimed::TakenOver(dead) = how {
                     crate::events::slot_taken_over(&topic.service, "subscriber", s, dead);
                 }
@@ -120,14 +136,15 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         let mut publishers = Vec::new();
         let mut connections = Vec::new();
         for p in 0..config.max_publishers as usize {
-            publishers.push(topic.layout.publisher(&topic.segment, p)?);
+            publishers
+                .push(SegmentRef::try_map(&topic.segment, |seg| topic.layout.publisher(seg, p))?);
             let c = p * subscribers + slot;
             let (submission, completion) = topic.layout.connection(c);
-            connections.push(Connection {
-                ack: topic.layout.ack(&topic.segment, c)?,
+            connections.push(FromPublisher {
+                ack: SegmentRef::try_map(&topic.segment, |seg| topic.layout.ack(seg, c))?,
                 queues: (
-                    SharedOverflow::attach(&topic.segment, submission, QUEUE_FINGERPRINT)?,
-                    SharedOverflow::attach(&topic.segment, completion, QUEUE_FINGERPRINT)?,
+                    OwnedOverflow::attach(&topic.segment, submission, QUEUE_FINGERPRINT)?,
+                    OwnedOverflow::attach(&topic.segment, completion, QUEUE_FINGERPRINT)?,
                 ),
                 ends: None,
                 payloads: Vec::new(),
@@ -135,22 +152,23 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             });
         }
         Ok(Subscriber {
-            topic,
+            connections: RefCell::new(connections),
             slot,
-            _role: role,
             generation,
             entry,
             publishers,
-            connections: RefCell::new(connections),
             next: Cell::new(0),
             held: Cell::new(0),
             unreturned: Cell::new(0),
             wakes_publishers: config.overflow == super::Overflow::Block,
+            _role: role,
+            topic: Arc::clone(topic),
+            _payload: PhantomData,
         })
     }
 
     /// The next sample from any publisher, if one is queued. Never blocks, no system call.
-    pub fn receive(&self) -> Result<Option<Sample<'_, 't, T>>, ReceiveError> {
+    pub fn receive(&self) -> Result<Option<Sample<'_, T>>, ReceiveError> {
         let max_held = self.topic.config.max_held;
         let mut connections = self.connections.borrow_mut();
         if self.held.get() + self.unreturned.get() >= max_held {
@@ -177,16 +195,20 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                 // left. Its block's first line is on its way during the claim.
                 let payloads = &connection.payloads;
                 let mut unmapped = None;
-                let value = submission.pop_when(|value| match mapped_for(payloads, value) {
-                    Some(mapped) => {
-                        prefetch(mapped, value);
-                        true
-                    }
-                    None => {
-                        unmapped = Some(value);
-                        false
+                let value = submission.pop_when(|raw| {
+                    let value = QueuedBlock::from_raw(raw);
+                    match mapped_for(payloads, value) {
+                        Some(mapped) => {
+                            prefetch(mapped, value);
+                            true
+                        }
+                        None => {
+                            unmapped = Some(value);
+                            false
+                        }
                     }
                 });
+                let value = value.map(QueuedBlock::from_raw);
                 let value = match (value, unmapped) {
                     (Some(value), _) => value,
                     (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
@@ -196,7 +218,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                         }
                         // Unmappable (gone, not ready, invalid): taken and handed back below.
                         match submission.pop() {
-                            Some(value) => value,
+                            Some(raw) => QueuedBlock::from_raw(raw),
                             None => break,
                         }
                     }
@@ -225,7 +247,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
                     // Not readable (its payload segment is gone, not ready or invalid): hand it
                     // back, and count it as dropped.
                     None => {
-                        let _ = completion.push(value);
+                        let _ = completion.push(value.to_raw());
                         self.count_unreadable(p, value);
                         cold_steps += 1;
                         if cold_steps >= MAX_COLD_STEPS {
@@ -245,7 +267,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         &self,
         strategy: &mut impl WaitStrategy,
         timeout: Option<Duration>,
-    ) -> Result<Sample<'_, 't, T>, ReceiveError> {
+    ) -> Result<Sample<'_, T>, ReceiveError> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let poll = || match self.receive() {
             Ok(Some(sample)) => Some(Ok(sample)),
@@ -293,7 +315,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
 
     /// Takes the queue ends of `connection` once its publisher acknowledged our generation.
     #[cold]
-    fn connect(&self, connection: &mut Connection<'t>) -> bool {
+    fn connect(&self, connection: &mut FromPublisher) -> bool {
         // Acquire: pairs with the publisher's Release ack, after it emptied the queues.
         if connection.ack.load(Ordering::Acquire) != self.generation {
             return false;
@@ -310,19 +332,23 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     /// A sample from publisher `p` could not be read: counted as a drop, and reported.
     #[cold]
     #[inline(never)]
-    fn count_unreadable(&self, p: usize, value: u64) {
+    fn count_unreadable(&self, p: usize, value: QueuedBlock) {
         // Relaxed: a statistic.
         self.entry.drops.fetch_add(1, Ordering::Relaxed);
-        crate::events::unreadable_sample(&self.topic.service, p, value);
+        crate::events::unreadable_sample(&self.topic.service, p, value.generation());
     }
 
     /// Maps the payload segment of `value` from publisher `p` while the value is still
     /// queued; whether it is mapped now. Out of line, so the receive path stays small.
     #[cold]
     #[inline(never)]
-    fn map_early(&self, payloads: &mut Vec<Option<Rc<Payload>>>, p: usize, value: u64) -> bool {
-        let (pool, _) = super::pool::split(value as u32);
-        self.remap(payloads, p, (value >> 32) as u32, pool).is_some()
+    fn map_early(
+        &self,
+        payloads: &mut Vec<Option<Rc<Payload>>>,
+        p: usize,
+        value: QueuedBlock,
+    ) -> bool {
+        self.remap(payloads, p, value.generation(), value.block().pool()).is_some()
     }
 
     /// Resolves `value` from publisher `p` to a pointer to the elements of one of its
@@ -334,11 +360,10 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
         &self,
         payloads: &mut Vec<Option<Rc<Payload>>>,
         p: usize,
-        value: u64,
+        value: QueuedBlock,
     ) -> Option<(NonNull<T>, Rc<Payload>)> {
-        let generation = (value >> 32) as u32;
-        let (pool, block) = super::pool::split(value as u32);
-        let block = block as u64;
+        let generation = value.generation();
+        let (pool, block) = (value.block().pool(), value.block().index() as u64);
         // Every mapped pool is of one generation: if this one is, so are the others.
         let mapped = match payloads.get(pool) {
             Some(Some(mapped)) if mapped.generation == generation => mapped,
@@ -408,7 +433,7 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
             super::layout::block_geometry::<T>(u32::try_from(header.max_len).ok()?)?;
         let fits = header.blocks_at.is_multiple_of(align_of::<T>() as u64)
             && header.block_size == block_size
-            && header.blocks <= super::pool::MAX_BLOCKS
+            && header.blocks <= super::words::MAX_BLOCKS
             && header
                 .block_size
                 .checked_mul(header.blocks)
@@ -432,11 +457,11 @@ impl<'t, T: ZeroCopy> Subscriber<'t, T> {
     }
 
     /// Queues `value` to be handed back to publisher `p` ([`hand_back`](Self::hand_back)).
-    fn give_back(&self, p: usize, value: u64) {
+    fn give_back(&self, p: usize, value: QueuedBlock) {
         self.held.set(self.held.get() - 1);
         let mut connections = self.connections.borrow_mut();
         // `held + unreturned <= max_held` (checked in `receive`): within the reserved room.
-        connections[p].returns.push(value);
+        connections[p].returns.push(value.to_raw());
         self.unreturned.set(self.unreturned.get() + 1);
     }
 }
@@ -448,10 +473,9 @@ const MAX_COLD_STEPS: u32 = 8;
 
 /// The mapped payload segment `value` names, if mapped.
 #[inline]
-fn mapped_for(payloads: &[Option<Rc<Payload>>], value: u64) -> Option<&Payload> {
-    let (pool, _) = super::pool::split(value as u32);
-    match payloads.get(pool) {
-        Some(Some(mapped)) if mapped.generation == (value >> 32) as u32 => Some(mapped),
+fn mapped_for(payloads: &[Option<Rc<Payload>>], value: QueuedBlock) -> Option<&Payload> {
+    match payloads.get(value.block().pool()) {
+        Some(Some(mapped)) if mapped.generation == value.generation() => Some(mapped),
         _ => None,
     }
 }
@@ -459,17 +483,17 @@ fn mapped_for(payloads: &[Option<Rc<Payload>>], value: u64) -> Option<&Payload> 
 /// Starts loading the first line of the block `value` names in `mapped` (its length, tag and
 /// first element): the load overlaps the queue claim.
 #[inline]
-fn prefetch(mapped: &Payload, value: u64) {
-    let (_, block) = super::pool::split(value as u32);
-    if (block as u64) < mapped.blocks {
-        mapped.segment.prefetch(mapped.blocks_at + block as u64 * mapped.block_size);
+fn prefetch(mapped: &Payload, value: QueuedBlock) {
+    let block = value.block().index() as u64;
+    if block < mapped.blocks {
+        mapped.segment.prefetch(mapped.blocks_at + block * mapped.block_size);
     }
 }
 
-impl<'t, T> Subscriber<'t, T> {
+impl<T> Subscriber<T> {
     /// Hands the blocks of dropped samples back to their publishers.
     #[inline]
-    fn hand_back(&self, connections: &mut [Connection<'t>]) {
+    fn hand_back(&self, connections: &mut [FromPublisher]) {
         if self.unreturned.get() != 0 {
             self.hand_back_now(connections);
         }
@@ -477,7 +501,7 @@ impl<'t, T> Subscriber<'t, T> {
 
     /// [`hand_back`](Self::hand_back) when there is something to hand back.
     #[inline(never)]
-    fn hand_back_now(&self, connections: &mut [Connection<'t>]) {
+    fn hand_back_now(&self, connections: &mut [FromPublisher]) {
         self.unreturned.set(0);
         for (p, connection) in connections.iter_mut().enumerate() {
             if connection.returns.is_empty() {
@@ -500,14 +524,14 @@ impl<'t, T> Subscriber<'t, T> {
     }
 }
 
-impl<T> Drop for Subscriber<'_, T> {
+impl<T> Drop for Subscriber<T> {
     fn drop(&mut self) {
         let mut connections = self.connections.borrow_mut();
         self.hand_back(&mut connections);
     }
 }
 
-impl<T: ZeroCopy> Sample<'_, '_, T> {
+impl<T: ZeroCopy> Sample<'_, T> {
     /// Every element sent: one for [`Publisher::send`](super::Publisher::send), the loan's
     /// length for [`send_slice`](super::Publisher::send_slice).
     pub fn as_slice(&self) -> &[T] {
@@ -561,8 +585,8 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
 
     /// The block's offset in its payload segment (where its length and tag words are).
     fn block_at(&self) -> u64 {
-        let (_, block) = super::pool::split(self.value as u32);
-        self.payload.blocks_at + block as u64 * self.payload.block_size
+        let block = self.value.block().index() as u64;
+        self.payload.blocks_at + block * self.payload.block_size
     }
 
     /// The publisher slot it came from.
@@ -584,7 +608,7 @@ impl<T: ZeroCopy> Sample<'_, '_, T> {
     }
 }
 
-impl<T: ZeroCopy> Deref for Sample<'_, '_, T> {
+impl<T: ZeroCopy> Deref for Sample<'_, T> {
     type Target = T;
 
     /// The first (for single-value topics, the only) element, in place (zero copy).
@@ -606,7 +630,7 @@ impl<T: ZeroCopy> Deref for Sample<'_, '_, T> {
     }
 }
 
-impl<T: ZeroCopy> Drop for Sample<'_, '_, T> {
+impl<T: ZeroCopy> Drop for Sample<'_, T> {
     fn drop(&mut self) {
         self.subscriber.give_back(self.publisher as usize, self.value);
     }

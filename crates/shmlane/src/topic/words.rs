@@ -1,0 +1,117 @@
+//! The packed words of a topic: which block a publisher lends ([`BlockId`]) and what a
+//! submission or completion queue carries ([`QueuedBlock`]). Drawn once here; everything else
+//! goes through these types.
+//!
+//! ```text
+//!  QueuedBlock (u64, in the queues)
+//!  63                  32 31        24 23                      0
+//! +----------------------+------------+-------------------------+
+//! |  payload generation  |    pool    |  index within the pool  |
+//! +----------------------+------------+-------------------------+
+//!                         \_________ BlockId (u32) ___________/
+//! ```
+//!
+//! The generation is the publisher slot's holder count: a value of another generation names
+//! another holder's payload segments. Pool 0 is the base pool; pools 1 to 255 are added for
+//! larger slices. A word read from a queue is anything a peer wrote: every field is checked
+//! against what it names before use (the publisher's `Pools::contains`, the subscriber's
+//! mapped geometry).
+
+/// Bits of a block id that index within its pool.
+const INDEX_BITS: u32 = 24;
+/// Most blocks in one pool.
+pub(crate) const MAX_BLOCKS: u64 = 1 << INDEX_BITS;
+/// Most pools: the base and 255 added ones.
+pub(crate) const MAX_POOLS: usize = 256;
+
+/// One block of a publisher: `pool << 24 | index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct BlockId(u32);
+
+impl BlockId {
+    /// Block `index` of pool `pool` (`pool < MAX_POOLS`, `index < MAX_BLOCKS`).
+    #[inline]
+    pub(crate) fn new(pool: usize, index: u32) -> BlockId {
+        debug_assert!(pool < MAX_POOLS && u64::from(index) < MAX_BLOCKS);
+        BlockId((pool as u32) << INDEX_BITS | index)
+    }
+
+    /// The pool it belongs to (below [`MAX_POOLS`] by construction).
+    #[inline]
+    pub(crate) fn pool(self) -> usize {
+        (self.0 >> INDEX_BITS) as usize
+    }
+
+    /// Its index within the pool (below [`MAX_BLOCKS`] by construction).
+    #[inline]
+    pub(crate) fn index(self) -> usize {
+        (self.0 & ((1 << INDEX_BITS) - 1)) as usize
+    }
+}
+
+impl std::fmt::Display for BlockId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.pool(), self.index())
+    }
+}
+
+/// A queued sample: a block of one payload generation (see the module's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueuedBlock(u64);
+
+impl QueuedBlock {
+    /// `block` of payload generation `generation`.
+    #[inline]
+    pub(crate) fn new(generation: u32, block: BlockId) -> QueuedBlock {
+        QueuedBlock(u64::from(generation) << 32 | u64::from(block.0))
+    }
+
+    /// A word as read from a queue (any value: its fields are checked where they are used).
+    #[inline]
+    pub(crate) fn from_raw(raw: u64) -> QueuedBlock {
+        QueuedBlock(raw)
+    }
+
+    /// The word to push into a queue.
+    #[inline]
+    pub(crate) fn to_raw(self) -> u64 {
+        self.0
+    }
+
+    /// The payload generation it names.
+    #[inline]
+    pub(crate) fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    /// The block it names.
+    #[inline]
+    pub(crate) fn block(self) -> BlockId {
+        BlockId(self.0 as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip_at_their_limits() {
+        for (generation, pool, index) in
+            [(1, 0, 0), (u32::MAX, MAX_POOLS - 1, MAX_BLOCKS as u32 - 1)]
+        {
+            let word = QueuedBlock::new(generation, BlockId::new(pool, index));
+            let read = QueuedBlock::from_raw(word.to_raw());
+            assert_eq!(read.generation(), generation);
+            assert_eq!((read.block().pool(), read.block().index()), (pool, index as usize));
+        }
+    }
+
+    #[test]
+    fn any_raw_word_splits_into_fields_in_range() {
+        let word = QueuedBlock::from_raw(u64::MAX);
+        assert_eq!(word.generation(), u32::MAX);
+        assert!(word.block().pool() < MAX_POOLS);
+        assert!((word.block().index() as u64) < MAX_BLOCKS);
+    }
+}
