@@ -1,4 +1,5 @@
-//! loom models of the block pool's lock-free free list (`shmlane_segment::BlockPool`).
+//! loom models of the block pool's lock-free free list (`shmlane_segment::BlockPool`, run as
+//! `shmlane_segment::model::BlockPool`: the same source over loom's atomics).
 //!
 //! Run: `cargo test --features loom --test loom_block_pool` (see `model.rs` for the bound).
 

@@ -7,7 +7,7 @@
 
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU32, AtomicU64};
-use shmlane_segment::{AllocError, BlockOffset, BlockPool};
+use shmlane_segment::model::{AllocError, BlockOffset, BlockPool};
 
 /// Offset of block 0 in the pretend segment.
 pub const FIRST_BLOCK: u64 = 4096;

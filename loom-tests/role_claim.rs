@@ -4,7 +4,7 @@
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicU64;
 use loom::thread;
-use shmlane_segment::{Claimed, RoleClaim, RoleOwner};
+use shmlane_segment::model::{Claimed, RoleClaim, RoleOwner};
 use shmlane_workspace::model;
 
 /// An owner word (an opaque presence token: the models supply the proof of death).

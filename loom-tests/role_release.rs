@@ -29,7 +29,7 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 use shmlane_queue::overflow::{self, Consumer, Heap, Producer};
-use shmlane_segment::{RoleClaim, RoleOwner};
+use shmlane_segment::model::{RoleClaim, RoleOwner};
 use shmlane_workspace::model;
 
 /// The dead subscriber's generation of the slot (acknowledged by the publisher).

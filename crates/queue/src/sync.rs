@@ -8,7 +8,12 @@ pub(crate) use loom::hint::spin_loop;
 pub(crate) use loom::sync::Arc;
 #[cfg(feature = "loom")]
 pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+/// Role claims over the same atomics as the rest (the segment crate's loom instance).
+#[cfg(feature = "loom")]
+pub(crate) use shmlane_segment::model::RoleClaim;
 
+#[cfg(not(feature = "loom"))]
+pub(crate) use shmlane_segment::RoleClaim;
 #[cfg(not(feature = "loom"))]
 pub(crate) use std::hint::spin_loop;
 #[cfg(not(feature = "loom"))]

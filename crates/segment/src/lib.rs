@@ -16,38 +16,34 @@
 //! and is shared by many processes. [`ProcessId`] identifies a process across pid reuse, and
 //! [`RoleClaim`] gives a process an exclusive role that is taken over only from a dead owner.
 //!
-//! With the `loom` feature the crate's atomics come from loom, and only the parts that loom can
-//! model (the block pool on heap-allocated atomics, layouts, names, liveness) are built.
+//! With the `loom` feature the crate also builds `model` (hidden): its lock-free protocols (the block
+//! pool's free list, role claims) compiled a second time over loom's atomics; nothing else
+//! changes.
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(not(feature = "loom"))]
 mod copy;
 #[cfg(feature = "crash-points")]
 pub mod crash;
 mod crash_point;
-#[cfg(not(feature = "loom"))]
 mod discovery;
 mod fingerprint;
-#[cfg(not(feature = "loom"))]
 pub mod header;
 mod liveness;
-#[cfg(not(feature = "loom"))]
 mod mapping;
+#[cfg(feature = "loom")]
+#[doc(hidden)]
+pub mod model;
 mod name;
 mod offset;
-#[cfg(not(feature = "loom"))]
 mod os;
 mod pool;
 pub mod presence;
 mod role;
-#[cfg(not(feature = "loom"))]
 mod segment;
 mod sync;
-#[cfg(not(feature = "loom"))]
 mod transfer;
 
-#[cfg(not(feature = "loom"))]
 pub use discovery::{
     DiscoveryError, EMPTY_GRACE, Removal, SegmentInfo, SegmentStatus, list, list_in, remove,
     remove_in, remove_stale, remove_stale_in, remove_stale_matching,
@@ -55,12 +51,9 @@ pub use discovery::{
 pub use fingerprint::Fingerprint;
 pub use liveness::{Liveness, ProcessId};
 pub use name::{NAME_PREFIX, NameError, SegmentName};
-#[cfg(not(feature = "loom"))]
 pub use offset::SharedView;
 pub use offset::{Carver, HEADER_SIZE, LayoutError, Offset, OffsetError, Region, RegionLayout};
 pub use pool::{AllocError, BlockOffset, BlockPool, FreeError, PoolError, PoolStats};
 pub use role::{Claimed, RoleClaim, RoleError, RoleOwner};
-#[cfg(not(feature = "loom"))]
 pub use segment::{Backing, CreateError, OpenError, Segment, SegmentBuilder, SegmentRef};
-#[cfg(not(feature = "loom"))]
 pub use transfer::TransferError;

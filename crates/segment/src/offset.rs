@@ -198,10 +198,8 @@ pub(crate) fn align_up(value: u64, align: u64) -> Result<u64, LayoutError> {
 /// atomics, `#[repr(C)]` aggregates of atomics, and ring slots (an atomic stamp beside an
 /// `UnsafeCell<MaybeUninit<T: FromBytes>>`). Plain integers do not qualify (a shared `&u64`
 /// to bytes a peer writes asserts they do not change).
-#[cfg(not(feature = "loom"))]
 pub unsafe trait SharedView: Sync {}
 
-#[cfg(not(feature = "loom"))]
 mod shared_view_impls {
     use super::SharedView;
     use core::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, AtomicU16, AtomicU32, AtomicU64};

@@ -380,7 +380,7 @@ fn context(errno: Errno, op: &str, path: &Path) -> io::Error {
     io::Error::new(io::Error::from(errno).kind(), format!("{op} {name}: {errno}"))
 }
 
-#[cfg(all(test, not(feature = "loom")))]
+#[cfg(test)]
 mod tests {
     use super::*;
 

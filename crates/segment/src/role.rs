@@ -15,11 +15,14 @@
 //! one whose liveness cannot be told. The claim is released when the [`RoleClaim`] drops.
 
 use std::fmt;
-use std::ops::Deref;
 
 use crate::Liveness;
 use crate::presence;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync;
+
+mod claim;
+
+pub use claim::RoleClaim;
 
 /// A role owner as stored in a role word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +48,11 @@ impl RoleOwner {
     /// The raw word.
     pub fn to_raw(self) -> u64 {
         self.0
+    }
+
+    /// The owner a taken role word names (the claim's CAS from 0 failed, so `raw` is not 0).
+    pub(crate) const fn held(raw: u64) -> RoleOwner {
+        RoleOwner(raw)
     }
 
     /// Interprets a raw word; `None` for the free role.
@@ -81,59 +89,10 @@ pub enum Claimed {
     TakenOver(RoleOwner),
 }
 
-/// A held role; released (the word set back to free) on drop.
-#[derive(Debug)]
-///
-/// `W` is how the claim reaches its word: a `&AtomicU64`, or an owning pointer such as a
-/// [`SegmentRef`](crate::SegmentRef) for handles that own their share of the segment.
-pub struct RoleClaim<W: Deref<Target = AtomicU64>> {
-    word: W,
-    mine: RoleOwner,
-}
-
-impl<W: Deref<Target = AtomicU64>> RoleClaim<W> {
-    /// Claims the role in `word` for `me`, taking it over if its owner is proven dead.
-    pub fn claim(word: W, me: RoleOwner) -> Result<(Self, Claimed), RoleError> {
-        Self::claim_with(word, me, |owner| owner.liveness() == Liveness::Dead)
-    }
-
-    /// [`claim`](Self::claim) with the proof of death supplied by the caller (for models).
-    pub fn claim_with(
-        word: W,
-        me: RoleOwner,
-        is_dead: impl Fn(RoleOwner) -> bool,
-    ) -> Result<(Self, Claimed), RoleError> {
-        // The claim is built only once the word is ours: dropping it releases the role.
-        // Acquire on success: pairs with the Release of the previous owner's `drop`, so its
-        // last writes to what the role guards are visible to us.
-        let held = match word.compare_exchange(0, me.0, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return Ok((RoleClaim { word, mine: me }, Claimed::Free)),
-            Err(held) => held,
-        };
-        let owner = RoleOwner(held);
-        if !is_dead(owner) {
-            return Err(RoleError::Taken(owner));
-        }
-        // Acquire: as above, for whatever the dead owner managed to write. If another process
-        // took the role over first, the CAS fails and that one holds it.
-        match word.compare_exchange(held, me.0, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => Ok((RoleClaim { word, mine: me }, Claimed::TakenOver(owner))),
-            Err(now) => Err(RoleError::Taken(RoleOwner::from_raw(now).unwrap_or(owner))),
-        }
-    }
-}
-
-impl<W: Deref<Target = AtomicU64>> Drop for RoleClaim<W> {
-    fn drop(&mut self) {
-        // Release: pairs with the next claimer's Acquire. Only if the word is still ours (a
-        // corrupting peer may have overwritten it; then it is not ours to free).
-        let _ = self.word.compare_exchange(self.mine.0, 0, Ordering::Release, Ordering::Relaxed);
-    }
-}
-
-#[cfg(all(test, not(feature = "loom")))]
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::{AtomicU64, Ordering};
 
     #[test]
     fn a_second_claim_in_the_same_process_fails_and_leaves_the_first_intact() {

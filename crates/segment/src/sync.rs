@@ -1,12 +1,6 @@
-//! The one switch between std atomics and loom's (as in tokio's `loom` module).
-//!
-//! Every atomic this crate operates on comes from here, so `--features loom` swaps them all.
+//! The atomics of this crate's code over shared memory: always std's, whose layout a segment
+//! holds. The lock-free protocols (`pool/free_list.rs`, `role/claim.rs`) take their atomics
+//! from their parent's `sync`, so `crate::model` (feature `loom`) compiles them a second
+//! time over loom's without changing anything here.
 
-#[cfg(feature = "loom")]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-
-/// Only for code loom does not build (reading a header out of a file).
-#[cfg(not(feature = "loom"))]
-pub(crate) use core::sync::atomic::fence;
-#[cfg(not(feature = "loom"))]
-pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};

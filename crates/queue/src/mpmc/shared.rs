@@ -42,7 +42,7 @@ use std::mem::offset_of;
 use crossbeam_utils::CachePadded;
 #[cfg(not(feature = "loom"))]
 use shmlane_segment::{Fingerprint, Offset, Region, Segment};
-use shmlane_segment::{LayoutError, Liveness, RegionLayout, RoleClaim, RoleOwner};
+use shmlane_segment::{LayoutError, Liveness, RegionLayout, RoleOwner};
 #[cfg(not(feature = "loom"))]
 use zerocopy::IntoBytes;
 
@@ -56,7 +56,7 @@ use crate::descriptor::{Descriptor, check_region};
 use crate::raw::{RawEntries, RawLayout};
 use crate::slot::Slot;
 use crate::spsc::PopError;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, RoleClaim};
 
 const MAGIC: [u8; 8] = *b"SHMLMPMC";
 const LOST_AT: u64 = 64;
