@@ -4,7 +4,7 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use shmlane_queue::mpmc::Queue;
+use shmlane_queue::model::mpmc::Queue;
 use shmlane_workspace::model;
 
 /// Producers never find the queue full (two items, two slots); consumers make two attempts

@@ -10,8 +10,8 @@ use crossbeam_utils::CachePadded;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
-use shmlane_queue::mpmc::{Entry, SharedMpmc};
-use shmlane_queue::spsc::Slot;
+use shmlane_queue::model::mpmc::{Entry, SharedMpmc};
+use shmlane_queue::model::spsc::Slot;
 use shmlane_segment::RoleOwner;
 use shmlane_workspace::model;
 

@@ -3,7 +3,7 @@
 //! and the popped ones come out in order.
 
 use loom::thread;
-use shmlane_queue::overflow;
+use shmlane_queue::model::overflow;
 use shmlane_workspace::model;
 
 /// Pushes `0..count` into a queue of `capacity` while a consumer pops `pops` times; returns

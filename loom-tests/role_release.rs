@@ -28,7 +28,7 @@
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use shmlane_queue::overflow::{self, Consumer, Heap, Producer};
+use shmlane_queue::model::overflow::{self, Consumer, Heap, Producer};
 use shmlane_segment::model::{RoleClaim, RoleOwner};
 use shmlane_workspace::model;
 

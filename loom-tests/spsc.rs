@@ -5,7 +5,7 @@
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
-use shmlane_queue::spsc::{self, PushError};
+use shmlane_queue::model::spsc::{self, PushError};
 use shmlane_workspace::model;
 
 /// Pushes `values` one at a time, yielding while the queue is full.

@@ -18,7 +18,7 @@
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
-use shmlane_queue::overflow;
+use shmlane_queue::model::overflow;
 use shmlane_workspace::model;
 
 /// The slot's shared words.

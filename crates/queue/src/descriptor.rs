@@ -7,7 +7,6 @@
 use std::io;
 use std::mem::offset_of;
 
-#[cfg(not(feature = "loom"))]
 use shmlane_segment::Segment;
 use shmlane_segment::{Fingerprint, LayoutError, OffsetError, Region, RegionLayout, RoleError};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -101,7 +100,6 @@ impl Descriptor {
 
     /// Copies the descriptor out of the region and checks everything but `capacity` and
     /// `extra`, which the queue kind checks.
-    #[cfg(not(feature = "loom"))]
     pub(crate) fn read_checked<T>(
         segment: &Segment,
         region: Region,

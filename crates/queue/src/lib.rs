@@ -12,15 +12,24 @@
 //!   ([`mpmc::Queue`]) or inside a segment ([`mpmc::SharedMpmc`]), where a slot abandoned by a
 //!   producer or consumer killed mid-operation is repaired once its owner is proven dead.
 //!
-//! With the `loom` feature the atomics and cells come from loom; the queues are then built on
-//! heap-allocated atomics only (segments cannot hold loom atomics).
+//! With the `loom` feature the crate also builds `model` (hidden): the queues' source compiled
+//! a second time over loom's atomics and cells, on heap-allocated atomics only (segments cannot
+//! hold loom atomics); nothing else changes.
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+/// Keeps the items it wraps in the crate as it runs on shared memory, and drops them from
+/// `model`, which compiles the same files over loom's atomics (and redefines this macro).
+macro_rules! on_shared_memory {
+    ($($item:tt)*) => { $($item)* };
+}
+
 mod descriptor;
+#[cfg(feature = "loom")]
+#[doc(hidden)]
+pub mod model;
 pub mod mpmc;
 pub mod overflow;
-#[cfg(not(feature = "loom"))]
 #[doc(hidden)]
 pub mod raw;
 mod slot;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 
-use crate::sync::{AtomicU64, UnsafeCell};
+use super::sync::{AtomicU64, UnsafeCell};
 
 /// One slot of a ring.
 #[repr(C)]
@@ -46,10 +46,11 @@ impl<T> fmt::Debug for Slot<T> {
     }
 }
 
+on_shared_memory! {
 // SAFETY: `SharedView`'s contract: every bit pattern is a valid `Slot<T>` (an atomic, and a
 // cell of `MaybeUninit<T>` with `T: FromBytes`), and every byte another process may write is
 // in an atomic or behind an `UnsafeCell` (which tolerates mutation through other paths while a
 // shared reference to it exists); the value is only ever read through raw pointers, by one
 // volatile copy (`read_value`), never through a reference.
-#[cfg(not(feature = "loom"))]
 unsafe impl<T: zerocopy::FromBytes + Send> shmlane_segment::SharedView for Slot<T> {}
+}

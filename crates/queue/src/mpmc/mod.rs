@@ -41,9 +41,9 @@ use crossbeam_utils::CachePadded;
 
 pub use shared::{Entry, MpmcConsumer, MpmcProducer, MpmcStats, SharedMpmc};
 
-use crate::descriptor::MAX_POSITION;
-use crate::slot::{Slot, read_value};
-use crate::sync::{AtomicU64, Ordering, spin_loop};
+use super::descriptor::MAX_POSITION;
+use super::slot::{Slot, read_value};
+use super::sync::{AtomicU64, Ordering, spin_loop};
 
 /// Tries of `len` at an instant when `tail` stood still.
 const LEN_TRIES: u32 = 16;

@@ -36,27 +36,27 @@
 
 use std::cell::Cell;
 use std::fmt;
-#[cfg(not(feature = "loom"))]
-use std::mem::offset_of;
 
 use crossbeam_utils::CachePadded;
-#[cfg(not(feature = "loom"))]
-use shmlane_segment::{Fingerprint, Offset, Region, Segment};
 use shmlane_segment::{LayoutError, Liveness, RegionLayout, RoleOwner};
-#[cfg(not(feature = "loom"))]
-use zerocopy::IntoBytes;
 
-use super::{Participant, Ring, SKIP};
-use crate::descriptor::{
+use super::super::descriptor::{
     ClaimError, HEAD_AT, INDICES_END, MAX_POSITION, Plain, QueueError, TAIL_AT, check_capacity,
 };
-#[cfg(not(feature = "loom"))]
-use crate::descriptor::{Descriptor, check_region};
-#[cfg(not(feature = "loom"))]
-use crate::raw::{RawEntries, RawLayout};
-use crate::slot::Slot;
-use crate::spsc::PopError;
-use crate::sync::{AtomicU64, Ordering, RoleClaim};
+use super::super::slot::Slot;
+use super::super::spsc::PopError;
+use super::super::sync::{AtomicU64, Ordering, RoleClaim};
+use super::{Participant, Ring, SKIP};
+
+on_shared_memory! {
+    use std::mem::offset_of;
+
+    use shmlane_segment::{Fingerprint, Offset, Region, Segment};
+    use zerocopy::IntoBytes;
+
+    use super::super::descriptor::{Descriptor, check_region};
+    use crate::raw::{RawEntries, RawLayout};
+}
 
 const MAGIC: [u8; 8] = *b"SHMLMPMC";
 const LOST_AT: u64 = 64;
@@ -119,9 +119,9 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
         Ok(RegionLayout { size, align: (align_of::<Slot<T>>() as u64).max(128) })
     }
 
+    on_shared_memory! {
     /// Where the words of a queue of `capacity` slots and the given participant limits live in
     /// its region, for tests.
-    #[cfg(not(feature = "loom"))]
     #[doc(hidden)]
     pub fn raw_layout(
         capacity: u64,
@@ -142,13 +142,14 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
             ..RawLayout::of_slots::<Slot<T>>(size, slots, offset_of!(Slot<T>, value))
         })
     }
+    }
 
     fn slots_at(entries: u64) -> u64 {
         (ENTRIES_AT + entries * size_of::<Entry>() as u64)
             .next_multiple_of(align_of::<Slot<T>>() as u64)
     }
 
-    #[cfg(not(feature = "loom"))]
+    on_shared_memory! {
     /// Writes a fresh, empty queue into `region` (while creating the segment).
     pub fn init_in(
         segment: &'seg Segment,
@@ -174,8 +175,9 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
         }
         Ok(queue)
     }
+    }
 
-    #[cfg(not(feature = "loom"))]
+    on_shared_memory! {
     /// Attaches to a queue another process initialised, validating its descriptor.
     pub fn attach(
         segment: &'seg Segment,
@@ -187,10 +189,11 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
         check_region(Self::layout(d.capacity, max_producers, max_consumers)?, region)?;
         Self::view(segment, region, d.capacity, max_producers, max_consumers)
     }
+    }
 
-    /// A queue over atomics the caller owns, formatted empty (for loom models: loom's atomics
-    /// cannot live in a segment).
-    #[cfg(feature = "loom")]
+    /// A queue over atomics the caller owns, formatted empty (for the loom models: loom's
+    /// atomics cannot live in a segment).
+    #[doc(hidden)]
     #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         slots: &'seg [Slot<T>],
@@ -276,7 +279,7 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
         Err(ClaimError::NoFreeEntry { max: entries.len() as u64 })
     }
 
-    #[cfg(not(feature = "loom"))]
+    on_shared_memory! {
     fn view(
         segment: &'seg Segment,
         region: Region,
@@ -302,6 +305,7 @@ impl<'seg, T: Plain> SharedMpmc<'seg, T> {
             skipped: word(SKIPPED_AT)?,
             patience: DEFAULT_PATIENCE,
         })
+    }
     }
 }
 

@@ -4,8 +4,8 @@ use std::fmt;
 
 use crossbeam_utils::CachePadded;
 
+use super::super::sync::{Arc, AtomicU64};
 use super::{Consumer, IndexSlot, Producer, Ring, Storage};
-use crate::sync::{Arc, AtomicU64};
 
 /// Heap storage shared by one producer and one consumer.
 pub struct Heap(Arc<HeapRing>);

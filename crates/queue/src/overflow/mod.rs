@@ -36,15 +36,17 @@
 //! `head` line with the consumer except when the queue is really full.
 
 mod heap;
-#[cfg(not(feature = "loom"))]
-mod shared;
+on_shared_memory! {
+    mod shared;
+}
 
 pub use heap::{Heap, new};
-#[cfg(not(feature = "loom"))]
-pub use shared::{OverflowSnapshot, Owned, OwnedOverflow, Shared, SharedOverflow};
+on_shared_memory! {
+    pub use shared::{OverflowSnapshot, Owned, OwnedOverflow, Shared, SharedOverflow};
+}
 
-use crate::descriptor::MAX_POSITION;
-use crate::sync::{AtomicU64, Ordering};
+use super::descriptor::MAX_POSITION;
+use super::sync::{AtomicU64, Ordering};
 
 /// One slot: which position it holds, and its value.
 #[derive(Debug)]
@@ -60,10 +62,11 @@ impl IndexSlot {
     }
 }
 
+on_shared_memory! {
 // SAFETY: two `AtomicU64`s, `#[repr(C)]`, no padding: every bit pattern is valid, and every
 // access is atomic.
-#[cfg(not(feature = "loom"))]
 unsafe impl shmlane_segment::SharedView for IndexSlot {}
+}
 
 /// The shared words of a ring, wherever they live.
 #[derive(Debug)]

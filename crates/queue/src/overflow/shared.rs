@@ -25,12 +25,12 @@ use shmlane_segment::{
 use zerocopy::IntoBytes;
 
 use super::{Consumer, Corrupt, IndexSlot, Producer, Ring, Storage};
-use crate::descriptor::{
+use super::super::descriptor::{
     Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, PADDED, QueueError, TAIL_AT, check_capacity,
     check_region,
 };
 use crate::raw::RawLayout;
-use crate::sync::{AtomicU64, Ordering};
+use super::super::sync::{AtomicU64, Ordering};
 
 const MAGIC: [u8; 8] = *b"SHMLOVFL";
 const SEEN_AT: u64 = INDICES_END;

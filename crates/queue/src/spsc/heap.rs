@@ -4,8 +4,8 @@ use std::fmt;
 
 use crossbeam_utils::CachePadded;
 
+use super::super::sync::{Arc, AtomicU64, Ordering};
 use super::{Consumer, PopError, Producer, Ring, Slot, Storage};
-use crate::sync::{Arc, AtomicU64, Ordering};
 
 /// Heap storage shared by one producer and one consumer.
 pub struct Heap<T>(Arc<HeapRing<T>>);

@@ -29,22 +29,23 @@
 //! masked.
 
 mod heap;
-#[cfg(not(feature = "loom"))]
-mod shared;
+on_shared_memory! {
+    mod shared;
+}
 
 use std::fmt;
 use std::marker::PhantomData;
 
 pub use heap::{Heap, new};
-#[cfg(not(feature = "loom"))]
-pub use shared::{Shared, SharedSpsc};
+on_shared_memory! {
+    pub use shared::{Shared, SharedSpsc};
 
-#[cfg(not(feature = "loom"))]
-pub use crate::descriptor::{ClaimError, Plain, QueueError};
+    pub use super::descriptor::{ClaimError, Plain, QueueError};
+}
 
-pub use crate::slot::Slot;
-use crate::slot::read_value;
-use crate::sync::{AtomicU64, Ordering};
+pub use super::slot::Slot;
+use super::slot::read_value;
+use super::sync::{AtomicU64, Ordering};
 
 /// The shared words of a ring, wherever they live.
 #[derive(Debug)]

@@ -27,12 +27,12 @@ use shmlane_segment::{
 use zerocopy::IntoBytes;
 
 use super::{Consumer, Producer, Ring, Slot, Storage};
-use crate::descriptor::{
+use super::super::descriptor::{
     ClaimError, Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, Plain, QueueError, TAIL_AT,
     check_capacity, check_region,
 };
 use crate::raw::RawLayout;
-use crate::sync::{AtomicU64, Ordering};
+use super::super::sync::{AtomicU64, Ordering};
 
 const MAGIC: [u8; 8] = *b"SHMLSPSC";
 const PRODUCER_ROLE_AT: u64 = 64;
