@@ -6,7 +6,7 @@
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::thread;
-use shmlane_notify::{Backoff, Blocking, EventCount, WaitOutcome, WaitStrategy};
+use shmlane_notify::model::{Backoff, Blocking, EventCount, WaitOutcome, WaitStrategy};
 use shmlane_queue::model::spsc;
 use shmlane_workspace::model;
 

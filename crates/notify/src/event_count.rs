@@ -31,8 +31,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::futex::{FutexWait, WaitQueue};
-use crate::sync::{AtomicU32, Ordering, fence};
+use super::futex::{FutexWait, WaitQueue};
+use super::sync::{AtomicU32, Ordering, fence};
 
 /// A cross-process event count: waiters sleep on a futex until a notifier signals a change.
 ///
@@ -82,26 +82,31 @@ pub enum WaitOutcome {
 }
 
 impl EventCount {
-    /// An idle event count.
-    #[cfg(not(feature = "loom"))]
-    pub const fn new() -> Self {
-        EventCount { epoch: AtomicU32::new(0), waiters: AtomicU32::new(0), queue: WaitQueue::new() }
+    on_shared_memory! {
+        /// An idle event count.
+        pub const fn new() -> Self {
+            EventCount {
+                epoch: AtomicU32::new(0),
+                waiters: AtomicU32::new(0),
+                queue: WaitQueue::new(),
+            }
+        }
     }
 
-    /// An idle event count.
-    #[cfg(feature = "loom")]
-    pub fn new() -> Self {
-        Self::with_spurious_wakeups(0)
-    }
+    in_model! {
+        /// An idle event count.
+        pub fn new() -> Self {
+            Self::with_spurious_wakeups(0)
+        }
 
-    /// An idle event count whose first `spurious` futex waits return spuriously (loom only:
-    /// real futexes do this unprompted).
-    #[cfg(feature = "loom")]
-    pub fn with_spurious_wakeups(spurious: usize) -> Self {
-        EventCount {
-            epoch: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
-            queue: WaitQueue::with_spurious_wakeups(spurious),
+        /// An idle event count whose first `spurious` futex waits return spuriously (loom
+        /// only: real futexes do this unprompted).
+        pub fn with_spurious_wakeups(spurious: usize) -> Self {
+            EventCount {
+                epoch: AtomicU32::new(0),
+                waiters: AtomicU32::new(0),
+                queue: WaitQueue::with_spurious_wakeups(spurious),
+            }
         }
     }
 
@@ -162,10 +167,12 @@ impl EventCount {
     }
 }
 
-// SAFETY: two `AtomicU32`s (every bit pattern valid, written only atomically) and a
-// zero-sized `WaitQueue` (the kernel keeps futex queues); `#[repr(C)]`, no padding.
-#[cfg(all(not(feature = "loom"), target_os = "linux"))]
-unsafe impl shmlane_segment::SharedView for EventCount {}
+on_shared_memory! {
+    // SAFETY: two `AtomicU32`s (every bit pattern valid, written only atomically) and a
+    // zero-sized `WaitQueue` (the kernel keeps futex queues); `#[repr(C)]`, no padding.
+    #[cfg(target_os = "linux")]
+    unsafe impl shmlane_segment::SharedView for EventCount {}
+}
 
 /// A waiter announced by [`EventCount::prepare_wait`]. Wait on it, or drop it to cancel.
 #[derive(Debug)]

@@ -34,13 +34,29 @@
 //! notifier and the waiter may be different processes mapping one segment. Other Unix systems
 //! build with a fallback in which a wait polls the word with sleeps of 50 µs to 1 ms (the
 //! strategies keep their behaviour; wake-up latency is that of the sleep). With the `loom`
-//! feature, atomics come from loom and the futex is a Mutex + Condvar model that can wake
-//! spuriously (see `loom-tests/event_count.rs`).
+//! feature the crate also builds `model` (hidden): the event count and the strategies compiled
+//! a second time over loom's atomics, with the futex a Mutex + Condvar model that can wake
+//! spuriously (see `loom-tests/event_count.rs`); nothing else changes.
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+/// Keeps the items it wraps in the crate as it runs (on real futexes, in shared memory), and
+/// drops them from `model`, which compiles the same files over loom (and swaps the macros).
+macro_rules! on_shared_memory {
+    ($($item:tt)*) => { $($item)* };
+}
+
+/// The reverse of `on_shared_memory!`: items only the loom instance (`model`) has.
+#[allow(unused_macros)]
+macro_rules! in_model {
+    ($($item:tt)*) => {};
+}
+
 mod event_count;
 mod futex;
+#[cfg(feature = "loom")]
+#[doc(hidden)]
+pub mod model;
 pub mod strategy;
 mod sync;
 

@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::super::EventCount;
+use super::super::sync::{spin_loop, yield_now};
 use super::blocking::park;
 use super::{TimedOut, WaitStrategy, expired};
-use crate::EventCount;
-use crate::sync::{spin_loop, yield_now};
 
 /// Spins for a while, then yields for a while, then parks on the futex: busy-poll latency for
 /// data that arrives soon after the previous, near-zero CPU through long gaps.

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::super::EventCount;
 use super::{TimedOut, WaitStrategy, earliest, expired};
-use crate::EventCount;
 
 /// Parks on the event count's futex until notified: no CPU while idle, a futex wake-up of
 /// latency (microseconds; about 20 µs when the waiter's core is idle in a VM).

@@ -27,7 +27,7 @@ pub use blocking::Blocking;
 pub use periodic::{MIN_INTERVALS, Periodic, PeriodicStats, TARGET_SPIN, WINDOW};
 pub use spin::{BusySpin, Yield};
 
-use crate::EventCount;
+use super::EventCount;
 
 /// How to wait for a poll to succeed. Strategies are values (some learn), owned by the waiting
 /// side; `wait_for` is generic so the poll inlines into the strategy's loop.

@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::super::EventCount;
+use super::super::sync::spin_loop;
 use super::blocking::park;
 use super::{TimedOut, WaitStrategy, earliest, expired};
-use crate::EventCount;
-use crate::sync::spin_loop;
 
 /// Intervals the period is the median of.
 pub const WINDOW: usize = 8;

@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
+use super::super::EventCount;
+use super::super::sync::{spin_loop, yield_now};
 use super::{TimedOut, WaitStrategy, expired};
-use crate::EventCount;
-use crate::sync::{spin_loop, yield_now};
 
 /// Polls in a tight loop with a spin hint: the lowest latency, one core fully used. Pin the
 /// waiting thread to a core of its own.
