@@ -12,12 +12,12 @@
 //! the publisher's pool, or held (queued or in the new owner's hand), never both and never
 //! neither (the dead one's blocks are all back).
 //!
-//! As `subscriber_handoff.rs`, this restates the steps (the facade is built on segments, which
-//! loom cannot host) with the real overflow queue and the real `RoleClaim`, over loom atomics:
-//! `Publisher::reclaim_if_dead`, `clean`, `release`, `serve_subscribers` and the push of
-//! `publish` (publisher.rs, without history, limits or collection), `claim_role` (topic/mod.rs),
-//! `Subscriber::new`'s generation bump, `connect` and `receive`'s pop (subscriber.rs). Keep
-//! them in step.
+//! The protocol steps are the facade's own (`crates/shmlane/src/topic/handoff.rs`, compiled
+//! over loom's atomics as `shmlane::model`): `claim`, `SubscriberSlot::{take, wanted,
+//! release_if_dead}` and `Ack::{serve, is_for}`, over the real overflow queue and the real
+//! `RoleClaim` (their loom instances). The model supplies the rest of the publisher as the
+//! facade does it inside those steps' clean-ups (`empty_connection`, `take_back`, the push of
+//! `publish`, without history, limits or collection) and the subscriber's pop.
 //!
 //! Releasing with a plain store of 0 instead of the compare-exchange fails both models: a
 //! subscriber that took the slot over between the publisher's load of the dead owner and its
@@ -28,8 +28,9 @@
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
+use shmlane::model::{Ack, SubscriberSlot, claim};
 use shmlane_queue::model::overflow::{self, Consumer, Heap, Producer};
-use shmlane_segment::model::{RoleClaim, RoleOwner};
+use shmlane_segment::RoleOwner;
 use shmlane_workspace::model;
 
 /// The dead subscriber's generation of the slot (acknowledged by the publisher).
@@ -67,20 +68,9 @@ struct Slot {
     end: Mutex<(Consumer<Heap>, bool)>,
 }
 
-/// `claim_role` (topic/mod.rs), with the proof of death supplied: free, or taken over from a
-/// dead holder; a slot freed between the two steps of a takeover is claimed on a second try.
-fn claim_role<'a>(
-    word: &'a AtomicU64,
-    me: RoleOwner,
-    is_dead: &impl Fn(RoleOwner) -> bool,
-) -> Option<RoleClaim<&'a AtomicU64>> {
-    match RoleClaim::claim_with(word, me, is_dead) {
-        Ok((claim, _)) => Some(claim),
-        // Relaxed: only decides whether to try again; the claim's CAS synchronises.
-        Err(_) if word.load(Ordering::Relaxed) == 0 => {
-            RoleClaim::claim_with(word, me, is_dead).ok().map(|c| c.0)
-        }
-        Err(_) => None,
+impl Slot {
+    fn words(&self) -> SubscriberSlot<'_> {
+        SubscriberSlot { role: &self.role, generation: &self.generation }
     }
 }
 
@@ -97,16 +87,14 @@ struct Joined {
 /// is unknown to it) claims only a free slot.
 fn subscribe(slot: &Slot, me: RoleOwner, proves_death: bool) -> Joined {
     let is_dead = |o: RoleOwner| proves_death && o == dead();
-    let Some(claim) = claim_role(&slot.role, me, &is_dead) else {
+    let Some((role, _)) = claim(&slot.role, me, is_dead) else {
         return Joined { me, generation: None, popped: None };
     };
     // The process stays subscribed past the model's end: a drop would free the word before
     // the final checks.
-    std::mem::forget(claim);
-    // AcqRel: Release publishes the claim before publishers see the new generation.
-    let mine = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
-    // Acquire: pairs with the publisher's Release ack, after it emptied the queues.
-    if slot.ack.load(Ordering::Acquire) != mine {
+    std::mem::forget(role);
+    let mine = slot.words().take();
+    if !Ack(&slot.ack).is_for(mine) {
         return Joined { me, generation: Some(mine), popped: None };
     }
     let mut end = slot.end.lock().unwrap();
@@ -133,46 +121,30 @@ struct Publisher {
 }
 
 impl Publisher {
-    /// `reclaim_if_dead`: if the role word names a dead owner, take back its blocks, stop
-    /// serving it, and free the word only if it still names that owner.
+    /// `reclaim_subscriber_if_dead`: if the role word names a dead owner, take back its
+    /// blocks, stop serving it, and free the word only if it still names that owner.
     fn reclaim_if_dead(&mut self) -> bool {
-        // Acquire, as in publisher.rs ("pairs with the subscriber's Release claim"): a claim's
-        // CAS is Acquire only, so nothing here relies on it; only the value is used.
-        let raw = self.slot.role.load(Ordering::Acquire);
-        if RoleOwner::from_raw(raw) != Some(dead()) {
-            return false;
-        }
-        self.clean();
-        self.served = 0;
-        // Release: pairs with the Acquire of the next claim, as a holder's own release does.
-        // Failure (Relaxed): a new subscriber took the slot over; it is served from scratch.
-        let _ = self.slot.role.compare_exchange(raw, 0, Ordering::Release, Ordering::Relaxed);
-        true
+        let slot = self.slot.clone();
+        slot.words().release_if_dead(
+            |owner| owner == dead(),
+            |_| {
+                self.clean();
+                self.served = 0;
+            },
+        )
     }
 
-    /// `serve_subscribers` for this slot: a changed generation (or a freed slot) is cleaned
-    /// before the new generation is acknowledged; a generation already acknowledged by a
-    /// previous serving is adopted.
+    /// `follow_subscribers` and `start_serving` for this slot: a changed generation (or a
+    /// freed slot) is cleaned before the new generation is acknowledged; a generation already
+    /// acknowledged by a previous serving is adopted.
     fn serve(&mut self) {
-        // Acquire (both), as in publisher.rs: the generation's pairs with the subscriber's
-        // AcqRel bump; of the role word only the value is used.
-        let held = self.slot.role.load(Ordering::Acquire) != 0;
-        let generation = if held { self.slot.generation.load(Ordering::Acquire) } else { 0 };
-        if generation == self.served {
+        let slot = self.slot.clone();
+        let wanted = slot.words().wanted();
+        if wanted == self.served {
             return;
         }
-        // Acquire: pairs with the previous Release ack.
-        if self.served == 0
-            && generation != 0
-            && self.slot.ack.load(Ordering::Acquire) == generation
-        {
-            self.served = generation;
-            return;
-        }
-        self.clean();
-        self.served = generation;
-        // Release: the cleaning above happens before the subscriber's Acquire of the ack.
-        self.slot.ack.store(generation, Ordering::Release);
+        let served = self.served;
+        self.served = Ack(&slot.ack).serve(served, wanted, || self.clean());
     }
 
     /// `clean`: empties the connection and takes back every block the slot's holder had.

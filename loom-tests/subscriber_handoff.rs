@@ -4,10 +4,11 @@
 //! after it sees that acknowledgement (Acquire). So the newcomer never receives a sample that
 //! was queued for its predecessor (whose blocks the publisher has taken back and may reuse).
 //!
-//! The facade itself is built on segments, which loom cannot host, so this model restates the
-//! three steps it checks, with the real overflow queue (`shmlane_queue::overflow`) and loom
-//! atomics: `Publisher::serve_subscribers` + `clean` (publisher.rs), `Subscriber::new`'s
-//! generation bump and `Subscriber::connect` (subscriber.rs). Keep them in step.
+//! The steps are the facade's own (`crates/shmlane/src/topic/handoff.rs`, compiled over loom's
+//! atomics as `shmlane::model`): `SubscriberSlot::take` (`Subscriber::new`), `Ack::is_for`
+//! (`Subscriber::connect`), `SubscriberSlot::wanted` and `Ack::serve` (the publisher's
+//! `follow_subscribers`), with the real overflow queue (`shmlane_queue::model::overflow`) as
+//! the connection; the model supplies only what the facade does inside `serve`'s clean-up.
 //!
 //! Acknowledging before emptying the queue fails this model from three preemptions on (the
 //! default bound of `model.rs`; with one or two it passes). Weakening the ack to Relaxed does
@@ -16,21 +17,34 @@
 //! newcomer resumes from the shared indices.
 
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::atomic::AtomicU64;
 use loom::thread;
+use shmlane::model::{Ack, SubscriberSlot};
 use shmlane_queue::model::overflow;
 use shmlane_workspace::model;
 
 /// The slot's shared words.
 struct Slot {
+    /// Held throughout (the newcomer claimed it before the model starts).
+    role: AtomicU64,
     generation: AtomicU64,
     ack: AtomicU64,
+}
+
+impl Slot {
+    fn words(&self) -> SubscriberSlot<'_> {
+        SubscriberSlot { role: &self.role, generation: &self.generation }
+    }
 }
 
 #[test]
 fn a_new_subscriber_never_receives_its_predecessors_samples() {
     model::check(|| {
-        let slot = Arc::new(Slot { generation: AtomicU64::new(1), ack: AtomicU64::new(1) });
+        let slot = Arc::new(Slot {
+            role: AtomicU64::new(0xfeed),
+            generation: AtomicU64::new(1),
+            ack: AtomicU64::new(1),
+        });
         let (mut submission, mut consumer) = overflow::new(2);
         // Generation 1 is served and has a sample queued (value = generation << 32 | n).
         submission.push(1 << 32).unwrap();
@@ -38,27 +52,23 @@ fn a_new_subscriber_never_receives_its_predecessors_samples() {
         let newcomer = {
             let slot = slot.clone();
             thread::spawn(move || {
-                // `Subscriber::new`: take the slot, bump its generation.
-                let mine = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                // `Subscriber::new`: bump the slot's generation.
+                let mine = slot.words().take();
                 // `Subscriber::connect`: pop only once the publisher acknowledged us.
-                // Acquire: pairs with the publisher's Release ack after cleaning.
-                if slot.ack.load(Ordering::Acquire) != mine {
+                if !Ack(&slot.ack).is_for(mine) {
                     return None;
                 }
                 Some((mine, consumer.pop()))
             })
         };
 
-        // The publisher's next send: `serve_subscribers`.
+        // The publisher's next send: `follow_subscribers`, then `start_serving`.
         let mut served = 1;
-        // Acquire: pairs with the subscriber's AcqRel generation bump.
-        let generation = slot.generation.load(Ordering::Acquire);
-        if generation != served {
-            // `clean`: empty the queue (the blocks go back to the pool), then acknowledge.
-            while submission.evict().unwrap().is_some() {}
-            served = generation;
-            // Release: the eviction above happens before the newcomer's first pop.
-            slot.ack.store(generation, Ordering::Release);
+        let wanted = slot.words().wanted();
+        if wanted != served {
+            // `empty_connection`: the queue emptied (the blocks go back to the pool).
+            served = Ack(&slot.ack)
+                .serve(served, wanted, || while submission.evict().unwrap().is_some() {});
         }
         // Then it queues this send's sample for the generation it serves.
         submission.push(served << 32 | 1).unwrap();

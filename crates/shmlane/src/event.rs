@@ -14,7 +14,6 @@
 //! listener looks is seen once: events are level, not counted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
@@ -26,6 +25,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::{ConnectError, ReceiveError, TopicError};
 use crate::node::{Node, check_name};
+use crate::sync::{AtomicU64, Ordering};
 
 const MAGIC: [u8; 8] = *b"SHMLEVNT";
 const VERSION: u32 = 1;

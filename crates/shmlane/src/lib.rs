@@ -64,9 +64,13 @@ pub mod discovery;
 mod error;
 pub mod event;
 mod events;
+#[cfg(feature = "loom")]
+#[doc(hidden)]
+pub mod model;
 mod node;
 mod payload;
 pub mod rpc;
+mod sync;
 pub mod topic;
 
 pub use error::{ConnectError, NodeError, PublishError, ReceiveError, TopicError};

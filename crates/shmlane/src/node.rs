@@ -2,7 +2,6 @@
 //! shared memory lives.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::NodeError;
 use crate::payload::ZeroCopy;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::topic::TopicBuilder;
 
 /// Environment variable naming the default namespace.

@@ -137,9 +137,9 @@ impl TopicHeader {
 #[derive(Debug)]
 pub(crate) struct PublisherEntry {
     /// Who holds the slot (`RoleClaim`).
-    pub(crate) role: std::sync::atomic::AtomicU64,
+    pub(crate) role: crate::sync::AtomicU64,
     /// The generation of its current payload segment (0: none yet).
-    pub(crate) generation: std::sync::atomic::AtomicU64,
+    pub(crate) generation: crate::sync::AtomicU64,
     /// Notified by subscribers when they return samples (room for a blocked publisher).
     pub(crate) space: EventCount,
 }
@@ -149,12 +149,12 @@ pub(crate) struct PublisherEntry {
 #[derive(Debug)]
 pub(crate) struct SubscriberEntry {
     /// Who holds the slot (`RoleClaim`).
-    pub(crate) role: std::sync::atomic::AtomicU64,
+    pub(crate) role: crate::sync::AtomicU64,
     /// Bumped by every subscriber that claims the slot; publishers serve the slot only after
     /// acknowledging the current generation.
-    pub(crate) generation: std::sync::atomic::AtomicU64,
+    pub(crate) generation: crate::sync::AtomicU64,
     /// Samples meant for this subscriber that were dropped (evicted, or over its limit).
-    pub(crate) drops: std::sync::atomic::AtomicU64,
+    pub(crate) drops: crate::sync::AtomicU64,
     /// Notified by publishers after each send.
     pub(crate) event: EventCount,
 }
@@ -243,10 +243,9 @@ impl Layout {
         &self,
         segment: &'s Segment,
         connection: usize,
-    ) -> Result<&'s std::sync::atomic::AtomicU64, TopicError> {
+    ) -> Result<&'s crate::sync::AtomicU64, TopicError> {
         let stride = size_of::<CachePadded<u64>>() as u64;
-        let at: Offset<std::sync::atomic::AtomicU64> =
-            self.acks.offset_of(connection as u64 * stride)?;
+        let at: Offset<crate::sync::AtomicU64> = self.acks.offset_of(connection as u64 * stride)?;
         Ok(segment.get(at)?)
     }
 

@@ -10,6 +10,7 @@
 //! start time at most every 10 ms); the publisher then takes back every block it held and frees
 //! its slot.
 
+mod handoff;
 pub(crate) mod layout;
 pub(crate) mod pool;
 mod publisher;
@@ -17,12 +18,10 @@ mod subscriber;
 pub(crate) mod words;
 
 use std::marker::PhantomData;
-use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use shmlane_queue::overflow::SharedOverflow;
-use shmlane_segment::{Claimed, Fingerprint, Liveness, RoleClaim, RoleOwner, Segment};
+use shmlane_segment::{Fingerprint, Liveness, RoleClaim, RoleOwner, Segment};
 
 pub use pool::BlockCounts;
 pub use publisher::{Loan, Publisher, SliceLoan};
@@ -31,6 +30,7 @@ pub use subscriber::{Sample, Subscriber};
 use crate::error::TopicError;
 use crate::node::{Node, check_name};
 use crate::payload::{TypeInfo, ZeroCopy};
+use crate::sync::{self, AtomicU64, Ordering};
 use layout::{Layout, TopicHeader};
 
 /// Fingerprint of the queues inside a topic's control segment.
@@ -504,20 +504,5 @@ impl Drop for OpenTopic {
             let _ = self.segment.unlink();
             self.remove_departed_payloads();
         }
-    }
-}
-
-/// Claims the role in `word` for `me`: free, or taken over from a holder proven dead. A slot
-/// freed between the two steps of a takeover (a publisher released its dead subscriber) is
-/// free: claimed on a second try.
-fn claim_role<W: Deref<Target = AtomicU64> + Clone>(
-    word: W,
-    me: RoleOwner,
-) -> Option<(RoleClaim<W>, Claimed)> {
-    match RoleClaim::claim(word.clone(), me) {
-        Ok(claimed) => Some(claimed),
-        // Relaxed: only decides whether to try again; the claim's CAS synchronises.
-        Err(_) if word.load(Ordering::Relaxed) == 0 => RoleClaim::claim(word, me).ok(),
-        Err(_) => None,
     }
 }

@@ -11,7 +11,6 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shmlane_notify::{Backoff, WaitStrategy};
@@ -19,12 +18,14 @@ use shmlane_notify::{Backoff, WaitStrategy};
 use shmlane_queue::overflow::{Consumer, Owned, OwnedOverflow, Producer};
 use shmlane_segment::{Claimed, Liveness, RoleClaim, RoleOwner, SegmentRef, crash_point};
 
+use super::handoff::{self, Ack, SubscriberSlot};
 use super::layout::{PublisherEntry, SubscriberEntry};
 use super::pool::{BlockCounts, HISTORY, Pools};
 use super::words::{BlockId, QueuedBlock};
-use super::{OpenTopic, Overflow, QUEUE_FINGERPRINT, claim_role};
+use super::{OpenTopic, Overflow, QUEUE_FINGERPRINT};
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
+use crate::sync::{AtomicU64, Ordering};
 
 /// Default wait of a send under [`Overflow::Block`].
 const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -49,6 +50,8 @@ pub struct Publisher<T> {
     state: RefCell<State>,
     entry: SegmentRef<PublisherEntry>,
     subscribers: Vec<SegmentRef<SubscriberEntry>>,
+    /// Per subscriber slot, the ack word of our connection to it.
+    acks: Vec<SegmentRef<AtomicU64>>,
     block_timeout: Cell<Duration>,
     /// Our publisher slot.
     slot: usize,
@@ -97,7 +100,6 @@ impl<T> Drop for Publisher<T> {
 struct ToSubscriber {
     /// The subscriber generation being served (0: none).
     served: u64,
-    ack: SegmentRef<AtomicU64>,
     submission: Producer<Owned>,
     completion: Consumer<Owned>,
     /// Blocks this subscriber has queued or in hand.
@@ -123,7 +125,9 @@ impl<T: ZeroCopy> Publisher<T> {
         let mut claimed = None;
         for p in 0..config.max_publishers as usize {
             let entry = SegmentRef::try_map(&topic.segment, |s| topic.layout.publisher(s, p))?;
-            if let Some((role, how)) = claim_role(entry.project(|e| &e.role), me) {
+            let role =
+                handoff::claim(entry.project(|e| &e.role), me, |o| o.liveness() == Liveness::Dead);
+            if let Some((role, how)) = role {
                 if let Claimed::TakenOver(dead) = how {
                     crate::events::slot_taken_over(&topic.service, "publisher", p, dead);
                 }
@@ -156,6 +160,7 @@ impl<T: ZeroCopy> Publisher<T> {
 
         let subscribers_max = config.max_subscribers as usize;
         let mut subscribers = Vec::with_capacity(subscribers_max);
+        let mut acks = Vec::with_capacity(subscribers_max);
         let mut connections = Vec::with_capacity(subscribers_max);
         for s in 0..subscribers_max {
             subscribers
@@ -164,9 +169,9 @@ impl<T: ZeroCopy> Publisher<T> {
             let (submission, completion) = topic.layout.connection(c);
             let submission = OwnedOverflow::attach(&topic.segment, submission, QUEUE_FINGERPRINT)?;
             let completion = OwnedOverflow::attach(&topic.segment, completion, QUEUE_FINGERPRINT)?;
+            acks.push(SegmentRef::try_map(&topic.segment, |seg| topic.layout.ack(seg, c))?);
             connections.push(ToSubscriber {
                 served: 0,
-                ack: SegmentRef::try_map(&topic.segment, |seg| topic.layout.ack(seg, c))?,
                 submission: submission.producer()?,
                 completion: completion.consumer()?,
                 outstanding: 0,
@@ -183,6 +188,7 @@ impl<T: ZeroCopy> Publisher<T> {
             state: RefCell::new(state),
             entry,
             subscribers,
+            acks,
             block_timeout: Cell::new(DEFAULT_BLOCK_TIMEOUT),
             slot,
             generation,
@@ -494,25 +500,24 @@ impl<T: ZeroCopy> Publisher<T> {
     /// still names the dead holder), so that every publisher cleans its connection too and a
     /// new subscriber claims the slot as a free one. Returns whether it was dead.
     fn reclaim_subscriber_if_dead(&self, state: &mut State, s: usize) -> bool {
-        let role = &self.subscribers[s].role;
-        // Acquire: only the holder's identity is used; a claim is an Acquire CAS and publishes
-        // nothing (the subscriber's state is ordered by its AcqRel generation bump).
-        let raw = role.load(Ordering::Acquire);
-        let Some(dead) = RoleOwner::from_raw(raw).filter(|o| o.liveness() == Liveness::Dead) else {
-            return false;
-        };
-        crate::events::subscriber_reclaimed(
-            &self.topic.service,
-            s,
-            state.connections[s].outstanding,
-            dead,
-        );
-        self.empty_connection(state, s);
-        state.connections[s].served = 0;
-        // Release: pairs with the Acquire of the next claim, as a holder's own release does.
-        // Failure (Relaxed): a new subscriber took the slot over; it is served from scratch.
-        let _ = role.compare_exchange(raw, 0, Ordering::Release, Ordering::Relaxed);
-        true
+        let is_dead = |owner: RoleOwner| owner.liveness() == Liveness::Dead;
+        self.subscriber_slot(s).release_if_dead(is_dead, |dead| {
+            crate::events::subscriber_reclaimed(
+                &self.topic.service,
+                s,
+                state.connections[s].outstanding,
+                dead,
+            );
+            self.empty_connection(state, s);
+            state.connections[s].served = 0;
+        })
+    }
+
+    /// The hand-over words of subscriber slot `s` ([`handoff`]).
+    #[inline]
+    fn subscriber_slot(&self, s: usize) -> SubscriberSlot<'_> {
+        let entry = &self.subscribers[s];
+        SubscriberSlot { role: &entry.role, generation: &entry.generation }
     }
 
     /// Subscribers being served now.
@@ -576,11 +581,7 @@ impl<T: ZeroCopy> Publisher<T> {
     #[inline]
     fn follow_subscribers(&self, state: &mut State) {
         for s in 0..state.connections.len() {
-            let entry = &self.subscribers[s];
-            // Acquire (both): the role word's value only (a claim publishes nothing); the
-            // generation load pairs with the subscriber's AcqRel generation bump.
-            let held = entry.role.load(Ordering::Acquire) != 0;
-            let generation = if held { entry.generation.load(Ordering::Acquire) } else { 0 };
+            let generation = self.subscriber_slot(s).wanted();
             if generation != state.connections[s].served {
                 self.start_serving(state, s, generation);
             }
@@ -591,26 +592,17 @@ impl<T: ZeroCopy> Publisher<T> {
     /// cleans the connection, then acknowledges the generation.
     #[cold]
     fn start_serving(&self, state: &mut State, s: usize, generation: u64) {
-        // Acquire: pairs with the previous holder's Release ack.
-        if state.connections[s].served == 0
-            && generation != 0
-            && state.connections[s].ack.load(Ordering::Acquire) == generation
-        {
-            // Adopt a connection a previous holder of our slot served: its samples still
-            // queued stay for the subscriber (they name the old payload segment, which the
-            // subscriber may have mapped; their returns are ignored as another generation).
-            state.connections[s].served = generation;
-            return;
-        }
-        self.empty_connection(state, s);
-        state.connections[s].served = generation;
-        if generation != 0 {
-            self.replay_history(state, s);
-            crash_point!("shmlane.serve.cleaned");
-        }
-        // Release: the cleaning (and the history queued) above happens before the
-        // subscriber's Acquire of the ack.
-        state.connections[s].ack.store(generation, Ordering::Release);
+        // A connection a previous holder of our slot served is adopted: its samples still
+        // queued stay for the subscriber (they name the old payload segment, which the
+        // subscriber may have mapped; their returns are ignored as another generation).
+        let served = state.connections[s].served;
+        state.connections[s].served = Ack(&self.acks[s]).serve(served, generation, || {
+            self.empty_connection(state, s);
+            if generation != 0 {
+                self.replay_history(state, s);
+                crash_point!("shmlane.serve.cleaned");
+            }
+        });
     }
 
     /// Queues the history, oldest first, for the subscriber that just joined slot `s`.

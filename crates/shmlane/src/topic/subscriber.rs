@@ -11,20 +11,21 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shmlane_notify::WaitStrategy;
 use shmlane_queue::overflow::{Consumer, Owned, OwnedOverflow, Producer};
-use shmlane_segment::{RoleClaim, Segment, SegmentRef, crash_point};
+use shmlane_segment::{Liveness, RoleClaim, Segment, SegmentRef, crash_point};
 
+use super::handoff::{self, Ack, SubscriberSlot};
 use super::layout::{
     DATA_HEADER_AT, DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION,
 };
 use super::words::QueuedBlock;
-use super::{DATA_FINGERPRINT, OpenTopic, QUEUE_FINGERPRINT, claim_role};
+use super::{DATA_FINGERPRINT, OpenTopic, QUEUE_FINGERPRINT};
 use crate::error::{ConnectError, ReceiveError};
 use crate::payload::ZeroCopy;
+use crate::sync::{AtomicU64, Ordering};
 
 /// A topic's receiving end. It owns its share of the topic (it can be stored in a struct and
 /// outlives the [`Topic`](super::Topic) it came from) and is `Send`: move it to the thread
@@ -110,7 +111,9 @@ impl<T: ZeroCopy> Subscriber<T> {
         let mut claimed = None;
         for s in 0..config.max_subscribers as usize {
             let entry = SegmentRef::try_map(&topic.segment, |seg| topic.layout.subscriber(seg, s))?;
-            if let Some((role, how)) = claim_role(entry.project(|e| &e.role), me) {
+            let role =
+                handoff::claim(entry.project(|e| &e.role), me, |o| o.liveness() == Liveness::Dead);
+            if let Some((role, how)) = role {
                 if let shmlane_segment::Claimed::TakenOver(dead) = how {
                     crate::events::slot_taken_over(&topic.service, "subscriber", s, dead);
                 }
@@ -125,13 +128,7 @@ impl<T: ZeroCopy> Subscriber<T> {
             });
         };
         crash_point!("shmlane.subscribe.claimed");
-        // AcqRel: Release publishes the claim before publishers see the new generation; a
-        // generation is never 0 (0 means "nobody" to publishers).
-        let mut generation = entry.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
-        if generation == 0 {
-            // AcqRel: as above.
-            generation = entry.generation.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
-        }
+        let generation = SubscriberSlot { role: &entry.role, generation: &entry.generation }.take();
         let subscribers = config.max_subscribers as usize;
         let mut publishers = Vec::new();
         let mut connections = Vec::new();
@@ -316,8 +313,7 @@ impl<T: ZeroCopy> Subscriber<T> {
     /// Takes the queue ends of `connection` once its publisher acknowledged our generation.
     #[cold]
     fn connect(&self, connection: &mut FromPublisher) -> bool {
-        // Acquire: pairs with the publisher's Release ack, after it emptied the queues.
-        if connection.ack.load(Ordering::Acquire) != self.generation {
+        if !Ack(&connection.ack).is_for(self.generation) {
             return false;
         }
         match (connection.queues.0.consumer(), connection.queues.1.producer()) {
