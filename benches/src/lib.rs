@@ -1,8 +1,10 @@
 //! Support for the benchmarks in this folder (`cargo bench -p shmlane-benches`).
-#![deny(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "iceoryx2")]
+pub mod iox2;
 pub mod peer;
+pub mod pingpong;
+pub mod rounds;
 
 use std::hint::black_box;
 use std::sync::OnceLock;

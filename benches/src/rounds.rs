@@ -1,0 +1,144 @@
+//! In-process queue throughput measured in alternating rounds (`queues_alternating`): the
+//! contenders of a comparison take turns within one run, so a phase of the host slows them
+//! alike, and the spread over rounds shows how far one round can be trusted.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{BATCH, Rx, Tx, pin, two_cpus};
+
+/// Moves `count` values from `tx` to `rx` (`BATCH` at a time if `batched`), the producer on
+/// the calling thread pinned to the first of [`two_cpus`], the consumer on a scoped thread
+/// pinned to the second; checks that none is lost. The clock starts once the consumer is
+/// pinned and polling, and stops when it has the last value. Unlike [`transfer`](crate::transfer)
+/// the queue calls are compiled for the queue types (no virtual call per value).
+pub fn transfer_pinned<P: Tx + ?Sized, C: Rx + ?Sized>(
+    tx: &mut P,
+    rx: &mut C,
+    count: u64,
+    batched: bool,
+) -> Duration {
+    let (producer_cpu, consumer_cpu) = two_cpus();
+    let ready = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let ready = &ready;
+        let consumer = scope.spawn(move || {
+            pin(consumer_cpu);
+            // Release: nothing rides on it; the producer only waits for it.
+            ready.store(true, Ordering::Release);
+            let (mut received, mut sum) = (0u64, 0u64);
+            let mut buffer = [0u64; BATCH];
+            while received < count {
+                if batched {
+                    let got = rx.pop_many(&mut buffer);
+                    sum = buffer[..got].iter().fold(sum, |s, v| s.wrapping_add(*v));
+                    received += got as u64;
+                } else if let Some(value) = rx.pop_one() {
+                    sum = sum.wrapping_add(value);
+                    received += 1;
+                }
+            }
+            assert_eq!(sum, count * count.saturating_sub(1) / 2, "values lost or reordered");
+            Instant::now()
+        });
+        pin(producer_cpu);
+        // Acquire: pairs with the consumer's Release store.
+        while !ready.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        let start = Instant::now();
+        let mut next = 0u64;
+        let mut batch = [0u64; BATCH];
+        while next < count {
+            if batched {
+                let n = BATCH.min((count - next) as usize);
+                batch.iter_mut().zip(next..).for_each(|(slot, v)| *slot = v);
+                next += tx.push_many(&batch[..n]) as u64;
+            } else if tx.push_one(black_box(next)) {
+                next += 1;
+            }
+        }
+        consumer.join().expect("the consumer panicked") - start
+    })
+}
+
+/// One contender: a name and a run of `count` values (its queue ends captured).
+pub struct Contender<'q> {
+    /// Shown in the report.
+    pub name: &'static str,
+    run: Box<dyn FnMut(u64) -> Duration + 'q>,
+    /// M values per second, one entry per recorded round.
+    pub rates: Vec<f64>,
+}
+
+impl std::fmt::Debug for Contender<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contender").field("name", &self.name).field("rates", &self.rates).finish()
+    }
+}
+
+impl<'q> Contender<'q> {
+    /// A contender moving values from `tx` to `rx` with [`transfer_pinned`].
+    pub fn new<P: Tx + 'q, C: Rx + 'q>(
+        name: &'static str,
+        mut tx: P,
+        mut rx: C,
+        batched: bool,
+    ) -> Self {
+        let run = move |count| transfer_pinned(&mut tx, &mut rx, count, batched);
+        Contender { name, run: Box::new(run), rates: Vec::new() }
+    }
+
+    /// Moves `count` values; records the rate if `record`.
+    pub fn run(&mut self, count: u64, record: bool) {
+        let elapsed = (self.run)(count);
+        if record {
+            self.rates.push(count as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6);
+        }
+    }
+}
+
+/// Two contenders measured against each other: the first is shmlane's.
+#[derive(Debug)]
+pub struct Comparison<'q> {
+    /// What is compared (the row's title).
+    pub title: &'static str,
+    /// Values per round, per contender.
+    pub count: u64,
+    /// shmlane's queue, then the baseline.
+    pub pair: [Contender<'q>; 2],
+}
+
+impl Comparison<'_> {
+    /// One round: both contenders, the baseline first in odd rounds.
+    pub fn round(&mut self, round: usize, record: bool) {
+        let order = if round.is_multiple_of(2) { [0, 1] } else { [1, 0] };
+        for i in order {
+            self.pair[i].run(self.count, record);
+        }
+    }
+
+    /// shmlane's rate over the baseline's, per round.
+    pub fn ratios(&self) -> Vec<f64> {
+        self.pair[0].rates.iter().zip(&self.pair[1].rates).map(|(a, b)| a / b).collect()
+    }
+}
+
+/// Minimum, median and maximum of `values` (`NaN`s if empty).
+pub fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => (f64::NAN, f64::NAN, f64::NAN),
+        n => {
+            let median = if !n.is_multiple_of(2) {
+                sorted[n / 2]
+            } else {
+                (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+            };
+            (sorted[0], median, sorted[n - 1])
+        }
+    }
+}
