@@ -6,9 +6,6 @@
 //! - `shmlane list`, `shmlane inspect NAME`, `shmlane clean`: our segments and services, their
 //!   state and peers, and removal of what dead processes left behind.
 
-#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 mod bench;
 mod ops;
 

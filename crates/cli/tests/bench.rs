@@ -90,10 +90,13 @@ fn every_transport_runs_and_the_json_has_exactly_the_documented_shape() {
         assert_eq!(row["iters"].as_u64(), Some(200), "warm-up trips are not recorded");
         let quantiles: Vec<f64> = ["p50_ns", "p90_ns", "p99_ns", "p999_ns", "p9999_ns", "max_ns"]
             .iter()
-            .map(|k| row[*k].as_f64().unwrap())
+            .map(|key| row[*key].as_f64().unwrap())
             .collect();
         assert!(quantiles[0] > 0.0, "{row:?}");
-        assert!(quantiles.windows(2).all(|w| w[0] <= w[1]), "quantiles not ordered: {row:?}");
+        assert!(
+            quantiles.windows(2).all(|pair| pair[0] <= pair[1]),
+            "quantiles not ordered: {row:?}"
+        );
     }
 
     let plot = std::fs::read_to_string(&svg).unwrap();

@@ -169,8 +169,8 @@ fn sweep(how: &str, dir: &Path, namespace: &str) {
             if !removal.failed.iter().all(|(_, e)| denied(e)) {
                 fail(5, format!("failed for another reason: {:?}", removal.failed));
             }
-            let removed = removal.removed.iter().map(|i| i.name.to_string()).collect();
-            (removed, removal.failed.iter().map(|(i, _)| i.name.to_string()).collect())
+            let removed = removal.removed.iter().map(|info| info.name.to_string()).collect();
+            (removed, removal.failed.iter().map(|(info, _)| info.name.to_string()).collect())
         }
         "facade" => {
             let removal =
@@ -178,9 +178,9 @@ fn sweep(how: &str, dir: &Path, namespace: &str) {
             if !removal.failed.iter().all(|(_, e)| denied(e)) {
                 fail(5, format!("failed for another reason: {:?}", removal.failed));
             }
-            let name = |e: &discovery::SegmentEntry| e.segment.name.to_string();
+            let name = |entry: &discovery::SegmentEntry| entry.segment.name.to_string();
             let removed = removal.removed.iter().map(name).collect();
-            (removed, removal.failed.iter().map(|(e, _)| name(e)).collect())
+            (removed, removal.failed.iter().map(|(entry, _)| name(entry)).collect())
         }
         "node" => {
             // Its sweep of the namespace's dead nodes meets another user's registration.
@@ -190,8 +190,8 @@ fn sweep(how: &str, dir: &Path, namespace: &str) {
             }
             report("creation_errors", node.sweep_errors().len());
             let removal = node.remove_dead_nodes().unwrap_or_else(|e| fail(3, e));
-            let removed = removal.removed.iter().map(|i| i.name.to_string()).collect();
-            (removed, removal.failed.iter().map(|(i, _)| i.name.to_string()).collect())
+            let removed = removal.removed.iter().map(|info| info.name.to_string()).collect();
+            (removed, removal.failed.iter().map(|(info, _)| info.name.to_string()).collect())
         }
         _ => fail(2, format!("unknown sweep {how}")),
     };
@@ -280,7 +280,9 @@ fn resized_under_discovery(in_shm: bool) {
     let files = child.report_u64("files", TIMEOUT);
     let names: Vec<String> = files_of(&dir, &namespace)
         .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().trim_start_matches("shmlane.").into())
+        .map(|path| {
+            path.file_name().unwrap().to_string_lossy().trim_start_matches("shmlane.").into()
+        })
         .collect();
     // Control segments of the topic and event, a payload segment, a node registration.
     assert_eq!(names.len() as u64, files, "{names:?}");
@@ -332,7 +334,8 @@ fn resized_under_discovery(in_shm: bool) {
             0 => assert!(run.stdout.starts_with(b"segment"), "{run:?}"),
             _ => {
                 let stderr = String::from_utf8_lossy(&run.stderr);
-                let why = ["cannot be read", "is corrupt"].iter().any(|w| stderr.contains(w));
+                let why =
+                    ["cannot be read", "is corrupt"].iter().any(|phrase| stderr.contains(phrase));
                 assert!(stderr.starts_with("shmlane: segment ") && why, "{stderr}");
             }
         }
@@ -345,7 +348,7 @@ fn resized_under_discovery(in_shm: bool) {
 
         // The same in this process: a SIGBUS here would end the test binary.
         let entries = discovery::segments(root).expect("list the directory");
-        for entry in entries.iter().filter(|e| ours(e)) {
+        for entry in entries.iter().filter(|entry| ours(entry)) {
             assert_ne!(entry.verdict, Verdict::Stale, "{entry:?}");
         }
         let segment = SegmentName::new(name).unwrap();
@@ -419,7 +422,7 @@ fn left_by(
 
 /// A comma-separated report as a set.
 fn set(report: &str) -> BTreeSet<String> {
-    report.split(',').filter(|s| !s.is_empty()).map(String::from).collect()
+    report.split(',').filter(|part| !part.is_empty()).map(String::from).collect()
 }
 
 #[test]

@@ -106,8 +106,8 @@ fn listed(root: &Path) -> Vec<Value> {
 }
 
 fn find<'a>(segments: &'a [Value], name: &str) -> &'a Value {
-    segments.iter().find(|s| s["name"] == name).unwrap_or_else(|| {
-        let names: Vec<_> = segments.iter().map(|s| s["name"].to_string()).collect();
+    segments.iter().find(|segment| segment["name"] == name).unwrap_or_else(|| {
+        let names: Vec<_> = segments.iter().map(|segment| segment["name"].to_string()).collect();
         panic!("{name} not listed; listed: {names:?}")
     })
 }
@@ -250,6 +250,42 @@ fn list_shows_live_and_stale_services_with_kind_peers_and_liveness() {
     assert_eq!(only.len(), 3, "the dead namespace's topic, payload and node: {only:?}");
 }
 
+/// A payload type of the user's, derived through shmlane's re-exports of zerocopy. This package
+/// does not depend on zerocopy (see its `Cargo.toml`): the derives compile only because
+/// `#[zerocopy(crate = "shmlane::zerocopy")]` leads them to shmlane's re-export.
+#[derive(
+    Clone, Copy, shmlane::FromBytes, shmlane::IntoBytes, shmlane::KnownLayout, shmlane::Immutable,
+)]
+#[zerocopy(crate = "shmlane::zerocopy")]
+#[repr(C)]
+struct Quote {
+    price: f64,
+    size: u32,
+    venue: u32,
+}
+
+#[test]
+fn inspect_names_a_payload_type_derived_through_shmlane() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let node = node(root, "app", "parent");
+    let topic = node.topic::<Quote>("quotes").create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    publisher.send_copy(Quote { price: 101.25, size: 3, venue: 7 }).unwrap();
+    let quote = subscriber.receive().unwrap().expect("sent above");
+    assert_eq!((quote.price, quote.size, quote.venue), (101.25, 3, 7));
+
+    let detail = json(&shmlane_in(root, &["inspect", "app.topic.quotes", "--json"], 0));
+    let payload = &detail["topic"]["type"];
+    let name = std::any::type_name::<Quote>();
+    assert_eq!(payload["name"].as_str(), Some(name));
+    assert_eq!((payload["size"].as_u64(), payload["align"].as_u64()), (Some(16), Some(8)));
+    let text = shmlane_in(root, &["inspect", "app.topic.quotes"], 0).stdout;
+    let expected = format!("payload      {name}: 16 bytes, align 8, version 0\n");
+    assert!(text.contains(&expected), "{expected:?} not in\n{text}");
+}
+
 #[test]
 fn inspect_shows_queue_fill_pool_use_and_drops_as_sent() {
     let dir = tempfile::tempdir().unwrap();
@@ -304,10 +340,10 @@ fn inspect_shows_queue_fill_pool_use_and_drops_as_sent() {
     first.flush_returns();
     let detail = inspected("app.topic.ticks");
     let subscribers = &detail["topic"]["subscribers"];
-    let fill = |s: usize| {
-        let queue = &subscribers[s]["queues"][0];
-        [&queue["queued"], &queue["returned"], &subscribers[s]["drops"]]
-            .map(|v| v.as_u64().unwrap())
+    let fill = |slot: usize| {
+        let queue = &subscribers[slot]["queues"][0];
+        [&queue["queued"], &queue["returned"], &subscribers[slot]["drops"]]
+            .map(|count| count.as_u64().unwrap())
     };
     assert_eq!(fill(0), [7, 1, 2], "queued, returned, drops of the first");
     assert_eq!(fill(1), [8, 0, 2], "of the second");

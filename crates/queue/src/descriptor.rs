@@ -1,5 +1,5 @@
 //! What every queue in a segment shares: the descriptor at the start of its region, the
-//! element contract, and the errors of attaching and claiming.
+//! element contract ([`ZeroCopy`]), and the errors of attaching and claiming.
 
 // Under loom only the in-memory protocol is built; the segment layout goes unused.
 #![cfg_attr(feature = "loom", allow(dead_code))]
@@ -49,10 +49,18 @@ pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 /// positions of a claimed end stay far from overflowing. Bit 63 is free for slot flags.
 pub(crate) const MAX_POSITION: u64 = 1 << 63;
 
-/// Values that can travel through shared memory: plain bytes, no pointers, every bit pattern
-/// valid, no padding (zerocopy's guarantees).
-pub trait Plain: FromBytes + IntoBytes + KnownLayout + Immutable + Copy + Send + Sync {}
-impl<T: FromBytes + IntoBytes + KnownLayout + Immutable + Copy + Send + Sync> Plain for T {}
+/// Plain data, safe to share by reference between processes: no pointers, every bit pattern
+/// a valid value, no padding, no interior mutability (zerocopy's guarantees).
+///
+/// Every `Send + Sync + 'static` type with zerocopy's `FromBytes`, `IntoBytes`, `KnownLayout`
+/// and `Immutable` has it; the shared queues also need `Copy`, as they move values in and out
+/// by copy. It is shmlane's one element contract: `shmlane::ZeroCopy` is this trait,
+/// re-exported by the facade.
+pub trait ZeroCopy:
+    FromBytes + IntoBytes + KnownLayout + Immutable + Send + Sync + 'static
+{
+}
+impl<T: FromBytes + IntoBytes + KnownLayout + Immutable + Send + Sync + 'static> ZeroCopy for T {}
 
 /// The descriptor at the start of a queue's region (64 bytes), read by copy and validated.
 ///

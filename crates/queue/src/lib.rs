@@ -15,8 +15,6 @@
 //! With the `loom` feature the crate also builds `model` (hidden): the queues' source compiled
 //! a second time over loom's atomics and cells, on heap-allocated atomics only (segments cannot
 //! hold loom atomics); nothing else changes.
-#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 /// Keeps the items it wraps in the crate as it runs on shared memory, and drops them from
 /// `model`, which compiles the same files over loom's atomics (and redefines this macro).
@@ -36,4 +34,4 @@ mod slot;
 pub mod spsc;
 mod sync;
 
-pub use descriptor::{ClaimError, Plain, QueueError};
+pub use descriptor::{ClaimError, QueueError, ZeroCopy};

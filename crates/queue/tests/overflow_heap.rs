@@ -1,6 +1,9 @@
 //! The heap overflowing queue (`overflow::new`): eviction order, `try_push` refusing, `evict`
 //! draining, sizes, and threads racing pops against evictions with every value accounted for
 //! exactly once.
+//!
+//! Also run under Miri (`.ci/run`); the long loops there are shortened (`cfg(miri)`): Miri runs
+//! these loops about 10^4 times slower.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -161,7 +164,9 @@ fn len_is_empty_and_capacity_agree_on_both_ends() {
 fn wrap_around_many_times_with_bursts_keeps_order_and_accounts_for_every_value() {
     let (mut producer, mut consumer) = overflow::new(4);
     let (mut next_in, mut next_out) = (0u64, 0u64);
-    for round in 0..10_000u64 {
+    // Under Miri, 40 times through every burst size.
+    let rounds: u64 = if cfg!(miri) { 280 } else { 10_000 };
+    for round in 0..rounds {
         let burst = round % 7; // 0..=6: empty, partial, full and overflowing rings
         for _ in 0..burst {
             if let Some(evicted) = producer.push(next_in).unwrap() {
@@ -182,15 +187,20 @@ fn wrap_around_many_times_with_bursts_keeps_order_and_accounts_for_every_value()
         }
         assert_eq!(next_out, next_in);
     }
-    assert_eq!(next_in, (0..10_000u64).map(|r| r % 7).sum::<u64>());
+    assert_eq!(next_in, (0..rounds).map(|r| r % 7).sum::<u64>());
 }
 
 // ---------------------------------------------------------------------------------------------
 // Two threads: pops race evictions; every value is popped, evicted or drained exactly once.
 // ---------------------------------------------------------------------------------------------
 
-/// Values streamed per capacity.
-const STREAM: u64 = 200_000;
+/// Values streamed per capacity (under Miri, a few hundred: more than 4 times the largest of
+/// [`CAPACITIES`], as `race` requires).
+const STREAM: u64 = if cfg!(miri) { 300 } else { 200_000 };
+
+/// The capacities each race runs with: under Miri fewer, and a smaller large one that the
+/// shorter stream still laps several times.
+const CAPACITIES: &[usize] = if cfg!(miri) { &[1, 8, 64] } else { &[1, 2, 8, 1024] };
 
 /// How the producer thread pushes.
 #[derive(Clone, Copy, Debug)]
@@ -326,7 +336,7 @@ fn check_exactly_once(count: u64, capacity: u64, outcome: &Outcome, what: &str, 
 
 #[test]
 fn pushes_evicting_while_a_thread_pops_deliver_every_value_exactly_once() {
-    for capacity in [1, 2, 8, 1024] {
+    for &capacity in CAPACITIES {
         let outcome = race(capacity, STREAM, Pushing::Push);
         let what = format!("capacity {capacity}");
         check_exactly_once(STREAM, capacity as u64, &outcome, &what, true);
@@ -341,7 +351,7 @@ fn pushes_evicting_while_a_thread_pops_deliver_every_value_exactly_once() {
 
 #[test]
 fn evicting_to_make_room_while_a_thread_pops_delivers_every_value_exactly_once() {
-    for capacity in [1, 2, 8, 1024] {
+    for &capacity in CAPACITIES {
         let outcome = race(capacity, STREAM, Pushing::TryPushThenEvict);
         let what = format!("try_push + evict, capacity {capacity}");
         check_exactly_once(STREAM, capacity as u64, &outcome, &what, false);

@@ -1,4 +1,7 @@
 //! The heap SPSC queue: order, edges, wrap-around, batches, leftover drops, odd sizes, threads.
+//!
+//! Also run under Miri (`.ci/run`), which checks the queue's unsafe slot accesses; the long
+//! loops there are shortened (`cfg(miri)`): Miri runs these loops about 10^4 times slower.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,11 +53,14 @@ fn a_full_queue_gives_the_value_back_and_an_empty_one_reports_empty() {
     assert!(producer.is_empty());
 }
 
+/// Rounds of the wrap-around test: under Miri, enough to wrap the 4-slot ring about 100 times.
+const WRAP_ROUNDS: u64 = if cfg!(miri) { 200 } else { 10_000 };
+
 #[test]
 fn wrap_around_many_times_keeps_order() {
     let (mut producer, mut consumer) = spsc::new::<u64>(4);
     let (mut next_in, mut next_out) = (0u64, 0u64);
-    for round in 0..10_000u64 {
+    for round in 0..WRAP_ROUNDS {
         let burst = round % 5; // 0..=4: empty, partial and full rings
         for _ in 0..burst {
             producer.try_push(next_in).unwrap();
@@ -66,7 +72,7 @@ fn wrap_around_many_times_keeps_order() {
         }
     }
     assert_eq!(next_in, next_out);
-    assert_eq!(next_in, (0..10_000u64).map(|r| r % 5).sum::<u64>());
+    assert_eq!(next_in, (0..WRAP_ROUNDS).map(|r| r % 5).sum::<u64>());
 }
 
 #[test]
@@ -145,7 +151,8 @@ fn large_values_arrive_intact() {
 
 #[test]
 fn two_threads_move_a_million_values_in_order() {
-    const N: u64 = 1_000_000;
+    // Under Miri a few thousand: still about 15 laps of the 256-slot ring.
+    const N: u64 = if cfg!(miri) { 4_000 } else { 1_000_000 };
     let (mut producer, mut consumer) = spsc::new::<u64>(256);
     let pusher = thread::spawn(move || {
         let mut next = 0;

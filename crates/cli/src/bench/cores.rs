@@ -51,23 +51,23 @@ pub fn choose(requested: Option<(usize, usize)>) -> Result<Choice, String> {
     let allowed = allowed()?;
     let mut warnings = Vec::new();
     let (initiator, echo) = match requested {
-        Some((a, b)) => {
-            for cpu in [a, b] {
+        Some((initiator, echo)) => {
+            for cpu in [initiator, echo] {
                 if !allowed.contains(&cpu) {
                     return Err(format!(
                         "core {cpu} is not available: this process may run on CPUs {allowed:?}"
                     ));
                 }
             }
-            (a, b)
+            (initiator, echo)
         }
         None => {
             let first = *allowed.first().ok_or("the CPU affinity mask is empty")?;
             let apart = allowed.iter().copied().find(|&cpu| !siblings(first).contains(&cpu));
             let other = allowed.iter().copied().find(|&cpu| cpu != first);
             match (apart, other) {
-                (Some(b), _) => (first, b),
-                (None, Some(b)) => (first, b),
+                (Some(second), _) => (first, second),
+                (None, Some(second)) => (first, second),
                 (None, None) => (first, first),
             }
         }
@@ -88,9 +88,10 @@ pub fn choose(requested: Option<(usize, usize)>) -> Result<Choice, String> {
 
 /// Parses `--cores A,B`.
 pub fn parse_pair(arg: &str) -> Result<(usize, usize), String> {
-    let (a, b) = arg.split_once(',').ok_or("expected two CPU ids, as in 0,1")?;
-    let id = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("`{s}` is not a CPU id"));
-    Ok((id(a)?, id(b)?))
+    let (first, second) = arg.split_once(',').ok_or("expected two CPU ids, as in 0,1")?;
+    let id =
+        |text: &str| text.trim().parse::<usize>().map_err(|_| format!("`{text}` is not a CPU id"));
+    Ok((id(first)?, id(second)?))
 }
 
 /// Pins the calling thread to `cpu`.
@@ -107,7 +108,9 @@ pub fn cpu_model() -> String {
         .ok()
         .and_then(|info| {
             info.lines().find_map(|line| {
-                line.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_owned())
+                line.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, model)| model.trim().to_owned())
             })
         })
         .unwrap_or_else(|| "unknown".to_owned())

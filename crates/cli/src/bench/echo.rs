@@ -33,6 +33,7 @@ pub fn run(args: EchoArgs) -> ExitCode {
     }
 }
 
+/// Pins, connects and attaches as `plan` says, then returns every message of the schedule.
 fn echo(plan: &Plan) -> Result<(), BenchError> {
     super::cores::pin(plan.cpu).map_err(BenchError::Setup)?;
     let control = ControlSegment::open(&plan.run)?;
@@ -51,17 +52,18 @@ fn echo(plan: &Plan) -> Result<(), BenchError> {
     let mut links = Resources::all_links(&resources, plan, Side::Echo, &connections)?;
     wait_for(
         "the bench process's subscribers",
-        || links.iter().flatten().all(|l| l.peer_attached()),
+        || links.iter().flatten().all(|link| link.peer_attached()),
         || Ok(()),
     )?;
     // Release: our ends exist and serve the initiator's.
     words.attached.store(1, Ordering::Release);
     plan.schedule(
-        |k, t, i| {
-            let link = &mut links[k][t];
-            link.receive(i + 1).and_then(|()| link.send(i + 1)).map_err(|source| BenchError::Link {
-                transport: plan.transports[t],
-                payload: plan.phases[k].payload,
+        |phase, transport, trip| {
+            let link = &mut links[phase][transport];
+            let seq = trip + 1;
+            link.receive(seq).and_then(|()| link.send(seq)).map_err(|source| BenchError::Link {
+                transport: plan.transports[transport],
+                payload: plan.phases[phase].payload,
                 source,
             })
         },

@@ -1,13 +1,11 @@
 //! The initiator: validates the options, starts and pins the echo process, runs every round
 //! trip and records it, then reports. A watchdog thread kills the echo process if the run
-//! stops making progress, so no wait (a blocking `read` included) outlasts a hung peer.
+//! stops making progress (see `echo_process`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::Ordering;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -16,10 +14,11 @@ use shmlane::Node;
 use shmlane_segment::NAME_PREFIX;
 
 use super::cores::{self, Choice};
-use super::link::{HANG, Side};
-use super::plan::{ControlSegment, Phase, Plan, Resources, wait_for, wait_word};
+use super::echo_process::{EchoProcess, Watchdog};
+use super::link::{Link, LinkError, Side};
+use super::plan::{Control, ControlSegment, Phase, Plan, Resources, wait_for, wait_word};
 use super::report::{self, Machine, Measurement};
-use super::stream::Listeners;
+use super::stream::{Connections, Listeners};
 use super::{
     BenchArgs, BenchError, DEFAULT_BYTES, DEFAULT_ITERS, MIN_DEFAULT_ITERS, Transport, plot,
 };
@@ -27,38 +26,26 @@ use super::{
 /// Where POSIX shared memory lives.
 const SHM_DIR: &str = "/dev/shm";
 
+/// Each side's ends of every transport of every payload size, `[size][transport]`.
+type Links<'r> = [Vec<Box<dyn Link + 'r>>];
+
 /// Runs the bench with `args` and prints (and writes) the results.
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let choice = cores::choose(args.cores).map_err(BenchError::Usage)?;
-    let mut transports =
-        if args.transports.is_empty() { Transport::ALL.to_vec() } else { args.transports.clone() };
-    transports.sort();
-    transports.dedup();
-    let mut payloads =
-        if args.payloads.is_empty() { vec![8, 64, 4096, 1 << 20] } else { args.payloads.clone() };
-    payloads.sort();
-    payloads.dedup();
+    let transports = sorted(&args.transports, &Transport::ALL);
+    let payloads = sorted(&args.payloads, &[8, 64, 4096, 1 << 20]);
     // Opened now, so a bad path fails before the run rather than after it.
     let json = args.json.as_deref().map(create).transpose()?;
     let svg = args.plot.as_deref().map(create).transpose()?;
     for warning in &choice.warnings {
         eprintln!("warning: {warning}");
     }
-    let phases = payloads
-        .iter()
-        .map(|&payload| {
-            let iters = args.iters.unwrap_or_else(|| {
-                (DEFAULT_BYTES / payload).clamp(MIN_DEFAULT_ITERS, DEFAULT_ITERS)
-            });
-            Phase { payload, iters, warmup: args.warmup.unwrap_or(iters / 10) }
-        })
-        .collect();
     let run = format!("bench_{}", std::process::id());
     let plan = Plan {
         run: run.clone(),
         cpu: choice.echo,
         transports,
-        phases,
+        phases: phases(&args, &payloads),
         round: args.round,
         uds: None,
         tcp_port: None,
@@ -71,21 +58,54 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     }
     let machine = Machine { cpu: cores::cpu_model(), cores: [choice.initiator, choice.echo] };
     report::print(&measurements, &machine, args.rate);
+    write_outputs(&args, json, svg, &measurements, &machine)
+}
+
+/// `given` sorted without duplicates, or `default` if nothing was given.
+fn sorted<T: Clone + Ord>(given: &[T], default: &[T]) -> Vec<T> {
+    let mut list = if given.is_empty() { default.to_vec() } else { given.to_vec() };
+    list.sort();
+    list.dedup();
+    list
+}
+
+/// Each payload size's round trips: `--iters` and `--warmup`, or the defaults for its size.
+fn phases(args: &BenchArgs, payloads: &[u64]) -> Vec<Phase> {
+    payloads
+        .iter()
+        .map(|&payload| {
+            let iters = args.iters.unwrap_or_else(|| {
+                (DEFAULT_BYTES / payload).clamp(MIN_DEFAULT_ITERS, DEFAULT_ITERS)
+            });
+            Phase { payload, iters, warmup: args.warmup.unwrap_or(iters / 10) }
+        })
+        .collect()
+}
+
+/// Creates the output file `path` (a usage error if it cannot be).
+fn create(path: &Path) -> Result<File, BenchError> {
+    File::create(path)
+        .map_err(|e| BenchError::Usage(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Writes the `--json` file and draws the `--plot` file, into the files opened for them.
+fn write_outputs(
+    args: &BenchArgs,
+    json: Option<File>,
+    svg: Option<File>,
+    measurements: &[Measurement],
+    machine: &Machine,
+) -> Result<(), BenchError> {
     if let (Some(file), Some(path)) = (json, &args.json) {
-        report::write_json(file, &machine, &measurements)
+        report::write_json(file, machine, measurements)
             .map_err(|reason| BenchError::Output { path: path.clone(), reason })?;
     }
     if let (Some(file), Some(path)) = (svg, &args.plot) {
         drop(file);
-        plot::draw(path, &measurements, &machine)
+        plot::draw(path, measurements, machine)
             .map_err(|reason| BenchError::Output { path: path.clone(), reason })?;
     }
     Ok(())
-}
-
-fn create(path: &Path) -> Result<File, BenchError> {
-    File::create(path)
-        .map_err(|e| BenchError::Usage(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Starts the echo process, runs every payload size, and returns the histograms.
@@ -94,10 +114,7 @@ fn measure(
     choice: &Choice,
     rate: Option<f64>,
 ) -> Result<Vec<Measurement>, BenchError> {
-    let listeners = Listeners::bind(plan.has(Transport::Uds), plan.has(Transport::Tcp))
-        .map_err(|e| setup("listen for the echo process", e))?;
-    plan.uds = listeners.uds_path().map(Path::to_path_buf);
-    plan.tcp_port = listeners.tcp_port().map_err(|e| setup("TCP port", e))?;
+    let listeners = listen(&mut plan)?;
     let control = ControlSegment::create(&plan.run)?;
     let words = control.words()?;
     let node = Node::builder("bench")
@@ -106,80 +123,148 @@ fn measure(
         .map_err(|e| setup("node", e))?;
 
     let mut echo = EchoProcess::spawn(&plan)?;
-    let watchdog = Watchdog::start(echo.child.id());
-    // After the child is started: it must not inherit our single CPU.
-    cores::pin(choice.initiator).map_err(BenchError::Setup)?;
-    let pipe = echo.child.stdin.take().zip(echo.child.stdout.take());
-    let connections = listeners
-        .accept(&mut echo.child, pipe)
-        .map_err(|e| setup("accept the echo process's connections", e))?;
-    wait_word("the echo process to start", &words.ready, 1, || echo.check_running())?;
-
-    let total: u64 =
-        plan.phases.iter().map(|p| (p.warmup + p.iters) * plan.transports.len() as u64).sum();
-    let progress = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{spinner} [{bar:40}] {percent:>3}% {eta} left")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let watchdog = Watchdog::start(echo.id());
+    let connections = connect(&mut echo, &listeners, choice, words)?;
+    let progress = progress_bar(&plan);
     let resources = Resources::every(&plan, &node, Side::Initiator)?;
     let mut links = Resources::all_links(&resources, &plan, Side::Initiator, &connections)?;
-    // Release: every payload size's segment and topics exist.
-    words.created.store(1, Ordering::Release);
-    wait_word("the echo process to attach", &words.attached, 1, || echo.check_running())?;
-    wait_for(
-        "the echo process's subscribers",
-        || links.iter().flatten().all(|l| l.peer_attached()),
-        || echo.check_running(),
-    )?;
+    attach(&mut echo, words, &links)?;
 
-    let mut histograms: Vec<Vec<Histogram<u64>>> = plan
-        .phases
-        .iter()
-        .map(|_| plan.transports.iter().map(|_| report::histogram()).collect())
-        .collect();
-    let mut pacer = rate.map(Pacer::new);
-    let outcome = plan.schedule(
-        |k, t, i| {
-            let late = pacer.as_mut().map_or(Duration::ZERO, Pacer::wait);
-            let link = &mut links[k][t];
-            let start = Instant::now();
-            let trip = link.send(i + 1).and_then(|()| link.receive(i + 1));
-            let elapsed = start.elapsed();
-            trip.map_err(|source| BenchError::Link {
-                transport: plan.transports[t],
-                payload: plan.phases[k].payload,
-                source,
-            })?;
-            if i >= plan.phases[k].warmup {
-                // One way = late start + round trip / 2, kept as twice that.
-                let ns = (2 * late + elapsed).as_nanos();
-                histograms[k][t].saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
-            }
-            Ok(())
-        },
-        |trips| {
-            watchdog.progress();
-            progress.inc(trips);
-        },
-    );
-    if let Err(error) = outcome {
-        return Err(echo.explain(error));
-    }
+    let after_turn = |trips| {
+        watchdog.progress();
+        progress.inc(trips);
+    };
+    let histograms = match round_trips(&plan, &mut links, rate, after_turn) {
+        Ok(histograms) => histograms,
+        Err(error) => return Err(echo.explain(error)),
+    };
     drop(links);
     drop(resources);
-    let mut measurements = Vec::new();
-    for (phase, histograms) in plan.phases.iter().zip(histograms) {
-        measurements.extend(plan.transports.iter().zip(histograms).map(
-            |(&transport, histogram)| Measurement { transport, payload: phase.payload, histogram },
-        ));
-    }
+    let measurements = measurements(&plan, histograms);
     progress.finish_and_clear();
     echo.join()?;
     watchdog.stop();
     Ok(measurements)
 }
 
+/// Binds the listening sockets of the socket transports, and writes where they are into
+/// `plan` for the echo process.
+fn listen(plan: &mut Plan) -> Result<Listeners, BenchError> {
+    let listeners = Listeners::bind(plan.has(Transport::Uds), plan.has(Transport::Tcp))
+        .map_err(|e| setup("listen for the echo process", e))?;
+    plan.uds = listeners.uds_path().map(Path::to_path_buf);
+    plan.tcp_port = listeners.tcp_port().map_err(|e| setup("TCP port", e))?;
+    Ok(listeners)
+}
+
+/// Pins this process, accepts the echo process's connections and waits until it is ready.
+fn connect(
+    echo: &mut EchoProcess,
+    listeners: &Listeners,
+    choice: &Choice,
+    words: &Control,
+) -> Result<Connections, BenchError> {
+    // After the child is started: it must not inherit our single CPU.
+    cores::pin(choice.initiator).map_err(BenchError::Setup)?;
+    let pipe = echo.take_pipe();
+    let connections = listeners
+        .accept(echo.child(), pipe)
+        .map_err(|e| setup("accept the echo process's connections", e))?;
+    wait_word("the echo process to start", &words.ready, 1, || echo.check_running())?;
+    Ok(connections)
+}
+
+/// The progress bar over every round trip of the run.
+fn progress_bar(plan: &Plan) -> ProgressBar {
+    let total: u64 = plan
+        .phases
+        .iter()
+        .map(|phase| (phase.warmup + phase.iters) * plan.transports.len() as u64)
+        .sum();
+    ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{spinner} [{bar:40}] {percent:>3}% {eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    )
+}
+
+/// Tells the echo process that everything exists, then waits until it is attached and its
+/// subscribers are served.
+fn attach(echo: &mut EchoProcess, words: &Control, links: &Links<'_>) -> Result<(), BenchError> {
+    // Release: every payload size's segment and topics exist.
+    words.created.store(1, Ordering::Release);
+    wait_word("the echo process to attach", &words.attached, 1, || echo.check_running())?;
+    wait_for(
+        "the echo process's subscribers",
+        || links.iter().flatten().all(|link| link.peer_attached()),
+        || echo.check_running(),
+    )
+}
+
+/// Runs the schedule of `plan` over `links`, paced by `rate` if given, and returns each
+/// payload size's histograms (one per transport) of the recorded round trips.
+/// `after_turn(trips)` after each turn.
+fn round_trips(
+    plan: &Plan,
+    links: &mut Links<'_>,
+    rate: Option<f64>,
+    after_turn: impl FnMut(u64),
+) -> Result<Vec<Vec<Histogram<u64>>>, BenchError> {
+    let mut histograms: Vec<Vec<Histogram<u64>>> = plan
+        .phases
+        .iter()
+        .map(|_| plan.transports.iter().map(|_| report::histogram()).collect())
+        .collect();
+    let mut pacer = rate.map(Pacer::new);
+    plan.schedule(
+        |phase, transport, trip| {
+            let late = pacer.as_mut().map_or(Duration::ZERO, Pacer::wait);
+            let elapsed =
+                time_round_trip(links[phase][transport].as_mut(), trip + 1).map_err(|source| {
+                    BenchError::Link {
+                        transport: plan.transports[transport],
+                        payload: plan.phases[phase].payload,
+                        source,
+                    }
+                })?;
+            if trip >= plan.phases[phase].warmup {
+                record(&mut histograms[phase][transport], late, elapsed);
+            }
+            Ok(())
+        },
+        after_turn,
+    )?;
+    Ok(histograms)
+}
+
+/// Sends message `seq` on `link` and waits for it to come back; returns how long that took.
+#[inline(always)]
+fn time_round_trip(link: &mut dyn Link, seq: u64) -> Result<Duration, LinkError> {
+    let start = Instant::now();
+    let outcome = link.send(seq).and_then(|()| link.receive(seq));
+    let elapsed = start.elapsed();
+    outcome.map(|()| elapsed)
+}
+
+/// Records a round trip that started `late` and took `elapsed`: one way = late start + round
+/// trip / 2, kept as twice that.
+fn record(histogram: &mut Histogram<u64>, late: Duration, elapsed: Duration) {
+    let ns = (2 * late + elapsed).as_nanos();
+    histogram.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
+}
+
+/// The histograms as measurements, payload size by payload size, each in transport order.
+fn measurements(plan: &Plan, histograms: Vec<Vec<Histogram<u64>>>) -> Vec<Measurement> {
+    let mut measurements = Vec::new();
+    for (phase, histograms) in plan.phases.iter().zip(histograms) {
+        measurements.extend(plan.transports.iter().zip(histograms).map(
+            |(&transport, histogram)| Measurement { transport, payload: phase.payload, histogram },
+        ));
+    }
+    measurements
+}
+
+/// A set-up error: `what` failed with `error`.
 fn setup(what: &str, error: impl std::fmt::Display) -> BenchError {
     BenchError::Setup(format!("{what}: {error}"))
 }
@@ -192,6 +277,7 @@ struct Pacer {
 }
 
 impl Pacer {
+    /// `hz` round trips a second, from now.
     fn new(hz: f64) -> Pacer {
         Pacer { start: Instant::now(), period: Duration::from_secs_f64(1.0 / hz), sent: 0 }
     }
@@ -213,131 +299,6 @@ impl Pacer {
                 std::hint::spin_loop();
             }
         }
-    }
-}
-
-/// The echo process; killed if still running when dropped.
-struct EchoProcess {
-    child: Child,
-}
-
-impl EchoProcess {
-    fn spawn(plan: &Plan) -> Result<EchoProcess, BenchError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| BenchError::Setup(format!("path of this program: {e}")))?;
-        let plan_json =
-            serde_json::to_string(plan).map_err(|e| BenchError::Setup(format!("plan: {e}")))?;
-        let pipe = || if plan.has(Transport::Pipe) { Stdio::piped() } else { Stdio::null() };
-        let child = Command::new(exe)
-            .args(["bench-echo", "--plan", &plan_json])
-            .stdin(pipe())
-            .stdout(pipe())
-            .spawn()
-            .map_err(|e| BenchError::Setup(format!("start the echo process: {e}")))?;
-        Ok(EchoProcess { child })
-    }
-
-    /// An error if the echo process has exited.
-    fn check_running(&mut self) -> Result<(), BenchError> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(BenchError::Echo(format!("exited early ({status})"))),
-            Err(e) => Err(BenchError::Echo(format!("cannot be waited for: {e}"))),
-        }
-    }
-
-    /// `error`, with the echo process's exit status if it died (the likelier cause).
-    fn explain(&mut self, error: BenchError) -> BenchError {
-        thread::sleep(Duration::from_millis(100));
-        match self.child.try_wait() {
-            Ok(Some(status)) => BenchError::Echo(format!("exited ({status}), so: {error}")),
-            _ => error,
-        }
-    }
-
-    /// Waits for the echo process to finish and checks it succeeded.
-    fn join(&mut self) -> Result<(), BenchError> {
-        let deadline = Instant::now() + HANG;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => return Err(BenchError::Echo(format!("failed ({status})"))),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
-                Ok(None) => return Err(BenchError::Echo("did not exit after the run".into())),
-                Err(e) => return Err(BenchError::Echo(format!("cannot be waited for: {e}"))),
-            }
-        }
-    }
-}
-
-impl Drop for EchoProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Kills the echo process if no round of round trips completes for longer than a wait may
-/// take ([`HANG`], plus slack): then every wait of the initiator ends too.
-struct Watchdog {
-    rounds: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Watchdog {
-    /// How often the watchdog looks.
-    const TICK: Duration = Duration::from_millis(250);
-
-    fn start(pid: u32) -> Watchdog {
-        let rounds = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen, stopped) = (Arc::clone(&rounds), Arc::clone(&stop));
-        let thread = thread::spawn(move || {
-            let (mut last, mut since) = (0, Instant::now());
-            // Relaxed: a flag polled each tick; nothing rides on it.
-            while !stopped.load(Ordering::Relaxed) {
-                thread::sleep(Self::TICK);
-                // Relaxed: a progress counter; only its changing matters.
-                let now = seen.load(Ordering::Relaxed);
-                if now != last {
-                    (last, since) = (now, Instant::now());
-                } else if since.elapsed() > HANG * 2 {
-                    eprintln!(
-                        "shmlane bench: no progress for {:?}: killing the echo process",
-                        HANG * 2
-                    );
-                    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                    }
-                    return;
-                }
-            }
-        });
-        Watchdog { rounds, stop, thread: Some(thread) }
-    }
-
-    /// Notes that a round completed.
-    fn progress(&self) {
-        // Relaxed: see `start`.
-        self.rounds.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn stop(mut self) {
-        // Relaxed: see `start`.
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        // Relaxed: see `start`. The thread exits within a tick; it is not joined here.
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

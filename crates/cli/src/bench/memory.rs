@@ -112,12 +112,12 @@ impl PhaseSegment {
             .size(map.size)
             .populate(true)
             .fingerprint(Self::fingerprint(payload))
-            .create_with(|s| {
+            .create_with(|segment| {
                 for queue in map.queues {
-                    SharedSpsc::<u64>::init_in(s, queue, QUEUE_CAPACITY, QUEUE_FINGERPRINT)?;
+                    SharedSpsc::<u64>::init_in(segment, queue, QUEUE_CAPACITY, QUEUE_FINGERPRINT)?;
                 }
                 if let Some(pool) = map.pool {
-                    BlockPool::init_in(s, pool, payload, block_align(payload), POOL_BLOCKS)?;
+                    BlockPool::init_in(segment, pool, payload, block_align(payload), POOL_BLOCKS)?;
                 }
                 Ok(())
             })

@@ -16,6 +16,7 @@
 
 mod cores;
 mod echo;
+mod echo_process;
 mod initiator;
 mod link;
 mod memory;

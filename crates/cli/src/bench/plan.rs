@@ -59,8 +59,9 @@ impl Plan {
         self.transports.contains(&transport)
     }
 
-    /// Calls `trip(k, t, i)` for round trip `i` (from 0) of payload size number `k` and
-    /// transport number `t`, in schedule order, until each pair made its `warmup + iters`.
+    /// Calls `round_trip(phase, transport, trip)` for round trip number `trip` (from 0) of
+    /// payload size number `phase` and transport number `transport`, in schedule order, until
+    /// each pair made its `warmup + iters`.
     /// The run is cut into turns: in each, every payload size in order, and within it every
     /// transport in order, makes its share of round trips: `round` for the size with the
     /// most, proportionally fewer for the others, so that every size is spread evenly over the
@@ -68,22 +69,22 @@ impl Plan {
     /// `after_turn(trips)` after each turn.
     pub fn schedule<E>(
         &self,
-        mut trip: impl FnMut(usize, usize, u64) -> Result<(), E>,
+        mut round_trip: impl FnMut(usize, usize, u64) -> Result<(), E>,
         mut after_turn: impl FnMut(u64),
     ) -> Result<(), E> {
-        let totals: Vec<u64> = self.phases.iter().map(|p| p.warmup + p.iters).collect();
+        let totals: Vec<u64> = self.phases.iter().map(|phase| phase.warmup + phase.iters).collect();
         let turns = totals.iter().map(|total| total.div_ceil(self.round)).max().unwrap_or(0);
-        // Where turn `c` starts for a size of `total` trips (`turns` splits it evenly).
-        let start = |total: u64, c: u64| {
-            u64::try_from(u128::from(total) * u128::from(c) / u128::from(turns)).unwrap_or(total)
+        // Where turn `turn` starts for a size of `total` trips (`turns` splits it evenly).
+        let start = |total: u64, turn: u64| {
+            u64::try_from(u128::from(total) * u128::from(turn) / u128::from(turns)).unwrap_or(total)
         };
-        for c in 0..turns {
+        for turn in 0..turns {
             let mut trips = 0;
-            for (k, &total) in totals.iter().enumerate() {
-                let (from, to) = (start(total, c), start(total, c + 1));
-                for t in 0..self.transports.len() {
-                    for i in from..to {
-                        trip(k, t, i)?;
+            for (phase, &total) in totals.iter().enumerate() {
+                let (from, to) = (start(total, turn), start(total, turn + 1));
+                for transport in 0..self.transports.len() {
+                    for trip in from..to {
+                        round_trip(phase, transport, trip)?;
                     }
                 }
                 trips += (to - from) * self.transports.len() as u64;
@@ -119,10 +120,12 @@ pub struct ControlSegment {
 }
 
 impl ControlSegment {
+    /// Where the words lie, and the segment's size.
     fn layout() -> Result<(Offset<Control>, u64), BenchError> {
         let mut carver = Carver::new();
         let layout = RegionLayout { size: size_of::<Control>() as u64, align: 128 };
-        let setup = |e: &dyn std::fmt::Display| BenchError::Setup(format!("control layout: {e}"));
+        let setup =
+            |error: &dyn std::fmt::Display| BenchError::Setup(format!("control layout: {error}"));
         let region = carver.place(layout).map_err(|e| setup(&e))?;
         Ok((region.offset_of(0).map_err(|e| setup(&e))?, carver.total_size()))
     }
@@ -194,14 +197,15 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// Creates (initiator) or opens (echo side) what payload size number `k` of `plan` needs.
-    pub fn new(plan: &Plan, k: usize, node: &Node, side: Side) -> Result<Self, BenchError> {
-        let payload = plan.phases[k].payload;
+    /// Creates (initiator) or opens (echo side) what payload size number `phase` of `plan`
+    /// needs.
+    pub fn new(plan: &Plan, phase: usize, node: &Node, side: Side) -> Result<Self, BenchError> {
+        let payload = plan.phases[phase].payload;
         let needs_segment = [Transport::Cacheline, Transport::Futex, Transport::ShmlaneSpsc]
             .iter()
-            .any(|&t| plan.has(t));
+            .any(|&transport| plan.has(transport));
         let segment = if needs_segment {
-            let name = format!("{}.phase{k}", plan.run);
+            let name = format!("{}.phase{phase}", plan.run);
             let segment = match side {
                 Side::Initiator => PhaseSegment::create(&name, payload),
                 Side::Echo => PhaseSegment::open(&name, payload),
@@ -214,7 +218,7 @@ impl Resources {
             if !plan.has(transport) {
                 return Ok(None);
             }
-            Topics::new(node, &format!("{prefix}{k}"), payload, side)
+            Topics::new(node, &format!("{prefix}{phase}"), payload, side)
                 .map(Some)
                 .map_err(BenchError::Setup)
         };
@@ -228,7 +232,7 @@ impl Resources {
     /// Creates (initiator) or opens (echo side) what every payload size of `plan` needs, in
     /// its order.
     pub fn every(plan: &Plan, node: &Node, side: Side) -> Result<Vec<Self>, BenchError> {
-        (0..plan.phases.len()).map(|k| Resources::new(plan, k, node, side)).collect()
+        (0..plan.phases.len()).map(|phase| Resources::new(plan, phase, node, side)).collect()
     }
 
     /// `side`'s ends of every transport of every payload size, `[size][transport]`, from
@@ -242,7 +246,7 @@ impl Resources {
         plan.phases
             .iter()
             .zip(resources)
-            .map(|(phase, r)| r.links(plan, phase.payload, side, connections))
+            .map(|(phase, resources)| resources.links(plan, phase.payload, side, connections))
             .collect()
     }
 
@@ -263,6 +267,7 @@ impl Resources {
             .collect()
     }
 
+    /// `side`'s end of `transport`, from what was set up for it.
     fn link<'r>(
         &'r self,
         transport: Transport,
@@ -311,8 +316,8 @@ mod tests {
     fn trips(plan: &Plan) -> (Vec<(usize, usize, u64)>, Vec<u64>) {
         let (mut order, mut turns) = (Vec::new(), Vec::new());
         plan.schedule::<()>(
-            |k, t, i| {
-                order.push((k, t, i));
+            |phase, transport, trip| {
+                order.push((phase, transport, trip));
                 Ok(())
             },
             |trips| turns.push(trips),
@@ -325,11 +330,18 @@ mod tests {
     fn every_size_and_transport_makes_all_its_trips_in_order() {
         let plan = plan(&[(1, 9), (0, 3), (2, 0)], 2, 4);
         let (order, turns) = trips(&plan);
-        for (k, total) in [(0, 10), (1, 3), (2, 2)] {
-            for t in 0..2 {
-                let mine: Vec<u64> =
-                    order.iter().filter(|&&(kk, tt, _)| (kk, tt) == (k, t)).map(|o| o.2).collect();
-                assert_eq!(mine, (0..total).collect::<Vec<_>>(), "size {k} transport {t}");
+        for (phase, total) in [(0, 10), (1, 3), (2, 2)] {
+            for transport in 0..2 {
+                let mine: Vec<u64> = order
+                    .iter()
+                    .filter(|trip| (trip.0, trip.1) == (phase, transport))
+                    .map(|trip| trip.2)
+                    .collect();
+                assert_eq!(
+                    mine,
+                    (0..total).collect::<Vec<_>>(),
+                    "size {phase} transport {transport}"
+                );
             }
         }
         assert_eq!(turns.len(), 3, "ceil(10 / 4) turns");
@@ -343,7 +355,7 @@ mod tests {
         assert_eq!(turns, vec![11; 10], "each turn: 10 trips of the big size, 1 of the small");
         // The small size's trips are spread: one after each tenth of the big size's.
         let small: Vec<usize> =
-            order.iter().enumerate().filter(|(_, o)| o.0 == 1).map(|(at, _)| at).collect();
-        assert_eq!(small, (0..10).map(|c| c * 11 + 10).collect::<Vec<_>>());
+            order.iter().enumerate().filter(|(_, trip)| trip.0 == 1).map(|(at, _)| at).collect();
+        assert_eq!(small, (0..10).map(|turn| turn * 11 + 10).collect::<Vec<_>>());
     }
 }

@@ -16,14 +16,14 @@ const POINTS: u32 = 400;
 
 /// Draws the SVG to `path`.
 pub fn draw(path: &Path, measurements: &[Measurement], machine: &Machine) -> Result<(), String> {
-    let mut payloads: Vec<u64> = measurements.iter().map(|m| m.payload).collect();
+    let mut payloads: Vec<u64> = measurements.iter().map(|curve| curve.payload).collect();
     payloads.dedup();
     let height = CHART_HEIGHT * payloads.len().max(1) as u32;
     let root = SVGBackend::new(path, (960, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     for (area, &payload) in root.split_evenly((payloads.len().max(1), 1)).iter().zip(&payloads) {
         let curves: Vec<&Measurement> =
-            measurements.iter().filter(|m| m.payload == payload).collect();
+            measurements.iter().filter(|curve| curve.payload == payload).collect();
         chart(area, payload, &curves, machine).map_err(|e| e.to_string())?;
     }
     root.present().map_err(|e| e.to_string())
@@ -31,7 +31,7 @@ pub fn draw(path: &Path, measurements: &[Measurement], machine: &Machine) -> Res
 
 /// Each transport's colour: the baselines in muted tones, shmlane's transports in strong ones.
 fn color(transport: Transport) -> RGBAColor {
-    let (r, g, b) = match transport {
+    let (red, green, blue) = match transport {
         Transport::Cacheline => (0, 0, 0),
         Transport::Futex => (140, 140, 140),
         Transport::Pipe => (166, 118, 29),
@@ -41,12 +41,12 @@ fn color(transport: Transport) -> RGBAColor {
         Transport::ShmlanePubsub => (214, 39, 40),
         Transport::ShmlaneBlocking => (148, 103, 189),
     };
-    RGBColor(r, g, b).to_rgba()
+    RGBColor(red, green, blue).to_rgba()
 }
 
-/// `1 / (1 - q)` for the largest quantile a histogram of `n` values resolves.
-fn x_limit(n: u64) -> f64 {
-    (n.max(10) as f64).min(1e6)
+/// `1 / (1 - q)` for the largest quantile `q` a histogram of `values` values resolves.
+fn x_limit(values: u64) -> f64 {
+    (values.max(10) as f64).min(1e6)
 }
 
 /// A percentile label for x = `1 / (1 - q)`: 1 → `0%`, 10 → `90%`, 1000 → `99.9%`.
@@ -56,15 +56,16 @@ fn percentile(x: f64) -> String {
     format!("{percent:.decimals$}%")
 }
 
+/// The chart of one payload size: a curve per transport, with a legend.
 fn chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     payload: u64,
     curves: &[&Measurement],
     machine: &Machine,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let x_max = curves.iter().map(|m| x_limit(m.histogram.len())).fold(10.0, f64::max);
-    let y_min = curves.iter().map(|m| m.one_way(0.0)).fold(f64::MAX, f64::min).max(1.0);
-    let y_max = curves.iter().map(|m| m.max()).fold(y_min * 10.0, f64::max);
+    let x_max = curves.iter().map(|curve| x_limit(curve.histogram.len())).fold(10.0, f64::max);
+    let y_min = curves.iter().map(|curve| curve.one_way(0.0)).fold(f64::MAX, f64::min).max(1.0);
+    let y_max = curves.iter().map(|curve| curve.max()).fold(y_min * 10.0, f64::max);
     let caption = format!(
         "one-way latency, {} payload ({}, CPUs {} and {})",
         size(payload),
@@ -85,16 +86,16 @@ fn chart<DB: DrawingBackend>(
         .x_label_formatter(&|x| percentile(*x))
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
-    for m in curves {
-        let color = color(m.transport);
-        let limit = x_limit(m.histogram.len());
-        let points = (0..=POINTS).map(|j| {
-            let x = limit.powf(f64::from(j) / f64::from(POINTS));
-            (x, m.one_way(1.0 - 1.0 / x).max(y_min / 1.5))
+    for curve in curves {
+        let color = color(curve.transport);
+        let limit = x_limit(curve.histogram.len());
+        let points = (0..=POINTS).map(|point| {
+            let x = limit.powf(f64::from(point) / f64::from(POINTS));
+            (x, curve.one_way(1.0 - 1.0 / x).max(y_min / 1.5))
         });
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(m.transport.name())
+            .label(curve.transport.name())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart

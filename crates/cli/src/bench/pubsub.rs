@@ -94,7 +94,10 @@ impl Link for PubSub {
         };
         let got = match &mut self.strategy {
             None => spin_until("a sample", || {
-                self.subscriber.receive().map(|sample| sample.map(|s| first(&s))).transpose()
+                self.subscriber
+                    .receive()
+                    .map(|received| received.map(|sample| first(&sample)))
+                    .transpose()
             })?
             .map_err(|e| LinkError::shmlane("receive", e))?,
             Some(strategy) => match self.subscriber.receive_with(strategy, Some(HANG)) {

@@ -31,9 +31,9 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    /// One-way latency in ns at quantile `q`.
-    pub fn one_way(&self, q: f64) -> f64 {
-        self.histogram.value_at_quantile(q) as f64 / 2.0
+    /// One-way latency in ns at `quantile`.
+    pub fn one_way(&self, quantile: f64) -> f64 {
+        self.histogram.value_at_quantile(quantile) as f64 / 2.0
     }
 
     /// The largest one-way latency in ns.
@@ -53,15 +53,32 @@ pub struct Machine {
 
 /// A payload size for people: `8 B`, `4 KiB`, `1 MiB`.
 pub fn size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 && b.is_multiple_of(1 << 20) => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 && b.is_multiple_of(1 << 10) => format!("{} KiB", b >> 10),
-        b => format!("{b} B"),
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} B")
     }
 }
 
 /// Prints one table per payload size.
 pub fn print(measurements: &[Measurement], machine: &Machine, rate: Option<f64>) {
+    print_heading(machine, rate);
+    let mut payloads: Vec<u64> = measurements.iter().map(|row| row.payload).collect();
+    payloads.dedup();
+    for payload in payloads {
+        let rows: Vec<&Measurement> =
+            measurements.iter().filter(|row| row.payload == payload).collect();
+        print_table(payload, &rows);
+    }
+    if machine.cores[0] == machine.cores[1] {
+        println!("\n(both processes ran on one CPU: these numbers measure context switches)");
+    }
+}
+
+/// Where the run ran and what it measures.
+fn print_heading(machine: &Machine, rate: Option<f64>) {
     println!(
         "shmlane bench on {}, CPUs {} and {}",
         machine.cpu, machine.cores[0], machine.cores[1]
@@ -73,41 +90,38 @@ pub fn print(measurements: &[Measurement], machine: &Machine, rate: Option<f64>)
         ),
         None => println!("one-way latency in ns: round trip / 2, back to back"),
     }
-    let mut payloads: Vec<u64> = measurements.iter().map(|m| m.payload).collect();
-    payloads.dedup();
-    for payload in payloads {
-        let rows: Vec<&Measurement> =
-            measurements.iter().filter(|m| m.payload == payload).collect();
-        let floor =
-            rows.iter().find(|m| m.transport == Transport::Cacheline).map(|m| m.one_way(0.5));
-        let iters = rows.first().map_or(0, |m| m.histogram.len());
-        println!("\npayload {} ({iters} round trips per transport)", size(payload));
-        print!("{:<18}", "transport");
-        for (name, _) in QUANTILES {
-            print!("{name:>10}");
-        }
-        println!("{:>10}{:>16}", "max", "p50/cacheline");
-        for m in rows {
-            print!("{:<18}", m.transport.name());
-            for (_, q) in QUANTILES {
-                print!("{:>10.0}", m.one_way(q));
-            }
-            let ratio =
-                floor.map_or("-".to_owned(), |f| format!("{:.2}", m.one_way(0.5) / f.max(0.5)));
-            println!("{:>10.0}{ratio:>16}", m.max());
-        }
+}
+
+/// The table of one payload size: a row per transport, with its p50 over `cacheline`'s.
+fn print_table(payload: u64, rows: &[&Measurement]) {
+    let floor =
+        rows.iter().find(|row| row.transport == Transport::Cacheline).map(|row| row.one_way(0.5));
+    let iters = rows.first().map_or(0, |row| row.histogram.len());
+    println!("\npayload {} ({iters} round trips per transport)", size(payload));
+    print!("{:<18}", "transport");
+    for (name, _) in QUANTILES {
+        print!("{name:>10}");
     }
-    if machine.cores[0] == machine.cores[1] {
-        println!("\n(both processes ran on one CPU: these numbers measure context switches)");
+    println!("{:>10}{:>16}", "max", "p50/cacheline");
+    for row in rows {
+        print!("{:<18}", row.transport.name());
+        for (_, quantile) in QUANTILES {
+            print!("{:>10.0}", row.one_way(quantile));
+        }
+        let ratio = floor
+            .map_or("-".to_owned(), |floor| format!("{:.2}", row.one_way(0.5) / floor.max(0.5)));
+        println!("{:>10.0}{ratio:>16}", row.max());
     }
 }
 
+/// The `--json` file.
 #[derive(Serialize)]
 struct Json<'m> {
     machine: &'m Machine,
     results: Vec<Row>,
 }
 
+/// One transport and payload size in the `--json` file.
 #[derive(Serialize)]
 struct Row {
     transport: &'static str,
@@ -129,16 +143,16 @@ pub fn write_json(
 ) -> Result<(), String> {
     let results = measurements
         .iter()
-        .map(|m| Row {
-            transport: m.transport.name(),
-            payload_bytes: m.payload,
-            iters: m.histogram.len(),
-            p50_ns: m.one_way(0.5),
-            p90_ns: m.one_way(0.9),
-            p99_ns: m.one_way(0.99),
-            p999_ns: m.one_way(0.999),
-            p9999_ns: m.one_way(0.9999),
-            max_ns: m.max(),
+        .map(|measurement| Row {
+            transport: measurement.transport.name(),
+            payload_bytes: measurement.payload,
+            iters: measurement.histogram.len(),
+            p50_ns: measurement.one_way(0.5),
+            p90_ns: measurement.one_way(0.9),
+            p99_ns: measurement.one_way(0.99),
+            p999_ns: measurement.one_way(0.999),
+            p9999_ns: measurement.one_way(0.9999),
+            max_ns: measurement.max(),
         })
         .collect();
     let mut out = BufWriter::new(file);

@@ -37,6 +37,7 @@ impl Link for Stream {
     }
 }
 
+/// A stream's I/O error as a link error: the peer closed, hung, or the call failed.
 fn stream_error(error: io::Error) -> LinkError {
     match error.kind() {
         ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => {
@@ -61,9 +62,9 @@ impl Connections {
     /// An end of `transport` (one of the stream transports) for `payload`-byte messages.
     pub fn link(&self, transport: Transport, payload: u64) -> Result<Stream, LinkError> {
         let (reader, writer) = match transport {
-            Transport::Pipe => self.pipe.as_ref().map(|(r, w)| (r, w)),
-            Transport::Uds => self.uds.as_ref().map(|s| (s, s)),
-            Transport::Tcp => self.tcp.as_ref().map(|s| (s, s)),
+            Transport::Pipe => self.pipe.as_ref().map(|(reader, writer)| (reader, writer)),
+            Transport::Uds => self.uds.as_ref().map(|socket| (socket, socket)),
+            Transport::Tcp => self.tcp.as_ref().map(|socket| (socket, socket)),
             _ => None,
         }
         .ok_or(LinkError::Shmlane(format!("{transport} is not connected")))?;
@@ -140,7 +141,10 @@ impl Listeners {
 
     /// The TCP port, for the echo process.
     pub fn tcp_port(&self) -> io::Result<Option<u16>> {
-        self.tcp.as_ref().map(|l| l.local_addr().map(|a| a.port())).transpose()
+        self.tcp
+            .as_ref()
+            .map(|listener| listener.local_addr().map(|address| address.port()))
+            .transpose()
     }
 
     /// Accepts the echo process's connections (giving up if it exits or after [`HANG`]) and
@@ -158,13 +162,15 @@ impl Listeners {
             ..Connections::default()
         };
         if let Some((listener, _)) = &self.uds {
-            let stream = accept_until(child, deadline, || listener.accept().map(|(s, _)| s))?;
+            let stream =
+                accept_until(child, deadline, || listener.accept().map(|(stream, _)| stream))?;
             stream.set_nonblocking(false)?;
             stream.set_read_timeout(Some(HANG))?;
             connections.uds = Some(File::from(OwnedFd::from(stream)));
         }
         if let Some(listener) = &self.tcp {
-            let stream = accept_until(child, deadline, || listener.accept().map(|(s, _)| s))?;
+            let stream =
+                accept_until(child, deadline, || listener.accept().map(|(stream, _)| stream))?;
             stream.set_nonblocking(false)?;
             stream.set_nodelay(true)?;
             stream.set_read_timeout(Some(HANG))?;

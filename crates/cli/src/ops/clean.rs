@@ -46,10 +46,11 @@ pub fn clean(args: CleanArgs) -> ExitCode {
     finish(run(&args))
 }
 
+/// One segment on one line: name, kind, state, creator and peers.
 fn describe(entry: &SegmentEntry) -> String {
     let creator = match (entry.segment.creator, entry.segment.creator_owner) {
-        (Some(c), Some(owner)) => {
-            format!("creator {} {}", c.pid, show::liveness(owner.liveness()))
+        (Some(creator), Some(owner)) => {
+            format!("creator {} {}", creator.pid, show::liveness(owner.liveness()))
         }
         _ => "no creator recorded".into(),
     };
@@ -63,15 +64,22 @@ fn describe(entry: &SegmentEntry) -> String {
     )
 }
 
+/// Removes the scope's stale segments (and with `--force` its live ones), reports each, and
+/// sweeps the presence files of ended processes.
 fn run(args: &CleanArgs) -> Result<(), OpsError> {
     let scope = &args.scope;
-    let entries: Vec<SegmentEntry> =
-        discovery::segments(scope.root())?.into_iter().filter(|e| scope.selects(e)).collect();
-    let of = |wanted: fn(&Verdict) -> bool| entries.iter().filter(move |e| wanted(&e.verdict));
+    let entries: Vec<SegmentEntry> = discovery::segments(scope.root())?
+        .into_iter()
+        .filter(|entry| scope.selects(entry))
+        .collect();
+    let with_verdict =
+        |wanted: fn(&Verdict) -> bool| entries.iter().filter(move |entry| wanted(&entry.verdict));
     let live: Vec<&SegmentEntry> =
-        of(|v| matches!(v, Verdict::Alive | Verdict::Initializing)).collect();
-    let stale: Vec<&SegmentEntry> = of(|v| *v == Verdict::Stale).collect();
-    for entry in of(|v| matches!(v, Verdict::Corrupt { .. } | Verdict::Unreadable { .. })) {
+        with_verdict(|verdict| matches!(verdict, Verdict::Alive | Verdict::Initializing)).collect();
+    let stale: Vec<&SegmentEntry> = with_verdict(|verdict| *verdict == Verdict::Stale).collect();
+    let corrupt =
+        |verdict: &Verdict| matches!(verdict, Verdict::Corrupt { .. } | Verdict::Unreadable { .. });
+    for entry in with_verdict(corrupt) {
         println!("left alone: {}", describe(entry));
     }
     let verb = if args.dry_run { "would remove" } else { "removed" };
@@ -96,8 +104,8 @@ fn run(args: &CleanArgs) -> Result<(), OpsError> {
                     Ok(()) => {}
                     Err(DiscoveryError::Remove { source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        failed(entry, &e);
+                    Err(error) => {
+                        failed(entry, &error);
                         continue;
                     }
                 }
@@ -113,8 +121,9 @@ fn run(args: &CleanArgs) -> Result<(), OpsError> {
             removed += 1;
         }
     } else {
-        let names: HashSet<_> = stale.iter().map(|e| &e.segment.name).collect();
-        let removal = discovery::remove_stale(scope.root(), |e| names.contains(&e.segment.name))?;
+        let names: HashSet<_> = stale.iter().map(|entry| &entry.segment.name).collect();
+        let removal =
+            discovery::remove_stale(scope.root(), |entry| names.contains(&entry.segment.name))?;
         for entry in &removal.removed {
             println!("{verb} {}", describe(entry));
             removed += 1;

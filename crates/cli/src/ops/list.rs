@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use shmlane::discovery;
+use shmlane::discovery::{self, SegmentEntry};
 
 use super::{OpsError, Scope, exit_codes, finish, show};
 
@@ -39,6 +39,7 @@ pub fn list(args: ListArgs) -> ExitCode {
     finish(run(&args))
 }
 
+/// Lists the scope's segments, as JSON or as a table.
 fn run(args: &ListArgs) -> Result<(), OpsError> {
     let entries: Vec<_> = discovery::segments(args.scope.root())?
         .into_iter()
@@ -54,20 +55,13 @@ fn run(args: &ListArgs) -> Result<(), OpsError> {
         println!("no shmlane segments in {}", args.scope.dir().display());
         return Ok(());
     }
-    let rows: Vec<[String; 6]> = entries
-        .iter()
-        .map(|entry| {
-            let creator = entry.segment.creator.map_or("-".into(), |c| c.pid.to_string());
-            [
-                entry.segment.name.to_string(),
-                show::kind(&entry.kind).into(),
-                show::size(entry.segment.size),
-                creator,
-                show::verdict(&entry.verdict).0.into(),
-                show::peers(entry),
-            ]
-        })
-        .collect();
+    print_table(&entries);
+    Ok(())
+}
+
+/// A row per segment, columns padded to their widest cell, then the count of each state.
+fn print_table(entries: &[SegmentEntry]) {
+    let rows: Vec<[String; 6]> = entries.iter().map(row).collect();
     let header = ["NAME", "KIND", "SIZE", "CREATOR", "STATE", "PEERS"].map(String::from);
     let mut widths = [0; 6];
     for row in std::iter::once(&header).chain(&rows) {
@@ -80,7 +74,8 @@ fn run(args: &ListArgs) -> Result<(), OpsError> {
             row.iter().zip(widths).map(|(cell, width)| format!("{cell:width$}")).collect();
         println!("{}", cells.join("  ").trim_end());
     }
-    let count = |word: &str| entries.iter().filter(|e| show::verdict(&e.verdict).0 == word).count();
+    let count =
+        |word: &str| entries.iter().filter(|entry| show::verdict(&entry.verdict).0 == word).count();
     println!(
         "\n{} segments: {} alive, {} stale, {} corrupt or unreadable",
         entries.len(),
@@ -88,5 +83,17 @@ fn run(args: &ListArgs) -> Result<(), OpsError> {
         count("stale"),
         count("corrupt") + count("unreadable")
     );
-    Ok(())
+}
+
+/// The table's cells for one segment.
+fn row(entry: &SegmentEntry) -> [String; 6] {
+    let creator = entry.segment.creator.map_or("-".into(), |creator| creator.pid.to_string());
+    [
+        entry.segment.name.to_string(),
+        show::kind(&entry.kind).into(),
+        show::size(entry.segment.size),
+        creator,
+        show::verdict(&entry.verdict).0.into(),
+        show::peers(entry),
+    ]
 }

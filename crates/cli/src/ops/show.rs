@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use shmlane::discovery::{Peer, SegmentEntry, SegmentKind, ServiceInfo, ServiceKind, Verdict};
 use shmlane_segment::Liveness;
 
+/// The kind's word, as `list` shows it.
 pub(crate) fn kind(kind: &SegmentKind) -> &'static str {
     match kind {
         SegmentKind::Service(ServiceKind::Topic) => "topic",
@@ -33,6 +34,7 @@ pub(crate) fn pid(pid: Option<u32>) -> String {
     pid.map_or("?".into(), |pid| pid.to_string())
 }
 
+/// `alive`, `dead` or `unknown`.
 pub(crate) fn liveness(liveness: Liveness) -> &'static str {
     match liveness {
         Liveness::Alive => "alive",
@@ -62,8 +64,9 @@ pub(crate) fn age(age: Duration) -> String {
     }
 }
 
+/// Nanoseconds since the Unix epoch (0 before it).
 pub(crate) fn unix_ns(time: SystemTime) -> u128 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos())
 }
 
 /// The role of a service's subscriber-side slots.
@@ -71,9 +74,10 @@ fn subscriber_role(service: &ServiceInfo) -> &'static str {
     if service.kind == ServiceKind::Event { "listener" } else { "sub" }
 }
 
+/// `pid liveness` of each peer, comma-separated.
 fn peer_list(peers: &[Peer]) -> String {
-    let one = |p: &Peer| format!("{} {}", pid(p.pid), liveness(p.liveness));
-    peers.iter().map(one).collect::<Vec<_>>().join(", ")
+    let describe = |peer: &Peer| format!("{} {}", pid(peer.pid), liveness(peer.liveness));
+    peers.iter().map(describe).collect::<Vec<_>>().join(", ")
 }
 
 /// One line on who is in a segment: a service's slot holders, a node's heartbeat, or why it
@@ -93,8 +97,9 @@ pub(crate) fn peers(entry: &SegmentEntry) -> String {
         return if parts.is_empty() { "none".into() } else { parts.join("; ") };
     }
     if let Some(node) = &entry.node {
-        let beat =
-            node.heartbeat_age.map_or("never beat".into(), |a| format!("beat {} ago", age(a)));
+        let beat = node
+            .heartbeat_age
+            .map_or("never beat".into(), |beat| format!("beat {} ago", age(beat)));
         return format!("node {} {} ({beat})", pid(node.pid), liveness(node.liveness));
     }
     match &entry.kind {
@@ -105,6 +110,7 @@ pub(crate) fn peers(entry: &SegmentEntry) -> String {
     }
 }
 
+/// A peer's slot, pid, liveness and drops.
 fn peer_json(peer: &Peer) -> Value {
     json!({
         "slot": peer.slot,
@@ -124,8 +130,8 @@ pub(crate) fn entry_json(entry: &SegmentEntry) -> Value {
         "kind": kind(&entry.kind),
         "namespace": entry.namespace,
         "size": segment.size,
-        "creator_pid": segment.creator.map(|c| c.pid),
-        "creator_liveness": segment.creator_owner.map(|c| liveness(c.liveness())),
+        "creator_pid": segment.creator.map(|creator| creator.pid),
+        "creator_liveness": segment.creator_owner.map(|owner| liveness(owner.liveness())),
         "created_unix_ns": segment.created_at.map(unix_ns),
         "state": state,
         "reason": reason,
@@ -147,7 +153,7 @@ pub(crate) fn entry_json(entry: &SegmentEntry) -> Value {
             "name": node.name,
             "pid": node.pid,
             "liveness": liveness(node.liveness),
-            "heartbeat_age_ns": node.heartbeat_age.map(|a| a.as_nanos()),
+            "heartbeat_age_ns": node.heartbeat_age.map(|age| age.as_nanos()),
         });
     }
     if let SegmentKind::Payload { control, publisher, generation, pool } = &entry.kind {

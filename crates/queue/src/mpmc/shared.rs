@@ -41,7 +41,7 @@ use crossbeam_utils::CachePadded;
 use shmlane_segment::{LayoutError, Liveness, RegionLayout, RoleOwner};
 
 use super::super::descriptor::{
-    ClaimError, HEAD_AT, INDICES_END, MAX_POSITION, Plain, QueueError, TAIL_AT, check_capacity,
+    ClaimError, HEAD_AT, INDICES_END, MAX_POSITION, QueueError, TAIL_AT, ZeroCopy, check_capacity,
 };
 use super::super::slot::Slot;
 use super::super::spsc::PopError;
@@ -98,7 +98,7 @@ pub struct MpmcStats {
     pub skipped: u64,
 }
 
-impl<'seg, T: Plain> SharedMpmc<'seg, T> {
+impl<'seg, T: ZeroCopy + Copy> SharedMpmc<'seg, T> {
     /// The region a queue of `capacity` slots and the given participant limits needs.
     pub fn layout(
         capacity: u64,
@@ -443,14 +443,14 @@ pub struct MpmcProducer<'seg, T>(End<'seg, T>);
 /// A consuming end of a [`SharedMpmc`]; its entry is released on drop.
 pub struct MpmcConsumer<'seg, T>(End<'seg, T>);
 
-impl<T: Plain> MpmcProducer<'_, T> {
+impl<T: ZeroCopy + Copy> MpmcProducer<'_, T> {
     /// Pushes a value, or gives it back if the queue is full.
     pub fn try_push(&mut self, value: T) -> Result<(), T> {
         self.0.queue.ring().push(value, &self.0)
     }
 }
 
-impl<T: Plain> MpmcConsumer<'_, T> {
+impl<T: ZeroCopy + Copy> MpmcConsumer<'_, T> {
     /// Pops the oldest value available.
     pub fn try_pop(&mut self) -> Result<T, PopError> {
         self.0.queue.ring().pop(&self.0).ok_or(PopError::Empty)

@@ -40,7 +40,7 @@ pub use heap::{Heap, new};
 on_shared_memory! {
     pub use shared::{Shared, SharedSpsc};
 
-    pub use super::descriptor::{ClaimError, Plain, QueueError};
+    pub use super::descriptor::{ClaimError, QueueError, ZeroCopy};
 }
 
 pub use super::slot::Slot;

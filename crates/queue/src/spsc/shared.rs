@@ -28,7 +28,7 @@ use zerocopy::IntoBytes;
 
 use super::{Consumer, Producer, Ring, Slot, Storage};
 use super::super::descriptor::{
-    ClaimError, Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, Plain, QueueError, TAIL_AT,
+    ClaimError, Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, QueueError, TAIL_AT, ZeroCopy,
     check_capacity, check_region,
 };
 use crate::raw::RawLayout;
@@ -89,7 +89,7 @@ impl<T> Storage<T> for Shared<'_, T> {
     }
 }
 
-impl<'seg, T: Plain> SharedSpsc<'seg, T> {
+impl<'seg, T: ZeroCopy + Copy> SharedSpsc<'seg, T> {
     /// The region a queue of `capacity` slots needs; place it with a `Carver`.
     pub fn layout(capacity: u64) -> Result<RegionLayout, QueueError> {
         check_capacity(capacity)?;
