@@ -28,6 +28,7 @@
 //! ```text
 //! cargo run --release -p shmlane-examples --example audio_blocks -- [--seconds S] [--cores A,B]
 //! ```
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -8,6 +8,7 @@
 //! The server waits with `Blocking` (it sleeps between requests); the clients wait for their
 //! responses with `Backoff` (spin first, then sleep), so round trips are fast while calls come
 //! back to back.
+#![forbid(unsafe_code)]
 
 use std::error::Error;
 use std::process::{Command, ExitCode};

@@ -12,6 +12,7 @@
 //! ```text
 //! cargo run --release -p shmlane-examples --example segment_pingpong -- [--iters N] [--cores A,B]
 //! ```
+#![forbid(unsafe_code)]
 
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};

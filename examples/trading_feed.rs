@@ -38,6 +38,7 @@
 //! cargo run --release -p shmlane-examples --example trading_feed -- \
 //!     [--rate HZ] [--seconds S] [--cores A,B,C]
 //! ```
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io::Read;

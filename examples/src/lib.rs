@@ -1,7 +1,7 @@
 //! Runnable examples of shmlane live in this folder as `[[example]]` targets; this library
 //! holds what they share: choosing and pinning CPUs, the host-wide clock, CPU time, paced
 //! sleeps, bounded waits on child processes, and printing shmlane's recovery events.
-#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 use std::error::Error;
 use std::process::{Child, ExitStatus};

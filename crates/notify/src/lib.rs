@@ -37,8 +37,6 @@
 //! feature the crate also builds `model` (hidden): the event count and the strategies compiled
 //! a second time over loom's atomics, with the futex a Mutex + Condvar model that can wake
 //! spuriously (see `loom-tests/event_count.rs`); nothing else changes.
-#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 /// Keeps the items it wraps in the crate as it runs (on real futexes, in shared memory), and
 /// drops them from `model`, which compiles the same files over loom (and swaps the macros).

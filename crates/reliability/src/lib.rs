@@ -3,7 +3,9 @@
 //! hostile bytes written into live segments, permissions and limits, and a bounded soak.
 //! Every test has a watchdog (the testkit's bounded waits), so a hang fails instead of
 //! blocking CI. This library holds what the tests share.
-#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+// Test-only: its helpers (paced senders over publishers) have no use for `Debug`.
+#![allow(missing_debug_implementations)]
 
 pub use shmlane_segment::crash::CRASH_AT_ENV;
 

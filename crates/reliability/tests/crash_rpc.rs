@@ -239,7 +239,7 @@ fn a_stopped_server_keeps_its_slot_and_answers_when_resumed() {
     // Long after the client's timeout, the stopped server's slot is still its own.
     while stopped.elapsed() < Duration::from_millis(500) {
         let other = rpc.server();
-        assert!(matches!(other, Err(ConnectError::NoFreeSlot { .. })), "{other:?}");
+        assert!(matches!(other, Err(ConnectError::NoFreeSlot { what: "server", .. })), "{other:?}");
         drop(other);
         std::thread::sleep(Duration::from_millis(20));
     }

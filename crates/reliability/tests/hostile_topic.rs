@@ -1396,7 +1396,13 @@ fn payload_settings_rewritten_to_the_maximum_are_refused_before_any_allocation()
     let rss = shmlane_reliability::rss_kib();
     let reopened = node.topic::<u64>("t").open();
     assert!(
-        matches!(&reopened, Err(shmlane::TopicError::InvalidConfig(why)) if why.contains("max_pool_bytes")),
+        matches!(
+            &reopened,
+            Err(shmlane::TopicError::InvalidConfig(shmlane::ConfigError::PoolTooLarge {
+                max_pool_bytes: shmlane::DEFAULT_MAX_POOL_BYTES,
+                ..
+            }))
+        ),
         "{reopened:?}"
     );
     // An opener that agreed to any size opens it (nothing is allocated until a publisher of

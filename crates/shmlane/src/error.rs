@@ -1,7 +1,7 @@
 //! The error enums, one per operation family.
 
 use shmlane_queue::QueueError;
-use shmlane_segment::{CreateError, OffsetError, OpenError, RoleError};
+use shmlane_segment::{CreateError, LayoutError, OffsetError, OpenError, RoleError};
 
 /// Creating a node.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +20,19 @@ pub enum NodeError {
     Identity(#[source] std::io::Error),
     /// The node's registration segment could not be created.
     #[error("cannot register the node: {0}")]
-    Register(String),
+    Register(#[source] CreateError),
+    /// The node's registration record could not be laid out (its size is fixed: a bug).
+    #[error("cannot lay out the node's registration record: {0}")]
+    Layout(#[source] LayoutError),
+    /// The node's registration record does not lie in its segment (its size is fixed: a bug).
+    #[error("cannot find the node's registration record in its segment: {0}")]
+    Offset(#[source] OffsetError),
+    /// The heartbeat thread could not be started.
+    #[error(
+        "cannot start the node's heartbeat thread: {0}; free threads or memory, or leave \
+         NodeBuilder::heartbeat unset and call Node::heartbeat from your own loop"
+    )]
+    Heartbeat(#[source] std::io::Error),
 }
 
 /// Creating or opening a topic.
@@ -31,8 +43,8 @@ pub enum TopicError {
     #[error(transparent)]
     Name(#[from] NodeError),
     /// A setting is out of range.
-    #[error("invalid topic setting: {0}")]
-    InvalidConfig(String),
+    #[error("invalid setting: {0}")]
+    InvalidConfig(#[source] ConfigError),
     /// The control segment could not be created.
     #[error("cannot create the topic: {0}")]
     Create(#[from] CreateError),
@@ -63,9 +75,9 @@ pub enum TopicError {
         /// The topic's type version.
         found_version: u64,
     },
-    /// The control segment is not a valid topic.
-    #[error("the topic's control segment is corrupt ({0}): remove it with `shmlane clean`")]
-    Corrupt(String),
+    /// The control segment is not a valid service of its kind.
+    #[error("the service's control segment is corrupt ({0}): remove it with `shmlane clean`")]
+    Corrupt(#[source] CorruptError),
     /// A queue in the control segment failed validation.
     #[error("a queue of the topic is corrupt: {0}")]
     Queue(#[from] QueueError),
@@ -80,11 +92,11 @@ pub enum TopicError {
 pub enum ConnectError {
     /// Every slot of that kind is held by a live process.
     #[error(
-        "all {max} {what} slots of the topic are held by live processes: raise max_{what}s \
-         when creating the topic, or stop one of them"
+        "all {max} {what} slots of the service are held by live processes: stop one of them, \
+         or create the service with more (its builder's max_{what}s)"
     )]
     NoFreeSlot {
-        /// "publisher" or "subscriber".
+        /// "publisher", "subscriber", "client", "server" or "listener".
         what: &'static str,
         /// The topic's maximum.
         max: u32,
@@ -101,21 +113,9 @@ pub enum ConnectError {
     /// A queue's indices are impossible (a peer corrupted them).
     #[error(transparent)]
     CorruptQueue(#[from] shmlane_queue::overflow::Corrupt),
-    /// The topic's layout does not hold together.
-    #[error("the topic's layout does not fit its segment: {0}; remove it with `shmlane clean`")]
-    Layout(String),
     /// A layout offset failed.
     #[error("the topic's layout does not fit its segment: {0}")]
     Offset(#[from] OffsetError),
-}
-
-impl From<TopicError> for ConnectError {
-    fn from(e: TopicError) -> Self {
-        match e {
-            TopicError::Offset(e) => ConnectError::Offset(e),
-            other => ConnectError::Layout(other.to_string()),
-        }
-    }
 }
 
 /// Loaning a payload slot or sending it.
@@ -161,12 +161,131 @@ pub enum ReceiveError {
     /// Nothing arrived before the deadline.
     #[error(transparent)]
     TimedOut(#[from] shmlane_notify::TimedOut),
+}
+
+/// Signalling an event ([`Notifier::notify`](crate::Notifier::notify)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
     /// An event id at or beyond the service's `max_event_id`.
-    #[error("event id {id} is out of range: the service takes ids below {max}")]
+    #[error(
+        "event id {id} is out of range: the service takes ids below {max} (raise max_event_id \
+         when creating it)"
+    )]
     BadEventId {
         /// The id given.
         id: u32,
         /// The service's `max_event_id`.
         max: u32,
     },
+}
+
+/// Why settings were refused: the caller's ([`TopicError::InvalidConfig`]), or those a control
+/// segment records ([`CorruptError::Settings`]). Each names the setting and its limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A count is outside its range.
+    #[error("{setting} is {value}: use {min} to {max}")]
+    OutOfRange {
+        /// The setting, as its builder method is called.
+        setting: &'static str,
+        /// The value given.
+        value: u32,
+        /// Its smallest value.
+        min: u32,
+        /// Its largest value.
+        max: u32,
+    },
+    /// `subscriber_capacity` is not a power of two, or is above 65 536.
+    #[error("subscriber_capacity is {0}: use a power of two from 1 to 65536")]
+    SubscriberCapacity(u32),
+    /// `history` is longer than `subscriber_capacity`.
+    #[error("history is {history}: use at most subscriber_capacity ({capacity})")]
+    HistoryTooLong {
+        /// The history asked for.
+        history: u32,
+        /// The subscriber capacity.
+        capacity: u32,
+    },
+    /// A publisher would need more payload blocks than a pool can index.
+    #[error(
+        "{blocks} payload blocks per publisher (max_loans + history + max_subscribers × \
+         (subscriber_capacity + max_held)): lower these settings to need at most {max}"
+    )]
+    TooManyBlocks {
+        /// Blocks the settings need.
+        blocks: u64,
+        /// The most a pool indexes.
+        max: u64,
+    },
+    /// A publisher's base payload segment would be larger than this process agreed to.
+    #[error(
+        "its settings ({blocks} blocks of {max_slice_len} elements of {element_size} bytes) \
+         need a payload segment of {} bytes per publisher, above this process's \
+         max_pool_bytes ({max_pool_bytes}): raise TopicBuilder::max_pool_bytes if that is \
+         intended", bytes_or_overflow(*.bytes)
+    )]
+    PoolTooLarge {
+        /// Blocks per publisher.
+        blocks: u64,
+        /// Elements per block.
+        max_slice_len: u32,
+        /// Bytes per element.
+        element_size: u64,
+        /// Bytes of the payload segment (`None`: beyond 2^64).
+        bytes: Option<u64>,
+        /// This process's limit (`TopicBuilder::max_pool_bytes`).
+        max_pool_bytes: u64,
+    },
+    /// The service's control segment would not fit 64-bit offsets.
+    #[error("the service does not fit a segment: {0}")]
+    TooLarge(#[source] LayoutError),
+}
+
+/// What is wrong with a service's control segment ([`TopicError::Corrupt`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CorruptError {
+    /// The service header does not start with the magic of its kind.
+    #[error("bad magic {found:02x?}: not a shmlane {kind}")]
+    BadMagic {
+        /// The kind expected: "topic" or "event service".
+        kind: &'static str,
+        /// The bytes found.
+        found: [u8; 8],
+    },
+    /// Reserved header bytes are set.
+    #[error("reserved header bytes are set")]
+    Reserved,
+    /// The service header is of another format version.
+    #[error(
+        "format version {found}, this build reads {expected}: use the same shmlane version in \
+         every process"
+    )]
+    Version {
+        /// The version found.
+        found: u32,
+        /// The version this build reads and writes.
+        expected: u32,
+    },
+    /// The recorded overflow policy is none this build knows.
+    #[error("overflow policy {0} is unknown")]
+    Overflow(u32),
+    /// The recorded settings are impossible: no creator could have written them.
+    #[error("impossible settings: {0}")]
+    Settings(#[source] ConfigError),
+    /// The segment is smaller than its recorded settings need.
+    #[error("the segment holds {len} bytes, its settings need {needed}")]
+    TooSmall {
+        /// The segment's length.
+        len: u64,
+        /// What the settings need.
+        needed: u64,
+    },
+}
+
+/// `bytes` in a message, "over 2^64" for `None`.
+fn bytes_or_overflow(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "over 2^64".into(), |b| b.to_string())
 }

@@ -19,11 +19,14 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use shmlane_notify::{EventCount, WaitStrategy};
 use shmlane_segment::{
-    Carver, Fingerprint, Offset, Region, RegionLayout, RoleClaim, Segment, SegmentRef, SharedView,
+    Carver, Fingerprint, Offset, OffsetError, Region, RegionLayout, RoleClaim, Segment, SegmentRef,
+    SharedView,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::error::{ConnectError, ReceiveError, TopicError};
+use crate::error::{
+    ConfigError, ConnectError, CorruptError, NotifyError, ReceiveError, TopicError,
+};
 use crate::node::{Node, check_name};
 use crate::sync::{AtomicU64, Ordering};
 
@@ -68,7 +71,8 @@ struct Layout {
 
 impl Layout {
     fn new(max_listeners: u32, max_event_id: u32) -> Result<Layout, TopicError> {
-        let invalid = |e: shmlane_segment::LayoutError| TopicError::InvalidConfig(e.to_string());
+        let invalid =
+            |e: shmlane_segment::LayoutError| TopicError::InvalidConfig(ConfigError::TooLarge(e));
         let mut carver = Carver::new();
         let header = carver.place(RegionLayout { size: 128, align: 128 }).map_err(invalid)?;
         let words = u64::from(max_event_id).div_ceil(64);
@@ -84,15 +88,27 @@ impl Layout {
         Ok(Layout { header, listeners, words, size: carver.total_size() })
     }
 
-    fn entry<'s>(&self, segment: &'s Segment, l: usize) -> Result<&'s ListenerEntry, TopicError> {
+    fn entry<'s>(&self, segment: &'s Segment, l: usize) -> Result<&'s ListenerEntry, OffsetError> {
         let at: Offset<ListenerEntry> = self.listeners[l].0.offset_of(0)?;
-        Ok(segment.get(at)?)
+        segment.get(at)
     }
 
-    fn bits<'s>(&self, segment: &'s Segment, l: usize) -> Result<&'s [AtomicU64], TopicError> {
+    fn bits<'s>(&self, segment: &'s Segment, l: usize) -> Result<&'s [AtomicU64], OffsetError> {
         let at: Offset<AtomicU64> = self.listeners[l].1.offset_of(0)?;
-        Ok(segment.get_slice(at, self.words)?)
+        segment.get_slice(at, self.words)
     }
+}
+
+/// Checks an event service's settings: 1 to 64 listeners, ids below 1 to [`MAX_EVENT_ID`].
+fn check_settings(max_listeners: u32, max_event_id: u32) -> Result<(), ConfigError> {
+    for (setting, value, max) in
+        [("max_listeners", max_listeners, 64), ("max_event_id", max_event_id, MAX_EVENT_ID)]
+    {
+        if !(1..=max).contains(&value) {
+            return Err(ConfigError::OutOfRange { setting, value, min: 1, max });
+        }
+    }
+    Ok(())
 }
 
 /// Creates or opens an [`Event`] service; made by [`Node::event`].
@@ -106,7 +122,26 @@ pub struct EventBuilder<'n> {
 
 /// An event service, opened by name. Create [`Notifier`]s and [`Listener`]s from it: they own
 /// their share of the service (they can be stored in a struct, moved to another thread, and
-/// outlive the `Event`). Cloning an `Event` is cheap (a reference count).
+/// outlive the `Event`). Cloning an `Event` is cheap (a reference count). Ids are below
+/// `max_event_id` (1 to [`MAX_EVENT_ID`], 65 536); up to `max_listeners` listeners at once (1
+/// to 64); any number of notifiers.
+///
+/// ```
+/// use shmlane::Node;
+///
+/// # let namespace = format!("doc{}", std::process::id());
+/// let node = Node::builder("doc").namespace(namespace).create()?;
+/// let event = node.event("event-doc").max_event_id(16).open_or_create()?;
+/// let listener = event.listener()?; // sees the ids notified once it has joined
+/// let notifier = event.notifier()?;
+///
+/// notifier.notify(3)?;
+/// notifier.notify(3)?; // seen once: events say "this happened", not how often
+/// notifier.notify(9)?;
+/// assert_eq!(listener.try_take(), [3, 9]);
+/// assert!(notifier.notify(16).is_err()); // ids are below max_event_id
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Event {
     open: Arc<OpenEvent>,
@@ -124,13 +159,50 @@ struct OpenEvent {
 
 /// Sends event ids to every listener. `Send` and `Sync`: one notifier may be shared by
 /// threads.
+///
+/// ```
+/// use shmlane::Node;
+///
+/// # let namespace = format!("doc{}", std::process::id());
+/// let node = Node::builder("doc").namespace(namespace).create()?;
+/// let event = node.event("notifier-doc").open_or_create()?;
+/// let listener = event.listener()?;
+/// let notifier = event.notifier()?;
+/// std::thread::scope(|s| {
+///     for id in [1, 2] {
+///         let notifier = &notifier; // shared by reference
+///         s.spawn(move || notifier.notify(id).expect("an id below max_event_id"));
+///     }
+/// });
+/// assert_eq!(listener.try_take(), [1, 2]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Notifier {
     listeners: Vec<(SegmentRef<ListenerEntry>, SegmentRef<[AtomicU64]>)>,
     event: Arc<OpenEvent>,
 }
 
-/// Receives event ids. `Send`: move it to the thread that waits.
+/// Receives event ids. `Send`: move it to the thread that waits. (It is `Sync` too, its state
+/// being atomics in shared memory; threads that share one listener split the ids between them.)
+///
+/// ```
+/// use std::time::Duration;
+/// use shmlane::{Node, notify::Blocking};
+///
+/// # let namespace = format!("doc{}", std::process::id());
+/// let node = Node::builder("doc").namespace(namespace).create()?;
+/// let event = node.event("listener-doc").open_or_create()?;
+/// let listener = event.listener()?;
+/// let notifier = event.notifier()?;
+///
+/// let waiter = std::thread::spawn(move || {
+///     listener.wait(&mut Blocking::new(), Some(Duration::from_secs(5))) // sleeps on a futex
+/// });
+/// notifier.notify(7)?;
+/// assert_eq!(waiter.join().expect("the listener panicked")?, [7]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Listener {
     entry: SegmentRef<ListenerEntry>,
@@ -163,14 +235,7 @@ impl<'n> EventBuilder<'n> {
     /// Opens the service, creating it with these settings if it does not exist.
     pub fn open_or_create(self) -> Result<Event, TopicError> {
         check_name("service name", &self.service)?;
-        if !(1..=64).contains(&self.max_listeners)
-            || !(1..=MAX_EVENT_ID).contains(&self.max_event_id)
-        {
-            return Err(TopicError::InvalidConfig(format!(
-                "max_listeners {} (use 1 to 64) or max_event_id {} (use 1 to {MAX_EVENT_ID})",
-                self.max_listeners, self.max_event_id
-            )));
-        }
+        check_settings(self.max_listeners, self.max_event_id).map_err(TopicError::InvalidConfig)?;
         let layout = Layout::new(self.max_listeners, self.max_event_id)?;
         let header = Header {
             magic: MAGIC,
@@ -192,17 +257,19 @@ impl<'n> EventBuilder<'n> {
         let mut bytes = [0u8; size_of::<Header>()];
         segment.read_bytes(layout.header.offset, &mut bytes)?;
         let found: Header = zerocopy::transmute!(bytes);
-        if found.magic != MAGIC || found.version != VERSION || found.reserved != 0 {
-            return Err(TopicError::Corrupt("not a shmlane event service".into()));
+        found.check_magic()?;
+        if found.version != VERSION {
+            let (found, expected) = (found.version, VERSION);
+            return Err(TopicError::Corrupt(CorruptError::Version { found, expected }));
         }
-        if !(1..=64).contains(&found.max_listeners)
-            || !(1..=MAX_EVENT_ID).contains(&found.max_event_id)
-        {
-            return Err(TopicError::Corrupt("impossible settings in the header".into()));
+        if found.reserved != 0 {
+            return Err(TopicError::Corrupt(CorruptError::Reserved));
         }
+        found.check_settings()?;
         let layout = Layout::new(found.max_listeners, found.max_event_id)?;
         if segment.len() < layout.size {
-            return Err(TopicError::Corrupt("the segment is smaller than its settings".into()));
+            let (len, needed) = (segment.len(), layout.size);
+            return Err(TopicError::Corrupt(CorruptError::TooSmall { len, needed }));
         }
         let open = OpenEvent {
             segment: Arc::new(segment),
@@ -229,7 +296,7 @@ impl Event {
                 let bits = SegmentRef::try_map(&open.segment, |s| open.layout.bits(s, l))?;
                 Ok((entry, bits))
             })
-            .collect::<Result<_, TopicError>>()?;
+            .collect::<Result<_, OffsetError>>()?;
         Ok(Notifier { listeners, event: Arc::clone(open) })
     }
 
@@ -280,11 +347,12 @@ impl Drop for OpenEvent {
 
 impl Notifier {
     /// Signals `id` to every listener; returns how many listener slots are held.
-    pub fn notify(&self, id: EventId) -> Result<usize, ReceiveError> {
+    pub fn notify(&self, id: EventId) -> Result<usize, NotifyError> {
         if id >= self.event.max_event_id {
-            return Err(ReceiveError::BadEventId { id, max: self.event.max_event_id });
+            return Err(NotifyError::BadEventId { id, max: self.event.max_event_id });
         }
-        let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
+        let (word, bit) = PendingIds::of(id);
+        let bit = bit.to_raw();
         let mut listeners = 0;
         for (entry, bits) in &self.listeners {
             // Relaxed: a listener that appears after this load misses this event, as it would
@@ -331,39 +399,93 @@ impl Listener {
                 continue;
             }
             // Acquire: pairs with the notifiers' Release fetch_or.
-            let mut pending = word.swap(0, Ordering::Acquire);
+            let pending = word.swap(0, Ordering::Acquire);
             // Only ids below `max_event_id` exist: a word past it (or the bits of the last one
             // past it) hold nothing a notifier can set.
-            let first = w as u64 * 64;
-            let valid = u64::from(self.max_event_id).saturating_sub(first);
-            if valid < 64 {
-                pending &= (1u64 << valid) - 1;
-            }
-            while pending != 0 {
-                let bit = pending.trailing_zeros();
-                ids.push(w as u32 * 64 + bit);
-                pending &= pending - 1;
-            }
+            ids.extend(PendingIds::from_raw(pending).ids(w, self.max_event_id));
         }
     }
 }
 
 /// Offsets of the listener role words of an event segment, from its header (for discovery,
 /// over a read-only mapping).
-pub(crate) fn listener_role_offsets(segment: &Segment) -> Result<Vec<u64>, String> {
+pub(crate) fn listener_role_offsets(segment: &Segment) -> Result<Vec<u64>, TopicError> {
     let header_at = shmlane_segment::HEADER_SIZE.next_multiple_of(128);
     let mut bytes = [0u8; size_of::<Header>()];
-    segment.read_bytes(header_at, &mut bytes).map_err(|e| e.to_string())?;
+    segment.read_bytes(header_at, &mut bytes)?;
     let header: Header = zerocopy::transmute!(bytes);
-    if header.magic != MAGIC || !(1..=64).contains(&header.max_listeners) {
-        return Err("not a shmlane event service".into());
-    }
-    if !(1..=MAX_EVENT_ID).contains(&header.max_event_id) {
-        return Err("impossible max_event_id".into());
-    }
-    let layout =
-        Layout::new(header.max_listeners, header.max_event_id).map_err(|e| e.to_string())?;
+    header.check_magic()?;
+    header.check_settings()?;
+    let layout = Layout::new(header.max_listeners, header.max_event_id)?;
     Ok(layout.listeners.iter().map(|(entry, _)| entry.offset).collect())
+}
+
+impl Header {
+    /// Checks the magic (what an opener and discovery both need, with the settings).
+    fn check_magic(&self) -> Result<(), TopicError> {
+        if self.magic != MAGIC {
+            let found = self.magic;
+            return Err(TopicError::Corrupt(CorruptError::BadMagic {
+                kind: "event service",
+                found,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Checks the recorded settings.
+    fn check_settings(&self) -> Result<(), TopicError> {
+        check_settings(self.max_listeners, self.max_event_id)
+            .map_err(|e| TopicError::Corrupt(CorruptError::Settings(e)))
+    }
+}
+
+/// One word of a listener's pending-id bitset, which holds `ceil(max_event_id / 64)` words:
+///
+/// ```text
+///  word w (u64)
+///  63                                  1      0
+/// +-------------+---------------------+--------+
+/// | id 64w + 63 |         ...         | id 64w |
+/// +-------------+---------------------+--------+
+/// ```
+///
+/// A notifier sets an id's bit (`fetch_or`); the listener swaps the word to zero and reads the
+/// ids out. Bits of ids at or beyond `max_event_id` (in the last word) exist only if a faulty
+/// peer set them: they are never read out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PendingIds(u64);
+
+impl PendingIds {
+    /// The word index of `id`, and the word with only `id`'s bit set.
+    #[inline]
+    fn of(id: EventId) -> (usize, PendingIds) {
+        ((id / 64) as usize, PendingIds(1 << (id % 64)))
+    }
+
+    /// A word as swapped out of the bitset (any value).
+    #[inline]
+    fn from_raw(raw: u64) -> PendingIds {
+        PendingIds(raw)
+    }
+
+    /// The word to `fetch_or` into the bitset.
+    #[inline]
+    fn to_raw(self) -> u64 {
+        self.0
+    }
+
+    /// The ids this word, word `w` of the bitset, holds below `max_event_id`, ascending.
+    fn ids(self, w: usize, max_event_id: u32) -> impl Iterator<Item = EventId> {
+        let first = w as u64 * 64;
+        let valid = u64::from(max_event_id).saturating_sub(first);
+        let mut pending = if valid < 64 { self.0 & ((1u64 << valid) - 1) } else { self.0 };
+        std::iter::from_fn(move || {
+            let bit = pending.trailing_zeros();
+            pending &= pending.checked_sub(1)?;
+            Some(w as u32 * 64 + bit)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -387,5 +509,26 @@ mod tests {
             handlers[id as usize] += 1; // what user code does with an id: never out of range
         }
         assert_eq!(handlers.iter().sum::<u32>(), 70);
+    }
+
+    #[test]
+    fn pending_ids_round_trip_at_their_limits() {
+        for id in [0, 1, 63, 64, 65, 127, MAX_EVENT_ID - 1] {
+            let (w, bit) = PendingIds::of(id);
+            assert_eq!(bit.to_raw().count_ones(), 1);
+            let read = PendingIds::from_raw(bit.to_raw());
+            assert_eq!(read.ids(w, MAX_EVENT_ID).collect::<Vec<_>>(), [id]);
+        }
+        assert_eq!(PendingIds::of(MAX_EVENT_ID - 1), (1023, PendingIds(1 << 63)));
+    }
+
+    #[test]
+    fn pending_ids_at_or_past_max_event_id_are_never_read_out() {
+        let full = PendingIds::from_raw(u64::MAX);
+        assert_eq!(full.ids(0, 64).count(), 64);
+        assert_eq!(full.ids(1, 70).collect::<Vec<_>>(), (64..70).collect::<Vec<_>>());
+        assert_eq!(full.ids(2, 70).count(), 0);
+        assert_eq!(full.ids(1023, MAX_EVENT_ID).last(), Some(MAX_EVENT_ID - 1));
+        assert_eq!(PendingIds::from_raw(0).ids(0, 64).count(), 0);
     }
 }

@@ -6,10 +6,10 @@
 //! where it lies, with no copy, and hands the block back when dropped.
 //!
 //! ```
-//! use shmlane::{Node, ZeroCopy};
-//! use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+//! use shmlane::{FromBytes, Immutable, IntoBytes, KnownLayout, Node, ZeroCopy};
 //!
 //! #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
+//! #[zerocopy(crate = "shmlane::zerocopy")] // the derives through shmlane: no zerocopy dependency
 //! #[repr(C)]
 //! struct Tick {
 //!     price: f64,
@@ -34,6 +34,13 @@
 //! Besides topics: [`Rpc`] (a [`Server`] answering many [`Client`]s, responses matched to
 //! requests) and [`Event`] (payload-free notifications with ids, listeners that sleep).
 //!
+//! Publishers, subscribers, servers, clients, notifiers and listeners own their share of their
+//! service: store them in structs, move them to the threads that use them; they outlive the
+//! [`Topic`], [`Rpc`] or [`Event`] they came from. Only what they lend out borrows them (a
+//! [`Loan`] its publisher, a [`Sample`] its subscriber, a [`Request`] its server), and those
+//! stay on their thread. The user guide (`docs/guide.md`, every example of which is a doc test)
+//! goes through each pattern and says which types are `Send` and `Sync`, and why.
+//!
 //! Hot paths (`loan`, `send`, `receive`, dropping a sample) touch only shared and private
 //! memory: no allocation, no system call unless a subscriber sleeps in a blocking receive.
 //!
@@ -57,8 +64,6 @@
 //! | `shmlane.give_back.before_push` | dropping a [`Sample`] | the sample gone, its block not yet in the completion queue |
 //! | `shmlane.respond.loaned` | [`Server::respond`] | the server holds a request and a loaned response, not yet sent |
 //! | `shmlane.call.sent` | [`Client::send`] | the request queued at the server, its response not yet received |
-#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod discovery;
 mod error;
@@ -73,7 +78,10 @@ pub mod rpc;
 mod sync;
 pub mod topic;
 
-pub use error::{ConnectError, NodeError, PublishError, ReceiveError, TopicError};
+pub use error::{
+    ConfigError, ConnectError, CorruptError, NodeError, NotifyError, PublishError, ReceiveError,
+    TopicError,
+};
 pub use event::{Event, EventBuilder, EventId, Listener, Notifier};
 pub use node::{DEFAULT_NAMESPACE, NAMESPACE_ENV, Node, NodeBuilder};
 pub use payload::{TypeInfo, ZeroCopy};
@@ -83,3 +91,13 @@ pub use topic::{
     BlockCounts, DEFAULT_MAX_POOL_BYTES, Loan, Overflow, Publisher, Sample, SliceLoan, Subscriber,
     Topic, TopicBuilder, TopicConfig,
 };
+
+// zerocopy and its derives, so that a user's `Cargo.toml` needs only shmlane (see `ZeroCopy`).
+pub use zerocopy;
+pub use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+// The user guide's examples are doc tests: `cargo test --doc` compiles and runs every one of
+// them, so the guide cannot drift from the API. Only doc tests see this item.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide.md")]
+pub struct GuideDoctests;

@@ -216,7 +216,7 @@ impl NodeBuilder {
         let mut carver = shmlane_segment::Carver::new();
         let layout =
             shmlane_segment::RegionLayout { size: size_of::<NodeRecord>() as u64, align: 64 };
-        let region = carver.place(layout).map_err(|e| NodeError::Register(e.to_string()))?;
+        let region = carver.place(layout).map_err(NodeError::Layout)?;
         let builder = Segment::builder(format!("{namespace}.{suffix}"));
         let builder = match &self.root {
             Some(dir) => builder.backing(Backing::Dir(dir.clone())),
@@ -226,9 +226,9 @@ impl NodeBuilder {
             .fingerprint(NODE_FINGERPRINT)
             .size(carver.total_size())
             .create()
-            .map_err(|e| NodeError::Register(e.to_string()))?;
+            .map_err(NodeError::Register)?;
         crash_point!("shmlane.node.registering");
-        let at = region.offset_of(0).map_err(|e| NodeError::Register(e.to_string()))?;
+        let at = region.offset_of(0).map_err(NodeError::Offset)?;
         let registration = Arc::new(Registration { segment, at });
         let record = registration.record();
         // Relaxed (both): readers copy the words; nothing else is published through them.
@@ -239,7 +239,7 @@ impl NodeBuilder {
             std::thread::Builder::new()
                 .name(format!("shmlane-heartbeat-{}", self.name))
                 .spawn(move || beat(weak, interval))
-                .map_err(|e| NodeError::Register(e.to_string()))?;
+                .map_err(NodeError::Heartbeat)?;
         }
         Ok(Node { name: self.name, namespace, root: self.root, me, registration, sweep_errors })
     }

@@ -2,16 +2,20 @@
 //! records the type so that opening it with another type is an error, not garbage.
 
 use shmlane_segment::Fingerprint;
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// Types that can be shared by reference between processes: plain bytes with no pointers,
-/// every bit pattern a valid value, no padding, no interior mutability (zerocopy's
-/// guarantees). Derive zerocopy's traits on your own `#[repr(C)]` structs to get it:
+/// What a topic, an rpc service or a queue carries: derive zerocopy's four traits on your own
+/// `#[repr(C)]` struct to make it one.
+///
+/// shmlane re-exports zerocopy and its derives, so `shmlane` is the only dependency your
+/// `Cargo.toml` needs. The attribute `#[zerocopy(crate = "shmlane::zerocopy")]` tells the
+/// derives to find zerocopy there (without it they name `::zerocopy`, a dependency of your
+/// own):
 ///
 /// ```
-/// use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+/// use shmlane::{FromBytes, Immutable, IntoBytes, KnownLayout};
 ///
 /// #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
+/// #[zerocopy(crate = "shmlane::zerocopy")]
 /// #[repr(C)]
 /// struct Tick {
 ///     instrument: u32,
@@ -24,12 +28,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// fn shareable<T: shmlane::ZeroCopy>() {}
 /// shareable::<Tick>();
 /// ```
-pub trait ZeroCopy:
-    FromBytes + IntoBytes + KnownLayout + Immutable + Send + Sync + 'static
-{
-}
-
-impl<T: FromBytes + IntoBytes + KnownLayout + Immutable + Send + Sync + 'static> ZeroCopy for T {}
+#[doc(inline)]
+pub use shmlane_queue::ZeroCopy;
 
 /// The identity of a payload type, stored with a service: name, size, alignment and a version
 /// the user bumps when the layout changes without a change of name or size.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shmlane::notify::Blocking;
-use shmlane::{ConnectError, Node, ReceiveError};
+use shmlane::{ConnectError, Node, NotifyError, ReceiveError};
 use shmlane_testkit::{
     child_spec, exit_child, fail, process_lock, report, spawn_child, split_spec,
 };
@@ -88,7 +88,7 @@ fn out_of_range_ids_and_too_many_listeners_are_clear_errors() {
     let err = event.listener().unwrap_err();
     assert!(matches!(err, ConnectError::NoFreeSlot { what: "listener", max: 1 }), "{err}");
     let err = event.notifier().unwrap().notify(8).unwrap_err();
-    assert!(matches!(err, ReceiveError::BadEventId { id: 8, max: 8 }), "{err}");
+    assert!(matches!(err, NotifyError::BadEventId { id: 8, max: 8 }), "{err}");
 }
 
 #[test]

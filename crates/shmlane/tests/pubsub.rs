@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shmlane::notify::Blocking;
-use shmlane::{ConnectError, Node, Overflow, PublishError, ReceiveError, TopicError};
+use shmlane::{ConfigError, ConnectError, Node, Overflow, PublishError, ReceiveError, TopicError};
 use shmlane_testkit::{
     child_spec, exit_child, fail, process_lock, report, spawn_child, split_spec,
 };
@@ -426,7 +426,13 @@ fn a_late_joiner_gets_the_history_then_new_samples() {
 fn history_longer_than_the_queue_is_refused() {
     let node = node("historylimit");
     let err = node.topic::<u64>("h").subscriber_capacity(4).history(5).create().unwrap_err();
-    assert!(matches!(err, TopicError::InvalidConfig(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            TopicError::InvalidConfig(ConfigError::HistoryTooLong { history: 5, capacity: 4 })
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shmlane::notify::{Backoff, Blocking};
-use shmlane::{CallError, Node, ReceiveError};
+use shmlane::{CallError, ConnectError, Node, ReceiveError};
 use shmlane_testkit::{
     child_spec, exit_child, fail, process_lock, report, spawn_child, split_spec,
 };
@@ -76,6 +76,19 @@ fn a_call_without_a_server_times_out_with_an_error() {
     let result =
         client.call(Add { a: 1, b: 2 }, &mut Blocking::new(), Some(Duration::from_millis(50)));
     assert!(matches!(result, Err(CallError::Receive(ReceiveError::TimedOut(_)))));
+}
+
+#[test]
+fn full_client_and_server_tables_are_errors_that_name_the_rpc_role() {
+    let node = node("full");
+    let rpc = node.rpc::<Add, u64>("full").max_clients(1).open_or_create().unwrap();
+    let _client = rpc.client().unwrap();
+    let _server = rpc.server().unwrap();
+    let second = rpc.client().map(drop).unwrap_err();
+    assert!(matches!(second, ConnectError::NoFreeSlot { what: "client", max: 1 }), "{second}");
+    assert!(second.to_string().contains("max_clients"), "{second}");
+    let other = rpc.server().map(drop).unwrap_err();
+    assert!(matches!(other, ConnectError::NoFreeSlot { what: "server", max: 1 }), "{other}");
 }
 
 #[test]

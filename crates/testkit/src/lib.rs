@@ -14,7 +14,9 @@
 //! the `queue` feature, `queue::RawQueue` reaches a shared queue's words where the queue says
 //! they are.
 
-#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+// Test-only: its handles (children, cleanups) have no use for `Debug`.
+#![allow(missing_debug_implementations)]
 
 use std::collections::VecDeque;
 use std::fmt::Display;

@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use shmlane_segment::header::MAGIC;
 use shmlane_segment::{
-    Backing, DiscoveryError, Fingerprint, HEADER_SIZE, Liveness, OpenError, Removal, RoleOwner,
-    Segment, SegmentBuilder, SegmentInfo, SegmentName, SegmentStatus,
+    Backing, DiscoveryError, Fingerprint, HEADER_SIZE, Liveness, OffsetError, OpenError, Removal,
+    RoleOwner, Segment, SegmentBuilder, SegmentInfo, SegmentName, SegmentStatus,
 };
 
 use super::names::{SegmentKind, kind_of};
 use super::{NodeInfo, Peer, ServiceInfo, ServiceKind};
+use crate::error::{CorruptError, TopicError};
 use crate::node::{NODE_FINGERPRINT, NodeRecordCopy, monotonic_ns};
 use crate::topic::layout::{Layout, TopicHeader};
 
@@ -275,7 +276,7 @@ fn describe_service(place: &Place, entry: &mut SegmentEntry, kind: ServiceKind, 
                 if let Some(verdict) = verdict {
                     entry.verdict = verdict;
                 }
-                info.problem = Some(problem);
+                info.problem = Some(problem.to_string());
             }
         }
     }
@@ -323,18 +324,44 @@ fn first_verdict(segment: &SegmentInfo) -> Verdict {
     }
 }
 
+/// Why discovery could not read what a segment holds. Its message becomes a [`Verdict`]'s
+/// reason or a service's problem.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// The segment could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// A word or header lies outside the segment.
+    #[error(transparent)]
+    Offset(#[from] OffsetError),
+    /// A service's header or settings did not validate (boxed: a rare error kept small).
+    #[error(transparent)]
+    Service(Box<TopicError>),
+    /// A payload segment's header did not validate.
+    #[error(transparent)]
+    Payload(#[from] super::inspect::PayloadError),
+}
+
+impl From<TopicError> for ReadError {
+    fn from(e: TopicError) -> ReadError {
+        ReadError::Service(Box::new(e))
+    }
+}
+
 /// Opens `name` read-only ([`Place::open`]) and reads it with `f`. On failure: the verdict the
-/// failure implies (`None`: it vanished, keep the one we have) and the reason.
-pub(crate) fn read<T>(
+/// failure implies (`None`: it vanished, keep the one we have) and the error.
+pub(crate) fn read<T, E: Into<ReadError>>(
     place: &Place,
     name: &SegmentName,
     fingerprint: Fingerprint,
     extent: Extent,
-    f: impl FnOnce(&Segment) -> Result<T, String>,
-) -> Result<T, (Option<Verdict>, String)> {
+    f: impl FnOnce(&Segment) -> Result<T, E>,
+) -> Result<T, (Option<Verdict>, ReadError)> {
     match place.open(name, fingerprint, extent) {
-        Ok(segment) => f(&segment)
-            .map_err(|reason| (Some(Verdict::Corrupt { reason: reason.clone() }), reason)),
+        Ok(segment) => f(&segment).map_err(|e| {
+            let e = e.into();
+            (Some(Verdict::Corrupt { reason: e.to_string() }), e)
+        }),
         Err(e) => {
             let reason = e.to_string();
             let verdict = match e {
@@ -344,11 +371,11 @@ pub(crate) fn read<T>(
                     Some(Verdict::Initializing)
                 }
                 OpenError::PermissionDenied { .. } | OpenError::Io { .. } => {
-                    Some(Verdict::Unreadable { reason: reason.clone() })
+                    Some(Verdict::Unreadable { reason })
                 }
-                _ => Some(Verdict::Corrupt { reason: reason.clone() }),
+                _ => Some(Verdict::Corrupt { reason }),
             };
-            Err((verdict, reason))
+            Err((verdict, e.into()))
         }
     }
 }
@@ -374,7 +401,7 @@ impl Slots {
     }
 }
 
-pub(crate) fn slots(segment: &Segment, kind: ServiceKind) -> Result<Slots, String> {
+pub(crate) fn slots(segment: &Segment, kind: ServiceKind) -> Result<Slots, ReadError> {
     match kind {
         ServiceKind::Event => {
             let listeners = crate::event::listener_role_offsets(segment)?;
@@ -405,23 +432,20 @@ pub(crate) fn slots(segment: &Segment, kind: ServiceKind) -> Result<Slots, Strin
 /// A topic's validated header, settings and layout, checked to fit its segment.
 pub(crate) fn topic_layout(
     segment: &Segment,
-) -> Result<(TopicHeader, crate::TopicConfig, Layout), String> {
-    let (header, config) = TopicHeader::read(segment).map_err(|e| e.to_string())?;
-    let layout = Layout::new(&config).map_err(|e| e.to_string())?;
+) -> Result<(TopicHeader, crate::TopicConfig, Layout), TopicError> {
+    let (header, config) = TopicHeader::read(segment)?;
+    let layout = Layout::new(&config)?;
     if segment.len() < layout.size {
-        return Err(format!(
-            "the segment holds {} bytes, its settings need {}: it is corrupt",
-            segment.len(),
-            layout.size
-        ));
+        let (len, needed) = (segment.len(), layout.size);
+        return Err(TopicError::Corrupt(CorruptError::TooSmall { len, needed }));
     }
     Ok((header, config, layout))
 }
 
 /// A word of the segment, by copy.
-pub(crate) fn read_u64(segment: &Segment, at: u64) -> Result<u64, String> {
+pub(crate) fn read_u64(segment: &Segment, at: u64) -> Result<u64, OffsetError> {
     let mut bytes = [0u8; 8];
-    segment.read_bytes(at, &mut bytes).map_err(|e| e.to_string())?;
+    segment.read_bytes(at, &mut bytes)?;
     Ok(u64::from_ne_bytes(bytes))
 }
 
@@ -431,7 +455,7 @@ pub(crate) fn peer(
     slot: usize,
     role_at: u64,
     drops_at: Option<u64>,
-) -> Result<Option<Peer>, String> {
+) -> Result<Option<Peer>, OffsetError> {
     let Some(owner) = RoleOwner::from_raw(read_u64(segment, role_at)?) else { return Ok(None) };
     let drops = drops_at.map(|at| read_u64(segment, at)).transpose()?.unwrap_or(0);
     Ok(Some(Peer { slot, pid: owner.pid(), liveness: owner.liveness(), drops }))
@@ -442,10 +466,10 @@ pub(crate) fn peer(
 type NodeFacts = (Option<u32>, Liveness, Option<Duration>);
 
 /// A node registration's facts; `None` before the node wrote them.
-fn read_node(segment: &Segment) -> Result<Option<NodeFacts>, String> {
+fn read_node(segment: &Segment) -> Result<Option<NodeFacts>, OffsetError> {
     let mut bytes = [0u8; size_of::<NodeRecordCopy>()];
     let at = HEADER_SIZE.next_multiple_of(64);
-    segment.read_bytes(at, &mut bytes).map_err(|e| e.to_string())?;
+    segment.read_bytes(at, &mut bytes)?;
     let record: NodeRecordCopy = zerocopy::transmute!(bytes);
     let Some(owner) = RoleOwner::from_raw(record.owner) else { return Ok(None) };
     let heartbeat_age = (record.heartbeat_ns != 0)

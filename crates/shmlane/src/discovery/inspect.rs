@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use shmlane_queue::overflow::{OverflowSnapshot, SharedOverflow};
 use shmlane_segment::header::RawHeader;
-use shmlane_segment::{DiscoveryError, Segment, SegmentName};
+use shmlane_segment::{DiscoveryError, OffsetError, Segment, SegmentName};
 use zerocopy::FromBytes;
 
 use super::entries::{
-    Extent, Place, fingerprint, header_bytes, peer, read, read_u64, topic_layout,
+    Extent, Place, ReadError, fingerprint, header_bytes, peer, read, read_u64, topic_layout,
 };
 use super::{Peer, SegmentEntry, SegmentKind, ServiceKind, Verdict, segments};
 use crate::TopicConfig;
@@ -188,7 +188,7 @@ fn topic_detail(
     place: &Place,
     control: &SegmentName,
     segment: &Segment,
-) -> Result<TopicDetail, String> {
+) -> Result<TopicDetail, ReadError> {
     let (header, config, layout) = topic_layout(segment)?;
     let subscribers = config.max_subscribers as usize;
     let mut problems = Vec::new();
@@ -286,7 +286,7 @@ fn pools(
         let read = read(place, &name, DATA_FINGERPRINT, DATA_HEAD, |segment| {
             let mut detail = pool_detail(segment, generation, base_len, pool)?;
             if header.type_fingerprint != data_header(segment)?.type_fingerprint {
-                return Err("its payload type differs from the topic's".into());
+                return Err(PayloadError::OtherType);
             }
             let of_pool = queued.iter().filter(|block| {
                 block.pool() == pool as usize && (block.index() as u64) < detail.blocks
@@ -308,10 +308,49 @@ fn pools(
 /// copied that far only, as it may be large).
 const DATA_HEAD: Extent = Extent::Head(DATA_HEADER_AT + size_of::<DataHeader>() as u64);
 
-fn data_header(segment: &Segment) -> Result<DataHeader, String> {
+fn data_header(segment: &Segment) -> Result<DataHeader, OffsetError> {
     let mut bytes = [0u8; size_of::<DataHeader>()];
-    segment.read_bytes(DATA_HEADER_AT, &mut bytes).map_err(|e| e.to_string())?;
+    segment.read_bytes(DATA_HEADER_AT, &mut bytes)?;
     Ok(zerocopy::transmute!(bytes))
+}
+
+/// What is wrong with a payload segment's header (a problem of its topic, or the verdict on it).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PayloadError {
+    /// Its header lies outside the segment.
+    #[error(transparent)]
+    Offset(#[from] OffsetError),
+    /// Not a payload segment of this format.
+    #[error("bad magic or version: not a shmlane payload segment")]
+    NotPayload,
+    /// Its header names another generation than its name does.
+    #[error("generation {found}, its name says {named}")]
+    Generation {
+        /// The generation in its header.
+        found: u32,
+        /// The generation in its name.
+        named: u32,
+    },
+    /// Its blocks do not fit it, or do not match their pool.
+    #[error(
+        "impossible geometry: {blocks} blocks of {block_size} bytes ({max_len} elements) at \
+         {blocks_at}, in {len} bytes"
+    )]
+    Geometry {
+        /// Blocks it says it has.
+        blocks: u64,
+        /// Bytes per block.
+        block_size: u64,
+        /// Elements per block.
+        max_len: u64,
+        /// Where the blocks start.
+        blocks_at: u64,
+        /// The segment's length.
+        len: u64,
+    },
+    /// Its payload type is not its topic's.
+    #[error("its payload type differs from the topic's")]
+    OtherType,
 }
 
 /// Reads and validates the header of payload segment `segment` (pool `pool` of `generation`;
@@ -321,13 +360,13 @@ fn pool_detail(
     generation: u32,
     base_len: Option<u64>,
     pool: u32,
-) -> Result<PoolDetail, String> {
+) -> Result<PoolDetail, PayloadError> {
     let header = data_header(segment)?;
     if header.magic != DATA_MAGIC || header.version != VERSION {
-        return Err("bad magic or version: not a shmlane payload segment".into());
+        return Err(PayloadError::NotPayload);
     }
     if header.generation != generation {
-        return Err(format!("generation {}, its name says {generation}", header.generation));
+        return Err(PayloadError::Generation { found: header.generation, named: generation });
     }
     let len_ok = match base_len {
         Some(base) => header.max_len == base,
@@ -336,14 +375,13 @@ fn pool_detail(
     let end =
         header.block_size.checked_mul(header.blocks).and_then(|b| b.checked_add(header.blocks_at));
     if !len_ok || header.blocks > MAX_BLOCKS || end.is_none_or(|end| end > segment.len()) {
-        return Err(format!(
-            "impossible geometry: {} blocks of {} bytes ({} elements) at {}, in {} bytes",
-            header.blocks,
-            header.block_size,
-            header.max_len,
-            header.blocks_at,
-            segment.len()
-        ));
+        return Err(PayloadError::Geometry {
+            blocks: header.blocks,
+            block_size: header.block_size,
+            max_len: header.max_len,
+            blocks_at: header.blocks_at,
+            len: segment.len(),
+        });
     }
     Ok(PoolDetail {
         name: segment.name().clone(),

@@ -21,11 +21,11 @@
 use crossbeam_utils::CachePadded;
 use shmlane_notify::EventCount;
 use shmlane_queue::overflow::SharedOverflow;
-use shmlane_segment::{Carver, Offset, Region, RegionLayout, Segment, SharedView};
+use shmlane_segment::{Carver, Offset, OffsetError, Region, RegionLayout, Segment, SharedView};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::TopicConfig;
-use crate::error::TopicError;
+use crate::error::{ConfigError, CorruptError, TopicError};
 use crate::payload::TypeInfo;
 
 pub(crate) const TOPIC_MAGIC: [u8; 8] = *b"SHMLTOPC";
@@ -101,16 +101,18 @@ impl TopicHeader {
         segment.read_bytes(Self::offset(), &mut bytes)?;
         let header: TopicHeader = zerocopy::transmute!(bytes);
         if header.magic != TOPIC_MAGIC {
-            return Err(TopicError::Corrupt("bad magic: not a shmlane topic".into()));
+            let found = header.magic;
+            return Err(TopicError::Corrupt(CorruptError::BadMagic { kind: "topic", found }));
         }
         if header.reserved != 0 {
-            return Err(TopicError::Corrupt("reserved header bytes are set".into()));
+            return Err(TopicError::Corrupt(CorruptError::Reserved));
         }
         if header.version != VERSION {
-            return Err(TopicError::Corrupt(format!("format version {}", header.version)));
+            let (found, expected) = (header.version, VERSION);
+            return Err(TopicError::Corrupt(CorruptError::Version { found, expected }));
         }
         let overflow = super::Overflow::from_raw(header.overflow)
-            .ok_or_else(|| TopicError::Corrupt(format!("overflow policy {}", header.overflow)))?;
+            .ok_or(TopicError::Corrupt(CorruptError::Overflow(header.overflow)))?;
         let config = TopicConfig {
             max_publishers: header.max_publishers,
             max_subscribers: header.max_subscribers,
@@ -121,7 +123,7 @@ impl TopicHeader {
             history: header.history,
             overflow,
         };
-        config.check().map_err(|e| TopicError::Corrupt(e.to_string()))?;
+        config.check().map_err(|e| TopicError::Corrupt(CorruptError::Settings(e)))?;
         Ok((header, config))
     }
 
@@ -223,30 +225,30 @@ impl Layout {
         &self,
         segment: &'s Segment,
         p: usize,
-    ) -> Result<&'s PublisherEntry, TopicError> {
+    ) -> Result<&'s PublisherEntry, OffsetError> {
         let stride = size_of::<CachePadded<PublisherEntry>>() as u64;
         let at: Offset<PublisherEntry> = self.publishers.offset_of(p as u64 * stride)?;
-        Ok(segment.get(at)?)
+        segment.get(at)
     }
 
     pub(crate) fn subscriber<'s>(
         &self,
         segment: &'s Segment,
         s: usize,
-    ) -> Result<&'s SubscriberEntry, TopicError> {
+    ) -> Result<&'s SubscriberEntry, OffsetError> {
         let stride = size_of::<CachePadded<SubscriberEntry>>() as u64;
         let at: Offset<SubscriberEntry> = self.subscribers.offset_of(s as u64 * stride)?;
-        Ok(segment.get(at)?)
+        segment.get(at)
     }
 
     pub(crate) fn ack<'s>(
         &self,
         segment: &'s Segment,
         connection: usize,
-    ) -> Result<&'s crate::sync::AtomicU64, TopicError> {
+    ) -> Result<&'s crate::sync::AtomicU64, OffsetError> {
         let stride = size_of::<CachePadded<u64>>() as u64;
         let at: Offset<crate::sync::AtomicU64> = self.acks.offset_of(connection as u64 * stride)?;
-        Ok(segment.get(at)?)
+        segment.get(at)
     }
 
     /// Offset of publisher slot `p`'s role word (for readers of a read-only mapping).
@@ -292,7 +294,7 @@ impl Layout {
 
 impl TopicError {
     fn from_layout(e: shmlane_segment::LayoutError) -> TopicError {
-        TopicError::InvalidConfig(format!("the topic does not fit a segment: {e}"))
+        TopicError::InvalidConfig(ConfigError::TooLarge(e))
     }
 }
 

@@ -27,7 +27,7 @@ pub use pool::BlockCounts;
 pub use publisher::{Loan, Publisher, SliceLoan};
 pub use subscriber::{Sample, Subscriber};
 
-use crate::error::TopicError;
+use crate::error::{ConfigError, CorruptError, TopicError};
 use crate::node::{Node, check_name};
 use crate::payload::{TypeInfo, ZeroCopy};
 use crate::sync::{self, AtomicU64, Ordering};
@@ -69,7 +69,11 @@ impl Overflow {
     }
 }
 
-/// A topic's settings, fixed when it is created.
+/// A topic's settings, fixed when it is created (by [`TopicBuilder`]). They are checked when
+/// the topic is created or opened, and refused with [`TopicError::InvalidConfig`]: each field
+/// within the range its documentation gives, and at most 2^24 payload blocks per publisher
+/// (`max_loans + history + max_subscribers × (subscriber_capacity + max_held)`), whose payload
+/// segment must also fit within [`TopicBuilder::max_pool_bytes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicConfig {
     /// Publishers at once (1 to [`MAX_PARTICIPANTS`], 63).
@@ -108,41 +112,29 @@ impl Default for TopicConfig {
 }
 
 impl TopicConfig {
-    fn check(&self) -> Result<(), TopicError> {
-        let bad = |what: String| Err(TopicError::InvalidConfig(what));
-        for (name, value) in
-            [("max_publishers", self.max_publishers), ("max_subscribers", self.max_subscribers)]
-        {
-            if !(1..=MAX_PARTICIPANTS).contains(&value) {
-                return bad(format!("{name} is {value}: use 1 to {MAX_PARTICIPANTS}"));
-            }
-        }
+    fn check(&self) -> Result<(), ConfigError> {
+        let in_range = |setting: &'static str, value: u32, min: u32, max: u32| {
+            let range = ConfigError::OutOfRange { setting, value, min, max };
+            if (min..=max).contains(&value) { Ok(()) } else { Err(range) }
+        };
+        in_range("max_publishers", self.max_publishers, 1, MAX_PARTICIPANTS)?;
+        in_range("max_subscribers", self.max_subscribers, 1, MAX_PARTICIPANTS)?;
         let capacity = self.subscriber_capacity;
         if !capacity.is_power_of_two() || capacity > 1 << 16 {
-            return bad(format!("subscriber_capacity is {capacity}: use a power of two ≤ 65536"));
+            return Err(ConfigError::SubscriberCapacity(capacity));
         }
         if self.history > capacity {
-            return bad(format!(
-                "history is {}: at most subscriber_capacity ({capacity})",
-                self.history
-            ));
+            return Err(ConfigError::HistoryTooLong { history: self.history, capacity });
         }
-        if self.max_slice_len == 0 {
-            return bad("max_slice_len is 0: use at least 1".into());
-        }
+        in_range("max_slice_len", self.max_slice_len, 1, u32::MAX)?;
         if self.blocks() > words::MAX_BLOCKS {
-            return bad(format!(
-                "{} payload blocks per publisher (max_loans + history + max_subscribers × \
-                 (subscriber_capacity + max_held)): at most {}",
-                self.blocks(),
-                words::MAX_BLOCKS
-            ));
+            return Err(ConfigError::TooManyBlocks {
+                blocks: self.blocks(),
+                max: words::MAX_BLOCKS,
+            });
         }
-        for (name, value) in [("max_held", self.max_held), ("max_loans", self.max_loans)] {
-            if !(1..=1 << 16).contains(&value) {
-                return bad(format!("{name} is {value}: use 1 to 65536"));
-            }
-        }
+        in_range("max_held", self.max_held, 1, 1 << 16)?;
+        in_range("max_loans", self.max_loans, 1, 1 << 16)?;
         Ok(())
     }
 
@@ -202,13 +194,13 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
         self
     }
 
-    /// Publishers at once (default 2).
+    /// Publishers at once (default 2; 1 to [`MAX_PARTICIPANTS`], 63).
     pub fn max_publishers(mut self, n: u32) -> Self {
         self.config.max_publishers = n;
         self
     }
 
-    /// Subscribers at once (default 8).
+    /// Subscribers at once (default 8; 1 to [`MAX_PARTICIPANTS`], 63).
     pub fn max_subscribers(mut self, n: u32) -> Self {
         self.config.max_subscribers = n;
         self
@@ -280,7 +272,7 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
         if self.kind == "topic" {
             check_name("service name", &self.service)?;
         }
-        self.config.check()?;
+        self.config.check().map_err(TopicError::InvalidConfig)?;
         self.check_pool_bytes(&self.config)?;
         let type_info = TypeInfo::of::<T>(self.type_version);
         let layout = Layout::new(&self.config)?;
@@ -326,11 +318,8 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
         }
         let layout = Layout::new(&config)?;
         if segment.len() < layout.size {
-            return Err(TopicError::Corrupt(format!(
-                "{} bytes, its settings need {}",
-                segment.len(),
-                layout.size
-            )));
+            let (len, needed) = (segment.len(), layout.size);
+            return Err(TopicError::Corrupt(CorruptError::TooSmall { len, needed }));
         }
         let open = OpenTopic {
             node: self.node.clone(),
@@ -353,16 +342,13 @@ impl<T: ZeroCopy> TopicBuilder<'_, T> {
         if pool_bytes.is_some_and(|bytes| bytes <= self.max_pool_bytes) {
             return Ok(());
         }
-        Err(TopicError::InvalidConfig(format!(
-            "its settings ({} blocks of {} elements of {} bytes) need a payload segment of {} \
-             bytes per publisher, above this process's max_pool_bytes ({}): raise \
-             TopicBuilder::max_pool_bytes if that is intended",
-            config.blocks(),
-            config.max_slice_len,
-            size_of::<T>(),
-            pool_bytes.map_or("over 2^64".into(), |b| b.to_string()),
-            self.max_pool_bytes
-        )))
+        Err(TopicError::InvalidConfig(ConfigError::PoolTooLarge {
+            blocks: config.blocks(),
+            max_slice_len: config.max_slice_len,
+            element_size: size_of::<T>() as u64,
+            bytes: pool_bytes,
+            max_pool_bytes: self.max_pool_bytes,
+        }))
     }
 }
 

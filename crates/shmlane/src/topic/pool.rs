@@ -3,8 +3,9 @@
 //! of elements). A block is named by a [`BlockId`] (pool 0 is the base); a queued value is a
 //! [`QueuedBlock`](super::words::QueuedBlock).
 //!
-//! Per block, private to the publisher: `holders` (a bit per subscriber slot that has it queued
-//! or in hand, and [`HISTORY`]) and whether it is loaned. A block is free when both are empty.
+//! Per block, private to the publisher: its [`Holders`] (a bit per subscriber slot that has it
+//! queued or in hand, and the history mark) and whether it is loaned. A block is free when both
+//! are empty.
 
 use std::ptr::NonNull;
 
@@ -14,14 +15,12 @@ use zerocopy::IntoBytes;
 use super::layout::{
     BLOCK_ALIGN, DATA_HEADER_AT, DATA_MAGIC, DataHeader, TAG_AT, VERSION, block_geometry,
 };
-use super::words::{BlockId, MAX_POOLS};
+use super::words::{BlockId, Holders, MAX_POOLS};
 use super::{DATA_FINGERPRINT, OpenTopic};
 use crate::error::PublishError;
 use crate::node::Node;
 use crate::payload::ZeroCopy;
 
-/// The holder bit that marks a block kept in the history (subscriber slots use bits 0..63).
-pub(crate) const HISTORY: u64 = 1 << 63;
 /// Blocks in a pool added for a size class (it adds another when they are all in use).
 const GROWTH_BLOCKS: u64 = 2;
 
@@ -61,7 +60,7 @@ struct Pool {
     elements_at: u64,
     /// Elements a block holds.
     max_len: u64,
-    holders: Vec<u64>,
+    holders: Vec<Holders>,
     loaned: Vec<bool>,
     free: Vec<u32>,
 }
@@ -244,8 +243,8 @@ impl Pools {
         self.pools.get(block.pool()).is_some_and(|p| block.index() < p.holders.len())
     }
 
-    /// `block`'s holder bits. `block` must be ours ([`contains`](Self::contains)).
-    pub(crate) fn holders(&mut self, block: BlockId) -> &mut u64 {
+    /// `block`'s holders. `block` must be ours ([`contains`](Self::contains)).
+    pub(crate) fn holders(&mut self, block: BlockId) -> &mut Holders {
         &mut self.pools[block.pool()].holders[block.index()]
     }
 
@@ -257,18 +256,18 @@ impl Pools {
     /// Returns `block` to its free list if nobody holds it and it is not loaned.
     pub(crate) fn free_if_unused(&mut self, block: BlockId) {
         let (pool, index) = (&mut self.pools[block.pool()], block.index());
-        if pool.holders[index] == 0 && !pool.loaned[index] {
+        if pool.holders[index].is_empty() && !pool.loaned[index] {
             pool.free.push(index as u32);
         }
     }
 
-    /// Clears holder `bit` from every block, freeing those left unused.
-    pub(crate) fn clear_holder(&mut self, bit: u64) {
+    /// Removes `holder` from every block, freeing those left unused.
+    pub(crate) fn clear_holder(&mut self, holder: Holders) {
         for pool in &mut self.pools {
             for index in 0..pool.holders.len() {
-                if pool.holders[index] & bit != 0 {
-                    pool.holders[index] &= !bit;
-                    if pool.holders[index] == 0 && !pool.loaned[index] {
+                if pool.holders[index].contains(holder) {
+                    pool.holders[index].remove(holder);
+                    if pool.holders[index].is_empty() && !pool.loaned[index] {
                         pool.free.push(index as u32);
                     }
                 }
@@ -285,9 +284,9 @@ impl Pools {
             for (&holders, &loaned) in pool.holders.iter().zip(&pool.loaned) {
                 if loaned {
                     counts.loaned += 1;
-                } else if holders & !HISTORY != 0 {
+                } else if holders.has_subscriber() {
                     counts.held += 1;
-                } else if holders == HISTORY {
+                } else if holders == Holders::HISTORY {
                     counts.history += 1;
                 }
             }
@@ -352,7 +351,7 @@ fn create<T: ZeroCopy>(
         block_size,
         elements_at,
         max_len,
-        holders: vec![0; count],
+        holders: vec![Holders::NONE; count],
         loaned: vec![false; count],
         free: (0..blocks as u32).rev().collect(),
     })

@@ -20,8 +20,8 @@ use shmlane_segment::{Claimed, Liveness, RoleClaim, RoleOwner, SegmentRef, crash
 
 use super::handoff::{self, Ack, SubscriberSlot};
 use super::layout::{PublisherEntry, SubscriberEntry};
-use super::pool::{BlockCounts, HISTORY, Pools};
-use super::words::{BlockId, QueuedBlock};
+use super::pool::{BlockCounts, Pools};
+use super::words::{BlockId, Holders, QueuedBlock};
 use super::{OpenTopic, Overflow, QUEUE_FINGERPRINT};
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
@@ -44,7 +44,27 @@ fn coarse_ms() -> u64 {
 /// A topic's sending end. It owns its share of the topic (it can be stored in a struct and
 /// outlives the [`Topic`](super::Topic) it came from) and is `Send`: move it to the thread that
 /// publishes. One thread uses it at a time (it is not `Sync`: its loans and private block table
-/// are unsynchronised).
+/// are unsynchronised). A topic has up to `max_publishers` at once (1 to
+/// [`MAX_PARTICIPANTS`](crate::topic::MAX_PARTICIPANTS), 63).
+///
+/// ```
+/// use shmlane::Node;
+///
+/// # let namespace = format!("doc{}", std::process::id());
+/// let node = Node::builder("doc").namespace(namespace).create()?;
+/// let topic = node.topic::<u64>("publisher-doc").open_or_create()?;
+/// let subscriber = topic.subscriber()?;
+/// let publisher = topic.publisher()?;
+///
+/// let mut loan = publisher.loan()?; // a block of shared memory, written in place
+/// *loan = 42;
+/// assert_eq!(publisher.send(loan)?, 1); // queued for one subscriber
+/// publisher.send_copy(43)?; // loan, write and send in one call
+///
+/// assert_eq!(*subscriber.receive()?.expect("sent above"), 42);
+/// assert_eq!(*subscriber.receive()?.expect("sent above"), 43);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Publisher<T> {
     state: RefCell<State>,
@@ -69,7 +89,7 @@ pub struct Publisher<T> {
 
 #[derive(Debug)]
 struct State {
-    /// The last `history` blocks sent, oldest first (each also marked with `HISTORY`).
+    /// The last `history` blocks sent, oldest first (each also marked with `Holders::HISTORY`).
     history: VecDeque<BlockId>,
     pools: Pools,
     loans: u32,
@@ -326,7 +346,7 @@ impl<T: ZeroCopy> Publisher<T> {
         self.keep_in_history(&mut state, block);
         state.pools.unloan(block);
         state.pools.free_if_unused(block);
-        if stuck != 0 {
+        if !stuck.is_empty() {
             // After the block's holders are complete: cleaning a dead subscriber out may free it.
             self.check_stuck(&mut state, stuck);
         }
@@ -369,14 +389,19 @@ impl<T: ZeroCopy> Publisher<T> {
     }
 
     /// Queues `block` for every served subscriber in `targets`, evicting under drop-oldest;
-    /// returns how many it was queued for, and the mask of subscribers that are not draining
-    /// their queues (at their limit, or evicted from), to be checked for death.
+    /// returns how many it was queued for, and the subscribers that are not draining their
+    /// queues (at their limit, or evicted from), to be checked for death.
     #[inline]
-    fn deliver(&self, state: &mut State, block: BlockId, targets: Range<usize>) -> (usize, u64) {
+    fn deliver(
+        &self,
+        state: &mut State,
+        block: BlockId,
+        targets: Range<usize>,
+    ) -> (usize, Holders) {
         let queued = QueuedBlock::new(self.generation, block);
         let limit = self.outstanding_limit();
         let mut delivered = 0;
-        let mut stuck = 0u64;
+        let mut stuck = Holders::NONE;
         for s in targets {
             if state.connections[s].served == 0 {
                 continue;
@@ -388,19 +413,19 @@ impl<T: ZeroCopy> Publisher<T> {
             if state.connections[s].outstanding >= limit {
                 // Relaxed: a statistic.
                 entry.drops.fetch_add(1, Ordering::Relaxed);
-                stuck |= 1 << s;
+                stuck.insert(Holders::subscriber(s));
                 continue;
             }
             match state.connections[s].submission.push(queued.to_raw()) {
                 Ok(evicted) => {
-                    *state.pools.holders(block) |= 1 << s;
+                    state.pools.holders(block).insert(Holders::subscriber(s));
                     state.connections[s].outstanding += 1;
                     delivered += 1;
                     if let Some(evicted) = evicted {
                         Self::take_back(state, self.generation, evicted, s);
                         // Relaxed: a statistic.
                         entry.drops.fetch_add(1, Ordering::Relaxed);
-                        stuck |= 1 << s;
+                        stuck.insert(Holders::subscriber(s));
                     }
                     crash_point!("shmlane.send.pushed");
                     entry.event.notify_one();
@@ -418,25 +443,25 @@ impl<T: ZeroCopy> Publisher<T> {
         if self.topic.config.history == 0 {
             return;
         }
-        *state.pools.holders(block) |= HISTORY;
+        state.pools.holders(block).insert(Holders::HISTORY);
         state.history.push_back(block);
         if state.history.len() > self.topic.config.history as usize
             && let Some(oldest) = state.history.pop_front()
         {
-            *state.pools.holders(oldest) &= !HISTORY;
+            state.pools.holders(oldest).remove(Holders::HISTORY);
             state.pools.free_if_unused(oldest);
         }
     }
 
-    /// The subscribers in mask `stuck` stopped draining their queues: a subscriber that is
+    /// The subscribers in `stuck` stopped draining their queues: a subscriber that is
     /// proven dead has its blocks taken back and its slot freed. Each is checked at most once
     /// per [`LIVENESS_SLICE`] (reading its liveness costs microseconds).
     #[cold]
-    fn check_stuck(&self, state: &mut State, stuck: u64) {
+    fn check_stuck(&self, state: &mut State, stuck: Holders) {
         let now = coarse_ms();
         let slice = LIVENESS_SLICE.as_millis() as u64;
         for s in 0..state.connections.len() {
-            if stuck & 1 << s == 0 {
+            if !stuck.contains(Holders::subscriber(s)) {
                 continue;
             }
             let due = state.connections[s].checked.is_none_or(|at| now.wrapping_sub(at) >= slice);
@@ -566,11 +591,11 @@ impl<T: ZeroCopy> Publisher<T> {
         if queued.generation() != generation || !state.pools.contains(block) {
             return;
         }
-        let bit = 1u64 << s;
-        if *state.pools.holders(block) & bit == 0 {
+        let holder = Holders::subscriber(s);
+        if !state.pools.holders(block).contains(holder) {
             return;
         }
-        *state.pools.holders(block) &= !bit;
+        state.pools.holders(block).remove(holder);
         state.connections[s].outstanding -= 1;
         state.pools.free_if_unused(block);
     }
@@ -612,7 +637,7 @@ impl<T: ZeroCopy> Publisher<T> {
             let queued = QueuedBlock::new(self.generation, block);
             // The queue was just emptied and the history is no longer than it: no eviction.
             if state.connections[s].submission.try_push(queued.to_raw()).is_ok() {
-                *state.pools.holders(block) |= 1 << s;
+                state.pools.holders(block).insert(Holders::subscriber(s));
                 state.connections[s].outstanding += 1;
             }
         }
@@ -628,7 +653,7 @@ impl<T: ZeroCopy> Publisher<T> {
                 break;
             }
         }
-        state.pools.clear_holder(1 << s);
+        state.pools.clear_holder(Holders::subscriber(s));
         state.connections[s].outstanding = 0;
     }
 

@@ -30,7 +30,34 @@ use crate::sync::{AtomicU64, Ordering};
 /// A topic's receiving end. It owns its share of the topic (it can be stored in a struct and
 /// outlives the [`Topic`](super::Topic) it came from) and is `Send`: move it to the thread
 /// that receives. One thread uses it at a time (it is not `Sync`), and its [`Sample`]s stay on
-/// that thread (they are neither `Send` nor `Sync`).
+/// that thread (they are neither `Send` nor `Sync`). A topic has up to `max_subscribers` at
+/// once (1 to [`MAX_PARTICIPANTS`](crate::topic::MAX_PARTICIPANTS), 63).
+///
+/// ```
+/// use std::time::Duration;
+/// use shmlane::{Node, notify::Blocking};
+///
+/// # let namespace = format!("doc{}", std::process::id());
+/// let node = Node::builder("doc").namespace(namespace).create()?;
+/// let topic = node.topic::<u64>("subscriber-doc").open_or_create()?;
+/// let subscriber = topic.subscriber()?;
+/// let publisher = topic.publisher()?;
+///
+/// let receiver = std::thread::spawn(move || -> Result<u64, shmlane::ReceiveError> {
+///     let mut strategy = Blocking::new(); // sleeps on a futex until a sample comes
+///     let mut sum = 0;
+///     for _ in 0..3 {
+///         sum += *subscriber.receive_with(&mut strategy, Some(Duration::from_secs(5)))?;
+///     }
+///     assert!(subscriber.receive()?.is_none()); // never blocks
+///     Ok(sum)
+/// });
+/// for value in [1, 2, 3] {
+///     publisher.send_copy(value)?;
+/// }
+/// assert_eq!(receiver.join().expect("the receiver panicked")?, 6);
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// ```
 #[derive(Debug)]
 pub struct Subscriber<T> {
     connections: RefCell<Vec<FromPublisher>>,
@@ -89,7 +116,29 @@ struct Payload {
 
 /// A received sample: derefs to the payload in shared memory, without a copy. Dropping it
 /// gives the block back to its publisher (handed over when the subscriber is next idle: see
-/// [`Subscriber::flush_returns`]).
+/// [`Subscriber::flush_returns`]). It borrows its subscriber and stays on its thread (neither
+/// `Send` nor `Sync`: it points into the subscriber's mapping, shared through an `Rc`).
+///
+/// ```
+/// use shmlane::Node;
+///
+/// # let namespace = format!("doc{}", std::process::id());
+/// let node = Node::builder("doc").namespace(namespace).create()?;
+/// let topic = node.topic::<f32>("sample-doc").max_slice_len(4).open_or_create()?;
+/// let (publisher, subscriber) = (topic.publisher()?, topic.subscriber()?);
+/// publisher.send_copy(0.5)?;
+/// let mut frames = publisher.loan_slice(3)?;
+/// frames.copy_from_slice(&[1.0, 2.0, 3.0]);
+/// publisher.send_slice(frames)?;
+///
+/// let one = subscriber.receive()?.expect("sent above");
+/// assert_eq!((*one, one.len()), (0.5, 1)); // `Deref`: read in place
+/// let three = subscriber.receive()?.expect("sent above");
+/// assert_eq!(three.as_slice(), [1.0, 2.0, 3.0]); // every element sent, in place
+/// assert_eq!(three.read_all(), [1.0, 2.0, 3.0]); // by copy, for publishers not trusted
+/// drop((one, three)); // the blocks go back to the publisher
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Sample<'s, T: ZeroCopy> {
     subscriber: &'s Subscriber<T>,

@@ -1,6 +1,7 @@
-//! The packed words of a topic: which block a publisher lends ([`BlockId`]) and what a
-//! submission or completion queue carries ([`QueuedBlock`]). Drawn once here; everything else
-//! goes through these types.
+//! The packed words of a topic: which block a publisher lends ([`BlockId`]), what a
+//! submission or completion queue carries ([`QueuedBlock`]), and who holds a block
+//! ([`Holders`], private to its publisher). Drawn once here; everything else goes through these
+//! types.
 //!
 //! ```text
 //!  QueuedBlock (u64, in the queues)
@@ -16,6 +17,19 @@
 //! larger slices. A word read from a queue is anything a peer wrote: every field is checked
 //! against what it names before use (the publisher's `Pools::contains`, the subscriber's
 //! mapped geometry).
+//!
+//! ```text
+//!  Holders (u64, in the publisher's private block table)
+//!  63        62                                               0
+//! +---------+--------------------------------------------------+
+//! | history |  subscriber slots 62 ... 0 (one bit per slot)    |
+//! +---------+--------------------------------------------------+
+//! ```
+//!
+//! A subscriber's bit is set while the block is queued for it or in its hands; the history bit
+//! while the block is one of the last `history` sent. A block is free when no bit is set (and it
+//! is not on loan). Subscriber slots are below [`MAX_PARTICIPANTS`](super::MAX_PARTICIPANTS),
+//! 63, so they never reach the history bit.
 
 /// Bits of a block id that index within its pool.
 const INDEX_BITS: u32 = 24;
@@ -91,6 +105,56 @@ impl QueuedBlock {
     }
 }
 
+/// Who holds a block: a set of subscriber slots, and the history mark (see the module's
+/// table). The publisher also uses it for a plain set of subscriber slots (those found not
+/// draining their queues during a send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Holders(u64);
+
+impl Holders {
+    /// Nobody.
+    pub(crate) const NONE: Holders = Holders(0);
+    /// The history mark alone.
+    pub(crate) const HISTORY: Holders = Holders(1 << 63);
+
+    /// Subscriber slot `s` alone (`s < MAX_PARTICIPANTS`).
+    #[inline]
+    pub(crate) fn subscriber(s: usize) -> Holders {
+        debug_assert!(s < super::MAX_PARTICIPANTS as usize);
+        Holders(1 << s)
+    }
+
+    /// Whether every holder of `other` is one of these.
+    #[inline]
+    pub(crate) fn contains(self, other: Holders) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Adds the holders of `other`.
+    #[inline]
+    pub(crate) fn insert(&mut self, other: Holders) {
+        self.0 |= other.0;
+    }
+
+    /// Removes the holders of `other`.
+    #[inline]
+    pub(crate) fn remove(&mut self, other: Holders) {
+        self.0 &= !other.0;
+    }
+
+    /// Whether nobody holds it.
+    #[inline]
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether a subscriber holds it (the history mark aside).
+    #[inline]
+    pub(crate) fn has_subscriber(self) -> bool {
+        self.0 & !Holders::HISTORY.0 != 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +169,29 @@ mod tests {
             assert_eq!(read.generation(), generation);
             assert_eq!((read.block().pool(), read.block().index()), (pool, index as usize));
         }
+    }
+
+    #[test]
+    fn holders_keep_subscribers_and_history_apart_at_their_limits() {
+        let last = super::super::MAX_PARTICIPANTS as usize - 1;
+        let mut holders = Holders::NONE;
+        assert!(holders.is_empty() && !holders.has_subscriber());
+        holders.insert(Holders::HISTORY);
+        assert!(!holders.is_empty() && !holders.has_subscriber());
+        assert_eq!(holders, Holders::HISTORY);
+        for s in [0, last] {
+            assert!(!holders.contains(Holders::subscriber(s)));
+            holders.insert(Holders::subscriber(s));
+            assert!(holders.contains(Holders::subscriber(s)) && holders.has_subscriber());
+        }
+        // The same bits as before: slot `s` is bit `s`, the history bit 63.
+        assert_eq!(holders, Holders(1 << 63 | 1 << last | 1));
+        assert_ne!(Holders::subscriber(last), Holders::HISTORY);
+        holders.remove(Holders::subscriber(0));
+        holders.remove(Holders::subscriber(last));
+        assert_eq!(holders, Holders::HISTORY);
+        holders.remove(Holders::HISTORY);
+        assert!(holders.is_empty());
     }
 
     #[test]
