@@ -16,7 +16,7 @@
 //! cache line and of 1 MiB to 8 B. `cargo bench -p shmlane-benches --bench pubsub [-- --iters N]`
 
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use shmlane::{Node, Publisher, Subscriber, Topic, ZeroCopy};
 use shmlane_benches::peer::{self, QUANTILES};
+use shmlane_benches::pingpong::{HANG, Peer, spin_until};
 use shmlane_benches::{pin, two_cpus};
 use shmlane_segment::{Carver, NAME_PREFIX, Offset, RegionLayout, Segment, SharedView};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -34,8 +35,6 @@ const ROUND: u64 = 1_000;
 const WARMUP: u64 = 10_000;
 /// Recorded round trips per transport unless `--iters` says otherwise.
 const ITERS: u64 = 500_000;
-/// Longest any single wait may take before the run is declared hung.
-const HANG: Duration = Duration::from_secs(10);
 
 const TRANSPORTS: [&str; 3] = ["cacheline", "shmlane-pubsub 8 B", "shmlane-pubsub 1 MiB"];
 
@@ -100,25 +99,6 @@ fn lanes_at() -> (Offset<Lanes>, u64) {
     let region =
         carver.place(RegionLayout { size: size_of::<Lanes>() as u64, align: 128 }).expect("layout");
     (region.offset_of(0).expect("offset"), carver.total_size())
-}
-
-/// Busy-polls `poll` until it yields a value; panics after [`HANG`]. The clock is read only
-/// every few thousand polls, so a wait that ends quickly costs no clock read.
-#[inline(always)]
-fn spin_until<R>(what: &str, mut poll: impl FnMut() -> Option<R>) -> R {
-    let mut deadline = None;
-    let mut polls = 0u32;
-    loop {
-        if let Some(value) = poll() {
-            return value;
-        }
-        polls = polls.wrapping_add(1);
-        if polls.is_multiple_of(4096) {
-            let now = Instant::now();
-            assert!(now < *deadline.get_or_insert(now + HANG), "hung waiting for {what}");
-        }
-        std::hint::spin_loop();
-    }
 }
 
 /// Parent side of one cache-line round trip.
@@ -204,40 +184,6 @@ impl Topics {
             pong_word: topic(node, "pong8", create),
             ping_page: topic(node, "ping1m", create),
             pong_page: topic(node, "pong1m", create),
-        }
-    }
-}
-
-/// The peer process; killed if still running when dropped (the parent is unwinding), so no
-/// spinner outlives the bench.
-struct Peer(Child);
-
-impl Peer {
-    /// Waits (up to [`HANG`]) for the peer to exit, and checks it succeeded.
-    fn join(mut self) {
-        let deadline = Instant::now() + HANG;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("wait for the peer") {
-                assert!(status.success(), "the peer failed: {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "the peer did not exit");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn check_alive(&mut self) {
-        if let Some(status) = self.0.try_wait().expect("poll the peer") {
-            panic!("the peer exited early: {status}");
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
         }
     }
 }

@@ -28,19 +28,17 @@
 //! creates is removed at the end, also when it fails or is stopped with Ctrl-C.
 
 use std::process::Stdio;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 #[cfg(feature = "iceoryx2")]
-use shmlane_benches::iox2::{self, Iox2Files, Iox2Topics};
+use shmlane_benches::iox2::{self, Iox2Topics};
 use shmlane_benches::peer::{self, QUANTILES};
+use shmlane_benches::pin;
 use shmlane_benches::pingpong::{
-    self, HANG, Lanes, Peer, Rounds, SHMLANE_CAPACITY, SHMLANE_MAX_HELD, SHMLANE_MAX_LOANS,
-    ShmlaneTopics, Side, check_interrupt,
+    self, Lanes, Peer, Rounds, RunNames, RunNodes, SHMLANE_CAPACITY, SHMLANE_MAX_HELD,
+    SHMLANE_MAX_LOANS, ShmlaneTopics, Side, announce_ready, await_peer, check_interrupt, options,
+    order, size_name,
 };
-use shmlane_benches::{pin, two_cpus};
-use shmlane_segment::{NAME_PREFIX, Segment};
 
 /// Payload sizes, bytes.
 const SIZES: [usize; 4] = [8, 64, 4096, 1 << 20];
@@ -62,89 +60,38 @@ struct Plan {
     warmup: u64,
 }
 
-/// The names of everything one run creates, derived from the initiator's pid.
-struct RunNames {
-    /// The segment of the cache-line floor and the start-up flag.
-    lanes: String,
-    /// shmlane's namespace for the topics.
-    namespace: String,
-    /// The run's id, from which iceoryx2's names are derived.
-    run: String,
-}
-
-impl RunNames {
-    fn new(run: &str) -> RunNames {
-        RunNames {
-            lanes: format!("bench.pvi.{run}"),
-            namespace: format!("bench_pvi_{run}"),
-            run: run.to_owned(),
-        }
-    }
-}
-
-fn size_name(size: usize) -> String {
-    match size {
-        s if s >= 1 << 20 => format!("{} MiB", s >> 20),
-        s if s >= 1 << 10 => format!("{} KiB", s >> 10),
-        s => format!("{s} B"),
-    }
-}
-
 /// Every transport's topics of one process, in the order both processes run them.
 struct Transports {
-    lanes: Segment,
     shmlane: Vec<ShmlaneTopics>,
     #[cfg(feature = "iceoryx2")]
     iox2: Vec<Iox2Topics>,
-    _node: shmlane::Node,
-    #[cfg(feature = "iceoryx2")]
-    _iox2_node: iceoryx2::prelude::Node<iceoryx2::prelude::ipc::Service>,
+    nodes: RunNodes,
 }
 
 impl Transports {
     fn new(names: &RunNames, side: Side) -> Transports {
-        let builder = Segment::builder(&names.lanes);
-        let lanes = match side {
-            Side::Initiator => {
-                builder.size(Lanes::layout().1).populate(true).create().map_err(|e| e.to_string())
-            }
-            Side::Echo => builder.open_timeout(HANG).open().map_err(|e| e.to_string()),
-        }
-        .unwrap_or_else(|e| panic!("the lanes segment: {e}"));
-        let node_name = match side {
-            Side::Initiator => "bench-initiator",
-            Side::Echo => "bench-echo",
-        };
-        let node = shmlane::Node::builder(node_name)
-            .namespace(names.namespace.as_str())
-            .create()
-            .expect("shmlane node");
+        let nodes = RunNodes::new(names, side);
         let shmlane = SIZES
             .iter()
-            .map(|&size| ShmlaneTopics::new(&node, &format!("s{size}"), size, side))
+            .map(|&size| ShmlaneTopics::new(&nodes.node, &format!("s{size}"), size, side))
             .collect();
-        #[cfg(feature = "iceoryx2")]
-        let iox2_node = Iox2Files::for_run(&names.run).node();
         #[cfg(feature = "iceoryx2")]
         let iox2 = SIZES
             .iter()
             .map(|&size| {
-                Iox2Topics::new(&iox2_node, &format!("shmlane-bench/{}", names.run), size, side)
+                Iox2Topics::new(&nodes.iox2, &format!("shmlane-bench/{}", names.run), size, side)
             })
             .collect();
         Transports {
-            lanes,
             shmlane,
             #[cfg(feature = "iceoryx2")]
             iox2,
-            _node: node,
-            #[cfg(feature = "iceoryx2")]
-            _iox2_node: iox2_node,
+            nodes,
         }
     }
 
     fn lanes(&self) -> &Lanes {
-        self.lanes.get(Lanes::layout().0).expect("lanes")
+        self.nodes.lanes()
     }
 
     /// `side`'s ends, named, in run order: the floor, then per size shmlane and iceoryx2.
@@ -163,12 +110,6 @@ impl Transports {
     }
 }
 
-/// The order of the transports in round `round`: reversed every other round.
-fn order(round: u64, transports: usize) -> Vec<usize> {
-    let forward: Vec<usize> = (0..transports).collect();
-    if round.is_multiple_of(2) { forward } else { forward.into_iter().rev().collect() }
-}
-
 fn main() {
     if let Some(args) = peer::child_args() {
         pingpong::stop_on_signals();
@@ -178,45 +119,10 @@ fn main() {
     let smoke = peer::smoke_test();
     let (mut iters, mut round, warmup) =
         if smoke { (300, 100, 100) } else { (ITERS, ROUND, WARMUP) };
-    let mut cores = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = || args.next().and_then(|n| n.parse().ok());
-        match arg.as_str() {
-            "--iters" => iters = number().expect("--iters needs a number"),
-            "--round" => round = number().expect("--round needs a number"),
-            "--cores" => {
-                let pair = args.next().expect("--cores needs A,B");
-                let (a, b) = pair.split_once(',').expect("--cores needs A,B");
-                cores =
-                    Some((a.trim().parse().expect("CPU id"), b.trim().parse().expect("CPU id")));
-            }
-            _ => {} // `--bench`, `--test` and others from cargo
-        }
-    }
-    assert!(iters > 0 && round > 0, "--iters and --round must be at least 1");
+    let cores = options(&mut [("--iters", &mut iters), ("--round", &mut round)]);
     let plan = Plan { round, rounds: (warmup + iters).div_ceil(round), warmup };
-    let names = RunNames::new(&std::process::id().to_string());
-    let cores = cores.unwrap_or_else(two_cpus);
-
-    let outcome = std::panic::catch_unwind(|| parent(&names, plan, cores));
-    // Everything is dropped by now (and so removed, unless the peer had to be killed): remove
-    // what is left either way, so a failed or interrupted run leaves nothing behind either.
-    let ours = |file: &str| {
-        file == format!("{NAME_PREFIX}{}", names.lanes)
-            || file.starts_with(&format!("{NAME_PREFIX}{}.", names.namespace))
-    };
-    let left = pingpong::remove_entries(std::path::Path::new("/dev/shm"), ours);
-    #[cfg(feature = "iceoryx2")]
-    let iox2_left = Iox2Files::for_run(&names.run).remove_leftovers();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    assert!(left.is_empty(), "shmlane segments left in /dev/shm after the run: {left:?}");
-    #[cfg(feature = "iceoryx2")]
-    if !iox2_left.is_empty() {
-        println!("removed iceoryx2's leftovers of the run: {iox2_left:?}");
-    }
+    let names = RunNames::new("pvi", &std::process::id().to_string());
+    names.run_and_clean(|| parent(&names, plan, cores));
 }
 
 fn parent(names: &RunNames, plan: Plan, (core_a, core_b): (usize, usize)) {
@@ -229,19 +135,7 @@ fn parent(names: &RunNames, plan: Plan, (core_a, core_b): (usize, usize)) {
         Stdio::null(),
     ));
     pin(core_a);
-    let lanes = transports.lanes();
-    let deadline = Instant::now() + HANG;
-    // Acquire: pairs with the peer's Release store once it is attached everywhere.
-    while lanes.ready.load(Ordering::Acquire) == 0 {
-        peer.check_alive();
-        check_interrupt();
-        assert!(Instant::now() < deadline, "the peer did not start");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    while !links.iter().all(|(_, link)| link.attached()) {
-        assert!(Instant::now() < deadline, "the peer's subscribers did not join");
-        std::thread::yield_now();
-    }
+    await_peer(transports.lanes(), &mut peer, || links.iter().all(|(_, link)| link.attached()));
 
     let mut histograms: Vec<Histogram<u64>> = links.iter().map(|_| peer::histogram()).collect();
     for round in 0..plan.rounds {
@@ -327,17 +221,9 @@ fn child(args: &[String]) {
     pin(core.parse().expect("core"));
     let round: u64 = round.parse().expect("round");
     let rounds: u64 = rounds.parse().expect("rounds");
-    let transports = Transports::new(&RunNames::new(run), Side::Echo);
+    let transports = Transports::new(&RunNames::new("pvi", run), Side::Echo);
     let mut links = transports.links(Side::Echo);
-    // The initiator's subscribers existed before we started: serve them before saying ready.
-    let deadline = Instant::now() + HANG;
-    while !links.iter().all(|(_, link)| link.attached()) {
-        check_interrupt();
-        assert!(Instant::now() < deadline, "the initiator's subscribers are not there");
-        std::thread::yield_now();
-    }
-    // Release: tells the initiator we are pinned and attached.
-    transports.lanes().ready.store(1, Ordering::Release);
+    announce_ready(transports.lanes(), || links.iter().all(|(_, link)| link.attached()));
     for r in 0..rounds {
         for t in order(r, links.len()) {
             links[t].1.echo(r * round + 1, round);

@@ -7,7 +7,8 @@
 //! subscriber capacity ([`SHMLANE_CAPACITY`]); iceoryx2's defaults for borrowed and loaned
 //! samples already equal shmlane's `max_held` and `max_loans`. [`Iox2Files`] keeps every file
 //! of a run apart (its own prefix in /dev/shm, its own root directory instead of
-//! /tmp/iceoryx2), so the run can remove exactly what it created.
+//! /tmp/iceoryx2), so the run can remove exactly what it created. [`Iox2Stream`] is the
+//! one-way service of the `throughput` bench.
 
 use std::path::PathBuf;
 
@@ -15,10 +16,12 @@ use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as Service;
+use iceoryx2::service::static_config::publish_subscribe::StaticConfig;
 
 use crate::pingpong::{
     DIRECTIONS, Link, Rounds, SHMLANE_CAPACITY, Side, remove_entries, spin_until,
 };
+use crate::stream::{BY_COPY_MAX, STREAM_CAPACITY};
 
 /// The iceoryx2 version this package depends on (keep in step with `Cargo.toml`).
 pub const VERSION: &str = "0.10";
@@ -145,17 +148,22 @@ impl Iox2Topics {
             Iox2Topics::Word(services) => services[0].static_config(),
             Iox2Topics::Slice(services, _) => services[0].static_config(),
         };
-        format!(
-            "max_publishers {}, max_subscribers {}, subscriber_max_buffer_size {}, \
-             subscriber_max_borrowed_samples {}, history_size {}, safe_overflow {}",
-            config.max_publishers(),
-            config.max_subscribers(),
-            config.subscriber_max_buffer_size(),
-            config.subscriber_max_borrowed_samples(),
-            config.history_size(),
-            config.has_safe_overflow()
-        )
+        describe(config)
     }
+}
+
+/// A publish-subscribe service's settings in force, for the report.
+fn describe(config: &StaticConfig) -> String {
+    format!(
+        "max_publishers {}, max_subscribers {}, subscriber_max_buffer_size {}, \
+         subscriber_max_borrowed_samples {}, history_size {}, safe_overflow {}",
+        config.max_publishers(),
+        config.max_subscribers(),
+        config.subscriber_max_buffer_size(),
+        config.subscriber_max_borrowed_samples(),
+        config.history_size(),
+        config.has_safe_overflow()
+    )
 }
 
 /// One process's end for 8-byte messages: `loan_uninit`, the `u64` written in place
@@ -224,5 +232,153 @@ impl Link for Iox2Slice<'_> {
 
     fn peer_attached(&self) -> bool {
         self.outbound.dynamic_config().number_of_subscribers() == 1
+    }
+}
+
+/// The throughput bench's iceoryx2 service of one payload size, `{prefix}/{size}-stream`, of
+/// a `[u64; W]` per size (the sequence number in the first word): one publisher (the
+/// initiator), one subscriber (the peer). Settings: `subscriber_max_buffer_size` =
+/// [`STREAM_CAPACITY`], `enable_safe_overflow(false)` and the publisher's
+/// `BackpressureStrategy::RetryUntilDelivered` (so a full buffer makes the publisher wait
+/// instead of dropping the oldest sample), `max_publishers` 1 and `max_subscribers` 1 (as
+/// shmlane's topic, and so the preallocated payload memory is shmlane's); iceoryx2's defaults
+/// otherwise.
+#[derive(Debug)]
+pub enum Iox2Stream {
+    /// 8 bytes.
+    B8(Service<ipc::Service, [u64; 1], ()>),
+    /// 64 bytes.
+    B64(Service<ipc::Service, [u64; 8], ()>),
+    /// 1 KiB.
+    K1(Service<ipc::Service, [u64; 128], ()>),
+    /// 64 KiB.
+    K64(Service<ipc::Service, [u64; 8192], ()>),
+}
+
+impl Iox2Stream {
+    /// Creates (initiator) or opens (peer) the service of `prefix` for `payload`-byte messages
+    /// (one of the bench's sizes).
+    pub fn new(node: &Node<ipc::Service>, prefix: &str, payload: usize, side: Side) -> Self {
+        fn open<const W: usize>(
+            node: &Node<ipc::Service>,
+            name: &str,
+            side: Side,
+        ) -> Service<ipc::Service, [u64; W], ()> {
+            let service_name =
+                ServiceName::new(name).unwrap_or_else(|e| panic!("service name {name}: {e:?}"));
+            let builder = node.service_builder(&service_name).publish_subscribe::<[u64; W]>();
+            match side {
+                Side::Initiator => builder
+                    .max_publishers(1)
+                    .max_subscribers(1)
+                    .subscriber_max_buffer_size(STREAM_CAPACITY as usize)
+                    .enable_safe_overflow(false)
+                    .create()
+                    .map_err(|e| format!("{e:?}")),
+                Side::Echo => builder.open().map_err(|e| format!("{e:?}")),
+            }
+            .unwrap_or_else(|e| panic!("iceoryx2 service {name}: {e}"))
+        }
+        let name = format!("{prefix}/{payload}-stream");
+        match payload {
+            8 => Iox2Stream::B8(open(node, &name, side)),
+            64 => Iox2Stream::B64(open(node, &name, side)),
+            1024 => Iox2Stream::K1(open(node, &name, side)),
+            65536 => Iox2Stream::K64(open(node, &name, side)),
+            _ => panic!("no iceoryx2 payload type of {payload} bytes"),
+        }
+    }
+
+    /// `side`'s end: the initiator publishes, the peer subscribes.
+    pub fn end(&self, side: Side) -> Box<dyn Rounds + '_> {
+        fn end<const W: usize>(
+            service: &Service<ipc::Service, [u64; W], ()>,
+            side: Side,
+        ) -> Box<dyn Rounds + '_> {
+            match side {
+                Side::Initiator => Box::new(Iox2End::Publisher(
+                    service
+                        .publisher_builder()
+                        .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+                        .create()
+                        .expect("iceoryx2 publisher"),
+                    service,
+                )),
+                Side::Echo => Box::new(Iox2End::Subscriber(
+                    service.subscriber_builder().create().expect("iceoryx2 subscriber"),
+                )),
+            }
+        }
+        match self {
+            Iox2Stream::B8(service) => end(service, side),
+            Iox2Stream::B64(service) => end(service, side),
+            Iox2Stream::K1(service) => end(service, side),
+            Iox2Stream::K64(service) => end(service, side),
+        }
+    }
+
+    /// The settings in force, as the service reports them.
+    pub fn settings(&self) -> String {
+        let config = match self {
+            Iox2Stream::B8(service) => service.static_config(),
+            Iox2Stream::B64(service) => service.static_config(),
+            Iox2Stream::K1(service) => service.static_config(),
+            Iox2Stream::K64(service) => service.static_config(),
+        };
+        describe(config)
+    }
+}
+
+/// One process's end of an iceoryx2 stream (the publisher with its service, to see the
+/// subscriber join).
+#[derive(Debug)]
+enum Iox2End<'s, const W: usize> {
+    Publisher(Publisher<ipc::Service, [u64; W], ()>, &'s Service<ipc::Service, [u64; W], ()>),
+    Subscriber(Subscriber<ipc::Service, [u64; W], ()>),
+}
+
+impl<const W: usize> Link for Iox2End<'_, W> {
+    /// Up to [`BY_COPY_MAX`] bytes, `loan_uninit` and the whole value written
+    /// (`write_payload`); larger, `loan_uninit` with only the sequence number written in
+    /// place. Then `send`, which waits while the subscriber's buffer is full.
+    #[inline(always)]
+    fn send(&mut self, seq: u64) {
+        let Iox2End::Publisher(publisher, _) = self else { panic!("a subscriber does not send") };
+        let mut sample = publisher.loan_uninit().expect("iceoryx2 loan");
+        let sample = if W * 8 <= BY_COPY_MAX {
+            let mut value = [0; W];
+            value[0] = seq;
+            sample.write_payload(value)
+        } else {
+            let first = sample.payload_mut().as_mut_ptr().cast::<u64>();
+            // SAFETY: `first` points to the first `u64` of the sample's `[u64; W]` (W ≥ 1),
+            // which is aligned and valid for writes: it is the sample we hold mutably.
+            unsafe { first.write(seq) };
+            // SAFETY: the sample lies in a shared-memory mapping, whose bytes are always
+            // initialized memory (zero-filled pages, or what an earlier sample left there), and
+            // every bit pattern is a valid `[u64; W]`: `MaybeUninit` only says the values are
+            // unspecified. Only the first word, just written, is read by anyone (as
+            // `Iox2Slice::send` does with `loan_slice_uninit`).
+            unsafe { sample.assume_init() }
+        };
+        let delivered = sample.send().expect("iceoryx2 send");
+        assert_eq!(delivered, 1, "iceoryx2 message {seq} reached no subscriber");
+    }
+
+    /// Busy-polled `receive`, the first word read in place.
+    #[inline(always)]
+    fn receive(&mut self, seq: u64) {
+        let Iox2End::Subscriber(subscriber) = self else { panic!("a publisher does not receive") };
+        let got = spin_until("an iceoryx2 sample", || {
+            subscriber.receive().expect("iceoryx2 receive").map(|sample| sample.payload()[0])
+        });
+        assert_eq!(got, seq, "iceoryx2 messages lost or reordered");
+    }
+
+    fn peer_attached(&self) -> bool {
+        match self {
+            Iox2End::Publisher(_, service) => service.dynamic_config().number_of_subscribers() == 1,
+            Iox2End::Subscriber(_) => true,
+        }
     }
 }

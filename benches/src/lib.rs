@@ -5,6 +5,7 @@ pub mod iox2;
 pub mod peer;
 pub mod pingpong;
 pub mod rounds;
+pub mod stream;
 
 use std::hint::black_box;
 use std::sync::OnceLock;
@@ -109,36 +110,50 @@ pub fn transfer(tx: &mut dyn Tx, rx: &mut dyn Rx, count: u64, batched: bool) -> 
     thread::scope(|scope| {
         let consumer = scope.spawn(move || {
             pin(consumer_cpu);
-            let (mut received, mut sum) = (0u64, 0u64);
-            let mut buffer = [0u64; BATCH];
-            while received < count {
-                if batched {
-                    let got = rx.pop_many(&mut buffer);
-                    sum = buffer[..got].iter().fold(sum, |s, v| s.wrapping_add(*v));
-                    received += got as u64;
-                } else if let Some(value) = rx.pop_one() {
-                    sum = sum.wrapping_add(value);
-                    received += 1;
-                }
-            }
-            assert_eq!(sum, count * count.saturating_sub(1) / 2, "values lost or reordered");
-            Instant::now()
+            consume(rx, count, batched)
         });
         pin(producer_cpu);
         let start = Instant::now();
-        let mut next = 0u64;
-        let mut batch = [0u64; BATCH];
-        while next < count {
-            if batched {
-                let n = BATCH.min((count - next) as usize);
-                batch.iter_mut().zip(next..).for_each(|(slot, v)| *slot = v);
-                next += tx.push_many(&batch[..n]) as u64;
-            } else if tx.push_one(black_box(next)) {
-                next += 1;
-            }
-        }
+        produce(tx, count, batched);
         consumer.join().unwrap() - start
     })
+}
+
+/// Pushes the values `0..count` into `tx` (`BATCH` at a time if `batched`), retrying while
+/// the queue is full.
+#[inline(always)]
+pub(crate) fn produce<P: Tx + ?Sized>(tx: &mut P, count: u64, batched: bool) {
+    let mut next = 0u64;
+    let mut batch = [0u64; BATCH];
+    while next < count {
+        if batched {
+            let n = BATCH.min((count - next) as usize);
+            batch.iter_mut().zip(next..).for_each(|(slot, v)| *slot = v);
+            next += tx.push_many(&batch[..n]) as u64;
+        } else if tx.push_one(black_box(next)) {
+            next += 1;
+        }
+    }
+}
+
+/// Pops `count` values from `rx` (`BATCH` at a time if `batched`), checks that they sum to
+/// `0 + 1 + … + (count - 1)` (none lost), and returns when it had the last.
+#[inline(always)]
+pub(crate) fn consume<C: Rx + ?Sized>(rx: &mut C, count: u64, batched: bool) -> Instant {
+    let (mut received, mut sum) = (0u64, 0u64);
+    let mut buffer = [0u64; BATCH];
+    while received < count {
+        if batched {
+            let got = rx.pop_many(&mut buffer);
+            sum = buffer[..got].iter().fold(sum, |s, v| s.wrapping_add(*v));
+            received += got as u64;
+        } else if let Some(value) = rx.pop_one() {
+            sum = sum.wrapping_add(value);
+            received += 1;
+        }
+    }
+    assert_eq!(sum, count * count.saturating_sub(1) / 2, "values lost or reordered");
+    Instant::now()
 }
 
 /// One end of an MPMC queue shared by reference: both traits on the same type.

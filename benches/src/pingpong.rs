@@ -1,7 +1,8 @@
-//! Cross-process ping-pong machinery for latency benches that compare several transports in
-//! alternating rounds of one run (`pubsub_vs_iceoryx2`): the [`Link`] every transport
-//! implements, the round loops, the cache-line floor, shmlane pub/sub ends for any payload
-//! size, the peer process handle, interruption by signals, and removal of leftovers.
+//! Cross-process machinery for benches that compare several transports in alternating rounds
+//! of one run (`pubsub_vs_iceoryx2`, `throughput`): the [`Link`] every transport implements,
+//! the round loops (ping-pong, and one-way runs for throughput), the cache-line floor, shmlane
+//! pub/sub ends for any payload size, the peer process handle and its start-up, interruption
+//! by signals, the run's names and removal of its leftovers.
 //!
 //! The initiator (the bench process) sends message `seq` and waits for its echo; the echo
 //! process (the bench binary re-executed by [`peer::spawn`](crate::peer::spawn)) waits for
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use shmlane::{Node, Publisher, Sample, Subscriber, Topic};
-use shmlane_segment::{Carver, Offset, RegionLayout, SharedView};
+use shmlane_segment::{Carver, NAME_PREFIX, Offset, RegionLayout, Segment, SharedView};
 
 /// Longest any single wait may take before the peer counts as hung.
 pub const HANG: Duration = Duration::from_secs(10);
@@ -117,6 +118,10 @@ pub trait Rounds {
     fn initiate(&mut self, first: u64, count: u64, histogram: Option<&mut Histogram<u64>>);
     /// Echo side: returns messages `first..first + count`.
     fn echo(&mut self, first: u64, count: u64);
+    /// One-way: sends messages `first..first + count` back to back.
+    fn send_run(&mut self, first: u64, count: u64);
+    /// One-way: receives messages `first..first + count`, checking each.
+    fn receive_run(&mut self, first: u64, count: u64);
     /// [`Link::peer_attached`].
     fn attached(&self) -> bool;
 }
@@ -141,9 +146,55 @@ impl<L: Link> Rounds for L {
         }
     }
 
+    fn send_run(&mut self, first: u64, count: u64) {
+        (first..first + count).for_each(|seq| self.send(seq));
+    }
+
+    fn receive_run(&mut self, first: u64, count: u64) {
+        (first..first + count).for_each(|seq| self.receive(seq));
+    }
+
     fn attached(&self) -> bool {
         self.peer_attached()
     }
+}
+
+/// The transports' order in round `round`: reversed every other round.
+pub fn order(round: u64, transports: usize) -> Vec<usize> {
+    let forward: Vec<usize> = (0..transports).collect();
+    if round.is_multiple_of(2) { forward } else { forward.into_iter().rev().collect() }
+}
+
+/// A payload size for people: `8 B`, `4 KiB`, `1 MiB`.
+pub fn size_name(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 => format!("{} MiB", s >> 20),
+        s if s >= 1 << 10 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
+
+/// Reads the bench's options from the command line: each `(--NAME, value)` of `numbers` as
+/// `--NAME N` (at least 1), and `--cores A,B`, whose CPUs it returns (default: the first two
+/// of the affinity mask, [`two_cpus`](crate::two_cpus)). Other arguments (cargo's `--bench`,
+/// `--test`) are ignored.
+pub fn options(numbers: &mut [(&str, &mut u64)]) -> (usize, usize) {
+    let mut cores = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--cores" {
+            let pair = args.next().expect("--cores needs A,B");
+            let (a, b) = pair.split_once(',').expect("--cores needs A,B");
+            cores = Some((a.trim().parse().expect("CPU id"), b.trim().parse().expect("CPU id")));
+        } else if let Some((name, value)) = numbers.iter_mut().find(|(name, _)| *name == arg) {
+            **value = args
+                .next()
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or_else(|| panic!("{name} needs a number of at least 1"));
+        }
+    }
+    cores.unwrap_or_else(crate::two_cpus)
 }
 
 /// The cache-line floor's words and the start-up flag, one cache line pair each, in a shared
@@ -292,6 +343,127 @@ impl Link for ShmlanePubSub {
     fn peer_attached(&self) -> bool {
         self.publisher.subscribers() == 1
     }
+}
+
+/// The names of everything one run creates, derived from its kind and the initiator's pid.
+#[derive(Debug, Clone)]
+pub struct RunNames {
+    /// The segment of the [`Lanes`].
+    pub lanes: String,
+    /// shmlane's namespace for the topics.
+    pub namespace: String,
+    /// The run's id, from which iceoryx2's names are derived.
+    pub run: String,
+}
+
+impl RunNames {
+    /// The names of run `run` of a bench of kind `kind` (letters, digits, `_`).
+    pub fn new(kind: &str, run: &str) -> RunNames {
+        RunNames {
+            lanes: format!("bench.{kind}.{run}"),
+            namespace: format!("bench_{kind}_{run}"),
+            run: run.to_owned(),
+        }
+    }
+
+    /// Runs `body`, then removes whatever files of the run are left (dropping removes them,
+    /// unless the peer had to be killed), so a failed or interrupted run leaves nothing behind
+    /// either; then re-raises `body`'s panic, or panics if shmlane segments were left.
+    pub fn run_and_clean(&self, body: impl FnOnce() + std::panic::UnwindSafe) {
+        let outcome = std::panic::catch_unwind(body);
+        let ours = |file: &str| {
+            file == format!("{NAME_PREFIX}{}", self.lanes)
+                || file.starts_with(&format!("{NAME_PREFIX}{}.", self.namespace))
+        };
+        let left = remove_entries(Path::new("/dev/shm"), ours);
+        #[cfg(feature = "iceoryx2")]
+        let iox2_left = crate::iox2::Iox2Files::for_run(&self.run).remove_leftovers();
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+        assert!(left.is_empty(), "shmlane segments left in /dev/shm after the run: {left:?}");
+        #[cfg(feature = "iceoryx2")]
+        if !iox2_left.is_empty() {
+            println!("removed iceoryx2's leftovers of the run: {iox2_left:?}");
+        }
+    }
+}
+
+/// What each process of a run holds besides its transports: the [`Lanes`] segment (created
+/// by the initiator, opened by the peer), a shmlane node in the run's namespace and, with
+/// the `iceoryx2` feature, an iceoryx2 node with the run's own files. Keep it after the
+/// transports built on it (fields drop in order).
+#[derive(Debug)]
+pub struct RunNodes {
+    lanes: Segment,
+    /// The shmlane node.
+    pub node: Node,
+    /// The iceoryx2 node.
+    #[cfg(feature = "iceoryx2")]
+    pub iox2: iceoryx2::prelude::Node<iceoryx2::prelude::ipc::Service>,
+}
+
+impl RunNodes {
+    /// `side`'s segment and nodes of run `names`.
+    pub fn new(names: &RunNames, side: Side) -> RunNodes {
+        let builder = Segment::builder(&names.lanes);
+        let lanes = match side {
+            Side::Initiator => {
+                builder.size(Lanes::layout().1).populate(true).create().map_err(|e| e.to_string())
+            }
+            Side::Echo => builder.open_timeout(HANG).open().map_err(|e| e.to_string()),
+        }
+        .unwrap_or_else(|e| panic!("the lanes segment: {e}"));
+        let node_name = match side {
+            Side::Initiator => "bench-initiator",
+            Side::Echo => "bench-echo",
+        };
+        let node = Node::builder(node_name)
+            .namespace(names.namespace.as_str())
+            .create()
+            .expect("shmlane node");
+        RunNodes {
+            lanes,
+            node,
+            #[cfg(feature = "iceoryx2")]
+            iox2: crate::iox2::Iox2Files::for_run(&names.run).node(),
+        }
+    }
+
+    /// The lanes.
+    pub fn lanes(&self) -> &Lanes {
+        self.lanes.get(Lanes::layout().0).expect("lanes")
+    }
+}
+
+/// Initiator: waits until the peer has said it is ready in `lanes` (pinned and attached),
+/// then until `attached` (the peer's ends are served).
+pub fn await_peer(lanes: &Lanes, peer: &mut Peer, attached: impl Fn() -> bool) {
+    let deadline = Instant::now() + HANG;
+    // Acquire: pairs with the peer's Release store once it is attached everywhere.
+    while lanes.ready.load(Ordering::Acquire) == 0 {
+        peer.check_alive();
+        check_interrupt();
+        assert!(Instant::now() < deadline, "the peer did not start");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    while !attached() {
+        assert!(Instant::now() < deadline, "the peer's subscribers did not join");
+        std::thread::yield_now();
+    }
+}
+
+/// Peer: waits until `attached` (the initiator's subscribers existed before the peer started:
+/// they are served), then tells the initiator it is ready.
+pub fn announce_ready(lanes: &Lanes, attached: impl Fn() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !attached() {
+        check_interrupt();
+        assert!(Instant::now() < deadline, "the initiator's subscribers are not there");
+        std::thread::yield_now();
+    }
+    // Release: tells the initiator we are pinned and attached.
+    lanes.ready.store(1, Ordering::Release);
 }
 
 /// The peer process; killed if still running when dropped (the initiator is unwinding), so no

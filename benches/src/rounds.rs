@@ -2,12 +2,11 @@
 //! contenders of a comparison take turns within one run, so a phase of the host slows them
 //! alike, and the spread over rounds shows how far one round can be trusted.
 
-use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{BATCH, Rx, Tx, pin, two_cpus};
+use crate::{Rx, Tx, consume, pin, produce, two_cpus};
 
 /// Moves `count` values from `tx` to `rx` (`BATCH` at a time if `batched`), the producer on
 /// the calling thread pinned to the first of [`two_cpus`], the consumer on a scoped thread
@@ -28,20 +27,7 @@ pub fn transfer_pinned<P: Tx + ?Sized, C: Rx + ?Sized>(
             pin(consumer_cpu);
             // Release: nothing rides on it; the producer only waits for it.
             ready.store(true, Ordering::Release);
-            let (mut received, mut sum) = (0u64, 0u64);
-            let mut buffer = [0u64; BATCH];
-            while received < count {
-                if batched {
-                    let got = rx.pop_many(&mut buffer);
-                    sum = buffer[..got].iter().fold(sum, |s, v| s.wrapping_add(*v));
-                    received += got as u64;
-                } else if let Some(value) = rx.pop_one() {
-                    sum = sum.wrapping_add(value);
-                    received += 1;
-                }
-            }
-            assert_eq!(sum, count * count.saturating_sub(1) / 2, "values lost or reordered");
-            Instant::now()
+            consume(rx, count, batched)
         });
         pin(producer_cpu);
         // Acquire: pairs with the consumer's Release store.
@@ -49,17 +35,7 @@ pub fn transfer_pinned<P: Tx + ?Sized, C: Rx + ?Sized>(
             std::hint::spin_loop();
         }
         let start = Instant::now();
-        let mut next = 0u64;
-        let mut batch = [0u64; BATCH];
-        while next < count {
-            if batched {
-                let n = BATCH.min((count - next) as usize);
-                batch.iter_mut().zip(next..).for_each(|(slot, v)| *slot = v);
-                next += tx.push_many(&batch[..n]) as u64;
-            } else if tx.push_one(black_box(next)) {
-                next += 1;
-            }
-        }
+        produce(tx, count, batched);
         consumer.join().expect("the consumer panicked") - start
     })
 }

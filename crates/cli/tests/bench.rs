@@ -1,5 +1,6 @@
 //! `shmlane bench` as a user runs it: every transport with a few round trips, the JSON shape
-//! other tools rely on, the plot, the fixed-rate mode, and clear refusals of bad arguments.
+//! other tools rely on, the plot, the fixed-rate mode, the throughput mode (a smoke run, not a
+//! timed test), and clear refusals of bad arguments.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -158,4 +159,66 @@ fn bad_arguments_are_refused_with_a_clear_message() {
     assert_refused(&["bench", "--rate", "0"], "positive rate");
     let unwritable = "/nonexistent-dir/out.json";
     assert_refused(&["bench", "--iters", "1", "--json", unwritable], "cannot write");
+}
+
+#[test]
+fn the_throughput_mode_streams_every_payload_and_reports_rates() {
+    let json = temp_file("throughput.json");
+    let output = shmlane(&[
+        "bench",
+        "--mode",
+        "throughput",
+        "--messages",
+        "3000",
+        "--rounds",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "bench failed: {stderr}");
+    assert!(!stderr.contains("left behind"), "{stderr}");
+    for payload in ["8 B", "64 B", "1 KiB", "64 KiB"] {
+        assert!(stdout.contains(&format!("payload {payload} (3000 messages")), "{stdout}");
+    }
+    for transport in ["shmlane-spsc", "shmlane-pubsub"] {
+        // A table row: the transport's name, then numbers (the ratio lines have words).
+        let rows: Vec<&str> = stdout
+            .lines()
+            .filter(|line| {
+                let mut words = line.split_whitespace();
+                words.next() == Some(transport)
+                    && words.next().is_some_and(|word| word.parse::<f64>().is_ok())
+            })
+            .collect();
+        assert_eq!(rows.len(), 4, "{transport}:\n{stdout}");
+        for row in rows {
+            // min, median, max (M msgs/s), GB/s, median / spsc: all positive numbers.
+            let numbers: Vec<f64> =
+                row.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect();
+            assert_eq!(numbers.len(), 5, "{row}");
+            assert!(numbers.iter().all(|n| *n > 0.0), "{row}");
+            assert!(numbers[0] <= numbers[1] && numbers[1] <= numbers[2], "{row}");
+        }
+    }
+    assert_eq!(stdout.matches("shmlane-pubsub / shmlane-spsc per round: min ").count(), 4);
+    assert!(stdout.contains("(goal >= 0.50)"), "{stdout}");
+
+    let value: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let results = value["results"].as_array().unwrap();
+    assert_eq!(results.len(), 8);
+    for row in results {
+        assert_eq!(row["messages"].as_u64(), Some(3000));
+        assert_eq!(row["msgs_per_s"].as_array().map(Vec::len), Some(2), "{row}");
+        assert!(row["median_gb_per_s"].as_f64().is_some_and(|gb| gb > 0.0), "{row}");
+    }
+}
+
+#[test]
+fn the_throughput_mode_refuses_what_it_cannot_measure() {
+    assert_refused(&["bench", "--mode", "throughput", "--transport", "pipe"], "cannot stream");
+    assert_refused(&["bench", "--mode", "throughput", "--payload", "4K"], "8, 64, 1K or 64K");
+    assert_refused(&["bench", "--mode", "throughput", "--rate", "100"], "latency mode only");
+    assert_refused(&["bench", "--mode", "throughput", "--messages", "0"], "0 is not in 1..");
 }

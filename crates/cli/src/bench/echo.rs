@@ -1,5 +1,6 @@
 //! The echo side of `shmlane bench`: `shmlane bench-echo --plan JSON`, started by the
-//! initiator. It pins itself, connects, and for each payload size returns every message.
+//! initiator. It pins itself, connects, and for each payload size returns every message (in
+//! throughput mode: receives every message, and counts finished runs in `Control::done`).
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -9,7 +10,7 @@ use shmlane::Node;
 use super::link::Side;
 use super::plan::{ControlSegment, Plan, Resources, wait_for, wait_word};
 use super::stream::Connections;
-use super::{BenchError, Transport};
+use super::{BenchError, Mode, Transport};
 
 /// `shmlane bench-echo`'s options.
 #[derive(Debug, clap::Args)]
@@ -57,6 +58,22 @@ fn echo(plan: &Plan) -> Result<(), BenchError> {
     )?;
     // Release: our ends exist and serve the initiator's.
     words.attached.store(1, Ordering::Release);
+    if plan.mode == Mode::Throughput {
+        let mut done = 0;
+        return plan.stream_schedule(|_, phase, transport, first, count| {
+            links[phase][transport].receive_run(first, count).map_err(|source| {
+                BenchError::Link {
+                    transport: plan.transports[transport],
+                    payload: plan.phases[phase].payload,
+                    source,
+                }
+            })?;
+            done += 1;
+            // Release: nothing rides on it but the count; the initiator stops its clock.
+            words.done.store(done, Ordering::Release);
+            Ok(())
+        });
+    }
     plan.schedule(
         |phase, transport, trip| {
             let link = &mut links[phase][transport];

@@ -20,14 +20,14 @@ use super::plan::{Control, ControlSegment, Phase, Plan, Resources, wait_for, wai
 use super::report::{self, Machine, Measurement};
 use super::stream::{Connections, Listeners};
 use super::{
-    BenchArgs, BenchError, DEFAULT_BYTES, DEFAULT_ITERS, MIN_DEFAULT_ITERS, Transport, plot,
+    BenchArgs, BenchError, DEFAULT_BYTES, DEFAULT_ITERS, MIN_DEFAULT_ITERS, Mode, Transport, plot,
 };
 
 /// Where POSIX shared memory lives.
 const SHM_DIR: &str = "/dev/shm";
 
 /// Each side's ends of every transport of every payload size, `[size][transport]`.
-type Links<'r> = [Vec<Box<dyn Link + 'r>>];
+pub type Links<'r> = [Vec<Box<dyn Link + 'r>>];
 
 /// Runs the bench with `args` and prints (and writes) the results.
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
@@ -49,6 +49,8 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         round: args.round,
         uds: None,
         tcp_port: None,
+        mode: Mode::Latency,
+        rounds: 0,
     };
     let outcome = measure(plan, &choice, args.rate);
     let left = remove_leftovers(&run);
@@ -62,7 +64,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
 }
 
 /// `given` sorted without duplicates, or `default` if nothing was given.
-fn sorted<T: Clone + Ord>(given: &[T], default: &[T]) -> Vec<T> {
+pub fn sorted<T: Clone + Ord>(given: &[T], default: &[T]) -> Vec<T> {
     let mut list = if given.is_empty() { default.to_vec() } else { given.to_vec() };
     list.sort();
     list.dedup();
@@ -83,7 +85,7 @@ fn phases(args: &BenchArgs, payloads: &[u64]) -> Vec<Phase> {
 }
 
 /// Creates the output file `path` (a usage error if it cannot be).
-fn create(path: &Path) -> Result<File, BenchError> {
+pub fn create(path: &Path) -> Result<File, BenchError> {
     File::create(path)
         .map_err(|e| BenchError::Usage(format!("cannot write {}: {e}", path.display())))
 }
@@ -109,11 +111,29 @@ fn write_outputs(
 }
 
 /// Starts the echo process, runs every payload size, and returns the histograms.
-fn measure(
+fn measure(plan: Plan, choice: &Choice, rate: Option<f64>) -> Result<Vec<Measurement>, BenchError> {
+    with_echo(plan, choice, |plan, links, _, _, after_turn| {
+        let histograms = round_trips(plan, links, rate, after_turn)?;
+        Ok(measurements(plan, histograms))
+    })
+}
+
+/// Starts the echo process and sets up every payload size's ends of every transport; once
+/// the echo process is attached, calls `run(plan, links, control words, echo process,
+/// progress)` (`progress(units)` after each turn: round trips, or messages in throughput
+/// mode), then waits for the echo process to finish. Its error, if it fails, is explained
+/// by the echo process's exit.
+pub fn with_echo<R>(
     mut plan: Plan,
     choice: &Choice,
-    rate: Option<f64>,
-) -> Result<Vec<Measurement>, BenchError> {
+    run: impl FnOnce(
+        &Plan,
+        &mut Links<'_>,
+        &Control,
+        &mut EchoProcess,
+        &mut dyn FnMut(u64),
+    ) -> Result<R, BenchError>,
+) -> Result<R, BenchError> {
     let listeners = listen(&mut plan)?;
     let control = ControlSegment::create(&plan.run)?;
     let words = control.words()?;
@@ -130,21 +150,20 @@ fn measure(
     let mut links = Resources::all_links(&resources, &plan, Side::Initiator, &connections)?;
     attach(&mut echo, words, &links)?;
 
-    let after_turn = |trips| {
+    let mut after_turn = |units| {
         watchdog.progress();
-        progress.inc(trips);
+        progress.inc(units);
     };
-    let histograms = match round_trips(&plan, &mut links, rate, after_turn) {
-        Ok(histograms) => histograms,
+    let outcome = match run(&plan, &mut links, words, &mut echo, &mut after_turn) {
+        Ok(outcome) => outcome,
         Err(error) => return Err(echo.explain(error)),
     };
     drop(links);
     drop(resources);
-    let measurements = measurements(&plan, histograms);
     progress.finish_and_clear();
     echo.join()?;
     watchdog.stop();
-    Ok(measurements)
+    Ok(outcome)
 }
 
 /// Binds the listening sockets of the socket transports, and writes where they are into
@@ -174,12 +193,16 @@ fn connect(
     Ok(connections)
 }
 
-/// The progress bar over every round trip of the run.
+/// The progress bar over every round trip (throughput mode: message) of the run.
 fn progress_bar(plan: &Plan) -> ProgressBar {
+    let rounds = match plan.mode {
+        Mode::Latency => 1,
+        Mode::Throughput => plan.rounds,
+    };
     let total: u64 = plan
         .phases
         .iter()
-        .map(|phase| (phase.warmup + phase.iters) * plan.transports.len() as u64)
+        .map(|phase| (phase.warmup + rounds * phase.iters) * plan.transports.len() as u64)
         .sum();
     ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{spinner} [{bar:40}] {percent:>3}% {eta} left")
@@ -208,7 +231,7 @@ fn round_trips(
     plan: &Plan,
     links: &mut Links<'_>,
     rate: Option<f64>,
-    after_turn: impl FnMut(u64),
+    after_turn: &mut dyn FnMut(u64),
 ) -> Result<Vec<Vec<Histogram<u64>>>, BenchError> {
     let mut histograms: Vec<Vec<Histogram<u64>>> = plan
         .phases
@@ -265,7 +288,7 @@ fn measurements(plan: &Plan, histograms: Vec<Vec<Histogram<u64>>>) -> Vec<Measur
 }
 
 /// A set-up error: `what` failed with `error`.
-fn setup(what: &str, error: impl std::fmt::Display) -> BenchError {
+pub fn setup(what: &str, error: impl std::fmt::Display) -> BenchError {
     BenchError::Setup(format!("{what}: {error}"))
 }
 
@@ -304,7 +327,7 @@ impl Pacer {
 
 /// Removes every segment of run `run` still in [`SHM_DIR`] (there are some only if a process
 /// died or a bug leaked them); returns their names.
-fn remove_leftovers(run: &str) -> Vec<PathBuf> {
+pub fn remove_leftovers(run: &str) -> Vec<PathBuf> {
     let prefix = format!("{NAME_PREFIX}{run}.");
     let Ok(entries) = std::fs::read_dir(SHM_DIR) else { return Vec::new() };
     let left: Vec<PathBuf> = entries

@@ -19,6 +19,15 @@ pub trait Link {
     fn peer_attached(&self) -> bool {
         true
     }
+    /// Throughput mode: sends messages `first..first + count` back to back (compiled for
+    /// each transport: one virtual call per run, none per message).
+    fn send_run(&mut self, first: u64, count: u64) -> Result<(), LinkError> {
+        (first..first + count).try_for_each(|seq| self.send(seq))
+    }
+    /// Throughput mode: receives messages `first..first + count`, checking each.
+    fn receive_run(&mut self, first: u64, count: u64) -> Result<(), LinkError> {
+        (first..first + count).try_for_each(|seq| self.receive(seq))
+    }
 }
 
 /// Why a round trip failed.

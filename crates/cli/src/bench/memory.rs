@@ -25,10 +25,20 @@ use shmlane_segment::{
 
 use super::link::{HANG, Link, LinkError, Side, expect_seq, spin_until};
 
-/// Slots of each SPSC queue (a ping-pong has one message in flight).
-const QUEUE_CAPACITY: u64 = 4;
-/// Blocks of the SPSC transport's pool (one in flight each way, plus slack).
-const POOL_BLOCKS: u32 = 8;
+/// How deep the `shmlane-spsc` transport is: slots per queue and blocks of its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    /// Slots of each SPSC queue.
+    pub queue: u64,
+    /// Blocks of the pool (payloads over 8 bytes): every slot's, plus slack.
+    pub pool: u32,
+}
+
+/// A ping-pong has one message in flight each way.
+pub const PING_PONG: Depth = Depth { queue: 4, pool: 8 };
+/// A stream keeps the queue full (256 slots, as the pub/sub subscriber's capacity); a block
+/// may also be in the producer's hands and one in the consumer's.
+pub const STREAM: Depth = Depth { queue: 256, pool: 256 + 8 };
 /// How long one futex wait sleeps before the deadline is checked again.
 const FUTEX_RECHECK: futex::Timespec = futex::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
 
@@ -64,7 +74,7 @@ struct Map {
 }
 
 impl Map {
-    fn new(payload: u64) -> Result<Map, String> {
+    fn new(payload: u64, depth: Depth) -> Result<Map, String> {
         let mut carver = Carver::new();
         let mut place = |layout| carver.place(layout).map_err(|e| format!("layout: {e}"));
         let lanes = place(RegionLayout { size: size_of::<Lanes>() as u64, align: 128 })?;
@@ -75,10 +85,10 @@ impl Map {
         } else {
             None
         };
-        let queue = SharedSpsc::<u64>::layout(QUEUE_CAPACITY).map_err(|e| e.to_string())?;
+        let queue = SharedSpsc::<u64>::layout(depth.queue).map_err(|e| e.to_string())?;
         let queues = [place(queue)?, place(queue)?];
         let pool = if copies {
-            let pool = BlockPool::layout(payload, block_align(payload), POOL_BLOCKS)
+            let pool = BlockPool::layout(payload, block_align(payload), depth.pool)
                 .map_err(|e| e.to_string())?;
             Some(place(pool)?)
         } else {
@@ -101,23 +111,26 @@ pub struct PhaseSegment {
 }
 
 impl PhaseSegment {
-    fn fingerprint(payload: u64) -> Fingerprint {
-        Fingerprint::new("shmlane-cli.bench.phase").with_u64(payload)
+    fn fingerprint(payload: u64, depth: Depth) -> Fingerprint {
+        Fingerprint::new("shmlane-cli.bench.phase")
+            .with_u64(payload)
+            .with_u64(depth.queue)
+            .with_u64(depth.pool.into())
     }
 
     /// Creates the segment `name` for `payload`-byte messages (initiator).
-    pub fn create(name: &str, payload: u64) -> Result<Self, String> {
-        let map = Map::new(payload)?;
+    pub fn create(name: &str, payload: u64, depth: Depth) -> Result<Self, String> {
+        let map = Map::new(payload, depth)?;
         let segment = Segment::builder(name)
             .size(map.size)
             .populate(true)
-            .fingerprint(Self::fingerprint(payload))
+            .fingerprint(Self::fingerprint(payload, depth))
             .create_with(|segment| {
                 for queue in map.queues {
-                    SharedSpsc::<u64>::init_in(segment, queue, QUEUE_CAPACITY, QUEUE_FINGERPRINT)?;
+                    SharedSpsc::<u64>::init_in(segment, queue, depth.queue, QUEUE_FINGERPRINT)?;
                 }
                 if let Some(pool) = map.pool {
-                    BlockPool::init_in(segment, pool, payload, block_align(payload), POOL_BLOCKS)?;
+                    BlockPool::init_in(segment, pool, payload, block_align(payload), depth.pool)?;
                 }
                 Ok(())
             })
@@ -126,10 +139,10 @@ impl PhaseSegment {
     }
 
     /// Opens the segment `name` the initiator created for `payload`-byte messages (echo side).
-    pub fn open(name: &str, payload: u64) -> Result<Self, String> {
-        let map = Map::new(payload)?;
+    pub fn open(name: &str, payload: u64, depth: Depth) -> Result<Self, String> {
+        let map = Map::new(payload, depth)?;
         let segment = Segment::builder(name)
-            .fingerprint(Self::fingerprint(payload))
+            .fingerprint(Self::fingerprint(payload, depth))
             .open_timeout(HANG)
             .open()
             .map_err(|e| format!("open segment {name}: {e}"))?;
@@ -313,7 +326,7 @@ impl Link for Spsc<'_> {
                 block.get()
             }
         };
-        // The queue never fills in a ping-pong; if it did, the receiver is draining it.
+        // A ping-pong never fills the queue; a stream does, and the receiver drains it.
         spin_until("room in the queue", || self.producer.try_push(value).ok())
     }
 

@@ -13,6 +13,12 @@
 //! With `--rate`, round trips start on a fixed schedule and latency counts from the intended
 //! start: a round trip that starts late because the previous one was slow carries that delay
 //! (no coordinated omission).
+//!
+//! With `--mode throughput`, the initiator publishes instead and the echo process only
+//! receives: each transport streams `--messages` messages per payload size and round, as fast
+//! as it can, the receiver checking every sequence number; transports and sizes take turns
+//! within each round, and the report gives messages/s (min, median, max over the rounds) and
+//! GB/s (see `throughput`).
 
 mod cores;
 mod echo;
@@ -25,6 +31,7 @@ mod plot;
 mod pubsub;
 mod report;
 mod stream;
+mod throughput;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -94,6 +101,17 @@ impl fmt::Display for Transport {
     }
 }
 
+/// What `shmlane bench` measures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Ping-pong round trips: one-way latency percentiles.
+    #[default]
+    Latency,
+    /// One-way streaming: messages/s and GB/s.
+    Throughput,
+}
+
 /// Recorded round trips per transport and payload when `--iters` is not given.
 const DEFAULT_ITERS: u64 = 20_000;
 /// Bytes each transport may move per payload size by default: bigger payloads get fewer
@@ -114,6 +132,16 @@ by the shmlane transports.
 
 Exit codes: 0 done, 1 the run failed, 2 bad arguments.")]
 pub struct BenchArgs {
+    /// What to measure: ping-pong latency, or one-way streaming throughput (transports
+    /// shmlane-spsc and shmlane-pubsub, payloads 8, 64, 1K, 64K)
+    #[arg(long, value_enum, default_value_t = Mode::Latency)]
+    mode: Mode,
+    /// Throughput mode: messages per transport, payload size and round [default: 1000000]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    messages: Option<u64>,
+    /// Throughput mode: recorded rounds (after one warm-up round of a tenth of the messages)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
     /// The two CPUs to pin the processes to [default: the first two allowed CPUs that are not
     /// SMT siblings]
     #[arg(long, value_name = "A,B", value_parser = cores::parse_pair)]
@@ -223,7 +251,11 @@ impl BenchError {
 
 /// Runs `shmlane bench`.
 pub fn run(args: BenchArgs) -> ExitCode {
-    match initiator::run(args) {
+    let outcome = match args.mode {
+        Mode::Latency => initiator::run(args),
+        Mode::Throughput => throughput::run(args),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("shmlane bench: {error}");

@@ -7,6 +7,10 @@
 //! publishers serve the initiator's subscribers, and stores `attached = 1`; the initiator
 //! waits for `attached = 1` and for its own publishers to serve the echo side's subscribers.
 //! Then both run the schedule, in which payload sizes take turns as transports do.
+//!
+//! In throughput mode the same start-up builds one-way ends instead ([`Mode::Throughput`]):
+//! the initiator publishes, the echo side receives and counts finished runs in
+//! [`Control::done`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,19 +22,19 @@ use shmlane::Node;
 use shmlane_segment::{Carver, Fingerprint, Offset, RegionLayout, Segment, SharedView};
 
 use super::link::{HANG, Link, LinkError, Side};
-use super::memory::PhaseSegment;
-use super::pubsub::Topics;
+use super::memory::{self, PhaseSegment};
+use super::pubsub::{StreamTopic, Topics};
 use super::stream::Connections;
-use super::{BenchError, Transport};
+use super::{BenchError, Mode, Transport};
 
 /// One payload size's share of the run.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Phase {
     /// Bytes per message.
     pub payload: u64,
-    /// Round trips per transport discarded first.
+    /// Round trips per transport discarded first (throughput: messages of the warm-up round).
     pub warmup: u64,
-    /// Round trips per transport recorded.
+    /// Round trips per transport recorded (throughput: messages per recorded round).
     pub iters: u64,
 }
 
@@ -51,6 +55,12 @@ pub struct Plan {
     pub uds: Option<PathBuf>,
     /// The initiator's loopback TCP port (`tcp`).
     pub tcp_port: Option<u16>,
+    /// What is measured.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Throughput mode: recorded rounds (after the warm-up round).
+    #[serde(default)]
+    pub rounds: u64,
 }
 
 impl Plan {
@@ -93,6 +103,39 @@ impl Plan {
         }
         Ok(())
     }
+
+    /// Throughput mode: calls `run(round, phase, transport, first, count)` for each run of
+    /// messages `first..first + count` in schedule order. Round 0 is the warm-up (each
+    /// phase's `warmup` messages; skipped if 0), rounds `1..=rounds` are recorded (`iters`
+    /// messages each). In every round each payload size in order, and within it every
+    /// transport, makes one run; the transports' order is reversed every other round.
+    /// Sequence numbers continue from run to run of a transport and size, from 1.
+    pub fn stream_schedule<E>(
+        &self,
+        mut run: impl FnMut(u64, usize, usize, u64, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for round in 0..=self.rounds {
+            for (phase, sizes) in self.phases.iter().enumerate() {
+                let (first, count) = match round {
+                    0 => (1, sizes.warmup),
+                    _ => (1 + sizes.warmup + (round - 1) * sizes.iters, sizes.iters),
+                };
+                if count == 0 {
+                    continue;
+                }
+                let transports = 0..self.transports.len();
+                let order: Vec<usize> = if round.is_multiple_of(2) {
+                    transports.collect()
+                } else {
+                    transports.rev().collect()
+                };
+                for transport in order {
+                    run(round, phase, transport, first, count)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The control words, one cache line each.
@@ -104,6 +147,8 @@ pub struct Control {
     pub created: CachePadded<AtomicU64>,
     /// Set to 1 by the echo process once it is attached to all of them.
     pub attached: CachePadded<AtomicU64>,
+    /// Throughput mode: runs the echo process has received in full.
+    pub done: CachePadded<AtomicU64>,
 }
 
 // SAFETY: a `#[repr(C)]` aggregate of atomics and padding: every bit pattern is valid and every
@@ -188,12 +233,13 @@ pub fn wait_word(
 }
 
 /// The shared resources of one payload size: its segment (`cacheline`, `futex`,
-/// `shmlane-spsc`) and the facade's topics.
+/// `shmlane-spsc`) and the facade's topics (throughput mode: one [`StreamTopic`]).
 #[derive(Debug)]
 pub struct Resources {
     segment: Option<PhaseSegment>,
     pubsub: Option<Topics>,
     blocking: Option<Topics>,
+    stream: Option<StreamTopic>,
 }
 
 impl Resources {
@@ -204,16 +250,29 @@ impl Resources {
         let needs_segment = [Transport::Cacheline, Transport::Futex, Transport::ShmlaneSpsc]
             .iter()
             .any(|&transport| plan.has(transport));
+        let depth = match plan.mode {
+            Mode::Latency => memory::PING_PONG,
+            Mode::Throughput => memory::STREAM,
+        };
         let segment = if needs_segment {
             let name = format!("{}.phase{phase}", plan.run);
             let segment = match side {
-                Side::Initiator => PhaseSegment::create(&name, payload),
-                Side::Echo => PhaseSegment::open(&name, payload),
+                Side::Initiator => PhaseSegment::create(&name, payload, depth),
+                Side::Echo => PhaseSegment::open(&name, payload, depth),
             };
             Some(segment.map_err(BenchError::Setup)?)
         } else {
             None
         };
+        if plan.mode == Mode::Throughput {
+            let stream = if plan.has(Transport::ShmlanePubsub) {
+                let name = format!("stream{phase}");
+                Some(StreamTopic::new(node, &name, payload, side).map_err(BenchError::Setup)?)
+            } else {
+                None
+            };
+            return Ok(Resources { segment, pubsub: None, blocking: None, stream });
+        }
         let topics = |transport, prefix: &str| -> Result<Option<Topics>, BenchError> {
             if !plan.has(transport) {
                 return Ok(None);
@@ -226,6 +285,7 @@ impl Resources {
             segment,
             pubsub: topics(Transport::ShmlanePubsub, "pubsub")?,
             blocking: topics(Transport::ShmlaneBlocking, "blocking")?,
+            stream: None,
         })
     }
 
@@ -284,9 +344,10 @@ impl Resources {
             Transport::Pipe | Transport::Uds | Transport::Tcp => {
                 Ok(Box::new(connections.link(transport, payload)?))
             }
-            Transport::ShmlanePubsub => {
-                Ok(Box::new(self.pubsub.as_ref().ok_or_else(missing)?.link(side, false)?))
-            }
+            Transport::ShmlanePubsub => match &self.stream {
+                Some(stream) => stream.link(side),
+                None => Ok(Box::new(self.pubsub.as_ref().ok_or_else(missing)?.link(side, false)?)),
+            },
             Transport::ShmlaneBlocking => {
                 Ok(Box::new(self.blocking.as_ref().ok_or_else(missing)?.link(side, true)?))
             }
@@ -310,6 +371,8 @@ mod tests {
             round,
             uds: None,
             tcp_port: None,
+            mode: Mode::Latency,
+            rounds: 0,
         }
     }
 
@@ -357,5 +420,29 @@ mod tests {
         let small: Vec<usize> =
             order.iter().enumerate().filter(|(_, trip)| trip.0 == 1).map(|(at, _)| at).collect();
         assert_eq!(small, (0..10).map(|turn| turn * 11 + 10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn streams_warm_up_then_alternate_and_continue_their_sequence() {
+        let mut plan = plan(&[(2, 5)], 2, 1);
+        plan.mode = Mode::Throughput;
+        plan.rounds = 2;
+        let mut runs = Vec::new();
+        plan.stream_schedule::<()>(|round, phase, transport, first, count| {
+            runs.push((round, phase, transport, first, count));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            runs,
+            [
+                (0, 0, 0, 1, 2),
+                (0, 0, 1, 1, 2),
+                (1, 0, 1, 3, 5),
+                (1, 0, 0, 3, 5),
+                (2, 0, 0, 8, 5),
+                (2, 0, 1, 8, 5)
+            ]
+        );
     }
 }

@@ -3,9 +3,15 @@
 //! with one publisher and one subscriber; a message is a loan of `payload / 8` words in the
 //! publisher's pool, of which the sender writes the sequence number in place and the receiver
 //! reads it in place: no byte of the payload is copied.
+//!
+//! The throughput mode's topics ([`StreamTopic`]) carry a `#[repr(C)]` type per payload size
+//! instead, one way, under [`Overflow::Block`].
 
 use shmlane::notify::Blocking;
-use shmlane::{Node, Publisher, Sample, Subscriber, Topic};
+use shmlane::{
+    FromBytes, Immutable, IntoBytes, KnownLayout, Node, Overflow, PublishError, Publisher, Sample,
+    Subscriber, Topic, ZeroCopy,
+};
 
 use super::link::{HANG, Link, LinkError, Side, expect_seq, spin_until};
 
@@ -54,6 +60,16 @@ impl Topics {
     }
 }
 
+/// Checks that a send of message `seq` succeeded and reached the one subscriber.
+#[inline(always)]
+fn delivered_once(seq: u64, sent: Result<usize, PublishError>) -> Result<(), LinkError> {
+    match sent {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(LinkError::Shmlane(format!("message {seq} reached no subscriber"))),
+        Err(e) => Err(LinkError::shmlane("send", e)),
+    }
+}
+
 /// One process's end of a facade transport.
 #[derive(Debug)]
 pub struct PubSub {
@@ -76,12 +92,8 @@ impl Link for PubSub {
                 self.publisher.loan_slice(self.words).map_err(|e| LinkError::shmlane("loan", e))?;
             loan[0] = seq;
             self.publisher.send_slice(loan)
-        }
-        .map_err(|e| LinkError::shmlane("send", e))?;
-        if delivered != 1 {
-            return Err(LinkError::Shmlane(format!("message {seq} reached no subscriber")));
-        }
-        Ok(())
+        };
+        delivered_once(seq, delivered)
     }
 
     #[inline(always)]
@@ -112,5 +124,170 @@ impl Link for PubSub {
     /// Whether the peer's subscriber is being served (so no message can miss it).
     fn peer_attached(&self) -> bool {
         self.publisher.subscribers() == 1
+    }
+}
+
+/// Subscriber capacity of the throughput mode's topics (and slots of its SPSC queues).
+pub const STREAM_CAPACITY: u32 = 256;
+
+/// A throughput payload: a `#[repr(C)]` value of a fixed size whose first word is its
+/// sequence number.
+pub trait Sequenced: ZeroCopy + Copy {
+    /// The value carrying `seq` (the rest zero).
+    fn with_seq(seq: u64) -> Self;
+    /// Its sequence number.
+    fn seq(&self) -> u64;
+    /// Writes its sequence number (nothing else).
+    fn set_seq(&mut self, seq: u64);
+}
+
+/// Defines a payload type of `$bytes` bytes: a sequence number and padding.
+macro_rules! payloads {
+    ($($name:ident = $bytes:expr),* $(,)?) => {$(
+        #[doc = concat!("A ", stringify!($bytes), "-byte payload: a sequence number and padding.")]
+        #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
+        #[zerocopy(crate = "shmlane::zerocopy")]
+        #[repr(C)]
+        pub struct $name {
+            seq: u64,
+            pad: [u8; $bytes - 8],
+        }
+
+        const _: () = assert!(size_of::<$name>() == $bytes);
+
+        impl Sequenced for $name {
+            fn with_seq(seq: u64) -> Self {
+                $name { seq, pad: [0; $bytes - 8] }
+            }
+            #[inline(always)]
+            fn seq(&self) -> u64 {
+                self.seq
+            }
+            #[inline(always)]
+            fn set_seq(&mut self, seq: u64) {
+                self.seq = seq;
+            }
+        }
+    )*};
+}
+
+payloads!(Seq8 = 8, Seq64 = 64, Seq1K = 1024, Seq64K = 65536);
+
+/// Payload sizes the throughput mode has a type for.
+pub const STREAM_PAYLOADS: [u64; 4] = [8, 64, 1 << 10, 64 << 10];
+
+/// Largest payload sent with `send_copy` (the whole value written); larger ones are loaned
+/// and only their sequence number is written in place.
+const BY_COPY_MAX: usize = 64;
+
+/// The throughput mode's topic of one payload size (`stream{phase}`): one publisher (the
+/// initiator), one subscriber (the echo side), capacity [`STREAM_CAPACITY`],
+/// [`Overflow::Block`], the other settings the facade's defaults.
+#[derive(Debug)]
+pub enum StreamTopic {
+    /// 8 bytes.
+    B8(Topic<Seq8>),
+    /// 64 bytes.
+    B64(Topic<Seq64>),
+    /// 1 KiB.
+    K1(Topic<Seq1K>),
+    /// 64 KiB.
+    K64(Topic<Seq64K>),
+}
+
+impl StreamTopic {
+    /// Creates (initiator) or opens (echo side) topic `name` for `payload`-byte messages (one
+    /// of [`STREAM_PAYLOADS`]).
+    pub fn new(node: &Node, name: &str, payload: u64, side: Side) -> Result<StreamTopic, String> {
+        fn open<P: Sequenced>(node: &Node, name: &str, side: Side) -> Result<Topic<P>, String> {
+            let builder = node
+                .topic::<P>(name)
+                .max_publishers(1)
+                .max_subscribers(1)
+                .subscriber_capacity(STREAM_CAPACITY)
+                .overflow(Overflow::Block);
+            match side {
+                Side::Initiator => builder.create(),
+                Side::Echo => builder.open(),
+            }
+            .map_err(|e| format!("topic {name}: {e}"))
+        }
+        Ok(match payload {
+            8 => StreamTopic::B8(open(node, name, side)?),
+            64 => StreamTopic::B64(open(node, name, side)?),
+            1024 => StreamTopic::K1(open(node, name, side)?),
+            65536 => StreamTopic::K64(open(node, name, side)?),
+            _ => return Err(format!("no throughput payload type of {payload} bytes")),
+        })
+    }
+
+    /// `side`'s end: the initiator publishes, the echo side subscribes.
+    pub fn link(&self, side: Side) -> Result<Box<dyn Link + '_>, LinkError> {
+        fn end<P: Sequenced>(topic: &Topic<P>, side: Side) -> Result<Box<dyn Link>, LinkError> {
+            Ok(match side {
+                Side::Initiator => Box::new(StreamEnd::Publisher(
+                    topic
+                        .publisher()
+                        .map_err(|e| LinkError::shmlane("claim a publisher slot", e))?,
+                )),
+                Side::Echo => Box::new(StreamEnd::Subscriber(
+                    topic
+                        .subscriber()
+                        .map_err(|e| LinkError::shmlane("claim a subscriber slot", e))?,
+                )),
+            })
+        }
+        match self {
+            StreamTopic::B8(topic) => end(topic, side),
+            StreamTopic::B64(topic) => end(topic, side),
+            StreamTopic::K1(topic) => end(topic, side),
+            StreamTopic::K64(topic) => end(topic, side),
+        }
+    }
+}
+
+/// One process's end of a throughput topic.
+#[derive(Debug)]
+enum StreamEnd<P: Sequenced> {
+    Publisher(Publisher<P>),
+    Subscriber(Subscriber<P>),
+}
+
+impl<P: Sequenced> Link for StreamEnd<P> {
+    /// `send_copy` of the whole value up to [`BY_COPY_MAX`] bytes, else `loan`, the sequence
+    /// number written in place, `send`. Under `Overflow::Block` a full queue makes it wait.
+    #[inline(always)]
+    fn send(&mut self, seq: u64) -> Result<(), LinkError> {
+        let StreamEnd::Publisher(publisher) = self else {
+            return Err(LinkError::Shmlane("a subscriber end does not send".into()));
+        };
+        let delivered = if size_of::<P>() <= BY_COPY_MAX {
+            publisher.send_copy(P::with_seq(seq))
+        } else {
+            let mut loan = publisher.loan().map_err(|e| LinkError::shmlane("loan", e))?;
+            loan.set_seq(seq);
+            publisher.send(loan)
+        };
+        delivered_once(seq, delivered)
+    }
+
+    /// Busy-polled `receive`, the sequence number read in place (`Deref`).
+    #[inline(always)]
+    fn receive(&mut self, seq: u64) -> Result<(), LinkError> {
+        let StreamEnd::Subscriber(subscriber) = self else {
+            return Err(LinkError::Shmlane("a publisher end does not receive".into()));
+        };
+        let got = spin_until("a sample", || {
+            subscriber.receive().map(|received| received.map(|sample| sample.seq())).transpose()
+        })?
+        .map_err(|e| LinkError::shmlane("receive", e))?;
+        expect_seq(seq, got)
+    }
+
+    fn peer_attached(&self) -> bool {
+        match self {
+            StreamEnd::Publisher(publisher) => publisher.subscribers() == 1,
+            StreamEnd::Subscriber(_) => true,
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The results: one table per payload size on stdout, and the JSON file of `--json`, whose
-//! shape other tools rely on (`machine`, then one row per transport and payload size).
+//! shape other tools rely on (`machine`, then one row per transport and payload size). The
+//! throughput mode's tables and JSON have the same shape, with rates instead of latencies.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -155,9 +156,150 @@ pub fn write_json(
             max_ns: measurement.max(),
         })
         .collect();
+    write_pretty(file, &Json { machine, results })
+}
+
+/// One transport's streaming rate at one payload size (throughput mode).
+#[derive(Debug)]
+pub struct Throughput {
+    /// The transport.
+    pub transport: Transport,
+    /// Bytes per message.
+    pub payload: u64,
+    /// Messages per round.
+    pub messages: u64,
+    /// Messages per second, one per recorded round.
+    pub rates: Vec<f64>,
+}
+
+impl Throughput {
+    /// Minimum, median and maximum of the rounds' messages/s.
+    pub fn spread(&self) -> [f64; 3] {
+        spread(&self.rates)
+    }
+
+    /// GB/s (10^9 bytes) of payload at `rate` messages/s.
+    pub fn gb_per_s(&self, rate: f64) -> f64 {
+        rate * self.payload as f64 / 1e9
+    }
+}
+
+/// Minimum, median and maximum of `values` (`NaN`s if empty).
+pub fn spread(values: &[f64]) -> [f64; 3] {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return [f64::NAN; 3];
+    }
+    let median =
+        if n.is_multiple_of(2) { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 } else { sorted[n / 2] };
+    [sorted[0], median, sorted[n - 1]]
+}
+
+/// Prints one throughput table per payload size, each with the per-round ratio of
+/// `shmlane-pubsub` to `shmlane-spsc`.
+pub fn print_throughput(rows: &[Throughput], machine: &Machine) {
+    println!(
+        "shmlane bench --mode throughput on {}, CPUs {} (sender) and {} (receiver)",
+        machine.cpu, machine.cores[0], machine.cores[1]
+    );
+    let rounds = rows.first().map_or(0, |row| row.rates.len());
+    println!(
+        "one-way streams, every sequence number checked, nothing dropped; M msgs/s over {rounds} \
+         rounds (min, median, max), GB/s at the median"
+    );
+    let mut payloads: Vec<u64> = rows.iter().map(|row| row.payload).collect();
+    payloads.dedup();
+    for payload in payloads {
+        let rows: Vec<&Throughput> = rows.iter().filter(|row| row.payload == payload).collect();
+        let messages = rows.first().map_or(0, |row| row.messages);
+        println!("\npayload {} ({messages} messages per transport and round)", size(payload));
+        println!(
+            "{:<18}{:>10}{:>10}{:>10}{:>10}{:>16}",
+            "transport", "min", "median", "max", "GB/s", "median/spsc"
+        );
+        let spsc = rows.iter().find(|row| row.transport == Transport::ShmlaneSpsc);
+        for row in &rows {
+            let [min, median, max] = row.spread();
+            let ratio = spsc.map_or("-".to_owned(), |spsc| {
+                format!("{:.2}", median / spsc.spread()[1].max(f64::MIN_POSITIVE))
+            });
+            println!(
+                "{:<18}{:>10.2}{:>10.2}{:>10.2}{:>10.3}{ratio:>16}",
+                row.transport.name(),
+                min / 1e6,
+                median / 1e6,
+                max / 1e6,
+                row.gb_per_s(median)
+            );
+        }
+        let pubsub = rows.iter().find(|row| row.transport == Transport::ShmlanePubsub);
+        if let (Some(pubsub), Some(spsc)) = (pubsub, spsc) {
+            let ratios: Vec<f64> =
+                pubsub.rates.iter().zip(&spsc.rates).map(|(ours, queue)| ours / queue).collect();
+            let [min, median, max] = spread(&ratios);
+            let goal = if payload == 8 { " (goal >= 0.50)" } else { "" };
+            println!(
+                "shmlane-pubsub / shmlane-spsc per round: min {min:.2}, median {median:.2}, max \
+                 {max:.2}{goal}"
+            );
+        }
+    }
+    if machine.cores[0] == machine.cores[1] {
+        println!("\n(both processes ran on one CPU: these numbers measure context switches)");
+    }
+}
+
+/// The throughput mode's `--json` file.
+#[derive(Serialize)]
+struct ThroughputJson<'m> {
+    machine: &'m Machine,
+    results: Vec<ThroughputRow>,
+}
+
+/// One transport and payload size in the throughput mode's `--json` file.
+#[derive(Serialize)]
+struct ThroughputRow {
+    transport: &'static str,
+    payload_bytes: u64,
+    messages: u64,
+    msgs_per_s: Vec<f64>,
+    min_msgs_per_s: f64,
+    median_msgs_per_s: f64,
+    max_msgs_per_s: f64,
+    median_gb_per_s: f64,
+}
+
+/// Writes the throughput mode's `{"machine": …, "results": […]}` to `file`.
+pub fn write_throughput_json(
+    file: File,
+    machine: &Machine,
+    rows: &[Throughput],
+) -> Result<(), String> {
+    let results = rows
+        .iter()
+        .map(|row| {
+            let [min, median, max] = row.spread();
+            ThroughputRow {
+                transport: row.transport.name(),
+                payload_bytes: row.payload,
+                messages: row.messages,
+                msgs_per_s: row.rates.clone(),
+                min_msgs_per_s: min,
+                median_msgs_per_s: median,
+                max_msgs_per_s: max,
+                median_gb_per_s: row.gb_per_s(median),
+            }
+        })
+        .collect();
+    write_pretty(file, &ThroughputJson { machine, results })
+}
+
+/// Writes `value` as pretty JSON and a newline to `file`.
+fn write_pretty(file: File, value: &impl Serialize) -> Result<(), String> {
     let mut out = BufWriter::new(file);
-    serde_json::to_writer_pretty(&mut out, &Json { machine, results })
-        .map_err(|e| e.to_string())?;
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| e.to_string())?;
     writeln!(out).and_then(|()| out.flush()).map_err(|e| e.to_string())
 }
 
@@ -171,5 +313,12 @@ mod tests {
         assert_eq!(size(4096), "4 KiB");
         assert_eq!(size(1 << 20), "1 MiB");
         assert_eq!(size(1000), "1000 B");
+    }
+
+    #[test]
+    fn spreads_take_the_middle_of_the_rounds() {
+        assert_eq!(spread(&[3.0, 1.0, 2.0]), [1.0, 2.0, 3.0]);
+        assert_eq!(spread(&[4.0, 1.0, 2.0, 3.0]), [1.0, 2.5, 4.0]);
+        assert!(spread(&[]).iter().all(|v| v.is_nan()));
     }
 }
