@@ -10,7 +10,7 @@ use crossbeam_utils::CachePadded;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
-use shmlane_queue::model::mpmc::{Entry, SharedMpmc};
+use shmlane_queue::model::mpmc::{Entry, MpmcConsumer, SharedMpmc};
 use shmlane_queue::model::spsc::Slot;
 use shmlane_segment::RoleOwner;
 use shmlane_workspace::model;
@@ -67,24 +67,37 @@ impl Abandoned {
     }
 }
 
+/// Runs `f` on (a clone of) `state` in a new thread.
+fn spawn_on<T: Send + 'static>(
+    state: &Arc<Abandoned>,
+    f: impl FnOnce(&Abandoned) -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let state = state.clone();
+    thread::spawn(move || f(&state))
+}
+
+/// Pops `count` values, yielding while `consumer` finds nothing.
+fn pop_spinning(consumer: &mut MpmcConsumer<'_, u64>, count: usize) -> Vec<u64> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        match consumer.try_pop() {
+            Ok(value) => got.push(value),
+            Err(_) => thread::yield_now(),
+        }
+    }
+    got
+}
+
 #[test]
 fn a_consumer_skips_the_dead_producers_slot_while_a_live_producer_pushes() {
     model::check(|| {
         let state = Abandoned::new();
-        let producer = {
-            let state = state.clone();
-            thread::spawn(move || {
-                let mut producer = state.queue().producer().unwrap();
-                producer.try_push(7).unwrap();
-            })
-        };
+        let producer = spawn_on(&state, |state| {
+            let mut producer = state.queue().producer().unwrap();
+            producer.try_push(7).unwrap();
+        });
         let mut consumer = state.queue().consumer().unwrap();
-        let value = loop {
-            match consumer.try_pop() {
-                Ok(value) => break value,
-                Err(_) => thread::yield_now(),
-            }
-        };
+        let value = pop_spinning(&mut consumer, 1)[0];
         producer.join().unwrap();
         assert_eq!(value, 7);
         assert!(consumer.try_pop().is_err());
@@ -105,8 +118,7 @@ fn two_consumers_repairing_at_once_skip_the_slot_once_and_lose_nothing() {
         state.queue().producer().unwrap().try_push(7).unwrap();
         let consumers: Vec<_> = (0..2)
             .map(|_| {
-                let state = state.clone();
-                thread::spawn(move || {
+                spawn_on(&state, |state| {
                     let mut consumer = state.queue().consumer().unwrap();
                     (0..2).filter_map(|_| consumer.try_pop().ok()).collect::<Vec<_>>()
                 })
@@ -136,23 +148,14 @@ fn a_producer_frees_the_slot_of_a_dead_consumer_and_only_that_value_is_lost() {
         state.head.store(1, Ordering::Relaxed);
         state.consumers[0][0].store(dead().to_raw(), Ordering::Relaxed);
         state.consumers[0][1].store(1, Ordering::Relaxed);
-        let producer = {
-            let state = state.clone();
-            thread::spawn(move || {
-                let mut producer = state.queue().producer().unwrap();
-                while producer.try_push(3).is_err() {
-                    thread::yield_now();
-                }
-            })
-        };
-        let mut consumer = state.queue().consumer().unwrap();
-        let mut got = Vec::new();
-        while got.len() < 2 {
-            match consumer.try_pop() {
-                Ok(value) => got.push(value),
-                Err(_) => thread::yield_now(),
+        let producer = spawn_on(&state, |state| {
+            let mut producer = state.queue().producer().unwrap();
+            while producer.try_push(3).is_err() {
+                thread::yield_now();
             }
-        }
+        });
+        let mut consumer = state.queue().consumer().unwrap();
+        let got = pop_spinning(&mut consumer, 2);
         producer.join().unwrap();
         assert_eq!(got, [2, 3]);
         assert_eq!(state.lost.load(Ordering::Relaxed), 1);
@@ -170,17 +173,10 @@ fn a_live_producers_slot_is_never_skipped_however_impatient_the_consumer() {
         state.producers[0][0].store(0, Ordering::Relaxed);
         state.producers[0][1].store(0, Ordering::Relaxed);
         state.tail.store(0, Ordering::Relaxed);
-        let producer = {
-            let state = state.clone();
-            thread::spawn(move || state.queue().producer().unwrap().try_push(5).unwrap())
-        };
+        let producer =
+            spawn_on(&state, |state| state.queue().producer().unwrap().try_push(5).unwrap());
         let mut consumer = state.queue().consumer().unwrap();
-        let value = loop {
-            match consumer.try_pop() {
-                Ok(value) => break value,
-                Err(_) => thread::yield_now(),
-            }
-        };
+        let value = pop_spinning(&mut consumer, 1)[0];
         producer.join().unwrap();
         assert_eq!(value, 5);
         assert_eq!(state.skipped.load(Ordering::Relaxed), 0);

@@ -58,3 +58,29 @@ fn the_producer_evicting_everything_races_a_pop_without_duplicates() {
         assert_eq!(all, [1, 2], "evicted {evicted:?} popped {popped:?}");
     });
 }
+
+/// A slot's line words travel with its value: whatever the interleaving of pushes that evict
+/// (and so reuse the one slot) and pops, every popped line is the one pushed with its value,
+/// never a torn mix of two positions' words. Two words of the line (a torn read needs two; the
+/// loop is the same for six, and each word more multiplies the interleavings).
+#[test]
+fn a_popped_line_is_the_one_pushed_with_its_value_even_when_its_slot_is_reused() {
+    const WORDS: usize = 2;
+    model::check(|| {
+        let (mut producer, mut consumer) = overflow::new(1);
+        let popper = thread::spawn(move || consumer.pop_line_when(|_| true, WORDS));
+        let mut evicted = Vec::new();
+        for value in 1..=2u64 {
+            evicted.extend(producer.push_line(value, &[value * 10; WORDS]).unwrap());
+        }
+        let popped = popper.join().unwrap();
+        if let Some((value, line)) = popped {
+            assert_eq!(line[..WORDS], [value * 10; WORDS], "torn line for {value}");
+            assert_eq!(line[WORDS..], [0; overflow::LINE_WORDS - WORDS], "words not asked for");
+        }
+        let mut all: Vec<u64> = popped.map(|(value, _)| value).into_iter().chain(evicted).collect();
+        all.extend(std::iter::from_fn(|| producer.evict().unwrap()));
+        all.sort_unstable();
+        assert_eq!(all, [1, 2]);
+    });
+}

@@ -291,12 +291,13 @@ fn inspect_shows_queue_fill_pool_use_and_drops_as_sent() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let node = node(root, "app", "parent");
+    // Wider than a queue slot's line: every sample takes a payload block.
     let topic =
-        node.topic::<u64>("ticks").subscriber_capacity(8).max_subscribers(2).create().unwrap();
+        node.topic::<[u64; 8]>("ticks").subscriber_capacity(8).max_subscribers(2).create().unwrap();
     let (first, second) = (topic.subscriber().unwrap(), topic.subscriber().unwrap());
     let publisher = topic.publisher().unwrap();
     for value in 1..=5 {
-        publisher.send_copy(value).unwrap();
+        publisher.send_copy([value; 8]).unwrap();
     }
     let inspected = |name: &str| json(&shmlane_in(root, &["inspect", name, "--json"], 0));
     let detail = inspected("app.topic.ticks");
@@ -313,7 +314,7 @@ fn inspect_shows_queue_fill_pool_use_and_drops_as_sent() {
     assert_eq!(header["total_size"], detail["size"]);
     let topic_json = &detail["topic"];
     assert_eq!(topic_json["config"]["subscriber_capacity"].as_u64(), Some(8));
-    assert_eq!(topic_json["type"]["name"].as_str(), Some("u64"));
+    assert_eq!(topic_json["type"]["name"].as_str(), Some("[u64; 8]"));
     assert_eq!(topic_json["problems"].as_array().map(Vec::len), Some(0));
     // Blocks: 4 loans + 2 subscribers × (8 queued + 8 held).
     let pool = &topic_json["publishers"][0]["pools"][0];
@@ -334,9 +335,9 @@ fn inspect_shows_queue_fill_pool_use_and_drops_as_sent() {
     // and hands it back (at once: a dropped sample's block is otherwise returned by the next
     // `receive` that finds nothing).
     for value in 6..=10 {
-        publisher.send_copy(value).unwrap();
+        publisher.send_copy([value; 8]).unwrap();
     }
-    assert_eq!(*first.receive().unwrap().unwrap(), 3);
+    assert_eq!(first.receive().unwrap().unwrap()[0], 3);
     first.flush_returns();
     let detail = inspected("app.topic.ticks");
     let subscribers = &detail["topic"]["subscribers"];
@@ -366,6 +367,21 @@ fn inspect_shows_queue_fill_pool_use_and_drops_as_sent() {
         (Some(36), Some(8))
     );
     drop((first, second));
+
+    // A `u64` travels inline in its queue slot: queued, with no block in use.
+    let small = node.topic::<u64>("small").subscriber_capacity(8).create().unwrap();
+    let subscriber = small.subscriber().unwrap();
+    let publisher = small.publisher().unwrap();
+    for value in 1..=3 {
+        publisher.send_copy(value).unwrap();
+    }
+    let detail = inspected("app.topic.small");
+    let queue = &detail["topic"]["subscribers"][0]["queues"][0];
+    assert_eq!((queue["queued"].as_u64(), queue["inline"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(detail["topic"]["publishers"][0]["pools"][0]["queued"].as_u64(), Some(0));
+    let text = shmlane_in(root, &["inspect", "app.topic.small"], 0).stdout;
+    assert!(text.contains("3 of 8 queued (3 inline), 0 returned"), "{text}");
+    assert_eq!(*subscriber.receive().unwrap().unwrap(), 1);
 }
 
 #[test]
@@ -386,7 +402,7 @@ fn missing_ambiguous_and_corrupt_names_exit_with_their_codes_and_clean_never_rem
     // fingerprint mirrors `topic::SEGMENT_FINGERPRINT` in crates/shmlane/src/topic/mod.rs.
     let _bogus = Segment::builder("app.topic.bogus")
         .backing(Backing::Dir(root.to_owned()))
-        .fingerprint(Fingerprint::new("shmlane.topic").with_u64(1))
+        .fingerprint(Fingerprint::new("shmlane.topic").with_u64(2))
         .size(4096)
         .create()
         .unwrap();

@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use shmlane_queue::mpmc::{Entry, MpmcConsumer, MpmcStats, SharedMpmc};
+use shmlane_queue::mpmc::{Entry, MpmcConsumer, MpmcProducer, MpmcStats, SharedMpmc};
 use shmlane_queue::raw::{CAPACITY_AT, EXTRA_AT, MAGIC_AT};
 use shmlane_queue::spsc::{PopError, Slot};
 use shmlane_queue::{ClaimError, QueueError};
@@ -143,6 +143,14 @@ fn create_queue_segment(tag: &str, shape: Shape) -> (String, Cleanup, Segment) {
     (name, cleanup, segment)
 }
 
+/// The segment of a kill or stop test: 4096 slots, two producers and two consumers, `bits`
+/// seen bits; and its shape.
+fn aimed_segment(tag: &str, bits: u64) -> (Shape, String, Cleanup, Segment) {
+    let shape = Shape { capacity: 4096, producers: 2, consumers: 2, bits };
+    let (name, cleanup, segment) = create_queue_segment(tag, shape);
+    (shape, name, cleanup, segment)
+}
+
 /// Opens the parent's segment, in a child.
 fn open_queue_segment(name: &str, shape: Shape) -> Segment {
     Segment::builder(name)
@@ -235,6 +243,74 @@ fn aim(
         }
     }
     false
+}
+
+/// Spawns a `push-loop` or `pop-loop` child on the segment `name`; once it claimed, returns it
+/// with its entry (among the producers' for `push-loop`, else among the consumers').
+fn spawn_looper(role: &str, name: &str, shape: Shape, raw: &RawQueue<'_>) -> (ChildProc, u64) {
+    let args = shape.args(name);
+    let mut child = spawn_child(role, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    child.report("claimed", CHILD_TIMEOUT);
+    let entry = if role == "push-loop" {
+        entry_of(raw, child.pid(), 0..2).expect("the child's producer entry")
+    } else {
+        entry_of(raw, child.pid(), 2..4).expect("the child's consumer entry")
+    };
+    (child, entry)
+}
+
+/// Spawns a `push-loop` child and [`aim`]s until it is stopped between its tail CAS and its seq
+/// store, popping into `popped` meanwhile; the child, its entry and the position it claimed.
+fn catch_producer(
+    name: &str,
+    shape: Shape,
+    raw: &RawQueue<'_>,
+    consumer: &mut MpmcConsumer<'_, u64>,
+    popped: &mut Vec<u64>,
+) -> (ChildProc, u64, u64) {
+    let (mut child, entry) = spawn_looper("push-loop", name, shape, raw);
+    let mut window = None;
+    let caught = aim(
+        &mut child,
+        AIM,
+        || popped.extend(std::iter::from_fn(|| consumer.try_pop().ok())),
+        || {
+            window = producer_window(raw, entry);
+            window.is_some()
+        },
+    );
+    assert!(caught, "the producer was never stopped between its tail CAS and its seq store");
+    (child, entry, window.unwrap())
+}
+
+/// Spawns a `pop-loop` child and [`aim`]s until it is stopped between its head CAS and its seq
+/// store, pushing 0, 1, 2, ... (short of the last 8 laps of the seen bits) meanwhile; the
+/// child, the position it claimed and the next value to push.
+fn catch_consumer(
+    name: &str,
+    shape: Shape,
+    raw: &RawQueue<'_>,
+    producer: &mut MpmcProducer<'_, u64>,
+) -> (ChildProc, u64, u64) {
+    let (mut child, entry) = spawn_looper("pop-loop", name, shape, raw);
+    let room = shape.bits - 8 * shape.capacity;
+    let mut next = 0;
+    let mut window = None;
+    let caught = aim(
+        &mut child,
+        AIM,
+        || {
+            while next < room && producer.try_push(next).is_ok() {
+                next += 1;
+            }
+        },
+        || {
+            window = consumer_window(raw, entry);
+            window.is_some()
+        },
+    );
+    assert!(caught, "the consumer was never stopped between its head CAS and its seq store");
+    (child, window.unwrap(), next)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,29 +546,13 @@ fn claims_beyond_the_participant_limit_fail_until_an_entry_is_released_or_its_ow
 #[test]
 fn a_producer_killed_between_claiming_and_writing_is_skipped_once_and_the_queue_goes_on() {
     let _spin = process_lock();
-    let shape = Shape { capacity: 4096, producers: 2, consumers: 2, bits: 64 };
-    let (name, _cleanup, segment) = create_queue_segment("kill-producer", shape);
+    let (shape, name, _cleanup, segment) = aimed_segment("kill-producer", 64);
     let queue = attach(&segment, shape).with_patience(16);
     let raw = raw(&segment, shape);
     let mut consumer = queue.consumer().unwrap();
-    let args = shape.args(&name);
-    let mut child = spawn_child("push-loop", &args.iter().map(String::as_str).collect::<Vec<_>>());
-    child.report("claimed", CHILD_TIMEOUT);
-    let entry = entry_of(&raw, child.pid(), 0..2).expect("the child's producer entry");
-
     let mut popped = Vec::new();
-    let mut window = None;
-    let caught = aim(
-        &mut child,
-        AIM,
-        || popped.extend(std::iter::from_fn(|| consumer.try_pop().ok())),
-        || {
-            window = producer_window(&raw, entry);
-            window.is_some()
-        },
-    );
-    assert!(caught, "the producer was never stopped between its tail CAS and its seq store");
-    let position = window.unwrap();
+    let (mut child, entry, position) =
+        catch_producer(&name, shape, &raw, &mut consumer, &mut popped);
     child.kill_while_running();
     let dead = RoleOwner::from_raw(raw.role(entry).load(Ordering::Acquire)).unwrap();
     assert_eq!(dead.liveness(), Liveness::Dead);
@@ -525,35 +585,12 @@ fn a_producer_killed_between_claiming_and_writing_is_skipped_once_and_the_queue_
 #[test]
 fn a_consumer_killed_between_claiming_and_releasing_loses_one_value_and_producers_wrap_on() {
     let _spin = process_lock();
-    let shape = Shape { capacity: 4096, producers: 2, consumers: 2, bits: 1 << 24 };
-    let (name, _cleanup, segment) = create_queue_segment("kill-consumer", shape);
+    let (shape, name, _cleanup, segment) = aimed_segment("kill-consumer", 1 << 24);
     let queue = attach(&segment, shape).with_patience(16);
     let raw = raw(&segment, shape);
     let seen = bitmap(&segment, shape);
     let mut producer = queue.producer().unwrap();
-    let args = shape.args(&name);
-    let mut child = spawn_child("pop-loop", &args.iter().map(String::as_str).collect::<Vec<_>>());
-    child.report("claimed", CHILD_TIMEOUT);
-    let entry = entry_of(&raw, child.pid(), 2..4).expect("the child's consumer entry");
-
-    let room = shape.bits - 8 * shape.capacity;
-    let mut next = 0;
-    let mut window = None;
-    let caught = aim(
-        &mut child,
-        AIM,
-        || {
-            while next < room && producer.try_push(next).is_ok() {
-                next += 1;
-            }
-        },
-        || {
-            window = consumer_window(&raw, entry);
-            window.is_some()
-        },
-    );
-    assert!(caught, "the consumer was never stopped between its head CAS and its seq store");
-    let lost = window.unwrap();
+    let (mut child, lost, mut next) = catch_consumer(&name, shape, &raw, &mut producer);
     child.kill_while_running();
 
     // Push on until the ring has wrapped over the abandoned slot a few times, consuming here.
@@ -585,41 +622,32 @@ fn a_consumer_killed_between_claiming_and_releasing_loses_one_value_and_producer
 /// How long the survivors poll a stopped participant's slot.
 const STOPPED_FOR: Duration = Duration::from_secs(1);
 
-#[test]
-fn a_stopped_producer_inside_its_window_is_waited_for_not_skipped() {
-    let _spin = process_lock();
-    let shape = Shape { capacity: 4096, producers: 2, consumers: 2, bits: 64 };
-    let (name, _cleanup, segment) = create_queue_segment("stopped-producer", shape);
-    let queue = attach(&segment, shape).with_patience(1);
-    let raw = raw(&segment, shape);
-    let mut consumer = queue.consumer().unwrap();
-    let args = shape.args(&name);
-    let mut child = spawn_child("push-loop", &args.iter().map(String::as_str).collect::<Vec<_>>());
-    child.report("claimed", CHILD_TIMEOUT);
-    let entry = entry_of(&raw, child.pid(), 0..2).expect("the child's producer entry");
-    let mut popped = Vec::new();
-    let mut window = None;
-    let caught = aim(
-        &mut child,
-        AIM,
-        || popped.extend(std::iter::from_fn(|| consumer.try_pop().ok())),
-        || {
-            window = producer_window(&raw, entry);
-            window.is_some()
-        },
-    );
-    assert!(caught, "the producer was never stopped between its tail CAS and its seq store");
-    let position = window.unwrap();
-
-    drain(&mut consumer, 50, &mut popped);
-    assert_eq!(popped, (0..position).collect::<Vec<_>>());
+/// Calls `poll` again and again for [`STOPPED_FOR`]; it must have run more than 100 times.
+fn poll_while_stopped(mut poll: impl FnMut()) {
     let until = Instant::now() + STOPPED_FOR;
     let mut polls = 0u64;
     while Instant::now() < until {
-        assert_eq!(consumer.try_pop(), Err(PopError::Empty), "a stopped producer's slot");
+        poll();
         polls += 1;
     }
     assert!(polls > 100, "only {polls} polls");
+}
+
+#[test]
+fn a_stopped_producer_inside_its_window_is_waited_for_not_skipped() {
+    let _spin = process_lock();
+    let (shape, name, _cleanup, segment) = aimed_segment("stopped-producer", 64);
+    let queue = attach(&segment, shape).with_patience(1);
+    let raw = raw(&segment, shape);
+    let mut consumer = queue.consumer().unwrap();
+    let mut popped = Vec::new();
+    let (mut child, _, position) = catch_producer(&name, shape, &raw, &mut consumer, &mut popped);
+
+    drain(&mut consumer, 50, &mut popped);
+    assert_eq!(popped, (0..position).collect::<Vec<_>>());
+    poll_while_stopped(|| {
+        assert_eq!(consumer.try_pop(), Err(PopError::Empty), "a stopped producer's slot");
+    });
     assert_eq!(queue.stats(), NO_REPAIR, "a live (stopped) producer's slot was repaired");
     assert_eq!(raw.stamp(position).load(Ordering::Acquire), position, "the slot was touched");
     assert_eq!(raw.head().load(Ordering::Acquire), position);
@@ -640,47 +668,21 @@ fn a_stopped_producer_inside_its_window_is_waited_for_not_skipped() {
 #[test]
 fn a_stopped_consumer_inside_its_window_is_waited_for_not_freed() {
     let _spin = process_lock();
-    let shape = Shape { capacity: 4096, producers: 2, consumers: 2, bits: 1 << 24 };
-    let (name, _cleanup, segment) = create_queue_segment("stopped-consumer", shape);
+    let (shape, name, _cleanup, segment) = aimed_segment("stopped-consumer", 1 << 24);
     let queue = attach(&segment, shape).with_patience(1);
     let raw = raw(&segment, shape);
     let seen = bitmap(&segment, shape);
     let mut producer = queue.producer().unwrap();
-    let args = shape.args(&name);
-    let mut child = spawn_child("pop-loop", &args.iter().map(String::as_str).collect::<Vec<_>>());
-    child.report("claimed", CHILD_TIMEOUT);
-    let entry = entry_of(&raw, child.pid(), 2..4).expect("the child's consumer entry");
-    let room = shape.bits - 8 * shape.capacity;
-    let mut next = 0;
-    let mut window = None;
-    let caught = aim(
-        &mut child,
-        AIM,
-        || {
-            while next < room && producer.try_push(next).is_ok() {
-                next += 1;
-            }
-        },
-        || {
-            window = consumer_window(&raw, entry);
-            window.is_some()
-        },
-    );
-    assert!(caught, "the consumer was never stopped between its head CAS and its seq store");
-    let held = window.unwrap();
+    let (mut child, held, mut next) = catch_consumer(&name, shape, &raw, &mut producer);
 
     // Fill up to the held slot's next lap: exactly there pushes must wait.
     while producer.try_push(next).is_ok() {
         next += 1;
     }
     assert_eq!(next, held + shape.capacity, "the ring is full up to the held slot");
-    let until = Instant::now() + STOPPED_FOR;
-    let mut polls = 0u64;
-    while Instant::now() < until {
+    poll_while_stopped(|| {
         assert_eq!(producer.try_push(next), Err(next), "a stopped consumer's slot");
-        polls += 1;
-    }
-    assert!(polls > 100, "only {polls} polls");
+    });
     assert_eq!(queue.stats(), NO_REPAIR, "a live (stopped) consumer's slot was freed");
     assert_eq!(raw.stamp(held).load(Ordering::Acquire), held + 1, "the slot was touched");
 
@@ -709,7 +711,8 @@ fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
     let bad_region = |capacity, producers, consumers| {
         bad_region(SharedMpmc::<u64>::layout(capacity, producers, consumers).unwrap(), region)
     };
-    let mut cases = descriptor_cases(QUEUE_FINGERPRINT, |capacity| bad_region(capacity, 2, 2));
+    let mut cases =
+        descriptor_cases(QUEUE_FINGERPRINT, (8, 8), |capacity| bad_region(capacity, 2, 2));
     let word = |n: u64| n.to_ne_bytes().to_vec();
     cases.extend([
         ("magic", MAGIC_AT, b"NOTAMPMC".to_vec(), QueueError::BadMagic),

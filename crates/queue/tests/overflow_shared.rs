@@ -517,7 +517,7 @@ fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
     let original = raw.descriptor();
     let attach_at = |region| SharedOverflow::attach(&segment, region, QUEUE_FINGERPRINT);
     let bad_region = |capacity| bad_region(SharedOverflow::layout(capacity).unwrap(), region);
-    let mut cases = descriptor_cases(QUEUE_FINGERPRINT, bad_region);
+    let mut cases = descriptor_cases(QUEUE_FINGERPRINT, (64, 64), bad_region);
     let word = |value: u64| value.to_ne_bytes().to_vec();
     cases.extend([
         ("magic of an SPSC queue", MAGIC_AT, b"SHMLSPSC".to_vec(), QueueError::BadMagic),

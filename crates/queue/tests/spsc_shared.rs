@@ -881,7 +881,7 @@ fn attach_reports_each_corrupt_descriptor_field_with_its_own_error() {
     let region = queue_segment(8).queue;
     let attach_at = |region| SharedSpsc::<u64>::attach(&segment, region, QUEUE_FINGERPRINT);
     let bad_region = |capacity| bad_region(SharedSpsc::<u64>::layout(capacity).unwrap(), region);
-    let mut cases = descriptor_cases(QUEUE_FINGERPRINT, bad_region);
+    let mut cases = descriptor_cases(QUEUE_FINGERPRINT, (8, 8), bad_region);
     cases.extend([
         ("magic", MAGIC_AT, b"NOTSPSC!".to_vec(), QueueError::BadMagic),
         ("magic of an overflowing queue", MAGIC_AT, b"SHMLOVFL".to_vec(), QueueError::BadMagic),

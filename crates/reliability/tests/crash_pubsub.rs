@@ -8,13 +8,16 @@
 use std::time::{Duration, Instant};
 
 use shmlane::notify::Blocking;
-use shmlane::{BlockCounts, ConnectError, Node, Overflow, PublishError, Publisher, Subscriber};
+use shmlane::{
+    BlockCounts, ConnectError, Node, Overflow, PublishError, Publisher, Sample, Subscriber, Topic,
+};
 use shmlane_reliability::{
-    CRASH_AT_ENV, Flag, Stamped, assert_nothing_left, files_of, finish, hold_samples, test_node,
+    CRASH_AT_ENV, Flag, SmallStamped, Stamp, Stamped, assert_nothing_left, files_of, finish,
+    hold_samples, test_node,
 };
 use shmlane_testkit::{
-    arg_u64, child_spec, exit_child, fail, process_lock, report, sleep_until_killed, spawn_child,
-    spawn_child_with_env, split_spec, wait_for,
+    ChildProc, arg_u64, child_spec, exit_child, fail, process_lock, report, sleep_until_killed,
+    spawn_child, spawn_child_with_env, split_spec, wait_for,
 };
 
 /// Deadline of every wait (a watchdog: a hang fails the test).
@@ -31,7 +34,10 @@ fn child_entry() {
     let (role, args) = split_spec(&spec);
     match (role, args.as_slice()) {
         ("publish", [ns, epoch, subscribers]) => {
-            child_publish(ns, arg_u64(epoch), arg_u64(subscribers) as usize)
+            child_publish::<Stamped>(ns, arg_u64(epoch), arg_u64(subscribers) as usize)
+        }
+        ("publish_small", [ns, epoch, subscribers]) => {
+            child_publish::<SmallStamped>(ns, arg_u64(epoch), arg_u64(subscribers) as usize)
         }
         ("publish_then_wait", [ns, flag]) => child_publish_then_wait(ns, flag),
         ("hold", [ns, keep]) => hold_samples(&child_node(ns), arg_u64(keep) as usize, TIMEOUT),
@@ -55,17 +61,47 @@ fn child_node(ns: &str) -> Node {
     Node::builder("child").namespace(ns).create().unwrap_or_else(|e| fail(3, e))
 }
 
-/// Publishes `Stamped(epoch, 1..)` once every millisecond after `subscribers` joined, until
-/// its armed crash point kills it.
-fn child_publish(ns: &str, epoch: u64, subscribers: usize) {
+/// The child's node, topic "t" and a publisher of it.
+fn child_publisher<S: Stamp>(ns: &str) -> (Node, Topic<S>, Publisher<S>) {
+    let node = child_node(ns);
+    let topic = node.topic::<S>("t").open().unwrap_or_else(|e| fail(3, e));
+    let publisher = topic.publisher().unwrap_or_else(|e| fail(3, e));
+    (node, topic, publisher)
+}
+
+/// The child's node, topic "t" and a subscriber of it, once reported "ready".
+fn child_subscriber(ns: &str) -> (Node, Topic<Stamped>, Subscriber<Stamped>) {
     let node = child_node(ns);
     let topic = node.topic::<Stamped>("t").open().unwrap_or_else(|e| fail(3, e));
-    let publisher = topic.publisher().unwrap_or_else(|e| fail(3, e));
+    let subscriber = topic.subscriber().unwrap_or_else(|e| fail(3, e));
+    report("ready", 1);
+    (node, topic, subscriber)
+}
+
+/// The next sample of `subscriber`, waiting for it (in a child).
+fn next_sample(subscriber: &Subscriber<Stamped>) -> Sample<'_, Stamped> {
+    let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT));
+    sample.unwrap_or_else(|e| fail(3, e))
+}
+
+/// The seq of the next sample of `subscriber`, which must be intact (in a child).
+fn next_intact(subscriber: &Subscriber<Stamped>) -> u64 {
+    let sample = next_sample(subscriber);
+    if !sample.is_intact() {
+        fail(4, format!("torn: {:?}", *sample));
+    }
+    sample.seq
+}
+
+/// Publishes `S(epoch, 1..)` once every millisecond after `subscribers` joined, until its
+/// armed crash point kills it.
+fn child_publish<S: Stamp>(ns: &str, epoch: u64, subscribers: usize) {
+    let (_node, _topic, publisher) = child_publisher(ns);
     wait_for("the subscribers", TIMEOUT, || publisher.subscribers() == subscribers);
     report("serving", subscribers);
     std::thread::sleep(Duration::from_millis(50));
     for seq in 1..10_000 {
-        publisher.send_copy(Stamped::new(epoch, seq)).unwrap_or_else(|e| fail(3, e));
+        publisher.send_copy(S::new(epoch, seq)).unwrap_or_else(|e| fail(3, e));
         std::thread::sleep(Duration::from_millis(1));
     }
     fail(5, "published for 10 s without dying at the armed crash point");
@@ -73,9 +109,7 @@ fn child_publish(ns: &str, epoch: u64, subscribers: usize) {
 
 /// Publishes 1..=3, keeps a loan, reports "sent"; once `flag` is raised, publishes 4..=6.
 fn child_publish_then_wait(ns: &str, flag: &str) {
-    let node = child_node(ns);
-    let topic = node.topic::<Stamped>("t").open().unwrap_or_else(|e| fail(3, e));
-    let publisher = topic.publisher().unwrap_or_else(|e| fail(3, e));
+    let (_node, _topic, publisher) = child_publisher(ns);
     wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
     for seq in 1..=3 {
         publisher.send_copy(Stamped::new(1, seq)).unwrap_or_else(|e| fail(3, e));
@@ -91,24 +125,16 @@ fn child_publish_then_wait(ns: &str, flag: &str) {
 
 /// Takes one sample, holds it, reads no more, waits to be killed.
 fn child_stall(ns: &str) {
-    let node = child_node(ns);
-    let topic = node.topic::<Stamped>("t").open().unwrap_or_else(|e| fail(3, e));
-    let subscriber = topic.subscriber().unwrap_or_else(|e| fail(3, e));
-    report("ready", 1);
-    let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT));
-    let sample = sample.unwrap_or_else(|e| fail(3, e));
+    let (_node, _topic, subscriber) = child_subscriber(ns);
+    let sample = next_sample(&subscriber);
     report("holding", sample.seq);
     sleep_until_killed()
 }
 
 /// Takes one sample, holds it, reads no more; leaves (cleanly) once `flag` is raised.
 fn child_leave(ns: &str, flag: &str) {
-    let node = child_node(ns);
-    let topic = node.topic::<Stamped>("t").open().unwrap_or_else(|e| fail(3, e));
-    let subscriber = topic.subscriber().unwrap_or_else(|e| fail(3, e));
-    report("ready", 1);
-    let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT));
-    let sample = sample.unwrap_or_else(|e| fail(3, e));
+    let (_node, _topic, subscriber) = child_subscriber(ns);
+    let sample = next_sample(&subscriber);
     report("holding", sample.seq);
     wait_for("the go flag", TIMEOUT, || Flag::is_raised(flag));
 }
@@ -116,10 +142,7 @@ fn child_leave(ns: &str, flag: &str) {
 /// Receives `total` samples, which must be 1..=total in order and intact (the block policy
 /// loses nothing), and reports their sum and its drops.
 fn child_count(ns: &str, total: u64) {
-    let node = child_node(ns);
-    let topic = node.topic::<Stamped>("t").open().unwrap_or_else(|e| fail(3, e));
-    let subscriber = topic.subscriber().unwrap_or_else(|e| fail(3, e));
-    report("ready", 1);
+    let (_node, _topic, subscriber) = child_subscriber(ns);
     let mut sum = 0;
     for expected in 1..=total {
         let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT));
@@ -135,16 +158,8 @@ fn child_count(ns: &str, total: u64) {
 
 /// Sleeps in a blocking receive; reports the sample it wakes up with.
 fn child_blocked_wait(ns: &str) {
-    let node = child_node(ns);
-    let topic = node.topic::<Stamped>("t").open().unwrap_or_else(|e| fail(3, e));
-    let subscriber = topic.subscriber().unwrap_or_else(|e| fail(3, e));
-    report("ready", 1);
-    let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT));
-    let sample = sample.unwrap_or_else(|e| fail(3, e));
-    if !sample.is_intact() {
-        fail(4, format!("torn: {:?}", *sample));
-    }
-    report("got", sample.seq);
+    let (_node, _topic, subscriber) = child_subscriber(ns);
+    report("got", next_intact(&subscriber));
 }
 
 /// Holds the first `keep` samples, reports "holding", waits for `flag` (the parent stops and
@@ -152,14 +167,10 @@ fn child_blocked_wait(ns: &str) {
 /// - `block`: every sample up to `last`, in order, and reports their sum;
 /// - `drop`: what is queued (reported as "queued"), then one more, which must be `last`.
 fn child_slow(ns: &str, flag: &str, keep: usize, mode: &str, last: u64) {
-    let node = child_node(ns);
-    let topic = node.topic::<Stamped>("t").open().unwrap_or_else(|e| fail(3, e));
-    let subscriber = topic.subscriber().unwrap_or_else(|e| fail(3, e));
-    report("ready", 1);
+    let (_node, _topic, subscriber) = child_subscriber(ns);
     let mut held = Vec::new();
     for seq in 1..=keep as u64 {
-        let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT));
-        let sample = sample.unwrap_or_else(|e| fail(3, e));
+        let sample = next_sample(&subscriber);
         if *sample != Stamped::new(1, seq) {
             fail(4, format!("got {:?}, want seq {seq}", *sample));
         }
@@ -173,14 +184,7 @@ fn child_slow(ns: &str, flag: &str, keep: usize, mode: &str, last: u64) {
         }
     }
     drop(held);
-    let next = || {
-        let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT));
-        let sample = sample.unwrap_or_else(|e| fail(3, e));
-        if !sample.is_intact() {
-            fail(4, format!("torn: {:?}", *sample));
-        }
-        sample.seq
-    };
+    let next = || next_intact(&subscriber);
     if mode == "block" {
         let mut sum = 0;
         for expected in keep as u64 + 1..=last {
@@ -203,11 +207,11 @@ fn child_slow(ns: &str, flag: &str, keep: usize, mode: &str, last: u64) {
 }
 
 /// Everything queued for `subscriber`, as (epoch, seq), each checked intact.
-fn drain(subscriber: &Subscriber<Stamped>) -> Vec<(u64, u64)> {
+fn drain<S: Stamp>(subscriber: &Subscriber<S>) -> Vec<(u64, u64)> {
     let mut got = Vec::new();
     while let Some(sample) = subscriber.receive().unwrap() {
         assert!(sample.is_intact(), "torn sample {:?}", *sample);
-        got.push((sample.epoch, sample.seq));
+        got.push(sample.id());
     }
     got
 }
@@ -218,20 +222,61 @@ fn assert_all_free(counts: BlockCounts) {
     assert_eq!(counts.free, counts.total, "{counts:?}");
 }
 
-/// Sends `Stamped(epoch, seqs)` and checks that each reaches every one of `subscribers` at once,
-/// intact and in order.
-fn exchange(
+/// Spawns the subscriber child `role` with `args`; returns it once it is ready and `publisher`
+/// serves `subscribers` (`what`).
+fn spawn_subscriber(
+    role: &str,
+    args: &[&str],
     publisher: &Publisher<Stamped>,
-    subscribers: &[&Subscriber<Stamped>],
+    subscribers: usize,
+    what: &str,
+) -> ChildProc {
+    let mut child = spawn_child(role, args);
+    child.report("ready", TIMEOUT);
+    wait_for(what, TIMEOUT, || publisher.subscribers() == subscribers);
+    child
+}
+
+/// Spawns a `slow` subscriber (see [`child_slow`]) waiting for `go`, sends it `1..=keep` and
+/// returns it once it holds them.
+fn spawn_slow(
+    publisher: &Publisher<Stamped>,
+    ns: &str,
+    go: &Flag,
+    keep: u64,
+    mode: &str,
+    last: u64,
+) -> ChildProc {
+    let args = [ns, go.path(), &keep.to_string(), mode, &last.to_string()];
+    let mut child = spawn_subscriber("slow", &args, publisher, 1, "the subscriber");
+    for seq in 1..=keep {
+        publisher.send_copy(Stamped::new(1, seq)).unwrap();
+    }
+    child.report("holding", TIMEOUT);
+    child
+}
+
+/// Drops `handles` (a tuple drops in order: ends, topic, node), then checks that nothing of
+/// namespace `ns` is left.
+fn leave_nothing<T>(ns: &str, handles: T) {
+    drop(handles);
+    assert_nothing_left(ns);
+}
+
+/// Sends `S(epoch, seqs)` and checks that each reaches every one of `subscribers` at once,
+/// intact and in order.
+fn exchange<S: Stamp>(
+    publisher: &Publisher<S>,
+    subscribers: &[&Subscriber<S>],
     epoch: u64,
     seqs: std::ops::RangeInclusive<u64>,
 ) {
     for seq in seqs {
-        let delivered = publisher.send_copy(Stamped::new(epoch, seq)).unwrap();
+        let delivered = publisher.send_copy(S::new(epoch, seq)).unwrap();
         assert_eq!(delivered, subscribers.len(), "seq {seq}");
         for subscriber in subscribers {
             let sample = subscriber.receive().unwrap().expect("sent just before");
-            assert_eq!(*sample, Stamped::new(epoch, seq));
+            assert_eq!(*sample, S::new(epoch, seq));
         }
     }
     // Every receive found a sample, so the dropped ones' blocks are not handed back yet.
@@ -253,13 +298,38 @@ fn a_publisher_killed_at_each_instant_of_a_send_leaves_its_subscribers_working()
         ("shmlane.send.pushed:9", 5, 4),
         ("shmlane.send.pushed:10", 5, 5),
     ];
-    for (i, (point, first, second)) in cases.into_iter().enumerate() {
-        let ns = namespace(&format!("send{i}"));
+    killed_at_each_instant_of_a_send::<Stamped>("publish", "send", &cases);
+}
+
+#[test]
+fn a_publisher_of_inline_samples_killed_at_each_instant_of_a_send_leaves_its_subscribers_working() {
+    let _serial = process_lock();
+    // An inline sample takes no block: no loan point is passed. Each send writes the first,
+    // then the second subscriber's slot: hit 9 is the fifth send's first, hit 10 its second.
+    // Killed with a slot's words written but not stamped, that subscriber never sees it;
+    // stamped but the queue's tail not yet advanced, it does.
+    let cases: [(&str, u64, u64); 6] = [
+        ("shmlane.publisher.pool_created:1", 0, 0),
+        ("queue.overflow.push.written:9", 4, 4),
+        ("queue.overflow.push.stamped:9", 5, 4),
+        ("shmlane.send.pushed:9", 5, 4),
+        ("queue.overflow.push.written:10", 5, 4),
+        ("queue.overflow.push.stamped:10", 5, 5),
+    ];
+    killed_at_each_instant_of_a_send::<SmallStamped>("publish_small", "inline", &cases);
+}
+
+/// For each (crash point, seqs the first and second subscriber got before the death): a child
+/// `role` publishing `S` to two subscribers dies there, the subscribers get exactly those
+/// samples intact, a new publisher takes its slot with every block free, and they go on.
+fn killed_at_each_instant_of_a_send<S: Stamp>(role: &str, tag: &str, cases: &[(&str, u64, u64)]) {
+    for (i, &(point, first, second)) in cases.iter().enumerate() {
+        let ns = namespace(&format!("{tag}{i}"));
         let node = test_node(&ns);
-        let topic = node.topic::<Stamped>("t").max_publishers(1).max_subscribers(2);
+        let topic = node.topic::<S>("t").max_publishers(1).max_subscribers(2);
         let topic = topic.subscriber_capacity(256).create().unwrap();
         let (a, b) = (topic.subscriber().unwrap(), topic.subscriber().unwrap());
-        let mut child = spawn_child_with_env("publish", &[&ns, "1", "2"], &[(CRASH_AT_ENV, point)]);
+        let mut child = spawn_child_with_env(role, &[&ns, "1", "2"], &[(CRASH_AT_ENV, point)]);
         child.expect_crash(point, TIMEOUT);
         let seqs = |n: u64| (1..=n).map(|seq| (1, seq)).collect::<Vec<_>>();
         assert_eq!(drain(&a), seqs(first), "{point}: first subscriber");
@@ -271,10 +341,7 @@ fn a_publisher_killed_at_each_instant_of_a_send_leaves_its_subscribers_working()
         exchange(&publisher, &[&a, &b], 2, 1..=100);
         assert_all_free(publisher.block_counts());
 
-        drop(publisher);
-        drop(a);
-        drop(b);
-        drop(topic);
+        drop((publisher, a, b, topic));
         finish(node, &ns, 1, &format!("{point}: the killed publisher's registration"));
     }
 }
@@ -293,8 +360,7 @@ fn a_killed_publishers_payload_segment_goes_with_its_topic() {
     assert!(files_of(&ns).iter().any(|f| f.ends_with(".topic.t.p0.g1")), "{:?}", files_of(&ns));
     // Nobody takes the slot over: the last handle of the topic removes the dead publisher's
     // payload segment with the topic.
-    drop(subscriber);
-    drop(topic);
+    drop((subscriber, topic));
     finish(node, &ns, 1, "");
 }
 
@@ -393,9 +459,7 @@ fn a_subscriber_killed_holding_samples_gives_every_block_back() {
         exchange(&publisher, &[&subscriber], 2, 1..=50);
         assert_eq!(publisher.block_counts(), all_free, "{what}");
 
-        drop(subscriber);
-        drop(publisher);
-        drop(topic);
+        drop((subscriber, publisher, topic));
         finish(node, &ns, 1, &format!("{what}: the killed subscriber's registration"));
     }
 }
@@ -414,9 +478,8 @@ fn block_policy_releases_a_publisher_blocked_on_a_killed_subscriber_within_milli
     let publisher = topic.publisher().unwrap();
     publisher.set_block_timeout(TIMEOUT);
     let all_free = publisher.block_counts();
-    let mut live = spawn_child("count", &[&ns, &TOTAL.to_string()]);
-    live.report("ready", TIMEOUT);
-    wait_for("the live subscriber", TIMEOUT, || publisher.subscribers() == 1);
+    let total = TOTAL.to_string();
+    let mut live = spawn_subscriber("count", &[&ns, &total], &publisher, 1, "the live subscriber");
     let mut seq = 0;
     let mut send = || {
         seq += 1;
@@ -425,9 +488,8 @@ fn block_policy_releases_a_publisher_blocked_on_a_killed_subscriber_within_milli
     };
     let mut recoveries = Vec::new();
     for round in 0..ROUNDS {
-        let mut stalled = spawn_child("stall", &[&ns]);
-        stalled.report("ready", TIMEOUT);
-        wait_for("the stalled subscriber", TIMEOUT, || publisher.subscribers() == 2);
+        let what = "the stalled subscriber";
+        let mut stalled = spawn_subscriber("stall", &[&ns], &publisher, 2, what);
         let first = send();
         assert_eq!(stalled.report_u64("holding", TIMEOUT), first);
         send();
@@ -461,8 +523,7 @@ fn block_policy_releases_a_publisher_blocked_on_a_killed_subscriber_within_milli
     );
     // Detection is by pid and start time every 10 ms, not the 10 s block timeout.
     assert!(recoveries.iter().all(|r| *r < Duration::from_millis(500)), "{recoveries:?}");
-    drop(publisher);
-    drop(topic);
+    drop((publisher, topic));
     // Each stalled child's node creation removed its dead predecessor's registration.
     finish(node, &ns, 1, "");
 }
@@ -484,9 +545,7 @@ fn a_publisher_blocked_on_a_full_queue_follows_its_subscriber_leaving_or_being_r
     // A subscriber that takes one sample, lets its queue fill, and leaves (alive, cleanly) while
     // the publisher is blocked on it: the publisher must not wait for its timeout (10 s).
     let go = Flag::new("blockfollow");
-    let mut leaving = spawn_child("leave", &[&ns, go.path()]);
-    leaving.report("ready", TIMEOUT);
-    wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
+    let mut leaving = spawn_subscriber("leave", &[&ns, go.path()], &publisher, 1, "the subscriber");
     send();
     leaving.report("holding", TIMEOUT);
     send();
@@ -507,9 +566,7 @@ fn a_publisher_blocked_on_a_full_queue_follows_its_subscriber_leaving_or_being_r
     // A subscriber killed with a full queue and at once replaced by a new one that takes its
     // slot over: the publisher serves the newcomer (which gets nothing of its predecessor's
     // queue) instead of waiting for its timeout on a queue nobody reads.
-    let mut stalled = spawn_child("stall", &[&ns]);
-    stalled.report("ready", TIMEOUT);
-    wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
+    let mut stalled = spawn_subscriber("stall", &[&ns], &publisher, 1, "the subscriber");
     let (first, _) = send();
     assert_eq!(stalled.report_u64("holding", TIMEOUT), first);
     send();
@@ -538,8 +595,7 @@ fn a_publisher_blocked_on_a_full_queue_follows_its_subscriber_leaving_or_being_r
     assert!(waited < Duration::from_secs(1), "{waited:?}");
     assert_eq!(got, (Stamped::new(1, sent.0), 0));
     assert_all_free(publisher.block_counts());
-    drop(publisher);
-    drop(topic);
+    drop((publisher, topic));
     finish(node, &ns, 1, "");
 }
 
@@ -554,11 +610,7 @@ fn a_stopped_subscriber_keeps_its_slot_and_samples_under_the_block_policy() {
     let publisher = topic.publisher().unwrap();
     publisher.set_block_timeout(Duration::from_millis(50));
     let go = Flag::new("stopblock");
-    let mut child = spawn_child("slow", &[&ns, go.path(), "1", "block", &LAST.to_string()]);
-    child.report("ready", TIMEOUT);
-    wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
-    publisher.send_copy(Stamped::new(1, 1)).unwrap();
-    child.report("holding", TIMEOUT);
+    let mut child = spawn_slow(&publisher, &ns, &go, 1, "block", LAST);
     for seq in 2..=5 {
         publisher.send_copy(Stamped::new(1, seq)).unwrap(); // fills its queue
     }
@@ -588,10 +640,7 @@ fn a_stopped_subscriber_keeps_its_slot_and_samples_under_the_block_policy() {
     assert_eq!(child.report_u64("sum", TIMEOUT), (2..=LAST).sum::<u64>());
     child.expect_success(TIMEOUT);
     assert_all_free(publisher.block_counts());
-    drop(publisher);
-    drop(topic);
-    drop(node);
-    assert_nothing_left(&ns);
+    leave_nothing(&ns, (publisher, topic, node));
 }
 
 #[test]
@@ -606,12 +655,7 @@ fn a_stopped_subscriber_keeps_its_slot_and_held_samples_under_drop_oldest() {
     // It holds 1 and 2; its queue then takes 3..=6 and it is at its limit (4 queued + 2 held).
     let sent_while_stopped = 2_000u64;
     let last = sent_while_stopped + 1;
-    let mut child = spawn_child("slow", &[&ns, go.path(), "2", "drop", &last.to_string()]);
-    child.report("ready", TIMEOUT);
-    wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
-    publisher.send_copy(Stamped::new(1, 1)).unwrap();
-    publisher.send_copy(Stamped::new(1, 2)).unwrap();
-    child.report("holding", TIMEOUT);
+    let mut child = spawn_slow(&publisher, &ns, &go, 2, "drop", last);
     child.stop();
     // Thousands of sends over half a second, each beyond its limit: its liveness is checked
     // every 10 ms and it is alive, so nothing of it is taken back.
@@ -635,10 +679,7 @@ fn a_stopped_subscriber_keeps_its_slot_and_held_samples_under_drop_oldest() {
     assert_eq!(child.report_u64("next", TIMEOUT), last);
     child.expect_success(TIMEOUT);
     assert_all_free(publisher.block_counts());
-    drop(publisher);
-    drop(topic);
-    drop(node);
-    assert_nothing_left(&ns);
+    leave_nothing(&ns, (publisher, topic, node));
 }
 
 #[test]
@@ -667,10 +708,7 @@ fn a_stopped_publisher_keeps_its_slot_and_goes_on_when_resumed() {
         assert_eq!(*sample, Stamped::new(1, seq));
     }
     child.expect_success(TIMEOUT);
-    drop(subscriber);
-    drop(topic);
-    drop(node);
-    assert_nothing_left(&ns);
+    leave_nothing(&ns, (subscriber, topic, node));
 }
 
 #[test]
@@ -700,10 +738,7 @@ fn a_publisher_killed_while_handing_its_connection_to_a_joining_subscriber() {
     let publisher = topic.publisher().unwrap();
     exchange(&publisher, &[&a, &b], 2, 1..=50);
     assert_all_free(publisher.block_counts());
-    drop(publisher);
-    drop(a);
-    drop(b);
-    drop(topic);
+    drop((publisher, a, b, topic));
     finish(node, &ns, 1, "");
 }
 

@@ -9,8 +9,8 @@ use shmlane::notify::Blocking;
 use shmlane::{Client, ConnectError, Node, ReceiveError, Rpc, Server};
 use shmlane_reliability::{CRASH_AT_ENV, Flag, assert_nothing_left, finish, test_node};
 use shmlane_testkit::{
-    arg_u64, child_spec, exit_child, fail, process_lock, report, spawn_child, spawn_child_with_env,
-    split_spec,
+    ChildProc, arg_u64, child_spec, exit_child, fail, process_lock, report, spawn_child,
+    spawn_child_with_env, split_spec,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -85,6 +85,15 @@ fn child_call(ns: &str, id: u64, count: u64) {
     report("done", count);
 }
 
+/// Spawns a `serve` child (with `env`) that serves until `Flag::new(tag)` is raised; returns
+/// the flag and the child once it is ready.
+fn spawn_server(ns: &str, tag: &str, env: &[(&str, &str)]) -> (Flag, ChildProc) {
+    let flag = Flag::new(tag);
+    let mut server = spawn_child_with_env("serve", &[ns, flag.path()], env);
+    server.report("ready", TIMEOUT);
+    (flag, server)
+}
+
 /// A call from this process, answered by `server` in this process.
 fn call_here(client: &Client<Add, u64>, server: &Server<Add, u64>, a: u64, b: u64) -> u64 {
     let pending = client.send(Add { a, b }).unwrap();
@@ -101,9 +110,7 @@ fn a_server_killed_with_requests_pending_gives_its_clients_an_error_within_their
     let rpc = adder(&node, 2);
     // It answers two requests and dies holding the third, its response loaned.
     let point = "shmlane.respond.loaned:3";
-    let flag = Flag::new("deadserver");
-    let mut server = spawn_child_with_env("serve", &[&ns, flag.path()], &[(CRASH_AT_ENV, point)]);
-    server.report("ready", TIMEOUT);
+    let (_flag, mut server) = spawn_server(&ns, "deadserver", &[(CRASH_AT_ENV, point)]);
     let (first, second) = (rpc.client().unwrap(), rpc.client().unwrap());
     let mut strategy = Blocking::new();
     assert_eq!(*first.call(Add { a: 1, b: 1 }, &mut strategy, Some(TIMEOUT)).unwrap(), 2);
@@ -132,9 +139,7 @@ fn a_server_killed_with_requests_pending_gives_its_clients_an_error_within_their
     assert!(sending < Duration::from_millis(500), "{sending:?}");
 
     // A new server takes the dead one's slots; both clients' calls are answered again.
-    let flag = Flag::new("newserver");
-    let mut successor = spawn_child("serve", &[&ns, flag.path()]);
-    successor.report("ready", TIMEOUT);
+    let (flag, mut successor) = spawn_server(&ns, "newserver", &[]);
     for i in 0..20 {
         let answer = first.call(Add { a: i, b: 100 }, &mut strategy, Some(TIMEOUT)).unwrap();
         assert_eq!(*answer, i + 100);
@@ -144,9 +149,7 @@ fn a_server_killed_with_requests_pending_gives_its_clients_an_error_within_their
     flag.raise();
     assert_eq!(successor.report_u64("served", TIMEOUT), 40);
     successor.expect_success(TIMEOUT);
-    drop(first);
-    drop(second);
-    drop(rpc);
+    drop((first, second, rpc));
     // The successor's node creation already removed the dead server's registration.
     finish(node, &ns, 0, "");
 }
@@ -181,10 +184,7 @@ fn a_client_in_a_killed_clients_slots_never_takes_the_answer_meant_for_it() {
     // The server and the other client go on.
     assert_eq!(call_here(&live, &server, 2, 3), 5);
     assert_eq!(call_here(&successor, &server, 4, 5), 9);
-    drop(successor);
-    drop(live);
-    drop(server);
-    drop(rpc);
+    drop((successor, live, server, rpc));
     finish(node, &ns, 1, "");
 }
 
@@ -194,9 +194,7 @@ fn a_client_killed_with_a_response_in_flight_leaves_the_server_and_other_clients
     let ns = namespace("deadclient");
     let node = test_node(&ns);
     let rpc = adder(&node, 2);
-    let flag = Flag::new("deadclient");
-    let mut server = spawn_child("serve", &[&ns, flag.path()]);
-    server.report("ready", TIMEOUT);
+    let (flag, mut server) = spawn_server(&ns, "deadclient", &[]);
     let mut steady = spawn_child("call", &[&ns, "1", "400"]);
     // Dies after sending its 50th request, its answer on the way.
     let point = "shmlane.call.sent:50";
@@ -224,9 +222,7 @@ fn a_stopped_server_keeps_its_slot_and_answers_when_resumed() {
     let ns = namespace("stopserver");
     let node = test_node(&ns);
     let rpc = adder(&node, 1);
-    let flag = Flag::new("stopserver");
-    let mut server = spawn_child("serve", &[&ns, flag.path()]);
-    server.report("ready", TIMEOUT);
+    let (flag, mut server) = spawn_server(&ns, "stopserver", &[]);
     let client = rpc.client().unwrap();
     let mut strategy = Blocking::new();
     assert_eq!(*client.call(Add { a: 1, b: 1 }, &mut strategy, Some(TIMEOUT)).unwrap(), 2);
@@ -251,8 +247,6 @@ fn a_stopped_server_keeps_its_slot_and_answers_when_resumed() {
     flag.raise();
     assert_eq!(server.report_u64("served", TIMEOUT), 3);
     server.expect_success(TIMEOUT);
-    drop(client);
-    drop(rpc);
-    drop(node);
+    drop((client, rpc, node));
     assert_nothing_left(&ns);
 }

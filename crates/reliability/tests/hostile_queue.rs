@@ -81,14 +81,27 @@ impl Kind {
         }
     }
 
+    /// What this kind's `overflow`, `spsc` or `mpmc` (one of the kinds' `layout` or
+    /// `raw_layout`) gives for a queue of `capacity` slots (MPMC: [`PARTICIPANTS`] of each).
+    fn pick<T>(
+        self,
+        capacity: u64,
+        overflow: fn(u64) -> Result<T, QueueError>,
+        spsc: fn(u64) -> Result<T, QueueError>,
+        mpmc: fn(u64, u64, u64) -> Result<T, QueueError>,
+    ) -> T {
+        let layout = match self {
+            Kind::Overflow => overflow(capacity),
+            Kind::Spsc => spsc(capacity),
+            Kind::Mpmc => mpmc(capacity, PARTICIPANTS, PARTICIPANTS),
+        };
+        layout.expect("the layout of a valid capacity")
+    }
+
     /// Where the words of a queue of `capacity` slots live (its kind's `raw_layout`).
     fn raw(self, capacity: u64) -> RawLayout {
-        let raw = match self {
-            Kind::Overflow => SharedOverflow::raw_layout(capacity),
-            Kind::Spsc => SharedSpsc::<u64>::raw_layout(capacity),
-            Kind::Mpmc => SharedMpmc::<u64>::raw_layout(capacity, PARTICIPANTS, PARTICIPANTS),
-        };
-        raw.expect("the layout of a valid capacity")
+        let (overflow, spsc) = (SharedOverflow::raw_layout, SharedSpsc::<u64>::raw_layout);
+        self.pick(capacity, overflow, spsc, SharedMpmc::<u64>::raw_layout)
     }
 
     /// Bytes of a queue of `capacity` slots (its `layout` size).
@@ -97,12 +110,8 @@ impl Kind {
     }
 
     fn layout(self, capacity: u64) -> RegionLayout {
-        let layout = match self {
-            Kind::Overflow => SharedOverflow::layout(capacity),
-            Kind::Spsc => SharedSpsc::<u64>::layout(capacity),
-            Kind::Mpmc => SharedMpmc::<u64>::layout(capacity, PARTICIPANTS, PARTICIPANTS),
-        };
-        layout.expect("the layout of a valid capacity")
+        let (overflow, spsc) = (SharedOverflow::layout, SharedSpsc::<u64>::layout);
+        self.pick(capacity, overflow, spsc, SharedMpmc::<u64>::layout)
     }
 }
 
@@ -535,6 +544,26 @@ impl Seen {
         Ok(())
     }
 
+    /// Pops up to `count` values with `pop` (`what`), checking each, until it finds nothing.
+    fn pop(
+        &mut self,
+        bench: &Bench,
+        count: u8,
+        what: &str,
+        mut pop: impl FnMut() -> Option<u64>,
+    ) -> Result<(), TestCaseError> {
+        for _ in 0..count {
+            match pop() {
+                Some(value) => self.check_out(bench, value, what)?,
+                None => {
+                    self.check_empty(what)?;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn pushed(&mut self, value: u64) {
         if let Some(model) = &mut self.model {
             model.push_back(value);
@@ -591,56 +620,69 @@ fn check_fresh_fifo(bench: &Bench, capacity: u64, used: u64) -> Result<(), TestC
             let queue = queue.map_err(fail)?;
             let (mut producer, mut consumer) =
                 (queue.producer().map_err(fail)?, queue.consumer().map_err(fail)?);
-            for values in laps(capacity) {
-                prop_assert_eq!(producer.push_slice(&values), values.len());
-                let popped: Vec<u64> =
-                    std::iter::from_fn(|| consumer.try_pop().ok()).take(64).collect();
-                prop_assert_eq!(popped, values);
-            }
+            check_laps(
+                capacity,
+                |values| {
+                    prop_assert_eq!(producer.push_slice(values), values.len());
+                    Ok(())
+                },
+                || consumer.try_pop().ok(),
+            )?;
         }
         Kind::Mpmc => {
-            let queue = SharedMpmc::<u64>::init_in(
-                segment,
-                region,
-                capacity,
-                PARTICIPANTS,
-                PARTICIPANTS,
-                FINGERPRINT,
-            )
-            .map_err(fail)?;
+            let queue = init_mpmc(bench, capacity)?;
             let (mut producer, mut consumer) =
                 (queue.producer().map_err(fail)?, queue.consumer().map_err(fail)?);
-            for values in laps(capacity) {
-                for &v in &values {
-                    prop_assert_eq!(producer.try_push(v), Ok(()));
-                }
-                let popped: Vec<u64> =
-                    std::iter::from_fn(|| consumer.try_pop().ok()).take(64).collect();
-                prop_assert_eq!(popped, values);
-            }
+            check_laps(
+                capacity,
+                |values| {
+                    for &v in values {
+                        prop_assert_eq!(producer.try_push(v), Ok(()));
+                    }
+                    Ok(())
+                },
+                || consumer.try_pop().ok(),
+            )?;
             prop_assert_eq!(queue.stats(), MpmcStats { lost: 0, skipped: 0 });
         }
     }
     bench.check_guards(used, "the fresh queue")
 }
 
-/// The values of three laps of a ring of `capacity` slots, one lap at a time.
-fn laps(capacity: u64) -> impl Iterator<Item = Vec<u64>> {
-    (0..3).map(move |lap| (0..capacity).map(|v| (lap * capacity + v) * 7 + 1).collect())
+/// A fresh MPMC queue of `capacity` slots in the bench's region.
+fn init_mpmc(bench: &Bench, capacity: u64) -> Result<SharedMpmc<'_, u64>, TestCaseError> {
+    let (segment, region) = (&bench.segment, bench.region);
+    SharedMpmc::<u64>::init_in(segment, region, capacity, PARTICIPANTS, PARTICIPANTS, FINGERPRINT)
+        .map_err(fail)
+}
+
+/// Three laps of a ring of `capacity` slots, one lap at a time: `push` pushes a lap's values
+/// (checking), then `pop` must give back exactly those.
+fn check_laps(
+    capacity: u64,
+    mut push: impl FnMut(&[u64]) -> Result<(), TestCaseError>,
+    mut pop: impl FnMut() -> Option<u64>,
+) -> Result<(), TestCaseError> {
+    for lap in 0..3 {
+        let values: Vec<u64> = (0..capacity).map(|v| (lap * capacity + v) * 7 + 1).collect();
+        push(&values)?;
+        let popped: Vec<u64> = std::iter::from_fn(&mut pop).take(64).collect();
+        prop_assert_eq!(popped, values);
+    }
+    Ok(())
 }
 
 /// A fresh or reset overflowing queue is a FIFO for three laps, evicting nothing.
 fn check_overflow_fifo(queue: &SharedOverflow<'_>) -> Result<(), TestCaseError> {
     let (mut producer, mut consumer) =
         (queue.producer().map_err(fail)?, queue.consumer().map_err(fail)?);
-    for values in laps(queue.capacity() as u64) {
-        for &v in &values {
+    let push = |values: &[u64]| {
+        for &v in values {
             prop_assert_eq!(producer.push(v), Ok(None));
         }
-        let popped: Vec<u64> = std::iter::from_fn(|| consumer.pop()).take(64).collect();
-        prop_assert_eq!(popped, values);
-    }
-    Ok(())
+        Ok(())
+    };
+    check_laps(queue.capacity() as u64, push, || consumer.pop())
 }
 
 /// Checks the words of a queue just initialised with `capacity` slots are where its
@@ -774,15 +816,7 @@ fn run_overflow(bench: &Bench, case: &Case) -> Result<(), TestCaseError> {
             }
             Op::Pop(count) | Op::PopSlice(count) => {
                 let Some(consumer) = consumer.as_mut() else { continue };
-                for _ in 0..count {
-                    match consumer.pop() {
-                        Some(value) => seen.check_out(bench, value, "pop")?,
-                        None => {
-                            seen.check_empty("pop")?;
-                            break;
-                        }
-                    }
-                }
+                seen.pop(bench, count, "pop", || consumer.pop())?;
             }
             Op::ClaimProducer | Op::ClaimConsumer => {}
             Op::DropProducer => producer = None,
@@ -914,15 +948,7 @@ fn run_spsc(bench: &Bench, case: &Case) -> Result<(), TestCaseError> {
             }
             Op::Pop(count) => {
                 let Some(consumer) = consumer.as_mut() else { continue };
-                for _ in 0..count {
-                    match consumer.try_pop() {
-                        Ok(value) => seen.check_out(bench, value, "try_pop")?,
-                        Err(PopError::Empty) => {
-                            seen.check_empty("try_pop")?;
-                            break;
-                        }
-                    }
-                }
+                seen.pop(bench, count, "try_pop", || consumer.try_pop().ok())?;
             }
             Op::PopSlice(count) => {
                 let Some(consumer) = consumer.as_mut() else { continue };
@@ -1021,15 +1047,7 @@ fn check_mpmc_claim(
 
 fn run_mpmc(bench: &Bench, case: &Case, patience: u32) -> Result<(), TestCaseError> {
     let capacity = case.capacity;
-    let queue = SharedMpmc::<u64>::init_in(
-        &bench.segment,
-        bench.region,
-        capacity,
-        PARTICIPANTS,
-        PARTICIPANTS,
-        FINGERPRINT,
-    )
-    .map_err(fail)?;
+    let queue = init_mpmc(bench, capacity)?;
     check_initialised(bench, capacity)?;
     let mut queue = queue.with_patience(patience);
     let mut seen = Seen::new(bench, capacity);
@@ -1097,15 +1115,7 @@ fn run_mpmc(bench: &Bench, case: &Case, patience: u32) -> Result<(), TestCaseErr
             Op::Pop(count) | Op::PopSlice(count) => {
                 let index = usize::from(matches!(op, Op::PopSlice(_)));
                 let Some(consumer) = consumers.get_mut(index) else { continue };
-                for _ in 0..count {
-                    match consumer.try_pop() {
-                        Ok(value) => seen.check_out(bench, value, "try_pop")?,
-                        Err(PopError::Empty) => {
-                            seen.check_empty("try_pop")?;
-                            break;
-                        }
-                    }
-                }
+                seen.pop(bench, count, "try_pop", || consumer.try_pop().ok())?;
             }
             Op::ClaimProducer | Op::ClaimConsumer => {}
             Op::DropProducer => drop(producers.pop()),

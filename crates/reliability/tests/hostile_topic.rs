@@ -2,17 +2,20 @@
 //! two subscribers and samples in flight (some held, some queued, history on in some cases),
 //! then interleave writes a hostile peer could make — to the control segment (segment and
 //! topic headers, publisher and subscriber entries: role, generation, drop and event words,
-//! ack words, the submission and completion queues' descriptors, indices, stamps and values)
-//! and to the publisher's payload segment (its header, the blocks' length and tag prefixes,
-//! their elements) — with the ways a user goes on: sends, slices, loans, receives, waits, new
-//! publishers and subscribers, the topic opened again and used, discovery and inspection.
+//! ack words, the submission and completion queues' descriptors, indices, stamps, values and
+//! line words) and to the publisher's payload segment (its header, the blocks' length and tag
+//! prefixes, their elements) — with the ways a user goes on: sends, slices, loans, receives,
+//! waits, new publishers and subscribers, the topic opened again and used, discovery and
+//! inspection. Every case ends with both subscribers drained (or the isolation check).
 //!
 //! Every case must end in error values or correct behaviour:
 //! - no panic and no crash: the properties run in a child process (proptest's fork mode), so a
 //!   SIGSEGV or SIGBUS (a read outside a mapping) fails the case that caused it, and a case
 //!   that runs past 10 s fails as a hang;
-//! - every element of every sample is read, and holds a value some publisher wrote (or the
-//!   zero of a never-written block) unless payload bytes were changed;
+//! - every element of every sample is read, and holds a value some publisher wrote (or, once
+//!   any bytes changed, the zero of a never-written block or slot) unless payload bytes were
+//!   changed (or, for a sample that travels inline in its queue slot, the slots' line words:
+//!   any `T` then, never UB);
 //! - the code writes only the words its protocol writes: the headers, the queue descriptors and
 //!   every padding byte of the control segment, and the payload header, stay as they were;
 //! - the publisher's pool never runs dry while it holds fewer loans than `max_loans`, and its
@@ -29,9 +32,16 @@
 //!   sample in order, or the policy's own error (block, reject) while another subscriber is
 //!   stuck.
 //!
-//! CI runs [`CI_CASES`] cases per property; `SHMLANE_FUZZ_CASES=1000000` is the long mode, and
-//! `SHMLANE_FUZZ_SEED` repeats a run (a failure prints its seed and minimal case). Segments
-//! live in a private directory (a node `root`), never in /dev/shm.
+//! Each property runs over two sample types: [`Wide`] (64 bytes) takes a payload block, `u64`
+//! travels inline in the queue slot (`shmlane::topic::INLINE_MAX`), so a hostile queue word
+//! may forge an inline sample in a block topic (generation 0, `QueuedBlock::INLINE`) or a
+//! block in an inline one, and hostile line words are an inline sample's value. The samples of
+//! a `u64` run are checked as those of a `Wide` run, but values no publisher wrote are
+//! allowed once line words changed (`Changed::lines`): a wrong `u64`, never UB.
+//!
+//! CI runs [`CI_CASES`] cases per property and sample type; `SHMLANE_FUZZ_CASES=1000000` is the
+//! long mode, and `SHMLANE_FUZZ_SEED` repeats a run (a failure prints its seed and minimal
+//! case). Segments live in a private directory (a node `root`), never in /dev/shm.
 //!
 //! [`Mirror`] addresses the segments as `crates/shmlane/src/topic/layout.rs` lays them out, and
 //! each connection's queues where `SharedOverflow::raw_layout` says their words are; every case
@@ -52,11 +62,12 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use shmlane::discovery::{Verdict, inspect, segments};
 use shmlane::notify::Blocking;
+use shmlane::topic::INLINE_MAX;
 use shmlane::{
     ConnectError, Loan, Node, Overflow, PublishError, Publisher, ReceiveError, Sample, Subscriber,
-    TopicConfig,
+    TopicConfig, ZeroCopy,
 };
-use shmlane_queue::overflow::SharedOverflow;
+use shmlane_queue::overflow::{LINE_WORDS, SharedOverflow};
 use shmlane_queue::raw::RawLayout;
 use shmlane_reliability::{RunDir, Tally};
 use shmlane_segment::{Liveness, RoleOwner, SegmentName};
@@ -64,7 +75,7 @@ use shmlane_testkit::dead_owner;
 
 use crate::fuzzing::{fail, run_property};
 
-/// Cases per property in CI.
+/// Cases per property (and sample type) in CI.
 const CI_CASES: u32 = 512;
 /// How long a send under the block policy waits for room.
 const BLOCK_TIMEOUT: Duration = Duration::from_micros(200);
@@ -96,10 +107,18 @@ const SUBSCRIBER_WORDS: u64 = 32;
 const DATA_HEADER_AT: u64 = 128;
 /// `size_of::<DataHeader>()`.
 const DATA_HEADER_LEN: u64 = 56;
-/// Where the blocks of a `u64` base pool start, and their size: `[len, tag, value]` padded
-/// to a pair of cache lines (blocks start on 128-byte boundaries).
+/// Where the blocks of a base pool start, and their size: `[len, tag, value]` padded to a
+/// pair of cache lines (blocks start on 128-byte boundaries), for a [`Wide`] value (64 bytes)
+/// as for a `u64` (the block of a slice of one).
 const BLOCKS_AT: u64 = 256;
 const BLOCK_SIZE: u64 = 128;
+const _: () = assert!((16 + size_of::<Wide>() as u64).next_multiple_of(128) == BLOCK_SIZE);
+const _: () = assert!((16 + size_of::<u64>() as u64).next_multiple_of(128) == BLOCK_SIZE);
+/// A queue slot: `[stamp, value, line words]`, one cache line.
+const SLOT_SIZE: u64 = 64;
+/// Where a slot's line words start (after its stamp and value; `SharedOverflow::raw_layout`
+/// gives the value's offset, checked against this in `Ctx::check_mirror`).
+const LINE_AT: u64 = 16;
 
 /// Where a connection's queue of `capacity` slots (a `SharedOverflow`) keeps its words.
 fn queue_words(capacity: u64) -> RawLayout {
@@ -107,10 +126,52 @@ fn queue_words(capacity: u64) -> RawLayout {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The sample types.
+// ---------------------------------------------------------------------------------------------
+
+/// A sample of 64 bytes: too large to travel inline, so it takes a payload block.
+type Wide = [u64; 8];
+const _: () = assert!(size_of::<Wide>() > INLINE_MAX);
+const _: () = assert!(size_of::<u64>() <= INLINE_MAX);
+
+/// A sample type of the properties, made of one of the unique `u64`s a case writes.
+trait Value: ZeroCopy + Copy + PartialEq + std::fmt::Debug + 'static {
+    /// Whether its samples travel inline in the queue slots (as the facade decides:
+    /// `words::inline::<T>()`), rather than in payload blocks.
+    const INLINE: bool = size_of::<Self>() <= INLINE_MAX && align_of::<Self>() <= 8;
+
+    /// The value made of `value` (every word of it).
+    fn of(value: u64) -> Self;
+
+    /// The `u64` it was made of, if it is one `of` made (a mix of words is not).
+    fn value(&self) -> Option<u64>;
+}
+
+impl Value for u64 {
+    fn of(value: u64) -> Self {
+        value
+    }
+
+    fn value(&self) -> Option<u64> {
+        Some(*self)
+    }
+}
+
+impl Value for Wide {
+    fn of(value: u64) -> Self {
+        [value; 8]
+    }
+
+    fn value(&self) -> Option<u64> {
+        self.iter().all(|&word| word == self[0]).then_some(self[0])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // What a case is.
 // ---------------------------------------------------------------------------------------------
 
-/// The topic's settings (two publisher and three subscriber slots, `u64` samples).
+/// The topic's settings (two publisher and three subscriber slots).
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     capacity: u32,
@@ -147,13 +208,34 @@ impl Shape {
 enum Spot {
     SegmentHeader(u8),
     TopicHeader(u8),
-    Publisher { slot: u8, word: u8 },
-    Subscriber { slot: u8, word: u8 },
+    Publisher {
+        slot: u8,
+        word: u8,
+    },
+    Subscriber {
+        slot: u8,
+        word: u8,
+    },
     Ack(u8),
-    Queue { connection: u8, completion: bool, part: QueuePart },
+    Queue {
+        connection: u8,
+        completion: bool,
+        part: QueuePart,
+    },
+    /// A slot of the first publisher's submission queue to `A` or `B` (by `subscriber`'s
+    /// parity), which their receives read: its value word, or line word `line` (an inline
+    /// sample's bytes: a `u64` is word 0).
+    Slot {
+        subscriber: u8,
+        slot: u8,
+        line: Option<u8>,
+    },
     ControlAnywhere(u32),
     DataHeader(u8),
-    Block { block: u16, word: u8 },
+    Block {
+        block: u16,
+        word: u8,
+    },
     PayloadAnywhere(u32),
 }
 
@@ -165,6 +247,11 @@ enum QueuePart {
     Seen,
     Stamp(u8),
     Value(u8),
+    /// A slot's line word (an inline sample's bytes).
+    Line {
+        slot: u8,
+        word: u8,
+    },
 }
 
 /// What is written there: a byte, an aligned `u32` (header settings are `u32`s), or an aligned
@@ -282,6 +369,12 @@ fn spot() -> impl Strategy<Value = Spot> {
         2 => Just(QueuePart::Seen),
         2 => any::<u8>().prop_map(QueuePart::Stamp),
         2 => any::<u8>().prop_map(QueuePart::Value),
+        2 => (any::<u8>(), any::<u8>()).prop_map(|(slot, word)| QueuePart::Line { slot, word }),
+    ];
+    let line = prop_oneof![
+        1 => Just(None),
+        2 => Just(Some(0u8)),
+        1 => any::<u8>().prop_map(Some),
     ];
     prop_oneof![
         1 => any::<u8>().prop_map(Spot::SegmentHeader),
@@ -291,6 +384,9 @@ fn spot() -> impl Strategy<Value = Spot> {
         2 => any::<u8>().prop_map(Spot::Ack),
         8 => (any::<u8>(), any::<bool>(), part).prop_map(|(connection, completion, part)| {
             Spot::Queue { connection, completion, part }
+        }),
+        4 => (any::<u8>(), any::<u8>(), line).prop_map(|(subscriber, slot, line)| {
+            Spot::Slot { subscriber, slot, line }
         }),
         2 => any::<u32>().prop_map(Spot::ControlAnywhere),
         1 => any::<u8>().prop_map(Spot::DataHeader),
@@ -420,6 +516,12 @@ impl Mirror {
         (Part::Gap, 0)
     }
 
+    /// Whether `at` is a line word of a queue slot (where an inline sample's bytes are).
+    fn line(&self, at: u64) -> bool {
+        let slots = queue_words(1).slots;
+        matches!(self.part(at), (Part::Queue(_), rel) if rel >= slots && (rel - slots) % SLOT_SIZE >= LINE_AT)
+    }
+
     /// Whether the facade's protocol writes the byte at `at` after creation (everything else
     /// is written once, when the segment is created).
     fn writable(&self, at: u64) -> bool {
@@ -471,10 +573,12 @@ struct Env {
 /// What the cases of a run count (see `Tally`): mutations written (not skipped by the
 /// isolation property), samples received and checked, claims refused, sends refused by the
 /// block or reject policy, reopens refused (a changed header), intact topics inspected and
-/// compared, samples seen reaching the isolated subscriber.
+/// compared, samples seen reaching the isolated subscriber, samples whose value no publisher
+/// wrote (payload bytes, or for inline samples line words, were changed).
 const COUNTS: &[&str] = &[
     "mutations",
     "samples",
+    "hostile samples",
     "refused claims",
     "refused sends",
     "refused opens",
@@ -532,6 +636,8 @@ struct Changed {
     entries: bool,
     /// Queue descriptors, indices or slots.
     queues: bool,
+    /// A queue slot's line words (an inline sample's bytes).
+    lines: bool,
     /// The first publisher's payload segment.
     payload: bool,
 }
@@ -546,6 +652,10 @@ struct Ctx<'e> {
     control: File,
     payload: File,
     payload_len: u64,
+    /// Words of a sample value (of `T`).
+    value_words: u64,
+    /// Whether samples travel inline (`Value::INLINE` of `T`).
+    inline: bool,
     /// The payload header as created.
     data_header: Vec<u8>,
     /// Every value a publisher wrote into a block.
@@ -557,7 +667,7 @@ struct Ctx<'e> {
 }
 
 impl<'e> Ctx<'e> {
-    fn new(
+    fn new<V: Value>(
         env: &'e Env,
         service: &str,
         shape: Shape,
@@ -582,6 +692,8 @@ impl<'e> Ctx<'e> {
             control,
             payload,
             payload_len,
+            value_words: size_of::<V>() as u64 / 8,
+            inline: V::INLINE,
             data_header: Vec::new(),
             written: RefCell::new(HashSet::new()),
             next: Cell::new(1000),
@@ -632,6 +744,9 @@ impl<'e> Ctx<'e> {
             Ok(Self::word(file, at)?.to_ne_bytes())
         };
         prop_assert_eq!(&magic(&self.control, TOPIC_HEADER_AT)?, b"SHMLTOPC");
+        let words = queue_words(1);
+        prop_assert_eq!([words.slot_size, words.value + 8], [SLOT_SIZE, LINE_AT]);
+        prop_assert_eq!(LINE_AT + LINE_WORDS as u64 * 8, SLOT_SIZE);
         for queues in &self.mirror.queues {
             for &(at, capacity) in queues {
                 prop_assert_eq!(&magic(&self.control, at)?, b"SHMLOVFL", "queue at {}", at);
@@ -686,14 +801,29 @@ impl<'e> Ctx<'e> {
                     QueuePart::Seen => words.seen.expect("an overflowing queue's `seen`"),
                     QueuePart::Stamp(i) => slot(*i),
                     QueuePart::Value(i) => slot(*i) + words.value,
+                    QueuePart::Line { slot: i, word } => {
+                        slot(*i) + LINE_AT + u64::from(*word) % LINE_WORDS as u64 * 8
+                    }
                 };
                 (true, queue + rel)
+            }
+            Spot::Slot { subscriber, slot, line } => {
+                let (queue, capacity) = m.queues[[A, B][usize::from(*subscriber) % 2]][0];
+                let words = queue_words(capacity);
+                let slot = queue + words.slots + u64::from(*slot) % capacity * words.slot_size;
+                let rel = match line {
+                    None => words.value,
+                    Some(word) => LINE_AT + u64::from(*word) % LINE_WORDS as u64 * 8,
+                };
+                (true, slot + rel)
             }
             Spot::ControlAnywhere(at) => (true, u64::from(*at) % m.size),
             Spot::DataHeader(at) => (false, DATA_HEADER_AT + u64::from(*at) % DATA_HEADER_LEN),
             Spot::Block { block, word } => {
                 let block = u64::from(*block) % self.shape.blocks();
-                (false, BLOCKS_AT + block * BLOCK_SIZE + u64::from(*word) % 3 * 8)
+                // Its length and tag words, and every word of its (first) value.
+                let word = u64::from(*word) % (2 + self.value_words);
+                (false, BLOCKS_AT + block * BLOCK_SIZE + word * 8)
             }
             Spot::PayloadAnywhere(at) => (false, u64::from(*at) % self.payload_len),
         };
@@ -718,6 +848,7 @@ impl<'e> Ctx<'e> {
             if self.protect && parts.iter().any(|&(part, rel)| protected(part, rel)) {
                 return Ok(());
             }
+            changed.lines |= (at..at + bytes.len() as u64).any(|b| m.line(b));
             for (part, _) in parts {
                 match part {
                     Part::Headers => changed.headers = true,
@@ -772,17 +903,31 @@ impl<'e> Ctx<'e> {
     }
 
     /// A received sample: every element is read (a sample outside its mapping would crash
-    /// the process here) and, unless payload bytes were changed, is a value some publisher
-    /// wrote or a block's initial zero.
-    fn check_sample(&self, sample: &Sample<'_, u64>) -> Result<(), TestCaseError> {
+    /// the process here) and, unless payload bytes were changed (or, for an inline `T`, the
+    /// queue slots' line words), is a value some publisher wrote or, once any bytes changed, a
+    /// block's initial zero (for an inline `T`, a slot's). A value no publisher wrote is
+    /// counted as hostile.
+    fn check_sample<V: Value>(&self, sample: &Sample<'_, V>) -> Result<(), TestCaseError> {
         self.env.tally.count("samples");
         let elements = sample.as_slice();
         prop_assert!(!elements.is_empty() && elements.len() == sample.len());
         prop_assert_eq!(**sample, elements[0]);
+        prop_assert_eq!(sample.read(), elements[0]);
+        let changed = self.changed.get();
+        let hostile = changed.payload || (self.inline && changed.lines);
+        // Only a hostile word (a forged queue word, a reused generation) names a block (or,
+        // inline, a slot) nothing was written to.
+        let zero = changed.headers || changed.entries || changed.queues || changed.payload;
         let written = self.written.borrow();
-        for &value in elements {
-            if !self.changed.get().payload && value != 0 && !written.contains(&value) {
-                return Err(fail(format!("a sample holds {value:#x}, which nobody wrote")));
+        for element in elements {
+            match element.value() {
+                Some(0) if zero => {}
+                Some(value) if written.contains(&value) => {}
+                _ if hostile => {
+                    self.env.tally.count("hostile samples");
+                    return Ok(());
+                }
+                _ => return Err(fail(format!("a sample holds {element:x?}, which nobody wrote"))),
             }
         }
         Ok(())
@@ -849,15 +994,15 @@ fn check_sent(
 
 /// One sample from `publisher`, which holds `loans` of its `max_loans`: the pool may run dry
 /// only when every loan is out.
-fn send_one(
+fn send_one<V: Value>(
     ctx: &Ctx<'_>,
-    publisher: &Publisher<u64>,
+    publisher: &Publisher<V>,
     loans: usize,
     config: &TopicConfig,
 ) -> Result<(), TestCaseError> {
     match publisher.loan() {
         Ok(mut loan) => {
-            *loan = ctx.fresh();
+            *loan = V::of(ctx.fresh());
             check_sent(ctx, publisher.send(loan), config.overflow)
         }
         Err(PublishError::OutOfBlocks) => {
@@ -869,11 +1014,11 @@ fn send_one(
 }
 
 /// Receives once, checking the sample and the error.
-fn receive<'s>(
+fn receive<'s, V: Value>(
     ctx: &Ctx<'_>,
-    subscriber: &'s Subscriber<u64>,
+    subscriber: &'s Subscriber<V>,
     max_held: u32,
-) -> Result<Option<Sample<'s, u64>>, TestCaseError> {
+) -> Result<Option<Sample<'s, V>>, TestCaseError> {
     match subscriber.receive() {
         Ok(Some(sample)) => {
             ctx.check_sample(&sample)?;
@@ -889,7 +1034,11 @@ fn receive<'s>(
 }
 
 /// Receives until nothing is queued (holding nothing); a queue that never runs dry is a bug.
-fn drain(ctx: &Ctx<'_>, subscriber: &Subscriber<u64>, max_held: u32) -> Result<(), TestCaseError> {
+fn drain<V: Value>(
+    ctx: &Ctx<'_>,
+    subscriber: &Subscriber<V>,
+    max_held: u32,
+) -> Result<(), TestCaseError> {
     for _ in 0..1024 {
         if receive(ctx, subscriber, max_held)?.is_none() {
             return Ok(());
@@ -899,9 +1048,9 @@ fn drain(ctx: &Ctx<'_>, subscriber: &Subscriber<u64>, max_held: u32) -> Result<(
 }
 
 /// Receives up to `count` samples from `subscriber`, dropping them.
-fn take(
+fn take<V: Value>(
     ctx: &Ctx<'_>,
-    subscriber: &Subscriber<u64>,
+    subscriber: &Subscriber<V>,
     count: u8,
     max_held: u32,
 ) -> Result<(), TestCaseError> {
@@ -917,20 +1066,25 @@ fn take(
 // A case.
 // ---------------------------------------------------------------------------------------------
 
-fn run(env: &Env, case: &Case, protect: bool) -> Result<(), TestCaseError> {
+fn run<V: Value>(env: &Env, case: &Case, protect: bool) -> Result<(), TestCaseError> {
     let service = format!("c{}", env.cases.fetch_add(1, Ordering::Relaxed));
-    let result = run_topic(env, &service, case, protect);
+    let result = run_topic::<V>(env, &service, case, protect);
     env.remove_topic(&service);
     env.tally.save(&env.root);
     result
 }
 
-fn run_topic(env: &Env, service: &str, case: &Case, protect: bool) -> Result<(), TestCaseError> {
+fn run_topic<V: Value>(
+    env: &Env,
+    service: &str,
+    case: &Case,
+    protect: bool,
+) -> Result<(), TestCaseError> {
     let shape = case.shape;
     let config = shape.config();
     let topic = env
         .node
-        .topic::<u64>(service)
+        .topic::<V>(service)
         .max_publishers(config.max_publishers)
         .max_subscribers(config.max_subscribers)
         .subscriber_capacity(config.subscriber_capacity)
@@ -945,13 +1099,13 @@ fn run_topic(env: &Env, service: &str, case: &Case, protect: bool) -> Result<(),
     let a = topic.subscriber().map_err(fail)?;
     let b = topic.subscriber().map_err(fail)?;
     prop_assert_eq!(p0.subscribers(), 2);
-    let ctx = Ctx::new(env, service, shape, protect)?;
+    let ctx = Ctx::new::<V>(env, service, shape, protect)?;
     ctx.check_mirror()?;
 
     let max_held = config.max_held;
-    let mut loans: Vec<Loan<'_, u64>> = Vec::new();
-    let mut held_a: Vec<Sample<'_, u64>> = Vec::new();
-    let mut held_b: Vec<Sample<'_, u64>> = Vec::new();
+    let mut loans: Vec<Loan<'_, V>> = Vec::new();
+    let mut held_a: Vec<Sample<'_, V>> = Vec::new();
+    let mut held_b: Vec<Sample<'_, V>> = Vec::new();
     for i in 0..case.presend {
         send_one(&ctx, &p0, 0, &config)?;
         if i % 3 == 0
@@ -983,7 +1137,7 @@ fn run_topic(env: &Env, service: &str, case: &Case, protect: bool) -> Result<(),
             Op::SendSlice(len) => match p0.loan_slice(usize::from(len)) {
                 Ok(mut slice) => {
                     for element in slice.iter_mut() {
-                        *element = ctx.fresh();
+                        *element = V::of(ctx.fresh());
                     }
                     check_sent(&ctx, p0.send_slice(slice), config.overflow)?;
                 }
@@ -995,8 +1149,8 @@ fn run_topic(env: &Env, service: &str, case: &Case, protect: bool) -> Result<(),
             Op::HoldLoan => match p0.loan() {
                 Ok(mut loan) => {
                     prop_assert!(loans.len() < config.max_loans as usize, "a loan beyond max");
-                    *loan = ctx.fresh();
-                    let at: *const u64 = &*loan;
+                    *loan = V::of(ctx.fresh());
+                    let at: *const V = &*loan;
                     let twice = loans.iter().any(|other| std::ptr::eq(&**other, at));
                     prop_assert!(!twice, "one block loaned twice");
                     loans.push(loan);
@@ -1029,7 +1183,7 @@ fn run_topic(env: &Env, service: &str, case: &Case, protect: bool) -> Result<(),
                 if held < max_held as usize {
                     let timeout = Some(Duration::from_millis(1));
                     match subscriber.receive_with(&mut Blocking::new(), timeout) {
-                        Ok(sample) => ctx.check_sample(&sample)?,
+                        Ok(sample) => ctx.check_sample::<V>(&sample)?,
                         Err(ReceiveError::TimedOut(_)) => {}
                         Err(e) => return Err(fail(format!("receive_with: {e}"))),
                     }
@@ -1050,14 +1204,16 @@ fn run_topic(env: &Env, service: &str, case: &Case, protect: bool) -> Result<(),
                 Ok(subscriber) => take(&ctx, &subscriber, count, max_held)?,
                 Err(e) => ctx.check_connect_error(&e, false)?,
             },
-            Op::Reopen(count) => reopen(&ctx, count)?,
+            Op::Reopen(count) => reopen::<V>(&ctx, count)?,
             Op::Discover => discover(&ctx)?,
             Op::Count => {
                 prop_assert!(p0.subscribers() <= SUBSCRIBERS);
                 let _ = (a.drops(), b.drops());
                 let counts = p0.block_counts();
                 prop_assert!(counts.is_consistent(), "{:?}", counts);
-                prop_assert_eq!(counts.loaned, loans.len() as u64, "{:?}", counts);
+                // An inline loan is lent in the loan itself: it takes no block.
+                let blocks = if V::INLINE { 0 } else { loans.len() as u64 };
+                prop_assert_eq!(counts.loaned, blocks, "{:?}", counts);
             }
         }
         ctx.check_writes(op)?;
@@ -1070,15 +1226,19 @@ fn run_topic(env: &Env, service: &str, case: &Case, protect: bool) -> Result<(),
     prop_assert!(counts.is_consistent() && counts.loaned == 0, "{:?}", counts);
     if protect {
         isolated_subscriber_keeps_receiving(&ctx, &p0, &a, &b)?;
+    } else {
+        // What is still queued is received and checked too.
+        drain(&ctx, &a, max_held)?;
+        drain(&ctx, &b, max_held)?;
     }
     Ok(())
 }
 
 /// The topic opened again through the node: an intact one must open; a publisher (if its
 /// payload fits the budget) and a subscriber are made on it and used.
-fn reopen(ctx: &Ctx<'_>, count: u8) -> Result<(), TestCaseError> {
+fn reopen<V: Value>(ctx: &Ctx<'_>, count: u8) -> Result<(), TestCaseError> {
     let path = ctx.env.file(&format!("topic.{}", ctx.service));
-    let topic = match ctx.env.node.topic::<u64>(&ctx.service).open() {
+    let topic = match ctx.env.node.topic::<V>(&ctx.service).open() {
         Ok(topic) => topic,
         Err(e) => {
             ctx.env.tally.count("refused opens");
@@ -1094,7 +1254,7 @@ fn reopen(ctx: &Ctx<'_>, count: u8) -> Result<(), TestCaseError> {
     if !ctx.changed.get().headers {
         prop_assert_eq!(config, ctx.shape.config());
     }
-    let block = 16 + 8 * u64::from(config.max_slice_len);
+    let block = 16 + size_of::<V>() as u64 * u64::from(config.max_slice_len);
     let blocks = u64::from(config.max_loans)
         + u64::from(config.history)
         + u64::from(config.max_subscribers)
@@ -1163,11 +1323,11 @@ fn discover(ctx: &Ctx<'_>) -> Result<(), TestCaseError> {
 /// The isolation property's end: `b`, whose words no mutation touched, receives every sample
 /// sent from now on, in order, with no drop (drop-oldest); under block or reject a send may
 /// fail for `a` or another corrupted slot, but what is sent reaches `b`.
-fn isolated_subscriber_keeps_receiving(
+fn isolated_subscriber_keeps_receiving<V: Value>(
     ctx: &Ctx<'_>,
-    p0: &Publisher<u64>,
-    a: &Subscriber<u64>,
-    b: &Subscriber<u64>,
+    p0: &Publisher<V>,
+    a: &Subscriber<V>,
+    b: &Subscriber<V>,
 ) -> Result<(), TestCaseError> {
     let max_held = ctx.shape.max_held;
     drain(ctx, a, max_held)?;
@@ -1176,7 +1336,7 @@ fn isolated_subscriber_keeps_receiving(
     let policy = ctx.shape.overflow;
     let mut delivered = 0;
     for _ in 0..2 * ctx.shape.capacity {
-        let value = ctx.fresh();
+        let value = V::of(ctx.fresh());
         let mut loan = p0.loan().map_err(|e| fail(format!("loan with none out: {e}")))?;
         *loan = value;
         match p0.send(loan) {
@@ -1204,35 +1364,69 @@ fn isolated_subscriber_keeps_receiving(
 // The properties.
 // ---------------------------------------------------------------------------------------------
 
-/// Runs `cases` cases of the topic property `name` in a fork-mode child.
-fn property(name: &'static str, property: &str, protect: bool) {
+/// Runs the topic property `name` over samples of `V` in a fork-mode child, `ci_cases` cases
+/// in CI.
+fn property<V: Value>(name: &'static str, property: &str, protect: bool, ci_cases: u32) {
     let dir = RunDir::new(property);
     let env = Env::new(dir.path());
-    let tally =
-        run_property(name, &dir, COUNTS, CI_CASES, 1024, &case(), |case| run(&env, &case, protect));
-    // The run reached what it is for (a few per cent of the cases suffice for each).
-    let unreachable =
-        if protect { "refused opens" } else { "samples reaching the isolated subscriber" };
-    for what in COUNTS.iter().filter(|&&what| what != unreachable) {
+    let tally = run_property(name, &dir, COUNTS, ci_cases, 1024, &case(), |case| {
+        run::<V>(&env, &case, protect)
+    });
+    // The run reached what it is for (a few per cent of the cases suffice for each). Hostile
+    // samples are what the inline runs are for; in a block topic only payload bytes (never
+    // written under `protect`) make one, and too rarely to require.
+    let mut unreachable =
+        vec![if protect { "refused opens" } else { "samples reaching the isolated subscriber" }];
+    if !V::INLINE {
+        unreachable.push("hostile samples");
+    }
+    for what in COUNTS.iter().filter(|what| !unreachable.contains(what)) {
         assert!(tally.get(what) > 0, "no case reached {what}: {tally}");
     }
 }
 
 #[test]
 fn hostile_bytes_in_a_live_topic_give_errors_or_correct_behaviour() {
-    property(
+    property::<Wide>(
         "hostile_bytes_in_a_live_topic_give_errors_or_correct_behaviour",
         "hostile-topic",
         false,
+        CI_CASES,
     );
 }
 
 #[test]
 fn a_subscriber_whose_words_are_intact_keeps_receiving_whatever_else_is_corrupted() {
-    property(
+    property::<Wide>(
         "a_subscriber_whose_words_are_intact_keeps_receiving_whatever_else_is_corrupted",
         "hostile-isolation",
         true,
+        CI_CASES,
+    );
+}
+
+/// The first property over a topic of `u64`s, whose samples travel inline in the queue
+/// slots: hostile words in a slot (a forged inline word, a forged block word, any line words)
+/// give errors or wrong values of `u64`, never a crash, a hang or a value read from outside.
+#[test]
+fn hostile_bytes_in_an_inline_topic_give_errors_or_wrong_values_never_ub() {
+    property::<u64>(
+        "hostile_bytes_in_an_inline_topic_give_errors_or_wrong_values_never_ub",
+        "hostile-topic-inline",
+        false,
+        CI_CASES,
+    );
+}
+
+/// The isolation property over inline samples: whatever is written into the other
+/// subscriber's slots (their line words too), `b` receives exactly the values sent, in order.
+#[test]
+fn an_inline_subscriber_whose_words_are_intact_keeps_receiving_whatever_else_is_corrupted() {
+    property::<u64>(
+        "an_inline_subscriber_whose_words_are_intact_keeps_receiving_whatever_else_is_corrupted",
+        "hostile-isolation-inline",
+        true,
+        CI_CASES,
     );
 }
 
@@ -1253,7 +1447,7 @@ fn a_forged_queue_entry_naming_the_block_being_sent_does_not_free_it() {
         overflow: Overflow::DropOldest,
     };
     let topic = node
-        .topic::<u64>("t")
+        .topic::<Wide>("t")
         .max_publishers(PUBLISHERS as u32)
         .max_subscribers(SUBSCRIBERS as u32)
         .subscriber_capacity(shape.capacity)
@@ -1264,10 +1458,10 @@ fn a_forged_queue_entry_naming_the_block_being_sent_does_not_free_it() {
     let publisher = topic.publisher().unwrap();
     let (a, b) = (topic.subscriber().unwrap(), topic.subscriber().unwrap());
     assert_eq!(publisher.subscribers(), 2);
-    publisher.send_copy(1).unwrap(); // both queues (capacity 1) are full
-    assert_eq!(b.receive().unwrap().map(|sample| *sample), Some(1)); // b's is empty again
+    publisher.send_copy([1; 8]).unwrap(); // both queues (capacity 1) are full
+    assert_eq!(b.receive().unwrap().map(|sample| *sample), Some([1; 8])); // b's is empty again
     let mut loan = publisher.loan().unwrap();
-    *loan = 0xfeed;
+    *loan = [0xfeed; 8];
     let open = |name: &str| {
         let path = dir.path().join(format!("shmlane.forged.topic.{name}"));
         File::options().read(true).write(true).open(path).unwrap()
@@ -1285,21 +1479,154 @@ fn a_forged_queue_entry_naming_the_block_being_sent_does_not_free_it() {
     control.write_all_at(&forged.to_ne_bytes(), queue + words.slots + words.value).unwrap();
     assert_eq!(publisher.send(loan).unwrap(), 2);
     let held = b.receive().unwrap().expect("b's sample");
-    assert_eq!(*held, 0xfeed);
+    assert_eq!(*held, [0xfeed; 8]);
     let counts = publisher.block_counts();
     assert!(counts.is_consistent(), "{counts:?}");
     let (mut first, mut second) = (publisher.loan().unwrap(), publisher.loan().unwrap());
     assert!(!std::ptr::eq(&*first, &*second), "one block loaned twice");
-    (*first, *second) = (0xdead, 0xdead);
-    assert_eq!(*held, 0xfeed, "a block b holds was loaned out and overwritten");
+    (*first, *second) = ([0xdead; 8], [0xdead; 8]);
+    assert_eq!(*held, [0xfeed; 8], "a block b holds was loaned out and overwritten");
     drop((first, second, held, a));
+}
+
+/// A topic of `V` with the properties' publisher and subscriber slots and `shape`'s settings,
+/// for the targeted tests.
+fn targeted_topic<V: Value>(node: &Node, shape: &Shape) -> shmlane::Topic<V> {
+    node.topic::<V>("t")
+        .max_publishers(PUBLISHERS as u32)
+        .max_subscribers(SUBSCRIBERS as u32)
+        .subscriber_capacity(shape.capacity)
+        .max_held(shape.max_held)
+        .max_loans(shape.max_loans)
+        .create()
+        .unwrap()
+}
+
+/// Segment `name` of namespace `namespace` in `dir`, to write into.
+fn open_segment(dir: &Path, namespace: &str, name: &str) -> File {
+    let path = dir.join(format!("shmlane.{namespace}.topic.{name}"));
+    File::options().read(true).write(true).open(path).unwrap()
+}
+
+/// Where the slot of `position` of subscriber `A`'s submission queue from publisher 0 is.
+fn slot_at(shape: &Shape, position: u64) -> u64 {
+    let (queue, capacity) = Mirror::new(shape).queues[A][0];
+    let words = queue_words(capacity);
+    queue + words.slots + position % capacity * words.slot_size
+}
+
+/// A queue word of payload generation 0 is `QueuedBlock::INLINE`, whatever its block bits. In
+/// a topic whose samples take payload blocks, such a word forged into queued slots (their line
+/// words garbage) is neither read as a block nor as an inline sample: each is skipped and
+/// counted as dropped, and the samples queued behind them, and those sent later, arrive as
+/// sent.
+#[test]
+fn a_forged_inline_word_in_a_block_topic_is_skipped_never_read() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let node = Node::builder("inl").namespace("inl").root(dir.path()).create().unwrap();
+    let shape = Shape {
+        capacity: 4,
+        max_held: 1,
+        max_loans: 2,
+        history: 0,
+        overflow: Overflow::DropOldest,
+    };
+    let topic = targeted_topic::<Wide>(&node, &shape);
+    let publisher = topic.publisher().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    assert_eq!(publisher.subscribers(), 1);
+    for value in 1..=3 {
+        publisher.send_copy(Wide::of(value)).unwrap();
+    }
+    let control = open_segment(dir.path(), "inl", "t");
+    let words = queue_words(u64::from(shape.capacity));
+    assert_eq!(Ctx::word(&control, slot_at(&shape, 2)).unwrap(), 3, "position 2's stamp");
+    // Position 0: `INLINE` itself, its line words garbage; position 1: generation 0, block 5.
+    for (position, forged) in [(0, 0u64), (1, 5)] {
+        let at = slot_at(&shape, position);
+        control.write_all_at(&forged.to_ne_bytes(), at + words.value).unwrap();
+        for word in 0..LINE_WORDS as u64 {
+            control.write_all_at(&0xbad_u64.to_ne_bytes(), at + LINE_AT + word * 8).unwrap();
+        }
+    }
+    assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some(Wide::of(3)));
+    assert_eq!(subscriber.drops(), 2, "the forged words were not counted as dropped");
+    assert!(subscriber.receive().unwrap().is_none(), "a sample nobody sent");
+    for value in 10..10 + 2 * u64::from(shape.capacity) {
+        publisher.send_copy(Wide::of(value)).unwrap();
+        assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some(Wide::of(value)));
+    }
+    assert_eq!(subscriber.drops(), 2);
+    let counts = publisher.block_counts();
+    assert!(counts.is_consistent() && counts.loaned == 0, "{counts:?}");
+}
+
+/// In a topic whose samples travel inline, a forged block word is read as the block it names
+/// (a value its publisher wrote there, never the slot's line words) or, naming no payload
+/// segment, skipped and counted as dropped; no crash, and the samples queued behind it, and
+/// those sent later, arrive as sent.
+#[test]
+fn a_forged_block_word_in_an_inline_topic_reads_that_block_or_is_skipped() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let node = Node::builder("blk").namespace("blk").root(dir.path()).create().unwrap();
+    let shape = Shape {
+        capacity: 4,
+        max_held: 1,
+        max_loans: 2,
+        history: 0,
+        overflow: Overflow::DropOldest,
+    };
+    let topic = targeted_topic::<u64>(&node, &shape);
+    let publisher = topic.publisher().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    assert_eq!(publisher.subscribers(), 1);
+    // A slice takes a block whatever the size of `T`: position 0, a block that holds 77.
+    let mut slice = publisher.loan_slice(1).unwrap();
+    slice[0] = 77;
+    publisher.send_slice(slice).unwrap();
+    assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some(77));
+    // Positions 1 to 3, inline.
+    for value in 1..=3 {
+        publisher.send_copy(value).unwrap();
+    }
+    let control = open_segment(dir.path(), "blk", "t");
+    let payload = open_segment(dir.path(), "blk", "t.p0.g1");
+    let block = (0..shape.blocks())
+        .find(|block| Ctx::word(&payload, BLOCKS_AT + block * BLOCK_SIZE + 16).unwrap() == 77)
+        .expect("the slice's block in the payload segment");
+    let words = queue_words(u64::from(shape.capacity));
+    assert_eq!(Ctx::word(&control, slot_at(&shape, 3)).unwrap(), 4, "position 3's stamp");
+    assert_eq!(Ctx::word(&control, slot_at(&shape, 3) + LINE_AT).unwrap(), 3, "its line");
+    // Position 1 names the slice's block (generation 1), position 2 a generation no publisher
+    // has (its payload segment does not exist).
+    for (position, generation) in [(1, 1u64), (2, 9)] {
+        let forged = generation << 32 | block;
+        control
+            .write_all_at(&forged.to_ne_bytes(), slot_at(&shape, position) + words.value)
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while let Some(sample) = subscriber.receive().unwrap() {
+        got.push((*sample, sample.len(), sample.read()));
+        assert!(got.len() <= 3, "{got:?}");
+    }
+    assert_eq!(got, [(77, 1, 77), (3, 1, 3)]);
+    assert_eq!(subscriber.drops(), 1, "the word naming no segment was not counted as dropped");
+    for value in 10..10 + 2 * u64::from(shape.capacity) {
+        publisher.send_copy(value).unwrap();
+        assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some(value));
+    }
+    assert_eq!(subscriber.drops(), 1);
+    let counts = publisher.block_counts();
+    assert!(counts.is_consistent() && counts.loaned == 0, "{counts:?}");
 }
 
 /// A block's length word is the publisher's to write, and a subscriber reads it the first time
 /// it is asked: one out of range (0, beyond the pool's `max_slice_len`, anything) reads as the
 /// nearest valid length, so the slice stays inside the block; one in range is taken as sent.
 /// Read once, it stays: a length word changed afterwards does not change the sample's length
-/// (`let n = s.len(); s.as_slice()[n - 1]` cannot panic).
+/// (`let n = s.len(); s.as_slice()[n - 1]` cannot panic). (A slice takes a block whatever the
+/// size of `T`, so `u64` elements do here.)
 #[test]
 fn a_corrupt_length_word_reads_as_the_nearest_valid_length_once() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -1344,12 +1671,12 @@ fn receive_skips_a_payload_segment_that_is_not_ready_without_waiting() {
     const QUEUED: u64 = 32;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let node = Node::builder("stall").namespace("stall").root(dir.path()).create().unwrap();
-    let topic = node.topic::<u64>("t").subscriber_capacity(QUEUED as u32).create().unwrap();
+    let topic = node.topic::<Wide>("t").subscriber_capacity(QUEUED as u32).create().unwrap();
     let publisher = topic.publisher().unwrap();
     let subscriber = topic.subscriber().unwrap();
     assert_eq!(publisher.subscribers(), 1);
     for value in 0..QUEUED {
-        publisher.send_copy(value).unwrap();
+        publisher.send_copy([value; 8]).unwrap();
     }
     // The subscriber has not mapped the payload segment yet: make it look half-created.
     let path = dir.path().join("shmlane.stall.topic.t.p0.g1");
@@ -1368,8 +1695,8 @@ fn receive_skips_a_payload_segment_that_is_not_ready_without_waiting() {
     println!("{QUEUED} unreadable samples skipped in {calls} calls, {:?}", started.elapsed());
     // Ready again: later samples arrive (the segment is mapped on the next sample).
     payload.write_all_at(&2u32.to_ne_bytes(), INIT_STATE_AT).unwrap();
-    publisher.send_copy(7).unwrap();
-    assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some(7));
+    publisher.send_copy([7; 8]).unwrap();
+    assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some([7; 8]));
 }
 
 /// The payload settings in a topic's control segment are another process's word: rewritten to
@@ -1383,7 +1710,7 @@ fn payload_settings_rewritten_to_the_maximum_are_refused_before_any_allocation()
     const MAX_SLICE_LEN_AT: u64 = TOPIC_HEADER_AT + 68;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let node = Node::builder("huge").namespace("huge").root(dir.path()).create().unwrap();
-    let topic = node.topic::<u64>("t").create().unwrap();
+    let topic = node.topic::<Wide>("t").create().unwrap();
     let publisher = topic.publisher().unwrap();
     let subscriber = topic.subscriber().unwrap();
     let control = File::options()
@@ -1394,7 +1721,7 @@ fn payload_settings_rewritten_to_the_maximum_are_refused_before_any_allocation()
     control.write_all_at(&u32::MAX.to_ne_bytes(), MAX_SLICE_LEN_AT).unwrap();
     control.write_all_at(&65536u32.to_ne_bytes(), MAX_LOANS_AT).unwrap();
     let rss = shmlane_reliability::rss_kib();
-    let reopened = node.topic::<u64>("t").open();
+    let reopened = node.topic::<Wide>("t").open();
     assert!(
         matches!(
             &reopened,
@@ -1407,15 +1734,15 @@ fn payload_settings_rewritten_to_the_maximum_are_refused_before_any_allocation()
     );
     // An opener that agreed to any size opens it (nothing is allocated until a publisher of
     // it is created).
-    let agreed = node.topic::<u64>("t").max_pool_bytes(u64::MAX).open();
+    let agreed = node.topic::<Wide>("t").max_pool_bytes(u64::MAX).open();
     assert!(agreed.is_ok(), "{agreed:?}");
     drop(agreed);
     if let (Some(before), Some(after)) = (rss, shmlane_reliability::rss_kib()) {
         assert!(after < before + 64 * 1024, "resident memory grew from {before} to {after} KiB");
     }
     // Those already in keep their own private copy of the settings.
-    publisher.send_copy(5).unwrap();
-    assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some(5));
+    publisher.send_copy([5; 8]).unwrap();
+    assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some([5; 8]));
     let no_files = std::fs::read_dir(dir.path()).unwrap().count();
     assert!(no_files <= 4, "{no_files} files: something was created");
 }

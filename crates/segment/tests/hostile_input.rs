@@ -134,6 +134,21 @@ impl Fixture {
         self.write_at(offset, &value.to_le_bytes());
     }
 
+    /// Names `creator` as the segment's creator (pid and start time).
+    fn write_creator(&self, creator: ProcessId) {
+        self.write_u32(CREATOR_PID_AT, creator.pid);
+        self.write_u64(START_TIME_AT, creator.start_time);
+    }
+
+    /// Makes the segment one still initialising by a creator proven dead; returns that creator.
+    fn write_dead_creator(&self) -> ProcessId {
+        let dead = dead_process();
+        self.write_creator(dead);
+        self.write_u64(TOKEN_AT, GONE_TOKEN);
+        self.write_u32(INIT_STATE_AT, INITIALIZING);
+        dead
+    }
+
     /// Puts the file back as it was created.
     fn restore(&self) {
         fs::write(self.path(), &self.pristine).expect("restore the segment file");
@@ -155,6 +170,17 @@ macro_rules! assert_refused {
             }
         }
     }};
+}
+
+/// Writes each value of `$values` (named `$value`) to the header field at `$at` with
+/// `$fx.$write`, and checks with [`assert_refused!`] that `$fx.builder()` refuses it so.
+macro_rules! assert_field_refused {
+    ($fx:ident.$write:ident($at:expr, $value:ident in $values:expr), $($refused:tt)+) => {
+        for $value in $values {
+            $fx.$write($at, $value);
+            assert_refused!($fx.builder(), $($refused)+);
+        }
+    };
 }
 
 /// Start time (field 22 of `/proc/PID/stat`) of a process, if it exists.
@@ -233,32 +259,29 @@ fn bad_magic_is_refused() {
 #[test]
 fn another_format_version_is_refused() {
     let fx = Fixture::new();
-    for version in [0, FORMAT_VERSION + 1, u32::MAX] {
-        fx.write_u32(VERSION_AT, version);
-        assert_refused!(fx.builder(), OpenError::UnsupportedVersion { found } if found == version);
-    }
+    assert_field_refused!(
+        fx.write_u32(VERSION_AT, version in [0, FORMAT_VERSION + 1, u32::MAX]),
+        OpenError::UnsupportedVersion { found } if found == version
+    );
 }
 
 #[test]
 fn a_wrong_header_size_is_refused() {
     let fx = Fixture::new();
-    for size in [0, 64, 127, 129, 256, 4096, u32::MAX] {
-        fx.write_u32(HEADER_SIZE_AT, size);
-        assert_refused!(fx.builder(), OpenError::BadHeaderSize { found } if found == size);
-    }
+    assert_field_refused!(
+        fx.write_u32(HEADER_SIZE_AT, size in [0, 64, 127, 129, 256, 4096, u32::MAX]),
+        OpenError::BadHeaderSize { found } if found == size
+    );
 }
 
 #[test]
 fn a_header_with_another_fingerprint_is_refused() {
     let fx = Fixture::new();
-    for fingerprint in [0, FP.get() ^ 1, u64::MAX] {
-        fx.write_u64(FINGERPRINT_AT, fingerprint);
-        assert_refused!(
-            fx.builder(),
-            OpenError::FingerprintMismatch { expected, found }
+    assert_field_refused!(
+        fx.write_u64(FINGERPRINT_AT, fingerprint in [0, FP.get() ^ 1, u64::MAX]),
+        OpenError::FingerprintMismatch { expected, found }
                 if expected == FP.get() && found == fingerprint
-        );
-    }
+    );
 }
 
 #[test]
@@ -275,13 +298,10 @@ fn an_opener_expecting_another_layout_is_refused() {
 #[test]
 fn a_total_size_that_disagrees_with_the_file_is_refused() {
     let fx = Fixture::new();
-    for total in [0, 1, HEADER_SIZE, SIZE - 1, SIZE + 1, 2 * SIZE] {
-        fx.write_u64(TOTAL_SIZE_AT, total);
-        assert_refused!(
-            fx.builder(),
-            OpenError::SizeMismatch { header, file } if header == total && file == SIZE
-        );
-    }
+    assert_field_refused!(
+        fx.write_u64(TOTAL_SIZE_AT, total in [0, 1, HEADER_SIZE, SIZE - 1, SIZE + 1, 2 * SIZE]),
+        OpenError::SizeMismatch { header, file } if header == total && file == SIZE
+    );
 }
 
 #[test]
@@ -303,22 +323,19 @@ fn a_total_size_above_the_limit_is_too_large() {
 #[test]
 fn a_creator_pid_that_cannot_be_a_process_is_refused() {
     let fx = Fixture::new();
-    for pid in [0, i32::MAX as u32 + 1, u32::MAX] {
-        fx.write_u32(CREATOR_PID_AT, pid);
-        assert_refused!(fx.builder(), OpenError::BadCreator { found } if found == pid);
-    }
+    assert_field_refused!(
+        fx.write_u32(CREATOR_PID_AT, pid in [0, i32::MAX as u32 + 1, u32::MAX]),
+        OpenError::BadCreator { found } if found == pid
+    );
 }
 
 #[test]
 fn a_backing_code_that_does_not_match_is_refused() {
     let fx = Fixture::new();
-    for code in [0, 1, 3, 4, u32::MAX] {
-        fx.write_u32(BACKING_AT, code);
-        assert_refused!(
-            fx.builder(),
-            OpenError::BadBacking { expected, found } if expected == DIR_BACKING && found == code
-        );
-    }
+    assert_field_refused!(
+        fx.write_u32(BACKING_AT, code in [0, 1, 3, 4, u32::MAX]),
+        OpenError::BadBacking { expected, found } if expected == DIR_BACKING && found == code
+    );
 }
 
 #[test]
@@ -343,10 +360,10 @@ fn a_zero_creator_token_is_refused() {
 #[test]
 fn an_unknown_init_state_is_corrupt() {
     let fx = Fixture::new();
-    for state in [3, 4, 0x100, READY << 16, u32::MAX] {
-        fx.write_u32(INIT_STATE_AT, state);
-        assert_refused!(fx.builder(), OpenError::CorruptState { found } if found == state);
-    }
+    assert_field_refused!(
+        fx.write_u32(INIT_STATE_AT, state in [3, 4, 0x100, READY << 16, u32::MAX]),
+        OpenError::CorruptState { found } if found == state
+    );
 }
 
 #[test]
@@ -367,22 +384,14 @@ fn informational_fields_accept_any_value() {
 #[test]
 fn initializing_with_a_dead_creator_is_stale() {
     let fx = Fixture::new();
-    let dead = dead_process();
-    fx.write_u32(CREATOR_PID_AT, dead.pid);
-    fx.write_u64(START_TIME_AT, dead.start_time);
-    fx.write_u64(TOKEN_AT, GONE_TOKEN);
-    fx.write_u32(INIT_STATE_AT, INITIALIZING);
+    let dead = fx.write_dead_creator();
     assert_refused!(fx.builder(), OpenError::Stale { creator: Some(creator) } if creator == dead);
 }
 
 #[test]
 fn a_dead_creator_is_reported_without_waiting_out_the_timeout() {
     let fx = Fixture::new();
-    let dead = dead_process();
-    fx.write_u32(CREATOR_PID_AT, dead.pid);
-    fx.write_u64(START_TIME_AT, dead.start_time);
-    fx.write_u64(TOKEN_AT, GONE_TOKEN);
-    fx.write_u32(INIT_STATE_AT, INITIALIZING);
+    let dead = fx.write_dead_creator();
     let started = Instant::now();
     let outcome = fx.builder().open_timeout(Duration::from_secs(30)).open();
     assert!(matches!(outcome, Err(OpenError::Stale { creator: Some(c) }) if c == dead));
@@ -407,8 +416,7 @@ fn a_creator_pid_that_is_not_ours_proves_nothing_while_its_token_lives() {
     // is), with a live presence token (ours): the creator is alive, so the open waits for it.
     let fx = Fixture::new();
     let dead = dead_process();
-    fx.write_u32(CREATOR_PID_AT, dead.pid);
-    fx.write_u64(START_TIME_AT, dead.start_time);
+    fx.write_creator(dead);
     fx.write_u32(INIT_STATE_AT, INITIALIZING);
     let timeout = Duration::from_millis(20);
     assert_refused!(
@@ -583,9 +591,14 @@ fn discovery_reports_corrupt_headers_and_never_removes_them() {
     // Our creator sizes a file in one step, from empty to at least a header.
     assert!(matches!(status("short"), Some(SegmentStatus::Corrupt { .. })));
 
-    let removed = remove_stale_in(fx.dir.path()).expect("remove stale segments").removed;
+    assert_nothing_removed(fx.dir.path(), [fx.path(), bad_magic, bad_state, short]);
+}
+
+/// Removes the stale segments of `dir`: there must be none, and every one of `paths` is left.
+fn assert_nothing_removed(dir: &Path, paths: impl IntoIterator<Item = PathBuf>) {
+    let removed = remove_stale_in(dir).expect("remove stale segments").removed;
     assert!(removed.is_empty(), "removed {removed:?}");
-    for path in [fx.path(), bad_magic, bad_state, short] {
+    for path in paths {
         assert!(path.exists(), "{} was removed", path.display());
     }
 }
@@ -673,11 +686,7 @@ fn discovery_never_removes_an_old_file_without_a_header_that_our_creator_cannot_
     for (name, status) in statuses(dir, &names) {
         assert!(matches!(status, SegmentStatus::Corrupt { .. }), "{name}: {status:?}");
     }
-    let removed = remove_stale_in(dir).expect("remove stale segments").removed;
-    assert!(removed.is_empty(), "removed {removed:?}");
-    for path in planted {
-        assert!(path.exists(), "{} was removed", path.display());
-    }
+    assert_nothing_removed(dir, planted);
 }
 
 #[test]
@@ -723,21 +732,13 @@ fn discovery_leaves_a_young_file_without_a_header_to_its_creator() {
     for (name, status) in statuses(dir, &["empty", "zeros", "unpublished"]) {
         assert_eq!(status, SegmentStatus::Initializing, "{name}");
     }
-    let removed = remove_stale_in(dir).expect("remove stale segments").removed;
-    assert!(removed.is_empty(), "removed {removed:?}");
-    for path in planted {
-        assert!(path.exists(), "{} was removed", path.display());
-    }
+    assert_nothing_removed(dir, planted);
 }
 
 #[test]
 fn discovery_calls_a_segment_with_a_dead_initialising_creator_stale() {
     let fx = Fixture::new();
-    let dead = dead_process();
-    fx.write_u32(CREATOR_PID_AT, dead.pid);
-    fx.write_u64(START_TIME_AT, dead.start_time);
-    fx.write_u64(TOKEN_AT, GONE_TOKEN);
-    fx.write_u32(INIT_STATE_AT, INITIALIZING);
+    let dead = fx.write_dead_creator();
     let found = list_in(fx.dir.path()).expect("list the directory");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].status, SegmentStatus::Stale);

@@ -321,7 +321,7 @@ impl<Req: ZeroCopy, Resp: ZeroCopy> Server<Req, Resp> {
 
     /// Sends `response` to the client that sent `request`.
     pub fn respond(&self, request: &Request<'_, Req>, response: Resp) -> Result<(), PublishError> {
-        let mut loan = self.responses.loan()?;
+        let mut loan = self.responses.loan_block()?;
         *loan = response;
         crash_point!("shmlane.respond.loaned");
         // The tag names the client's response slot (a peer's word: `publish` checks it); a tag
@@ -359,7 +359,7 @@ impl<Req: ZeroCopy, Resp: ZeroCopy> Client<Req, Resp> {
         let sequence = self.next.get();
         self.next.set(sequence.wrapping_add(1));
         let tag = self.prefix.with_sequence(sequence);
-        let mut loan = self.requests.loan()?;
+        let mut loan = self.requests.loan_block()?;
         *loan = request;
         self.requests.send_tagged(loan, tag.to_raw(), None)?;
         crash_point!("shmlane.call.sent");

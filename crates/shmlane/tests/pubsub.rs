@@ -4,9 +4,12 @@
 use std::time::Duration;
 
 use shmlane::notify::Blocking;
-use shmlane::{ConfigError, ConnectError, Node, Overflow, PublishError, ReceiveError, TopicError};
+use shmlane::{
+    ConfigError, ConnectError, Node, Overflow, PublishError, Publisher, ReceiveError, Subscriber,
+    Topic, TopicError, ZeroCopy,
+};
 use shmlane_testkit::{
-    child_spec, exit_child, fail, process_lock, report, spawn_child, split_spec,
+    ChildProc, child_spec, exit_child, fail, process_lock, report, spawn_child, split_spec,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -28,6 +31,39 @@ fn node(tag: &str) -> Node {
     Node::builder("test").namespace(namespace).create().unwrap()
 }
 
+/// In a child: node `name` in `namespace`, its topic `topic` and a subscriber of it, once
+/// reported "ready".
+fn child_subscriber<T: ZeroCopy>(
+    namespace: &str,
+    name: &str,
+    topic: &str,
+) -> (Node, Topic<T>, Subscriber<T>) {
+    let node = Node::builder(name).namespace(namespace).create().unwrap();
+    let topic = node.topic::<T>(topic).open().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    report("ready", 1);
+    (node, topic, subscriber)
+}
+
+/// Spawns the subscriber child `role` with `args`; returns it once it is ready and `publisher`
+/// serves one subscriber (`what`).
+fn spawn_subscriber<T: ZeroCopy>(
+    role: &str,
+    args: &[&str],
+    publisher: &Publisher<T>,
+    what: &str,
+) -> ChildProc {
+    let mut child = spawn_child(role, args);
+    child.report("ready", TIMEOUT);
+    shmlane_testkit::wait_for(what, TIMEOUT, || publisher.subscribers() == 1);
+    child
+}
+
+/// Removes the dead node registrations of `node`'s namespace: there must be one, `what`.
+fn assert_one_dead_node(node: &Node, what: &str) {
+    assert_eq!(node.remove_dead_nodes().unwrap().removed.len(), 1, "{what}");
+}
+
 /// Child processes enter here; in the parent (no `SHMLANE_CHILD`) this test does nothing.
 #[test]
 fn child_entry() {
@@ -36,7 +72,8 @@ fn child_entry() {
     match (role, args.as_slice()) {
         ("subscribe", [namespace, count]) => child_subscribe(namespace, count.parse().unwrap()),
         ("stall", [namespace]) => child_stall(namespace),
-        ("hold", [namespace]) => child_hold(namespace),
+        ("hold", [namespace]) => child_hold::<Wide>(namespace, "held"),
+        ("hold_inline", [namespace]) => child_hold::<[u64; 1]>(namespace, "held_inline"),
         ("publish", [namespace, count]) => child_publish(namespace, count.parse().unwrap()),
         _ => fail(2, format!("unknown role {spec}")),
     }
@@ -46,10 +83,7 @@ fn child_entry() {
 /// Subscribes, reports "ready", then takes `count` ticks, checking each one's content and
 /// order, and reports the sum of their sequence numbers.
 fn child_subscribe(namespace: &str, count: u64) {
-    let node = Node::builder("sub").namespace(namespace).create().unwrap();
-    let topic = node.topic::<Tick>("ticks").open().unwrap();
-    let subscriber = topic.subscriber().unwrap();
-    report("ready", 1);
+    let (_node, _topic, subscriber) = child_subscriber::<Tick>(namespace, "sub", "ticks");
     let mut strategy = Blocking::new();
     let mut sum = 0;
     for expected in 1..=count {
@@ -69,21 +103,19 @@ fn child_subscribe(namespace: &str, count: u64) {
 
 /// Subscribes to the `blocking` topic, reports "ready", and never reads.
 fn child_stall(namespace: &str) {
-    let node = Node::builder("stall").namespace(namespace).create().unwrap();
-    let topic = node.topic::<u64>("blocking").open().unwrap();
-    let _subscriber = topic.subscriber().unwrap();
-    report("ready", 1);
+    let (_node, _topic, _subscriber) = child_subscriber::<u64>(namespace, "stall", "blocking");
     shmlane_testkit::sleep_until_killed()
 }
 
-/// Subscribes to the `held` topic, takes one sample and keeps it, reports, waits for death.
-fn child_hold(namespace: &str) {
-    let node = Node::builder("hold").namespace(namespace).create().unwrap();
-    let topic = node.topic::<u64>("held").open().unwrap();
-    let subscriber = topic.subscriber().unwrap();
-    report("ready", 1);
+/// A sample too large to travel inline (more than `INLINE_MAX` bytes): sent in a block.
+type Wide = [u64; 8];
+
+/// Subscribes to topic `service`, takes one sample and keeps it, reports its first word,
+/// waits for death.
+fn child_hold<T: ZeroCopy + AsRef<[u64]>>(namespace: &str, service: &str) {
+    let (_node, _topic, subscriber) = child_subscriber::<T>(namespace, "hold", service);
     let sample = subscriber.receive_with(&mut Blocking::new(), Some(TIMEOUT)).unwrap();
-    report("holding", *sample);
+    report("holding", sample.as_ref()[0]);
     shmlane_testkit::sleep_until_killed()
 }
 
@@ -107,10 +139,9 @@ fn a_subscriber_process_receives_every_tick_in_order_in_place() {
     let node = node("order");
     let topic = node.topic::<Tick>("ticks").subscriber_capacity(2048).create().unwrap();
     let publisher = topic.publisher().unwrap();
-    let mut child = spawn_child("subscribe", &[node.namespace(), "2000"]);
-    child.report("ready", TIMEOUT);
     // The subscriber is served from the first send after it joined.
-    shmlane_testkit::wait_for("the subscriber to join", TIMEOUT, || publisher.subscribers() == 1);
+    let args = [node.namespace(), "2000"];
+    let mut child = spawn_subscriber("subscribe", &args, &publisher, "the subscriber to join");
     for sequence in 1..=2000u64 {
         let mut tick = loop {
             match publisher.loan() {
@@ -301,9 +332,7 @@ fn block_releases_a_publisher_waiting_on_a_subscriber_killed_with_sigkill() {
     let topic = topic.create().unwrap();
     let publisher = topic.publisher().unwrap();
     publisher.set_block_timeout(TIMEOUT);
-    let mut child = spawn_child("stall", &[node.namespace()]);
-    child.report("ready", TIMEOUT);
-    shmlane_testkit::wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
+    let mut child = spawn_subscriber("stall", &[node.namespace()], &publisher, "the subscriber");
     publisher.send_copy(1).unwrap();
     publisher.send_copy(2).unwrap();
     let killer = std::thread::spawn(move || {
@@ -318,11 +347,7 @@ fn block_releases_a_publisher_waiting_on_a_subscriber_killed_with_sigkill() {
     killer.join().unwrap();
     assert!(waited >= Duration::from_millis(150), "did not block: {waited:?}");
     assert!(waited < Duration::from_secs(5), "released by the timeout, not the death: {waited:?}");
-    assert_eq!(
-        node.remove_dead_nodes().unwrap().removed.len(),
-        1,
-        "the killed subscriber's node registration"
-    );
+    assert_one_dead_node(&node, "the killed subscriber's node registration");
 }
 
 #[test]
@@ -373,34 +398,61 @@ fn slices_beyond_the_block_size_grow_the_pool_even_past_8_mib() {
 fn a_killed_subscriber_holding_samples_gets_its_blocks_taken_back_and_its_slot_reused() {
     let _serial = process_lock();
     let node = node("deadsub");
-    let topic = node.topic::<u64>("held").max_subscribers(1).subscriber_capacity(2).max_held(1);
+    let topic = node.topic::<Wide>("held").max_subscribers(1).subscriber_capacity(2).max_held(1);
     let topic = topic.create().unwrap();
     let publisher = topic.publisher().unwrap();
-    let mut child = spawn_child("hold", &[node.namespace()]);
-    child.report("ready", TIMEOUT);
-    shmlane_testkit::wait_for("the subscriber", TIMEOUT, || publisher.subscribers() == 1);
-    publisher.send_copy(1).unwrap();
+    let mut child = spawn_subscriber("hold", &[node.namespace()], &publisher, "the subscriber");
+    publisher.send_copy([1; 8]).unwrap();
     assert_eq!(child.report_u64("holding", TIMEOUT), 1);
     // Two more fill its queue; it is now at its limit (2 queued + 1 held): no more for it.
-    publisher.send_copy(2).unwrap();
-    publisher.send_copy(3).unwrap();
-    assert_eq!(publisher.send_copy(4).unwrap(), 0, "over its limit");
+    publisher.send_copy([2; 8]).unwrap();
+    publisher.send_copy([3; 8]).unwrap();
+    assert_eq!(publisher.send_copy([4; 8]).unwrap(), 0, "over its limit");
     child.kill();
     std::thread::sleep(Duration::from_millis(20));
     // The next send at the limit finds it dead, takes its three blocks back and frees its slot.
-    assert_eq!(publisher.send_copy(5).unwrap(), 0);
+    assert_eq!(publisher.send_copy([5; 8]).unwrap(), 0);
     assert_eq!(publisher.block_counts().held, 0, "its blocks were taken back");
     assert_eq!(publisher.subscribers(), 0, "it is no longer served");
     // A new subscriber gets the slot and sees only new samples.
     let subscriber = topic.subscriber().unwrap();
-    publisher.send_copy(7).unwrap();
-    let got: Vec<u64> = std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();
+    publisher.send_copy([7; 8]).unwrap();
+    let got: Vec<u64> =
+        std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| s[0])).collect();
     assert_eq!(got, [7]);
-    assert_eq!(
-        node.remove_dead_nodes().unwrap().removed.len(),
-        1,
-        "the killed subscriber's node registration"
-    );
+    assert_one_dead_node(&node, "the killed subscriber's node registration");
+}
+
+#[test]
+fn a_killed_subscriber_holding_inline_samples_is_found_dead_and_its_slot_reused() {
+    let _serial = process_lock();
+    let node = node("deadinline");
+    let topic = node.topic::<[u64; 1]>("held_inline").max_subscribers(1).subscriber_capacity(2);
+    let topic = topic.max_held(1).create().unwrap();
+    let publisher = topic.publisher().unwrap();
+    let args = [node.namespace()];
+    let mut child = spawn_subscriber("hold_inline", &args, &publisher, "the subscriber");
+    publisher.send_copy([1]).unwrap();
+    assert_eq!(child.report_u64("holding", TIMEOUT), 1);
+    // Inline samples take no block: a full queue evicts its oldest (drop-oldest), counted.
+    for value in 2..=4 {
+        assert_eq!(publisher.send_copy([value]).unwrap(), 1);
+    }
+    child.kill();
+    // A send that evicts checks the subscriber it evicted from (at most every 10 ms): once it
+    // is found dead its slot is freed and nothing more is queued for it.
+    shmlane_testkit::wait_for("the dead subscriber to be dropped", TIMEOUT, || {
+        publisher.send_copy([5]).unwrap();
+        publisher.subscribers() == 0
+    });
+    assert_eq!(publisher.block_counts().held, 0, "inline samples hold no block");
+    let subscriber = topic.subscriber().unwrap();
+    assert!(subscriber.drops() >= 1, "the evictions were counted in the slot");
+    publisher.send_copy([7]).unwrap();
+    let got: Vec<u64> =
+        std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| s[0])).collect();
+    assert_eq!(got, [7], "only samples sent after it joined");
+    assert_one_dead_node(&node, "the killed subscriber's node registration");
 }
 
 #[test]
@@ -485,9 +537,5 @@ fn a_killed_publishers_slot_is_taken_over_and_its_queued_samples_still_read() {
         publisher.send_copy(value).unwrap();
         assert_eq!(*subscriber.receive().unwrap().unwrap(), value);
     }
-    assert_eq!(
-        node.remove_dead_nodes().unwrap().removed.len(),
-        1,
-        "the killed publisher's node registration"
-    );
+    assert_one_dead_node(&node, "the killed publisher's node registration");
 }

@@ -250,10 +250,12 @@ pub const IMPOSSIBLE_INDICES: [(u64, u64); 9] = [
 /// the error `attach` must give.
 pub type DescriptorCase = (&'static str, u64, Vec<u8>, QueueError);
 
-/// The descriptor corruptions every kind of queue of 8 `u64` slots refuses alike, each with its
-/// own error; `bad_region(capacity)` is the error for a capacity too large for the region.
+/// The descriptor corruptions every kind of queue of 8 slots refuses alike, each with its own
+/// error; `element` is the queue's (size, align) of a slot (neither 4 nor 16), and
+/// `bad_region(capacity)` the error for a capacity too large for the region.
 pub fn descriptor_cases(
     fingerprint: Fingerprint,
+    (size, align): (u64, u64),
     bad_region: impl Fn(u64) -> QueueError,
 ) -> Vec<DescriptorCase> {
     use shmlane_queue::raw::{
@@ -262,8 +264,8 @@ pub fn descriptor_cases(
     };
     let word = |n: u64| n.to_ne_bytes().to_vec();
     let element = |found_size, found_align| QueueError::ElementMismatch {
-        size: 8,
-        align: 8,
+        size,
+        align,
         found_size,
         found_align,
     };
@@ -286,10 +288,10 @@ pub fn descriptor_cases(
         ("capacity u64::MAX", CAPACITY_AT, word(u64::MAX), QueueError::BadCapacity(u64::MAX)),
         ("capacity 16 > region", CAPACITY_AT, word(16), bad_region(16)),
         ("capacity 2^32 > region", CAPACITY_AT, word(1 << 32), bad_region(1 << 32)),
-        ("element size 4", ELEMENT_SIZE_AT, word(4), element(4, 8)),
-        ("element size 16", ELEMENT_SIZE_AT, word(16), element(16, 8)),
-        ("element align 1", ELEMENT_ALIGN_AT, word(1), element(8, 1)),
-        ("element align 16", ELEMENT_ALIGN_AT, word(16), element(8, 16)),
+        ("element size 4", ELEMENT_SIZE_AT, word(4), element(4, align)),
+        ("element size 16", ELEMENT_SIZE_AT, word(16), element(16, align)),
+        ("element align 1", ELEMENT_ALIGN_AT, word(1), element(size, 1)),
+        ("element align 16", ELEMENT_ALIGN_AT, word(16), element(size, 16)),
         (
             "fingerprint",
             FINGERPRINT_AT,

@@ -4,7 +4,8 @@
 //! a subscriber under the drop-oldest policy (iceoryx2's "safely overflowing" queue).
 //!
 //! ```text
-//!   slot:  [ stamp: AtomicU64 | value: AtomicU64 ]   stamp == p + 1  <=>  slot holds position p
+//!   slot:  [ stamp: AtomicU64 | value: AtomicU64 | line: 6 x AtomicU64 ]   one cache line;
+//!          stamp == p + 1  <=>  slot holds position p
 //!   head:  CachePadded<AtomicU64>   next position to pop: CAS by the consumer (pop) and the
 //!                                   producer (evict)
 //!   tail:  CachePadded<AtomicU64>   next position to push: stored by the producer only
@@ -32,6 +33,11 @@
 //! failure means it was evicted: start again. The value is an atomic because a consumer may
 //! read it while the producer overwrites it (the CAS then fails and the read is discarded).
 //!
+//! A slot's `line` words travel as its value does (`push_line`, `pop_line_when`): written
+//! (Relaxed) before the stamp's Release, read (Relaxed) after its Acquire and before the claim,
+//! so a claim that succeeds proves the words read were the position's own, never a torn mix
+//! with a later position's (loom-tests/overflow.rs checks it).
+//!
 //! `head` only grows, so its CAS has no ABA. The producer's `cached_head` and `seen` keep the
 //! `head` line with the consumer except when the queue is really full.
 
@@ -48,23 +54,37 @@ on_shared_memory! {
 use super::descriptor::MAX_POSITION;
 use super::sync::{AtomicU64, Ordering};
 
-/// One slot: which position it holds, and its value.
+/// Words of a [`Line`]: what fills a slot's cache line beside its stamp and value.
+pub const LINE_WORDS: usize = 6;
+
+/// The words a slot carries beside its value ([`Producer::push_line`],
+/// [`Consumer::pop_line_when`]): for instance a small message itself, so that the consumer
+/// finds it in the one cache line it polls.
+pub type Line = [u64; LINE_WORDS];
+
+/// One slot, a cache line of its own: which position it holds, its value, and the words of a
+/// [`Line`] (written only by `push_line`, read only by `pop_line_when`).
 #[derive(Debug)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct IndexSlot {
     stamp: AtomicU64,
     value: AtomicU64,
+    line: [AtomicU64; LINE_WORDS],
 }
 
 impl IndexSlot {
     fn empty() -> Self {
-        IndexSlot { stamp: AtomicU64::new(0), value: AtomicU64::new(0) }
+        IndexSlot {
+            stamp: AtomicU64::new(0),
+            value: AtomicU64::new(0),
+            line: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
     }
 }
 
 on_shared_memory! {
-// SAFETY: two `AtomicU64`s, `#[repr(C)]`, no padding: every bit pattern is valid, and every
-// access is atomic.
+// SAFETY: eight `AtomicU64`s, `#[repr(C)]`, 64 bytes at an alignment of 64, so no padding:
+// every bit pattern is valid, and every access is atomic.
 unsafe impl shmlane_segment::SharedView for IndexSlot {}
 }
 
@@ -156,8 +176,40 @@ impl<S: Storage> Producer<S> {
         if self.full_by_cache() {
             evicted = self.make_room()?;
         }
-        self.write(value);
+        self.write(value, None);
         Ok(evicted)
+    }
+
+    /// [`push`](Self::push) of `value` with the words of `line` (at most [`LINE_WORDS`]; the
+    /// slot's other line words keep what they held) beside it in its slot, for
+    /// [`Consumer::pop_line_when`]. An evicted value comes back without its line.
+    #[inline]
+    pub fn push_line(&mut self, value: u64, line: &[u64]) -> Result<Option<u64>, Corrupt> {
+        let mut evicted = None;
+        if self.full_by_cache() {
+            evicted = self.make_room()?;
+        }
+        self.write(value, Some(line));
+        Ok(evicted)
+    }
+
+    /// [`try_push`](Self::try_push) of `value` with `line` beside it (see
+    /// [`push_line`](Self::push_line)).
+    #[inline]
+    pub fn try_push_line(&mut self, value: u64, line: &[u64]) -> Result<(), TryPushError> {
+        if self.full_by_cache() && self.free()? == 0 {
+            return Err(TryPushError::Full);
+        }
+        self.write(value, Some(line));
+        Ok(())
+    }
+
+    /// Whether a push would find room without evicting: by the producer's cached view of the
+    /// consumer while that shows room, so a producer that asks before every push reads the
+    /// consumer's lines only when the queue looks full (as `try_push` does).
+    #[inline]
+    pub fn has_room(&mut self) -> Result<bool, Corrupt> {
+        Ok(!self.full_by_cache() || self.free()? > 0)
     }
 
     /// Pushes `value` if there is room, without evicting.
@@ -166,7 +218,7 @@ impl<S: Storage> Producer<S> {
         if self.full_by_cache() && self.free()? == 0 {
             return Err(TryPushError::Full);
         }
-        self.write(value);
+        self.write(value, None);
         Ok(())
     }
 
@@ -274,11 +326,18 @@ impl<S: Storage> Producer<S> {
     }
 
     #[inline]
-    fn write(&mut self, value: u64) {
+    fn write(&mut self, value: u64, line: Option<&[u64]>) {
         let ring = self.storage.ring();
         let slot = ring.slot(self.tail);
         // Relaxed: published by the stamp store below.
         slot.value.store(value, Ordering::Relaxed);
+        if let Some(line) = line {
+            for (word, value) in slot.line.iter().zip(line) {
+                // Relaxed: published by the stamp store below, as the value is.
+                word.store(*value, Ordering::Relaxed);
+            }
+        }
+        shmlane_segment::crash_point!("queue.overflow.push.written");
         // Release: publishes the value; pairs with the consumer's Acquire stamp load.
         slot.stamp.store(self.tail + 1, Ordering::Release);
         shmlane_segment::crash_point!("queue.overflow.push.stamped");
@@ -320,7 +379,41 @@ impl<S: Storage> Consumer<S> {
     /// when it sees it (before the claim): `None` without claiming anything otherwise, so the
     /// caller can get ready for it (map what it names) and pop again.
     #[inline]
-    pub fn pop_when(&mut self, mut ready: impl FnMut(u64) -> bool) -> Option<u64> {
+    pub fn pop_when(&mut self, ready: impl FnMut(u64) -> bool) -> Option<u64> {
+        self.claim(ready, |_| ()).map(|(value, ())| value)
+    }
+
+    /// [`pop_when`](Self::pop_when) that also copies the first `words` (at most
+    /// [`LINE_WORDS`]) of the [`Line`] beside the value (what [`Producer::push_line`] wrote;
+    /// zeros or an earlier line's words after a plain `push`); the rest of the returned line
+    /// is zeros. The words are read before the claim and are the value's own if the claim
+    /// succeeds: a slot the producer reuses meanwhile makes the claim fail (it evicted the
+    /// position first).
+    #[inline]
+    pub fn pop_line_when(
+        &mut self,
+        ready: impl FnMut(u64) -> bool,
+        words: usize,
+    ) -> Option<(u64, Line)> {
+        self.claim(ready, |slot| {
+            let mut line = [0; LINE_WORDS];
+            for (word, shared) in line.iter_mut().zip(&slot.line).take(words) {
+                // Relaxed (each): after the stamp's Acquire, and ordered before the claim's
+                // Release, as the value's load is.
+                *word = shared.load(Ordering::Relaxed);
+            }
+            line
+        })
+    }
+
+    /// Claims the oldest position if `ready` accepts its value; `copy` reads whatever else the
+    /// caller wants from its slot before the claim.
+    #[inline(always)]
+    fn claim<R>(
+        &mut self,
+        mut ready: impl FnMut(u64) -> bool,
+        mut copy: impl FnMut(&IndexSlot) -> R,
+    ) -> Option<(u64, R)> {
         let ring = self.storage.ring();
         // Acquire: pairs with the producer's AcqRel eviction CAS.
         let mut head = ring.head.load(Ordering::Acquire);
@@ -356,11 +449,12 @@ impl<S: Storage> Consumer<S> {
             if !ready(value) {
                 return None;
             }
-            // AcqRel: Release orders our read of the value before the producer's reuse of the
-            // slot (it loads `head` with Acquire); Acquire pairs with its eviction CAS.
+            let copied = copy(slot);
+            // AcqRel: Release orders our reads of the slot before the producer's reuse of it
+            // (it loads `head` with Acquire); Acquire pairs with its eviction CAS.
             // Failure Acquire: the new head, as the first load.
             match ring.head.compare_exchange(head, head + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(value),
+                Ok(_) => return Some((value, copied)),
                 Err(now) => head = now,
             }
         }

@@ -4,11 +4,11 @@
 //!
 //! | offset   | content                                                          |
 //! |----------|------------------------------------------------------------------|
-//! | 0        | descriptor: magic `SHMLOVFL`, version, capacity, element `u64`, fingerprint |
+//! | 0        | descriptor: magic `SHMLOVFL`, version, capacity, element: a slot (64 bytes, aligned to 64), fingerprint |
 //! | 128      | `head`, on its own cache line                                    |
 //! | 128 + P  | `tail`, on its own cache line (P = `size_of::<CachePadded<u64>>()`) |
 //! | 128 + 2P | `seen`, on its own cache line                                    |
-//! | 128 + 3P | `capacity` slots of 16 bytes                                     |
+//! | 128 + 3P | `capacity` slots of 64 bytes (stamp, value, six line words)      |
 //!
 //! The queue has no role words: whoever owns the connection it belongs to (in shmlane, the
 //! publisher and subscriber slots of a topic, each a `RoleClaim`) guarantees one producer and
@@ -119,7 +119,7 @@ impl<'seg> SharedOverflow<'seg> {
         fingerprint: Fingerprint,
     ) -> Result<Self, QueueError> {
         check_region(Self::layout(capacity)?, region)?;
-        let descriptor = Descriptor::new::<u64>(MAGIC, capacity, fingerprint, [0; 2]);
+        let descriptor = Descriptor::new::<IndexSlot>(MAGIC, capacity, fingerprint, [0; 2]);
         segment.write_bytes(region.offset, descriptor.as_bytes())?;
         let queue = Self::view(segment, region, capacity)?;
         queue.reset();
@@ -132,7 +132,7 @@ impl<'seg> SharedOverflow<'seg> {
         region: Region,
         fingerprint: Fingerprint,
     ) -> Result<Self, QueueError> {
-        let d = Descriptor::read_checked::<u64>(segment, region, MAGIC, fingerprint)?;
+        let d = Descriptor::read_checked::<IndexSlot>(segment, region, MAGIC, fingerprint)?;
         if d.extra != [0; 2] {
             return Err(QueueError::Corrupt);
         }
@@ -189,7 +189,7 @@ impl<'seg> SharedOverflow<'seg> {
         region: Region,
         fingerprint: Fingerprint,
     ) -> Result<OverflowSnapshot, QueueError> {
-        let d = Descriptor::read_checked::<u64>(segment, region, MAGIC, fingerprint)?;
+        let d = Descriptor::read_checked::<IndexSlot>(segment, region, MAGIC, fingerprint)?;
         if d.extra != [0; 2] {
             return Err(QueueError::Corrupt);
         }

@@ -108,6 +108,8 @@ pub struct QueueFill {
     pub served: bool,
     /// Samples queued for the subscriber.
     pub queued: u64,
+    /// How many of those travel inline in their queue slot (no payload block).
+    pub inline: u64,
     /// Capacity of the queue.
     pub capacity: u64,
     /// Samples handed back that the publisher has not collected yet.
@@ -254,6 +256,11 @@ fn topic_detail(
                 publisher: p,
                 served: read_u64(segment, layout.ack_at(c))? == generation,
                 queued: submission.values.len() as u64,
+                inline: submission
+                    .values
+                    .iter()
+                    .filter(|&&value| QueuedBlock::from_raw(value).is_inline())
+                    .count() as u64,
                 capacity: submission.capacity,
                 returned: completion.values.len() as u64,
             });

@@ -26,6 +26,7 @@ use shmlane_segment::{Fingerprint, Liveness, RoleClaim, RoleOwner, Segment};
 pub use pool::BlockCounts;
 pub use publisher::{Loan, Publisher, SliceLoan};
 pub use subscriber::{Sample, Subscriber};
+pub use words::INLINE_MAX;
 
 use crate::error::{ConfigError, CorruptError, TopicError};
 use crate::node::{Node, check_name};
@@ -35,9 +36,9 @@ use layout::{Layout, TopicHeader};
 
 /// Fingerprint of the queues inside a topic's control segment.
 pub(crate) const QUEUE_FINGERPRINT: Fingerprint =
-    Fingerprint::new("shmlane.topic offsets").with_u64(1);
+    Fingerprint::new("shmlane.topic offsets").with_u64(2);
 /// Fingerprint of a topic's control segment (its header is checked field by field too).
-pub(crate) const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic").with_u64(1);
+pub(crate) const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic").with_u64(2);
 /// Fingerprint of a publisher's payload segment.
 pub(crate) const DATA_FINGERPRINT: Fingerprint =
     Fingerprint::new("shmlane.topic payload").with_u64(1);

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use shmlane_notify::{Backoff, WaitStrategy};
 
-use shmlane_queue::overflow::{Consumer, Owned, OwnedOverflow, Producer};
+use shmlane_queue::overflow::{Consumer, LINE_WORDS, Line, Owned, OwnedOverflow, Producer};
 use shmlane_segment::{Claimed, Liveness, RoleClaim, RoleOwner, SegmentRef, crash_point};
 
 use super::handoff::{self, Ack, SubscriberSlot};
 use super::layout::{PublisherEntry, SubscriberEntry};
 use super::pool::{BlockCounts, Pools};
-use super::words::{BlockId, Holders, QueuedBlock};
+use super::words::{self, BlockId, Holders, QueuedBlock};
 use super::{OpenTopic, Overflow, QUEUE_FINGERPRINT};
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
@@ -89,8 +89,9 @@ pub struct Publisher<T> {
 
 #[derive(Debug)]
 struct State {
-    /// The last `history` blocks sent, oldest first (each also marked with `Holders::HISTORY`).
-    history: VecDeque<BlockId>,
+    /// The last `history` samples sent, oldest first (each block also marked with
+    /// `Holders::HISTORY`).
+    history: VecDeque<Sent>,
     pools: Pools,
     loans: u32,
     connections: Vec<ToSubscriber>,
@@ -115,6 +116,13 @@ impl<T> Drop for Publisher<T> {
     }
 }
 
+/// What one send queued: a block, or a small value inline in the queue slot.
+#[derive(Debug, Clone, Copy)]
+enum Sent {
+    Block(BlockId),
+    Inline(Line),
+}
+
 /// The publisher's side of one subscriber slot.
 #[derive(Debug)]
 struct ToSubscriber {
@@ -128,14 +136,27 @@ struct ToSubscriber {
     checked: Option<u64>,
 }
 
-/// A payload block on loan: write the sample in place, then [`Publisher::send`] it. Dropped
-/// without sending, the block goes back to the pool. Its bytes are whatever the block last
-/// held (every bit pattern is a valid `T`): set every field you publish.
+/// A sample on loan: write it in place, then [`Publisher::send`] it. Dropped without sending,
+/// it goes back. Its bytes are whatever its place last held (every bit pattern is a valid
+/// `T`): set every field you publish.
+///
+/// A `T` of at most [`INLINE_MAX`](crate::topic::INLINE_MAX) bytes is lent in the loan itself
+/// and travels inline in each subscriber's queue slot (one cache line for the subscriber to
+/// read); a larger one is a payload block in shared memory, written in place and never copied.
 #[derive(Debug)]
 pub struct Loan<'p, T: ZeroCopy> {
     publisher: &'p Publisher<T>,
-    block: BlockId,
-    ptr: NonNull<T>,
+    place: Place<T>,
+}
+
+/// Where a loan's sample is written.
+#[derive(Debug)]
+enum Place<T> {
+    /// A payload block (its elements at `ptr`).
+    Block { block: BlockId, ptr: NonNull<T> },
+    /// The loan itself (a `T` at the start of the line words): copied into each
+    /// subscriber's queue slot by the send.
+    Inline(Line),
 }
 
 impl<T: ZeroCopy> Publisher<T> {
@@ -219,10 +240,24 @@ impl<T: ZeroCopy> Publisher<T> {
         })
     }
 
-    /// Loans a payload block to write a sample into.
+    /// Loans a sample to write in place: inline for a small `T` (see [`Loan`]), else a
+    /// payload block.
     pub fn loan(&self) -> Result<Loan<'_, T>, PublishError> {
+        if words::inline::<T>() {
+            let mut state = self.state.borrow_mut();
+            if state.loans >= self.topic.config.max_loans {
+                return Err(PublishError::OutOfBlocks);
+            }
+            state.loans += 1;
+            return Ok(Loan { publisher: self, place: Place::Inline([0; LINE_WORDS]) });
+        }
+        self.loan_block()
+    }
+
+    /// Loans a payload block whatever the size of `T` (a tagged send needs one).
+    pub(crate) fn loan_block(&self) -> Result<Loan<'_, T>, PublishError> {
         let (block, ptr) = self.take_block(1)?;
-        Ok(Loan { publisher: self, block, ptr })
+        Ok(Loan { publisher: self, place: Place::Block { block, ptr } })
     }
 
     /// Loans a payload block for `len` elements, for payloads sized at run time such as
@@ -268,19 +303,35 @@ impl<T: ZeroCopy> Publisher<T> {
         }
     }
 
-    /// Sends a sample by copy (for small `T`).
+    /// Sends a sample by copy (for small `T`: inline in the queue slots up to
+    /// [`INLINE_MAX`](crate::topic::INLINE_MAX) bytes, else through a payload block).
     pub fn send_copy(&self, value: T) -> Result<usize, PublishError> {
+        if words::inline::<T>() {
+            return self.publish(Sent::Inline(words::to_line(&value)), 0, None);
+        }
         let mut loan = self.loan()?;
         *loan = value;
         self.send(loan)
     }
 
-    /// A loan dropped without sending: the block is free again.
-    fn unloan(&self, block: BlockId) {
+    /// A loan dropped without sending: its block (if any) is free again.
+    fn unloan(&self, place: &Place<T>) {
         let mut state = self.state.borrow_mut();
-        state.pools.unloan(block);
         state.loans -= 1;
-        state.pools.free_if_unused(block);
+        if let Place::Block { block, .. } = *place {
+            state.pools.unloan(block);
+            state.pools.free_if_unused(block);
+        }
+    }
+
+    /// Takes a loan apart for its send: what to queue (the loan count is the send's now).
+    fn take_loan(&self, loan: Loan<'_, T>) -> Sent {
+        let loan = std::mem::ManuallyDrop::new(loan);
+        self.state.borrow_mut().loans -= 1;
+        match &loan.place {
+            Place::Block { block, .. } => Sent::Block(*block),
+            Place::Inline(line) => Sent::Inline(*line),
+        }
     }
 
     /// How long a send under [`Overflow::Block`] waits for room (default 1 s).
@@ -293,9 +344,8 @@ impl<T: ZeroCopy> Publisher<T> {
     /// evicts its oldest sample (counted in that subscriber's drops), block waits for room,
     /// reject refuses the whole send.
     pub fn send(&self, loan: Loan<'_, T>) -> Result<usize, PublishError> {
-        let block = loan.block;
-        std::mem::forget(loan);
-        self.publish(block, 0, None)
+        let sent = self.take_loan(loan);
+        self.publish(sent, 0, None)
     }
 
     /// [`send`](Self::send) with a correlation tag the subscriber reads back, to subscriber
@@ -306,44 +356,55 @@ impl<T: ZeroCopy> Publisher<T> {
         tag: u64,
         only: Option<usize>,
     ) -> Result<usize, PublishError> {
-        let block = loan.block;
-        std::mem::forget(loan);
-        self.publish(block, tag, only)
+        match self.take_loan(loan) {
+            Sent::Block(block) => self.publish(Sent::Block(block), tag, only),
+            // The tag lives in a block: an inline loan's value is sent in one.
+            Sent::Inline(line) => {
+                let mut loan = self.loan_block()?;
+                loan.as_mut_bytes().copy_from_slice(words::line_ref::<T>(&line).as_bytes());
+                self.send_tagged(loan, tag, only)
+            }
+        }
     }
 
     /// Publishes a loaned slice to every subscriber, as [`send`](Self::send) does.
     pub fn send_slice(&self, loan: SliceLoan<'_, T>) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
-        self.publish(block, 0, None)
+        self.state.borrow_mut().loans -= 1;
+        self.publish(Sent::Block(block), 0, None)
     }
 
-    /// Sends `block` to every served subscriber (or to slot `only`): makes room as the
+    /// Sends `sent` to every served subscriber (or to slot `only`): makes room as the
     /// overflow policy says, delivers, keeps it in the history, then takes in returns.
-    fn publish(
-        &self,
-        block: BlockId,
-        tag: u64,
-        only: Option<usize>,
-    ) -> Result<usize, PublishError> {
+    fn publish(&self, sent: Sent, tag: u64, only: Option<usize>) -> Result<usize, PublishError> {
         let targets = self.targets(only);
         let mut state = self.state.borrow_mut();
-        if tag != 0 {
+        // A block stays marked loaned until the send is done: a value a peer forged into a
+        // queue may name it, and its release must not free it while it is being handed out.
+        if let Sent::Block(block) = sent
+            && tag != 0
+        {
             state.pools.set_tag(block, tag);
         }
-        // The block stays marked loaned until the send is done: a value a peer forged into a
-        // queue may name it, and its release must not free it while it is being handed out.
-        state.loans -= 1;
         self.follow_subscribers(&mut state);
         if let Err(e) = self.make_room(&mut state, targets.clone()) {
             self.take_returns(&mut state);
-            state.pools.unloan(block);
-            state.pools.free_if_unused(block);
+            if let Sent::Block(block) = sent {
+                state.pools.unloan(block);
+                state.pools.free_if_unused(block);
+            }
             return Err(e);
         }
         crash_point!("shmlane.send.unloaned");
-        let (delivered, stuck) = self.deliver(&mut state, block, targets);
-        self.keep_in_history(&mut state, block);
+        let (delivered, stuck) = self.deliver(&mut state, sent, targets);
+        self.keep_in_history(&mut state, sent);
+        let Sent::Block(block) = sent else {
+            if !stuck.is_empty() {
+                self.check_stuck(&mut state, stuck);
+            }
+            return Ok(delivered);
+        };
         state.pools.unloan(block);
         state.pools.free_if_unused(block);
         if !stuck.is_empty() {
@@ -377,28 +438,22 @@ impl<T: ZeroCopy> Publisher<T> {
             Overflow::Reject => {
                 if !targets.clone().all(|s| self.has_room(state, s)) {
                     self.take_returns(state);
+                    if !targets.clone().all(|s| self.has_room(state, s)) {
+                        return Err(PublishError::SubscriberFull);
+                    }
                 }
-                if targets.clone().all(|s| self.has_room(state, s)) {
-                    Ok(())
-                } else {
-                    Err(PublishError::SubscriberFull)
-                }
+                Ok(())
             }
             Overflow::Block => self.wait_for_room(state, targets),
         }
     }
 
-    /// Queues `block` for every served subscriber in `targets`, evicting under drop-oldest;
+    /// Queues `sent` for every served subscriber in `targets`, evicting under drop-oldest;
     /// returns how many it was queued for, and the subscribers that are not draining their
-    /// queues (at their limit, or evicted from), to be checked for death.
+    /// queues (at their limit, or evicted from), to be checked for death. A block counts
+    /// against each subscriber's limit of blocks; an inline value takes no block.
     #[inline]
-    fn deliver(
-        &self,
-        state: &mut State,
-        block: BlockId,
-        targets: Range<usize>,
-    ) -> (usize, Holders) {
-        let queued = QueuedBlock::new(self.generation, block);
+    fn deliver(&self, state: &mut State, sent: Sent, targets: Range<usize>) -> (usize, Holders) {
         let limit = self.outstanding_limit();
         let mut delivered = 0;
         let mut stuck = Holders::NONE;
@@ -407,19 +462,33 @@ impl<T: ZeroCopy> Publisher<T> {
                 continue;
             }
             let entry = &self.subscribers[s];
-            if state.connections[s].outstanding >= limit {
+            if let Sent::Block(_) = sent
+                && state.connections[s].outstanding >= limit
+            {
                 self.take_returns_from(state, s);
+                if state.connections[s].outstanding >= limit {
+                    // Relaxed: a statistic.
+                    entry.drops.fetch_add(1, Ordering::Relaxed);
+                    stuck.insert(Holders::subscriber(s));
+                    continue;
+                }
             }
-            if state.connections[s].outstanding >= limit {
-                // Relaxed: a statistic.
-                entry.drops.fetch_add(1, Ordering::Relaxed);
-                stuck.insert(Holders::subscriber(s));
-                continue;
-            }
-            match state.connections[s].submission.push(queued.to_raw()) {
+            let submission = &mut state.connections[s].submission;
+            let pushed = match &sent {
+                Sent::Block(block) => {
+                    submission.push(QueuedBlock::new(self.generation, *block).to_raw())
+                }
+                Sent::Inline(line) => {
+                    let words = &line[..words::line_words::<T>()];
+                    submission.push_line(QueuedBlock::INLINE.to_raw(), words)
+                }
+            };
+            match pushed {
                 Ok(evicted) => {
-                    state.pools.holders(block).insert(Holders::subscriber(s));
-                    state.connections[s].outstanding += 1;
+                    if let Sent::Block(block) = sent {
+                        state.pools.holders(block).insert(Holders::subscriber(s));
+                        state.connections[s].outstanding += 1;
+                    }
                     delivered += 1;
                     if let Some(evicted) = evicted {
                         Self::take_back(state, self.generation, evicted, s);
@@ -437,16 +506,18 @@ impl<T: ZeroCopy> Publisher<T> {
         (delivered, stuck)
     }
 
-    /// Keeps `block` in the history (if the topic has one), letting the oldest go.
+    /// Keeps `sent` in the history (if the topic has one), letting the oldest go.
     #[inline]
-    fn keep_in_history(&self, state: &mut State, block: BlockId) {
+    fn keep_in_history(&self, state: &mut State, sent: Sent) {
         if self.topic.config.history == 0 {
             return;
         }
-        state.pools.holders(block).insert(Holders::HISTORY);
-        state.history.push_back(block);
+        if let Sent::Block(block) = sent {
+            state.pools.holders(block).insert(Holders::HISTORY);
+        }
+        state.history.push_back(sent);
         if state.history.len() > self.topic.config.history as usize
-            && let Some(oldest) = state.history.pop_front()
+            && let Some(Sent::Block(oldest)) = state.history.pop_front()
         {
             state.pools.holders(oldest).remove(Holders::HISTORY);
             state.pools.free_if_unused(oldest);
@@ -472,12 +543,16 @@ impl<T: ZeroCopy> Publisher<T> {
         }
     }
 
-    /// Whether subscriber slot `s` can take one more sample without an eviction.
-    fn has_room(&self, state: &State, s: usize) -> bool {
-        let connection = &state.connections[s];
+    /// Whether subscriber slot `s` can take one more sample without an eviction. The queue's
+    /// room comes from its producer's cached view of the subscriber's progress, so asking
+    /// before every send costs no cache-line transfer while that shows room; a corrupt queue
+    /// has room (the push reports it and the slot is served again from scratch).
+    #[inline]
+    fn has_room(&self, state: &mut State, s: usize) -> bool {
+        let limit = self.outstanding_limit();
+        let connection = &mut state.connections[s];
         connection.served == 0
-            || (connection.submission.len() < connection.submission.capacity()
-                && connection.outstanding < self.outstanding_limit())
+            || (connection.submission.has_room().unwrap_or(true) && connection.outstanding < limit)
     }
 
     /// Most blocks one subscriber may have queued or in hand.
@@ -496,6 +571,11 @@ impl<T: ZeroCopy> Publisher<T> {
         let mut strategy = Backoff::new().spins(1_000).yields(10);
         for s in targets {
             loop {
+                // Returns are collected only when there is no room: the common case of a
+                // subscriber keeping up reads none of its lines here.
+                if self.has_room(state, s) {
+                    break;
+                }
                 self.take_returns(state);
                 if self.has_room(state, s) {
                     break;
@@ -633,12 +713,20 @@ impl<T: ZeroCopy> Publisher<T> {
     /// Queues the history, oldest first, for the subscriber that just joined slot `s`.
     fn replay_history(&self, state: &mut State, s: usize) {
         for i in 0..state.history.len() {
-            let block = state.history[i];
-            let queued = QueuedBlock::new(self.generation, block);
+            let submission = &mut state.connections[s].submission;
             // The queue was just emptied and the history is no longer than it: no eviction.
-            if state.connections[s].submission.try_push(queued.to_raw()).is_ok() {
-                state.pools.holders(block).insert(Holders::subscriber(s));
-                state.connections[s].outstanding += 1;
+            match state.history[i] {
+                Sent::Block(block) => {
+                    let queued = QueuedBlock::new(self.generation, block);
+                    if submission.try_push(queued.to_raw()).is_ok() {
+                        state.pools.holders(block).insert(Holders::subscriber(s));
+                        state.connections[s].outstanding += 1;
+                    }
+                }
+                Sent::Inline(line) => {
+                    let words = &line[..words::line_words::<T>()];
+                    let _ = submission.try_push_line(QueuedBlock::INLINE.to_raw(), words);
+                }
             }
         }
     }
@@ -697,30 +785,39 @@ impl<T: ZeroCopy> DerefMut for SliceLoan<'_, T> {
 
 impl<T: ZeroCopy> Drop for SliceLoan<'_, T> {
     fn drop(&mut self) {
-        self.publisher.unloan(self.block);
+        let block = self.block;
+        self.publisher.unloan(&Place::Block { block, ptr: self.ptr });
     }
 }
 
 impl<T: ZeroCopy> Deref for Loan<'_, T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: the block is loaned to us alone (no subscriber holds it: its holder bits are
-        // clear) in our writable payload mapping, in bounds and aligned (checked in `loan`); its
-        // bytes are a valid `T` whatever they are (`T: FromBytes`).
-        unsafe { self.ptr.as_ref() }
+        match &self.place {
+            // SAFETY: the block is loaned to us alone (no subscriber holds it: its holder bits
+            // are clear) in our writable payload mapping, in bounds and aligned (checked in
+            // `take_block`); its bytes are a valid `T` whatever they are (`T: FromBytes`).
+            Place::Block { ptr, .. } => unsafe { ptr.as_ref() },
+            Place::Inline(line) => words::line_ref(line),
+        }
     }
 }
 
 impl<T: ZeroCopy> DerefMut for Loan<'_, T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference to the block.
-        unsafe { self.ptr.as_mut() }
+        match &mut self.place {
+            // SAFETY: as in `deref`; `&mut self` makes this the only reference to the block.
+            Place::Block { ptr, .. } => unsafe { ptr.as_mut() },
+            Place::Inline(line) => words::line_mut(line),
+        }
     }
 }
 
 impl<T: ZeroCopy> Drop for Loan<'_, T> {
     fn drop(&mut self) {
-        self.publisher.unloan(self.block);
+        self.publisher.unloan(&self.place);
     }
 }

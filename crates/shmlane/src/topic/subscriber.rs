@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmlane_notify::WaitStrategy;
-use shmlane_queue::overflow::{Consumer, Owned, OwnedOverflow, Producer};
+use shmlane_queue::overflow::{Consumer, Line, Owned, OwnedOverflow, Producer};
 use shmlane_segment::{Liveness, RoleClaim, Segment, SegmentRef, crash_point};
 
 use super::handoff::{self, Ack, SubscriberSlot};
 use super::layout::{
     DATA_HEADER_AT, DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION,
 };
-use super::words::QueuedBlock;
+use super::words::{self, QueuedBlock};
 use super::{DATA_FINGERPRINT, OpenTopic, QUEUE_FINGERPRINT};
 use crate::error::{ConnectError, ReceiveError};
 use crate::payload::ZeroCopy;
@@ -142,8 +142,24 @@ struct Payload {
 #[derive(Debug)]
 pub struct Sample<'s, T: ZeroCopy> {
     subscriber: &'s Subscriber<T>,
-    /// The publisher slot it came from (below 64), beside `len` in one word.
+    /// The publisher slot it came from (below 64).
     publisher: u32,
+    place: Received<T>,
+}
+
+/// Where a sample's value is.
+#[derive(Debug)]
+enum Received<T> {
+    /// In a payload block of its publisher, read in place.
+    Block(Lent<T>),
+    /// Copied out of the queue slot it came in (a `T` of at most
+    /// [`INLINE_MAX`](super::INLINE_MAX) bytes at the start of the line words).
+    Inline(Line),
+}
+
+/// A payload block lent to a sample.
+#[derive(Debug)]
+struct Lent<T> {
     value: QueuedBlock,
     /// The first element.
     ptr: NonNull<T>,
@@ -241,8 +257,11 @@ impl<T: ZeroCopy> Subscriber<T> {
                 // left. Its block's first line is on its way during the claim.
                 let payloads = &connection.payloads;
                 let mut unmapped = None;
-                let value = submission.pop_when(|raw| {
+                let ready = |raw| {
                     let value = QueuedBlock::from_raw(raw);
+                    if value.is_inline() {
+                        return true;
+                    }
                     match mapped_for(payloads, value) {
                         Some(mapped) => {
                             prefetch(mapped, value);
@@ -253,10 +272,31 @@ impl<T: ZeroCopy> Subscriber<T> {
                             false
                         }
                     }
-                });
-                let value = value.map(QueuedBlock::from_raw);
-                let value = match (value, unmapped) {
-                    (Some(value), _) => value,
+                };
+                // A small `T` may come inline: its words are copied with the claim.
+                let popped = if words::inline::<T>() {
+                    submission
+                        .pop_line_when(ready, words::line_words::<T>())
+                        .map(|(raw, line)| (raw, Some(line)))
+                } else {
+                    submission.pop_when(ready).map(|raw| (raw, None))
+                };
+                let value = match (popped, unmapped) {
+                    (Some((raw, Some(line))), _) if QueuedBlock::from_raw(raw).is_inline() => {
+                        crash_point!("shmlane.receive.popped");
+                        if self.wakes_publishers {
+                            self.publishers[p].space.notify_one();
+                        }
+                        self.next.set(if p + 1 == count { 0 } else { p + 1 });
+                        self.held.set(self.held.get() + 1);
+                        return Ok(Some(Sample {
+                            subscriber: self,
+                            // `p < max_publishers <= 63`.
+                            publisher: p as u32,
+                            place: Received::Inline(line),
+                        }));
+                    }
+                    (Some((raw, _)), _) => QueuedBlock::from_raw(raw),
                     (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
                         cold_steps += 1;
                         if self.map_early(&mut connection.payloads, p, value) {
@@ -284,10 +324,7 @@ impl<T: ZeroCopy> Subscriber<T> {
                             subscriber: self,
                             // `p < max_publishers <= 63`.
                             publisher: p as u32,
-                            value,
-                            ptr,
-                            payload,
-                            len: Cell::new(0),
+                            place: Received::Block(Lent { value, ptr, payload, len: Cell::new(0) }),
                         }));
                     }
                     // Not readable (its payload segment is gone, not ready or invalid): hand it
@@ -434,6 +471,11 @@ impl<T: ZeroCopy> Subscriber<T> {
         generation: u32,
         pool: usize,
     ) -> Option<&'p Rc<Payload>> {
+        // Generation 0 is no publisher's (an inline word where a block was due: a peer's
+        // forgery): it names no segment, and the mappings we have stay.
+        if generation == 0 {
+            return None;
+        }
         if payloads.iter().flatten().any(|m| m.generation != generation) {
             payloads.clear();
         }
@@ -580,9 +622,14 @@ impl<T: ZeroCopy> Sample<'_, T> {
     /// Every element sent: one for [`Publisher::send`](super::Publisher::send), the loan's
     /// length for [`send_slice`](super::Publisher::send_slice).
     pub fn as_slice(&self) -> &[T] {
-        // SAFETY: as in `deref`, for `len()` elements: `locate` checked the block has room for
-        // the pool's `max_len`, and `len` never exceeds it.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len()) }
+        match &self.place {
+            // SAFETY: as in `deref`, for `len()` elements: `locate` checked the block has room
+            // for the pool's `max_len`, and `len` never exceeds it.
+            Received::Block(lent) => unsafe {
+                std::slice::from_raw_parts(lent.ptr.as_ptr(), lent.len())
+            },
+            Received::Inline(line) => std::slice::from_ref(words::line_ref(line)),
+        }
     }
 
     /// Elements sent (at least 1), read from the block's length word by copy the first time
@@ -590,6 +637,73 @@ impl<T: ZeroCopy> Sample<'_, T> {
     /// never panics. A length out of range (only a faulty publisher writes one) reads as the
     /// nearest of 1 and the most a block of its pool holds.
     pub fn len(&self) -> usize {
+        match &self.place {
+            Received::Block(lent) => lent.len(),
+            Received::Inline(_) => 1,
+        }
+    }
+
+    /// The first (for single-value topics, the only) element by copy, read with volatile
+    /// loads: for a reader that does not trust its publisher to leave a block alone while it
+    /// is lent out (see [`Deref`](#impl-Deref-for-Sample<'_,+'_,+T>) for when a reference is
+    /// sound). An inline sample is already a private copy.
+    pub fn read(&self) -> T {
+        match &self.place {
+            // `locate` checked the pointer lies in the live read-only mapping, aligned and
+            // sized for `T` (the mapping lives as long as our `Rc`); every bit pattern is a
+            // valid `T` (`T: FromBytes`), so whatever a writer does meanwhile, the copy is a
+            // `T`. A volatile read is one read the compiler cannot repeat or elide.
+            // SAFETY: in bounds, aligned and sized for `T` in a live mapping; any bytes are a
+            // `T`.
+            Received::Block(lent) => unsafe { std::ptr::read_volatile(lent.ptr.as_ptr()) },
+            Received::Inline(line) => copy_of(words::line_ref::<T>(line)),
+        }
+    }
+
+    /// Every element sent, by copy (volatile loads), as [`read`](Self::read) does for one.
+    pub fn read_all(&self) -> Vec<T> {
+        let Received::Block(lent) = &self.place else {
+            return vec![self.read()];
+        };
+        let len = lent.len();
+        let mut out = Vec::with_capacity(len);
+        for i in 0..len {
+            // SAFETY: as in `read`, for element `i < len`: `locate` checked the block has room
+            // for the pool's `max_len` elements, and `len` never exceeds it.
+            out.push(unsafe { std::ptr::read_volatile(lent.ptr.as_ptr().add(i)) });
+        }
+        out
+    }
+
+    /// The publisher slot it came from.
+    pub(crate) fn publisher_slot(&self) -> usize {
+        self.publisher as usize
+    }
+
+    /// The sender's correlation tag (0 for plain sends, and inline samples), by copy.
+    pub(crate) fn tag(&self) -> u64 {
+        let Received::Block(lent) = &self.place else { return 0 };
+        let mut tag = [0u8; 8];
+        // In bounds: `locate` checked the block; on a failure the tag reads as 0 (no match).
+        let at = lent.block_at() + super::layout::TAG_AT;
+        let _ = lent.payload.segment.read_bytes(at, &mut tag);
+        u64::from_ne_bytes(tag)
+    }
+
+    /// Always false: a sample has at least one element.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// A copy of `value` (a `T: ZeroCopy` need not be `Copy`; its bytes are a `T`).
+fn copy_of<T: ZeroCopy>(value: &T) -> T {
+    T::read_from_bytes(value.as_bytes()).unwrap_or_else(|_| T::new_zeroed())
+}
+
+impl<T> Lent<T> {
+    /// See [`Sample::len`].
+    fn len(&self) -> usize {
         let mut len = self.len.get();
         if len == 0 {
             let mut word = [0u8; 8];
@@ -603,80 +717,46 @@ impl<T: ZeroCopy> Sample<'_, T> {
         len as usize
     }
 
-    /// The first (for single-value topics, the only) element by copy, read with volatile
-    /// loads: for a reader that does not trust its publisher to leave a block alone while it
-    /// is lent out (see [`Deref`](#impl-Deref-for-Sample<'_,+'_,+T>) for when a reference is
-    /// sound).
-    pub fn read(&self) -> T {
-        // `locate` checked the pointer lies in the live read-only mapping, aligned and sized
-        // for `T` (the mapping lives as long as our `Rc`); every bit pattern is a valid `T`
-        // (`T: FromBytes`), so whatever a writer does meanwhile, the copy is a `T`. A volatile
-        // read is one read the compiler cannot repeat or elide.
-        // SAFETY: in bounds, aligned and sized for `T` in a live mapping; any bytes are a `T`.
-        unsafe { std::ptr::read_volatile(self.ptr.as_ptr()) }
-    }
-
-    /// Every element sent, by copy (volatile loads), as [`read`](Self::read) does for one.
-    pub fn read_all(&self) -> Vec<T> {
-        let len = self.len();
-        let mut out = Vec::with_capacity(len);
-        for i in 0..len {
-            // SAFETY: as in `read`, for element `i < len`: `locate` checked the block has room
-            // for the pool's `max_len` elements, and `len` never exceeds it.
-            out.push(unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(i)) });
-        }
-        out
-    }
-
     /// The block's offset in its payload segment (where its length and tag words are).
     fn block_at(&self) -> u64 {
         let block = self.value.block().index() as u64;
         self.payload.blocks_at + block * self.payload.block_size
-    }
-
-    /// The publisher slot it came from.
-    pub(crate) fn publisher_slot(&self) -> usize {
-        self.publisher as usize
-    }
-
-    /// The sender's correlation tag (0 for plain sends), by copy.
-    pub(crate) fn tag(&self) -> u64 {
-        let mut tag = [0u8; 8];
-        // In bounds: `locate` checked the block; on a failure the tag reads as 0 (no match).
-        let _ = self.payload.segment.read_bytes(self.block_at() + super::layout::TAG_AT, &mut tag);
-        u64::from_ne_bytes(tag)
-    }
-
-    /// Always false: a sample has at least one element.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 }
 
 impl<T: ZeroCopy> Deref for Sample<'_, T> {
     type Target = T;
 
-    /// The first (for single-value topics, the only) element, in place (zero copy).
+    /// The first (for single-value topics, the only) element, in place (zero copy; an inline
+    /// sample's private copy).
     ///
     /// Sound as long as nothing writes the block while the sample lives: shmlane's publisher
     /// never writes a block lent to a subscriber (its holder bit is the subscriber's until the
     /// sample drops), and our mapping is read-only. A process of the same uid that writes the
     /// payload segment anyway (a faulty or hostile publisher) races with this reference; a
     /// reader that does not trust its publishers uses [`Sample::read`], a volatile copy.
+    #[inline]
     fn deref(&self) -> &T {
-        // `locate` checked the pointer lies in the mapped payload segment, aligned and sized
-        // for `T`; the mapping lives as long as our `Rc`. The publisher does not write a block
-        // while a subscriber holds it (its holder bit is ours until `give_back`); a publisher
-        // that breaks that can only change which valid `T` we read (every bit pattern is one),
-        // and our mapping is read-only, so we cannot write it either.
-        // SAFETY: in bounds, aligned and sized for `T` in a live mapping, and any bytes are a
-        // valid `T` (above).
-        unsafe { self.ptr.as_ref() }
+        match &self.place {
+            // `locate` checked the pointer lies in the mapped payload segment, aligned and
+            // sized for `T`; the mapping lives as long as our `Rc`. The publisher does not
+            // write a block while a subscriber holds it (its holder bit is ours until
+            // `give_back`); a publisher that breaks that can only change which valid `T` we
+            // read (every bit pattern is one), and our mapping is read-only, so we cannot
+            // write it either.
+            // SAFETY: in bounds, aligned and sized for `T` in a live mapping, and any bytes
+            // are a valid `T` (above).
+            Received::Block(lent) => unsafe { lent.ptr.as_ref() },
+            Received::Inline(line) => words::line_ref(line),
+        }
     }
 }
 
 impl<T: ZeroCopy> Drop for Sample<'_, T> {
     fn drop(&mut self) {
-        self.subscriber.give_back(self.publisher as usize, self.value);
+        match &self.place {
+            Received::Block(lent) => self.subscriber.give_back(self.publisher as usize, lent.value),
+            Received::Inline(_) => self.subscriber.held.set(self.subscriber.held.get() - 1),
+        }
     }
 }

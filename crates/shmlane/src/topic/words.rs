@@ -31,6 +31,11 @@
 //! is not on loan). Subscriber slots are below [`MAX_PARTICIPANTS`](super::MAX_PARTICIPANTS),
 //! 63, so they never reach the history bit.
 
+use shmlane_queue::overflow::{LINE_WORDS, Line};
+use zerocopy::IntoBytes;
+
+use crate::payload::ZeroCopy;
+
 /// Bits of a block id that index within its pool.
 const INDEX_BITS: u32 = 24;
 /// Most blocks in one pool.
@@ -74,6 +79,17 @@ impl std::fmt::Display for BlockId {
 pub(crate) struct QueuedBlock(u64);
 
 impl QueuedBlock {
+    /// Not a block: the sample is inline, in the queue slot's line words (payload generation
+    /// 0, which no publisher has: generations start at 1).
+    pub(crate) const INLINE: QueuedBlock = QueuedBlock(0);
+
+    /// Whether the sample travels inline ([`INLINE`](Self::INLINE)), for any word a peer
+    /// wrote whose generation is 0.
+    #[inline]
+    pub(crate) fn is_inline(self) -> bool {
+        self.generation() == 0
+    }
+
     /// `block` of payload generation `generation`.
     #[inline]
     pub(crate) fn new(generation: u32, block: BlockId) -> QueuedBlock {
@@ -102,6 +118,56 @@ impl QueuedBlock {
     #[inline]
     pub(crate) fn block(self) -> BlockId {
         BlockId(self.0 as u32)
+    }
+}
+
+/// Most bytes of a `T` whose samples travel inline, in the queue slot beside their
+/// [`QueuedBlock::INLINE`] word, instead of through a payload block: the six line words of a
+/// slot (`shmlane_queue::overflow::LINE_WORDS`).
+pub const INLINE_MAX: usize = LINE_WORDS * 8;
+
+/// Whether samples of `T` travel inline: at most [`INLINE_MAX`] bytes, aligned to at most 8
+/// (the line words' alignment, so a `T` is read and written in place in a [`Line`]).
+#[inline(always)]
+pub(crate) const fn inline<T>() -> bool {
+    size_of::<T>() <= INLINE_MAX && align_of::<T>() <= align_of::<Line>()
+}
+
+/// Line words an inline `T` fills (the words a send writes and a receive copies).
+#[inline(always)]
+pub(crate) const fn line_words<T>() -> usize {
+    size_of::<T>().div_ceil(8)
+}
+
+/// `value`'s bytes in a slot's line words (zero-padded).
+#[inline]
+pub(crate) fn to_line<T: ZeroCopy>(value: &T) -> Line {
+    let mut line: Line = [0; LINE_WORDS];
+    let bytes = value.as_bytes();
+    // `inline::<T>()` callers only: `T` fits; a larger one copies what fits (never reached).
+    let n = bytes.len().min(INLINE_MAX);
+    line.as_mut_bytes()[..n].copy_from_slice(&bytes[..n]);
+    line
+}
+
+/// The `T` at the start of `line` (any words: every bit pattern is a `T`).
+///
+/// Only for `T` with [`inline::<T>()`](inline): it fits and is aligned, which the compiler
+/// knows, so the check below folds away.
+#[inline]
+pub(crate) fn line_ref<T: ZeroCopy>(line: &Line) -> &T {
+    match T::ref_from_prefix(line.as_bytes()) {
+        Ok((value, _)) => value,
+        Err(_) => unreachable!("only an inline T is read from a line"),
+    }
+}
+
+/// [`line_ref`], writable (a `T` has no padding, so the words stay initialised bytes).
+#[inline]
+pub(crate) fn line_mut<T: ZeroCopy>(line: &mut Line) -> &mut T {
+    match T::mut_from_prefix(line.as_mut_bytes()) {
+        Ok((value, _)) => value,
+        Err(_) => unreachable!("only an inline T is written in a line"),
     }
 }
 

@@ -107,6 +107,7 @@ fn queue_json(queue: &QueueFill) -> Value {
         "publisher": queue.publisher,
         "served": queue.served,
         "queued": queue.queued,
+        "inline": queue.inline,
         "capacity": queue.capacity,
         "returned": queue.returned,
     })

@@ -241,10 +241,11 @@ fn subscriber_text(out: &mut String, subscriber: &SubscriberDetail) {
     for queue in &subscriber.queues {
         let _ = writeln!(
             out,
-            "    from publisher {}: {} of {} queued, {} returned{}",
+            "    from publisher {}: {} of {} queued{}, {} returned{}",
             queue.publisher,
             queue.queued,
             queue.capacity,
+            if queue.inline == 0 { String::new() } else { format!(" ({} inline)", queue.inline) },
             queue.returned,
             if queue.served { "" } else { " (not served yet)" }
         );
