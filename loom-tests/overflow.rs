@@ -84,3 +84,34 @@ fn a_popped_line_is_the_one_pushed_with_its_value_even_when_its_slot_is_reused()
         assert_eq!(all, [1, 2]);
     });
 }
+
+/// A batch claim (`pop_lines_when`) racing pushes that evict: the values it claims are
+/// consecutive, in order, each with its own line, and every value is popped or evicted
+/// exactly once.
+#[test]
+fn a_batch_claim_racing_evictions_takes_each_value_once_with_its_own_line() {
+    const WORDS: usize = 2;
+    model::check(|| {
+        let (mut producer, mut consumer) = overflow::new(2);
+        let popper = thread::spawn(move || {
+            let mut out = [(0, [0; overflow::LINE_WORDS]); 2];
+            let n = consumer.pop_lines_when(|_| true, WORDS, &mut out);
+            out[..n].to_vec()
+        });
+        let mut evicted = Vec::new();
+        for value in 1..=3u64 {
+            evicted.extend(producer.push_line(value, &[value * 10; WORDS]).unwrap());
+        }
+        let popped = popper.join().unwrap();
+        for pair in popped.windows(2) {
+            assert_eq!(pair[1].0, pair[0].0 + 1, "a batch is consecutive: {popped:?}");
+        }
+        for (value, line) in &popped {
+            assert_eq!(line[..WORDS], [value * 10; WORDS], "torn line for {value}");
+        }
+        let mut all: Vec<u64> = popped.iter().map(|(value, _)| *value).chain(evicted).collect();
+        all.extend(std::iter::from_fn(|| producer.evict().unwrap()));
+        all.sort_unstable();
+        assert_eq!(all, [1, 2, 3]);
+    });
+}

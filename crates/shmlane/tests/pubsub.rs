@@ -187,6 +187,36 @@ fn drop_oldest_keeps_the_newest_and_counts_the_drops() {
 }
 
 #[test]
+fn inline_samples_claimed_together_are_received_in_order_and_never_evicted() {
+    let node = node("ahead");
+    let topic = node.topic::<u64>("ahead").subscriber_capacity(8).max_publishers(2).create();
+    let topic = topic.unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let (a, b) = (topic.publisher().unwrap(), topic.publisher().unwrap());
+    for value in 1..=8u64 {
+        a.send_copy(value).unwrap();
+    }
+    b.send_copy(100).unwrap();
+    // The first receive claims all eight of `a`'s: off the queue, so the twelve sends after it
+    // evict only among themselves (four drops), never the seven already claimed.
+    assert_eq!(*subscriber.receive().unwrap().unwrap(), 1);
+    for value in 9..=20u64 {
+        a.send_copy(value).unwrap();
+    }
+    let got: Vec<u64> = std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();
+    let (from_a, from_b): (Vec<u64>, Vec<u64>) = got.iter().partition(|&&v| v < 100);
+    assert_eq!(from_a, [2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 16, 17, 18, 19, 20]);
+    assert_eq!(from_b, [100]);
+    assert_eq!(subscriber.drops(), 4);
+    // Claimed samples count as held only once handed out.
+    let held: Vec<_> = (21..=28u64).map(|v| a.send_copy(v)).collect();
+    assert!(held.iter().all(Result::is_ok));
+    let kept: Vec<_> = std::iter::from_fn(|| subscriber.receive().ok().flatten()).collect();
+    assert_eq!(kept.len(), topic.config().max_held as usize);
+    assert!(matches!(subscriber.receive(), Err(ReceiveError::TooManyHeld(_))));
+}
+
+#[test]
 fn blocks_come_back_so_a_long_stream_never_runs_the_pool_dry() {
     let node = node("reuse");
     let topic =

@@ -406,6 +406,97 @@ impl<S: Storage> Consumer<S> {
         })
     }
 
+    /// [`pop_line_when`](Self::pop_line_when) for up to `out.len()` consecutive positions
+    /// from the oldest, with one claim: copies each one's value and first `words` line words
+    /// into `out` (the rest of each line untouched) until a position not yet pushed, one whose
+    /// value `ready` refuses, or the end of `out`; returns how many were claimed (0: nothing
+    /// ready). One claim instead of one per value, and the slots' lines are read back to back,
+    /// so their cache misses overlap.
+    pub fn pop_lines_when(
+        &mut self,
+        mut ready: impl FnMut(u64) -> bool,
+        words: usize,
+        out: &mut [(u64, Line)],
+    ) -> usize {
+        let ring = self.storage.ring();
+        // Acquire: pairs with the producer's AcqRel eviction CAS.
+        let mut head = ring.head.load(Ordering::Acquire);
+        'claim: loop {
+            let mut n = 0;
+            while n < out.len() {
+                let position = head + n as u64;
+                // No queue gets near 2^63 positions: a larger one was written by a corrupting
+                // peer, and `position + 1` below must not overflow.
+                if position >= MAX_POSITION {
+                    break;
+                }
+                let slot = ring.slot(position);
+                // Acquire: pairs with the producer's Release stamp store.
+                let stamp = slot.stamp.load(Ordering::Acquire);
+                if stamp != position + 1 {
+                    if n == 0 {
+                        match Self::not_ready(&ring, &mut self.published, head, stamp) {
+                            Some(now) => {
+                                head = now;
+                                continue 'claim;
+                            }
+                            None => return 0,
+                        }
+                    }
+                    break;
+                }
+                // Relaxed: after the stamp's Acquire; the CAS below proves these were
+                // position `position`'s (as in `claim`).
+                let value = slot.value.load(Ordering::Relaxed);
+                if !ready(value) {
+                    break;
+                }
+                let (to, line) = &mut out[n];
+                *to = value;
+                for (word, shared) in line.iter_mut().zip(&slot.line).take(words) {
+                    // Relaxed (each): as the value's load.
+                    *word = shared.load(Ordering::Relaxed);
+                }
+                n += 1;
+            }
+            if n == 0 {
+                return 0;
+            }
+            // AcqRel, failure Acquire: as in `claim`, for every position claimed at once (the
+            // producer reuses none of their slots before `head` passes it).
+            match ring.head.compare_exchange(
+                head,
+                head + n as u64,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return n,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// The slot of position `head` has `stamp`, not `head + 1`: `None` if that means the queue
+    /// is empty (published in `seen`; `published` is the consumer's last such store), else the
+    /// `head` to start again from (the producer evicted `head` and reused the slot).
+    #[inline]
+    fn not_ready(ring: &Ring<'_>, published: &mut u64, head: u64, stamp: u64) -> Option<u64> {
+        // Below: not written yet. Above: the producer evicted `head` and reused the slot, so
+        // `head` has moved; if it has not, the stamp is corrupt: empty.
+        // Acquire: pairs with the producer's AcqRel eviction CAS.
+        let now = ring.head.load(Ordering::Acquire);
+        if stamp < head + 1 || now == head {
+            if now != *published {
+                // Release: our reads of the slots below `now` happen before the producer's
+                // overwrite of them (it loads `seen` with Acquire).
+                ring.seen.store(now, Ordering::Release);
+                *published = now;
+            }
+            return None;
+        }
+        Some(now)
+    }
+
     /// Claims the oldest position if `ready` accepts its value; `copy` reads whatever else the
     /// caller wants from its slot before the claim.
     #[inline(always)]
@@ -428,20 +519,7 @@ impl<S: Storage> Consumer<S> {
             // written before it visible.
             let stamp = slot.stamp.load(Ordering::Acquire);
             if stamp != head + 1 {
-                // Below: not written yet. Above: the producer evicted `head` and reused the
-                // slot, so `head` has moved; if it has not, the stamp is corrupt: empty.
-                // Acquire: as the first load.
-                let now = ring.head.load(Ordering::Acquire);
-                if stamp < head + 1 || now == head {
-                    if now != self.published {
-                        // Release: our reads of the slots below `now` happen before the
-                        // producer's overwrite of them (it loads `seen` with Acquire).
-                        ring.seen.store(now, Ordering::Release);
-                        self.published = now;
-                    }
-                    return None;
-                }
-                head = now;
+                head = Self::not_ready(&ring, &mut self.published, head, stamp)?;
                 continue;
             }
             // Relaxed: after the stamp's Acquire; the CAS below proves it is position `head`'s.

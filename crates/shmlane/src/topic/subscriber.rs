@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmlane_notify::WaitStrategy;
-use shmlane_queue::overflow::{Consumer, Line, Owned, OwnedOverflow, Producer};
+use shmlane_queue::overflow::{Consumer, LINE_WORDS, Line, Owned, OwnedOverflow, Producer};
 use shmlane_segment::{Liveness, RoleClaim, Segment, SegmentRef, crash_point};
 
 use super::handoff::{self, Ack, SubscriberSlot};
@@ -74,6 +74,8 @@ pub struct Subscriber<T> {
     /// Whether publishers may block on our queue (the block policy): then every pop and
     /// return notifies them.
     wakes_publishers: bool,
+    /// Inline samples claimed together with an earlier one, not handed out yet.
+    ahead: RefCell<Ahead>,
     /// Released after the fields above are dropped (our blocks handed back) ...
     _role: RoleClaim<SegmentRef<AtomicU64>>,
     /// ... and before our share of the topic, whose last handle cleans up what nobody holds.
@@ -87,6 +89,23 @@ pub struct Subscriber<T> {
 // be moved to another thread. So a subscriber that is sent takes every clone of its `Rc`s with
 // it, and no two threads ever touch one reference count. Everything else it holds is `Send`.
 unsafe impl<T> Send for Subscriber<T> {}
+
+/// Most inline samples one claim takes off a queue ([`Consumer::pop_lines_when`]): a
+/// `receive` that finds several queued claims them at once and hands out the rest from
+/// private memory in the next calls, so in a stream the claim's atomic instruction is paid
+/// once per batch and the slots' lines are fetched together.
+const AHEAD: usize = 16;
+
+/// Inline samples claimed ahead of their `receive`: `lines[next..len]`, from publisher
+/// `publisher`, oldest first. They are the subscriber's (off the queue: no overflow policy
+/// evicts them), and lost with it, as a sample taken and not yet read would be.
+#[derive(Debug)]
+struct Ahead {
+    publisher: u32,
+    next: usize,
+    len: usize,
+    lines: Box<[(u64, Line); AHEAD]>,
+}
 
 /// The subscriber's side of one publisher slot.
 #[derive(Debug)]
@@ -223,6 +242,12 @@ impl<T: ZeroCopy> Subscriber<T> {
             held: Cell::new(0),
             unreturned: Cell::new(0),
             wakes_publishers: config.overflow == super::Overflow::Block,
+            ahead: RefCell::new(Ahead {
+                publisher: 0,
+                next: 0,
+                len: 0,
+                lines: Box::new([(0, [0; LINE_WORDS]); AHEAD]),
+            }),
             _role: role,
             topic: Arc::clone(topic),
             _payload: PhantomData,
@@ -239,6 +264,17 @@ impl<T: ZeroCopy> Subscriber<T> {
                 return Err(ReceiveError::TooManyHeld(max_held));
             }
         }
+        let mut ahead = self.ahead.borrow_mut();
+        if ahead.next < ahead.len {
+            let line = ahead.lines[ahead.next].1;
+            ahead.next += 1;
+            self.held.set(self.held.get() + 1);
+            return Ok(Some(Sample {
+                subscriber: self,
+                publisher: ahead.publisher,
+                place: Received::Inline(line),
+            }));
+        }
         let count = connections.len();
         let start = self.next.get();
         for i in 0..count {
@@ -251,6 +287,37 @@ impl<T: ZeroCopy> Subscriber<T> {
             // Payload segments this call mapped (or failed to map) and values it could not
             // read: bounds the work a peer that keeps queueing bad values makes us do.
             let mut cold_steps = 0;
+            if words::inline::<T>() {
+                // Inline samples, as many as are queued in a row (up to `AHEAD`), with one
+                // claim; anything else (a block, which a tagged send of a small `T` uses) is
+                // taken one at a time below.
+                let mut refused = false;
+                let is_inline = |raw| {
+                    let inline = QueuedBlock::from_raw(raw).is_inline();
+                    refused |= !inline;
+                    inline
+                };
+                let lines = &mut ahead.lines[..];
+                let n = submission.pop_lines_when(is_inline, words::line_words::<T>(), lines);
+                if n > 0 {
+                    crash_point!("shmlane.receive.popped");
+                    if self.wakes_publishers {
+                        self.publishers[p].space.notify_one();
+                    }
+                    self.next.set(if p + 1 == count { 0 } else { p + 1 });
+                    self.held.set(self.held.get() + 1);
+                    // `p < max_publishers <= 63`.
+                    (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
+                    return Ok(Some(Sample {
+                        subscriber: self,
+                        publisher: p as u32,
+                        place: Received::Inline(ahead.lines[0].1),
+                    }));
+                }
+                if !refused {
+                    continue;
+                }
+            }
             loop {
                 // A sample is taken only once its payload segment is mapped: while it is
                 // queued, its publisher's segment keeps its name, even after the publisher
