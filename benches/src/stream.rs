@@ -5,10 +5,7 @@
 
 use std::fmt::Debug;
 
-use shmlane::{
-    FromBytes, Immutable, IntoBytes, KnownLayout, Node, Overflow, Publisher, Subscriber, Topic,
-    ZeroCopy,
-};
+use shmlane::{Node, Overflow, Publisher, Subscriber, Topic};
 use shmlane_queue::spsc::{self, SharedSpsc};
 use shmlane_segment::{BlockOffset, BlockPool, Carver, Fingerprint, Region, Segment};
 
@@ -23,47 +20,10 @@ pub const SIZES: [usize; 4] = [8, 64, 1 << 10, 64 << 10];
 /// loaned and only their sequence number is written in place.
 pub const BY_COPY_MAX: usize = 64;
 
-/// A payload that carries a sequence number in its first word.
-pub trait Sequenced: ZeroCopy + Copy + Debug {
-    /// The value carrying `seq` (the rest zero).
-    fn with_seq(seq: u64) -> Self;
-    /// Its sequence number.
-    fn seq(&self) -> u64;
-    /// Writes its sequence number (nothing else).
-    fn set_seq(&mut self, seq: u64);
-}
-
-/// Defines a payload type of `$bytes` bytes: a sequence number and padding.
-macro_rules! payloads {
-    ($($name:ident = $bytes:expr),* $(,)?) => {$(
-        #[doc = concat!("A ", stringify!($bytes), "-byte payload: a sequence number and padding.")]
-        #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
-        #[zerocopy(crate = "shmlane::zerocopy")]
-        #[repr(C)]
-        pub struct $name {
-            seq: u64,
-            pad: [u8; $bytes - 8],
-        }
-
-        const _: () = assert!(size_of::<$name>() == $bytes);
-
-        impl Sequenced for $name {
-            fn with_seq(seq: u64) -> Self {
-                $name { seq, pad: [0; $bytes - 8] }
-            }
-            #[inline(always)]
-            fn seq(&self) -> u64 {
-                self.seq
-            }
-            #[inline(always)]
-            fn set_seq(&mut self, seq: u64) {
-                self.seq = seq;
-            }
-        }
-    )*};
-}
-
-payloads!(Seq8 = 8, Seq64 = 64, Seq1K = 1024, Seq64K = 65536);
+// The throughput mode of `shmlane bench` streams the same payload types: one definition.
+#[path = "../../crates/cli/src/bench/sequenced.rs"]
+mod sequenced;
+pub use sequenced::{Seq1K, Seq8, Seq64, Seq64K, Sequenced};
 
 /// The shmlane topic of one payload size: one publisher (the initiator), one subscriber (the
 /// peer), capacity [`STREAM_CAPACITY`], [`Overflow::Block`], the facade's defaults otherwise

@@ -9,51 +9,57 @@
 
 pub use shmlane_segment::crash::CRASH_AT_ENV;
 
-/// A sample that checks itself: `epoch` (which publisher incarnation sent it) and `seq` name
-/// it, `check` is derived from both, so a torn read or a block reused under a reader shows as
-/// [`Stamp::is_intact`] false. 64 bytes: it travels in a payload block.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    zerocopy::FromBytes,
-    zerocopy::IntoBytes,
-    zerocopy::KnownLayout,
-    zerocopy::Immutable,
-)]
-#[repr(C)]
-pub struct Stamped {
-    /// The sender's incarnation.
-    pub epoch: u64,
-    /// Its sequence number within the epoch.
-    pub seq: u64,
-    /// Derived from `epoch` and `seq`.
-    pub check: [u64; 6],
+/// Defines a self-checking sample type with `$check` check words.
+macro_rules! stamped {
+    ($(#[$doc:meta])* $name:ident, $check:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            zerocopy::FromBytes,
+            zerocopy::IntoBytes,
+            zerocopy::KnownLayout,
+            zerocopy::Immutable,
+        )]
+        #[repr(C)]
+        pub struct $name {
+            /// The sender's incarnation.
+            pub epoch: u64,
+            /// Its sequence number within the epoch.
+            pub seq: u64,
+            /// Derived from `epoch` and `seq`.
+            pub check: [u64; $check],
+        }
+
+        impl Stamp for $name {
+            fn new(epoch: u64, seq: u64) -> $name {
+                $name { epoch, seq, check: std::array::from_fn(|i| check_word(epoch, seq, i)) }
+            }
+
+            fn id(&self) -> (u64, u64) {
+                (self.epoch, self.seq)
+            }
+        }
+    };
 }
 
-/// [`Stamped`] in 48 bytes (`shmlane::topic::INLINE_MAX`): it travels inline in its queue slot.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    zerocopy::FromBytes,
-    zerocopy::IntoBytes,
-    zerocopy::KnownLayout,
-    zerocopy::Immutable,
-)]
-#[repr(C)]
-pub struct SmallStamped {
-    /// The sender's incarnation.
-    pub epoch: u64,
-    /// Its sequence number within the epoch.
-    pub seq: u64,
-    /// Derived from `epoch` and `seq`.
-    pub check: [u64; 4],
-}
+stamped!(
+    /// A sample that checks itself: `epoch` (which publisher incarnation sent it) and `seq`
+    /// name it, `check` is derived from both, so a torn read or a block reused under a reader
+    /// shows as [`Stamp::is_intact`] false. 64 bytes: it travels in a payload block.
+    Stamped,
+    6
+);
+
+stamped!(
+    /// [`Stamped`] in 48 bytes (`shmlane::topic::INLINE_MAX`): it travels inline in its queue
+    /// slot.
+    SmallStamped,
+    4
+);
 
 /// A self-checking sample ([`Stamped`], [`SmallStamped`]).
 pub trait Stamp: shmlane::ZeroCopy + Copy + PartialEq + std::fmt::Debug {
@@ -73,16 +79,6 @@ fn check_word(epoch: u64, seq: u64, i: usize) -> u64 {
     (epoch << 40 ^ seq).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(i as u32 * 9)
 }
 
-impl Stamp for Stamped {
-    fn new(epoch: u64, seq: u64) -> Stamped {
-        Stamped { epoch, seq, check: std::array::from_fn(|i| check_word(epoch, seq, i)) }
-    }
-
-    fn id(&self) -> (u64, u64) {
-        (self.epoch, self.seq)
-    }
-}
-
 impl Stamped {
     /// The sample `seq` of `epoch` (see [`Stamp::new`]).
     pub fn new(epoch: u64, seq: u64) -> Stamped {
@@ -92,16 +88,6 @@ impl Stamped {
     /// Whether `check` matches `epoch` and `seq`.
     pub fn is_intact(&self) -> bool {
         <Stamped as Stamp>::is_intact(self)
-    }
-}
-
-impl Stamp for SmallStamped {
-    fn new(epoch: u64, seq: u64) -> SmallStamped {
-        SmallStamped { epoch, seq, check: std::array::from_fn(|i| check_word(epoch, seq, i)) }
-    }
-
-    fn id(&self) -> (u64, u64) {
-        (self.epoch, self.seq)
     }
 }
 

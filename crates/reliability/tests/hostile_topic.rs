@@ -1489,17 +1489,35 @@ fn a_forged_queue_entry_naming_the_block_being_sent_does_not_free_it() {
     drop((first, second, held, a));
 }
 
-/// A topic of `V` with the properties' publisher and subscriber slots and `shape`'s settings,
-/// for the targeted tests.
-fn targeted_topic<V: Value>(node: &Node, shape: &Shape) -> shmlane::Topic<V> {
-    node.topic::<V>("t")
+/// The settings of the targeted tests' topics.
+const TARGETED: Shape =
+    Shape { capacity: 4, max_held: 1, max_loans: 2, history: 0, overflow: Overflow::DropOldest };
+
+/// A targeted test's topic "t" of namespace `namespace` ([`TARGETED`] settings) in a
+/// directory of its own, with one publisher serving one subscriber.
+struct Targeted<V: Value> {
+    subscriber: shmlane::Subscriber<V>,
+    publisher: shmlane::Publisher<V>,
+    _node: Node,
+    dir: tempfile::TempDir,
+}
+
+fn targeted<V: Value>(namespace: &str) -> Targeted<V> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let node = Node::builder(namespace).namespace(namespace).root(dir.path()).create().unwrap();
+    let topic = node
+        .topic::<V>("t")
         .max_publishers(PUBLISHERS as u32)
         .max_subscribers(SUBSCRIBERS as u32)
-        .subscriber_capacity(shape.capacity)
-        .max_held(shape.max_held)
-        .max_loans(shape.max_loans)
+        .subscriber_capacity(TARGETED.capacity)
+        .max_held(TARGETED.max_held)
+        .max_loans(TARGETED.max_loans)
         .create()
-        .unwrap()
+        .unwrap();
+    let publisher = topic.publisher().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    assert_eq!(publisher.subscribers(), 1);
+    Targeted { subscriber, publisher, _node: node, dir }
 }
 
 /// Segment `name` of namespace `namespace` in `dir`, to write into.
@@ -1522,19 +1540,9 @@ fn slot_at(shape: &Shape, position: u64) -> u64 {
 /// sent.
 #[test]
 fn a_forged_inline_word_in_a_block_topic_is_skipped_never_read() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let node = Node::builder("inl").namespace("inl").root(dir.path()).create().unwrap();
-    let shape = Shape {
-        capacity: 4,
-        max_held: 1,
-        max_loans: 2,
-        history: 0,
-        overflow: Overflow::DropOldest,
-    };
-    let topic = targeted_topic::<Wide>(&node, &shape);
-    let publisher = topic.publisher().unwrap();
-    let subscriber = topic.subscriber().unwrap();
-    assert_eq!(publisher.subscribers(), 1);
+    let t = targeted::<Wide>("inl");
+    let (subscriber, publisher, dir) = (&t.subscriber, &t.publisher, &t.dir);
+    let shape = TARGETED;
     for value in 1..=3 {
         publisher.send_copy(Wide::of(value)).unwrap();
     }
@@ -1567,19 +1575,9 @@ fn a_forged_inline_word_in_a_block_topic_is_skipped_never_read() {
 /// those sent later, arrive as sent.
 #[test]
 fn a_forged_block_word_in_an_inline_topic_reads_that_block_or_is_skipped() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let node = Node::builder("blk").namespace("blk").root(dir.path()).create().unwrap();
-    let shape = Shape {
-        capacity: 4,
-        max_held: 1,
-        max_loans: 2,
-        history: 0,
-        overflow: Overflow::DropOldest,
-    };
-    let topic = targeted_topic::<u64>(&node, &shape);
-    let publisher = topic.publisher().unwrap();
-    let subscriber = topic.subscriber().unwrap();
-    assert_eq!(publisher.subscribers(), 1);
+    let t = targeted::<u64>("blk");
+    let (subscriber, publisher, dir) = (&t.subscriber, &t.publisher, &t.dir);
+    let shape = TARGETED;
     // A slice takes a block whatever the size of `T`: position 0, a block that holds 77.
     let mut slice = publisher.loan_slice(1).unwrap();
     slice[0] = 77;

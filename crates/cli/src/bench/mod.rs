@@ -30,6 +30,7 @@ mod plan;
 mod plot;
 mod pubsub;
 mod report;
+mod sequenced;
 mod stream;
 mod throughput;
 

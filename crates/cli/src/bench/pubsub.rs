@@ -8,10 +8,7 @@
 //! instead, one way, under [`Overflow::Block`].
 
 use shmlane::notify::Blocking;
-use shmlane::{
-    FromBytes, Immutable, IntoBytes, KnownLayout, Node, Overflow, PublishError, Publisher, Sample,
-    Subscriber, Topic, ZeroCopy,
-};
+use shmlane::{Node, Overflow, PublishError, Publisher, Sample, Subscriber, Topic};
 
 use super::link::{HANG, Link, LinkError, Side, expect_seq, spin_until};
 
@@ -130,48 +127,7 @@ impl Link for PubSub {
 /// Subscriber capacity of the throughput mode's topics (and slots of its SPSC queues).
 pub const STREAM_CAPACITY: u32 = 256;
 
-/// A throughput payload: a `#[repr(C)]` value of a fixed size whose first word is its
-/// sequence number.
-pub trait Sequenced: ZeroCopy + Copy {
-    /// The value carrying `seq` (the rest zero).
-    fn with_seq(seq: u64) -> Self;
-    /// Its sequence number.
-    fn seq(&self) -> u64;
-    /// Writes its sequence number (nothing else).
-    fn set_seq(&mut self, seq: u64);
-}
-
-/// Defines a payload type of `$bytes` bytes: a sequence number and padding.
-macro_rules! payloads {
-    ($($name:ident = $bytes:expr),* $(,)?) => {$(
-        #[doc = concat!("A ", stringify!($bytes), "-byte payload: a sequence number and padding.")]
-        #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
-        #[zerocopy(crate = "shmlane::zerocopy")]
-        #[repr(C)]
-        pub struct $name {
-            seq: u64,
-            pad: [u8; $bytes - 8],
-        }
-
-        const _: () = assert!(size_of::<$name>() == $bytes);
-
-        impl Sequenced for $name {
-            fn with_seq(seq: u64) -> Self {
-                $name { seq, pad: [0; $bytes - 8] }
-            }
-            #[inline(always)]
-            fn seq(&self) -> u64 {
-                self.seq
-            }
-            #[inline(always)]
-            fn set_seq(&mut self, seq: u64) {
-                self.seq = seq;
-            }
-        }
-    )*};
-}
-
-payloads!(Seq8 = 8, Seq64 = 64, Seq1K = 1024, Seq64K = 65536);
+pub use super::sequenced::{Seq1K, Seq8, Seq64, Seq64K, Sequenced};
 
 /// Payload sizes the throughput mode has a type for.
 pub const STREAM_PAYLOADS: [u64; 4] = [8, 64, 1 << 10, 64 << 10];
