@@ -121,9 +121,9 @@ impl QueuedBlock {
     }
 }
 
-/// Most bytes of a `T` whose samples travel inline, in the queue slot beside their
-/// [`QueuedBlock::INLINE`] word, instead of through a payload block: the six line words of a
-/// slot (`shmlane_queue::overflow::LINE_WORDS`).
+/// Most bytes of a `T` whose samples travel inline, in the subscriber's queue slot, instead of
+/// through a payload block (if its alignment is at most 8): the six line words of a slot
+/// ([`shmlane_queue::overflow::LINE_WORDS`]), one cache line with the slot's stamp and value.
 pub const INLINE_MAX: usize = LINE_WORDS * 8;
 
 /// Whether samples of `T` travel inline: at most [`INLINE_MAX`] bytes, aligned to at most 8
