@@ -7,6 +7,8 @@
 //!   facade's defaults otherwise; `send_copy` of the whole value up to 64 B, `loan` → the
 //!   sequence number written in place → `send` above; busy-polled `receive`, the sequence
 //!   number read in place;
+//! - `shmlane-b16`: the same on a topic of its own, its publisher sending batches of 16 with
+//!   `send_copies` (one wake-up check per batch) up to 64 B, one by one above (as `shmlane`);
 //! - `spsc`: shmlane's SPSC queue alone (256 slots) in a segment: at 8 B the sequence number
 //!   is the queued value (the upper bound on this machine); above, a block of a `BlockPool`
 //!   is allocated, stamped in place and its offset queued, the receiver reads and frees it;
@@ -95,6 +97,8 @@ fn runs_done(lanes: &Lanes) -> &std::sync::atomic::AtomicU64 {
 /// Every implementation's streams of one process.
 struct Transports {
     shmlane: Vec<ShmlaneStream>,
+    /// The same, its publisher sending in batches (the sizes sent by copy).
+    batched: Vec<ShmlaneStream>,
     spsc: Vec<SpscStream>,
     #[cfg(feature = "iceoryx2")]
     iox2: Vec<Iox2Stream>,
@@ -107,6 +111,10 @@ impl Transports {
         let shmlane = SIZES
             .iter()
             .map(|&size| ShmlaneStream::new(&nodes.node, &format!("stream{size}"), size, side))
+            .collect();
+        let batched = SIZES
+            .iter()
+            .map(|&size| ShmlaneStream::new(&nodes.node, &format!("batch{size}"), size, side))
             .collect();
         let spsc = SIZES
             .iter()
@@ -121,6 +129,7 @@ impl Transports {
             .collect();
         Transports {
             shmlane,
+            batched,
             spsc,
             #[cfg(feature = "iceoryx2")]
             iox2,
@@ -140,10 +149,15 @@ impl Transports {
                 let iox2 = Some(("iceoryx2", self.iox2[i].end(side)));
                 #[cfg(not(feature = "iceoryx2"))]
                 let iox2 = None;
-                [("shmlane", self.shmlane[i].end(side)), ("spsc", self.spsc[i].end(side))]
-                    .into_iter()
-                    .chain(iox2)
-                    .collect()
+                // Over `BY_COPY_MAX` the batching publisher loans one by one, as `shmlane` does.
+                [
+                    ("shmlane", self.shmlane[i].end(side, false)),
+                    ("shmlane-b16", self.batched[i].end(side, true)),
+                    ("spsc", self.spsc[i].end(side)),
+                ]
+                .into_iter()
+                .chain(iox2)
+                .collect()
             })
             .collect()
     }
@@ -222,14 +236,14 @@ fn report(names: &[&str], rates: &[Vec<Vec<f64>>], plan: Plan, (a, b): (usize, u
         plan.messages, plan.rounds, plan.warmup
     );
     println!(
-        "{:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "{:>8} {:>11} {:>9} {:>9} {:>9} {:>9}",
         "payload", "impl", "min", "median", "max", "GB/s"
     );
     for (size, rates) in SIZES.iter().zip(rates) {
         for (name, rates) in names.iter().zip(rates) {
             let (min, median, max) = spread(rates);
             println!(
-                "{:>8} {name:>10} {:>9.2} {:>9.2} {:>9.2} {:>9.3}",
+                "{:>8} {name:>11} {:>9.2} {:>9.2} {:>9.2} {:>9.3}",
                 size_name(*size),
                 min / 1e6,
                 median / 1e6,
@@ -240,17 +254,20 @@ fn report(names: &[&str], rates: &[Vec<Vec<f64>>], plan: Plan, (a, b): (usize, u
     }
     let find = |name| names.iter().position(|n| *n == name);
     for (size, rates) in SIZES.iter().zip(rates) {
-        let Some(ours) = find("shmlane") else { continue };
-        for (baseline, goal) in [("spsc", 0.5), ("iceoryx2", 3.0)] {
-            let Some(theirs) = find(baseline) else { continue };
-            let ratios: Vec<f64> =
-                rates[ours].iter().zip(&rates[theirs]).map(|(o, t)| o / t).collect();
-            let (min, median, max) = spread(&ratios);
-            let goal = if *size == 8 { format!(" (goal ≥ {goal})") } else { String::new() };
-            println!(
-                "shmlane / {baseline:<8} at {:>6} per round: {min:.2} / {median:.2} / {max:.2}{goal}",
-                size_name(*size)
-            );
+        for name in ["shmlane", "shmlane-b16"] {
+            let Some(ours) = find(name) else { continue };
+            for (baseline, goal) in [("spsc", 0.5), ("iceoryx2", 3.0)] {
+                let Some(theirs) = find(baseline) else { continue };
+                let ratios: Vec<f64> =
+                    rates[ours].iter().zip(&rates[theirs]).map(|(o, t)| o / t).collect();
+                let (min, median, max) = spread(&ratios);
+                let goal = if *size == 8 { format!(" (goal ≥ {goal})") } else { String::new() };
+                println!(
+                    "{name:<11} / {baseline:<8} at {:>6} per round: {min:.2} / {median:.2} / \
+                     {max:.2}{goal}",
+                    size_name(*size)
+                );
+            }
         }
     }
     if a == b {

@@ -109,6 +109,12 @@ pub trait Link {
     fn peer_attached(&self) -> bool {
         true
     }
+    /// Sends messages `first..first + count` back to back (one-way streams): one by one unless
+    /// the link has a batch send.
+    #[inline(always)]
+    fn send_all(&mut self, first: u64, count: u64) {
+        (first..first + count).for_each(|seq| self.send(seq));
+    }
 }
 
 /// The round loops of a [`Link`], compiled for each link type (one virtual call per round,
@@ -147,7 +153,7 @@ impl<L: Link> Rounds for L {
     }
 
     fn send_run(&mut self, first: u64, count: u64) {
-        (first..first + count).for_each(|seq| self.send(seq));
+        self.send_all(first, count);
     }
 
     fn receive_run(&mut self, first: u64, count: u64) {

@@ -16,6 +16,8 @@ use crate::pingpong::{HANG, Link, Rounds, Side, spin_until};
 pub const STREAM_CAPACITY: u32 = 256;
 /// Payload sizes, bytes: one type each.
 pub const SIZES: [usize; 4] = [8, 64, 1 << 10, 64 << 10];
+/// Samples per `send_copies` call of the batching shmlane publisher.
+pub const BATCH: usize = 16;
 /// Largest payload sent by copy (`send_copy`: the whole value written); larger ones are
 /// loaned and only their sequence number is written in place.
 pub const BY_COPY_MAX: usize = 64;
@@ -66,12 +68,14 @@ impl ShmlaneStream {
         }
     }
 
-    /// `side`'s end: the initiator publishes, the peer subscribes.
-    pub fn end(&self, side: Side) -> Box<dyn Rounds> {
-        fn end<P: Sequenced>(topic: &Topic<P>, side: Side) -> Box<dyn Rounds> {
+    /// `side`'s end: the initiator publishes (in batches of [`BATCH`] with `send_copies` if
+    /// `batch`, for payloads sent by copy), the peer subscribes.
+    pub fn end(&self, side: Side, batch: bool) -> Box<dyn Rounds> {
+        fn end<P: Sequenced>(topic: &Topic<P>, side: Side, batch: bool) -> Box<dyn Rounds> {
             match side {
                 Side::Initiator => Box::new(ShmlaneEnd::Publisher(
                     topic.publisher().expect("claim a publisher slot"),
+                    (batch && size_of::<P>() <= BY_COPY_MAX).then(|| Vec::with_capacity(BATCH)),
                 )),
                 Side::Echo => Box::new(ShmlaneEnd::Subscriber(
                     topic.subscriber().expect("claim a subscriber slot"),
@@ -79,10 +83,10 @@ impl ShmlaneStream {
             }
         }
         match self {
-            ShmlaneStream::B8(topic) => end(topic, side),
-            ShmlaneStream::B64(topic) => end(topic, side),
-            ShmlaneStream::K1(topic) => end(topic, side),
-            ShmlaneStream::K64(topic) => end(topic, side),
+            ShmlaneStream::B8(topic) => end(topic, side, batch),
+            ShmlaneStream::B64(topic) => end(topic, side, batch),
+            ShmlaneStream::K1(topic) => end(topic, side, batch),
+            ShmlaneStream::K64(topic) => end(topic, side, batch),
         }
     }
 }
@@ -90,7 +94,8 @@ impl ShmlaneStream {
 /// One process's end of a shmlane stream.
 #[derive(Debug)]
 enum ShmlaneEnd<P: Sequenced> {
-    Publisher(Publisher<P>),
+    /// With a buffer for batches, if it sends in batches.
+    Publisher(Publisher<P>, Option<Vec<P>>),
     Subscriber(Subscriber<P>),
 }
 
@@ -99,7 +104,9 @@ impl<P: Sequenced> Link for ShmlaneEnd<P> {
     /// number written in place, `send`; a full queue makes it wait (`Overflow::Block`).
     #[inline(always)]
     fn send(&mut self, seq: u64) {
-        let ShmlaneEnd::Publisher(publisher) = self else { panic!("a subscriber does not send") };
+        let ShmlaneEnd::Publisher(publisher, _) = self else {
+            panic!("a subscriber does not send")
+        };
         let delivered = if size_of::<P>() <= BY_COPY_MAX {
             publisher.send_copy(P::with_seq(seq))
         } else {
@@ -109,6 +116,25 @@ impl<P: Sequenced> Link for ShmlaneEnd<P> {
         }
         .expect("send");
         assert_eq!(delivered, 1, "message {seq} reached no subscriber");
+    }
+
+    /// In batches of [`BATCH`] values by `send_copies` (one wake-up check per batch), if this
+    /// end batches; else one by one.
+    #[inline(always)]
+    fn send_all(&mut self, first: u64, count: u64) {
+        let ShmlaneEnd::Publisher(publisher, Some(batch)) = self else {
+            (first..first + count).for_each(|seq| self.send(seq));
+            return;
+        };
+        let end = first + count;
+        let mut next = first;
+        while next < end {
+            let n = (end - next).min(BATCH as u64);
+            batch.clear();
+            batch.extend((next..next + n).map(P::with_seq));
+            publisher.send_copies(batch).expect("send a batch");
+            next += n;
+        }
     }
 
     /// Busy-polled `receive`, the sequence number read in place (`Deref`).
@@ -125,7 +151,7 @@ impl<P: Sequenced> Link for ShmlaneEnd<P> {
 
     fn peer_attached(&self) -> bool {
         match self {
-            ShmlaneEnd::Publisher(publisher) => publisher.subscribers() == 1,
+            ShmlaneEnd::Publisher(publisher, _) => publisher.subscribers() == 1,
             ShmlaneEnd::Subscriber(_) => true,
         }
     }

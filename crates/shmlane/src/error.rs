@@ -148,6 +148,18 @@ pub enum PublishError {
     Timeout(std::time::Duration),
 }
 
+/// A batch send ([`Publisher::send_copies`](crate::Publisher::send_copies)) that stopped: the
+/// first `sent` values were sent, the next one failed with `error`.
+#[derive(Debug, thiserror::Error)]
+#[error("the batch stopped after {sent} values: {error}")]
+pub struct BatchError {
+    /// Values sent before the failure (in order, from the first).
+    pub sent: usize,
+    /// Why the next one was not.
+    #[source]
+    pub error: PublishError,
+}
+
 /// Receiving a sample.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

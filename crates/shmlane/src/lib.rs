@@ -79,8 +79,8 @@ mod sync;
 pub mod topic;
 
 pub use error::{
-    ConfigError, ConnectError, CorruptError, NodeError, NotifyError, PublishError, ReceiveError,
-    TopicError,
+    BatchError, ConfigError, ConnectError, CorruptError, NodeError, NotifyError, PublishError,
+    ReceiveError, TopicError,
 };
 pub use event::{Event, EventBuilder, EventId, Listener, Notifier};
 pub use node::{DEFAULT_NAMESPACE, NAMESPACE_ENV, Node, NodeBuilder};

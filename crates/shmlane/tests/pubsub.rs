@@ -217,6 +217,71 @@ fn inline_samples_claimed_together_are_received_in_order_and_never_evicted() {
 }
 
 #[test]
+fn a_batch_send_delivers_every_value_in_order_and_stops_at_a_refusal() {
+    let node = node("batch");
+    let topic = node.topic::<u64>("batch").subscriber_capacity(8).max_subscribers(2).create();
+    let topic = topic.unwrap();
+    let (first, second) = (topic.subscriber().unwrap(), topic.subscriber().unwrap());
+    let publisher = topic.publisher().unwrap();
+    publisher.send_copies(&[1, 2, 3]).unwrap();
+    for subscriber in [&first, &second] {
+        let got: Vec<u64> =
+            std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();
+        assert_eq!(got, [1, 2, 3]);
+    }
+    // Drop-oldest: twelve into eight slots, the four oldest evicted and counted.
+    let values: Vec<u64> = (10..22).collect();
+    publisher.send_copies(&values).unwrap();
+    let got: Vec<u64> = std::iter::from_fn(|| first.receive().unwrap().map(|s| *s)).collect();
+    assert_eq!((got, first.drops()), ((14..22).collect(), 4));
+
+    // Samples in payload blocks batch alike.
+    let wide = node.topic::<Wide>("batch-wide").subscriber_capacity(4).create().unwrap();
+    let subscriber = wide.subscriber().unwrap();
+    let publisher = wide.publisher().unwrap();
+    publisher.send_copies(&[[7; 8], [8; 8]]).unwrap();
+    assert_eq!(subscriber.receive().unwrap().map(|s| s[7]), Some(7));
+    assert_eq!(subscriber.receive().unwrap().map(|s| s[7]), Some(8));
+
+    // Reject: the batch stops at the first value that does not fit, the ones before it sent.
+    let strict =
+        node.topic::<u64>("batch-reject").subscriber_capacity(2).overflow(Overflow::Reject);
+    let strict = strict.create().unwrap();
+    let subscriber = strict.subscriber().unwrap();
+    let publisher = strict.publisher().unwrap();
+    let stopped = publisher.send_copies(&[1, 2, 3, 4]).unwrap_err();
+    assert_eq!(stopped.sent, 2);
+    assert!(matches!(stopped.error, PublishError::SubscriberFull), "{stopped}");
+    let got: Vec<u64> = std::iter::from_fn(|| subscriber.receive().unwrap().map(|s| *s)).collect();
+    assert_eq!(got, [1, 2]);
+}
+
+#[test]
+fn a_batch_wakes_a_blocked_subscriber_and_waits_for_its_room_without_deadlock() {
+    let node = node("batchwake");
+    let topic = node.topic::<u64>("wake").subscriber_capacity(4).overflow(Overflow::Block);
+    let topic = topic.create().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let publisher = topic.publisher().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut strategy = Blocking::new();
+        (0..64)
+            .map(|_| {
+                *subscriber.receive_with(&mut strategy, Some(Duration::from_secs(10))).unwrap()
+            })
+            .collect::<Vec<u64>>()
+    });
+    assert_eq!(publisher.subscribers(), 1);
+    // Sixteen times the queue: the batch waits for room, waking the reader before each wait.
+    // A reader left asleep would re-check only after 100 ms (`Blocking`'s period), past this
+    // timeout; woken, it takes microseconds.
+    publisher.set_block_timeout(Duration::from_millis(80));
+    let values: Vec<u64> = (0..64).collect();
+    publisher.send_copies(&values).unwrap();
+    assert_eq!(reader.join().unwrap(), values);
+}
+
+#[test]
 fn blocks_come_back_so_a_long_stream_never_runs_the_pool_dry() {
     let node = node("reuse");
     let topic =
