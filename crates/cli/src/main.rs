@@ -5,6 +5,8 @@
 //!   ratios to the floor, JSON and an SVG plot.
 //! - `shmlane list`, `shmlane inspect NAME`, `shmlane clean`: our segments and services, their
 //!   state and peers, and removal of what dead processes left behind.
+//! - `shmlane journal inspect DIR`: a journal's files, records, ranges, appender and damage,
+//!   read-only.
 
 mod bench;
 mod ops;
@@ -31,6 +33,8 @@ enum Command {
     Inspect(ops::InspectArgs),
     /// Remove stale segments (creator and every peer dead).
     Clean(ops::CleanArgs),
+    /// Operations on journals (shmlane-journal directories): `journal inspect DIR`.
+    Journal(ops::JournalArgs),
     /// The echo side of `bench`, started by `bench` itself.
     #[command(hide = true)]
     BenchEcho(bench::EchoArgs),
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::List(args) => ops::list(args),
         Command::Inspect(args) => ops::inspect(args),
         Command::Clean(args) => ops::clean(args),
+        Command::Journal(args) => ops::journal(args),
     }
 }
 

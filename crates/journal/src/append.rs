@@ -9,27 +9,27 @@
 //! 3. the state word becomes `Committed | len` with a Release store, then the event count is
 //!    notified (a fence and a load unless a tailer sleeps).
 //!
-//! Crash points (with the `crash-points` feature): `journal.append.before_publish` (between
-//! steps 2 and 3), `journal.append.after_publish` (right after step 3's store), and
+//! The steps themselves, and the roll's order (next file created, then the end marker), are
+//! `publish`'s, which the loom models check (`loom-tests/journal_publish.rs`).
+//!
+//! Crash points (with the `crash-points` feature, in `publish`): `journal.append.before_publish`
+//! (between steps 2 and 3), `journal.append.after_publish` (right after step 3's store), and
 //! `journal.roll.before_seal` (the next file exists, the current one is not sealed yet).
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 use shmlane_notify::EventCount;
-use shmlane_segment::{RoleClaim, RoleError, RoleOwner, SegmentRef, crash_point};
-use zerocopy::IntoBytes;
+use shmlane_segment::{RoleClaim, RoleError, RoleOwner, SegmentRef};
 
 use crate::control::Control;
 use crate::files::{self, JournalFile};
-use crate::format::{
-    self, FILE_HEADER_SIZE, FileInfo, RECORD_HEADER_SIZE, RecordHeader, STATE_COMMITTED, STATE_END,
-    STATE_WRITING,
-};
+use crate::format::{self, FILE_HEADER_SIZE, FileInfo, RECORD_HEADER_SIZE};
+use crate::publish;
 use crate::recover::{self, TornRecord};
+use crate::sync::AtomicU64;
 use crate::{AppendError, AppenderError, Durability, FileError, JournalConfig, now_unix_ns};
 
 /// What taking the appender role found and repaired.
@@ -100,7 +100,7 @@ impl Appender {
             last_timestamp = tail.last_timestamp;
             if !tail.sealed {
                 // The last appender created the last file but died before sealing this one.
-                seal(&file, tail.offset);
+                publish::seal(&file.map, tail.offset);
                 recovery.sealed_previous = true;
             }
             if durable && (recovery.sealed_previous || tail.torn.is_some()) {
@@ -155,8 +155,9 @@ impl Appender {
 
     /// Appends a copy of `payload` and returns its index.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, AppendError> {
-        let mut reservation = self.reserve(payload.len())?;
-        reservation.as_mut_slice().copy_from_slice(payload);
+        let reservation = self.reserve(payload.len())?;
+        let appender = &*reservation.appender;
+        publish::write_payload(&appender.file.map, appender.offset, payload);
         reservation.commit()
     }
 
@@ -172,9 +173,8 @@ impl Appender {
         if self.sealed || !format::fits(self.offset, len, self.file.info.file_size) {
             self.roll()?;
         }
-        // Relaxed: tailers wait at a `Writing` word as at an empty one; only a recovering
-        // appender reads it, after our death.
-        self.word().store(format::word(STATE_WRITING, len), Ordering::Relaxed);
+        // The word is in the file: `offset + 8 <= file_size` holds for every offset.
+        publish::claim(&self.file.map, self.offset, len);
         Ok(Reservation { appender: self, len, committed: false })
     }
 
@@ -188,12 +188,6 @@ impl Appender {
         Ok(())
     }
 
-    /// The state word at `offset` (in the file by the invariant `offset + 8 <= file_size`).
-    fn word(&self) -> &AtomicU64 {
-        static ORPHAN: AtomicU64 = AtomicU64::new(0);
-        self.file.map.word(self.offset).unwrap_or(&ORPHAN)
-    }
-
     /// Publishes the reserved record of `len` bytes at `offset`.
     fn publish(&mut self, len: u32) -> Result<u64, AppendError> {
         let index = self.next_index;
@@ -202,15 +196,8 @@ impl Appender {
             let payload = self.payload(len);
             format::record_checksum(len, index, timestamp_ns, payload)
         };
-        let header =
-            RecordHeader { len, state: STATE_WRITING, index, timestamp_ns, checksum, reserved: 0 };
-        // Everything but the state word (the first 8 bytes).
-        self.file.map.write(self.offset + 8, &header.as_bytes()[8..]);
-        crash_point!("journal.append.before_publish");
-        // Release: pairs with the Acquire load in `records::slot_at`; the payload and the
-        // header fields written above are visible to whoever sees `Committed`.
-        self.word().store(format::word(STATE_COMMITTED, len), Ordering::Release);
-        crash_point!("journal.append.after_publish");
+        // The fields, then the Release store of `Committed | len`.
+        publish::commit(&self.file.map, self.offset, len, index, timestamp_ns, checksum);
         self.offset += format::extent(len);
         self.next_index += 1;
         self.last_timestamp = timestamp_ns;
@@ -233,8 +220,7 @@ impl Appender {
         let from = self.offset + 8;
         let to = (self.offset + format::extent(len)).min(self.file.info.file_size);
         recover::zero(&self.file, from, to);
-        // Release: orders the zeroing above before the word a tailer may load next.
-        self.word().store(0, Ordering::Release);
+        publish::retract(&self.file.map, self.offset);
     }
 
     /// Syncs as the durability policy asks after the record `index` was published.
@@ -265,11 +251,10 @@ impl Appender {
             file_size: self.config.roll_size,
             record_type: self.config.record_type.clone(),
         };
-        let next = JournalFile::create(&self.dir, info, durable)?;
-        crash_point!("journal.roll.before_seal");
-        if !self.sealed {
-            seal(&self.file, self.offset);
-        }
+        // The next file first, then the end marker (unless there already).
+        let next = publish::roll(&self.file.map, self.offset, self.sealed, || {
+            JournalFile::create(&self.dir, info, durable)
+        })?;
         let sealed = std::mem::replace(&mut self.file, next);
         let unsynced = self.synced_to..self.offset + format::END_RESERVE;
         self.last_timestamp = self.last_timestamp.max(self.file.info.created_unix_ns);
@@ -296,15 +281,6 @@ impl Drop for Appender {
         if self.config.durability != Durability::None {
             let _ = self.flush();
         }
-    }
-}
-
-/// Stores the end marker at `offset` of `file`.
-fn seal(file: &JournalFile, offset: u64) {
-    if let Some(word) = file.map.word(offset) {
-        // Release: pairs with the Acquire load in `records::slot_at`; the next file was
-        // created (renamed into place) before, so a tailer that sees the marker finds it.
-        word.store(format::word(STATE_END, 0), Ordering::Release);
     }
 }
 

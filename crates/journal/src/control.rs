@@ -15,7 +15,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use crossbeam_utils::CachePadded;
 use shmlane_notify::EventCount;
@@ -25,6 +24,7 @@ use shmlane_segment::{
 };
 
 use crate::OpenError;
+use crate::sync::AtomicU64;
 
 /// The control segment's name (its file is `shmlane.journal`).
 const NAME: &str = "journal";
@@ -57,6 +57,31 @@ impl Control {
             SegmentRef::try_map(&segment, |s| s.get(Offset::new(event))).map_err(bad)?;
         Ok(Control { appender, published })
     }
+}
+
+/// The appender role word of the journal in `dir`, read through a read-only mapping of its
+/// control segment (never created, never written): `Ok(None)` if the journal has no control
+/// segment (no process opened it with this build, or it was deleted).
+pub(crate) fn read_appender_word(
+    dir: &Path,
+) -> Result<Option<u64>, Box<dyn std::error::Error + Send + Sync>> {
+    let (role, _, size) = layout()?;
+    let opened = Segment::builder(NAME)
+        .backing(Backing::Dir(dir.to_owned()))
+        .size(size)
+        .fingerprint(FINGERPRINT)
+        .unlink_on_drop(false)
+        .open_read_only();
+    let segment = match opened {
+        Ok(segment) => segment,
+        Err(shmlane_segment::OpenError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Box::new(e)),
+    };
+    // Copied out (a read-only handle hands out no atomics): a report only, nothing is decided
+    // on it here.
+    let mut word = [0u8; 8];
+    segment.read_bytes(role, &mut word)?;
+    Ok(Some(u64::from_ne_bytes(word)))
 }
 
 /// Offsets of the role word and the event count, and the segment's size.

@@ -168,28 +168,41 @@ impl FileHeader {
 
 /// The record header as plain data, copied out of the mapping. `len` and `state` are the two
 /// halves of the state word (little-endian), which is written and read only atomically.
+// `pub` for the loom models (`model` re-exports it); `format` itself is private.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
-pub(crate) struct RecordHeader {
+pub struct RecordHeader {
+    /// Payload bytes.
     pub len: u32,
+    /// `STATE_WRITING`, `STATE_COMMITTED` or `STATE_END`.
     pub state: u32,
+    /// The record's index.
     pub index: u64,
+    /// Publication time, ns since the Unix epoch.
     pub timestamp_ns: u64,
+    /// CRC-32C of `len`, `index`, `timestamp_ns` and the payload.
     pub checksum: u32,
+    /// Zero.
     pub reserved: u32,
 }
 
 const _: () = assert!(size_of::<RecordHeader>() as u64 == RECORD_HEADER_SIZE);
 
-/// What a state word says about its slot.
+/// What a state word says about its slot (`pub` for the loom models, as `RecordHeader`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Slot {
+pub enum Slot {
     /// Zero: nothing written here yet.
     Empty,
     /// A record of `len` bytes is being written (or its writer died while writing it).
-    Writing { len: u32 },
+    Writing {
+        /// Payload bytes.
+        len: u32,
+    },
     /// A complete record of `len` bytes.
-    Committed { len: u32 },
+    Committed {
+        /// Payload bytes.
+        len: u32,
+    },
     /// The file ends here; the next file continues the journal.
     End,
     /// None of the above: corrupt.

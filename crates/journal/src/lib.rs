@@ -95,22 +95,35 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+/// Wraps what only the on-disk journal has (its crash points): kept here, dropped by
+/// `model`, which compiles the protocol over loom's atomics (and redefines this macro).
+macro_rules! on_disk {
+    ($($item:tt)*) => { $($item)* };
+}
+
 mod append;
 mod config;
 mod control;
 mod error;
 mod files;
 mod format;
+mod inspect;
 mod journal;
 mod mapping;
+#[cfg(feature = "loom")]
+#[doc(hidden)]
+pub mod model;
+mod publish;
 mod records;
 mod recover;
+mod sync;
 mod tail;
 
 pub use append::{Appender, Recovery, Reservation};
 pub use config::{DEFAULT_ROLL_SIZE, Durability, JournalConfig, RecordType};
 pub use error::{AppendError, AppenderError, FileError, OpenError, TailError};
 pub use format::{FILE_HEADER_SIZE, MIN_FILE_SIZE, RECORD_HEADER_SIZE};
+pub use inspect::{AppenderState, FileReport, Inspection, Problem, ProblemKind};
 pub use journal::Journal;
 pub use recover::TornRecord;
 pub use tail::{Record, TailFrom, Tailer};

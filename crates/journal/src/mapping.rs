@@ -13,9 +13,11 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::AtomicU64;
 
 use memmap2::{MmapOptions, MmapRaw};
+
+use crate::publish::Memory;
+use crate::sync::AtomicU64;
 
 /// A shared mapping of a whole journal file.
 #[derive(Debug)]
@@ -117,5 +119,20 @@ impl FileMap {
             return Ok(());
         }
         self.raw.flush_range(offset, len)
+    }
+}
+
+/// The protocol's view of a file: the mapping's own checked accessors.
+impl Memory for FileMap {
+    fn word(&self, offset: u64) -> Option<&AtomicU64> {
+        FileMap::word(self, offset)
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> bool {
+        FileMap::read(self, offset, buf)
+    }
+
+    fn write(&self, offset: u64, bytes: &[u8]) -> bool {
+        FileMap::write(self, offset, bytes)
     }
 }

@@ -9,11 +9,10 @@
 //! wrong (a bad checksum, a garbage word) gives no trustworthy extent, and the rest of the
 //! file is zeroed, word by word where a word is not zero already.
 
-use std::sync::atomic::Ordering;
-
 use crate::files::JournalFile;
 use crate::format::{self, FILE_HEADER_SIZE, Slot};
 use crate::records::{read_record, slot_at};
+use crate::sync::Ordering;
 
 /// A record that recovery removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

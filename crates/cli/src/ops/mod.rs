@@ -1,10 +1,11 @@
 //! Operations on segments and services: `list`, `inspect`, `clean`, over the facade's
-//! read-only discovery (`shmlane::discovery`).
+//! read-only discovery (`shmlane::discovery`); and on journals: `journal inspect`.
 //!
 //! Every command exits with one of the codes of `exit_codes!`, documented in its `--help`.
 
 mod clean;
 mod inspect;
+mod journal;
 mod list;
 mod show;
 
@@ -16,6 +17,7 @@ use shmlane_segment::DiscoveryError;
 
 pub use clean::{CleanArgs, clean};
 pub use inspect::{InspectArgs, inspect};
+pub use journal::{JournalArgs, journal};
 pub use list::{ListArgs, list};
 
 /// The exit codes of `list`, `inspect` and `clean`, as their help states them.
@@ -123,6 +125,29 @@ enum OpsError {
         /// Why.
         reason: String,
     },
+    /// No journal at that path.
+    #[error("no journal in {}: {why}", dir.display())]
+    NoJournal {
+        /// The directory given.
+        dir: PathBuf,
+        /// What is missing.
+        why: &'static str,
+    },
+    /// The journal directory could not be read.
+    #[error(transparent)]
+    Journal(shmlane_journal::OpenError),
+    /// The journal has torn or corrupt records or files (already shown).
+    #[error(
+        "the journal in {} has {count} problem(s) (shown above): a torn or corrupt tail is \
+         removed by the next appender; anything else needs the damaged file restored or removed",
+        dir.display()
+    )]
+    JournalDamaged {
+        /// The directory.
+        dir: PathBuf,
+        /// How many problems.
+        count: usize,
+    },
 }
 
 impl OpsError {
@@ -131,10 +156,11 @@ impl OpsError {
             OpsError::Discovery(_)
             | OpsError::Inspect(_)
             | OpsError::NotRemoved { .. }
-            | OpsError::Unreadable { .. } => 1,
+            | OpsError::Unreadable { .. }
+            | OpsError::Journal(_) => 1,
             OpsError::Ambiguous { .. } => 2,
-            OpsError::NotFound { .. } => 3,
-            OpsError::Corrupt { .. } => 4,
+            OpsError::NotFound { .. } | OpsError::NoJournal { .. } => 3,
+            OpsError::Corrupt { .. } | OpsError::JournalDamaged { .. } => 4,
         }
     }
 }
