@@ -12,7 +12,8 @@ use std::time::Duration;
 use common::config;
 use shmlane_journal::{Journal, TailFrom};
 use shmlane_testkit::{
-    EXIT_FAILED, child_spec, exit_child, fail, is_root, report, spawn_child_under, split_spec,
+    EXIT_FAILED, child_spec, exit_child, fail, is_root, report, spawn_child_in_mount_namespace,
+    split_spec,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -73,16 +74,8 @@ fn appending_to_a_full_file_system_gives_an_error_not_sigbus() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_str().unwrap();
-    let wrapper = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        "mount -t tmpfs -o size=1M shmlane-journal \"$SHMLANE_JOURNAL_TMPFS\" && exec \"$0\" \"$@\"",
-    ];
-    let mut child = spawn_child_under(&wrapper, "fill", &[path], &[(TMPFS_ENV, path)]);
+    let mount = "mount -t tmpfs -o size=1M shmlane-journal \"$SHMLANE_JOURNAL_TMPFS\"";
+    let mut child = spawn_child_in_mount_namespace(mount, "fill", &[path], &[(TMPFS_ENV, path)]);
     let Some(fs_bytes) = child.try_report("fs_bytes", TIMEOUT) else {
         println!(
             "SKIPPED no_space: could not mount a tmpfs in a new mount namespace: {}",

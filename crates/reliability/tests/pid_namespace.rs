@@ -15,7 +15,8 @@ use shmlane_segment::{
 };
 use shmlane_testkit::{
     ChildProc, UNSHARE_PID, arg_u64, child_spec, exit_child, fail, pid_namespaces, process_lock,
-    report, sleep_until_killed, spawn_child_under, split_spec, unique_name, wait_for,
+    report, sleep_until_killed, spawn_child_in_mount_namespace, spawn_child_under, split_spec,
+    unique_name, wait_for,
 };
 
 /// Deadline of every wait (a watchdog: a hang fails the test).
@@ -280,18 +281,11 @@ fn a_proc_with_hidepid_never_proves_a_live_peer_dead() {
     doomed.kill_while_running();
     let me = RoleOwner::current().expect("our identity").to_raw();
     let process = shmlane_segment::ProcessId::current().expect("our identity");
-    let wrapper = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        "mount -t proc -o hidepid=2 proc /proc && exec \"$0\" \"$@\"",
-    ];
     let (me, pid, start, dead) =
         (me.to_string(), process.pid.to_string(), process.start_time.to_string(), dead.to_string());
-    let mut judge = spawn_child_under(&wrapper, "judge_hidden", &[&me, &pid, &start, &dead], &[]);
+    let hidepid = "mount -t proc -o hidepid=2 proc /proc";
+    let args = [&*me, &pid, &start, &dead];
+    let mut judge = spawn_child_in_mount_namespace(hidepid, "judge_hidden", &args, &[]);
     let hidden = match judge.try_report("hidden", TIMEOUT) {
         Some(hidden) => hidden,
         None => {

@@ -153,6 +153,20 @@ pub fn spawn_child_with_env(role: &str, args: &[&str], env: &[(&str, &str)]) -> 
     spawn_child_under(&[], role, args, env)
 }
 
+/// [`spawn_child_with_env`] in a mount namespace of its own (`unshare --mount --propagation
+/// private`, root only), after the shell command `setup` ran there: for example a tmpfs or a
+/// `/proc` mount that only the child sees. `setup` reads the child's environment (`env`).
+pub fn spawn_child_in_mount_namespace(
+    setup: &str,
+    role: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> ChildProc {
+    let script = format!("{setup} && exec \"$0\" \"$@\"");
+    let wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", &script];
+    spawn_child_under(&wrapper, role, args, env)
+}
+
 /// [`spawn_child_with_env`] run by a wrapper command (`wrapper` is its program and arguments,
 /// which end where the test binary's path goes), for example [`UNSHARE_PID`] to put the child
 /// in a pid namespace of its own. [`ChildProc::pid`] is then the wrapper's.
