@@ -172,12 +172,7 @@ impl<S: Storage> Producer<S> {
     /// Pushes `value`; if the queue was full, evicts the oldest value and returns it.
     #[inline]
     pub fn push(&mut self, value: u64) -> Result<Option<u64>, Corrupt> {
-        let mut evicted = None;
-        if self.full_by_cache() {
-            evicted = self.make_room()?;
-        }
-        self.write(value, None);
-        Ok(evicted)
+        self.push_line(value, &[])
     }
 
     /// [`push`](Self::push) of `value` with the words of `line` (at most [`LINE_WORDS`]; the
@@ -189,7 +184,7 @@ impl<S: Storage> Producer<S> {
         if self.full_by_cache() {
             evicted = self.make_room()?;
         }
-        self.write(value, Some(line));
+        self.write(value, line);
         Ok(evicted)
     }
 
@@ -200,7 +195,7 @@ impl<S: Storage> Producer<S> {
         if self.full_by_cache() && self.free()? == 0 {
             return Err(TryPushError::Full);
         }
-        self.write(value, Some(line));
+        self.write(value, line);
         Ok(())
     }
 
@@ -215,11 +210,7 @@ impl<S: Storage> Producer<S> {
     /// Pushes `value` if there is room, without evicting.
     #[inline]
     pub fn try_push(&mut self, value: u64) -> Result<(), TryPushError> {
-        if self.full_by_cache() && self.free()? == 0 {
-            return Err(TryPushError::Full);
-        }
-        self.write(value, None);
-        Ok(())
+        self.try_push_line(value, &[])
     }
 
     /// Takes the oldest value out of the queue, as a consumer would (to reclaim the values
@@ -326,16 +317,14 @@ impl<S: Storage> Producer<S> {
     }
 
     #[inline]
-    fn write(&mut self, value: u64, line: Option<&[u64]>) {
+    fn write(&mut self, value: u64, line: &[u64]) {
         let ring = self.storage.ring();
         let slot = ring.slot(self.tail);
         // Relaxed: published by the stamp store below.
         slot.value.store(value, Ordering::Relaxed);
-        if let Some(line) = line {
-            for (word, value) in slot.line.iter().zip(line) {
-                // Relaxed: published by the stamp store below, as the value is.
-                word.store(*value, Ordering::Relaxed);
-            }
+        for (word, value) in slot.line.iter().zip(line) {
+            // Relaxed: published by the stamp store below, as the value is.
+            word.store(*value, Ordering::Relaxed);
         }
         shmlane_segment::crash_point!("queue.overflow.push.written");
         // Release: publishes the value; pairs with the consumer's Acquire stamp load.
@@ -395,15 +384,8 @@ impl<S: Storage> Consumer<S> {
         ready: impl FnMut(u64) -> bool,
         words: usize,
     ) -> Option<(u64, Line)> {
-        self.claim(ready, |slot| {
-            let mut line = [0; LINE_WORDS];
-            for (word, shared) in line.iter_mut().zip(&slot.line).take(words) {
-                // Relaxed (each): after the stamp's Acquire, and ordered before the claim's
-                // Release, as the value's load is.
-                *word = shared.load(Ordering::Relaxed);
-            }
-            line
-        })
+        let mut out = [(0, [0; LINE_WORDS])];
+        (self.pop_lines_when(ready, words, &mut out) == 1).then_some(out[0])
     }
 
     /// [`pop_line_when`](Self::pop_line_when) for up to `out.len()` consecutive positions
