@@ -75,6 +75,15 @@ pub enum TopicError {
         /// The topic's type version.
         found_version: u64,
     },
+    /// A topic created through the run-time typed API needs its type described.
+    #[error(
+        "the topic {service:?} does not exist and cannot be created without its payload type: \
+         give RawTopicBuilder::type_spec, or open a topic another process created"
+    )]
+    TypeRequired {
+        /// The service name.
+        service: String,
+    },
     /// The control segment is not a valid service of its kind.
     #[error("the service's control segment is corrupt ({0}): remove it with `shmlane clean`")]
     Corrupt(#[source] CorruptError),
@@ -128,6 +137,17 @@ pub enum PublishError {
          max_loans when creating the topic"
     )]
     OutOfBlocks,
+    /// Bytes sent through the run-time typed API that are not whole elements.
+    #[error(
+        "{len} bytes are not a whole number of the topic's {element_size}-byte elements: send \
+         1 to 4294967295 elements"
+    )]
+    BadByteLen {
+        /// Bytes given.
+        len: usize,
+        /// Bytes of one element.
+        element_size: u64,
+    },
     /// An empty slice loan, or one beyond 2^32 - 1 elements.
     #[error("a slice of {len} elements cannot be loaned: use 1 to 4294967295 elements")]
     BadSliceLen {
@@ -253,6 +273,17 @@ pub enum ConfigError {
     /// The service's control segment would not fit 64-bit offsets.
     #[error("the service does not fit a segment: {0}")]
     TooLarge(#[source] LayoutError),
+    /// A payload type described at run time has a layout no type has.
+    #[error(
+        "a payload element of {size} bytes aligned to {align} cannot be carried: use a size of \
+         1 to 4294967295 bytes, a multiple of an alignment that is a power of two up to 4096"
+    )]
+    TypeLayout {
+        /// Bytes of one element.
+        size: u64,
+        /// Its alignment.
+        align: u64,
+    },
 }
 
 /// What is wrong with a service's control segment ([`TopicError::Corrupt`]).

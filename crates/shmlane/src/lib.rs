@@ -84,12 +84,16 @@ pub use error::{
 };
 pub use event::{Event, EventBuilder, EventId, Listener, Notifier};
 pub use node::{DEFAULT_NAMESPACE, NAMESPACE_ENV, Node, NodeBuilder};
-pub use payload::{TypeInfo, ZeroCopy};
-pub use rpc::{CallError, Client, Pending, Request, Rpc, RpcBuilder, Server};
+pub use payload::{TypeInfo, TypeSpec, ZeroCopy};
+pub use rpc::{
+    CallError, Client, Pending, RawClient, RawRequest, RawRpc, RawRpcBuilder, RawServer, Request,
+    Rpc, RpcBuilder, Server,
+};
 pub use shmlane_notify as notify;
 pub use topic::{
-    BlockCounts, DEFAULT_MAX_POOL_BYTES, Loan, Overflow, Publisher, Sample, SliceLoan, Subscriber,
-    Topic, TopicBuilder, TopicConfig,
+    BlockCounts, DEFAULT_MAX_POOL_BYTES, Loan, Overflow, Publisher, RawLoan, RawPublisher,
+    RawSample, RawSubscriber, RawTopic, RawTopicBuilder, Sample, SliceLoan, Subscriber, Topic,
+    TopicBuilder, TopicConfig,
 };
 
 // zerocopy and its derives, so that a user's `Cargo.toml` needs only shmlane (see `ZeroCopy`).

@@ -150,12 +150,25 @@ impl Node {
         TopicBuilder::new(self, service)
     }
 
+    /// A publish/subscribe topic called `service` whose payload type is described at run
+    /// time ([`TypeSpec`](crate::TypeSpec)), to create or open: for bindings to other
+    /// languages and tools that carry any topic. See [`RawTopic`](crate::RawTopic).
+    pub fn raw_topic(&self, service: &str) -> crate::topic::RawTopicBuilder<'_> {
+        crate::topic::RawTopicBuilder::new(self, service)
+    }
+
     /// A request/response service called `service`, to open or create.
     pub fn rpc<Req: ZeroCopy, Resp: ZeroCopy>(
         &self,
         service: &str,
     ) -> crate::rpc::RpcBuilder<'_, Req, Resp> {
         crate::rpc::RpcBuilder::new(self, service)
+    }
+
+    /// A request/response service called `service` whose types are described at run time,
+    /// to open or create. See [`RawRpc`](crate::rpc::RawRpc).
+    pub fn raw_rpc(&self, service: &str) -> crate::rpc::RawRpcBuilder<'_> {
+        crate::rpc::RawRpcBuilder::new(self, service)
     }
 
     /// An event service called `service`, to open or create.

@@ -22,7 +22,10 @@ use shmlane_segment::crash_point;
 use crate::error::{ConnectError, PublishError, ReceiveError, TopicError};
 use crate::node::{Node, check_name};
 use crate::payload::ZeroCopy;
-use crate::topic::{Overflow, Publisher, Sample, Subscriber, Topic};
+use crate::topic::{Overflow, Publisher, Sample, Subscriber, Topic, TopicConfig};
+
+mod raw;
+pub use raw::{RawClient, RawRequest, RawRpc, RawRpcBuilder, RawServer};
 
 /// Bits of a tag below the client's slot.
 const SLOT_SHIFT: u32 = 48;
@@ -253,25 +256,40 @@ impl<'n, Req: ZeroCopy, Resp: ZeroCopy> RpcBuilder<'n, Req, Resp> {
     /// Opens the service, creating it with these settings if it does not exist.
     pub fn open_or_create(self) -> Result<Rpc<Req, Resp>, TopicError> {
         check_name("service name", &self.service)?;
+        let (requests, responses) = topic_configs(self.max_clients, self.capacity);
         let requests = self
             .node
             .topic::<Req>(&format!("{}.req", self.service))
             .of_kind("rpc")
-            .max_publishers(self.max_clients)
-            .max_subscribers(1)
-            .subscriber_capacity(self.capacity)
-            .overflow(Overflow::Block)
+            .with_config(requests)
             .open_or_create()?;
         let responses = self
             .node
             .topic::<Resp>(&format!("{}.resp", self.service))
             .of_kind("rpc")
-            .max_publishers(1)
-            .max_subscribers(self.max_clients)
-            .subscriber_capacity(self.capacity)
+            .with_config(responses)
             .open_or_create()?;
         Ok(Rpc { requests, responses })
     }
+}
+
+/// The settings of a service's request and response topics: the clients publish requests to
+/// the one server (which blocks them while full), the server publishes responses to them.
+fn topic_configs(max_clients: u32, capacity: u32) -> (TopicConfig, TopicConfig) {
+    let requests = TopicConfig {
+        max_publishers: max_clients,
+        max_subscribers: 1,
+        subscriber_capacity: capacity,
+        overflow: Overflow::Block,
+        ..TopicConfig::default()
+    };
+    let responses = TopicConfig {
+        max_publishers: 1,
+        max_subscribers: max_clients,
+        subscriber_capacity: capacity,
+        ..TopicConfig::default()
+    };
+    (requests, responses)
 }
 
 impl<Req: ZeroCopy, Resp: ZeroCopy> Rpc<Req, Resp> {

@@ -26,7 +26,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::TopicConfig;
 use crate::error::{ConfigError, CorruptError, TopicError};
-use crate::payload::TypeInfo;
+use crate::payload::TypeSpec;
 
 pub(crate) const TOPIC_MAGIC: [u8; 8] = *b"SHMLTOPC";
 pub(crate) const DATA_MAGIC: [u8; 8] = *b"SHMLDATA";
@@ -65,7 +65,7 @@ const _: () = assert!(size_of::<TopicHeader>() as u64 <= HEADER_REGION);
 pub(crate) const DATA_HEADER_AT: u64 = shmlane_segment::HEADER_SIZE.next_multiple_of(64);
 
 impl TopicHeader {
-    pub(crate) fn new(config: &TopicConfig, type_info: &TypeInfo) -> Self {
+    pub(crate) fn new(config: &TopicConfig, type_info: &TypeSpec) -> Self {
         let mut type_name = [0u8; TYPE_NAME_LEN];
         let name = type_info.name.as_bytes();
         let len = name.len().min(TYPE_NAME_LEN);
@@ -125,6 +125,11 @@ impl TopicHeader {
         };
         config.check().map_err(|e| TopicError::Corrupt(CorruptError::Settings(e)))?;
         Ok((header, config))
+    }
+
+    /// The recorded type (its name truncated to 128 bytes).
+    pub(crate) fn type_spec(&self) -> TypeSpec {
+        TypeSpec::new(self.type_name(), self.type_size, self.type_align, self.type_version)
     }
 
     /// The recorded type name (truncated to 128 bytes).
@@ -303,12 +308,44 @@ impl TopicError {
 /// lines of its next block for writing never takes one a subscriber is reading.
 pub(crate) const BLOCK_ALIGN: u64 = 128;
 
-/// Where a block's elements start (after its `len` and `tag` words) and how long a block is.
-pub(crate) fn block_geometry<T>(max_slice_len: u32) -> Option<(u64, u64)> {
-    let align = (align_of::<T>() as u64).max(8);
-    let elements_at = PREFIX.next_multiple_of(align);
-    let bytes = (size_of::<T>() as u64).checked_mul(u64::from(max_slice_len))?;
-    let block_size =
-        elements_at.checked_add(bytes)?.checked_next_multiple_of(align.max(BLOCK_ALIGN))?;
-    Some((elements_at, block_size))
+/// The layout of one payload element: a Rust type's, or one described at run time (checked
+/// by [`TypeSpec::check`](crate::TypeSpec::check): a size of at least 1, a power-of-two
+/// alignment of at most 4096).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Element {
+    /// Bytes of one element.
+    pub(crate) size: u64,
+    /// Its alignment (a power of two).
+    pub(crate) align: u64,
+}
+
+impl Element {
+    /// The layout a checked [`TypeSpec`] describes.
+    pub(crate) fn from_spec(spec: &TypeSpec) -> Element {
+        Element { size: spec.size, align: spec.align }
+    }
+
+    /// Whether samples travel inline in the queue slot (as [`words::inline`](super::words::inline)
+    /// says for a type).
+    #[inline]
+    pub(crate) fn inline(self) -> bool {
+        self.size <= super::INLINE_MAX as u64 && self.align <= 8
+    }
+
+    /// Line words an inline element fills.
+    #[inline]
+    pub(crate) fn line_words(self) -> usize {
+        self.size.div_ceil(8) as usize
+    }
+
+    /// Where a block's elements start (after its `len` and `tag` words) and how long a block
+    /// of `max_slice_len` elements is; `None` beyond 64 bits.
+    pub(crate) fn block_geometry(self, max_slice_len: u32) -> Option<(u64, u64)> {
+        let align = self.align.max(8);
+        let elements_at = PREFIX.next_multiple_of(align);
+        let bytes = self.size.checked_mul(u64::from(max_slice_len))?;
+        let block_size =
+            elements_at.checked_add(bytes)?.checked_next_multiple_of(align.max(BLOCK_ALIGN))?;
+        Some((elements_at, block_size))
+    }
 }

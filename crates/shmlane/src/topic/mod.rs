@@ -14,6 +14,7 @@ mod handoff;
 pub(crate) mod layout;
 pub(crate) mod pool;
 mod publisher;
+mod raw;
 mod subscriber;
 pub(crate) mod words;
 
@@ -25,14 +26,15 @@ use shmlane_segment::{Fingerprint, Liveness, RoleClaim, RoleOwner, Segment};
 
 pub use pool::BlockCounts;
 pub use publisher::{Loan, Publisher, SliceLoan};
+pub use raw::{RawLoan, RawPublisher, RawSample, RawSubscriber, RawTopic, RawTopicBuilder};
 pub use subscriber::{Sample, Subscriber};
 pub use words::INLINE_MAX;
 
 use crate::error::{ConfigError, CorruptError, TopicError};
 use crate::node::{Node, check_name};
-use crate::payload::{TypeInfo, ZeroCopy};
+use crate::payload::{TypeInfo, TypeSpec, ZeroCopy};
 use crate::sync::{self, AtomicU64, Ordering};
-use layout::{Layout, TopicHeader};
+use layout::{Element, Layout, TopicHeader};
 
 /// Fingerprint of the queues inside a topic's control segment.
 pub(crate) const QUEUE_FINGERPRINT: Fingerprint =
@@ -184,6 +186,12 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
         self
     }
 
+    /// All the settings at once (a service made of topics).
+    pub(crate) fn with_config(mut self, config: TopicConfig) -> Self {
+        self.config = config;
+        self
+    }
+
     /// The largest payload segment a publisher of this process creates for the topic's base
     /// pool (every block for `max_slice_len` elements), default [`DEFAULT_MAX_POOL_BYTES`].
     /// The topic's settings come from its control segment, which another process wrote (and
@@ -270,12 +278,44 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
     }
 
     fn build(self, mode: Mode) -> Result<Topic<T>, TopicError> {
+        let spec = TypeSpec::of::<T>(self.type_version);
+        let open = Opening {
+            node: self.node,
+            kind: self.kind,
+            service: self.service,
+            config: self.config,
+            max_pool_bytes: self.max_pool_bytes,
+        }
+        .open(mode, Some(spec))?;
+        Ok(Topic { open, _payload: PhantomData })
+    }
+}
+
+/// What a builder (typed or run-time typed) hands over to create or open a topic.
+pub(crate) struct Opening<'n> {
+    pub(crate) node: &'n Node,
+    pub(crate) kind: &'static str,
+    pub(crate) service: String,
+    pub(crate) config: TopicConfig,
+    pub(crate) max_pool_bytes: u64,
+}
+
+impl Opening<'_> {
+    /// Creates or opens the topic carrying `spec` (checked against what it records); with no
+    /// `spec`, opens it as whatever type it records.
+    pub(crate) fn open(
+        self,
+        mode: Mode,
+        spec: Option<TypeSpec>,
+    ) -> Result<Arc<OpenTopic>, TopicError> {
         if self.kind == "topic" {
             check_name("service name", &self.service)?;
         }
         self.config.check().map_err(TopicError::InvalidConfig)?;
-        self.check_pool_bytes(&self.config)?;
-        let type_info = TypeInfo::of::<T>(self.type_version);
+        if let Some(spec) = &spec {
+            spec.check().map_err(TopicError::InvalidConfig)?;
+            self.check_pool_bytes(&self.config, Element::from_spec(spec))?;
+        }
         let layout = Layout::new(&self.config)?;
         let builder = self
             .node
@@ -286,7 +326,8 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
         let init = |segment: &Segment| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             use zerocopy::IntoBytes;
             debug_assert_eq!(layout.header.offset, TopicHeader::offset());
-            let header = TopicHeader::new(&self.config, &type_info);
+            let spec = spec.as_ref().ok_or("no type to create the topic with")?;
+            let header = TopicHeader::new(&self.config, spec);
             segment.write_bytes(layout.header.offset, header.as_bytes())?;
             for c in 0..layout.connections_len() {
                 let (submission, completion) = layout.connection(c);
@@ -297,48 +338,70 @@ impl<'n, T: ZeroCopy> TopicBuilder<'n, T> {
             }
             Ok(())
         };
-        let segment = match mode {
-            Mode::Create => builder.create_with(init)?,
-            Mode::Open => builder.open()?,
-            Mode::OpenOrCreate => builder.open_or_create_with(init)?,
+        let segment = match (mode, &spec) {
+            (Mode::Create, Some(_)) => builder.create_with(init)?,
+            (Mode::OpenOrCreate, Some(_)) => builder.open_or_create_with(init)?,
+            (Mode::Open, _) => builder.open()?,
+            (Mode::Create, None) => {
+                return Err(TopicError::TypeRequired { service: self.service });
+            }
+            (Mode::OpenOrCreate, None) => match builder.open() {
+                Err(shmlane_segment::OpenError::NotFound { .. }) => {
+                    return Err(TopicError::TypeRequired { service: self.service });
+                }
+                other => other?,
+            },
         };
         let (header, config) = TopicHeader::read(&segment)?;
-        self.check_pool_bytes(&config)?;
-        if header.type_fingerprint != type_info.fingerprint() {
-            crate::events::type_refused(&self.service, type_info.name, &header.type_name());
+        let recorded = header.type_spec();
+        let adopted = spec.is_none();
+        let spec = match spec {
+            Some(spec) => spec,
+            // Whatever the topic records, if it is a layout we can carry. Its fingerprint is
+            // taken as recorded (a name longer than the header keeps is truncated there).
+            None => {
+                recorded.check().map_err(|e| TopicError::Corrupt(CorruptError::Settings(e)))?;
+                recorded.clone()
+            }
+        };
+        let type_fingerprint = header.type_fingerprint;
+        if !adopted && type_fingerprint != spec.fingerprint() {
+            crate::events::type_refused(&self.service, &spec.name, &recorded.name);
             return Err(TopicError::TypeMismatch {
-                name: type_info.name.to_owned(),
-                size: type_info.size,
-                align: type_info.align,
-                version: type_info.version,
-                found_name: header.type_name(),
-                found_size: header.type_size,
-                found_align: header.type_align,
-                found_version: header.type_version,
+                name: spec.name,
+                size: spec.size,
+                align: spec.align,
+                version: spec.version,
+                found_name: recorded.name,
+                found_size: recorded.size,
+                found_align: recorded.align,
+                found_version: recorded.version,
             });
         }
+        let element = Element::from_spec(&spec);
+        self.check_pool_bytes(&config, element)?;
         let layout = Layout::new(&config)?;
         if segment.len() < layout.size {
             let (len, needed) = (segment.len(), layout.size);
             return Err(TopicError::Corrupt(CorruptError::TooSmall { len, needed }));
         }
-        let open = OpenTopic {
+        Ok(Arc::new(OpenTopic {
             node: self.node.clone(),
             kind: self.kind,
             service: self.service,
             segment: Arc::new(segment),
             layout,
             config,
-            type_info,
-        };
-        Ok(Topic { open: Arc::new(open), _payload: PhantomData })
+            type_spec: spec,
+            type_fingerprint,
+            element,
+        }))
     }
-}
 
-impl<T: ZeroCopy> TopicBuilder<'_, T> {
     /// Refuses settings whose base payload pool is larger than `max_pool_bytes`.
-    fn check_pool_bytes(&self, config: &TopicConfig) -> Result<(), TopicError> {
-        let pool_bytes = layout::block_geometry::<T>(config.max_slice_len)
+    fn check_pool_bytes(&self, config: &TopicConfig, element: Element) -> Result<(), TopicError> {
+        let pool_bytes = element
+            .block_geometry(config.max_slice_len)
             .and_then(|(_, block_size)| block_size.checked_mul(config.blocks()));
         if pool_bytes.is_some_and(|bytes| bytes <= self.max_pool_bytes) {
             return Ok(());
@@ -346,14 +409,14 @@ impl<T: ZeroCopy> TopicBuilder<'_, T> {
         Err(TopicError::InvalidConfig(ConfigError::PoolTooLarge {
             blocks: config.blocks(),
             max_slice_len: config.max_slice_len,
-            element_size: size_of::<T>() as u64,
+            element_size: element.size,
             bytes: pool_bytes,
             max_pool_bytes: self.max_pool_bytes,
         }))
     }
 }
 
-enum Mode {
+pub(crate) enum Mode {
     Create,
     Open,
     OpenOrCreate,
@@ -390,7 +453,12 @@ pub(crate) struct OpenTopic {
     segment: Arc<Segment>,
     layout: Layout,
     config: TopicConfig,
-    type_info: TypeInfo,
+    /// The payload type, as this process opened it.
+    type_spec: TypeSpec,
+    /// The type's fingerprint as the topic records it (payload segments carry it too).
+    type_fingerprint: u64,
+    /// The layout of one element of the payload type.
+    element: Element,
 }
 
 impl<T: ZeroCopy> Topic<T> {
@@ -406,7 +474,7 @@ impl<T: ZeroCopy> Topic<T> {
 
     /// The payload type's identity as recorded.
     pub fn type_info(&self) -> TypeInfo {
-        self.open.type_info
+        TypeInfo::of::<T>(self.open.type_spec.version)
     }
 
     /// Claims a publisher slot (taking over one whose holder is proven dead).

@@ -12,14 +12,11 @@ use std::ptr::NonNull;
 use shmlane_segment::{Carver, CreateError, RegionLayout, Segment, SegmentName};
 use zerocopy::IntoBytes;
 
-use super::layout::{
-    BLOCK_ALIGN, DATA_HEADER_AT, DATA_MAGIC, DataHeader, TAG_AT, VERSION, block_geometry,
-};
+use super::layout::{BLOCK_ALIGN, DATA_HEADER_AT, DATA_MAGIC, DataHeader, TAG_AT, VERSION};
 use super::words::{BlockId, Holders, MAX_POOLS};
 use super::{DATA_FINGERPRINT, OpenTopic};
 use crate::error::PublishError;
 use crate::node::Node;
-use crate::payload::ZeroCopy;
 
 /// Blocks in a pool added for a size class (it adds another when they are all in use).
 const GROWTH_BLOCKS: u64 = 2;
@@ -84,7 +81,7 @@ pub(crate) struct Pools {
 
 impl Pools {
     /// Creates the base pool of `blocks` blocks of `max_len` elements.
-    pub(crate) fn new<T: ZeroCopy>(
+    pub(crate) fn new(
         topic: &OpenTopic,
         slot: usize,
         generation: u32,
@@ -92,7 +89,7 @@ impl Pools {
         blocks: u64,
     ) -> Result<Pools, CreateError> {
         let suffix = topic.data_suffix(slot, generation);
-        let base = create::<T>(topic, &suffix, generation, max_len, blocks)?;
+        let base = create(topic, &suffix, generation, max_len, blocks)?;
         Ok(Pools { pools: vec![base], suffix, generation })
     }
 
@@ -162,11 +159,7 @@ impl Pools {
     }
 
     /// A free block for `len` elements (1 ≤ `len`), loaned; adds a pool if none is free.
-    pub(crate) fn take<T: ZeroCopy>(
-        &mut self,
-        topic: &OpenTopic,
-        len: u64,
-    ) -> Result<BlockId, PublishError> {
+    pub(crate) fn take(&mut self, topic: &OpenTopic, len: u64) -> Result<BlockId, PublishError> {
         let base_fits = len <= self.pools[0].max_len;
         let found = self.with_free(len).and_then(|p| Some((p, self.pools[p].free.pop()?)));
         let (pool, index) = match found {
@@ -178,7 +171,7 @@ impl Pools {
                 }
                 let class = len.checked_next_power_of_two().ok_or(PublishError::OutOfBlocks)?;
                 let suffix = format!("{}.x{}", self.suffix, self.pools.len());
-                let mut added = create::<T>(topic, &suffix, self.generation, class, GROWTH_BLOCKS)
+                let mut added = create(topic, &suffix, self.generation, class, GROWTH_BLOCKS)
                     .map_err(PublishError::Grow)?;
                 let index = added.free.pop().ok_or(PublishError::OutOfBlocks)?;
                 self.pools.push(added);
@@ -192,15 +185,15 @@ impl Pools {
     /// Writes `len` (and a zero tag) into `block`'s header and returns a pointer to its
     /// elements. `block` is one of ours, from a pool whose blocks hold `len` elements.
     #[inline]
-    pub(crate) fn elements<T>(&self, block: BlockId, len: u64) -> NonNull<T> {
+    pub(crate) fn elements(&self, block: BlockId, len: u64) -> NonNull<u8> {
         let (pool, start) = self.block(block);
         debug_assert!(len <= pool.max_len);
         // SAFETY: the two header words lie at the start of the block (8-aligned: the first
         // block and `block_size` are multiples of 8), which is in bounds and ours (`block`).
         // Written by raw pointer: no reference to shared bytes is formed.
         unsafe { start.cast::<[u64; 2]>().write([len, 0]) };
-        // SAFETY: `elements_at + len * size_of::<T>() <= block_size` (`block_geometry`, and
-        // `len` fits the pool), so the elements lie in the block, aligned for `T`.
+        // SAFETY: `elements_at + len * element size <= block_size` (`block_geometry`, and
+        // `len` fits the pool), so the elements lie in the block, aligned for the element.
         unsafe { start.add(pool.elements_at as usize).cast() }
     }
 
@@ -296,7 +289,7 @@ impl Pools {
 }
 
 /// Creates payload segment `suffix` with `blocks` blocks of `max_len` elements.
-fn create<T: ZeroCopy>(
+fn create(
     topic: &OpenTopic,
     suffix: &str,
     generation: u32,
@@ -305,19 +298,20 @@ fn create<T: ZeroCopy>(
 ) -> Result<Pool, CreateError> {
     let too_large = || CreateError::InvalidSize { size: u64::MAX, min: 0, max: 0 };
     let max_len32 = u32::try_from(max_len).map_err(|_| too_large())?;
-    let (elements_at, block_size) = block_geometry::<T>(max_len32).ok_or_else(too_large)?;
+    let element = topic.element;
+    let (elements_at, block_size) = element.block_geometry(max_len32).ok_or_else(too_large)?;
     let mut carver = Carver::new();
     let header_layout = RegionLayout { size: size_of::<DataHeader>() as u64, align: 64 };
     let header_region = carver.place(header_layout).map_err(|_| too_large())?;
     debug_assert_eq!(header_region.offset, DATA_HEADER_AT);
     let size = block_size.checked_mul(blocks).ok_or_else(too_large)?;
-    let payload = RegionLayout { size, align: (align_of::<T>() as u64).max(BLOCK_ALIGN) };
+    let payload = RegionLayout { size, align: element.align.max(BLOCK_ALIGN) };
     let blocks_region = carver.place(payload).map_err(|_| too_large())?;
     let header = DataHeader {
         magic: DATA_MAGIC,
         version: VERSION,
         generation,
-        type_fingerprint: topic.type_info.fingerprint(),
+        type_fingerprint: topic.type_fingerprint,
         block_size,
         blocks,
         blocks_at: blocks_region.offset,

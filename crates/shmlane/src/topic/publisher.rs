@@ -19,6 +19,7 @@ use shmlane_queue::overflow::{Consumer, LINE_WORDS, Line, Owned, OwnedOverflow, 
 use shmlane_segment::{Claimed, Liveness, RoleClaim, RoleOwner, SegmentRef, crash_point};
 
 use super::handoff::{self, Ack, SubscriberSlot};
+use super::layout::Element;
 use super::layout::{PublisherEntry, SubscriberEntry};
 use super::pool::{BlockCounts, Pools};
 use super::words::{self, BlockId, Holders, QueuedBlock};
@@ -26,6 +27,7 @@ use super::{OpenTopic, Overflow, QUEUE_FINGERPRINT};
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
 use crate::sync::{AtomicU64, Ordering};
+use zerocopy::IntoBytes;
 
 /// Default wait of a send under [`Overflow::Block`].
 const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -73,6 +75,8 @@ pub struct Publisher<T> {
     /// Per subscriber slot, the ack word of our connection to it.
     acks: Vec<SegmentRef<AtomicU64>>,
     block_timeout: Cell<Duration>,
+    /// The layout of the topic's payload element.
+    element: Element,
     /// Our publisher slot.
     slot: usize,
     generation: u32,
@@ -148,20 +152,20 @@ struct ToSubscriber {
 #[derive(Debug)]
 pub struct Loan<'p, T: ZeroCopy> {
     publisher: &'p Publisher<T>,
-    place: Place<T>,
+    place: Place,
 }
 
 /// Where a loan's sample is written.
 #[derive(Debug)]
-enum Place<T> {
+pub(crate) enum Place {
     /// A payload block (its elements at `ptr`).
-    Block { block: BlockId, ptr: NonNull<T> },
-    /// The loan itself (a `T` at the start of the line words): copied into each
+    Block { block: BlockId, ptr: NonNull<u8> },
+    /// The loan itself (the element at the start of the line words): copied into each
     /// subscriber's queue slot by the send.
     Inline(Line),
 }
 
-impl<T: ZeroCopy> Publisher<T> {
+impl<T> Publisher<T> {
     pub(crate) fn new(topic: &Arc<OpenTopic>) -> Result<Self, ConnectError> {
         let config = topic.config;
         let me = topic.node.id();
@@ -196,7 +200,7 @@ impl<T: ZeroCopy> Publisher<T> {
         }
         let generation = previous.wrapping_add(1).max(1);
         let max_len = u64::from(config.max_slice_len);
-        let pools = Pools::new::<T>(topic, slot, generation, max_len, config.blocks())?;
+        let pools = Pools::new(topic, slot, generation, max_len, config.blocks())?;
         crash_point!("shmlane.publisher.pool_created");
         // Release: publishes the payload segment to subscribers that load it with Acquire.
         entry.generation.store(u64::from(generation), Ordering::Release);
@@ -234,6 +238,7 @@ impl<T: ZeroCopy> Publisher<T> {
             subscribers,
             acks,
             block_timeout: Cell::new(DEFAULT_BLOCK_TIMEOUT),
+            element: topic.element,
             slot,
             generation,
             departed,
@@ -243,39 +248,8 @@ impl<T: ZeroCopy> Publisher<T> {
         })
     }
 
-    /// Loans a sample to write in place: inline for a small `T` (see [`Loan`]), else a
-    /// payload block.
-    pub fn loan(&self) -> Result<Loan<'_, T>, PublishError> {
-        if words::inline::<T>() {
-            let mut state = self.state.borrow_mut();
-            if state.loans >= self.topic.config.max_loans {
-                return Err(PublishError::OutOfBlocks);
-            }
-            state.loans += 1;
-            return Ok(Loan { publisher: self, place: Place::Inline([0; LINE_WORDS]) });
-        }
-        self.loan_block()
-    }
-
-    /// Loans a payload block whatever the size of `T` (a tagged send needs one).
-    pub(crate) fn loan_block(&self) -> Result<Loan<'_, T>, PublishError> {
-        let (block, ptr) = self.take_block(1)?;
-        Ok(Loan { publisher: self, place: Place::Block { block, ptr } })
-    }
-
-    /// Loans a payload block for `len` elements, for payloads sized at run time such as
-    /// audio frames. Up to the topic's `max_slice_len` it comes from the base pool; a larger
-    /// slice comes from a payload segment added for its size class (a power of two of
-    /// elements), kept for later loans of that class.
-    pub fn loan_slice(&self, len: usize) -> Result<SliceLoan<'_, T>, PublishError> {
-        let len64 = u64::try_from(len).ok().filter(|n| (1..=u64::from(u32::MAX)).contains(n));
-        let len64 = len64.ok_or(PublishError::BadSliceLen { len })?;
-        let (block, ptr) = self.take_block(len64)?;
-        Ok(SliceLoan { publisher: self, block, ptr, len })
-    }
-
     /// Takes a free block and records `len` in it; returns it with a pointer to its elements.
-    fn take_block(&self, len: u64) -> Result<(BlockId, NonNull<T>), PublishError> {
+    fn take_block(&self, len: u64) -> Result<(BlockId, NonNull<u8>), PublishError> {
         let mut state = self.state.borrow_mut();
         if state.loans >= self.topic.config.max_loans {
             return Err(PublishError::OutOfBlocks);
@@ -297,54 +271,13 @@ impl<T: ZeroCopy> Publisher<T> {
     #[cold]
     fn take_block_slow(&self, state: &mut State, len: u64) -> Result<BlockId, PublishError> {
         self.take_returns(state);
-        match state.pools.take::<T>(&self.topic, len) {
+        match state.pools.take(&self.topic, len) {
             Err(PublishError::OutOfBlocks) => {
                 self.reclaim_dead_subscribers(state);
-                state.pools.take::<T>(&self.topic, len)
+                state.pools.take(&self.topic, len)
             }
             other => other,
         }
-    }
-
-    /// Sends a sample by copy (for small `T`: inline in the queue slots up to
-    /// [`INLINE_MAX`](crate::topic::INLINE_MAX) bytes, else through a payload block).
-    pub fn send_copy(&self, value: T) -> Result<usize, PublishError> {
-        if words::inline::<T>() {
-            return self.publish(Sent::Inline(words::to_line(&value)), 0, None);
-        }
-        let mut loan = self.loan()?;
-        *loan = value;
-        self.send(loan)
-    }
-
-    /// Sends each of `values` by copy, in order, as [`send_copy`](Self::send_copy) would one
-    /// by one, but wakes each subscriber once, at the end of the batch, instead of after every
-    /// sample: a wake-up check costs a full memory fence, which a stream of small samples
-    /// otherwise pays per sample. Subscribers that poll see each sample as soon as it is
-    /// queued; a blocked subscriber is woken at the end (or whenever the batch has to wait for
-    /// its room under [`Overflow::Block`]). A failure stops the batch: the values before it
-    /// were sent ([`BatchError::sent`](crate::BatchError)).
-    pub fn send_copies(&self, values: &[T]) -> Result<(), crate::BatchError> {
-        self.state.borrow_mut().wakes = Some(Holders::NONE);
-        let mut outcome = Ok(());
-        for (sent, value) in values.iter().enumerate() {
-            let result = if words::inline::<T>() {
-                self.publish(Sent::Inline(words::to_line(value)), 0, None)
-            } else {
-                self.loan_block().and_then(|mut loan| {
-                    loan.as_mut_bytes().copy_from_slice(value.as_bytes());
-                    self.send(loan)
-                })
-            };
-            if let Err(error) = result {
-                outcome = Err(crate::BatchError { sent, error });
-                break;
-            }
-        }
-        let mut state = self.state.borrow_mut();
-        self.wake_deferred(&mut state);
-        state.wakes = None;
-        outcome
     }
 
     /// Wakes the subscribers a batch send queued samples for since its last wake-up.
@@ -359,7 +292,7 @@ impl<T: ZeroCopy> Publisher<T> {
     }
 
     /// A loan dropped without sending: its block (if any) is free again.
-    fn unloan(&self, place: &Place<T>) {
+    pub(crate) fn unloan(&self, place: &Place) {
         let mut state = self.state.borrow_mut();
         state.loans -= 1;
         if let Place::Block { block, .. } = *place {
@@ -368,55 +301,9 @@ impl<T: ZeroCopy> Publisher<T> {
         }
     }
 
-    /// Takes a loan apart for its send: what to queue (the loan count is the send's now).
-    fn take_loan(&self, loan: Loan<'_, T>) -> Sent {
-        let loan = std::mem::ManuallyDrop::new(loan);
-        self.state.borrow_mut().loans -= 1;
-        match &loan.place {
-            Place::Block { block, .. } => Sent::Block(*block),
-            Place::Inline(line) => Sent::Inline(*line),
-        }
-    }
-
     /// How long a send under [`Overflow::Block`] waits for room (default 1 s).
     pub fn set_block_timeout(&self, timeout: Duration) {
         self.block_timeout.set(timeout);
-    }
-
-    /// Publishes a loaned sample to every subscriber; returns how many it was queued for.
-    /// A full subscriber queue is handled by the topic's [`Overflow`] policy: drop-oldest
-    /// evicts its oldest sample (counted in that subscriber's drops), block waits for room,
-    /// reject refuses the whole send.
-    pub fn send(&self, loan: Loan<'_, T>) -> Result<usize, PublishError> {
-        let sent = self.take_loan(loan);
-        self.publish(sent, 0, None)
-    }
-
-    /// [`send`](Self::send) with a correlation tag the subscriber reads back, to subscriber
-    /// slot `only` alone if given (a response goes to the client that asked).
-    pub(crate) fn send_tagged(
-        &self,
-        loan: Loan<'_, T>,
-        tag: u64,
-        only: Option<usize>,
-    ) -> Result<usize, PublishError> {
-        match self.take_loan(loan) {
-            Sent::Block(block) => self.publish(Sent::Block(block), tag, only),
-            // The tag lives in a block: an inline loan's value is sent in one.
-            Sent::Inline(line) => {
-                let mut loan = self.loan_block()?;
-                loan.as_mut_bytes().copy_from_slice(words::line_ref::<T>(&line).as_bytes());
-                self.send_tagged(loan, tag, only)
-            }
-        }
-    }
-
-    /// Publishes a loaned slice to every subscriber, as [`send`](Self::send) does.
-    pub fn send_slice(&self, loan: SliceLoan<'_, T>) -> Result<usize, PublishError> {
-        let block = loan.block;
-        std::mem::forget(loan);
-        self.state.borrow_mut().loans -= 1;
-        self.publish(Sent::Block(block), 0, None)
     }
 
     /// Sends `sent` to every served subscriber (or to slot `only`): makes room as the
@@ -523,7 +410,7 @@ impl<T: ZeroCopy> Publisher<T> {
                     submission.push(QueuedBlock::new(self.generation, *block).to_raw())
                 }
                 Sent::Inline(line) => {
-                    let words = &line[..words::line_words::<T>()];
+                    let words = &line[..self.element.line_words()];
                     submission.push_line(QueuedBlock::INLINE.to_raw(), words)
                 }
             };
@@ -773,7 +660,7 @@ impl<T: ZeroCopy> Publisher<T> {
                     }
                 }
                 Sent::Inline(line) => {
-                    let words = &line[..words::line_words::<T>()];
+                    let words = &line[..self.element.line_words()];
                     let _ = submission.try_push_line(QueuedBlock::INLINE.to_raw(), words);
                 }
             }
@@ -794,6 +681,64 @@ impl<T: ZeroCopy> Publisher<T> {
         state.connections[s].outstanding = 0;
     }
 
+    /// A place for `len` elements (`1..=u32::MAX`), for the run-time typed API: inline for
+    /// one element of a type that travels inline, else a payload block.
+    pub(crate) fn loan_place(&self, len: u64) -> Result<Place, PublishError> {
+        if len == 1 && self.element.inline() {
+            let mut state = self.state.borrow_mut();
+            if state.loans >= self.topic.config.max_loans {
+                return Err(PublishError::OutOfBlocks);
+            }
+            state.loans += 1;
+            return Ok(Place::Inline([0; LINE_WORDS]));
+        }
+        let (block, ptr) = self.take_block(len)?;
+        Ok(Place::Block { block, ptr })
+    }
+
+    /// Sends a loaned place (its loan ends: the send owns it now), as [`send`](Publisher::send).
+    pub(crate) fn send_place(&self, place: Place) -> Result<usize, PublishError> {
+        self.state.borrow_mut().loans -= 1;
+        let sent = match place {
+            Place::Block { block, .. } => Sent::Block(block),
+            Place::Inline(line) => Sent::Inline(line),
+        };
+        self.publish(sent, 0, None)
+    }
+
+    /// Sends `bytes` (whole elements) by copy, for the run-time typed API: with a correlation
+    /// tag (then in a block, where the tag lives) to subscriber slot `only` if given, as
+    /// [`send_tagged`](Publisher::send_tagged).
+    pub(crate) fn send_bytes(
+        &self,
+        bytes: &[u8],
+        tag: u64,
+        only: Option<usize>,
+    ) -> Result<usize, PublishError> {
+        let size = self.element.size;
+        let bad = || PublishError::BadByteLen { len: bytes.len(), element_size: size };
+        let len = bytes.len() as u64;
+        if len == 0 || !len.is_multiple_of(size) || len / size > u64::from(u32::MAX) {
+            return Err(bad());
+        }
+        if len == size && tag == 0 && self.element.inline() {
+            let mut line: Line = [0; LINE_WORDS];
+            line.as_mut_bytes()[..bytes.len()].copy_from_slice(bytes);
+            return self.publish(Sent::Inline(line), 0, only);
+        }
+        let (block, ptr) = self.take_block(len / size)?;
+        // SAFETY: the block was just loaned to us for `len / size` elements: `len` bytes at
+        // `ptr` lie in it, in our writable mapping, and nothing else writes them.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+        self.state.borrow_mut().loans -= 1;
+        self.publish(Sent::Block(block), tag, only)
+    }
+
+    /// Bytes of one payload element.
+    pub(crate) fn element_size(&self) -> u64 {
+        self.element.size
+    }
+
     /// Takes back the blocks of subscribers proven dead (the pool ran dry).
     fn reclaim_dead_subscribers(&self, state: &mut State) {
         for s in 0..state.connections.len() {
@@ -801,6 +746,126 @@ impl<T: ZeroCopy> Publisher<T> {
                 self.reclaim_subscriber_if_dead(state, s);
             }
         }
+    }
+}
+
+impl<T: ZeroCopy> Publisher<T> {
+    /// Loans a sample to write in place: inline for a small `T` (see [`Loan`]), else a
+    /// payload block.
+    pub fn loan(&self) -> Result<Loan<'_, T>, PublishError> {
+        if words::inline::<T>() {
+            let mut state = self.state.borrow_mut();
+            if state.loans >= self.topic.config.max_loans {
+                return Err(PublishError::OutOfBlocks);
+            }
+            state.loans += 1;
+            return Ok(Loan { publisher: self, place: Place::Inline([0; LINE_WORDS]) });
+        }
+        self.loan_block()
+    }
+
+    /// Loans a payload block whatever the size of `T` (a tagged send needs one).
+    pub(crate) fn loan_block(&self) -> Result<Loan<'_, T>, PublishError> {
+        let (block, ptr) = self.take_block(1)?;
+        Ok(Loan { publisher: self, place: Place::Block { block, ptr } })
+    }
+
+    /// Loans a payload block for `len` elements, for payloads sized at run time such as
+    /// audio frames. Up to the topic's `max_slice_len` it comes from the base pool; a larger
+    /// slice comes from a payload segment added for its size class (a power of two of
+    /// elements), kept for later loans of that class.
+    pub fn loan_slice(&self, len: usize) -> Result<SliceLoan<'_, T>, PublishError> {
+        let len64 = u64::try_from(len).ok().filter(|n| (1..=u64::from(u32::MAX)).contains(n));
+        let len64 = len64.ok_or(PublishError::BadSliceLen { len })?;
+        let (block, ptr) = self.take_block(len64)?;
+        Ok(SliceLoan { publisher: self, block, ptr: ptr.cast(), len })
+    }
+
+    /// Sends a sample by copy (for small `T`: inline in the queue slots up to
+    /// [`INLINE_MAX`](crate::topic::INLINE_MAX) bytes, else through a payload block).
+    pub fn send_copy(&self, value: T) -> Result<usize, PublishError> {
+        if words::inline::<T>() {
+            return self.publish(Sent::Inline(words::to_line(&value)), 0, None);
+        }
+        let mut loan = self.loan()?;
+        *loan = value;
+        self.send(loan)
+    }
+
+    /// Sends each of `values` by copy, in order, as [`send_copy`](Self::send_copy) would one
+    /// by one, but wakes each subscriber once, at the end of the batch, instead of after every
+    /// sample: a wake-up check costs a full memory fence, which a stream of small samples
+    /// otherwise pays per sample. Subscribers that poll see each sample as soon as it is
+    /// queued; a blocked subscriber is woken at the end (or whenever the batch has to wait for
+    /// its room under [`Overflow::Block`]). A failure stops the batch: the values before it
+    /// were sent ([`BatchError::sent`](crate::BatchError)).
+    pub fn send_copies(&self, values: &[T]) -> Result<(), crate::BatchError> {
+        self.state.borrow_mut().wakes = Some(Holders::NONE);
+        let mut outcome = Ok(());
+        for (sent, value) in values.iter().enumerate() {
+            let result = if words::inline::<T>() {
+                self.publish(Sent::Inline(words::to_line(value)), 0, None)
+            } else {
+                self.loan_block().and_then(|mut loan| {
+                    loan.as_mut_bytes().copy_from_slice(value.as_bytes());
+                    self.send(loan)
+                })
+            };
+            if let Err(error) = result {
+                outcome = Err(crate::BatchError { sent, error });
+                break;
+            }
+        }
+        let mut state = self.state.borrow_mut();
+        self.wake_deferred(&mut state);
+        state.wakes = None;
+        outcome
+    }
+
+    /// Takes a loan apart for its send: what to queue (the loan count is the send's now).
+    fn take_loan(&self, loan: Loan<'_, T>) -> Sent {
+        let loan = std::mem::ManuallyDrop::new(loan);
+        self.state.borrow_mut().loans -= 1;
+        match &loan.place {
+            Place::Block { block, .. } => Sent::Block(*block),
+            Place::Inline(line) => Sent::Inline(*line),
+        }
+    }
+
+    /// Publishes a loaned sample to every subscriber; returns how many it was queued for.
+    /// A full subscriber queue is handled by the topic's [`Overflow`] policy: drop-oldest
+    /// evicts its oldest sample (counted in that subscriber's drops), block waits for room,
+    /// reject refuses the whole send.
+    pub fn send(&self, loan: Loan<'_, T>) -> Result<usize, PublishError> {
+        let sent = self.take_loan(loan);
+        self.publish(sent, 0, None)
+    }
+
+    /// [`send`](Self::send) with a correlation tag the subscriber reads back, to subscriber
+    /// slot `only` alone if given (a response goes to the client that asked).
+    pub(crate) fn send_tagged(
+        &self,
+        loan: Loan<'_, T>,
+        tag: u64,
+        only: Option<usize>,
+    ) -> Result<usize, PublishError> {
+        match self.take_loan(loan) {
+            Sent::Block(block) => self.publish(Sent::Block(block), tag, only),
+            // The tag lives in a block: an inline loan's value is sent in one.
+            Sent::Inline(line) => {
+                let mut loan = self.loan_block()?;
+                loan.as_mut_bytes().copy_from_slice(words::line_ref::<T>(&line).as_bytes());
+                self.send_tagged(loan, tag, only)
+            }
+        }
+    }
+
+    /// Publishes a loaned slice to every subscriber, as [`send`](Self::send) does.
+    pub fn send_slice(&self, loan: SliceLoan<'_, T>) -> Result<usize, PublishError> {
+        let block = loan.block;
+        std::mem::forget(loan);
+        self.state.borrow_mut().loans -= 1;
+        self.publish(Sent::Block(block), 0, None)
     }
 }
 
@@ -835,7 +900,7 @@ impl<T: ZeroCopy> DerefMut for SliceLoan<'_, T> {
 impl<T: ZeroCopy> Drop for SliceLoan<'_, T> {
     fn drop(&mut self) {
         let block = self.block;
-        self.publisher.unloan(&Place::Block { block, ptr: self.ptr });
+        self.publisher.unloan(&Place::Block { block, ptr: self.ptr.cast() });
     }
 }
 
@@ -848,7 +913,7 @@ impl<T: ZeroCopy> Deref for Loan<'_, T> {
             // SAFETY: the block is loaned to us alone (no subscriber holds it: its holder bits
             // are clear) in our writable payload mapping, in bounds and aligned (checked in
             // `take_block`); its bytes are a valid `T` whatever they are (`T: FromBytes`).
-            Place::Block { ptr, .. } => unsafe { ptr.as_ref() },
+            Place::Block { ptr, .. } => unsafe { ptr.cast::<T>().as_ref() },
             Place::Inline(line) => words::line_ref(line),
         }
     }
@@ -859,7 +924,7 @@ impl<T: ZeroCopy> DerefMut for Loan<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         match &mut self.place {
             // SAFETY: as in `deref`; `&mut self` makes this the only reference to the block.
-            Place::Block { ptr, .. } => unsafe { ptr.as_mut() },
+            Place::Block { ptr, .. } => unsafe { ptr.cast::<T>().as_mut() },
             Place::Inline(line) => words::line_mut(line),
         }
     }

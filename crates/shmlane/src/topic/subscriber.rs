@@ -18,6 +18,7 @@ use shmlane_queue::overflow::{Consumer, LINE_WORDS, Line, Owned, OwnedOverflow, 
 use shmlane_segment::{Liveness, RoleClaim, Segment, SegmentRef, crash_point};
 
 use super::handoff::{self, Ack, SubscriberSlot};
+use super::layout::Element;
 use super::layout::{
     DATA_HEADER_AT, DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION,
 };
@@ -163,14 +164,14 @@ pub struct Sample<'s, T: ZeroCopy> {
     subscriber: &'s Subscriber<T>,
     /// The publisher slot it came from (below 64).
     publisher: u32,
-    place: Received<T>,
+    place: Received,
 }
 
 /// Where a sample's value is.
 #[derive(Debug)]
-enum Received<T> {
+pub(crate) enum Received {
     /// In a payload block of its publisher, read in place.
-    Block(Lent<T>),
+    Block(Lent),
     /// Copied out of the queue slot it came in (a `T` of at most
     /// [`INLINE_MAX`](super::INLINE_MAX) bytes at the start of the line words).
     Inline(Line),
@@ -178,17 +179,17 @@ enum Received<T> {
 
 /// A payload block lent to a sample.
 #[derive(Debug)]
-struct Lent<T> {
+pub(crate) struct Lent {
     value: QueuedBlock,
     /// The first element.
-    ptr: NonNull<T>,
+    ptr: NonNull<u8>,
     payload: Rc<Payload>,
     /// Elements sent, read from the block and clamped the first time asked (0: not yet), so
     /// one sample has one length whatever its block's length word does afterwards.
     len: Cell<u32>,
 }
 
-impl<T: ZeroCopy> Subscriber<T> {
+impl<T> Subscriber<T> {
     pub(crate) fn new(topic: &Arc<OpenTopic>) -> Result<Self, ConnectError> {
         let config = topic.config;
         let me = topic.node.id();
@@ -254,8 +255,16 @@ impl<T: ZeroCopy> Subscriber<T> {
         })
     }
 
-    /// The next sample from any publisher, if one is queued. Never blocks, no system call.
-    pub fn receive(&self) -> Result<Option<Sample<'_, T>>, ReceiveError> {
+    /// The next sample from any publisher, if one is queued: the publisher slot it came from
+    /// and where it is (held: it counts against `max_held` until released). `inline` and
+    /// `line_words` describe the element (constants for a typed subscriber, so its receive
+    /// compiles as if written for its type).
+    #[inline(always)]
+    pub(crate) fn receive_place(
+        &self,
+        inline: bool,
+        line_words: usize,
+    ) -> Result<Option<(u32, Received)>, ReceiveError> {
         let max_held = self.topic.config.max_held;
         let mut connections = self.connections.borrow_mut();
         if self.held.get() + self.unreturned.get() >= max_held {
@@ -269,11 +278,7 @@ impl<T: ZeroCopy> Subscriber<T> {
             let line = ahead.lines[ahead.next].1;
             ahead.next += 1;
             self.held.set(self.held.get() + 1);
-            return Ok(Some(Sample {
-                subscriber: self,
-                publisher: ahead.publisher,
-                place: Received::Inline(line),
-            }));
+            return Ok(Some((ahead.publisher, Received::Inline(line))));
         }
         let count = connections.len();
         let start = self.next.get();
@@ -287,7 +292,7 @@ impl<T: ZeroCopy> Subscriber<T> {
             // Payload segments this call mapped (or failed to map) and values it could not
             // read: bounds the work a peer that keeps queueing bad values makes us do.
             let mut cold_steps = 0;
-            if words::inline::<T>() {
+            if inline {
                 // Inline samples, as many as are queued in a row (up to `AHEAD`), with one
                 // claim; anything else (a block, which a tagged send of a small `T` uses) is
                 // taken one at a time below.
@@ -298,7 +303,7 @@ impl<T: ZeroCopy> Subscriber<T> {
                     inline
                 };
                 let lines = &mut ahead.lines[..];
-                let n = submission.pop_lines_when(is_inline, words::line_words::<T>(), lines);
+                let n = submission.pop_lines_when(is_inline, line_words, lines);
                 if n > 0 {
                     crash_point!("shmlane.receive.popped");
                     if self.wakes_publishers {
@@ -308,11 +313,7 @@ impl<T: ZeroCopy> Subscriber<T> {
                     self.held.set(self.held.get() + 1);
                     // `p < max_publishers <= 63`.
                     (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
-                    return Ok(Some(Sample {
-                        subscriber: self,
-                        publisher: p as u32,
-                        place: Received::Inline(ahead.lines[0].1),
-                    }));
+                    return Ok(Some((p as u32, Received::Inline(ahead.lines[0].1))));
                 }
                 if !refused {
                     continue;
@@ -341,10 +342,8 @@ impl<T: ZeroCopy> Subscriber<T> {
                     }
                 };
                 // A small `T` may come inline: its words are copied with the claim.
-                let popped = if words::inline::<T>() {
-                    submission
-                        .pop_line_when(ready, words::line_words::<T>())
-                        .map(|(raw, line)| (raw, Some(line)))
+                let popped = if inline {
+                    submission.pop_line_when(ready, line_words).map(|(raw, line)| (raw, Some(line)))
                 } else {
                     submission.pop_when(ready).map(|raw| (raw, None))
                 };
@@ -356,12 +355,7 @@ impl<T: ZeroCopy> Subscriber<T> {
                         }
                         self.next.set(if p + 1 == count { 0 } else { p + 1 });
                         self.held.set(self.held.get() + 1);
-                        return Ok(Some(Sample {
-                            subscriber: self,
-                            // `p < max_publishers <= 63`.
-                            publisher: p as u32,
-                            place: Received::Inline(line),
-                        }));
+                        return Ok(Some((p as u32, Received::Inline(line))));
                     }
                     (Some((raw, _)), _) => QueuedBlock::from_raw(raw),
                     (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
@@ -387,12 +381,10 @@ impl<T: ZeroCopy> Subscriber<T> {
                     Some((ptr, payload)) => {
                         self.next.set(if p + 1 == count { 0 } else { p + 1 });
                         self.held.set(self.held.get() + 1);
-                        return Ok(Some(Sample {
-                            subscriber: self,
-                            // `p < max_publishers <= 63`.
-                            publisher: p as u32,
-                            place: Received::Block(Lent { value, ptr, payload, len: Cell::new(0) }),
-                        }));
+                        return Ok(Some((
+                            p as u32,
+                            Received::Block(Lent { value, ptr, payload, len: Cell::new(0) }),
+                        )));
                     }
                     // Not readable (its payload segment is gone, not ready or invalid): hand it
                     // back, and count it as dropped.
@@ -410,21 +402,6 @@ impl<T: ZeroCopy> Subscriber<T> {
         // Idle: the time to hand back the blocks of dropped samples.
         self.hand_back(&mut connections);
         Ok(None)
-    }
-
-    /// Waits for the next sample with `strategy` (see `shmlane_notify`), up to `timeout`.
-    pub fn receive_with(
-        &self,
-        strategy: &mut impl WaitStrategy,
-        timeout: Option<Duration>,
-    ) -> Result<Sample<'_, T>, ReceiveError> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let poll = || match self.receive() {
-            Ok(Some(sample)) => Some(Ok(sample)),
-            Ok(None) => None,
-            Err(e) => Some(Err(e)),
-        };
-        strategy.wait_for(&self.entry.event, deadline, poll)?
     }
 
     /// Hands the blocks of dropped samples back to their publishers now.
@@ -510,7 +487,7 @@ impl<T: ZeroCopy> Subscriber<T> {
         payloads: &mut Vec<Option<Rc<Payload>>>,
         p: usize,
         value: QueuedBlock,
-    ) -> Option<(NonNull<T>, Rc<Payload>)> {
+    ) -> Option<(NonNull<u8>, Rc<Payload>)> {
         let generation = value.generation();
         let (pool, block) = (value.block().pool(), value.block().index() as u64);
         // Every mapped pool is of one generation: if this one is, so are the others.
@@ -523,9 +500,11 @@ impl<T: ZeroCopy> Subscriber<T> {
         }
         let start = mapped.blocks_at + block * mapped.block_size;
         // Room for the most elements a block of this pool holds (`map` checked the geometry).
-        let bytes = size_of::<T>() as u64 * mapped.max_len;
-        let ptr = mapped.segment.ptr(start + mapped.elements_at, bytes, align_of::<T>()).ok()?;
-        Some((ptr.cast(), Rc::clone(mapped)))
+        let element = self.topic.element;
+        let bytes = element.size * mapped.max_len;
+        let align = element.align as usize;
+        let ptr = mapped.segment.ptr(start + mapped.elements_at, bytes, align).ok()?;
+        Some((ptr, Rc::clone(mapped)))
     }
 
     /// Maps publisher `p`'s segment `pool` of `generation` into `payloads` (first dropping
@@ -583,9 +562,10 @@ impl<T: ZeroCopy> Subscriber<T> {
         } else {
             header.max_len > base_len && header.max_len.is_power_of_two()
         };
+        let element = self.topic.element;
         let (elements_at, block_size) =
-            super::layout::block_geometry::<T>(u32::try_from(header.max_len).ok()?)?;
-        let fits = header.blocks_at.is_multiple_of(align_of::<T>() as u64)
+            element.block_geometry(u32::try_from(header.max_len).ok()?)?;
+        let fits = header.blocks_at.is_multiple_of(element.align)
             && header.block_size == block_size
             && header.blocks <= super::words::MAX_BLOCKS
             && header
@@ -596,7 +576,7 @@ impl<T: ZeroCopy> Subscriber<T> {
         let valid = header.magic == DATA_MAGIC
             && header.version == VERSION
             && header.generation == generation
-            && header.type_fingerprint == self.topic.type_info.fingerprint()
+            && header.type_fingerprint == self.topic.type_fingerprint
             && max_len_ok
             && fits;
         valid.then_some(Payload {
@@ -610,6 +590,37 @@ impl<T: ZeroCopy> Subscriber<T> {
         })
     }
 
+    /// A sample received from publisher slot `publisher` is dropped: it is held no more, and
+    /// its block (if any) goes back.
+    pub(crate) fn release(&self, publisher: u32, place: &Received) {
+        match place {
+            Received::Block(lent) => self.give_back(publisher as usize, lent.value),
+            Received::Inline(_) => self.held.set(self.held.get() - 1),
+        }
+    }
+
+    /// Waits with `strategy`, up to `timeout`, for `receive` to give a sample (woken by our
+    /// event: every send to us notifies it).
+    pub(crate) fn wait_with<S>(
+        &self,
+        strategy: &mut impl WaitStrategy,
+        timeout: Option<Duration>,
+        mut receive: impl FnMut() -> Result<Option<S>, ReceiveError>,
+    ) -> Result<S, ReceiveError> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let poll = || match receive() {
+            Ok(Some(sample)) => Some(Ok(sample)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        };
+        strategy.wait_for(&self.entry.event, deadline, poll)?
+    }
+
+    /// The element's layout (for the run-time typed API).
+    pub(crate) fn element(&self) -> Element {
+        self.topic.element
+    }
+
     /// Queues `value` to be handed back to publisher `p` ([`hand_back`](Self::hand_back)).
     fn give_back(&self, p: usize, value: QueuedBlock) {
         self.held.set(self.held.get() - 1);
@@ -617,6 +628,24 @@ impl<T: ZeroCopy> Subscriber<T> {
         // `held + unreturned <= max_held` (checked in `receive`): within the reserved room.
         connections[p].returns.push(value.to_raw());
         self.unreturned.set(self.unreturned.get() + 1);
+    }
+}
+
+impl<T: ZeroCopy> Subscriber<T> {
+    /// The next sample from any publisher, if one is queued. Never blocks, no system call.
+    #[inline]
+    pub fn receive(&self) -> Result<Option<Sample<'_, T>>, ReceiveError> {
+        let place = self.receive_place(words::inline::<T>(), words::line_words::<T>())?;
+        Ok(place.map(|(publisher, place)| Sample { subscriber: self, publisher, place }))
+    }
+
+    /// Waits for the next sample with `strategy` (see `shmlane_notify`), up to `timeout`.
+    pub fn receive_with(
+        &self,
+        strategy: &mut impl WaitStrategy,
+        timeout: Option<Duration>,
+    ) -> Result<Sample<'_, T>, ReceiveError> {
+        self.wait_with(strategy, timeout, || self.receive())
     }
 }
 
@@ -693,7 +722,7 @@ impl<T: ZeroCopy> Sample<'_, T> {
             // SAFETY: as in `deref`, for `len()` elements: `locate` checked the block has room
             // for the pool's `max_len`, and `len` never exceeds it.
             Received::Block(lent) => unsafe {
-                std::slice::from_raw_parts(lent.ptr.as_ptr(), lent.len())
+                std::slice::from_raw_parts(lent.ptr.cast::<T>().as_ptr(), lent.len())
             },
             Received::Inline(line) => std::slice::from_ref(words::line_ref(line)),
         }
@@ -722,7 +751,9 @@ impl<T: ZeroCopy> Sample<'_, T> {
             // `T`. A volatile read is one read the compiler cannot repeat or elide.
             // SAFETY: in bounds, aligned and sized for `T` in a live mapping; any bytes are a
             // `T`.
-            Received::Block(lent) => unsafe { std::ptr::read_volatile(lent.ptr.as_ptr()) },
+            Received::Block(lent) => unsafe {
+                std::ptr::read_volatile(lent.ptr.cast::<T>().as_ptr())
+            },
             Received::Inline(line) => copy_of(words::line_ref::<T>(line)),
         }
     }
@@ -737,7 +768,7 @@ impl<T: ZeroCopy> Sample<'_, T> {
         for i in 0..len {
             // SAFETY: as in `read`, for element `i < len`: `locate` checked the block has room
             // for the pool's `max_len` elements, and `len` never exceeds it.
-            out.push(unsafe { std::ptr::read_volatile(lent.ptr.as_ptr().add(i)) });
+            out.push(unsafe { std::ptr::read_volatile(lent.ptr.cast::<T>().as_ptr().add(i)) });
         }
         out
     }
@@ -749,12 +780,7 @@ impl<T: ZeroCopy> Sample<'_, T> {
 
     /// The sender's correlation tag (0 for plain sends, and inline samples), by copy.
     pub(crate) fn tag(&self) -> u64 {
-        let Received::Block(lent) = &self.place else { return 0 };
-        let mut tag = [0u8; 8];
-        // In bounds: `locate` checked the block; on a failure the tag reads as 0 (no match).
-        let at = lent.block_at() + super::layout::TAG_AT;
-        let _ = lent.payload.segment.read_bytes(at, &mut tag);
-        u64::from_ne_bytes(tag)
+        self.place.tag()
     }
 
     /// Always false: a sample has at least one element.
@@ -768,7 +794,41 @@ fn copy_of<T: ZeroCopy>(value: &T) -> T {
     T::read_from_bytes(value.as_bytes()).unwrap_or_else(|_| T::new_zeroed())
 }
 
-impl<T> Lent<T> {
+impl Received {
+    /// The sample's bytes in place (`len × size` of `element`): see [`Sample`]'s `Deref`
+    /// for when a reference into a block is sound.
+    pub(crate) fn bytes(&self, element: Element) -> &[u8] {
+        match self {
+            // SAFETY: `locate` checked that the block has room for the pool's `max_len`
+            // elements of `element.size` bytes in the live read-only mapping (kept by the
+            // `Rc`), and `len()` never exceeds `max_len`; any bytes are valid `u8`s.
+            Received::Block(lent) => unsafe {
+                std::slice::from_raw_parts(lent.ptr.as_ptr(), lent.len() * element.size as usize)
+            },
+            Received::Inline(line) => &zerocopy::IntoBytes::as_bytes(line)[..element.size as usize],
+        }
+    }
+
+    /// The sender's correlation tag (0 for plain sends, and inline samples), by copy.
+    pub(crate) fn tag(&self) -> u64 {
+        let Received::Block(lent) = self else { return 0 };
+        let mut tag = [0u8; 8];
+        // In bounds: `locate` checked the block; on a failure the tag reads as 0 (no match).
+        let at = lent.block_at() + super::layout::TAG_AT;
+        let _ = lent.payload.segment.read_bytes(at, &mut tag);
+        u64::from_ne_bytes(tag)
+    }
+
+    /// Elements sent (see [`Sample::len`]).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Received::Block(lent) => lent.len(),
+            Received::Inline(_) => 1,
+        }
+    }
+}
+
+impl Lent {
     /// See [`Sample::len`].
     fn len(&self) -> usize {
         let mut len = self.len.get();
@@ -813,7 +873,7 @@ impl<T: ZeroCopy> Deref for Sample<'_, T> {
             // write it either.
             // SAFETY: in bounds, aligned and sized for `T` in a live mapping, and any bytes
             // are a valid `T` (above).
-            Received::Block(lent) => unsafe { lent.ptr.as_ref() },
+            Received::Block(lent) => unsafe { lent.ptr.cast::<T>().as_ref() },
             Received::Inline(line) => words::line_ref(line),
         }
     }
@@ -821,9 +881,6 @@ impl<T: ZeroCopy> Deref for Sample<'_, T> {
 
 impl<T: ZeroCopy> Drop for Sample<'_, T> {
     fn drop(&mut self) {
-        match &self.place {
-            Received::Block(lent) => self.subscriber.give_back(self.publisher as usize, lent.value),
-            Received::Inline(_) => self.subscriber.held.set(self.subscriber.held.get() - 1),
-        }
+        self.subscriber.release(self.publisher, &self.place);
     }
 }
