@@ -7,8 +7,11 @@
 //!   state and peers, and removal of what dead processes left behind.
 //! - `shmlane journal inspect DIR`: a journal's files, records, ranges, appender and damage,
 //!   read-only.
+//! - `shmlane record SERVICE... --out DIR`, `shmlane replay DIR --into SERVICE`: topics to
+//!   journals and back.
 
 mod bench;
+mod flow;
 mod ops;
 
 use std::process::ExitCode;
@@ -35,6 +38,10 @@ enum Command {
     Clean(ops::CleanArgs),
     /// Operations on journals (shmlane-journal directories): `journal inspect DIR`.
     Journal(ops::JournalArgs),
+    /// Record topics into journals (as an ordinary subscriber) until stopped.
+    Record(flow::RecordArgs),
+    /// Republish a recording into a topic, with its recorded spacing or as fast as possible.
+    Replay(flow::ReplayArgs),
     /// The echo side of `bench`, started by `bench` itself.
     #[command(hide = true)]
     BenchEcho(bench::EchoArgs),
@@ -49,6 +56,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => ops::inspect(args),
         Command::Clean(args) => ops::clean(args),
         Command::Journal(args) => ops::journal(args),
+        Command::Record(args) => flow::record(args),
+        Command::Replay(args) => flow::replay(args),
     }
 }
 
