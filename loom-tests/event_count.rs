@@ -6,7 +6,7 @@
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::thread;
-use shmlane_notify::model::{Backoff, Blocking, EventCount, WaitOutcome, WaitStrategy};
+use shmlane_notify::model::{Backoff, Blocking, EventCount, WaitOutcome, WaitStrategy, wait_any};
 use shmlane_queue::model::spsc;
 use shmlane_workspace::model;
 
@@ -194,4 +194,69 @@ fn blocking_strategy_takes_every_value_from_a_queue() {
 #[test]
 fn backoff_strategy_takes_every_value_from_a_queue() {
     queue_hand_off(Backoff::new().spins(1).yields(1).recheck_every(None));
+}
+
+/// Waits with no deadline on both event counts at once (one `wait_any`, a WaitSet's sleep)
+/// until either flag is set; returns which were.
+fn wait_for_either(events: [&EventCount; 2], flags: [&AtomicBool; 2]) -> [bool; 2] {
+    // Acquire: pairs with the notifiers' Release stores.
+    let seen = || flags.map(|f| f.load(Ordering::Acquire));
+    loop {
+        if seen().contains(&true) {
+            return seen();
+        }
+        let waits = events.map(|e| e.prepare_wait());
+        if seen().contains(&true) {
+            return seen(); // dropping `waits` cancels them
+        }
+        wait_any(&waits, None);
+    }
+}
+
+#[test]
+fn one_wait_on_two_event_counts_never_loses_the_wake_up_of_either() {
+    // One notifier on the second event count (or on both), against a waiter sleeping on both:
+    // a lost wake-up leaves it asleep in the multi-word futex model, a deadlock for loom.
+    for (both, spurious) in [(false, 0), (true, 0), (false, 1)] {
+        model::check(move || {
+            let events = Arc::new([EventCount::with_spurious_wakeups(spurious), EventCount::new()]);
+            let flags = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+            let notifiers: Vec<_> = (if both { 0..2 } else { 1..2 })
+                .map(|i| {
+                    let (events, flags) = (events.clone(), flags.clone());
+                    thread::spawn(move || set_and_notify(&events[i], &flags[i], false))
+                })
+                .collect();
+            let seen = wait_for_either([&events[0], &events[1]], [&flags[0], &flags[1]]);
+            assert!(seen[1] || both && seen[0], "woken with no flag set: {seen:?}");
+            for notifier in notifiers {
+                notifier.join().unwrap();
+            }
+            assert_eq!((events[0].waiters(), events[1].waiters()), (0, 0));
+        });
+    }
+}
+
+#[test]
+fn a_timed_wait_on_two_event_counts_returns_and_notified_means_a_change() {
+    model::check(|| {
+        let events = Arc::new([EventCount::new(), EventCount::new()]);
+        let flag = Arc::new(AtomicBool::new(false));
+        let notifier = {
+            let (events, flag) = (events.clone(), flag.clone());
+            thread::spawn(move || set_and_notify(&events[0], &flag, false))
+        };
+        let waits = [events[0].prepare_wait(), events[1].prepare_wait()];
+        // Acquire: pairs with the notifier's Release store.
+        if !flag.load(Ordering::Acquire) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+            if wait_any(&waits, Some(deadline)) == WaitOutcome::Notified {
+                // Acquire: as above.
+                assert!(flag.load(Ordering::Acquire), "notified before the change was seen");
+            }
+        }
+        drop(waits);
+        notifier.join().unwrap();
+        assert_eq!((events[0].waiters(), events[1].waiters()), (0, 0));
+    });
 }

@@ -31,7 +31,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::futex::{FutexWait, WaitQueue};
+use super::futex::{self, FutexWait, WaitQueue, Watched};
 use super::sync::{AtomicU32, Ordering, fence};
 
 /// A cross-process event count: waiters sleep on a futex until a notifier signals a change.
@@ -211,6 +211,34 @@ impl PreparedWait<'_> {
                     };
                 }
             }
+        }
+    }
+}
+
+/// Sleeps until a notify on any of `waits` after it was prepared, or until `deadline` (none:
+/// no limit): one system call for many event counts (a WaitSet's sleep). Each wait keeps the
+/// no-lost-wake-up guarantee of [`PreparedWait::wait`]: prepare every wait, re-check every
+/// condition, then call this.
+///
+/// On Linux 5.16 and later it is one `futex_waitv` for up to [`WAITV_MAX`](crate::WAITV_MAX)
+/// event counts. With more, on older kernels (`ENOSYS`, remembered) and on other Unix it polls
+/// the epochs with growing sleeps, 50 µs to 1 ms: a wake-up then costs up to that sleep.
+/// With no waits it returns at once, as notified.
+pub fn wait_any(waits: &[PreparedWait<'_>], deadline: Option<Instant>) -> WaitOutcome {
+    let watched: Vec<Watched<'_>> = waits
+        .iter()
+        .map(|w| Watched { word: &w.event.epoch, expected: w.key, queue: &w.event.queue })
+        .collect();
+    loop {
+        // Acquire: pairs with the Release bump in `wake`, as in `wait_until`.
+        if waits.is_empty() || waits.iter().any(|w| w.event.epoch.load(Ordering::Acquire) != w.key)
+        {
+            return WaitOutcome::Notified;
+        }
+        if futex::wait_any(&watched, deadline) == FutexWait::TimedOut {
+            // Acquire: as above; a notify that raced the deadline still counts.
+            let notified = waits.iter().any(|w| w.event.epoch.load(Ordering::Acquire) != w.key);
+            return if notified { WaitOutcome::Notified } else { WaitOutcome::TimedOut };
         }
     }
 }

@@ -13,6 +13,44 @@ use std::time::Instant;
 
 use super::sync::AtomicU32;
 
+/// One futex word of a multi-word wait ([`wait_any`]): sleep while it holds `expected`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Watched<'a> {
+    pub(crate) word: &'a AtomicU32,
+    pub(crate) expected: u32,
+    /// Its sleepers: the kernel's on a real OS, read by the loom instance's model only.
+    #[allow(dead_code)]
+    pub(crate) queue: &'a WaitQueue,
+}
+
+/// Most words one `futex_waitv` call sleeps on (the kernel's limit); a wait on more polls
+/// (see [`wait_any`]).
+#[allow(dead_code)] // the loom instance (`model`) does not export it
+pub const WAITV_MAX: usize = 128;
+
+/// Polls `words` with growing sleeps (50 µs to 1 ms) until one no longer holds its expected
+/// value or `deadline` passes: the fallback of [`wait_any`] where `futex_waitv` is missing
+/// (Linux before 5.16, other Unix) or the words are more than [`WAITV_MAX`].
+#[allow(dead_code)] // the loom instance has a model of its own
+fn poll_any(words: &[Watched<'_>], deadline: Option<Instant>) -> FutexWait {
+    use std::time::Duration;
+    let mut nap = Duration::from_micros(50);
+    let mut slept = false;
+    loop {
+        // Relaxed: the caller re-reads the words with the ordering it needs.
+        if words.iter().any(|w| w.word.load(super::sync::Ordering::Relaxed) != w.expected) {
+            return if slept { FutexWait::Woken } else { FutexWait::Changed };
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return FutexWait::TimedOut;
+        }
+        std::thread::sleep(deadline.map_or(nap, |d| nap.min(d - now)));
+        slept = true;
+        nap = (nap * 2).min(Duration::from_millis(1));
+    }
+}
+
 /// How a [`WaitQueue::wait`] ended. Every outcome but `TimedOut` may be spurious: callers
 /// re-check the word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +131,69 @@ on_shared_memory! {
             rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), count).unwrap_or(0)
         }
     }
+
+    /// Whether `futex_waitv` answered `ENOSYS` once (Linux before 5.16): then every multi-word
+    /// wait polls.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    static NO_WAITV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// Sleeps while every word of `words` holds its expected value, until one is woken (or
+    /// changes) or `deadline` passes: one `futex_waitv` (Linux 5.16+) for up to
+    /// [`WAITV_MAX`] words, shared (not private) futexes as in [`WaitQueue::wait`]; polling
+    /// ([`poll_any`]) for more, or on older kernels.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn wait_any(words: &[Watched<'_>], deadline: Option<Instant>) -> FutexWait {
+        use rustix::io::Errno;
+        use rustix::thread::futex::{self, Wait, WaitFlags, WaitPtr, WaitvFlags};
+        use rustix::time::{ClockId, Timespec, clock_gettime};
+        use std::sync::atomic::Ordering::Relaxed;
+        if words.len() > WAITV_MAX || words.is_empty() || NO_WAITV.load(Relaxed) {
+            return poll_any(words, deadline);
+        }
+        let mut waits = [Wait::new(); WAITV_MAX];
+        for (wait, watched) in waits.iter_mut().zip(words) {
+            wait.val = u64::from(watched.expected);
+            wait.uaddr = WaitPtr::new(watched.word.as_ptr().cast());
+            // No PRIVATE flag: the word may be in a segment other processes wake.
+            wait.flags = WaitFlags::SIZE_U32;
+        }
+        // futex_waitv's timeout is absolute, on the clock given.
+        let timeout = deadline.map(|deadline| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let now = clock_gettime(ClockId::Monotonic);
+            let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
+            Timespec {
+                tv_sec: now
+                    .tv_sec
+                    .saturating_add(i64::try_from(left.as_secs()).unwrap_or(i64::MAX))
+                    .saturating_add((nanos / 1_000_000_000) as i64),
+                tv_nsec: (nanos % 1_000_000_000) as _,
+            }
+        });
+        loop {
+            return match futex::waitv(&waits[..words.len()], WaitvFlags::empty(), timeout.as_ref(), ClockId::Monotonic) {
+                Ok(_) => FutexWait::Woken,
+                Err(Errno::AGAIN) => FutexWait::Changed,
+                Err(Errno::TIMEDOUT) => FutexWait::TimedOut,
+                Err(Errno::INTR) => continue,
+                Err(Errno::NOSYS) => {
+                    NO_WAITV.store(true, Relaxed);
+                    poll_any(words, deadline)
+                }
+                // As in `WaitQueue::wait`: degrade to a short sleep, never a busy loop.
+                Err(_) => {
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                    FutexWait::Woken
+                }
+            };
+        }
+    }
+
+    /// Other Unix: no futex, so the multi-word wait polls ([`poll_any`]).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn wait_any(words: &[Watched<'_>], deadline: Option<Instant>) -> FutexWait {
+        poll_any(words, deadline)
+    }
 }
 
 on_shared_memory! {
@@ -158,11 +259,18 @@ in_model! {
             self.model.wake(word, count)
         }
     }
+
+    /// `futex_waitv`, modelled: registers with each word's queue (checking the word under its
+    /// lock, as the kernel does under each bucket's), then sleeps until any `wake` on them. A
+    /// wait with a deadline returns `TimedOut` without sleeping, as `WaitQueue::wait` does.
+    pub(crate) fn wait_any(words: &[Watched<'_>], deadline: Option<Instant>) -> FutexWait {
+        model::wait_any(words, deadline.is_some())
+    }
 }
 
 in_model! {
     mod model {
-        use loom::sync::{Condvar, Mutex};
+        use loom::sync::{Arc, Condvar, Mutex};
 
         use super::FutexWait;
         use super::super::sync::{AtomicU32, Ordering};
@@ -174,6 +282,8 @@ in_model! {
             /// Count of sleepers, as the kernel's queue would hold them.
             sleepers: Mutex<usize>,
             condvar: Condvar,
+            /// Multi-word waiters registered on this word ([`wait_any`]).
+            multi: Mutex<Vec<Arc<Multi>>>,
             /// Waits that still return spuriously, at once. Instrumentation, not shared state.
             spurious: std::sync::atomic::AtomicUsize,
         }
@@ -212,14 +322,59 @@ in_model! {
 
             pub(super) fn wake(&self, _word: &AtomicU32, count: u32) -> usize {
                 let sleepers = self.sleepers.lock().unwrap();
-                let woken = (*sleepers).min(count as usize);
+                let mut woken = (*sleepers).min(count as usize);
                 if count == 1 {
                     self.condvar.notify_one();
                 } else {
                     self.condvar.notify_all();
                 }
+                drop(sleepers);
+                // Multi-word waiters too (a real wake wakes at most `count` of all sleepers;
+                // waking them all here is a superset, which only adds spurious wake-ups).
+                for multi in self.multi.lock().unwrap().drain(..) {
+                    *multi.woken.lock().unwrap() = true;
+                    multi.condvar.notify_one();
+                    woken += 1;
+                }
                 woken
             }
+        }
+
+        /// One multi-word waiter: set and signalled by a `wake` on any of its words.
+        #[derive(Debug, Default)]
+        pub(super) struct Multi {
+            woken: Mutex<bool>,
+            condvar: Condvar,
+        }
+
+        /// See `super::wait_any`.
+        pub(super) fn wait_any(words: &[super::Watched<'_>], timed: bool) -> FutexWait {
+            let me = Arc::new(Multi::default());
+            let mut outcome = None;
+            for watched in words {
+                let mut multi = watched.queue.model.multi.lock().unwrap();
+                // Relaxed: as in `Model::wait`, the lock orders it against `wake`.
+                if watched.word.load(Ordering::Relaxed) != watched.expected {
+                    outcome = Some(FutexWait::Changed);
+                    break;
+                }
+                multi.push(Arc::clone(&me));
+            }
+            if outcome.is_none() {
+                outcome = Some(if timed {
+                    FutexWait::TimedOut
+                } else {
+                    let mut woken = me.woken.lock().unwrap();
+                    while !*woken {
+                        woken = me.condvar.wait(woken).unwrap();
+                    }
+                    FutexWait::Woken
+                });
+            }
+            for watched in words {
+                watched.queue.model.multi.lock().unwrap().retain(|m| !Arc::ptr_eq(m, &me));
+            }
+            outcome.unwrap_or(FutexWait::Woken)
         }
     }
 }

@@ -58,5 +58,6 @@ pub mod model;
 pub mod strategy;
 mod sync;
 
-pub use event_count::{EventCount, PreparedWait, WaitOutcome};
+pub use event_count::{EventCount, PreparedWait, WaitOutcome, wait_any};
+pub use futex::WAITV_MAX;
 pub use strategy::{Backoff, Blocking, BusySpin, Periodic, TimedOut, WaitStrategy, Yield};

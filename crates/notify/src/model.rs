@@ -33,5 +33,5 @@ mod futex;
 #[path = "strategy/mod.rs"]
 pub mod strategy;
 
-pub use event_count::{EventCount, PreparedWait, WaitOutcome};
+pub use event_count::{EventCount, PreparedWait, WaitOutcome, wait_any};
 pub use strategy::{Backoff, Blocking, BusySpin, Periodic, TimedOut, WaitStrategy, Yield};
