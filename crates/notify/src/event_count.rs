@@ -223,8 +223,13 @@ impl PreparedWait<'_> {
 /// On Linux 5.16 and later it is one `futex_waitv` for up to [`WAITV_MAX`](crate::WAITV_MAX)
 /// event counts. With more, on older kernels (`ENOSYS`, remembered) and on other Unix it polls
 /// the epochs with growing sleeps, 50 µs to 1 ms: a wake-up then costs up to that sleep.
-/// With no waits it returns at once, as notified.
+/// With no waits it sleeps until `deadline` (none: it returns at once, as notified).
 pub fn wait_any(waits: &[PreparedWait<'_>], deadline: Option<Instant>) -> WaitOutcome {
+    if waits.is_empty() {
+        let Some(deadline) = deadline else { return WaitOutcome::Notified };
+        sleep_until(deadline);
+        return WaitOutcome::TimedOut;
+    }
     let watched: Vec<Watched<'_>> = waits
         .iter()
         .map(|w| Watched { word: &w.event.epoch, expected: w.key, queue: &w.event.queue })
@@ -241,6 +246,18 @@ pub fn wait_any(waits: &[PreparedWait<'_>], deadline: Option<Instant>) -> WaitOu
             return if notified { WaitOutcome::Notified } else { WaitOutcome::TimedOut };
         }
     }
+}
+
+on_shared_memory! {
+    /// Sleeps until `deadline`.
+    fn sleep_until(deadline: Instant) {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    }
+}
+
+in_model! {
+    /// A timer may fire at any moment (as `WaitQueue::wait` with a deadline models it): now.
+    fn sleep_until(_deadline: Instant) {}
 }
 
 impl Drop for PreparedWait<'_> {

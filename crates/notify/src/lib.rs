@@ -60,4 +60,4 @@ mod sync;
 
 pub use event_count::{EventCount, PreparedWait, WaitOutcome, wait_any};
 pub use futex::WAITV_MAX;
-pub use strategy::{Backoff, Blocking, BusySpin, Periodic, TimedOut, WaitStrategy, Yield};
+pub use strategy::{AnyOf, Backoff, Blocking, BusySpin, Periodic, TimedOut, WaitStrategy, Yield};

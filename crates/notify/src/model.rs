@@ -34,4 +34,4 @@ mod futex;
 pub mod strategy;
 
 pub use event_count::{EventCount, PreparedWait, WaitOutcome, wait_any};
-pub use strategy::{Backoff, Blocking, BusySpin, Periodic, TimedOut, WaitStrategy, Yield};
+pub use strategy::{AnyOf, Backoff, Blocking, BusySpin, Periodic, TimedOut, WaitStrategy, Yield};

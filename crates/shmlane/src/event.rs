@@ -392,6 +392,17 @@ impl Listener {
         Ok(strategy.wait_for(&self.entry.event, deadline, poll)?)
     }
 
+    /// Whether an event id is pending (a snapshot; never takes it).
+    pub fn has_pending(&self) -> bool {
+        // Relaxed: a hint; `try_take` swaps with Acquire.
+        self.bits.iter().any(|word| word.load(Ordering::Relaxed) != 0)
+    }
+
+    /// The event count notifiers notify after setting a pending id.
+    pub(crate) fn signal(&self) -> &shmlane_notify::EventCount {
+        &self.entry.event
+    }
+
     fn take_into(&self, ids: &mut Vec<EventId>) {
         for (w, word) in self.bits.iter().enumerate() {
             // Relaxed first: most words are empty, and a swap would dirty the line.

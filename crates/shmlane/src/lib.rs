@@ -32,7 +32,8 @@
 //! ```
 //!
 //! Besides topics: [`Rpc`] (a [`Server`] answering many [`Client`]s, responses matched to
-//! requests) and [`Event`] (payload-free notifications with ids, listeners that sleep).
+//! requests) and [`Event`] (payload-free notifications with ids, listeners that sleep). A
+//! [`WaitSet`] waits on many of them at once, with deadlines and intervals.
 //!
 //! Publishers, subscribers, servers, clients, notifiers and listeners own their share of their
 //! service: store them in structs, move them to the threads that use them; they outlive the
@@ -77,6 +78,7 @@ mod payload;
 pub mod rpc;
 mod sync;
 pub mod topic;
+pub mod waitset;
 
 pub use error::{
     BatchError, ConfigError, ConnectError, CorruptError, NodeError, NotifyError, PublishError,
@@ -95,6 +97,7 @@ pub use topic::{
     RawSample, RawSubscriber, RawTopic, RawTopicBuilder, Sample, SliceLoan, Subscriber, Topic,
     TopicBuilder, TopicConfig,
 };
+pub use waitset::{Attachment, AttachmentId, Ready, WaitError, WaitSet};
 
 // zerocopy and its derives, so that a user's `Cargo.toml` needs only shmlane (see `ZeroCopy`).
 pub use zerocopy;

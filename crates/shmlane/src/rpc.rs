@@ -337,6 +337,11 @@ impl<Req: ZeroCopy, Resp: ZeroCopy> Server<Req, Resp> {
         Ok(Request { sample, tag })
     }
 
+    /// Its request subscriber (for a WaitSet).
+    pub(crate) fn requests(&self) -> &Subscriber<Req> {
+        &self.requests
+    }
+
     /// Sends `response` to the client that sent `request`.
     pub fn respond(&self, request: &Request<'_, Req>, response: Resp) -> Result<(), PublishError> {
         let mut loan = self.responses.loan_block()?;
@@ -372,6 +377,11 @@ impl<Req: ZeroCopy> Deref for Request<'_, Req> {
 }
 
 impl<Req: ZeroCopy, Resp: ZeroCopy> Client<Req, Resp> {
+    /// Its response subscriber (for a WaitSet).
+    pub(crate) fn responses(&self) -> &Subscriber<Resp> {
+        &self.responses
+    }
+
     /// Sends `request` (waiting up to 1 s if the server's queue for this client is full).
     pub fn send(&self, request: Req) -> Result<Pending, PublishError> {
         let sequence = self.next.get();

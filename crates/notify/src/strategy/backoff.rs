@@ -2,10 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::EventCount;
 use super::super::sync::{spin_loop, yield_now};
 use super::blocking::park;
-use super::{TimedOut, WaitStrategy, expired};
+use super::{Signal, TimedOut, expired};
 
 /// Spins for a while, then yields for a while, then parks on the futex: busy-poll latency for
 /// data that arrives soon after the previous, near-zero CPU through long gaps.
@@ -51,10 +50,10 @@ impl Default for Backoff {
 /// Spins between reads of the clock.
 const SPINS_PER_CLOCK_READ: u32 = 64;
 
-impl WaitStrategy for Backoff {
-    fn wait_for<T>(
+impl Backoff {
+    fn wait<S: Signal + ?Sized, T>(
         &mut self,
-        signal: &EventCount,
+        signal: &S,
         deadline: Option<Instant>,
         mut poll: impl FnMut() -> Option<T>,
     ) -> Result<T, TimedOut> {
@@ -79,3 +78,5 @@ impl WaitStrategy for Backoff {
         park(signal, deadline, self.recheck, &mut poll)
     }
 }
+
+impl_wait_strategy!(Backoff);

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::super::EventCount;
-use super::{TimedOut, WaitStrategy, earliest, expired};
+use super::{AnyOf, Signal, TimedOut, WaitStrategy, earliest, expired};
 
 /// Parks on the event count's futex until notified: no CPU while idle, a futex wake-up of
 /// latency (microseconds; about 20 µs when the waiter's core is idle in a VM).
@@ -44,13 +44,22 @@ impl WaitStrategy for Blocking {
     ) -> Result<T, TimedOut> {
         park(signal, deadline, self.recheck, &mut poll)
     }
+
+    fn wait_for_any<T>(
+        &mut self,
+        signals: &AnyOf<'_>,
+        deadline: Option<Instant>,
+        mut poll: impl FnMut() -> Option<T>,
+    ) -> Result<T, TimedOut> {
+        park(signals, deadline, self.recheck, &mut poll)
+    }
 }
 
 /// The blocking loop, shared by the strategies that end up parking: poll; announce a waiter;
 /// poll again (a value published before the announcement is seen here); sleep until notified,
 /// the next re-check, or `deadline`.
-pub(super) fn park<T>(
-    signal: &EventCount,
+pub(super) fn park<S: Signal + ?Sized, T>(
+    signal: &S,
     deadline: Option<Instant>,
     recheck: Option<Duration>,
     poll: &mut impl FnMut() -> Option<T>,
@@ -70,6 +79,6 @@ pub(super) fn park<T>(
             return Err(TimedOut);
         }
         let wake_by = earliest(deadline, recheck.and_then(|r| Instant::now().checked_add(r)));
-        wait.wait_until(wake_by);
+        S::wait_until(wait, wake_by);
     }
 }

@@ -15,6 +15,34 @@
 //! [`notify_all`](EventCount::notify_all) after each change that may make the poll succeed
 //! (cheap: no system call unless someone is parked).
 
+/// Implements [`WaitStrategy`] for a strategy whose inherent `wait` is generic over the
+/// [`Signal`] it parks on: one event count, or several.
+macro_rules! impl_wait_strategy {
+    ($strategy:ty) => {
+        impl super::WaitStrategy for $strategy {
+            #[inline]
+            fn wait_for<T>(
+                &mut self,
+                signal: &super::super::EventCount,
+                deadline: Option<Instant>,
+                poll: impl FnMut() -> Option<T>,
+            ) -> Result<T, TimedOut> {
+                self.wait(signal, deadline, poll)
+            }
+
+            #[inline]
+            fn wait_for_any<T>(
+                &mut self,
+                signals: &super::AnyOf<'_>,
+                deadline: Option<Instant>,
+                poll: impl FnMut() -> Option<T>,
+            ) -> Result<T, TimedOut> {
+                self.wait(signals, deadline, poll)
+            }
+        }
+    };
+}
+
 mod backoff;
 mod blocking;
 mod periodic;
@@ -28,6 +56,7 @@ pub use periodic::{MIN_INTERVALS, Periodic, PeriodicStats, TARGET_SPIN, WINDOW};
 pub use spin::{BusySpin, Yield};
 
 use super::EventCount;
+use super::event_count::{PreparedWait, WaitOutcome, wait_any};
 
 /// How to wait for a poll to succeed. Strategies are values (some learn), owned by the waiting
 /// side; `wait_for` is generic so the poll inlines into the strategy's loop.
@@ -42,6 +71,67 @@ pub trait WaitStrategy {
         deadline: Option<Instant>,
         poll: impl FnMut() -> Option<T>,
     ) -> Result<T, TimedOut>;
+
+    /// [`wait_for`](Self::wait_for) with several event counts, any of which the other sides
+    /// notify (a WaitSet's sources): a strategy that parks sleeps on all of them at once
+    /// ([`wait_any`](crate::wait_any)). The built-in strategies spin, yield and park as they
+    /// do on one; by default (a strategy of the caller's) it parks at once, as [`Blocking`].
+    fn wait_for_any<T>(
+        &mut self,
+        signals: &AnyOf<'_>,
+        deadline: Option<Instant>,
+        mut poll: impl FnMut() -> Option<T>,
+    ) -> Result<T, TimedOut> {
+        blocking::park(signals, deadline, None, &mut poll)
+    }
+}
+
+/// What a strategy parks on: one event count, or several as one ([`AnyOf`]).
+pub(crate) trait Signal {
+    /// A waiter announced on it: dropping it cancels.
+    type Prepared<'a>
+    where
+        Self: 'a;
+
+    /// Announces a waiter and takes its key (see [`EventCount::prepare_wait`]).
+    fn prepare_wait(&self) -> Self::Prepared<'_>;
+
+    /// Sleeps until a notify after `prepared`, or `deadline`.
+    fn wait_until(prepared: Self::Prepared<'_>, deadline: Option<Instant>) -> WaitOutcome;
+}
+
+impl Signal for EventCount {
+    type Prepared<'a> = PreparedWait<'a>;
+
+    #[inline]
+    fn prepare_wait(&self) -> PreparedWait<'_> {
+        EventCount::prepare_wait(self)
+    }
+
+    #[inline]
+    fn wait_until(prepared: PreparedWait<'_>, deadline: Option<Instant>) -> WaitOutcome {
+        prepared.wait_until(deadline)
+    }
+}
+
+/// Several event counts waited on as one ([`WaitStrategy::wait_for_any`]): a notify on any of
+/// them wakes the waiter.
+#[derive(Debug, Clone, Copy)]
+pub struct AnyOf<'s>(pub &'s [&'s EventCount]);
+
+impl Signal for AnyOf<'_> {
+    type Prepared<'a>
+        = Vec<PreparedWait<'a>>
+    where
+        Self: 'a;
+
+    fn prepare_wait(&self) -> Vec<PreparedWait<'_>> {
+        self.0.iter().map(|event| event.prepare_wait()).collect()
+    }
+
+    fn wait_until(prepared: Vec<PreparedWait<'_>>, deadline: Option<Instant>) -> WaitOutcome {
+        wait_any(&prepared, deadline)
+    }
 }
 
 /// Nothing arrived before the deadline.

@@ -3,10 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::EventCount;
 use super::super::sync::spin_loop;
 use super::blocking::park;
-use super::{TimedOut, WaitStrategy, earliest, expired};
+use super::{Signal, TimedOut, earliest, expired};
 
 /// Intervals the period is the median of.
 pub const WINDOW: usize = 8;
@@ -188,9 +187,9 @@ impl Periodic {
     }
 
     /// Phase 3: block until the data comes; it counts as an arrival.
-    fn block<T>(
+    fn block<S: Signal + ?Sized, T>(
         &mut self,
-        signal: &EventCount,
+        signal: &S,
         deadline: Option<Instant>,
         poll: &mut impl FnMut() -> Option<T>,
     ) -> Result<T, TimedOut> {
@@ -206,10 +205,10 @@ impl Default for Periodic {
     }
 }
 
-impl WaitStrategy for Periodic {
-    fn wait_for<T>(
+impl Periodic {
+    fn wait<S: Signal + ?Sized, T>(
         &mut self,
-        signal: &EventCount,
+        signal: &S,
         deadline: Option<Instant>,
         mut poll: impl FnMut() -> Option<T>,
     ) -> Result<T, TimedOut> {
@@ -274,6 +273,8 @@ impl WaitStrategy for Periodic {
         self.block(signal, deadline, &mut poll)
     }
 }
+
+impl_wait_strategy!(Periodic);
 
 #[cfg(test)]
 mod tests {

@@ -2,9 +2,8 @@
 
 use std::time::Instant;
 
-use super::super::EventCount;
 use super::super::sync::{spin_loop, yield_now};
-use super::{TimedOut, WaitStrategy, expired};
+use super::{Signal, TimedOut, expired};
 
 /// Polls in a tight loop with a spin hint: the lowest latency, one core fully used. Pin the
 /// waiting thread to a core of its own.
@@ -14,11 +13,11 @@ pub struct BusySpin;
 /// Polls between which the clock is not read (reading it costs about as much as a poll).
 const POLLS_PER_CLOCK_READ: u32 = 64;
 
-impl WaitStrategy for BusySpin {
+impl BusySpin {
     #[inline]
-    fn wait_for<T>(
+    fn wait<S: Signal + ?Sized, T>(
         &mut self,
-        _signal: &EventCount,
+        _signal: &S,
         deadline: Option<Instant>,
         mut poll: impl FnMut() -> Option<T>,
     ) -> Result<T, TimedOut> {
@@ -36,15 +35,17 @@ impl WaitStrategy for BusySpin {
     }
 }
 
+impl_wait_strategy!(BusySpin);
+
 /// Polls, yielding the CPU (`sched_yield`) between polls: as fast as [`BusySpin`] when the core
 /// is otherwise idle, and it lets other runnable threads of the core go first.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Yield;
 
-impl WaitStrategy for Yield {
-    fn wait_for<T>(
+impl Yield {
+    fn wait<S: Signal + ?Sized, T>(
         &mut self,
-        _signal: &EventCount,
+        _signal: &S,
         deadline: Option<Instant>,
         mut poll: impl FnMut() -> Option<T>,
     ) -> Result<T, TimedOut> {
@@ -59,3 +60,5 @@ impl WaitStrategy for Yield {
         }
     }
 }
+
+impl_wait_strategy!(Yield);

@@ -165,6 +165,11 @@ impl RawServer {
         Ok(RawRequest { sample, tag })
     }
 
+    /// Its request subscriber (for a WaitSet).
+    pub(crate) fn requests(&self) -> &RawSubscriber {
+        &self.requests
+    }
+
     /// Sends `response` (whole elements of the response type) to the client that sent
     /// `request`.
     pub fn respond(&self, request: &RawRequest<'_>, response: &[u8]) -> Result<(), PublishError> {
@@ -209,6 +214,11 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// Its response subscriber (for a WaitSet).
+    pub(crate) fn responses(&self) -> &RawSubscriber {
+        &self.responses
+    }
+
     /// Sends `request` (whole elements of the request type), waiting up to 1 s if the
     /// server's queue for this client is full.
     pub fn send(&self, request: &[u8]) -> Result<Pending, PublishError> {

@@ -335,6 +335,16 @@ impl RawSubscriber {
         self.inner.held()
     }
 
+    /// As [`Subscriber::has_pending`].
+    pub fn has_pending(&self) -> bool {
+        self.inner.has_pending()
+    }
+
+    /// The event count publishers notify.
+    pub(crate) fn signal(&self) -> &shmlane_notify::EventCount {
+        self.inner.signal()
+    }
+
     /// The subscriber slot held and this holder's generation of it (the raw rpc's client tag).
     pub(crate) fn slot_and_generation(&self) -> (usize, u64) {
         (self.inner.slot(), self.inner.generation())

@@ -440,6 +440,26 @@ impl<T> Subscriber<T> {
         self.held.get()
     }
 
+    /// Whether a sample is queued for this subscriber (a snapshot: `receive` may still find
+    /// nothing if the sample is unreadable, and a sample may come right after). Reads each
+    /// connected publisher's queue head; never takes anything.
+    pub fn has_pending(&self) -> bool {
+        let ahead = self.ahead.borrow();
+        if ahead.next < ahead.len {
+            return true;
+        }
+        let mut connections = self.connections.borrow_mut();
+        connections.iter_mut().any(|connection| {
+            (connection.ends.is_some() || self.connect(connection))
+                && connection.ends.as_ref().is_some_and(|(submission, _)| !submission.is_empty())
+        })
+    }
+
+    /// The event count publishers notify after each sample they queue for this subscriber.
+    pub(crate) fn signal(&self) -> &shmlane_notify::EventCount {
+        &self.entry.event
+    }
+
     /// Takes the queue ends of `connection` once its publisher acknowledged our generation.
     #[cold]
     fn connect(&self, connection: &mut FromPublisher) -> bool {
