@@ -183,6 +183,21 @@ pub struct PreparedWait<'a> {
     key: u32,
 }
 
+on_shared_memory! {
+    impl PreparedWait<'_> {
+        /// Whether the event count was notified since the wait was prepared.
+        pub(crate) fn is_notified(&self) -> bool {
+            // Acquire: pairs with the Release bump in `wake`.
+            self.event.epoch.load(Ordering::Acquire) != self.key
+        }
+
+        /// The futex word's address and the key to sleep while it holds (the reactor's).
+        pub(crate) fn word_and_key(&self) -> (*const AtomicU32, u32) {
+            (&self.event.epoch, self.key)
+        }
+    }
+}
+
 impl PreparedWait<'_> {
     /// Sleeps until a notify after [`prepare_wait`](EventCount::prepare_wait), or until
     /// `timeout` (none: no limit) has passed.

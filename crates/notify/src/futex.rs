@@ -145,7 +145,7 @@ on_shared_memory! {
     pub(crate) fn wait_any(words: &[Watched<'_>], deadline: Option<Instant>) -> FutexWait {
         use rustix::io::Errno;
         use rustix::thread::futex::{self, Wait, WaitFlags, WaitPtr, WaitvFlags};
-        use rustix::time::{ClockId, Timespec, clock_gettime};
+        use rustix::time::ClockId;
         use std::sync::atomic::Ordering::Relaxed;
         if words.len() > WAITV_MAX || words.is_empty() || NO_WAITV.load(Relaxed) {
             return poll_any(words, deadline);
@@ -158,18 +158,7 @@ on_shared_memory! {
             wait.flags = WaitFlags::SIZE_U32;
         }
         // futex_waitv's timeout is absolute, on the clock given.
-        let timeout = deadline.map(|deadline| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let now = clock_gettime(ClockId::Monotonic);
-            let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
-            Timespec {
-                tv_sec: now
-                    .tv_sec
-                    .saturating_add(i64::try_from(left.as_secs()).unwrap_or(i64::MAX))
-                    .saturating_add((nanos / 1_000_000_000) as i64),
-                tv_nsec: (nanos % 1_000_000_000) as _,
-            }
-        });
+        let timeout = deadline.map(absolute);
         loop {
             return match futex::waitv(&waits[..words.len()], WaitvFlags::empty(), timeout.as_ref(), ClockId::Monotonic) {
                 Ok(_) => FutexWait::Woken,
@@ -187,6 +176,59 @@ on_shared_memory! {
                 }
             };
         }
+    }
+
+    /// [`wait_any`] on words given by address, which this process may not read (their owner
+    /// may unmap them at any moment: only the kernel looks at them, and an address that is
+    /// gone is its `EFAULT`). Returns after a wake-up, a change, an error or `deadline`; where
+    /// `futex_waitv` is missing it sleeps 1 ms instead (the caller re-checks the words where it
+    /// may read them). The reactor's sleep.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn wait_any_raw(words: &[(*const AtomicU32, u32)], deadline: Option<Instant>) {
+        use rustix::io::Errno;
+        use rustix::thread::futex::{self, Wait, WaitFlags, WaitPtr, WaitvFlags};
+        use rustix::time::ClockId;
+        use std::sync::atomic::Ordering::Relaxed;
+        let nap = || std::thread::sleep(std::time::Duration::from_millis(1));
+        if words.len() > WAITV_MAX || words.is_empty() || NO_WAITV.load(Relaxed) {
+            return nap();
+        }
+        let mut waits = [Wait::new(); WAITV_MAX];
+        for (wait, &(word, expected)) in waits.iter_mut().zip(words) {
+            wait.val = u64::from(expected);
+            wait.uaddr = WaitPtr::new(word.cast_mut().cast());
+            wait.flags = WaitFlags::SIZE_U32;
+        }
+        let timeout = deadline.map(absolute);
+        let waits = &waits[..words.len()];
+        // Woken, changed, timed out, interrupted, or an address gone: the caller looks.
+        let slept = futex::waitv(waits, WaitvFlags::empty(), timeout.as_ref(), ClockId::Monotonic);
+        if slept == Err(Errno::NOSYS) {
+            NO_WAITV.store(true, Relaxed);
+            nap();
+        }
+    }
+
+    /// `deadline` as an absolute `CLOCK_MONOTONIC` time, as `futex_waitv` takes it.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn absolute(deadline: Instant) -> rustix::time::Timespec {
+        use rustix::time::{ClockId, Timespec, clock_gettime};
+        let left = deadline.saturating_duration_since(Instant::now());
+        let now = clock_gettime(ClockId::Monotonic);
+        let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
+        Timespec {
+            tv_sec: now
+                .tv_sec
+                .saturating_add(i64::try_from(left.as_secs()).unwrap_or(i64::MAX))
+                .saturating_add((nanos / 1_000_000_000) as i64),
+            tv_nsec: (nanos % 1_000_000_000) as _,
+        }
+    }
+
+    /// Other Unix: no futex; the caller re-checks the words every 1 ms.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn wait_any_raw(_words: &[(*const AtomicU32, u32)], _deadline: Option<Instant>) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 
     /// Other Unix: no futex, so the multi-word wait polls ([`poll_any`]).

@@ -55,6 +55,7 @@ mod futex;
 #[cfg(feature = "loom")]
 #[doc(hidden)]
 pub mod model;
+pub mod reactor;
 pub mod strategy;
 mod sync;
 

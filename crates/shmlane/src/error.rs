@@ -193,6 +193,9 @@ pub enum ReceiveError {
     /// Nothing arrived before the deadline.
     #[error(transparent)]
     TimedOut(#[from] shmlane_notify::TimedOut),
+    /// An async wait could not start the reactor thread.
+    #[error(transparent)]
+    Reactor(#[from] shmlane_notify::reactor::ReactorError),
 }
 
 /// Signalling an event ([`Notifier::notify`](crate::Notifier::notify)).

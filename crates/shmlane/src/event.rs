@@ -403,6 +403,15 @@ impl Listener {
         &self.entry.event
     }
 
+    /// Pending event ids, awaited (at least one), as [`wait`](Self::wait) from async code.
+    pub async fn wait_async(&self) -> Result<Vec<EventId>, ReceiveError> {
+        crate::asynchronous::until(self.signal(), || {
+            let ids = self.try_take();
+            Ok((!ids.is_empty()).then_some(ids))
+        })
+        .await
+    }
+
     fn take_into(&self, ids: &mut Vec<EventId>) {
         for (w, word) in self.bits.iter().enumerate() {
             // Relaxed first: most words are empty, and a swap would dirty the line.

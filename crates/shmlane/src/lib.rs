@@ -66,6 +66,7 @@
 //! | `shmlane.respond.loaned` | [`Server::respond`] | the server holds a request and a loaned response, not yet sent |
 //! | `shmlane.call.sent` | [`Client::send`] | the request queued at the server, its response not yet received |
 
+mod asynchronous;
 pub mod discovery;
 mod error;
 pub mod event;

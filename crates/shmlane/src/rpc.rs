@@ -337,6 +337,13 @@ impl<Req: ZeroCopy, Resp: ZeroCopy> Server<Req, Resp> {
         Ok(Request { sample, tag })
     }
 
+    /// The next request, awaited (cancel-safe, as [`Subscriber::receive_async`]).
+    pub async fn receive_async(&self) -> Result<Request<'_, Req>, ReceiveError> {
+        let sample = self.requests.receive_async().await?;
+        let tag = RpcTag::from_raw(sample.tag());
+        Ok(Request { sample, tag })
+    }
+
     /// Its request subscriber (for a WaitSet).
     pub(crate) fn requests(&self) -> &Subscriber<Req> {
         &self.requests
@@ -377,6 +384,19 @@ impl<Req: ZeroCopy> Deref for Request<'_, Req> {
 }
 
 impl<Req: ZeroCopy, Resp: ZeroCopy> Client<Req, Resp> {
+    /// The response to `pending`, awaited; responses to other requests met on the way are
+    /// dropped, as [`receive_with`](Self::receive_with) drops them.
+    pub async fn receive_async(&self, pending: Pending) -> Result<Sample<'_, Resp>, ReceiveError> {
+        crate::asynchronous::until(self.responses.signal(), || self.receive(pending)).await
+    }
+
+    /// Sends `request` and awaits its response. Cancelling after the send leaves the response
+    /// to be dropped by a later receive, as a timed-out [`call`](Self::call) does.
+    pub async fn call_async(&self, request: Req) -> Result<Sample<'_, Resp>, CallError> {
+        let pending = self.send(request)?;
+        Ok(self.receive_async(pending).await?)
+    }
+
     /// Its response subscriber (for a WaitSet).
     pub(crate) fn responses(&self) -> &Subscriber<Resp> {
         &self.responses

@@ -165,6 +165,13 @@ impl RawServer {
         Ok(RawRequest { sample, tag })
     }
 
+    /// The next request, awaited (cancel-safe).
+    pub async fn receive_async(&self) -> Result<RawRequest<'_>, ReceiveError> {
+        let sample = self.requests.receive_async().await?;
+        let tag = RpcTag::from_raw(sample.tag());
+        Ok(RawRequest { sample, tag })
+    }
+
     /// Its request subscriber (for a WaitSet).
     pub(crate) fn requests(&self) -> &RawSubscriber {
         &self.requests
@@ -214,6 +221,17 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// The response to `pending`, awaited.
+    pub async fn receive_async(&self, pending: Pending) -> Result<RawSample<'_>, ReceiveError> {
+        crate::asynchronous::until(self.responses.signal(), || self.receive(pending)).await
+    }
+
+    /// Sends `request` and awaits its response.
+    pub async fn call_async(&self, request: &[u8]) -> Result<RawSample<'_>, CallError> {
+        let pending = self.send(request)?;
+        Ok(self.receive_async(pending).await?)
+    }
+
     /// Its response subscriber (for a WaitSet).
     pub(crate) fn responses(&self) -> &RawSubscriber {
         &self.responses

@@ -315,6 +315,11 @@ impl RawSubscriber {
         self.inner.wait_with(strategy, timeout, || self.receive())
     }
 
+    /// The next sample, awaited, as [`Subscriber::receive_async`].
+    pub async fn receive_async(&self) -> Result<RawSample<'_>, ReceiveError> {
+        crate::asynchronous::until(self.signal(), || self.receive()).await
+    }
+
     /// Bytes of one element.
     pub fn element_size(&self) -> usize {
         self.inner.element().size as usize

@@ -667,6 +667,13 @@ impl<T: ZeroCopy> Subscriber<T> {
     ) -> Result<Sample<'_, T>, ReceiveError> {
         self.wait_with(strategy, timeout, || self.receive())
     }
+
+    /// The next sample, awaited: the same as [`receive_with`](Self::receive_with), from async
+    /// code with any executor (see the guide's async section). Cancel-safe: a dropped future
+    /// takes no sample.
+    pub async fn receive_async(&self) -> Result<Sample<'_, T>, ReceiveError> {
+        crate::asynchronous::until(self.signal(), || self.receive()).await
+    }
 }
 
 /// Most payload segments one `receive` maps (or fails to map) plus values it cannot read and
