@@ -6,7 +6,9 @@
 //! - `receive_with`: `Subscriber::receive_with(&mut Blocking)` on the answer topic;
 //! - `waitset-1`, `waitset-8`, `waitset-64`: a `WaitSet` waited on with `Blocking`, holding the
 //!   answer topic's subscriber and 0, 7 or 63 subscribers of topics nobody publishes to (one
-//!   `futex_waitv` on all of them), then `receive`.
+//!   `futex_waitv` on all of them), then `receive`;
+//! - `receive_async`: `Subscriber::receive_async` awaited on a minimal executor (the thread
+//!   parks; the reactor thread sleeps on the topic and unparks it).
 //!
 //! Then, in this process alone, what a busy-polling WaitSet pays per attachment: a `wait` with
 //! `BusySpin` on 1, 8 and 64 subscribers, of which only the last has a sample queued.
@@ -33,7 +35,7 @@ const HANG: Duration = Duration::from_secs(10);
 /// Topics nobody publishes to, attached beside the answer topic (63 for `waitset-64`).
 const IDLE: usize = 63;
 
-const WAYS: [&str; 4] = ["receive_with", "waitset-1", "waitset-8", "waitset-64"];
+const WAYS: [&str; 5] = ["receive_with", "waitset-1", "waitset-8", "waitset-64", "receive_async"];
 
 fn topic(node: &Node, name: &str) -> Topic<u64> {
     let builder = node.topic::<u64>(name).max_publishers(1).max_subscribers(1);
@@ -104,6 +106,7 @@ fn run(namespace: &str, iters: u64) {
                 ping_pub.send_copy(seq).expect("ping");
                 let answer = match way {
                     0 => pong_sub.receive_with(&mut blocking, Some(HANG)).expect("hung"),
+                    4 => block_on(pong_sub.receive_async()).expect("receive"),
                     _ => {
                         let ready = sets[way - 1].wait(&mut blocking, Some(HANG)).expect("hung");
                         debug_assert_eq!(ready.len(), 1);
@@ -142,6 +145,49 @@ fn run(namespace: &str, iters: u64) {
     }
     drop(attachments);
     scan_cost(&node);
+    idle_cost(&idle);
+}
+
+/// Runs `future` to completion on this thread, parking it while the future is pending.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+/// CPU used by the whole process while 1000 futures await topics nobody publishes to.
+fn idle_cost(idle: &[Subscriber<u64>]) {
+    use std::task::{Context, Poll, Waker};
+    let seconds = if peer::smoke_test() { 0.1 } else { 2.0 };
+    let mut futures: Vec<_> =
+        (0..1000).map(|i| Box::pin(idle[i % idle.len()].receive_async())).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    for future in &mut futures {
+        assert!(future.as_mut().poll(&mut cx).is_pending(), "nothing was sent");
+    }
+    let before = peer::cpu_time();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let used = peer::cpu_time() - before;
+    println!(
+        "
+idle: 1000 futures pending on {} quiet topics for {seconds} s: {:.3} ms of CPU \
+         ({:.4}% of a core)",
+        idle.len(),
+        used.as_secs_f64() * 1e3,
+        used.as_secs_f64() / seconds * 100.0
+    );
 }
 
 /// A busy `wait` on `n` subscribers whose last alone has a sample: ns per call, per attachment.
