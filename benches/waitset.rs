@@ -169,7 +169,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 
 /// CPU used by the whole process while 1000 futures await topics nobody publishes to.
 fn idle_cost(idle: &[Subscriber<u64>]) {
-    use std::task::{Context, Poll, Waker};
+    use std::task::{Context, Waker};
     let seconds = if peer::smoke_test() { 0.1 } else { 2.0 };
     let mut futures: Vec<_> =
         (0..1000).map(|i| Box::pin(idle[i % idle.len()].receive_async())).collect();
