@@ -47,6 +47,29 @@ pub struct Peer {
     pub liveness: Liveness,
     /// Samples dropped for it (subscribers only; 0 otherwise).
     pub drops: u64,
+    /// Its counters, as it wrote them.
+    pub counters: Counters,
+}
+
+/// A slot holder's counters, written by the holder alone (one store per count, on a cache
+/// line nobody else writes) and read here by copy. Counts are per slot: a process that takes
+/// over a slot continues its predecessor's counts (so they only grow, as Prometheus counters
+/// may), except `held`, a gauge it resets. Fields that do not apply to a role stay 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Samples sent (publishers; for an rpc's request topic, the client's requests; for its
+    /// response topic, the server's responses).
+    pub sent: u64,
+    /// Loans refused for want of a free block (publishers).
+    pub loans_failed: u64,
+    /// Samples received (subscribers).
+    pub received: u64,
+    /// Samples held now (subscribers).
+    pub held: u64,
+    /// Waits for a response that timed out (an rpc client's response subscriber).
+    pub timeouts: u64,
+    /// Event notifications taken (listeners).
+    pub notifications: u64,
 }
 
 /// One service found.

@@ -24,6 +24,7 @@ use shmlane_segment::{
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use crate::counters::SlotCounters;
 use crate::error::{
     ConfigError, ConnectError, CorruptError, NotifyError, ReceiveError, TopicError,
 };
@@ -32,7 +33,7 @@ use crate::sync::{AtomicU64, Ordering};
 
 const MAGIC: [u8; 8] = *b"SHMLEVNT";
 const VERSION: u32 = 1;
-pub(crate) const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.event").with_u64(1);
+pub(crate) const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.event").with_u64(2);
 /// Largest `max_event_id`.
 pub const MAX_EVENT_ID: u32 = 1 << 16;
 
@@ -55,9 +56,11 @@ struct Header {
 struct ListenerEntry {
     role: AtomicU64,
     event: EventCount,
+    /// Its holder's counters (written by it alone, on their own line).
+    counters: SlotCounters,
 }
 
-// SAFETY: a `#[repr(C)]` aggregate of an atomic and an event count (both `SharedView`).
+// SAFETY: a `#[repr(C)]` aggregate of an atomic, an event count and counters (all `SharedView`).
 unsafe impl SharedView for ListenerEntry {}
 
 #[derive(Debug, Clone)]
@@ -422,14 +425,16 @@ impl Listener {
             let pending = word.swap(0, Ordering::Acquire);
             // Only ids below `max_event_id` exist: a word past it (or the bits of the last one
             // past it) hold nothing a notifier can set.
+            let before = ids.len();
             ids.extend(PendingIds::from_raw(pending).ids(w, self.max_event_id));
+            SlotCounters::add(&self.entry.counters.notifications, (ids.len() - before) as u64);
         }
     }
 }
 
-/// Offsets of the listener role words of an event segment, from its header (for discovery,
-/// over a read-only mapping).
-pub(crate) fn listener_role_offsets(segment: &Segment) -> Result<Vec<u64>, TopicError> {
+/// Offsets of the listener role words and counters of an event segment, from its header (for
+/// discovery, over a read-only mapping).
+pub(crate) fn listener_offsets(segment: &Segment) -> Result<Vec<(u64, u64)>, TopicError> {
     let header_at = shmlane_segment::HEADER_SIZE.next_multiple_of(128);
     let mut bytes = [0u8; size_of::<Header>()];
     segment.read_bytes(header_at, &mut bytes)?;
@@ -437,7 +442,8 @@ pub(crate) fn listener_role_offsets(segment: &Segment) -> Result<Vec<u64>, Topic
     header.check_magic()?;
     header.check_settings()?;
     let layout = Layout::new(header.max_listeners, header.max_event_id)?;
-    Ok(layout.listeners.iter().map(|(entry, _)| entry.offset).collect())
+    let counters = std::mem::offset_of!(ListenerEntry, counters) as u64;
+    Ok(layout.listeners.iter().map(|(entry, _)| (entry.offset, entry.offset + counters)).collect())
 }
 
 impl Header {

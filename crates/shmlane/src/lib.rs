@@ -67,6 +67,7 @@
 //! | `shmlane.call.sent` | [`Client::send`] | the request queued at the server, its response not yet received |
 
 mod asynchronous;
+mod counters;
 pub mod discovery;
 mod error;
 pub mod event;

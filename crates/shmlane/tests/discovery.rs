@@ -78,3 +78,57 @@ fn nodes_are_listed_with_liveness_and_a_heartbeat_that_moves() {
     );
     drop(manual);
 }
+
+#[test]
+fn counters_show_what_each_slot_holder_did() {
+    use shmlane::discovery::{Counters, ServiceInfo};
+    use shmlane::notify::Blocking;
+    use std::time::Duration;
+
+    let namespace = format!("c{}", std::process::id());
+    let node = Node::builder("test").namespace(&namespace).create().unwrap();
+    let service = |name: &str| -> ServiceInfo {
+        let found = list(None).unwrap().into_iter();
+        found.filter(|s| s.namespace == namespace && s.name == name).next().expect("listed")
+    };
+
+    // A publisher sends 5 (2 inline, 3 in blocks) and runs out of loans once; a subscriber
+    // takes 4 and holds 2 of them.
+    let topic = node.topic::<[u64; 8]>("wide").max_loans(1).create().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let publisher = topic.publisher().unwrap();
+    for n in 0..5 {
+        publisher.send_copy([n; 8]).unwrap();
+    }
+    let loan = publisher.loan().unwrap();
+    assert!(publisher.loan().is_err(), "one loan at a time");
+    drop(loan);
+    let held = [subscriber.receive().unwrap().unwrap(), subscriber.receive().unwrap().unwrap()];
+    for _ in 0..2 {
+        drop(subscriber.receive().unwrap().unwrap());
+    }
+    let wide = service("wide");
+    let sent = Counters { sent: 5, loans_failed: 1, ..Counters::default() };
+    assert_eq!(wide.publishers[0].counters, sent);
+    let received = Counters { received: 4, held: 2, ..Counters::default() };
+    assert_eq!(wide.subscribers[0].counters, received);
+    drop(held);
+    assert_eq!(service("wide").subscribers[0].counters.held, 0);
+
+    // A listener counts the notifications it took; an rpc client its timed-out waits.
+    let event = node.event("bell").open_or_create().unwrap();
+    let listener = event.listener().unwrap();
+    let notifier = event.notifier().unwrap();
+    for id in [1, 2, 3] {
+        notifier.notify(id).unwrap();
+    }
+    assert_eq!(listener.try_take(), [1, 2, 3]);
+    assert_eq!(service("bell").subscribers[0].counters.notifications, 3);
+    let rpc = node.rpc::<u64, u64>("slow").open_or_create().unwrap();
+    let (_server, client) = (rpc.server().unwrap(), rpc.client().unwrap());
+    let pending = client.send(1).unwrap();
+    let timeout = Some(Duration::from_millis(5));
+    assert!(client.receive_with(pending, &mut Blocking::new(), timeout).is_err());
+    assert_eq!(service("slow.req").publishers[0].counters.sent, 1, "the request");
+    assert_eq!(service("slow.resp").subscribers[0].counters.timeouts, 1);
+}

@@ -110,13 +110,26 @@ pub(crate) fn peers(entry: &SegmentEntry) -> String {
     }
 }
 
-/// A peer's slot, pid, liveness and drops.
+/// A peer's slot, pid, liveness, drops and counters.
 fn peer_json(peer: &Peer) -> Value {
     json!({
         "slot": peer.slot,
         "pid": peer.pid,
         "liveness": liveness(peer.liveness),
         "drops": peer.drops,
+        "counters": counters_json(&peer.counters),
+    })
+}
+
+/// A slot holder's counters.
+pub(crate) fn counters_json(counters: &shmlane::discovery::Counters) -> Value {
+    json!({
+        "sent": counters.sent,
+        "loans_failed": counters.loans_failed,
+        "received": counters.received,
+        "held": counters.held,
+        "timeouts": counters.timeouts,
+        "notifications": counters.notifications,
     })
 }
 

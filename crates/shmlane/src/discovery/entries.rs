@@ -27,7 +27,7 @@ use shmlane_segment::{
 };
 
 use super::names::{SegmentKind, kind_of};
-use super::{NodeInfo, Peer, ServiceInfo, ServiceKind};
+use super::{Counters, NodeInfo, Peer, ServiceInfo, ServiceKind};
 use crate::error::{CorruptError, TopicError};
 use crate::node::{NODE_FINGERPRINT, NodeRecordCopy, monotonic_ns};
 use crate::topic::layout::{Layout, TopicHeader};
@@ -404,23 +404,29 @@ impl Slots {
 pub(crate) fn slots(segment: &Segment, kind: ServiceKind) -> Result<Slots, ReadError> {
     match kind {
         ServiceKind::Event => {
-            let listeners = crate::event::listener_role_offsets(segment)?;
+            let listeners = crate::event::listener_offsets(segment)?;
             let subscribers = listeners
                 .into_iter()
                 .enumerate()
-                .filter_map(|(l, at)| peer(segment, l, at, None).transpose())
+                .filter_map(|(l, (role, counters))| {
+                    peer(segment, l, role, None, Some(counters)).transpose()
+                })
                 .collect::<Result<_, _>>()?;
             Ok(Slots { payload: None, publishers: Vec::new(), subscribers })
         }
         ServiceKind::Topic | ServiceKind::Rpc => {
             let (header, config, layout) = topic_layout(segment)?;
             let publishers = (0..config.max_publishers as usize)
-                .filter_map(|p| peer(segment, p, layout.publisher_role_at(p), None).transpose())
+                .filter_map(|p| {
+                    let counters = Some(layout.publisher_counters_at(p));
+                    peer(segment, p, layout.publisher_role_at(p), None, counters).transpose()
+                })
                 .collect::<Result<_, _>>()?;
             let subscribers = (0..config.max_subscribers as usize)
                 .filter_map(|s| {
-                    let drops = layout.subscriber_drops_at(s);
-                    peer(segment, s, layout.subscriber_role_at(s), Some(drops)).transpose()
+                    let drops = Some(layout.subscriber_drops_at(s));
+                    let counters = Some(layout.subscriber_counters_at(s));
+                    peer(segment, s, layout.subscriber_role_at(s), drops, counters).transpose()
                 })
                 .collect::<Result<_, _>>()?;
             let payload = Some((header.type_name(), header.type_size, header.type_version));
@@ -455,10 +461,32 @@ pub(crate) fn peer(
     slot: usize,
     role_at: u64,
     drops_at: Option<u64>,
+    counters_at: Option<u64>,
 ) -> Result<Option<Peer>, OffsetError> {
     let Some(owner) = RoleOwner::from_raw(read_u64(segment, role_at)?) else { return Ok(None) };
     let drops = drops_at.map(|at| read_u64(segment, at)).transpose()?.unwrap_or(0);
-    Ok(Some(Peer { slot, pid: owner.pid(), liveness: owner.liveness(), drops }))
+    let counters =
+        counters_at.map(|at| read_counters(segment, at)).transpose()?.unwrap_or_default();
+    Ok(Some(Peer { slot, pid: owner.pid(), liveness: owner.liveness(), drops, counters }))
+}
+
+/// A slot's counters at `at`, by copy (each word as it was when read).
+fn read_counters(segment: &Segment, at: u64) -> Result<Counters, OffsetError> {
+    let mut words = [0u8; 8 * crate::counters::COUNTERS];
+    segment.read_bytes(at, &mut words)?;
+    let word = |i: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&words[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(bytes)
+    };
+    Ok(Counters {
+        sent: word(0),
+        loans_failed: word(1),
+        received: word(2),
+        held: word(3),
+        timeouts: word(4),
+        notifications: word(5),
+    })
 }
 
 /// What a node registration says: its pid (if its presence file records one), liveness and

@@ -219,7 +219,10 @@ fn topic_detail(
         problems,
     };
     for p in 0..config.max_publishers as usize {
-        let Some(peer) = peer(segment, p, layout.publisher_role_at(p), None)? else { continue };
+        let counters = Some(layout.publisher_counters_at(p));
+        let Some(peer) = peer(segment, p, layout.publisher_role_at(p), None, counters)? else {
+            continue;
+        };
         // The slot's generation is a u32 stored in a u64 word.
         let generation = read_u64(segment, layout.publisher_generation_at(p))? as u32;
         let blocks: BTreeSet<BlockId> = queues[p * subscribers..(p + 1) * subscribers]
@@ -240,7 +243,8 @@ fn topic_detail(
     }
     for s in 0..subscribers {
         let drops_at = Some(layout.subscriber_drops_at(s));
-        let Some(peer) = peer(segment, s, layout.subscriber_role_at(s), drops_at)? else {
+        let counters = Some(layout.subscriber_counters_at(s));
+        let Some(peer) = peer(segment, s, layout.subscriber_role_at(s), drops_at, counters)? else {
             continue;
         };
         let generation = read_u64(segment, layout.subscriber_generation_at(s))?;

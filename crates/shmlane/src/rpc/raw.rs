@@ -271,7 +271,11 @@ impl RawClient {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let sample = self.responses.receive_with(strategy, left)?;
+            let sample = self.responses.receive_with(strategy, left).inspect_err(|e| {
+                if matches!(e, ReceiveError::TimedOut(_)) {
+                    self.responses.count_timeout();
+                }
+            })?;
             if RpcTag::from_raw(sample.tag()) == pending.tag {
                 return Ok(sample);
             }

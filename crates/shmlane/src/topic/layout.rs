@@ -25,6 +25,7 @@ use shmlane_segment::{Carver, Offset, OffsetError, Region, RegionLayout, Segment
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::TopicConfig;
+use crate::counters::SlotCounters;
 use crate::error::{ConfigError, CorruptError, TopicError};
 use crate::payload::TypeSpec;
 
@@ -149,6 +150,8 @@ pub(crate) struct PublisherEntry {
     pub(crate) generation: crate::sync::AtomicU64,
     /// Notified by subscribers when they return samples (room for a blocked publisher).
     pub(crate) space: EventCount,
+    /// Its holder's counters (written by it alone, on their own line).
+    pub(crate) counters: SlotCounters,
 }
 
 /// A subscriber slot.
@@ -164,6 +167,9 @@ pub(crate) struct SubscriberEntry {
     pub(crate) drops: crate::sync::AtomicU64,
     /// Notified by publishers after each send.
     pub(crate) event: EventCount,
+    /// Its holder's counters (written by it alone, on their own line; `drops` above is the
+    /// publishers').
+    pub(crate) counters: SlotCounters,
 }
 
 // SAFETY: `#[repr(C)]` aggregates of atomics and event counts (themselves `SharedView`): every
@@ -264,6 +270,16 @@ impl Layout {
     /// Offset of subscriber slot `s`'s role word.
     pub(crate) fn subscriber_role_at(&self, s: usize) -> u64 {
         self.subscribers.offset + s as u64 * size_of::<CachePadded<SubscriberEntry>>() as u64
+    }
+
+    /// Offset of publisher slot `p`'s counters.
+    pub(crate) fn publisher_counters_at(&self, p: usize) -> u64 {
+        self.publisher_role_at(p) + std::mem::offset_of!(PublisherEntry, counters) as u64
+    }
+
+    /// Offset of subscriber slot `s`'s counters.
+    pub(crate) fn subscriber_counters_at(&self, s: usize) -> u64 {
+        self.subscriber_role_at(s) + std::mem::offset_of!(SubscriberEntry, counters) as u64
     }
 
     /// Offset of subscriber slot `s`'s drop counter.

@@ -40,7 +40,7 @@ use layout::{Element, Layout, TopicHeader};
 pub(crate) const QUEUE_FINGERPRINT: Fingerprint =
     Fingerprint::new("shmlane.topic offsets").with_u64(2);
 /// Fingerprint of a topic's control segment (its header is checked field by field too).
-pub(crate) const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic").with_u64(2);
+pub(crate) const SEGMENT_FINGERPRINT: Fingerprint = Fingerprint::new("shmlane.topic").with_u64(3);
 /// Fingerprint of a publisher's payload segment.
 pub(crate) const DATA_FINGERPRINT: Fingerprint =
     Fingerprint::new("shmlane.topic payload").with_u64(1);

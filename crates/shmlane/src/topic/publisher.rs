@@ -24,6 +24,7 @@ use super::layout::{PublisherEntry, SubscriberEntry};
 use super::pool::{BlockCounts, Pools};
 use super::words::{self, BlockId, Holders, QueuedBlock};
 use super::{OpenTopic, Overflow, QUEUE_FINGERPRINT};
+use crate::counters::SlotCounters;
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
 use crate::sync::{AtomicU64, Ordering};
@@ -252,13 +253,17 @@ impl<T> Publisher<T> {
     fn take_block(&self, len: u64) -> Result<(BlockId, NonNull<u8>), PublishError> {
         let mut state = self.state.borrow_mut();
         if state.loans >= self.topic.config.max_loans {
-            return Err(PublishError::OutOfBlocks);
+            return Err(self.loan_failed());
         }
         // Returned blocks are collected only when no free one is left (and after each send):
         // reading the queues of returns on every loan would cost a cache-line transfer.
         let block = match state.pools.take_free(len) {
             Some(block) => block,
-            None => self.take_block_slow(&mut state, len)?,
+            None => match self.take_block_slow(&mut state, len) {
+                Ok(block) => block,
+                Err(PublishError::OutOfBlocks) => return Err(self.loan_failed()),
+                Err(e) => return Err(e),
+            },
         };
         state.loans += 1;
         let elements = state.pools.elements(block, len);
@@ -278,6 +283,13 @@ impl<T> Publisher<T> {
             }
             other => other,
         }
+    }
+
+    /// Counts a loan refused for want of a block; returns the error to give.
+    #[cold]
+    fn loan_failed(&self) -> PublishError {
+        SlotCounters::add(&self.entry.counters.loans_failed, 1);
+        PublishError::OutOfBlocks
     }
 
     /// Wakes the subscribers a batch send queued samples for since its last wake-up.
@@ -308,7 +320,20 @@ impl<T> Publisher<T> {
 
     /// Sends `sent` to every served subscriber (or to slot `only`): makes room as the
     /// overflow policy says, delivers, keeps it in the history, then takes in returns.
+    #[inline]
     fn publish(&self, sent: Sent, tag: u64, only: Option<usize>) -> Result<usize, PublishError> {
+        let delivered = self.publish_uncounted(sent, tag, only)?;
+        SlotCounters::add(&self.entry.counters.sent, 1);
+        Ok(delivered)
+    }
+
+    /// [`publish`](Self::publish) without counting the send.
+    fn publish_uncounted(
+        &self,
+        sent: Sent,
+        tag: u64,
+        only: Option<usize>,
+    ) -> Result<usize, PublishError> {
         let targets = self.targets(only);
         let mut state = self.state.borrow_mut();
         // A block stays marked loaned until the send is done: a value a peer forged into a
@@ -687,7 +712,7 @@ impl<T> Publisher<T> {
         if len == 1 && self.element.inline() {
             let mut state = self.state.borrow_mut();
             if state.loans >= self.topic.config.max_loans {
-                return Err(PublishError::OutOfBlocks);
+                return Err(self.loan_failed());
             }
             state.loans += 1;
             return Ok(Place::Inline([0; LINE_WORDS]));
@@ -756,7 +781,7 @@ impl<T: ZeroCopy> Publisher<T> {
         if words::inline::<T>() {
             let mut state = self.state.borrow_mut();
             if state.loans >= self.topic.config.max_loans {
-                return Err(PublishError::OutOfBlocks);
+                return Err(self.loan_failed());
             }
             state.loans += 1;
             return Ok(Loan { publisher: self, place: Place::Inline([0; LINE_WORDS]) });

@@ -350,6 +350,11 @@ impl RawSubscriber {
         self.inner.signal()
     }
 
+    /// Counts an rpc response wait that timed out.
+    pub(crate) fn count_timeout(&self) {
+        self.inner.count_timeout();
+    }
+
     /// The subscriber slot held and this holder's generation of it (the raw rpc's client tag).
     pub(crate) fn slot_and_generation(&self) -> (usize, u64) {
         (self.inner.slot(), self.inner.generation())

@@ -24,6 +24,7 @@ use super::layout::{
 };
 use super::words::{self, QueuedBlock};
 use super::{DATA_FINGERPRINT, OpenTopic, QUEUE_FINGERPRINT};
+use crate::counters::SlotCounters;
 use crate::error::{ConnectError, ReceiveError};
 use crate::payload::ZeroCopy;
 use crate::sync::{AtomicU64, Ordering};
@@ -214,6 +215,8 @@ impl<T> Subscriber<T> {
         };
         crash_point!("shmlane.subscribe.claimed");
         let generation = SubscriberSlot { role: &entry.role, generation: &entry.generation }.take();
+        // A dead predecessor's gauge of held samples is not ours.
+        SlotCounters::set(&entry.counters.held, 0);
         let subscribers = config.max_subscribers as usize;
         let mut publishers = Vec::new();
         let mut connections = Vec::new();
@@ -261,6 +264,22 @@ impl<T> Subscriber<T> {
     /// compiles as if written for its type).
     #[inline(always)]
     pub(crate) fn receive_place(
+        &self,
+        inline: bool,
+        line_words: usize,
+    ) -> Result<Option<(u32, Received)>, ReceiveError> {
+        let place = self.receive_place_uncounted(inline, line_words)?;
+        if place.is_some() {
+            let counters = &self.entry.counters;
+            SlotCounters::add(&counters.received, 1);
+            SlotCounters::set(&counters.held, u64::from(self.held.get()));
+        }
+        Ok(place)
+    }
+
+    /// [`receive_place`](Self::receive_place) without counting what it takes.
+    #[inline(always)]
+    fn receive_place_uncounted(
         &self,
         inline: bool,
         line_words: usize,
@@ -615,7 +634,7 @@ impl<T> Subscriber<T> {
     pub(crate) fn release(&self, publisher: u32, place: &Received) {
         match place {
             Received::Block(lent) => self.give_back(publisher as usize, lent.value),
-            Received::Inline(_) => self.held.set(self.held.get() - 1),
+            Received::Inline(_) => self.set_held(self.held.get() - 1),
         }
     }
 
@@ -636,6 +655,19 @@ impl<T> Subscriber<T> {
         strategy.wait_for(&self.entry.event, deadline, poll)?
     }
 
+    /// Sets the count of samples held, and its gauge for monitors.
+    #[inline]
+    fn set_held(&self, held: u32) {
+        self.held.set(held);
+        SlotCounters::set(&self.entry.counters.held, u64::from(held));
+    }
+
+    /// Counts a wait for an rpc response that timed out (this is the client's response
+    /// subscriber).
+    pub(crate) fn count_timeout(&self) {
+        SlotCounters::add(&self.entry.counters.timeouts, 1);
+    }
+
     /// The element's layout (for the run-time typed API).
     pub(crate) fn element(&self) -> Element {
         self.topic.element
@@ -643,7 +675,7 @@ impl<T> Subscriber<T> {
 
     /// Queues `value` to be handed back to publisher `p` ([`hand_back`](Self::hand_back)).
     fn give_back(&self, p: usize, value: QueuedBlock) {
-        self.held.set(self.held.get() - 1);
+        self.set_held(self.held.get() - 1);
         let mut connections = self.connections.borrow_mut();
         // `held + unreturned <= max_held` (checked in `receive`): within the reserved room.
         connections[p].returns.push(value.to_raw());

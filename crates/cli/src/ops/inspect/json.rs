@@ -87,6 +87,7 @@ fn publisher_json(publisher: &PublisherDetail) -> Value {
         "pid": publisher.peer.pid,
         "liveness": show::liveness(publisher.peer.liveness),
         "generation": publisher.generation,
+        "counters": show::counters_json(&publisher.peer.counters),
         "pools": publisher.pools.iter().map(pool_json).collect::<Vec<_>>(),
     })
 }
@@ -97,6 +98,7 @@ fn subscriber_json(subscriber: &SubscriberDetail) -> Value {
         "pid": subscriber.peer.pid,
         "liveness": show::liveness(subscriber.peer.liveness),
         "drops": subscriber.peer.drops,
+        "counters": show::counters_json(&subscriber.peer.counters),
         "generation": subscriber.generation,
         "queues": subscriber.queues.iter().map(queue_json).collect::<Vec<_>>(),
     })

@@ -216,11 +216,13 @@ fn publisher_text(out: &mut String, publisher: &PublisherDetail) {
     let peer = &publisher.peer;
     let _ = writeln!(
         out,
-        "  slot {}  pid {} {}  generation {}",
+        "  slot {}  pid {} {}  generation {}  sent {}  loans failed {}",
         peer.slot,
         show::pid(peer.pid),
         show::liveness(peer.liveness),
-        publisher.generation
+        publisher.generation,
+        peer.counters.sent,
+        peer.counters.loans_failed
     );
     for pool in &publisher.pools {
         let _ = writeln!(out, "    pool {}: {}", pool.name, pool_text(pool));
@@ -232,10 +234,12 @@ fn subscriber_text(out: &mut String, subscriber: &SubscriberDetail) {
     let peer = &subscriber.peer;
     let _ = writeln!(
         out,
-        "  slot {}  pid {} {}  drops {}",
+        "  slot {}  pid {} {}  received {}  held {}  drops {}",
         peer.slot,
         show::pid(peer.pid),
         show::liveness(peer.liveness),
+        peer.counters.received,
+        peer.counters.held,
         peer.drops
     );
     for queue in &subscriber.queues {
