@@ -22,7 +22,7 @@ pub use inspect::{
     TopicDetail, inspect,
 };
 pub use names::SegmentKind;
-pub use shmlane_segment::{DiscoveryError, Removal};
+pub use shmlane_segment::{DiscoveryError, Liveness, Removal};
 
 /// What a service is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -195,6 +195,16 @@ impl RawRequest<'_> {
         self.sample.publisher_slot()
     }
 
+    /// Elements sent (at least 1).
+    pub fn len(&self) -> usize {
+        self.sample.len()
+    }
+
+    /// Always false: a request has at least one element.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
     /// Its bytes by copy (volatile loads), as [`RawSample::to_vec`].
     pub fn to_vec(&self) -> Vec<u8> {
         self.sample.to_vec()
