@@ -14,7 +14,7 @@ mod names;
 
 use std::path::Path;
 
-use shmlane_segment::{Liveness, SegmentInfo, SegmentStatus};
+use shmlane_segment::{SegmentInfo, SegmentStatus};
 
 pub use entries::{SegmentEntry, Verdict, remove_stale, segments};
 pub use inspect::{

@@ -88,15 +88,15 @@ pub use error::{
 };
 pub use event::{Event, EventBuilder, EventId, Listener, Notifier};
 pub use node::{DEFAULT_NAMESPACE, NAMESPACE_ENV, Node, NodeBuilder};
-/// The segment errors inside [`TopicError::Create`] and [`TopicError::Open`] (to tell "exists"
-/// from "not found" without depending on `shmlane-segment`).
-pub use shmlane_segment::{CreateError, OpenError};
 pub use payload::{TypeInfo, TypeSpec, ZeroCopy};
 pub use rpc::{
     CallError, Client, Pending, RawClient, RawRequest, RawRpc, RawRpcBuilder, RawServer, Request,
     Rpc, RpcBuilder, Server,
 };
 pub use shmlane_notify as notify;
+/// The segment errors inside [`TopicError::Create`] and [`TopicError::Open`] (to tell "exists"
+/// from "not found" without depending on `shmlane-segment`).
+pub use shmlane_segment::{CreateError, OpenError};
 pub use topic::{
     BlockCounts, DEFAULT_MAX_POOL_BYTES, Loan, Overflow, Publisher, RawLoan, RawPublisher,
     RawSample, RawSubscriber, RawTopic, RawTopicBuilder, Sample, SliceLoan, Subscriber, Topic,

@@ -89,7 +89,7 @@ fn counters_show_what_each_slot_holder_did() {
     let node = Node::builder("test").namespace(&namespace).create().unwrap();
     let service = |name: &str| -> ServiceInfo {
         let found = list(None).unwrap().into_iter();
-        found.filter(|s| s.namespace == namespace && s.name == name).next().expect("listed")
+        found.into_iter().find(|s| s.namespace == namespace && s.name == name).expect("listed")
     };
 
     // A publisher sends 5 (2 inline, 3 in blocks) and runs out of loans once; a subscriber
