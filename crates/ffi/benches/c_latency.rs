@@ -82,8 +82,12 @@ fn run(namespace: &str, rounds: usize, warmup: usize) {
     let node = Node::builder("initiator").namespace(namespace).create().expect("node");
     let (ping_r, pong_r) = (topic(&node, "ping-r"), topic(&node, "pong-r"));
     let (_ping_c, _pong_c) = (topic(&node, "ping-c"), topic(&node, "pong-c"));
+    let (_ping_rr, _pong_rr) = (topic(&node, "ping-rr"), topic(&node, "pong-rr"));
     let publisher = ping_r.publisher().expect("publisher");
     let subscriber = pong_r.subscriber().expect("subscriber");
+    // The run-time typed API the C ABI wraps, from Rust: what the ABI itself adds is the rest.
+    let raw_publisher = node.raw_topic("ping-rr").open().expect("raw").publisher().expect("pub");
+    let raw_subscriber = node.raw_topic("pong-rr").open().expect("raw").subscriber().expect("sub");
     let program = compile_initiator();
 
     // Pinned before this process pins itself: a pinned parent's children inherit its CPU.
@@ -110,6 +114,7 @@ fn run(namespace: &str, rounds: usize, warmup: usize) {
 
     let mut rust = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut cee = rust.clone();
+    let mut raw = rust.clone();
     let mut seq = 0u64;
     let mut bytes = vec![0u8; ROUND * 8];
     for round in 0..rounds {
@@ -129,6 +134,24 @@ fn run(namespace: &str, rounds: usize, warmup: usize) {
             assert_eq!(answer, seq);
             if round >= warmup {
                 rust.record(rtt).expect("in range");
+            }
+        }
+        for _ in 0..ROUND {
+            seq += 1;
+            let start = Instant::now();
+            let mut loan = raw_publisher.loan(1).expect("loan");
+            loan.copy_from_slice(&seq.to_ne_bytes());
+            raw_publisher.send(loan).expect("send");
+            let answer = loop {
+                if let Some(sample) = raw_subscriber.receive().expect("receive") {
+                    break u64::from_ne_bytes(sample[..8].try_into().expect("8 bytes"));
+                }
+                assert!(start.elapsed() < HANG, "the echo hung");
+            };
+            let rtt = start.elapsed().as_nanos() as u64;
+            assert_eq!(answer, seq);
+            if round >= warmup {
+                raw.record(rtt).expect("in range");
             }
         }
         to_c.write_all(b"g").and_then(|()| to_c.flush()).expect("signal the C initiator");
@@ -154,7 +177,7 @@ fn run(namespace: &str, rounds: usize, warmup: usize) {
         "{:>10} {:>8} {:>8} {:>8} {:>8} {:>10}",
         "initiator", "p50", "p90", "p99", "p99.9", "max"
     );
-    for (name, h) in [("Rust", &rust), ("C", &cee)] {
+    for (name, h) in [("Rust", &rust), ("Rust raw", &raw), ("C", &cee)] {
         let q = |q| h.value_at_quantile(q) / 2;
         println!(
             "{name:>10} {:>8} {:>8} {:>8} {:>8} {:>10}",
@@ -167,6 +190,8 @@ fn run(namespace: &str, rounds: usize, warmup: usize) {
     }
     let ratio = |q| cee.value_at_quantile(q) as f64 / rust.value_at_quantile(q).max(1) as f64;
     println!("C / Rust: p50 {:.3}, p99 {:.3}", ratio(0.5), ratio(0.99));
+    let raw_ratio = raw.value_at_quantile(0.5) as f64 / rust.value_at_quantile(0.5).max(1) as f64;
+    println!("Rust raw (the API the C ABI wraps) / Rust: p50 {raw_ratio:.3}");
 }
 
 /// Compiles `benches/c/pingpong.c` against the header and the cdylib cargo built for this
@@ -202,7 +227,7 @@ fn compile_initiator() -> PathBuf {
 fn echo(namespace: &str, cpu: usize) {
     pin(cpu);
     let node = Node::builder("echo").namespace(namespace).create().expect("node");
-    let pairs: Vec<_> = ["r", "c"]
+    let pairs: Vec<_> = ["r", "rr", "c"]
         .iter()
         .map(|side| {
             let ping = topic(&node, &format!("ping-{side}")).subscriber().expect("ping");
