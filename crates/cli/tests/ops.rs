@@ -402,7 +402,7 @@ fn missing_ambiguous_and_corrupt_names_exit_with_their_codes_and_clean_never_rem
     // fingerprint mirrors `topic::SEGMENT_FINGERPRINT` in crates/shmlane/src/topic/mod.rs.
     let _bogus = Segment::builder("app.topic.bogus")
         .backing(Backing::Dir(root.to_owned()))
-        .fingerprint(Fingerprint::new("shmlane.topic").with_u64(2))
+        .fingerprint(Fingerprint::new("shmlane.topic").with_u64(3))
         .size(4096)
         .create()
         .unwrap();
