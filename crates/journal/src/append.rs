@@ -7,7 +7,13 @@
 //! 1. the state word becomes `Writing | len` (tailers treat it as "nothing yet");
 //! 2. the payload, then index, timestamp and checksum are written after it;
 //! 3. the state word becomes `Committed | len` with a Release store, then the event count is
-//!    notified (a fence and a load unless a tailer sleeps).
+//!    notified (a fence and a load unless a tailer sleeps);
+//! 4. every `index_stride`-th record of a file, its index entry is written (three word
+//!    stores, the offset last with Release): one comparison per record otherwise.
+//!
+//! Before step 1, when less than [`JournalConfig::prefault`](crate::JournalConfig::prefault)
+//! bytes of the file lie mapped in ahead of the record, the next chunk is (one `madvise`): one
+//! comparison per record otherwise.
 //!
 //! The steps themselves, and the roll's order (next file created, then the end marker), are
 //! `publish`'s, which the loom models check (`loom-tests/journal_publish.rs`).
@@ -26,11 +32,11 @@ use shmlane_segment::{RoleClaim, RoleError, RoleOwner, SegmentRef};
 
 use crate::control::Control;
 use crate::files::{self, JournalFile};
-use crate::format::{self, FILE_HEADER_SIZE, FileInfo, RECORD_HEADER_SIZE};
-use crate::publish;
+use crate::format::{self, FILE_HEADER_SIZE, FileInfo, IndexEntry, RECORD_HEADER_SIZE};
 use crate::recover::{self, TornRecord};
 use crate::sync::AtomicU64;
 use crate::{AppendError, AppenderError, Durability, FileError, JournalConfig, now_unix_ns};
+use crate::{index, publish};
 
 /// What taking the appender role found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,6 +49,9 @@ pub struct Recovery {
     pub torn: Vec<TornRecord>,
     /// Whether the next-to-last file had to be sealed (its appender died while rolling).
     pub sealed_previous: bool,
+    /// Index entries of the last two files rewritten (missing, because their appender died
+    /// before writing them, or wrong) or removed (naming records removed as torn).
+    pub index_repaired: u64,
 }
 
 /// The one writer of a journal (see [`Journal::appender`](crate::Journal::appender)).
@@ -56,9 +65,16 @@ pub struct Appender {
     /// Offset of the next record (or of the end marker, once `sealed`).
     offset: u64,
     next_index: u64,
+    /// The index of the next record that gets an index entry (`u64::MAX`: none).
+    next_indexed: u64,
     last_timestamp: u64,
     /// The end marker is at `offset`: the next record goes into a new file.
     sealed: bool,
+    /// `max_record_len()`, computed once.
+    max_len: u32,
+    /// Bytes of `file` before this offset are mapped in (`JournalConfig::prefault`);
+    /// `u64::MAX` once the file is, or prefaulting is off or failed.
+    prefaulted: u64,
     /// Bytes of `file` before this offset are on disk (as far as the policy asks).
     synced_to: u64,
     unsynced_records: u32,
@@ -97,20 +113,22 @@ impl Appender {
             let file = JournalFile::open(dir, previous, true)?;
             let tail = recover::repair_tail(&file, &mut buf);
             recovery.torn.extend(tail.torn);
+            recovery.index_repaired += tail.index.rewritten + tail.index.cleared;
             last_timestamp = tail.last_timestamp;
             if !tail.sealed {
                 // The last appender created the last file but died before sealing this one.
                 publish::seal(&file.map, tail.offset);
                 recovery.sealed_previous = true;
             }
-            if durable && (recovery.sealed_previous || tail.torn.is_some()) {
+            if durable && (recovery.sealed_previous || tail.torn.is_some() || tail.index.any()) {
                 sync_whole(&file)?;
             }
         }
         let file = JournalFile::open(dir, last, true)?;
         let tail = recover::repair_tail(&file, &mut buf);
         recovery.torn.extend(tail.torn);
-        if durable && tail.torn.is_some() {
+        recovery.index_repaired += tail.index.rewritten + tail.index.cleared;
+        if durable && (tail.torn.is_some() || tail.index.any()) {
             sync_whole(&file)?;
         }
         let published = control.published.clone();
@@ -122,8 +140,14 @@ impl Appender {
             published,
             offset: tail.offset,
             next_index: tail.next_index,
+            next_indexed: index::next_indexed(&file.info, tail.next_index),
             last_timestamp: last_timestamp.max(tail.last_timestamp).max(file.info.created_unix_ns),
             sealed: tail.sealed,
+            max_len: format::max_payload(format::records_end(
+                config.roll_size,
+                config.index_stride,
+            )),
+            prefaulted: 0,
             synced_to: tail.offset,
             file,
             unsynced_records: 0,
@@ -150,7 +174,7 @@ impl Appender {
 
     /// The largest record this journal's configuration accepts.
     pub fn max_record_len(&self) -> u32 {
-        format::max_payload(self.config.roll_size)
+        self.max_len
     }
 
     /// Appends a copy of `payload` and returns its index.
@@ -165,13 +189,16 @@ impl Appender {
     /// [`Reservation::commit`] publishes it; dropping the reservation abandons it. Rolls to a
     /// new file first if the record does not fit in this one.
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>, AppendError> {
-        let max = self.max_record_len();
+        let max = self.max_len;
         let len = u32::try_from(len)
             .ok()
             .filter(|&len| len <= max)
             .ok_or(AppendError::TooLarge { len, max })?;
-        if self.sealed || !format::fits(self.offset, len, self.file.info.file_size) {
+        if self.sealed || !format::fits(self.offset, len, self.file.records_end) {
             self.roll()?;
+        }
+        if self.offset + self.config.prefault > self.prefaulted {
+            self.prefault();
         }
         // The word is in the file: `offset + 8 <= file_size` holds for every offset.
         publish::claim(&self.file.map, self.offset, len);
@@ -198,11 +225,24 @@ impl Appender {
         };
         // The fields, then the Release store of `Committed | len`.
         publish::commit(&self.file.map, self.offset, len, index, timestamp_ns, checksum);
+        if index == self.next_indexed {
+            self.write_entry(IndexEntry { index, timestamp_ns, offset: self.offset });
+        }
         self.offset += format::extent(len);
         self.next_index += 1;
         self.last_timestamp = timestamp_ns;
         self.published.notify_all();
         self.after_publish(index)
+    }
+
+    /// Writes the index entry of the record just published (every `index_stride`-th).
+    #[cold]
+    #[inline(never)]
+    fn write_entry(&mut self, entry: IndexEntry) {
+        if let Some(slot) = index::slot_of(&self.file.info, entry.index) {
+            index::write(&self.file, slot, entry);
+        }
+        self.next_indexed = index::next_indexed(&self.file.info, entry.index.saturating_add(1));
     }
 
     /// The payload bytes of the reserved record.
@@ -215,10 +255,23 @@ impl Appender {
         unsafe { self.file.map.slice_mut(at, len as usize) }.unwrap_or_default()
     }
 
+    /// Maps in the file up to `2 * prefault` bytes past the next record (`JournalConfig::prefault`).
+    #[cold]
+    #[inline(never)]
+    fn prefault(&mut self) {
+        const PAGE: u64 = 4096;
+        let chunk = self.config.prefault.next_multiple_of(PAGE);
+        let from = self.prefaulted.max(self.offset / PAGE * PAGE);
+        let to = (self.offset + 2 * chunk).next_multiple_of(PAGE).min(self.file.info.file_size);
+        let done = chunk > 0 && from < to && self.file.map.prefault(from, to - from).is_ok();
+        // Off, done to the end, or failed (a kernel before 5.14): no more for this file.
+        self.prefaulted = if done && to < self.file.info.file_size { to } else { u64::MAX };
+    }
+
     /// Abandons the reserved record of `len` bytes: zeroes its extent (the state word last).
     fn abandon(&mut self, len: u32) {
         let from = self.offset + 8;
-        let to = (self.offset + format::extent(len)).min(self.file.info.file_size);
+        let to = (self.offset + format::extent(len)).min(self.file.records_end);
         recover::zero(&self.file, from, to);
         publish::retract(&self.file.map, self.offset);
     }
@@ -250,6 +303,7 @@ impl Appender {
             created_unix_ns: now_unix_ns().max(self.last_timestamp),
             file_size: self.config.roll_size,
             record_type: self.config.record_type.clone(),
+            index_stride: self.config.index_stride,
         };
         // The next file first, then the end marker (unless there already).
         let next = publish::roll(&self.file.map, self.offset, self.sealed, || {
@@ -261,16 +315,23 @@ impl Appender {
         self.offset = FILE_HEADER_SIZE;
         self.synced_to = FILE_HEADER_SIZE;
         self.sealed = false;
+        self.next_indexed = index::next_indexed(&self.file.info, self.next_index);
+        self.prefaulted = 0;
         // Tailers asleep at the end marker move on to the new file.
         self.published.notify_all();
         if durable {
             // The roll is done whatever this says: the next append goes to the new file.
-            let len = unsynced.end - unsynced.start;
-            sealed.map.flush(unsynced.start, len).map_err(|source| FileError::Io {
-                op: "msync",
-                path: sealed.path.clone(),
-                source,
-            })?;
+            // The sealed file's index too (its dirty pages only): recovery rebuilds the index
+            // of the last two files only.
+            let entries = sealed.records_end..sealed.info.file_size;
+            for range in [unsynced, entries] {
+                let len = range.end - range.start;
+                sealed.map.flush(range.start, len).map_err(|source| FileError::Io {
+                    op: "msync",
+                    path: sealed.path.clone(),
+                    source,
+                })?;
+            }
         }
         Ok(())
     }

@@ -74,7 +74,8 @@ pub enum FileError {
     },
     /// Written by a format version this build does not read.
     #[error(
-        "journal file {path} has format version {found}; this build reads only version {}",
+        "journal file {path} has format version {found}; this build reads versions 1 to {}: \
+         read it with a newer build",
         crate::format::FORMAT_VERSION
     )]
     Version {

@@ -77,6 +77,8 @@ pub(crate) struct JournalFile {
     pub path: PathBuf,
     pub info: FileInfo,
     pub map: FileMap,
+    /// `info.records_end()`, where records end and the index region starts.
+    pub records_end: u64,
 }
 
 impl JournalFile {
@@ -97,7 +99,7 @@ impl JournalFile {
                 actual: map.len(),
             });
         }
-        Ok(JournalFile { path, info, map })
+        Ok(JournalFile { path, records_end: info.records_end(), info, map })
     }
 
     /// Creates file `info.seq` in `dir`: a temporary file preallocated to `info.file_size`
@@ -145,7 +147,7 @@ impl JournalFile {
             Ok(map)
         })();
         match made {
-            Ok(map) => Ok(JournalFile { path, info, map }),
+            Ok(map) => Ok(JournalFile { path, records_end: info.records_end(), info, map }),
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
                 Err(e)

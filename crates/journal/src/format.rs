@@ -10,12 +10,15 @@ use crate::RecordType;
 
 /// Magic bytes at offset 0 of every journal file.
 pub const MAGIC: [u8; 8] = *b"SHMLJRN\0";
-/// The only file format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The file format this build writes. It also reads version 1 (no index: [`FileHeader::validate`]).
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format, without the index: its checksum covers bytes `0..128` only.
+const FORMAT_VERSION_1: u32 = 1;
 /// Bytes of the file header; the first record starts here.
 pub const FILE_HEADER_SIZE: u64 = 256;
-/// Bytes of the header covered by its checksum (everything before the checksum field).
-const HEADER_CHECKSUM_SPAN: usize = 128;
+/// Offset of the header checksum field; version 2's checksum covers every other header byte,
+/// version 1's only the bytes before it.
+const HEADER_CHECKSUM_AT: usize = 128;
 /// Longest record type name, in bytes.
 pub const TYPE_NAME_MAX: usize = 64;
 /// Bytes of a record header; the payload follows.
@@ -33,6 +36,10 @@ pub const MAX_FILE_SIZE: u64 = 1 << 40;
 pub const MAX_SEQ: u64 = 1 << 48;
 /// Largest first index a file header may hold (so that indices never overflow).
 pub const MAX_FIRST_INDEX: u64 = 1 << 62;
+/// Bytes of an index entry: index, timestamp, offset.
+pub const INDEX_ENTRY_SIZE: u64 = 24;
+/// Largest index stride accepted (records per index entry).
+pub const MAX_INDEX_STRIDE: u32 = 1 << 16;
 
 /// State of a record slot being written: the payload is not complete yet.
 pub(crate) const STATE_WRITING: u32 = u32::from_le_bytes(*b"WRIT");
@@ -58,7 +65,8 @@ pub(crate) struct FileHeader {
     pub type_name_len: u32,
     pub type_name: [u8; TYPE_NAME_MAX],
     pub header_checksum: u32,
-    pub reserved: [u8; 124],
+    pub index_stride: u32,
+    pub reserved: [u8; 120],
 }
 
 const _: () = assert!(size_of::<FileHeader>() as u64 == FILE_HEADER_SIZE);
@@ -71,6 +79,34 @@ pub(crate) struct FileInfo {
     pub created_unix_ns: u64,
     pub file_size: u64,
     pub record_type: RecordType,
+    /// Records per index entry; 0: the file has no index.
+    pub index_stride: u32,
+}
+
+impl FileInfo {
+    /// Entries the file's index region holds.
+    pub fn index_capacity(&self) -> u64 {
+        index_capacity(self.file_size, self.index_stride)
+    }
+
+    /// Where the index region starts: records (and the end marker) end at or before it.
+    pub fn records_end(&self) -> u64 {
+        records_end(self.file_size, self.index_stride)
+    }
+}
+
+/// Entries the index region of a file of `file_size` bytes with one entry every `stride`
+/// records holds: one for every `stride`-th record of the most records the file could hold
+/// (all empty, `RECORD_HEADER_SIZE` bytes each), so it never runs out. 0 without an index.
+pub(crate) fn index_capacity(file_size: u64, stride: u32) -> u64 {
+    let most_records =
+        file_size.saturating_sub(FILE_HEADER_SIZE + END_RESERVE) / RECORD_HEADER_SIZE;
+    most_records.checked_div(u64::from(stride)).unwrap_or(0)
+}
+
+/// Where the records of a file of `file_size` bytes end, and its index region starts.
+pub(crate) fn records_end(file_size: u64, stride: u32) -> u64 {
+    file_size - index_capacity(file_size, stride) * INDEX_ENTRY_SIZE
 }
 
 /// Why a file header was refused (the caller adds the path).
@@ -104,14 +140,22 @@ impl FileHeader {
             type_name_len: name.len() as u32,
             type_name,
             header_checksum: 0,
-            reserved: [0; 124],
+            index_stride: info.index_stride,
+            reserved: [0; 120],
         };
         header.header_checksum = header.checksum();
         header
     }
 
+    /// The checksum of a header of this header's version: CRC-32C of every byte but the
+    /// checksum field's (version 1: of the bytes before it).
     fn checksum(&self) -> u32 {
-        crc32c::crc32c(&self.as_bytes()[..HEADER_CHECKSUM_SPAN])
+        let (before, rest) = self.as_bytes().split_at(HEADER_CHECKSUM_AT);
+        let crc = crc32c::crc32c(before);
+        match self.format_version {
+            FORMAT_VERSION_1 => crc,
+            _ => crc32c::crc32c_append(crc, &rest[4..]),
+        }
     }
 
     /// Checks a header copied out of the file named for `seq` whose length is `actual`.
@@ -119,7 +163,7 @@ impl FileHeader {
         if self.magic != MAGIC {
             return Err(HeaderFault::Magic);
         }
-        if self.format_version != FORMAT_VERSION {
+        if !matches!(self.format_version, FORMAT_VERSION_1 | FORMAT_VERSION) {
             return Err(HeaderFault::Version(self.format_version));
         }
         if self.header_checksum != self.checksum() {
@@ -151,6 +195,14 @@ impl FileHeader {
         if !self.type_align.is_power_of_two() {
             return Err(HeaderFault::Field("type_align"));
         }
+        // Version 1 has no index; its bytes 132.. are reserved (and not checksummed).
+        let index_stride = match self.format_version {
+            FORMAT_VERSION_1 => 0,
+            _ => self.index_stride,
+        };
+        if index_stride > MAX_INDEX_STRIDE {
+            return Err(HeaderFault::Field("index_stride"));
+        }
         Ok(FileInfo {
             seq,
             first_index: self.first_index,
@@ -162,6 +214,7 @@ impl FileHeader {
                 align: self.type_align,
                 version: self.type_version,
             },
+            index_stride,
         })
     }
 }
@@ -187,6 +240,24 @@ pub struct RecordHeader {
 }
 
 const _: () = assert!(size_of::<RecordHeader>() as u64 == RECORD_HEADER_SIZE);
+
+/// An index entry as plain data: where the record it names lies, and its index and time. In
+/// the file, three words written and read only atomically (`publish::write_entry`,
+/// `publish::read_entry`); `pub` for the loom models, as `RecordHeader`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The record's index.
+    pub index: u64,
+    /// The record's timestamp, ns since the Unix epoch.
+    pub timestamp_ns: u64,
+    /// The record's offset in the file; never 0 in an entry (0 marks an empty slot).
+    pub offset: u64,
+}
+
+/// The offset of entry `slot` of the index region that starts at `records_end`.
+pub(crate) fn entry_offset(records_end: u64, slot: u64) -> u64 {
+    records_end + slot * INDEX_ENTRY_SIZE
+}
 
 /// What a state word says about its slot (`pub` for the loom models, as `RecordHeader`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,18 +302,18 @@ pub(crate) const fn extent(len: u32) -> u64 {
     RECORD_HEADER_SIZE + (len as u64).next_multiple_of(RECORD_ALIGN)
 }
 
-/// Whether a record of `len` bytes at `offset` fits in a file of `file_size` bytes, leaving
-/// room for the end marker after it.
-pub(crate) fn fits(offset: u64, len: u32, file_size: u64) -> bool {
+/// Whether a record of `len` bytes at `offset` fits in a file whose records end at
+/// `records_end` ([`FileInfo::records_end`]), leaving room for the end marker after it.
+pub(crate) fn fits(offset: u64, len: u32, records_end: u64) -> bool {
     offset
         .checked_add(extent(len))
         .and_then(|end| end.checked_add(END_RESERVE))
-        .is_some_and(|end| end <= file_size)
+        .is_some_and(|end| end <= records_end)
 }
 
-/// The largest payload a file of `file_size` bytes holds.
-pub(crate) fn max_payload(file_size: u64) -> u32 {
-    let room = file_size.saturating_sub(FILE_HEADER_SIZE + RECORD_HEADER_SIZE + END_RESERVE);
+/// The largest payload a file whose records end at `records_end` holds.
+pub(crate) fn max_payload(records_end: u64) -> u32 {
+    let room = records_end.saturating_sub(FILE_HEADER_SIZE + RECORD_HEADER_SIZE + END_RESERVE);
     u32::try_from(room & !(RECORD_ALIGN - 1)).unwrap_or(!(RECORD_ALIGN as u32 - 1))
 }
 
@@ -278,21 +349,70 @@ mod tests {
         assert!(!fits(u64::MAX - 4, 0, u64::MAX));
     }
 
-    #[test]
-    fn a_header_survives_its_own_validation_and_a_flipped_bit_does_not() {
-        let info = FileInfo {
+    fn info(index_stride: u32) -> FileInfo {
+        FileInfo {
             seq: 3,
             first_index: 40,
             created_unix_ns: 1,
             file_size: 8192,
             record_type: RecordType::bytes(),
-        };
+            index_stride,
+        }
+    }
+
+    #[test]
+    fn a_header_survives_its_own_validation_and_a_flipped_bit_does_not() {
+        let info = info(16);
         let header = FileHeader::new(&info);
         assert_eq!(header.validate(3, 8192), Ok(info));
         assert_eq!(header.validate(4, 8192).unwrap_err(), HeaderFault::Seq { header: 3, name: 4 });
-        let mut bytes = header.as_bytes().to_vec();
-        bytes[30] ^= 1;
-        let flipped = FileHeader::read_from_bytes(&bytes).unwrap();
-        assert_eq!(flipped.validate(3, 8192).unwrap_err(), HeaderFault::Checksum);
+        // A bit flipped before the checksum field, and one in the index stride after it.
+        for at in [30, 132] {
+            let mut bytes = header.as_bytes().to_vec();
+            bytes[at] ^= 1;
+            let flipped = FileHeader::read_from_bytes(&bytes).unwrap();
+            assert_eq!(flipped.validate(3, 8192).unwrap_err(), HeaderFault::Checksum, "{at}");
+        }
+    }
+
+    #[test]
+    fn a_version_1_header_reads_as_a_file_without_an_index() {
+        // Version 1: bytes 132.. reserved and unchecked, the checksum over bytes 0..128.
+        let mut header = FileHeader::new(&info(0));
+        header.format_version = FORMAT_VERSION_1;
+        header.index_stride = 7; // whatever a version 1 writer left there is not a stride
+        header.header_checksum = crc32c::crc32c(&header.as_bytes()[..HEADER_CHECKSUM_AT]);
+        let read = header.validate(3, 8192).unwrap();
+        assert_eq!(read, info(0));
+        assert_eq!((read.index_capacity(), read.records_end()), (0, 8192));
+        header.format_version = 3;
+        assert_eq!(header.validate(3, 8192).unwrap_err(), HeaderFault::Version(3));
+    }
+
+    #[test]
+    fn a_stride_past_the_largest_is_refused() {
+        let header = FileHeader::new(&info(MAX_INDEX_STRIDE + 1));
+        assert_eq!(header.validate(3, 8192).unwrap_err(), HeaderFault::Field("index_stride"));
+        assert!(FileHeader::new(&info(MAX_INDEX_STRIDE)).validate(3, 8192).is_ok());
+    }
+
+    #[test]
+    fn the_index_region_holds_an_entry_for_every_stride_of_the_most_records_that_fit() {
+        for file_size in [MIN_FILE_SIZE, 8192, 64 << 20, MAX_FILE_SIZE] {
+            for stride in [1, 2, 3, 64, 1000, MAX_INDEX_STRIDE] {
+                let capacity = index_capacity(file_size, stride);
+                let end = records_end(file_size, stride);
+                assert_eq!(end, file_size - capacity * INDEX_ENTRY_SIZE);
+                assert!(end.is_multiple_of(RECORD_ALIGN) && end > FILE_HEADER_SIZE);
+                // Empty records, the densest: the file's `n`-th (from 0) lies at
+                // `256 + 32 n`; entry `slot` names its `(slot + 1) * stride`-th.
+                let most = (end - FILE_HEADER_SIZE - END_RESERVE) / RECORD_HEADER_SIZE;
+                assert!(most / u64::from(stride) <= capacity, "{file_size} {stride}");
+                assert!(max_payload(end) > 0);
+            }
+            assert_eq!(index_capacity(file_size, 0), 0);
+            assert_eq!(records_end(file_size, 0), file_size);
+        }
+        assert_eq!(index_capacity(4096, 64), 1);
     }
 }

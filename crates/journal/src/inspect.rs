@@ -5,7 +5,8 @@
 //! Nothing is created, locked or written: files are mapped read-only, the control segment is
 //! opened read-only (and only if it exists), and the appender role is read, never claimed. The
 //! records are walked with the tailers' and recovery's own validation
-//! ([`read_record`](crate::records::read_record): bounds, index, checksum).
+//! ([`read_record`](crate::records::read_record): bounds, index, checksum), and each index
+//! entry is compared with the record it names.
 
 use std::fs;
 use std::io;
@@ -14,7 +15,8 @@ use std::path::{Path, PathBuf};
 use shmlane_segment::{Liveness, RoleOwner};
 
 use crate::files::{self, JournalFile};
-use crate::format::{self, FILE_HEADER_SIZE, Slot};
+use crate::format::{self, FILE_HEADER_SIZE, IndexEntry, Slot};
+use crate::index;
 use crate::journal::Journal;
 use crate::records::{read_record, slot_at};
 use crate::{OpenError, RecordType, control};
@@ -80,6 +82,10 @@ pub struct FileReport {
     pub used: u64,
     /// Whether it is ended (sealed with the end marker: the journal rolled to the next file).
     pub ended: bool,
+    /// Records per index entry (0: the file has no index).
+    pub index_stride: u32,
+    /// Index entries that match the records they name.
+    pub index_entries: u64,
 }
 
 /// The appender role of a journal.
@@ -128,6 +134,9 @@ pub enum ProblemKind {
     Gap,
     /// A file that records another type than the first.
     TypeMismatch,
+    /// Index entries that do not match their records, are missing, or name records past the
+    /// file's last: seeks into the file refuse them and read it from its start.
+    BadIndex,
     /// The control segment cannot be read.
     Control,
 }
@@ -143,6 +152,7 @@ impl ProblemKind {
             ProblemKind::BadFile => "bad file",
             ProblemKind::Gap => "gap",
             ProblemKind::TypeMismatch => "type mismatch",
+            ProblemKind::BadIndex => "bad index",
             ProblemKind::Control => "control file",
         }
     }
@@ -163,6 +173,18 @@ pub struct Problem {
     pub index: Option<u64>,
     /// What is wrong.
     pub reason: String,
+}
+
+/// What the walk of one file found wrong in its index.
+#[derive(Default)]
+struct IndexFaults {
+    /// Entries that say something else than their record: the first (slot, what it says,
+    /// what it should say) and how many.
+    wrong: Option<(u64, IndexEntry, IndexEntry)>,
+    wrong_count: u64,
+    /// Records with no entry: the last (slot, record index) and how many.
+    missing: Option<(u64, u64)>,
+    missing_count: u64,
 }
 
 /// How the walk of one file's records ended.
@@ -294,8 +316,11 @@ impl Journal {
                 let path = file.path.clone();
                 report.problems.push(problem(ProblemKind::Gap, path, None, None, reason));
             }
-            let (mut entry, stop) = walk(&file, &mut buf);
+            let (mut entry, stop, faults) = walk(&file, &mut buf);
             let (offset, index) = (entry.used, info.first_index + entry.records);
+            if let Some(problem) = index_problem(&file, &entry, &faults, last && live, &mut buf) {
+                report.problems.push(problem);
+            }
             let at = |kind, reason: String| {
                 problem(kind, file.path.clone(), Some(offset), Some(index), reason)
             };
@@ -343,8 +368,9 @@ impl Journal {
     }
 }
 
-/// Walks the records of `file` up to the first that is not complete and valid.
-fn walk(file: &JournalFile, buf: &mut Vec<u8>) -> (FileReport, Stop) {
+/// Walks the records of `file` up to the first that is not complete and valid, comparing each
+/// index entry with the record it names.
+fn walk(file: &JournalFile, buf: &mut Vec<u8>) -> (FileReport, Stop, IndexFaults) {
     let info = &file.info;
     let mut entry = FileReport {
         seq: info.seq,
@@ -358,7 +384,10 @@ fn walk(file: &JournalFile, buf: &mut Vec<u8>) -> (FileReport, Stop) {
         last_timestamp_ns: None,
         used: FILE_HEADER_SIZE,
         ended: false,
+        index_stride: info.index_stride,
+        index_entries: 0,
     };
+    let mut faults = IndexFaults::default();
     let stop = loop {
         let index = info.first_index + entry.records;
         match slot_at(file, entry.used) {
@@ -369,6 +398,25 @@ fn walk(file: &JournalFile, buf: &mut Vec<u8>) -> (FileReport, Stop) {
             Err(reason) => break Stop::Bad(reason),
             Ok(Slot::Committed { len }) => match read_record(file, entry.used, len, index, buf) {
                 Ok(header) => {
+                    if let Some(slot) = index::slot_of(info, index) {
+                        let expected = IndexEntry {
+                            index,
+                            timestamp_ns: header.timestamp_ns,
+                            offset: entry.used,
+                        };
+                        match index::entry(file, slot) {
+                            Ok(Some(found)) if found == expected => entry.index_entries += 1,
+                            Ok(None) => {
+                                faults.missing = Some((slot, index));
+                                faults.missing_count += 1;
+                            }
+                            Ok(Some(found)) => {
+                                faults.wrong.get_or_insert((slot, found, expected));
+                                faults.wrong_count += 1;
+                            }
+                            Err(_) => faults.wrong_count += 1,
+                        }
+                    }
                     entry.first_timestamp_ns.get_or_insert(header.timestamp_ns);
                     entry.last_timestamp_ns = Some(header.timestamp_ns);
                     entry.records += 1;
@@ -378,7 +426,78 @@ fn walk(file: &JournalFile, buf: &mut Vec<u8>) -> (FileReport, Stop) {
             },
         }
     };
-    (entry, stop)
+    (entry, stop, faults)
+}
+
+/// The problem with `file`'s index, if any, from what the walk found (`entry`, `faults`):
+/// entries that say something else than their record, records without an entry (but the
+/// last one, which a live appender (`live`) may be about to index), and an entry after the
+/// last record walked that does not verify (a live appender's entries for records appended
+/// since the walk do).
+fn index_problem(
+    file: &JournalFile,
+    entry: &FileReport,
+    faults: &IndexFaults,
+    live: bool,
+    buf: &mut Vec<u8>,
+) -> Option<Problem> {
+    let info = &file.info;
+    let at = |slot| Some(format::entry_offset(file.records_end, slot));
+    let problem = |offset, index, reason| Problem {
+        kind: ProblemKind::BadIndex,
+        path: file.path.clone(),
+        file_seq: Some(info.seq),
+        offset,
+        index,
+        reason,
+    };
+    let next_index = info.first_index + entry.records;
+    let after = "seeks into this file refuse it and read the file from its start";
+    if let Some((slot, found, expected)) = faults.wrong {
+        let count = match faults.wrong_count {
+            1 => "1 index entry does not match its record".to_owned(),
+            n => format!("{n} index entries do not match their records"),
+        };
+        let reason = format!(
+            "{count}; the first, slot {slot}, says record {} at byte {} stamped {} ns, but \
+             record {} is at byte {} stamped {} ns; {after}",
+            found.index,
+            found.offset,
+            found.timestamp_ns,
+            expected.index,
+            expected.offset,
+            expected.timestamp_ns,
+        );
+        return Some(problem(at(slot), Some(expected.index), reason));
+    }
+    if faults.wrong_count > 0 {
+        let reason = format!("{} index entries are unreadable; {after}", faults.wrong_count);
+        return Some(problem(None, None, reason));
+    }
+    if let Some((slot, index)) = faults.missing {
+        // The live appender writes an entry just after publishing its record.
+        let pending = live && faults.missing_count == 1 && index + 1 == next_index;
+        if !pending {
+            let reason = format!(
+                "{} record(s) have no index entry, the last record {index} (slot {slot}); seeks \
+                 read from the entry before (the next appender rewrites the index of the last \
+                 two files)",
+                faults.missing_count
+            );
+            return Some(problem(at(slot), Some(index), reason));
+        }
+    }
+    // The slot after the last one the walk checked: empty, unless its record is one a live
+    // appender published after the walk.
+    let slot = index::next_indexed(info, next_index);
+    let slot = index::slot_of(info, slot)?;
+    let stale = index::entry(file, slot).ok().flatten()?;
+    let reason = index::verify(file, slot, buf).err()?;
+    let reason = format!(
+        "index slot {slot} names record {} at byte {}, past the file's last record ({reason})",
+        stale.index, stale.offset
+    );
+    Some(problem(at(slot), Some(stale.index), reason))
 }
 
 /// The appender role, read from the control segment without creating or changing it.

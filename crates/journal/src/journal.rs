@@ -7,6 +7,7 @@ use crate::append::Appender;
 use crate::control::Control;
 use crate::files::{self, JournalFile};
 use crate::format::FileInfo;
+use crate::index::{self, Target};
 use crate::tail::{Skip, TailFrom, Tailer};
 use crate::{
     AppenderError, Durability, FileError, JournalConfig, OpenError, TailError, now_unix_ns,
@@ -61,39 +62,46 @@ impl Journal {
         Appender::claim(&self.dir, &self.config, &self.control)
     }
 
-    /// A tailer starting at `from`. Seeking skips whole files by the first index and creation
-    /// time in their headers, then reads the records of the file it lands in (increment 1 has
-    /// no index file).
+    /// A tailer starting at `from`. Seeking finds the file by the first index and creation
+    /// time in the file headers (a binary search), then the record through the file's index:
+    /// it starts at the last indexed record before the target and reads at most the file's
+    /// index stride of records before it ([`Tailer::seek_report`] tells how it went). An index
+    /// entry that does not match its record is refused, and the file read from its start.
     pub fn tailer(&self, from: TailFrom) -> Result<Tailer, TailError> {
         let seqs = files::list(&self.dir)?;
         let Some(&first) = seqs.first() else {
             return Err(TailError::Empty { path: self.dir.clone() });
         };
-        // The last file whose header says it starts at or before the target.
+        let (target, skip) = match from {
+            TailFrom::Start => (None, Skip::Nothing),
+            TailFrom::Index(index) => (Some(Target::Index(index)), Skip::BelowIndex(index)),
+            TailFrom::Time(time) => (Some(Target::Time(time)), Skip::BeforeTime(time)),
+        };
+        // The last file whose header says it starts at or before the target: the files that
+        // do are a prefix of the list (headers' first indices and creation times grow).
         let mut start = first;
-        if from != TailFrom::Start {
-            for &seq in seqs.iter().rev() {
+        if let Some(target) = target {
+            let (mut low, mut high) = (0, seqs.len());
+            while low < high {
+                let mid = low + (high - low) / 2;
+                let seq = seqs[mid];
                 let (_, info) = files::read_header(&files::path_of(&self.dir, seq), seq, false)?;
-                let before = match from {
-                    TailFrom::Index(index) => info.first_index <= index,
+                let before = match target {
+                    Target::Index(index) => info.first_index <= index,
                     // Strictly: every record of earlier files is stamped at or before this
                     // file's creation, so one stamped exactly then may lie in the file before.
-                    TailFrom::Time(time) => info.created_unix_ns < time,
-                    TailFrom::Start => true,
+                    Target::Time(time) => info.created_unix_ns < time,
                 };
-                if before {
-                    start = seq;
-                    break;
-                }
+                if before { low = mid + 1 } else { high = mid }
             }
+            start = low.checked_sub(1).map_or(first, |at| seqs[at]);
         }
         let file = JournalFile::open(&self.dir, start, false)?;
-        let skip = match from {
-            TailFrom::Start => Skip::Nothing,
-            TailFrom::Index(index) => Skip::BelowIndex(index),
-            TailFrom::Time(time) => Skip::BeforeTime(time),
+        let at = match target {
+            Some(target) => index::seek(&file, target, &mut Vec::new()),
+            None => index::Start::first(&file.info),
         };
-        Ok(Tailer::new(self.control.published.clone(), self.dir.clone(), file, skip))
+        Ok(Tailer::new(self.control.published.clone(), self.dir.clone(), file, at, skip))
     }
 }
 
@@ -105,6 +113,7 @@ fn create_first(dir: &Path, config: &JournalConfig) -> Result<FileInfo, FileErro
         created_unix_ns: now_unix_ns(),
         file_size: config.roll_size,
         record_type: config.record_type.clone(),
+        index_stride: config.index_stride,
     };
     match JournalFile::create(dir, info, config.durability != Durability::None) {
         Ok(file) => Ok(file.info),

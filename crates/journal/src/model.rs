@@ -25,7 +25,9 @@ use std::sync::Arc;
 use loom::cell::UnsafeCell;
 
 use crate::format::{self, END_RESERVE};
-pub use crate::format::{FILE_HEADER_SIZE, RECORD_HEADER_SIZE, RecordHeader, Slot};
+pub use crate::format::{
+    FILE_HEADER_SIZE, INDEX_ENTRY_SIZE, IndexEntry, RECORD_HEADER_SIZE, RecordHeader, Slot,
+};
 
 /// Drops the on-disk items (the crash points) from this instance (see the crate root).
 macro_rules! on_disk {
@@ -57,11 +59,14 @@ struct Word {
     bytes: UnsafeCell<[u8; 8]>,
 }
 
-/// A journal file on the heap, from the end of its (absent) header to its end.
+/// A journal file on the heap, from the end of its (absent) header to its end: records, then
+/// its index region (if it has one).
 #[derive(Debug)]
 pub struct HeapFile {
     first_index: u64,
     words: Box<[Word]>,
+    /// Slots of the index region at the end.
+    entries: u64,
 }
 
 // SAFETY: the words' cells are only touched through loom's `with`/`with_mut`, which check every
@@ -74,11 +79,26 @@ impl HeapFile {
     /// A zeroed file whose first record gets `first_index`, with room for `records` records of
     /// `len` bytes and the end marker.
     pub fn new(first_index: u64, records: u64, len: u32) -> HeapFile {
-        let bytes = records * extent(len) + END_RESERVE;
+        HeapFile::with_index(first_index, records, len, 0)
+    }
+
+    /// As [`new`](Self::new), followed by an index region of `entries` slots.
+    pub fn with_index(first_index: u64, records: u64, len: u32, entries: u64) -> HeapFile {
+        let bytes = records * extent(len) + END_RESERVE + entries * INDEX_ENTRY_SIZE;
         let words = (0..bytes / 8)
             .map(|_| Word { atomic: AtomicU64::new(0), bytes: UnsafeCell::new([0; 8]) })
             .collect();
-        HeapFile { first_index, words }
+        HeapFile { first_index, words, entries }
+    }
+
+    /// Where the records end and the index region starts (the size without an index).
+    pub fn records_end(&self) -> u64 {
+        self.size() - self.entries * INDEX_ENTRY_SIZE
+    }
+
+    /// The offset of index slot `slot`.
+    pub fn entry_offset(&self, slot: u64) -> u64 {
+        format::entry_offset(self.records_end(), slot)
     }
 
     /// The index of the file's first record.

@@ -19,9 +19,17 @@
 //! Reader: [`slot_at`] loads the word with Acquire; only at `Committed | len` does
 //! [`read_record`] copy the rest of the header and the payload out, load the word again and
 //! validate the copy (word unchanged, bounds, index, checksum).
+//!
+//! Index entries: after publishing every `stride`-th record of a file, the appender writes
+//! its entry ([`write_entry`]): index and timestamp, then the offset with a Release store
+//! (0 is an empty slot). A reader ([`read_entry`]) loads the offset with Acquire, then the
+//! rest; it trusts an entry only once the record it names validates as that record.
 
 use super::sync::{AtomicU64, Ordering};
-use crate::format::{self, RECORD_HEADER_SIZE, RecordHeader, STATE_COMMITTED, STATE_END, Slot};
+use crate::format::{
+    self, INDEX_ENTRY_SIZE, IndexEntry, RECORD_HEADER_SIZE, RecordHeader, STATE_COMMITTED,
+    STATE_END, Slot,
+};
 
 /// Bytes of the state word at the start of every record slot.
 const WORD: u64 = 8;
@@ -94,7 +102,7 @@ pub fn commit<M: Memory + ?Sized>(
 #[allow(dead_code)]
 /// Writes and publishes a whole record of `payload` at `offset` (claim, payload, fields,
 /// publish) and returns its header; `None` (nothing written) if the record does not fit in
-/// a file of `size` bytes with room for the end marker, or is too long.
+/// a file whose records end at `size` with room for the end marker, or is too long.
 pub fn append<M: Memory + ?Sized>(
     memory: &M,
     size: u64,
@@ -159,8 +167,9 @@ pub fn slot_at<M: Memory + ?Sized>(memory: &M, offset: u64) -> Result<Slot, &'st
     Ok(format::slot(word.load(Ordering::Acquire)))
 }
 
-/// Copies the committed record of `len` bytes at `offset` of a file of `size` bytes into
-/// `buf` (header, then payload) and validates it as the record of `index`; call it after
+/// Copies the committed record of `len` bytes at `offset` of a file whose records end at
+/// `size` (its index region, if any, follows) into `buf` (header, then payload) and validates
+/// it as the record of `index`; call it after
 /// [`slot_at`] returned `Committed { len }`. On success `buf` holds exactly
 /// `RECORD_HEADER_SIZE + len` bytes.
 pub fn read_record<M: Memory + ?Sized>(
@@ -198,4 +207,54 @@ pub fn read_record<M: Memory + ?Sized>(
         return Err("its checksum does not match (torn or corrupt)");
     }
     Ok(header)
+}
+
+/// The three words of the index entry at `at`: index, timestamp, offset; `None` if they do
+/// not lie inside the file or are unaligned.
+fn entry_words<M: Memory + ?Sized>(memory: &M, at: u64) -> Option<[&AtomicU64; 3]> {
+    const _: () = assert!(INDEX_ENTRY_SIZE == 24);
+    Some([memory.word(at)?, memory.word(at.checked_add(8)?)?, memory.word(at.checked_add(16)?)?])
+}
+
+/// Writes `entry` into the index slot at `at`, after the record it names was published
+/// (`commit`). `false` if the slot is not in the file.
+pub fn write_entry<M: Memory + ?Sized>(memory: &M, at: u64, entry: IndexEntry) -> bool {
+    let Some([index, timestamp, offset]) = entry_words(memory, at) else { return false };
+    // Relaxed: published by the Release store of the offset below.
+    index.store(entry.index, Ordering::Relaxed);
+    timestamp.store(entry.timestamp_ns, Ordering::Relaxed);
+    // Release: pairs with the Acquire load in `read_entry`; whoever sees the offset sees the
+    // index and timestamp above, and the record's own `Committed` store before them.
+    offset.store(entry.offset, Ordering::Release);
+    true
+}
+
+/// The index entry at `at`: `Ok(None)` for an empty slot (offset 0), an error if the slot
+/// does not lie inside the file. What it holds is unverified: a damaged file holds anything.
+pub fn read_entry<M: Memory + ?Sized>(
+    memory: &M,
+    at: u64,
+) -> Result<Option<IndexEntry>, &'static str> {
+    let [index, timestamp, offset] =
+        entry_words(memory, at).ok_or("the index entry lies outside the file")?;
+    // Acquire: pairs with the Release store in `write_entry`.
+    let offset = offset.load(Ordering::Acquire);
+    if offset == 0 {
+        return Ok(None);
+    }
+    // Relaxed: ordered after the Acquire load above.
+    let (index, timestamp_ns) = (index.load(Ordering::Relaxed), timestamp.load(Ordering::Relaxed));
+    Ok(Some(IndexEntry { index, timestamp_ns, offset }))
+}
+
+/// Empties the index slot at `at` (recovery, with the appender role held): the offset first,
+/// so that a reader sees an empty slot or words it then fails to verify.
+pub fn clear_entry<M: Memory + ?Sized>(memory: &M, at: u64) {
+    let Some(words) = entry_words(memory, at) else { return };
+    for word in words.into_iter().rev() {
+        // Relaxed: a reader that still sees the old offset verifies the entry against its
+        // record and refuses it if it no longer matches; an entry rewritten here later is
+        // published by `write_entry`'s Release store.
+        word.store(0, Ordering::Relaxed);
+    }
 }

@@ -22,5 +22,5 @@ pub(crate) fn read_record(
     index: u64,
     buf: &mut Vec<u8>,
 ) -> Result<RecordHeader, &'static str> {
-    publish::read_record(&file.map, file.info.file_size, offset, len, index, buf)
+    publish::read_record(&file.map, file.records_end, offset, len, index, buf)
 }

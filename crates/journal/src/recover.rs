@@ -7,10 +7,15 @@
 //! of the file (zeros are what a fresh preallocated file reads as). A record still being
 //! written (`Writing`) names its length, so only its extent is zeroed; anything else that is
 //! wrong (a bad checksum, a garbage word) gives no trustworthy extent, and the rest of the
-//! file is zeroed, word by word where a word is not zero already.
+//! file's records area is zeroed, word by word where a word is not zero already.
+//!
+//! The file's index is made to match what is kept: the entry of every kept record that has
+//! one is rewritten if it is missing (its appender died between publishing the record and
+//! writing the entry) or wrong, and the entries of the records removed are cleared.
 
 use crate::files::JournalFile;
-use crate::format::{self, FILE_HEADER_SIZE, Slot};
+use crate::format::{self, FILE_HEADER_SIZE, IndexEntry, Slot};
+use crate::index::Repair;
 use crate::records::{read_record, slot_at};
 use crate::sync::Ordering;
 
@@ -28,7 +33,7 @@ pub struct TornRecord {
 }
 
 /// Where a file's records end.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(crate) struct Tail {
     /// Offset of the slot after the last complete record.
     pub offset: u64,
@@ -40,18 +45,27 @@ pub(crate) struct Tail {
     pub sealed: bool,
     /// What was removed after the last complete record.
     pub torn: Option<TornRecord>,
+    /// What was done to the file's index.
+    pub index: Repair,
 }
 
-/// Walks the records of `file` (mapped writable, with the appender role held) and zeroes what
-/// follows the last complete one.
+/// Walks the records of `file` (mapped writable, with the appender role held), zeroes what
+/// follows the last complete one, and makes the index match.
 pub(crate) fn repair_tail(file: &JournalFile, buf: &mut Vec<u8>) -> Tail {
-    let size = file.info.file_size;
+    let mut tail = walk_and_repair(file, buf);
+    tail.index.drop_from(file, tail.next_index);
+    tail
+}
+
+fn walk_and_repair(file: &JournalFile, buf: &mut Vec<u8>) -> Tail {
+    let size = file.records_end;
     let mut tail = Tail {
         offset: FILE_HEADER_SIZE,
         next_index: file.info.first_index,
         last_timestamp: 0,
         sealed: false,
         torn: None,
+        index: Repair::default(),
     };
     loop {
         let (reason, claimed) = match slot_at(file, tail.offset) {
@@ -60,6 +74,12 @@ pub(crate) fn repair_tail(file: &JournalFile, buf: &mut Vec<u8>) -> Tail {
             Ok(Slot::Committed { len }) => {
                 match read_record(file, tail.offset, len, tail.next_index, buf) {
                     Ok(header) => {
+                        let entry = IndexEntry {
+                            index: header.index,
+                            timestamp_ns: header.timestamp_ns,
+                            offset: tail.offset,
+                        };
+                        tail.index.keep(file, entry);
                         tail.offset += format::extent(len);
                         tail.next_index += 1;
                         tail.last_timestamp = header.timestamp_ns;

@@ -18,6 +18,7 @@ use shmlane_segment::SegmentRef;
 use crate::TailError;
 use crate::files::JournalFile;
 use crate::format::{self, FILE_HEADER_SIZE, RECORD_HEADER_SIZE, Slot};
+use crate::index::Start;
 use crate::records::{read_record, slot_at};
 
 /// Where a tailer starts.
@@ -56,6 +57,24 @@ impl<'t> Record<'t> {
     }
 }
 
+/// How a tailer's seek found where to start ([`Tailer::seek_report`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeekReport {
+    /// The file the seek started in.
+    pub file_seq: u64,
+    /// The index of the record the seek started from through the file's index (`None`: the
+    /// file's first record, or a tailer from the start).
+    pub entry: Option<u64>,
+    /// Why the file's index entry was refused (it did not match its record, so the file is
+    /// damaged): the seek then started from the file's first record.
+    pub index_fault: Option<&'static str>,
+    /// Records read and passed over so far to reach the target: at most the file's index
+    /// stride when its index is sound (fewer for a seek by index once the appender has
+    /// written the entries of the records before the target); without an index, or with the
+    /// entry refused, up to every record of the file before the target.
+    pub skipped: u64,
+}
+
 /// Records still to skip after a seek.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Skip {
@@ -72,6 +91,8 @@ struct Cursor {
     offset: u64,
     next_index: u64,
     skip: Skip,
+    /// Records passed over because of `skip`.
+    skipped: u64,
 }
 
 /// A reader of a journal (see [`Journal::tailer`](crate::Journal::tailer)). Never blocks in
@@ -83,18 +104,30 @@ pub struct Tailer {
     cursor: Cursor,
     /// The copy of the current record: header, then payload.
     buf: Vec<u8>,
+    /// Where the seek started: (file, entry, index fault).
+    seek: (u64, Option<u64>, Option<&'static str>),
 }
 
 impl Tailer {
+    /// A tailer reading `file` from `at`, skipping records as `skip` says.
     pub(crate) fn new(
         published: SegmentRef<CachePadded<EventCount>>,
         dir: PathBuf,
         file: JournalFile,
+        at: Start,
         skip: Skip,
     ) -> Tailer {
-        let next_index = file.info.first_index;
-        let cursor = Cursor { dir, file, offset: FILE_HEADER_SIZE, next_index, skip };
-        Tailer { published, cursor, buf: Vec::new() }
+        let seek = (file.info.seq, at.from_entry.then_some(at.index), at.fault);
+        let cursor =
+            Cursor { dir, file, offset: at.offset, next_index: at.index, skip, skipped: 0 };
+        Tailer { published, cursor, buf: Vec::new(), seek }
+    }
+
+    /// How the seek that made this tailer found where to start: the file, the index entry it
+    /// started from, and how many records it has passed over so far.
+    pub fn seek_report(&self) -> SeekReport {
+        let (file_seq, entry, index_fault) = self.seek;
+        SeekReport { file_seq, entry, index_fault, skipped: self.cursor.skipped }
     }
 
     /// The next record, or `None` if the appender has not published it yet.
@@ -172,6 +205,7 @@ impl Cursor {
                         return Ok(Some(len));
                     }
                     self.step(len);
+                    self.skipped += 1;
                 }
             }
         }

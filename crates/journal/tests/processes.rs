@@ -145,6 +145,34 @@ fn an_appender_killed_right_after_publishing_keeps_the_record() {
 }
 
 #[test]
+fn an_appender_killed_between_publishing_a_record_and_its_index_entry_has_the_entry_rewritten() {
+    // Which records get an entry depends on where the files roll: found in a dry run.
+    let dry = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dry.path(), config(ROLL)).unwrap();
+    let mut appender = journal.appender().unwrap();
+    for index in 0..200 {
+        appender.append(&payload(index)).unwrap();
+    }
+    let entry = |journal: &Journal, index| {
+        journal.tailer(TailFrom::Index(index)).unwrap().seek_report().entry
+    };
+    let indexed = (100..200).find(|&index| entry(&journal, index) == Some(index)).unwrap();
+    drop((appender, journal));
+
+    // Killed right after publishing that record: its entry is not written.
+    let (dir, journal) = kill_appender_at(&format!("journal.append.after_publish:{}", indexed + 1));
+    let before = entry(&journal, indexed);
+    assert!(before.is_none_or(|from| from < indexed), "no entry yet: {before:?}");
+    let mut appender = journal.appender().unwrap();
+    assert!(appender.recovery().torn.is_empty(), "{:?}", appender.recovery());
+    assert_eq!(appender.recovery().index_repaired, 1, "{:?}", appender.recovery());
+    assert_eq!(entry(&journal, indexed), Some(indexed), "recovery wrote the entry");
+    assert_eq!(appender.append(&payload(indexed + 1)).unwrap(), indexed + 1);
+    assert_complete(&read_all(&journal).unwrap(), indexed + 2);
+    assert!(Journal::inspect(dir.path()).unwrap().is_healthy());
+}
+
+#[test]
 fn an_appender_killed_while_rolling_leaves_a_journal_that_reads_across_the_roll() {
     let (dir, journal) = kill_appender_at("journal.roll.before_seal:2");
     assert_eq!(journal_files(dir.path()).len(), 3, "the third file was made, the second unsealed");

@@ -10,9 +10,14 @@ pub fn payload(index: u64) -> Vec<u8> {
     (0..len).map(|k| (index as u8).wrapping_mul(31).wrapping_add(k as u8)).collect()
 }
 
-/// A configuration with files of `roll_size` bytes.
+/// The index stride of [`config`]: small, so that even 4 KiB files hold index entries (and
+/// damage, crashes and recovery reach them).
+pub const STRIDE: u32 = 4;
+
+/// A configuration with files of `roll_size` bytes and an index entry every [`STRIDE`]
+/// records.
 pub fn config(roll_size: u64) -> JournalConfig {
-    JournalConfig { roll_size, ..JournalConfig::default() }
+    JournalConfig { roll_size, index_stride: STRIDE, ..JournalConfig::default() }
 }
 
 /// A record read back: index, timestamp, payload.

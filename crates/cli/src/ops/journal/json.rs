@@ -73,6 +73,8 @@ fn file_json(file: &FileReport) -> Value {
         "first_timestamp_ns": file.first_timestamp_ns,
         "last_timestamp_ns": file.last_timestamp_ns,
         "ended": file.ended,
+        "index_stride": file.index_stride,
+        "index_entries": file.index_entries,
     })
 }
 

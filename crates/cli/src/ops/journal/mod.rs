@@ -45,7 +45,8 @@ enum JournalCommand {
 #[command(
     after_long_help = concat!(
         "Show a journal directory (shmlane-journal) in detail: each file (name, sequence \
-         number, size, first record index, creation time, records in it, whether it is ended), \
+         number, size, first record index, creation time, records in it, index entries that \
+         match their records, whether it is ended), \
          the total record count, index range and time range, the recorded type, who holds the \
          appender role (free, or a pid alive or dead), and any torn or corrupt tail or record \
          (where, and what is wrong). Every record is checksum-verified.\n\n\

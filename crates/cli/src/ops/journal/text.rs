@@ -76,14 +76,20 @@ pub(super) fn appender_text(appender: &AppenderState) -> String {
     }
 }
 
-/// One file: name, sequence, size and use, first index, records, creation time, state.
+/// One file: name, sequence, size and use, first index, records, index entries, creation
+/// time, state.
 fn file_text(file: &FileReport) -> String {
     let records = match file.records {
         1 => "1 record".to_owned(),
         n => format!("{n} records"),
     };
+    let index = match (file.index_stride, file.index_entries) {
+        (0, _) => "no index".to_owned(),
+        (stride, 1) => format!("1 index entry (every {stride})"),
+        (stride, n) => format!("{n} index entries (every {stride})"),
+    };
     format!(
-        "{}  seq {}  {} ({} used)  first index {}  {records}  created {}  {}",
+        "{}  seq {}  {} ({} used)  first index {}  {records}  {index}  created {}  {}",
         file_name(&file.path),
         file.seq,
         show::size(file.size),
