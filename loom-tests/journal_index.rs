@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use loom::thread;
 use shmlane_journal::model::publish;
-use shmlane_workspace::model;
 use shmlane_journal::model::{
     FILE_HEADER_SIZE, HeapFile, IndexEntry, RECORD_HEADER_SIZE, Slot, extent,
 };
+use shmlane_workspace::model;
 
 /// Payload bytes of every record: not a multiple of 8.
 const LEN: u32 = 12;
