@@ -24,7 +24,7 @@ pub(crate) struct Watched<'a> {
 }
 
 /// Most words one `futex_waitv` call sleeps on (the kernel's limit); a wait on more polls
-/// (see [`wait_any`]).
+/// (see [`wait_any`](crate::wait_any)).
 #[allow(dead_code)] // the loom instance (`model`) does not export it
 pub const WAITV_MAX: usize = 128;
 

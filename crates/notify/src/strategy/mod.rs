@@ -74,7 +74,7 @@ pub trait WaitStrategy {
 
     /// [`wait_for`](Self::wait_for) with several event counts, any of which the other sides
     /// notify (a WaitSet's sources): a strategy that parks sleeps on all of them at once
-    /// ([`wait_any`](crate::wait_any)). The built-in strategies spin, yield and park as they
+    /// ([`crate::wait_any`]). The built-in strategies spin, yield and park as they
     /// do on one; by default (a strategy of the caller's) it parks at once, as [`Blocking`].
     fn wait_for_any<T>(
         &mut self,
