@@ -91,8 +91,14 @@ const A: usize = 0;
 const B: usize = 1;
 
 // The mirror of the layouts (x86_64: `CachePadded` is 128 bytes).
-/// `size_of::<CachePadded<_>>()`: an entry, an ack word, a queue index.
+/// `size_of::<CachePadded<_>>()`: an ack word, a queue index.
 const PADDED: u64 = 128;
+/// `size_of::<CachePadded<PublisherEntry>>()` and of a `SubscriberEntry`: the protocol's words
+/// in the first 128 bytes, the holder's counters (`SlotCounters`, aligned to 128) after them.
+const ENTRY: u64 = 256;
+/// Where an entry's counters start, and their bytes (six words, written by the holder).
+const COUNTERS_AT: u64 = 128;
+const COUNTERS_LEN: u64 = 48;
 const SEGMENT_HEADER_LEN: u64 = 128;
 const TOPIC_HEADER_AT: u64 = 128;
 /// `size_of::<TopicHeader>()`, in a 256-byte region.
@@ -460,8 +466,8 @@ impl Mirror {
             at
         };
         place(TOPIC_HEADER_REGION);
-        let publishers_at = place(PUBLISHERS as u64 * PADDED);
-        let subscribers_at = place(SUBSCRIBERS as u64 * PADDED);
+        let publishers_at = place(PUBLISHERS as u64 * ENTRY);
+        let subscribers_at = place(SUBSCRIBERS as u64 * ENTRY);
         let acks_at = place(CONNECTIONS as u64 * PADDED);
         let capacity = u64::from(shape.capacity);
         let completion = (capacity + u64::from(shape.max_held)).next_power_of_two();
@@ -476,11 +482,11 @@ impl Mirror {
     }
 
     fn publisher(&self, p: usize) -> u64 {
-        self.publishers_at + p as u64 * PADDED
+        self.publishers_at + p as u64 * ENTRY
     }
 
     fn subscriber(&self, s: usize) -> u64 {
-        self.subscribers_at + s as u64 * PADDED
+        self.subscribers_at + s as u64 * ENTRY
     }
 
     fn ack(&self, c: usize) -> u64 {
@@ -489,21 +495,21 @@ impl Mirror {
 
     /// The part `at` belongs to, and its offset within that part.
     fn part(&self, at: u64) -> (Part, u64) {
-        let within = |start: u64, count: usize| {
-            (start..start + count as u64 * PADDED)
+        let within = |start: u64, count: usize, stride: u64| {
+            (start..start + count as u64 * stride)
                 .contains(&at)
-                .then(|| (((at - start) / PADDED) as usize, (at - start) % PADDED))
+                .then(|| (((at - start) / stride) as usize, (at - start) % stride))
         };
         if at < TOPIC_HEADER_AT + TOPIC_HEADER_REGION {
             return (Part::Headers, at);
         }
-        if let Some((p, rel)) = within(self.publishers_at, PUBLISHERS) {
+        if let Some((p, rel)) = within(self.publishers_at, PUBLISHERS, ENTRY) {
             return (Part::Publisher(p), rel);
         }
-        if let Some((s, rel)) = within(self.subscribers_at, SUBSCRIBERS) {
+        if let Some((s, rel)) = within(self.subscribers_at, SUBSCRIBERS, ENTRY) {
             return (Part::Subscriber(s), rel);
         }
-        if let Some((c, rel)) = within(self.acks_at, CONNECTIONS) {
+        if let Some((c, rel)) = within(self.acks_at, CONNECTIONS, PADDED) {
             return (Part::Ack(c), rel);
         }
         for (c, queues) in self.queues.iter().enumerate() {
@@ -526,8 +532,8 @@ impl Mirror {
     /// is written once, when the segment is created).
     fn writable(&self, at: u64) -> bool {
         match self.part(at) {
-            (Part::Publisher(_), rel) => rel < PUBLISHER_WORDS,
-            (Part::Subscriber(_), rel) => rel < SUBSCRIBER_WORDS,
+            (Part::Publisher(_), rel) => rel < PUBLISHER_WORDS || counters(rel),
+            (Part::Subscriber(_), rel) => rel < SUBSCRIBER_WORDS || counters(rel),
             (Part::Ack(_), rel) => rel < 8,
             (Part::Queue(_), rel) => {
                 let queue = queue_words(1);
@@ -538,6 +544,11 @@ impl Mirror {
             (Part::Headers | Part::Gap, _) => false,
         }
     }
+}
+
+/// Whether byte `rel` of an entry is one of its holder's counters.
+fn counters(rel: u64) -> bool {
+    (COUNTERS_AT..COUNTERS_AT + COUNTERS_LEN).contains(&rel)
 }
 
 /// Whether the isolation property keeps mutations away from byte `rel` of `part`: the
