@@ -183,17 +183,47 @@ pub struct PreparedWait<'a> {
     key: u32,
 }
 
-on_shared_memory! {
-    impl PreparedWait<'_> {
-        /// Whether the event count was notified since the wait was prepared.
-        pub(crate) fn is_notified(&self) -> bool {
-            // Acquire: pairs with the Release bump in `wake`.
-            self.event.epoch.load(Ordering::Acquire) != self.key
-        }
+impl<'a> PreparedWait<'a> {
+    /// Whether the event count was notified since the wait was prepared.
+    pub(crate) fn is_notified(&self) -> bool {
+        // Acquire: pairs with the Release bump in `wake`.
+        self.event.epoch.load(Ordering::Acquire) != self.key
+    }
 
-        /// The futex word's address and the key to sleep while it holds (the reactor's).
-        pub(crate) fn word_and_key(&self) -> (*const AtomicU32, u32) {
-            (&self.event.epoch, self.key)
+    /// The event count and the key to sleep while its epoch holds (the reactor's).
+    pub(crate) fn event_and_key(&self) -> (&'a EventCount, u32) {
+        (self.event, self.key)
+    }
+}
+
+impl EventCount {
+    /// Whether the epoch of the event count at `event` still holds `key`.
+    ///
+    /// # Safety
+    ///
+    /// `event` points to a live event count.
+    pub(crate) unsafe fn epoch_is(event: *const EventCount, key: u32) -> bool {
+        // SAFETY: live, by the caller's promise.
+        // Acquire: pairs with the Release bump in `wake`, as a waiter's own check does.
+        unsafe { &*event }.epoch.load(Ordering::Acquire) == key
+    }
+
+    on_shared_memory! {
+        /// Where the futex word of the event count at `event` is, without reading it.
+        ///
+        /// # Safety
+        ///
+        /// `event` points to a live event count (the address is computed within it).
+        pub(crate) unsafe fn epoch_ptr(event: *const EventCount) -> *const AtomicU32 {
+            // SAFETY: in bounds of a live event count, by the caller's promise; no read.
+            unsafe { std::ptr::addr_of!((*event).epoch) }
+        }
+    }
+
+    in_model! {
+        /// The futex word and its sleepers, to sleep on with others (the reactor's model).
+        pub(crate) fn watched(&self, key: u32) -> Watched<'_> {
+            Watched { word: &self.epoch, expected: key, queue: &self.queue }
         }
     }
 }

@@ -19,6 +19,7 @@ macro_rules! in_model {
 mod sync {
     pub(crate) use loom::hint::spin_loop;
     pub(crate) use loom::sync::atomic::{AtomicU32, Ordering, fence};
+    pub(crate) use loom::sync::{Mutex, MutexGuard};
     pub(crate) use loom::thread::yield_now;
 }
 
@@ -29,6 +30,9 @@ mod event_count;
 #[allow(clippy::duplicate_mod)]
 #[path = "futex.rs"]
 mod futex;
+#[allow(clippy::duplicate_mod)]
+#[path = "reactor.rs"]
+pub mod reactor;
 #[allow(clippy::duplicate_mod)]
 #[path = "strategy/mod.rs"]
 pub mod strategy;

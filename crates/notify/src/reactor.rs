@@ -56,16 +56,24 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::event_count::{EventCount, PreparedWait};
+use super::sync::{AtomicU32, Mutex, MutexGuard, Ordering};
 
-/// Completes once the event count of `wait` is notified after `wait` was prepared (see the
-/// [module](self) docs for the protocol). Dropping it cancels the wait.
-pub fn notified(wait: PreparedWait<'_>) -> Notified<'_> {
-    Notified { wait, id: None }
+on_shared_memory! {
+    /// Completes once the event count of `wait` is notified after `wait` was prepared (see
+    /// the [module](self) docs for the protocol). Dropping it cancels the wait.
+    pub fn notified(wait: PreparedWait<'_>) -> Notified<'_> {
+        Notified { wait, id: None, registry: None }
+    }
+}
+
+in_model! {
+    /// A future of `wait` served by `registry` (the model's own, not a process-wide one).
+    pub fn notified_by<'a>(registry: &'a Registry, wait: PreparedWait<'a>) -> Notified<'a> {
+        Notified { wait, id: None, registry: Some(registry) }
+    }
 }
 
 /// The future of [`notified`].
@@ -75,6 +83,8 @@ pub struct Notified<'a> {
     wait: PreparedWait<'a>,
     /// Our registration with the reactor, once made.
     id: Option<u64>,
+    /// The registry serving it: the process's reactor when `None`.
+    registry: Option<&'a Registry>,
 }
 
 /// The reactor thread could not be started.
@@ -92,134 +102,211 @@ impl Future for Notified<'_> {
         if self.wait.is_notified() {
             return Poll::Ready(Ok(()));
         }
-        let reactor = match Reactor::get() {
-            Ok(reactor) => reactor,
-            Err(e) => return Poll::Ready(Err(e)),
+        let registry = match self.registry {
+            Some(registry) => registry,
+            None => match Registry::process() {
+                Ok(registry) => registry,
+                Err(e) => return Poll::Ready(Err(e)),
+            },
         };
         let this = &mut *self;
-        let mut table = reactor.lock();
-        match this.id.and_then(|id| table.regs.iter_mut().find(|r| r.id == id)) {
-            Some(reg) => {
-                if !reg.waker.will_wake(cx.waker()) {
-                    reg.waker = cx.waker().clone();
-                }
-                return Poll::Pending;
-            }
-            None => {
-                let id = table.next_id;
-                table.next_id += 1;
-                let (word, key) = this.wait.word_and_key();
-                table.regs.push(Reg { id, word, key, waker: cx.waker().clone() });
-                this.id = Some(id);
-            }
+        if registry.register(&mut this.id, &this.wait, cx.waker()) {
+            // A new word: the reactor rebuilds what it sleeps on.
+            registry.control.notify_one();
         }
-        drop(table);
-        // A new word: the reactor rebuilds what it sleeps on.
-        reactor.control.notify_one();
         Poll::Pending
     }
 }
 
 impl Drop for Notified<'_> {
     fn drop(&mut self) {
-        if let Some(id) = self.id
-            && let Ok(reactor) = Reactor::get()
-        {
-            reactor.lock().regs.retain(|r| r.id != id);
+        if let Some(id) = self.id {
+            let registry = match self.registry {
+                Some(registry) => Some(registry),
+                None => Registry::process().ok(),
+            };
+            if let Some(registry) = registry {
+                registry.lock().regs.retain(|r| r.id != id);
+            }
         }
         // Then `wait` drops: its waiter count goes.
     }
 }
 
-/// The process's reactor: the table of pending waits and the event count that wakes it.
-struct Reactor {
+/// The pending waits a reactor serves, and the event count that wakes it when one is added
+/// (the process has one, behind [`notified`]; the loom models make their own).
+#[derive(Debug)]
+#[doc(hidden)]
+pub struct Registry {
     table: Mutex<Table>,
     control: EventCount,
+    /// Set (1) to end the turns (the loom models' reactors stop; the process's never does).
+    stopped: AtomicU32,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Table {
     regs: Vec<Reg>,
     next_id: u64,
 }
 
-/// A pending wait: sleep while `*word == key`, then wake `waker`.
+/// A pending wait: sleep while the epoch of `*event` is `key`, then wake `waker`.
+#[derive(Debug)]
 struct Reg {
     id: u64,
-    /// The event count's futex word: read only under the table's lock, while registered (its
-    /// future, which borrows the event count, deregisters under the lock before it goes).
-    word: *const AtomicU32,
+    /// The event count: read only under the table's lock, while registered (its future,
+    /// which borrows the event count, deregisters under the lock before it goes).
+    event: *const EventCount,
     key: u32,
     waker: Waker,
 }
 
-// SAFETY: `word` is only dereferenced by the reactor thread under the table's lock while the
-// registration exists, which keeps the word alive (see `Reg::word`); the rest is `Send`.
+// SAFETY: `event` is only dereferenced under the table's lock while the registration exists,
+// which keeps the event count alive (see `Reg::event`); the rest is `Send`.
 unsafe impl Send for Reg {}
 
-/// Most words one sleep takes ([`crate::WAITV_MAX`]), the reactor's own among them.
-const SLEEP_WORDS: usize = crate::WAITV_MAX;
+/// Most event counts one sleep takes ([`crate::WAITV_MAX`]), the reactor's own among them.
+const SLEEP_WORDS: usize = super::futex::WAITV_MAX;
 
-impl Reactor {
-    /// The reactor, started on first use.
-    fn get() -> Result<&'static Reactor, ReactorError> {
-        static REACTOR: OnceLock<Result<&'static Reactor, ReactorError>> = OnceLock::new();
-        REACTOR
-            .get_or_init(|| {
-                let reactor: &'static Reactor = Box::leak(Box::new(Reactor {
-                    table: Mutex::new(Table::default()),
-                    control: EventCount::new(),
-                }));
-                std::thread::Builder::new()
-                    .name("shmlane-reactor".into())
-                    .spawn(move || reactor.run())
-                    .map(|_| reactor)
-                    .map_err(|e| ReactorError(e.to_string()))
-            })
-            .clone()
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry {
+            table: Mutex::new(Table::default()),
+            control: EventCount::new(),
+            stopped: AtomicU32::new(0),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
         // A waker that panicked inside `wake` poisons nothing we rely on: the table stays
         // consistent between statements.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The reactor thread: wake the futures whose words changed, sleep on the rest.
-    fn run(&self) -> ! {
+    /// Registers `wait` with `waker` (or updates the waker of registration `id`); whether it
+    /// is a new registration, which the reactor must be told of.
+    fn register(&self, id: &mut Option<u64>, wait: &PreparedWait<'_>, waker: &Waker) -> bool {
+        let mut table = self.lock();
+        if let Some(reg) = id.and_then(|id| table.regs.iter_mut().find(|r| r.id == id)) {
+            if !reg.waker.will_wake(waker) {
+                reg.waker = waker.clone();
+            }
+            return false;
+        }
+        let new = table.next_id;
+        table.next_id += 1;
+        let (event, key) = wait.event_and_key();
+        table.regs.push(Reg { id: new, event, key, waker: waker.clone() });
+        *id = Some(new);
+        true
+    }
+
+    /// One turn of the reactor: wakes the futures whose event counts were notified, then
+    /// sleeps on the rest and on its own event count until one of them is (or `deadline`).
+    /// Returns false, doing nothing, once [`stop`](Self::stop) was called.
+    pub fn turn(&self, deadline: Option<std::time::Instant>) -> bool {
+        // Announced before the table (and the stop flag) is read: a registration or a stop
+        // after this notifies us.
+        let control = self.control.prepare_wait();
+        // Acquire: pairs with the Release store in `stop` (the fences of the event count
+        // order it against that store, as for any condition).
+        if self.stopped.load(Ordering::Acquire) != 0 {
+            return false;
+        }
         let mut woken = Vec::new();
-        let mut words = Vec::new();
-        loop {
-            // Announced before the table is read: a registration after this notifies us.
-            let control = self.control.prepare_wait();
-            words.clear();
-            {
-                let mut table = self.lock();
-                table.regs.retain(|reg| {
-                    // SAFETY: registered, so the word is alive (see `Reg::word`).
-                    // Acquire: pairs with the Release bump of the notifier, as a waiter's
-                    // check in `PreparedWait::wait_until` does.
-                    let changed = unsafe { &*reg.word }.load(Ordering::Acquire) != reg.key;
-                    if changed {
-                        woken.push(reg.waker.clone());
-                    }
-                    !changed
-                });
-                for reg in &table.regs {
-                    if !words.iter().any(|&(word, _)| std::ptr::eq(word, reg.word)) {
-                        words.push((reg.word, reg.key));
-                    }
+        let mut watched: Vec<(*const EventCount, u32)> = Vec::new();
+        {
+            let mut table = self.lock();
+            table.regs.retain(|reg| {
+                // SAFETY: registered, so the event count is alive (see `Reg::event`).
+                let unchanged = unsafe { EventCount::epoch_is(reg.event, reg.key) };
+                if !unchanged {
+                    woken.push(reg.waker.clone());
+                }
+                unchanged
+            });
+            for reg in &table.regs {
+                if !watched.iter().any(|&(event, _)| std::ptr::eq(event, reg.event)) {
+                    watched.push((reg.event, reg.key));
                 }
             }
-            woken.drain(..).for_each(Waker::wake);
-            if words.len() < SLEEP_WORDS {
-                words.push(control.word_and_key());
-                crate::futex::wait_any_raw(&words, None);
-            } else {
-                // Too many to sleep on at once: poll them (under the lock, above) every 1 ms.
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            drop(control);
+        }
+        woken.into_iter().for_each(Waker::wake);
+        if watched.len() < SLEEP_WORDS {
+            let (event, key) = control.event_and_key();
+            watched.push((event, key));
+            self.sleep(&watched, deadline);
+        } else {
+            // Too many to sleep on at once: poll them (under the lock, above) every 1 ms.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(control);
+        true
+    }
+
+    /// Ends the turns: the current one wakes, and every later one returns false.
+    pub fn stop(&self) {
+        // Release: pairs with the Acquire load in `turn`.
+        self.stopped.store(1, Ordering::Release);
+        self.control.notify_one();
+    }
+}
+
+on_shared_memory! {
+    impl Registry {
+        /// The process's registry, its reactor thread started on first use.
+        fn process() -> Result<&'static Registry, ReactorError> {
+            static REACTOR: std::sync::OnceLock<Result<&'static Registry, ReactorError>> =
+                std::sync::OnceLock::new();
+            REACTOR
+                .get_or_init(|| {
+                    let registry: &'static Registry = Box::leak(Box::new(Registry::new()));
+                    std::thread::Builder::new()
+                        .name("shmlane-reactor".into())
+                        .spawn(move || while registry.turn(None) {})
+                        .map(|_| registry)
+                        .map_err(|e| ReactorError(e.to_string()))
+                })
+                .clone()
+        }
+
+        /// Sleeps on the futex words of `watched` (addresses only: the kernel alone looks at
+        /// them, so an event count unmapped meanwhile is its `EFAULT`, not our access).
+        fn sleep(&self, watched: &[(*const EventCount, u32)], deadline: Option<std::time::Instant>) {
+            let words: Vec<_> = watched
+                .iter()
+                // SAFETY: `epoch_ptr` computes an address within the event count, which was
+                // alive under the lock when it was registered; it reads nothing.
+                .map(|&(event, key)| (unsafe { EventCount::epoch_ptr(event) }, key))
+                .collect();
+            super::futex::wait_any_raw(&words, deadline);
+        }
+    }
+}
+
+in_model! {
+    impl Registry {
+        /// Never used in the model (its futures name their registry).
+        fn process() -> Result<&'static Registry, ReactorError> {
+            Err(ReactorError("no process-wide reactor in the model".into()))
+        }
+
+        /// The model's `futex_waitv` on the event counts of `watched`.
+        fn sleep(&self, watched: &[(*const EventCount, u32)], deadline: Option<std::time::Instant>) {
+            let words: Vec<_> = watched
+                .iter()
+                // SAFETY: the model's event counts live for the whole model (its tests keep
+                // them in `Arc`s until every thread is joined).
+                .map(|&(event, key)| unsafe { &*event }.watched(key))
+                .collect();
+            super::futex::wait_any(&words, deadline);
         }
     }
 }

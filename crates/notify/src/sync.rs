@@ -4,4 +4,5 @@
 
 pub(crate) use core::sync::atomic::{AtomicU32, Ordering, fence};
 pub(crate) use std::hint::spin_loop;
+pub(crate) use std::sync::{Mutex, MutexGuard};
 pub(crate) use std::thread::yield_now;
