@@ -12,7 +12,11 @@
 //! shmlane-py-peer listen NS SERVICE COUNT      waits for COUNT event ids
 //! shmlane-py-peer serve NS SERVICE COUNT       answers COUNT requests (u64 x: 2x + 2)
 //! shmlane-py-peer call NS SERVICE X...         calls with each x, reports the responses
+//! shmlane-py-peer echo NS SIDE...              answers pings on ping-SIDE on pong-SIDE (busy)
+//! shmlane-py-peer initiate NS SIDE ROUND       per stdin line, ROUND ping-pongs: the RTTs (ns)
 //! ```
+//!
+//! `echo` and `initiate` are the Rust ends of `bench/latency.py`.
 //!
 //! Publishers stay alive until their standard input closes, so that what they sent can still
 //! be read.
@@ -80,6 +84,8 @@ fn main() {
         ["listen", ns, service, count] => listen(ns, service, count.parse().unwrap_or(0)),
         ["serve", ns, service, count] => serve(ns, service, count.parse().unwrap_or(0)),
         ["call", ns, service, xs @ ..] => call(ns, service, xs),
+        ["echo", ns, sides @ ..] => echo(ns, sides),
+        ["initiate", ns, side, round] => initiate(ns, side, round.parse().unwrap_or(1)),
         _ => Err("usage: see the doc comment of bindings/python/peer/src/main.rs".into()),
     };
     if let Err(e) = result {
@@ -270,5 +276,69 @@ fn call(namespace: &str, service: &str, xs: &[&str]) -> Result {
         responses.push(response.to_string());
     }
     report(format_args!("responses {}", responses.join(",")));
+    Ok(())
+}
+
+/// Sent on a ping topic to make `echo` exit.
+const STOP: u64 = u64::MAX;
+
+/// Answers every ping of each side with the same value on its pong topic, busy polling, until
+/// a `STOP`.
+fn echo(namespace: &str, sides: &[&str]) -> Result {
+    let node = node(namespace)?;
+    let mut pairs = Vec::new();
+    for side in sides {
+        let ping = node.topic::<u64>(&format!("ping-{side}")).open_or_create()?.subscriber()?;
+        let pong = node.topic::<u64>(&format!("pong-{side}")).open_or_create()?.publisher()?;
+        pairs.push((ping, pong));
+    }
+    report("ready");
+    loop {
+        for (ping, pong) in &pairs {
+            if let Some(sample) = ping.receive()? {
+                let value = *sample;
+                drop(sample);
+                if value == STOP {
+                    return Ok(());
+                }
+                pong.send_copy(value)?;
+            }
+        }
+    }
+}
+
+/// For each line on stdin, `round` busy ping-pongs on `ping-SIDE`/`pong-SIDE`; prints their
+/// round-trip times (ns) on one line.
+fn initiate(namespace: &str, side: &str, round: usize) -> Result {
+    let node = node(namespace)?;
+    let ping = node.topic::<u64>(&format!("ping-{side}")).open_or_create()?.publisher()?;
+    let pong = node.topic::<u64>(&format!("pong-{side}")).open_or_create()?.subscriber()?;
+    report("ready");
+    let mut seq = 0;
+    let mut rtts = Vec::with_capacity(round);
+    for line in std::io::stdin().lock().lines() {
+        line?;
+        rtts.clear();
+        for _ in 0..round {
+            seq += 1;
+            let start = Instant::now();
+            let mut loan = ping.loan()?;
+            *loan = seq;
+            ping.send(loan)?;
+            let answer = loop {
+                if let Some(sample) = pong.receive()? {
+                    break *sample;
+                }
+                if start.elapsed() > TIMEOUT {
+                    return Err("the echo does not answer".into());
+                }
+            };
+            rtts.push(start.elapsed().as_nanos().to_string());
+            if answer != seq {
+                return Err(format!("answer {answer} to {seq}").into());
+            }
+        }
+        report(rtts.join(" "));
+    }
     Ok(())
 }
