@@ -12,6 +12,8 @@
 
 mod bench;
 mod flow;
+#[cfg(feature = "monitor")]
+mod monitor;
 mod ops;
 
 use std::process::ExitCode;
@@ -42,6 +44,9 @@ enum Command {
     Record(flow::RecordArgs),
     /// Republish a recording into a topic, with its recorded spacing or as fast as possible.
     Replay(flow::ReplayArgs),
+    /// Serve a live web view (page, REST, WebSocket, Prometheus) of services, peers and nodes.
+    #[cfg(feature = "monitor")]
+    Monitor(monitor::MonitorArgs),
     /// The echo side of `bench`, started by `bench` itself.
     #[command(hide = true)]
     BenchEcho(bench::EchoArgs),
@@ -58,6 +63,8 @@ fn main() -> ExitCode {
         Command::Journal(args) => ops::journal(args),
         Command::Record(args) => flow::record(args),
         Command::Replay(args) => flow::replay(args),
+        #[cfg(feature = "monitor")]
+        Command::Monitor(args) => monitor::run(args),
     }
 }
 
