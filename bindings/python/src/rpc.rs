@@ -17,7 +17,7 @@ use crate::errors::{TimedOut, ToPyErr, lend_error};
 use crate::lender::{Child, Held, Lender};
 use crate::subscriber::{Sample, SampleOwner};
 use crate::topic::{SendBytes, contiguous};
-use crate::wait::{Strategy, sliced, timeout};
+use crate::wait::{Strategy, sliced, strategy_named, timeout};
 
 /// One side's payload type from `Node.rpc`'s `request=` or `response=`: None (take the
 /// recorded one), a dtype (or anything `numpy.dtype` takes), or a dict of `Node.topic`'s type
@@ -97,7 +97,7 @@ impl Rpc {
     /// Becomes the server (one at a time).
     #[pyo3(signature = (strategy="blocking"))]
     fn server(&self, py: Python<'_>, strategy: &str) -> PyResult<Server> {
-        let strategy = RefCell::new(Strategy::named(strategy)?);
+        let strategy = RefCell::new(strategy_named(strategy)?);
         let raw = self.rpc.server().map_err(|e| e.to_py())?;
         Ok(Server {
             lender: Arc::new(Lender::new(ServerState { raw, strategy })),
@@ -109,7 +109,7 @@ impl Rpc {
     /// Becomes a client.
     #[pyo3(signature = (strategy="blocking"))]
     fn client(&self, py: Python<'_>, strategy: &str) -> PyResult<Client> {
-        let strategy = RefCell::new(Strategy::named(strategy)?);
+        let strategy = RefCell::new(strategy_named(strategy)?);
         let raw = self.rpc.client().map_err(|e| e.to_py())?;
         Ok(Client {
             lender: Arc::new(Lender::new(ClientState { raw, strategy })),

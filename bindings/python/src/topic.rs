@@ -17,7 +17,7 @@ use crate::dtype::{dtype_of, frombuffer};
 use crate::errors::{ToPyErr, lend_error};
 use crate::lender::{LendError, Lender};
 use crate::subscriber::Subscriber;
-use crate::wait::{Strategy, timeout};
+use crate::wait::{strategy_named, timeout};
 
 /// A publish/subscribe topic, opened by `Node.topic`.
 #[pyclass(module = "shmlane", frozen)]
@@ -98,7 +98,7 @@ impl Topic {
     /// Claims a subscriber slot.
     #[pyo3(signature = (strategy="blocking"))]
     fn subscriber(&self, py: Python<'_>, strategy: &str) -> PyResult<Subscriber> {
-        let strategy = Strategy::named(strategy)?;
+        let strategy = strategy_named(strategy)?;
         let raw = self.topic.subscriber().map_err(|e| e.to_py())?;
         Ok(Subscriber::new(raw, strategy, self.dtype.clone_ref(py)))
     }

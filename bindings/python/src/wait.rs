@@ -5,63 +5,19 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use shmlane::notify::{
-    Backoff, Blocking, BusySpin, EventCount, Periodic, TimedOut, WaitStrategy, Yield,
-};
+use shmlane::notify::{Chosen, UnknownStrategy};
 
 /// The longest a wait runs with the GIL released before it checks for signals: a sample or
 /// event that arrives wakes it at once; this only bounds how late Ctrl-C is seen.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
 
-/// A wait strategy chosen by name.
-#[derive(Debug)]
-pub(crate) enum Strategy {
-    /// `"blocking"`: sleep on the futex (the default).
-    Blocking(Blocking),
-    /// `"spin"`: poll without pause (a core to itself).
-    Spin(BusySpin),
-    /// `"yield"`: poll, yielding the CPU between polls.
-    Yield(Yield),
-    /// `"backoff"`: spin, then yield, then sleep.
-    Backoff(Backoff),
-    /// `"periodic"`: learn the arrival period, sleep until just before the next.
-    Periodic(Periodic),
-}
+/// A wait strategy chosen by name: `"blocking"` (the default), `"spin"`, `"yield"`,
+/// `"backoff"` or `"periodic"`.
+pub(crate) type Strategy = Chosen;
 
-impl Strategy {
-    /// The strategy called `name`.
-    pub(crate) fn named(name: &str) -> PyResult<Strategy> {
-        Ok(match name {
-            "blocking" => Strategy::Blocking(Blocking::new()),
-            "spin" => Strategy::Spin(BusySpin),
-            "yield" => Strategy::Yield(Yield),
-            "backoff" => Strategy::Backoff(Backoff::new()),
-            "periodic" => Strategy::Periodic(Periodic::new()),
-            _ => {
-                return Err(PyValueError::new_err(format!(
-                    "unknown wait strategy {name:?}: use 'blocking', 'spin', 'yield', \
-                     'backoff' or 'periodic'"
-                )));
-            }
-        })
-    }
-}
-
-impl WaitStrategy for Strategy {
-    fn wait_for<T>(
-        &mut self,
-        signal: &EventCount,
-        deadline: Option<Instant>,
-        poll: impl FnMut() -> Option<T>,
-    ) -> Result<T, TimedOut> {
-        match self {
-            Strategy::Blocking(s) => s.wait_for(signal, deadline, poll),
-            Strategy::Spin(s) => s.wait_for(signal, deadline, poll),
-            Strategy::Yield(s) => s.wait_for(signal, deadline, poll),
-            Strategy::Backoff(s) => s.wait_for(signal, deadline, poll),
-            Strategy::Periodic(s) => s.wait_for(signal, deadline, poll),
-        }
-    }
+/// The strategy called `name`.
+pub(crate) fn strategy_named(name: &str) -> PyResult<Strategy> {
+    name.parse().map_err(|e: UnknownStrategy| PyValueError::new_err(e.to_string()))
 }
 
 /// A timeout in seconds (`None`: none).

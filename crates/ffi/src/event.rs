@@ -8,7 +8,7 @@ use shmlane::{Event, Listener, Notifier};
 use crate::error::{Failure, guard, shmlane_error};
 use crate::handle::{self, Handle, clear_out, hand_out, optional, string};
 use crate::node::shmlane_node;
-use crate::subscriber::{Strategy, shmlane_wait_strategy, timeout};
+use crate::subscriber::{shmlane_wait_strategy, strategy_of, timeout};
 
 /// An event service's settings, fixed by its creator. Start from
 /// `shmlane_event_config_default`.
@@ -319,7 +319,7 @@ pub unsafe extern "C" fn shmlane_listener_wait(
 ) -> shmlane_error {
     guard(|| {
         check_buffer(ids, capacity, count)?;
-        let mut strategy = Strategy::new(strategy)?;
+        let mut strategy = strategy_of(strategy)?;
         // SAFETY: a live listener, this thread's alone, by the caller's promise.
         let listener = unsafe { handle::get_mut(listener, "listener")? };
         if listener.pending.is_empty() {

@@ -13,7 +13,7 @@ use crate::handle::{self, Handle, clear_out, hand_out, optional, string};
 use crate::node::shmlane_node;
 use crate::slots::{Refused, Slots};
 use crate::subscriber::{
-    Strategy, lend, shmlane_sample, shmlane_wait_strategy, take_sample, timeout, too_many_held,
+    lend, shmlane_sample, shmlane_wait_strategy, strategy_of, take_sample, timeout, too_many_held,
 };
 use crate::topic::shmlane_type;
 
@@ -356,7 +356,7 @@ pub unsafe extern "C" fn shmlane_server_receive_wait(
         let out = handle::out(request, "request")?;
         // SAFETY: non-NULL, valid by the caller's promise.
         unsafe { out.write(shmlane_sample::NONE) };
-        let mut strategy = Strategy::new(strategy)?;
+        let mut strategy = strategy_of(strategy)?;
         // SAFETY: a live server, this thread's alone, by the caller's promise.
         let server = unsafe { handle::get_mut(server, "server")? };
         if !server.requests.has_room() {
@@ -588,7 +588,7 @@ pub unsafe extern "C" fn shmlane_client_receive_wait(
         let out = handle::out(response, "response")?;
         // SAFETY: non-NULL, valid by the caller's promise.
         unsafe { out.write(shmlane_sample::NONE) };
-        let mut strategy = Strategy::new(strategy)?;
+        let mut strategy = strategy_of(strategy)?;
         // SAFETY: a live client, this thread's alone, by the caller's promise.
         let client = unsafe { handle::get_mut(client, "client")? };
         let (at, awaited) = client.pending(pending)?;

@@ -2,9 +2,9 @@
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use shmlane::notify::{Backoff, Blocking, BusySpin, EventCount, TimedOut, WaitStrategy};
+use shmlane::notify::{Backoff, Blocking, BusySpin, Chosen};
 use shmlane::{RawSample, RawSubscriber};
 
 use crate::error::{Failure, guard, shmlane_error};
@@ -25,40 +25,16 @@ pub const SHMLANE_WAIT_BLOCKING: shmlane_wait_strategy = 2;
 /// A timeout (in nanoseconds) that never ends.
 pub const SHMLANE_TIMEOUT_INFINITE: u64 = u64::MAX;
 
-/// A `SHMLANE_WAIT_*` strategy, checked.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Strategy {
-    Spin(BusySpin),
-    Backoff(Backoff),
-    Blocking(Blocking),
-}
-
-impl Strategy {
-    pub(crate) fn new(strategy: shmlane_wait_strategy) -> Result<Self, Failure> {
-        match strategy {
-            SHMLANE_WAIT_BUSY_SPIN => Ok(Strategy::Spin(BusySpin)),
-            SHMLANE_WAIT_BACKOFF => Ok(Strategy::Backoff(Backoff::new())),
-            SHMLANE_WAIT_BLOCKING => Ok(Strategy::Blocking(Blocking::new())),
-            other => Err(Failure::new(
-                shmlane_error::SHMLANE_ERROR_INVALID_ARGUMENT,
-                format!("wait strategy {other} is unknown: use a SHMLANE_WAIT_* value (0 to 2)"),
-            )),
-        }
-    }
-}
-
-impl WaitStrategy for Strategy {
-    fn wait_for<T>(
-        &mut self,
-        signal: &EventCount,
-        deadline: Option<Instant>,
-        poll: impl FnMut() -> Option<T>,
-    ) -> Result<T, TimedOut> {
-        match self {
-            Strategy::Spin(spin) => spin.wait_for(signal, deadline, poll),
-            Strategy::Backoff(backoff) => backoff.wait_for(signal, deadline, poll),
-            Strategy::Blocking(blocking) => blocking.wait_for(signal, deadline, poll),
-        }
+/// A `SHMLANE_WAIT_*` strategy, checked: one of the built-in strategies.
+pub(crate) fn strategy_of(strategy: shmlane_wait_strategy) -> Result<Chosen, Failure> {
+    match strategy {
+        SHMLANE_WAIT_BUSY_SPIN => Ok(Chosen::BusySpin(BusySpin)),
+        SHMLANE_WAIT_BACKOFF => Ok(Chosen::Backoff(Backoff::new())),
+        SHMLANE_WAIT_BLOCKING => Ok(Chosen::Blocking(Blocking::new())),
+        other => Err(Failure::new(
+            shmlane_error::SHMLANE_ERROR_INVALID_ARGUMENT,
+            format!("wait strategy {other} is unknown: use a SHMLANE_WAIT_* value (0 to 2)"),
+        )),
     }
 }
 
@@ -282,7 +258,7 @@ pub unsafe extern "C" fn shmlane_subscriber_receive_wait(
         let out = handle::out(sample, "sample")?;
         // SAFETY: non-NULL, valid by the caller's promise.
         unsafe { out.write(shmlane_sample::NONE) };
-        let mut strategy = Strategy::new(strategy)?;
+        let mut strategy = strategy_of(strategy)?;
         // SAFETY: a live subscriber, this thread's alone, by the caller's promise.
         let subscriber = unsafe { handle::get_mut(subscriber, "subscriber")? };
         if !subscriber.samples.has_room() {

@@ -61,4 +61,7 @@ mod sync;
 
 pub use event_count::{EventCount, PreparedWait, WaitOutcome, wait_any};
 pub use futex::WAITV_MAX;
-pub use strategy::{AnyOf, Backoff, Blocking, BusySpin, Periodic, TimedOut, WaitStrategy, Yield};
+pub use strategy::{
+    AnyOf, Backoff, Blocking, BusySpin, Chosen, Periodic, TimedOut, UnknownStrategy, WaitStrategy,
+    Yield,
+};

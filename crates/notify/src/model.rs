@@ -38,4 +38,7 @@ pub mod reactor;
 pub mod strategy;
 
 pub use event_count::{EventCount, PreparedWait, WaitOutcome, wait_any};
-pub use strategy::{AnyOf, Backoff, Blocking, BusySpin, Periodic, TimedOut, WaitStrategy, Yield};
+pub use strategy::{
+    AnyOf, Backoff, Blocking, BusySpin, Chosen, Periodic, TimedOut, UnknownStrategy, WaitStrategy,
+    Yield,
+};

@@ -309,6 +309,48 @@ impl<Req: ZeroCopy, Resp: ZeroCopy> Rpc<Req, Resp> {
     }
 }
 
+/// The response to `pending` among what `receive` takes (at most a full queue from every
+/// publisher, `config`'s, plus one: a server that floods us cannot keep us here); responses
+/// to other requests met on the way are dropped.
+fn take_response<S>(
+    pending: Pending,
+    config: TopicConfig,
+    mut receive: impl FnMut() -> Result<Option<S>, ReceiveError>,
+    tag: impl Fn(&S) -> u64,
+) -> Result<Option<S>, ReceiveError> {
+    let bound = config.subscriber_capacity as usize * config.max_publishers as usize + 1;
+    for _ in 0..bound {
+        let Some(sample) = receive()? else { break };
+        if RpcTag::from_raw(tag(&sample)) == pending.tag {
+            return Ok(Some(sample));
+        }
+    }
+    Ok(None)
+}
+
+/// Waits with `wait` (given the time left) for the response to `pending`, up to `timeout`,
+/// dropping responses to other requests; a timeout is counted by `count_timeout`.
+fn wait_response<S>(
+    pending: Pending,
+    timeout: Option<Duration>,
+    mut wait: impl FnMut(Option<Duration>) -> Result<S, ReceiveError>,
+    tag: impl Fn(&S) -> u64,
+    count_timeout: impl Fn(),
+) -> Result<S, ReceiveError> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let sample = wait(left).inspect_err(|e| {
+            if matches!(e, ReceiveError::TimedOut(_)) {
+                count_timeout();
+            }
+        })?;
+        if RpcTag::from_raw(tag(&sample)) == pending.tag {
+            return Ok(sample);
+        }
+    }
+}
+
 /// A full topic slot table is a full table of rpc `role`s (clients or the one server).
 fn as_role(error: ConnectError, role: &'static str) -> ConnectError {
     match error {
@@ -420,14 +462,7 @@ impl<Req: ZeroCopy, Resp: ZeroCopy> Client<Req, Resp> {
     /// cannot keep us here): `None` then, and the next call goes on.
     pub fn receive(&self, pending: Pending) -> Result<Option<Sample<'_, Resp>>, ReceiveError> {
         let config = self.responses.topic_config();
-        let bound = config.subscriber_capacity as usize * config.max_publishers as usize + 1;
-        for _ in 0..bound {
-            let Some(sample) = self.responses.receive()? else { break };
-            if RpcTag::from_raw(sample.tag()) == pending.tag {
-                return Ok(Some(sample));
-            }
-        }
-        Ok(None)
+        take_response(pending, config, || self.responses.receive(), |s| s.tag())
     }
 
     /// Waits with `strategy` for the response to `pending`, up to `timeout`.
@@ -437,18 +472,8 @@ impl<Req: ZeroCopy, Resp: ZeroCopy> Client<Req, Resp> {
         strategy: &mut impl WaitStrategy,
         timeout: Option<Duration>,
     ) -> Result<Sample<'_, Resp>, ReceiveError> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        loop {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let sample = self.responses.receive_with(strategy, left).inspect_err(|e| {
-                if matches!(e, ReceiveError::TimedOut(_)) {
-                    self.responses.count_timeout();
-                }
-            })?;
-            if RpcTag::from_raw(sample.tag()) == pending.tag {
-                return Ok(sample);
-            }
-        }
+        let wait = |left| self.responses.receive_with(strategy, left);
+        wait_response(pending, timeout, wait, |s| s.tag(), || self.responses.count_timeout())
     }
 
     /// Sends `request` and waits for its response with `strategy`, up to `timeout`.

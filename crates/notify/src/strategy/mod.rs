@@ -134,6 +134,80 @@ impl Signal for AnyOf<'_> {
     }
 }
 
+/// One of the built-in strategies, chosen at run time (by a binding to another language, a
+/// command-line option or a configuration file): waits as the strategy it holds.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Chosen {
+    /// [`BusySpin`] (`"spin"`).
+    BusySpin(BusySpin),
+    /// [`Yield`] (`"yield"`).
+    Yield(Yield),
+    /// [`Backoff`] with its defaults (`"backoff"`).
+    Backoff(Backoff),
+    /// [`Blocking`] with its defaults (`"blocking"`).
+    Blocking(Blocking),
+    /// [`Periodic`] with its defaults (`"periodic"`).
+    Periodic(Periodic),
+}
+
+impl Chosen {
+    /// The names [`FromStr`](std::str::FromStr) takes.
+    pub const NAMES: [&'static str; 5] = ["spin", "yield", "backoff", "blocking", "periodic"];
+}
+
+impl std::str::FromStr for Chosen {
+    type Err = UnknownStrategy;
+
+    fn from_str(name: &str) -> Result<Chosen, UnknownStrategy> {
+        Ok(match name {
+            "spin" => Chosen::BusySpin(BusySpin),
+            "yield" => Chosen::Yield(Yield),
+            "backoff" => Chosen::Backoff(Backoff::new()),
+            "blocking" => Chosen::Blocking(Blocking::new()),
+            "periodic" => Chosen::Periodic(Periodic::new()),
+            other => return Err(UnknownStrategy(other.to_owned())),
+        })
+    }
+}
+
+/// A strategy name [`Chosen`] does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown wait strategy {0:?}: use spin, yield, backoff, blocking or periodic")]
+pub struct UnknownStrategy(pub String);
+
+impl WaitStrategy for Chosen {
+    fn wait_for<T>(
+        &mut self,
+        signal: &EventCount,
+        deadline: Option<Instant>,
+        poll: impl FnMut() -> Option<T>,
+    ) -> Result<T, TimedOut> {
+        match self {
+            Chosen::BusySpin(s) => s.wait_for(signal, deadline, poll),
+            Chosen::Yield(s) => s.wait_for(signal, deadline, poll),
+            Chosen::Backoff(s) => s.wait_for(signal, deadline, poll),
+            Chosen::Blocking(s) => s.wait_for(signal, deadline, poll),
+            Chosen::Periodic(s) => s.wait_for(signal, deadline, poll),
+        }
+    }
+
+    fn wait_for_any<T>(
+        &mut self,
+        signals: &AnyOf<'_>,
+        deadline: Option<Instant>,
+        poll: impl FnMut() -> Option<T>,
+    ) -> Result<T, TimedOut> {
+        match self {
+            Chosen::BusySpin(s) => s.wait_for_any(signals, deadline, poll),
+            Chosen::Yield(s) => s.wait_for_any(signals, deadline, poll),
+            Chosen::Backoff(s) => s.wait_for_any(signals, deadline, poll),
+            Chosen::Blocking(s) => s.wait_for_any(signals, deadline, poll),
+            Chosen::Periodic(s) => s.wait_for_any(signals, deadline, poll),
+        }
+    }
+}
+
 /// Nothing arrived before the deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(

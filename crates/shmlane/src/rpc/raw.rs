@@ -23,12 +23,12 @@
 
 use std::cell::Cell;
 use std::ops::Deref;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shmlane_notify::WaitStrategy;
 use shmlane_segment::crash_point;
 
-use super::{CallError, Pending, RpcTag, as_role, topic_configs};
+use super::{CallError, Pending, RpcTag, as_role, take_response, topic_configs, wait_response};
 use crate::error::{ConnectError, PublishError, ReceiveError, TopicError};
 use crate::node::{Node, check_name};
 use crate::payload::TypeSpec;
@@ -261,14 +261,7 @@ impl RawClient {
     /// The response to `pending`, if it has come, as [`Client::receive`](super::Client::receive).
     pub fn receive(&self, pending: Pending) -> Result<Option<RawSample<'_>>, ReceiveError> {
         let config = self.responses.topic_config();
-        let bound = config.subscriber_capacity as usize * config.max_publishers as usize + 1;
-        for _ in 0..bound {
-            let Some(sample) = self.responses.receive()? else { break };
-            if RpcTag::from_raw(sample.tag()) == pending.tag {
-                return Ok(Some(sample));
-            }
-        }
-        Ok(None)
+        take_response(pending, config, || self.responses.receive(), |s| s.tag())
     }
 
     /// Waits with `strategy` for the response to `pending`, up to `timeout`.
@@ -278,18 +271,8 @@ impl RawClient {
         strategy: &mut impl WaitStrategy,
         timeout: Option<Duration>,
     ) -> Result<RawSample<'_>, ReceiveError> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        loop {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let sample = self.responses.receive_with(strategy, left).inspect_err(|e| {
-                if matches!(e, ReceiveError::TimedOut(_)) {
-                    self.responses.count_timeout();
-                }
-            })?;
-            if RpcTag::from_raw(sample.tag()) == pending.tag {
-                return Ok(sample);
-            }
-        }
+        let wait = |left| self.responses.receive_with(strategy, left);
+        wait_response(pending, timeout, wait, |s| s.tag(), || self.responses.count_timeout())
     }
 
     /// Sends `request` and waits for its response with `strategy`, up to `timeout`.
