@@ -11,6 +11,7 @@
 //!   journals and back.
 
 mod bench;
+mod bridge;
 mod flow;
 #[cfg(feature = "monitor")]
 mod monitor;
@@ -47,6 +48,8 @@ enum Command {
     /// Serve a live web view (page, REST, WebSocket, Prometheus) of services, peers and nodes.
     #[cfg(feature = "monitor")]
     Monitor(monitor::MonitorArgs),
+    /// Carry topics, rpc and events to other hosts over zenoh (runs `shmlane-bridge`).
+    Bridge(bridge::BridgeArgs),
     /// The echo side of `bench`, started by `bench` itself.
     #[command(hide = true)]
     BenchEcho(bench::EchoArgs),
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Journal(args) => ops::journal(args),
         Command::Record(args) => flow::record(args),
         Command::Replay(args) => flow::replay(args),
+        Command::Bridge(args) => bridge::run(args),
         #[cfg(feature = "monitor")]
         Command::Monitor(args) => monitor::run(args),
     }

@@ -223,3 +223,21 @@ fn missing_topics_and_recordings_and_another_type_are_errors() {
     assert_eq!(wrong.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("u32") && stderr.contains("u64"), "{stderr}");
 }
+
+#[test]
+fn shmlane_bridge_runs_the_bridge_binary() {
+    // `cargo test --workspace` builds shmlane-bridge beside shmlane; alone, this package's
+    // tests do not.
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_shmlane"));
+    if !exe.with_file_name("shmlane-bridge").is_file() {
+        println!(
+            "SKIPPED: shmlane-bridge is not built next to {} (cargo build -p shmlane-bridge)",
+            exe.display()
+        );
+        return;
+    }
+    let output = Command::new(exe).args(["bridge", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(text.contains("--connect") && text.contains("--listen"), "{text}");
+}
