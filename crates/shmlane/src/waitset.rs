@@ -156,7 +156,8 @@ pub struct WaitSet<'a> {
 struct State<'a> {
     entries: Vec<Entry<'a>>,
     /// The sources' event counts, in `entries` order (rebuilt on attach and detach).
-    signals: Vec<&'a EventCount>,
+    /// Shared with a wait in progress, so that waiting does not copy it.
+    signals: std::rc::Rc<[&'a EventCount]>,
     next_id: u64,
 }
 
@@ -237,7 +238,7 @@ impl<'a> WaitSet<'a> {
             return Err(WaitError::NothingAttached);
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let signals = self.state.borrow().signals.clone();
+        let signals = std::rc::Rc::clone(&self.state.borrow().signals);
         let mut ready = Vec::new();
         loop {
             let wake_by = earliest(deadline, self.next_timer());
