@@ -59,40 +59,41 @@ fn the_producer_evicting_everything_races_a_pop_without_duplicates() {
     });
 }
 
-/// A slot's line words travel with its value: whatever the interleaving of pushes that evict
-/// (and so reuse the one slot) and pops, every popped line is the one pushed with its value,
-/// never a torn mix of two positions' words. Two words of the line (a torn read needs two; the
-/// loop is the same for six, and each word more multiplies the interleavings).
+/// An inline entry's words travel together: whatever the interleaving of pushes that evict
+/// (and so reuse the one slot) and pops, every popped line is the one pushed, never a torn mix
+/// of two positions' words. Two words (a torn read needs two; the loop is the same for six,
+/// and each word more multiplies the interleavings), in slots of 4 words; the first word names
+/// the entry, as inline entries all read as the value `INLINE`.
 #[test]
-fn a_popped_line_is_the_one_pushed_with_its_value_even_when_its_slot_is_reused() {
+fn a_popped_line_is_the_one_pushed_even_when_its_slot_is_reused() {
     const WORDS: usize = 2;
     model::check(|| {
-        let (mut producer, mut consumer) = overflow::new(1);
+        let (mut producer, mut consumer) = overflow::new_strided(1, 4);
         let popper = thread::spawn(move || consumer.pop_line_when(|_| true, WORDS));
         let mut evicted = Vec::new();
         for value in 1..=2u64 {
-            evicted.extend(producer.push_line(value, &[value * 10; WORDS]).unwrap());
+            evicted.extend(producer.push_inline(&[value, value * 10]).unwrap());
         }
         let popped = popper.join().unwrap();
         if let Some((value, line)) = popped {
-            assert_eq!(line[..WORDS], [value * 10; WORDS], "torn line for {value}");
+            assert_eq!(value, overflow::INLINE, "an inline entry reads as INLINE");
+            assert_eq!(line[1], line[0] * 10, "torn line {line:?}");
             assert_eq!(line[WORDS..], [0; overflow::LINE_WORDS - WORDS], "words not asked for");
         }
-        let mut all: Vec<u64> = popped.map(|(value, _)| value).into_iter().chain(evicted).collect();
-        all.extend(std::iter::from_fn(|| producer.evict().unwrap()));
-        all.sort_unstable();
-        assert_eq!(all, [1, 2]);
+        evicted.extend(std::iter::from_fn(|| producer.evict().unwrap()));
+        assert!(evicted.iter().all(|&v| v == overflow::INLINE), "evicted {evicted:?}");
+        assert_eq!(usize::from(popped.is_some()) + evicted.len(), 2, "popped {popped:?}");
     });
 }
 
-/// A batch claim (`pop_lines_when`) racing pushes that evict: the values it claims are
-/// consecutive, in order, each with its own line, and every value is popped or evicted
+/// A batch claim (`pop_lines_when`) racing pushes that evict: the entries it claims are
+/// consecutive, in order, each with its own line, and every entry is popped or evicted
 /// exactly once.
 #[test]
-fn a_batch_claim_racing_evictions_takes_each_value_once_with_its_own_line() {
+fn a_batch_claim_racing_evictions_takes_each_entry_once_with_its_own_line() {
     const WORDS: usize = 2;
     model::check(|| {
-        let (mut producer, mut consumer) = overflow::new(2);
+        let (mut producer, mut consumer) = overflow::new_strided(2, 4);
         let popper = thread::spawn(move || {
             let mut out = [(0, [0; overflow::LINE_WORDS]); 2];
             let n = consumer.pop_lines_when(|_| true, WORDS, &mut out);
@@ -100,18 +101,48 @@ fn a_batch_claim_racing_evictions_takes_each_value_once_with_its_own_line() {
         });
         let mut evicted = Vec::new();
         for value in 1..=3u64 {
-            evicted.extend(producer.push_line(value, &[value * 10; WORDS]).unwrap());
+            evicted.extend(producer.push_inline(&[value, value * 10]).unwrap());
         }
         let popped = popper.join().unwrap();
         for pair in popped.windows(2) {
-            assert_eq!(pair[1].0, pair[0].0 + 1, "a batch is consecutive: {popped:?}");
+            assert_eq!(pair[1].1[0], pair[0].1[0] + 1, "a batch is consecutive: {popped:?}");
         }
         for (value, line) in &popped {
-            assert_eq!(line[..WORDS], [value * 10; WORDS], "torn line for {value}");
+            assert_eq!(*value, overflow::INLINE);
+            assert_eq!(line[1], line[0] * 10, "torn line {line:?}");
         }
-        let mut all: Vec<u64> = popped.iter().map(|(value, _)| *value).chain(evicted).collect();
-        all.extend(std::iter::from_fn(|| producer.evict().unwrap()));
+        evicted.extend(std::iter::from_fn(|| producer.evict().unwrap()));
+        assert_eq!(popped.len() + evicted.len(), 3, "popped {popped:?} evicted {evicted:?}");
+    });
+}
+
+/// Values and inline entries through one slot of 2 words, where an inline entry's word is the
+/// value word itself: the stamp's flag and the word are read as one, so a popped or evicted
+/// value is never an inline entry's word, nor a popped inline word a value.
+#[test]
+fn values_and_inline_entries_sharing_a_slot_are_never_mistaken_for_each_other() {
+    model::check(|| {
+        let (mut producer, mut consumer) = overflow::new_strided(1, 2);
+        let popper = thread::spawn(move || {
+            let popped: Vec<_> =
+                (0..2).filter_map(|_| consumer.pop_line_when(|_| true, 1)).collect();
+            popped
+        });
+        let mut evicted = Vec::new();
+        evicted.extend(producer.push(5).unwrap());
+        evicted.extend(producer.push_inline(&[7]).unwrap());
+        evicted.extend(producer.push(9).unwrap());
+        let popped = popper.join().unwrap();
+        evicted.extend(std::iter::from_fn(|| producer.evict().unwrap()));
+        let mut all = evicted.clone();
+        for (value, line) in &popped {
+            match *value {
+                overflow::INLINE => assert_eq!(line[0], 7, "inline entry's word: {popped:?}"),
+                value => assert_eq!(line[0], 0, "a value {value} came with words: {popped:?}"),
+            }
+            all.push(*value);
+        }
         all.sort_unstable();
-        assert_eq!(all, [1, 2, 3]);
+        assert_eq!(all, [overflow::INLINE, 5, 9], "popped {popped:?} evicted {evicted:?}");
     });
 }

@@ -115,6 +115,12 @@ pub trait Link {
     fn send_all(&mut self, first: u64, count: u64) {
         (first..first + count).for_each(|seq| self.send(seq));
     }
+    /// Receives messages `first..first + count` (one-way streams), checking each: one by one
+    /// unless the link has a batch receive.
+    #[inline(always)]
+    fn receive_all(&mut self, first: u64, count: u64) {
+        (first..first + count).for_each(|seq| self.receive(seq));
+    }
 }
 
 /// The round loops of a [`Link`], compiled for each link type (one virtual call per round,
@@ -157,7 +163,7 @@ impl<L: Link> Rounds for L {
     }
 
     fn receive_run(&mut self, first: u64, count: u64) {
-        (first..first + count).for_each(|seq| self.receive(seq));
+        self.receive_all(first, count);
     }
 
     fn attached(&self) -> bool {

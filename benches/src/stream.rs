@@ -79,6 +79,7 @@ impl ShmlaneStream {
                 )),
                 Side::Echo => Box::new(ShmlaneEnd::Subscriber(
                     topic.subscriber().expect("claim a subscriber slot"),
+                    batch && size_of::<P>() <= BY_COPY_MAX,
                 )),
             }
         }
@@ -96,7 +97,8 @@ impl ShmlaneStream {
 enum ShmlaneEnd<P: Sequenced> {
     /// With a buffer for batches, if it sends in batches.
     Publisher(Publisher<P>, Option<Vec<P>>),
-    Subscriber(Subscriber<P>),
+    /// Draining up to [`BATCH`] samples per call (`drain`), if it receives in batches.
+    Subscriber(Subscriber<P>, bool),
 }
 
 impl<P: Sequenced> Link for ShmlaneEnd<P> {
@@ -140,7 +142,7 @@ impl<P: Sequenced> Link for ShmlaneEnd<P> {
     /// Busy-polled `receive`, the sequence number read in place (`Deref`).
     #[inline(always)]
     fn receive(&mut self, seq: u64) {
-        let ShmlaneEnd::Subscriber(subscriber) = self else {
+        let ShmlaneEnd::Subscriber(subscriber, _) = self else {
             panic!("a publisher does not receive")
         };
         let got = spin_until("a shmlane sample", || {
@@ -149,10 +151,34 @@ impl<P: Sequenced> Link for ShmlaneEnd<P> {
         assert_eq!(got, seq, "shmlane messages lost or reordered");
     }
 
+    /// Batches of up to [`BATCH`] by `drain` (one claim and one counter update per batch, no
+    /// `Sample` per message), if this end batches; else one by one.
+    #[inline(always)]
+    fn receive_all(&mut self, first: u64, count: u64) {
+        let ShmlaneEnd::Subscriber(subscriber, true) = self else {
+            (first..first + count).for_each(|seq| self.receive(seq));
+            return;
+        };
+        let end = first + count;
+        let mut next = first;
+        while next < end {
+            let limit = ((end - next) as usize).min(BATCH);
+            spin_until("shmlane samples", || {
+                let n = subscriber
+                    .drain(limit, |sample| {
+                        assert_eq!(sample.seq(), next, "shmlane messages lost or reordered");
+                        next += 1;
+                    })
+                    .expect("drain");
+                (n > 0).then_some(())
+            });
+        }
+    }
+
     fn peer_attached(&self) -> bool {
         match self {
             ShmlaneEnd::Publisher(publisher, _) => publisher.subscribers() == 1,
-            ShmlaneEnd::Subscriber(_) => true,
+            ShmlaneEnd::Subscriber(..) => true,
         }
     }
 }

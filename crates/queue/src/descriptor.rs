@@ -94,21 +94,59 @@ impl Descriptor {
         fingerprint: Fingerprint,
         extra: [u64; 2],
     ) -> Self {
+        let element = (size_of::<T>() as u64, align_of::<T>() as u64);
+        Self::with_element(magic, capacity, element, fingerprint, extra)
+    }
+
+    /// [`new`](Self::new) for an element of `(size, align)` given at run time.
+    pub(crate) fn with_element(
+        magic: [u8; 8],
+        capacity: u64,
+        (element_size, element_align): (u64, u64),
+        fingerprint: Fingerprint,
+        extra: [u64; 2],
+    ) -> Self {
         Descriptor {
             magic,
             version: VERSION,
             reserved0: 0,
             capacity,
-            element_size: size_of::<T>() as u64,
-            element_align: align_of::<T>() as u64,
+            element_size,
+            element_align,
             fingerprint: fingerprint.get(),
             extra,
         }
     }
 
+    /// The element's `(size, align)` as recorded (checked by [`read_element`](Self::read_element)'s caller).
+    pub(crate) fn element(&self) -> (u64, u64) {
+        (self.element_size, self.element_align)
+    }
+
     /// Copies the descriptor out of the region and checks everything but `capacity` and
     /// `extra`, which the queue kind checks.
     pub(crate) fn read_checked<T>(
+        segment: &Segment,
+        region: Region,
+        magic: [u8; 8],
+        fingerprint: Fingerprint,
+    ) -> Result<Descriptor, QueueError> {
+        let d = Self::read_element(segment, region, magic, fingerprint)?;
+        let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
+        if (d.element_size, d.element_align) != (size, align) {
+            return Err(QueueError::ElementMismatch {
+                size,
+                align,
+                found_size: d.element_size,
+                found_align: d.element_align,
+            });
+        }
+        Ok(d)
+    }
+
+    /// [`read_checked`](Self::read_checked) but for the element, which the caller checks (a
+    /// kind whose element is chosen at run time).
+    pub(crate) fn read_element(
         segment: &Segment,
         region: Region,
         magic: [u8; 8],
@@ -125,15 +163,6 @@ impl Descriptor {
         }
         if d.reserved0 != 0 {
             return Err(QueueError::Corrupt);
-        }
-        let (size, align) = (size_of::<T>() as u64, align_of::<T>() as u64);
-        if (d.element_size, d.element_align) != (size, align) {
-            return Err(QueueError::ElementMismatch {
-                size,
-                align,
-                found_size: d.element_size,
-                found_align: d.element_align,
-            });
         }
         if d.fingerprint != fingerprint.get() {
             return Err(QueueError::FingerprintMismatch {

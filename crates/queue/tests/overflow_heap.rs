@@ -46,6 +46,32 @@ fn capacity_rounds_up_to_a_power_of_two_and_at_least_one() {
     assert_eq!(producer.push(8), Ok(Some(7)));
 }
 
+/// Inline entries in slots of 2, 4 and 8 words: each keeps the words its slot has room for
+/// (stride - 1), reads as `INLINE` with those words, comes out in order among plain values,
+/// and is evicted as `INLINE`; a value keeps no words.
+#[test]
+fn inline_entries_keep_the_words_their_stride_allows_in_order_with_values() {
+    for (stride, kept) in [(2, 1), (4, 3), (8, overflow::LINE_WORDS)] {
+        let (mut producer, mut consumer) = overflow::new_strided(2, stride);
+        let line: overflow::Line = [11, 12, 13, 14, 15, 16];
+        assert_eq!(producer.push_inline(&line), Ok(None), "stride {stride}");
+        assert_eq!(producer.push(99), Ok(None));
+        let mut expected = [0; overflow::LINE_WORDS];
+        expected[..kept].copy_from_slice(&line[..kept]);
+        let words = overflow::LINE_WORDS;
+        assert_eq!(consumer.pop_line_when(|_| true, words), Some((overflow::INLINE, expected)));
+        assert_eq!(consumer.pop_line_when(|_| true, words), Some((99, [0; overflow::LINE_WORDS])));
+        assert_eq!(producer.push_inline(&line), Ok(None));
+        assert_eq!(producer.push(7), Ok(None));
+        assert_eq!(producer.push(8), Ok(Some(overflow::INLINE)), "stride {stride}");
+        assert_eq!(producer.push_inline(&[1]), Ok(Some(7)));
+        assert_eq!(evict_all(&mut producer), [8, overflow::INLINE]);
+    }
+    assert_eq!(overflow::stride_for(1), 2);
+    assert_eq!(overflow::stride_for(3), 4);
+    assert_eq!(overflow::stride_for(overflow::LINE_WORDS), 8);
+}
+
 #[test]
 fn values_come_out_in_push_order() {
     let (mut producer, mut consumer) = overflow::new(8);

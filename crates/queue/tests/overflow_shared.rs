@@ -770,3 +770,53 @@ fn pop_survives_any_shared_head() {
         let _ = (consumer.len(), consumer.is_empty(), queue.len());
     }
 }
+
+/// A queue of 16-byte slots (`init_in_strided`, stride 2): `attach` finds its stride in the
+/// descriptor, an inline entry travels in the value word with the stamp flagged, and the
+/// snapshot reads it as `INLINE`; a descriptor claiming a slot size that is no stride is refused.
+#[test]
+fn a_strided_queue_is_attached_with_its_stride_and_carries_inline_entries() {
+    use shmlane_queue::overflow::{INLINE, INLINE_FLAG};
+    use shmlane_queue::raw::ELEMENT_SIZE_AT;
+    let capacity = 4;
+    let layout = SharedOverflow::layout_strided(capacity, 2).unwrap();
+    assert!(layout.size < SharedOverflow::layout(capacity).unwrap().size);
+    let segment_layout = QueueSegment::new("overflow-shared-test", capacity, layout);
+    let (name, _cleanup) = unique_segment("overflow", "strided");
+    let segment = segment_layout.create(&name, |segment, region| {
+        SharedOverflow::init_in_strided(segment, region, capacity, 2, QUEUE_FINGERPRINT).map(drop)
+    });
+    let region = segment_layout.queue;
+    let queue = SharedOverflow::attach(&segment, region, QUEUE_FINGERPRINT).unwrap();
+    assert_eq!((queue.capacity(), queue.stride()), (4, 2));
+    let (mut producer, mut consumer) = (queue.producer().unwrap(), queue.consumer().unwrap());
+    producer.push_inline(&[0xabc, 0xdef]).unwrap();
+    producer.push(5).unwrap();
+    let raw = RawQueue::new(
+        &segment,
+        region,
+        capacity,
+        SharedOverflow::raw_layout_strided(capacity, 2).unwrap(),
+    );
+    let words = SharedOverflow::raw_layout_strided(capacity, 2).unwrap();
+    assert_eq!((words.slot_size, words.value), (16, 8));
+    let word = |at: u64| {
+        let mut bytes = [0; 8];
+        segment.read_bytes(region.offset + at, &mut bytes).unwrap();
+        u64::from_ne_bytes(bytes)
+    };
+    assert_eq!(raw.stamps()[..2], [1 | INLINE_FLAG, 2], "the inline entry's stamp is flagged");
+    assert_eq!(word(words.slots + 8), 0xabc, "its one word, in the value word");
+    let snapshot = SharedOverflow::snapshot(&segment, region, QUEUE_FINGERPRINT).unwrap();
+    assert_eq!(snapshot.values, [INLINE, 5]);
+    let mut line = [0; shmlane_queue::overflow::LINE_WORDS];
+    line[0] = 0xabc;
+    assert_eq!(consumer.pop_line_when(|_| true, 2), Some((INLINE, line)));
+    assert_eq!(consumer.pop(), Some(5));
+    // 24 bytes is no slot size: refused.
+    raw.write_bytes(ELEMENT_SIZE_AT, &24_u64.to_ne_bytes());
+    assert!(matches!(
+        SharedOverflow::attach(&segment, region, QUEUE_FINGERPRINT).map(drop),
+        Err(QueueError::ElementMismatch { found_size: 24, .. })
+    ));
+}

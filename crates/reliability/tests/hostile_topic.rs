@@ -33,11 +33,12 @@
 //!   stuck.
 //!
 //! Each property runs over two sample types: [`Wide`] (64 bytes) takes a payload block, `u64`
-//! travels inline in the queue slot (`shmlane::topic::INLINE_MAX`), so a hostile queue word
-//! may forge an inline sample in a block topic (generation 0, `QueuedBlock::INLINE`) or a
-//! block in an inline one, and hostile line words are an inline sample's value. The samples of
-//! a `u64` run are checked as those of a `Wide` run, but values no publisher wrote are
-//! allowed once line words changed (`Changed::lines`): a wrong `u64`, never UB.
+//! travels inline in the queue slot's value word (`shmlane::topic::INLINE_MAX`), so a hostile
+//! stamp or queue word may forge an inline sample in a block topic (the stamp's `INLINE_FLAG`,
+//! or a word of generation 0) or a block in an inline one, and hostile slot words are an
+//! inline sample's value. The samples of a `u64` run are checked as those of a `Wide` run, but
+//! values no publisher wrote are allowed once a submission slot's words changed
+//! (`Changed::lines`): a wrong `u64`, never UB.
 //!
 //! CI runs [`CI_CASES`] cases per property and sample type; `SHMLANE_FUZZ_CASES=1000000` is the
 //! long mode, and `SHMLANE_FUZZ_SEED` repeats a run (a failure prints its seed and minimal
@@ -67,7 +68,7 @@ use shmlane::{
     ConnectError, Loan, Node, Overflow, PublishError, Publisher, ReceiveError, Sample, Subscriber,
     TopicConfig, ZeroCopy,
 };
-use shmlane_queue::overflow::{LINE_WORDS, SharedOverflow};
+use shmlane_queue::overflow::{INLINE_FLAG, SharedOverflow};
 use shmlane_queue::raw::RawLayout;
 use shmlane_reliability::{RunDir, Tally};
 use shmlane_segment::{Liveness, RoleOwner, SegmentName};
@@ -120,15 +121,22 @@ const BLOCKS_AT: u64 = 256;
 const BLOCK_SIZE: u64 = 128;
 const _: () = assert!((16 + size_of::<Wide>() as u64).next_multiple_of(128) == BLOCK_SIZE);
 const _: () = assert!((16 + size_of::<u64>() as u64).next_multiple_of(128) == BLOCK_SIZE);
-/// A queue slot: `[stamp, value, line words]`, one cache line.
-const SLOT_SIZE: u64 = 64;
-/// Where a slot's line words start (after its stamp and value; `SharedOverflow::raw_layout`
+/// Words of a submission queue's slot, `[stamp, value]`: both sample types take the narrowest
+/// (`Element::queue_stride`), `Wide` because it travels in a block, `u64` because it fits the
+/// value word, where it travels inline (the stamp flagged with `INLINE_FLAG`).
+const SUBMISSION_STRIDE: usize = 2;
+/// Words of a completion queue's slot.
+const COMPLETION_STRIDE: usize = 8;
+/// Where an inline sample's words start in a slot: its value word (`SharedOverflow::raw_layout`
 /// gives the value's offset, checked against this in `Ctx::check_mirror`).
-const LINE_AT: u64 = 16;
+const LINE_AT: u64 = 8;
+/// Inline words of a submission queue's slot.
+const LINE_WORDS: u64 = SUBMISSION_STRIDE as u64 - 1;
 
-/// Where a connection's queue of `capacity` slots (a `SharedOverflow`) keeps its words.
-fn queue_words(capacity: u64) -> RawLayout {
-    SharedOverflow::raw_layout(capacity).expect("a queue capacity")
+/// Where a connection's queue of `capacity` slots of `stride` words (a `SharedOverflow`) keeps
+/// its words.
+fn queue_words(capacity: u64, stride: usize) -> RawLayout {
+    SharedOverflow::raw_layout_strided(capacity, stride).expect("a queue capacity")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,8 +237,8 @@ enum Spot {
         part: QueuePart,
     },
     /// A slot of the first publisher's submission queue to `A` or `B` (by `subscriber`'s
-    /// parity), which their receives read: its value word, or line word `line` (an inline
-    /// sample's bytes: a `u64` is word 0).
+    /// parity), which their receives read: its value word (an inline `u64`'s bytes), or its
+    /// word `line` modulo the slot's words (its stamp, whose flag says "inline", or the value).
     Slot {
         subscriber: u8,
         slot: u8,
@@ -451,9 +459,9 @@ struct Mirror {
     publishers_at: u64,
     subscribers_at: u64,
     acks_at: u64,
-    /// Per connection `p * SUBSCRIBERS + s`: (offset, capacity) of the submission and the
-    /// completion queue.
-    queues: Vec<[(u64, u64); 2]>,
+    /// Per connection `p * SUBSCRIBERS + s`: (offset, capacity, stride) of the submission and
+    /// the completion queue.
+    queues: Vec<[(u64, u64, usize); 2]>,
     size: u64,
 }
 
@@ -473,9 +481,12 @@ impl Mirror {
         let completion = (capacity + u64::from(shape.max_held)).next_power_of_two();
         let queues = (0..CONNECTIONS)
             .map(|_| {
-                let submission = place(queue_words(capacity).size);
-                let returns = place(queue_words(completion).size);
-                [(submission, capacity), (returns, completion)]
+                let submission = place(queue_words(capacity, SUBMISSION_STRIDE).size);
+                let returns = place(queue_words(completion, COMPLETION_STRIDE).size);
+                [
+                    (submission, capacity, SUBMISSION_STRIDE),
+                    (returns, completion, COMPLETION_STRIDE),
+                ]
             })
             .collect();
         Mirror { publishers_at, subscribers_at, acks_at, queues, size: cursor }
@@ -513,8 +524,8 @@ impl Mirror {
             return (Part::Ack(c), rel);
         }
         for (c, queues) in self.queues.iter().enumerate() {
-            for &(start, capacity) in queues {
-                if (start..start + queue_words(capacity).size).contains(&at) {
+            for &(start, capacity, stride) in queues {
+                if (start..start + queue_words(capacity, stride).size).contains(&at) {
                     return (Part::Queue(c), at - start);
                 }
             }
@@ -522,10 +533,14 @@ impl Mirror {
         (Part::Gap, 0)
     }
 
-    /// Whether `at` is a line word of a queue slot (where an inline sample's bytes are).
+    /// Whether `at` is a word of a submission queue's slot: an inline sample's bytes, or the
+    /// stamp that says whether the slot's value word is one (a flag flipped there makes a
+    /// block's word read as an inline sample's value).
     fn line(&self, at: u64) -> bool {
-        let slots = queue_words(1).slots;
-        matches!(self.part(at), (Part::Queue(_), rel) if rel >= slots && (rel - slots) % SLOT_SIZE >= LINE_AT)
+        self.queues.iter().any(|[(start, capacity, stride), _]| {
+            let words = queue_words(*capacity, *stride);
+            (start + words.slots..start + words.size).contains(&at)
+        })
     }
 
     /// Whether the facade's protocol writes the byte at `at` after creation (everything else
@@ -536,7 +551,7 @@ impl Mirror {
             (Part::Subscriber(_), rel) => rel < SUBSCRIBER_WORDS || counters(rel),
             (Part::Ack(_), rel) => rel < 8,
             (Part::Queue(_), rel) => {
-                let queue = queue_words(1);
+                let queue = queue_words(1, SUBMISSION_STRIDE);
                 let seen = queue.seen.expect("an overflowing queue's `seen`");
                 [queue.head, queue.tail, seen].iter().any(|&word| (word..word + 8).contains(&rel))
                     || rel >= queue.slots
@@ -755,11 +770,17 @@ impl<'e> Ctx<'e> {
             Ok(Self::word(file, at)?.to_ne_bytes())
         };
         prop_assert_eq!(&magic(&self.control, TOPIC_HEADER_AT)?, b"SHMLTOPC");
-        let words = queue_words(1);
-        prop_assert_eq!([words.slot_size, words.value + 8], [SLOT_SIZE, LINE_AT]);
-        prop_assert_eq!(LINE_AT + LINE_WORDS as u64 * 8, SLOT_SIZE);
+        let words = queue_words(1, SUBMISSION_STRIDE);
+        prop_assert_eq!([words.slot_size, words.value], [SUBMISSION_STRIDE as u64 * 8, LINE_AT]);
+        prop_assert_eq!(LINE_AT + LINE_WORDS * 8, words.slot_size);
         for queues in &self.mirror.queues {
-            for &(at, capacity) in queues {
+            for &(at, capacity, stride) in queues {
+                // The descriptor's element: a slot of `stride` words, aligned to its size.
+                let slot = stride as u64 * 8;
+                prop_assert_eq!(
+                    [self.control_word(at + 24)?, self.control_word(at + 32)?],
+                    [slot, slot]
+                );
                 prop_assert_eq!(&magic(&self.control, at)?, b"SHMLOVFL", "queue at {}", at);
                 prop_assert_eq!(self.control_word(at + 16)?, capacity, "capacity at {}", at);
             }
@@ -801,9 +822,10 @@ impl<'e> Ctx<'e> {
             }
             Spot::Ack(c) => (true, m.ack(usize::from(*c) % CONNECTIONS)),
             Spot::Queue { connection, completion, part } => {
-                let (queue, capacity) =
+                let (queue, capacity, stride) =
                     m.queues[usize::from(*connection) % CONNECTIONS][usize::from(*completion)];
-                let words = queue_words(capacity);
+                let words = queue_words(capacity, stride);
+                let line_words = stride as u64 - 1;
                 let slot = |i: u8| words.slots + u64::from(i) % capacity * words.slot_size;
                 let rel = match part {
                     QueuePart::Descriptor(at) => u64::from(*at) % words.head,
@@ -813,18 +835,19 @@ impl<'e> Ctx<'e> {
                     QueuePart::Stamp(i) => slot(*i),
                     QueuePart::Value(i) => slot(*i) + words.value,
                     QueuePart::Line { slot: i, word } => {
-                        slot(*i) + LINE_AT + u64::from(*word) % LINE_WORDS as u64 * 8
+                        slot(*i) + LINE_AT + u64::from(*word) % line_words * 8
                     }
                 };
                 (true, queue + rel)
             }
             Spot::Slot { subscriber, slot, line } => {
-                let (queue, capacity) = m.queues[[A, B][usize::from(*subscriber) % 2]][0];
-                let words = queue_words(capacity);
+                let (queue, capacity, stride) = m.queues[[A, B][usize::from(*subscriber) % 2]][0];
+                let words = queue_words(capacity, stride);
                 let slot = queue + words.slots + u64::from(*slot) % capacity * words.slot_size;
                 let rel = match line {
                     None => words.value,
-                    Some(word) => LINE_AT + u64::from(*word) % LINE_WORDS as u64 * 8,
+                    // Any word of the slot: its stamp (whose flag says "inline") or its words.
+                    Some(word) => u64::from(*word) % stride as u64 * 8,
                 };
                 (true, slot + rel)
             }
@@ -1483,8 +1506,8 @@ fn a_forged_queue_entry_naming_the_block_being_sent_does_not_free_it() {
         .find(|block| word(&payload, BLOCKS_AT + block * BLOCK_SIZE + 16) == 0xfeed)
         .expect("the loaned block in the payload segment");
     // a's queue: position 0 is stamped; its value now names the loaned block.
-    let (queue, capacity) = Mirror::new(&shape).queues[A][0];
-    let words = queue_words(capacity);
+    let (queue, capacity, stride) = Mirror::new(&shape).queues[A][0];
+    let words = queue_words(capacity, stride);
     assert_eq!(word(&control, queue + words.slots), 1);
     let forged = 1u64 << 32 | loaned;
     control.write_all_at(&forged.to_ne_bytes(), queue + words.slots + words.value).unwrap();
@@ -1539,16 +1562,16 @@ fn open_segment(dir: &Path, namespace: &str, name: &str) -> File {
 
 /// Where the slot of `position` of subscriber `A`'s submission queue from publisher 0 is.
 fn slot_at(shape: &Shape, position: u64) -> u64 {
-    let (queue, capacity) = Mirror::new(shape).queues[A][0];
-    let words = queue_words(capacity);
+    let (queue, capacity, stride) = Mirror::new(shape).queues[A][0];
+    let words = queue_words(capacity, stride);
     queue + words.slots + position % capacity * words.slot_size
 }
 
-/// A queue word of payload generation 0 is `QueuedBlock::INLINE`, whatever its block bits. In
-/// a topic whose samples take payload blocks, such a word forged into queued slots (their line
-/// words garbage) is neither read as a block nor as an inline sample: each is skipped and
-/// counted as dropped, and the samples queued behind them, and those sent later, arrive as
-/// sent.
+/// A slot whose stamp carries `INLINE_FLAG` holds an inline entry, and a queue word of payload
+/// generation 0 reads as one too (`QueuedBlock::is_inline`), whatever its block bits. In a
+/// topic whose samples take payload blocks, both forged into queued slots (their value words
+/// garbage) are neither read as a block nor as an inline sample: each is skipped and counted
+/// as dropped, and the samples queued behind them, and those sent later, arrive as sent.
 #[test]
 fn a_forged_inline_word_in_a_block_topic_is_skipped_never_read() {
     let t = targeted::<Wide>("inl");
@@ -1558,16 +1581,13 @@ fn a_forged_inline_word_in_a_block_topic_is_skipped_never_read() {
         publisher.send_copy(Wide::of(value)).unwrap();
     }
     let control = open_segment(dir.path(), "inl", "t");
-    let words = queue_words(u64::from(shape.capacity));
+    let words = queue_words(u64::from(shape.capacity), SUBMISSION_STRIDE);
     assert_eq!(Ctx::word(&control, slot_at(&shape, 2)).unwrap(), 3, "position 2's stamp");
-    // Position 0: `INLINE` itself, its line words garbage; position 1: generation 0, block 5.
-    for (position, forged) in [(0, 0u64), (1, 5)] {
-        let at = slot_at(&shape, position);
-        control.write_all_at(&forged.to_ne_bytes(), at + words.value).unwrap();
-        for word in 0..LINE_WORDS as u64 {
-            control.write_all_at(&0xbad_u64.to_ne_bytes(), at + LINE_AT + word * 8).unwrap();
-        }
-    }
+    // Position 0: flagged inline, its value word garbage; position 1: generation 0, block 5.
+    let at = slot_at(&shape, 0);
+    control.write_all_at(&(1 | INLINE_FLAG).to_ne_bytes(), at).unwrap();
+    control.write_all_at(&0xbad_u64.to_ne_bytes(), at + LINE_AT).unwrap();
+    control.write_all_at(&5_u64.to_ne_bytes(), slot_at(&shape, 1) + words.value).unwrap();
     assert_eq!(subscriber.receive().unwrap().map(|s| *s), Some(Wide::of(3)));
     assert_eq!(subscriber.drops(), 2, "the forged words were not counted as dropped");
     assert!(subscriber.receive().unwrap().is_none(), "a sample nobody sent");
@@ -1603,16 +1623,17 @@ fn a_forged_block_word_in_an_inline_topic_reads_that_block_or_is_skipped() {
     let block = (0..shape.blocks())
         .find(|block| Ctx::word(&payload, BLOCKS_AT + block * BLOCK_SIZE + 16).unwrap() == 77)
         .expect("the slice's block in the payload segment");
-    let words = queue_words(u64::from(shape.capacity));
-    assert_eq!(Ctx::word(&control, slot_at(&shape, 3)).unwrap(), 4, "position 3's stamp");
-    assert_eq!(Ctx::word(&control, slot_at(&shape, 3) + LINE_AT).unwrap(), 3, "its line");
+    let words = queue_words(u64::from(shape.capacity), SUBMISSION_STRIDE);
+    let stamp = Ctx::word(&control, slot_at(&shape, 3)).unwrap();
+    assert_eq!(stamp, 4 | INLINE_FLAG, "position 3's stamp, flagged inline");
+    assert_eq!(Ctx::word(&control, slot_at(&shape, 3) + LINE_AT).unwrap(), 3, "its value");
     // Position 1 names the slice's block (generation 1), position 2 a generation no publisher
-    // has (its payload segment does not exist).
+    // has (its payload segment does not exist); their stamps lose the inline flag.
     for (position, generation) in [(1, 1u64), (2, 9)] {
         let forged = generation << 32 | block;
-        control
-            .write_all_at(&forged.to_ne_bytes(), slot_at(&shape, position) + words.value)
-            .unwrap();
+        let at = slot_at(&shape, position);
+        control.write_all_at(&(position + 1).to_ne_bytes(), at).unwrap();
+        control.write_all_at(&forged.to_ne_bytes(), at + words.value).unwrap();
     }
     let mut got = Vec::new();
     while let Some(sample) = subscriber.receive().unwrap() {

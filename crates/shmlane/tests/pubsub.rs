@@ -281,6 +281,70 @@ fn a_batch_wakes_a_blocked_subscriber_and_waits_for_its_room_without_deadlock() 
     assert_eq!(reader.join().unwrap(), values);
 }
 
+/// `drain` hands every queued sample to its callback in order: inline ones in batches, from
+/// the samples a `receive` took ahead, from two publishers, mixed with blocks (a slice) and
+/// up to its limit; it holds none (`max_held` does not stop it), wakes a publisher blocked for
+/// room, counts what it took, and a callback may receive from the same subscriber.
+#[test]
+fn drain_hands_over_every_queued_sample_in_order_holding_none() {
+    let node = node("drain");
+    let topic = node.topic::<u64>("drain").subscriber_capacity(64).max_held(2).max_publishers(2);
+    let topic = topic.create().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let (a, b) = (topic.publisher().unwrap(), topic.publisher().unwrap());
+    let values: Vec<u64> = (1..=40).collect();
+    a.send_copies(&values).unwrap();
+    // A receive claims a batch ahead; drain starts with what it left.
+    assert_eq!(*subscriber.receive().unwrap().unwrap(), 1);
+    let mut got = Vec::new();
+    assert_eq!(subscriber.drain(10, |v| got.push(*v)).unwrap(), 10);
+    assert_eq!(got, (2..=11).collect::<Vec<_>>());
+    // A block (a slice of one) among inline samples, and a second publisher.
+    let mut slice = a.loan_slice(1).unwrap();
+    slice[0] = 500;
+    a.send_slice(slice).unwrap();
+    a.send_copy(501).unwrap();
+    b.send_copies(&[900, 901]).unwrap();
+    got.clear();
+    let mut nested = None;
+    let n = subscriber
+        .drain(usize::MAX, |v| {
+            got.push(*v);
+            // The subscriber is free to use inside the callback.
+            if *v == 20 {
+                nested = Some(subscriber.held());
+            }
+        })
+        .unwrap();
+    assert_eq!(n, got.len());
+    let (from_a, from_b): (Vec<u64>, Vec<u64>) = got.iter().partition(|&&v| v < 900);
+    assert_eq!(from_a, (12..=40).chain([500, 501]).collect::<Vec<_>>());
+    assert_eq!(from_b, [900, 901]);
+    assert_eq!(nested, Some(0), "drained samples are not held");
+    assert_eq!(subscriber.drain(usize::MAX, |_| panic!("nothing is queued")).unwrap(), 0);
+    assert_eq!(subscriber.drops(), 0);
+
+    // Under Block, a drain makes room and wakes the publisher that waits for it.
+    let blocking =
+        node.topic::<u64>("drain-block").subscriber_capacity(4).overflow(Overflow::Block);
+    let blocking = blocking.create().unwrap();
+    let subscriber = blocking.subscriber().unwrap();
+    let publisher = blocking.publisher().unwrap();
+    assert_eq!(publisher.subscribers(), 1);
+    publisher.set_block_timeout(Duration::from_secs(10));
+    let writer = std::thread::spawn(move || {
+        let values: Vec<u64> = (0..1000).collect();
+        publisher.send_copies(&values).map(|()| publisher)
+    });
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < 1000 && std::time::Instant::now() < deadline {
+        subscriber.drain(3, |v| got.push(*v)).unwrap();
+    }
+    assert!(writer.join().unwrap().is_ok());
+    assert_eq!(got, (0..1000).collect::<Vec<u64>>());
+}
+
 #[test]
 fn blocks_come_back_so_a_long_stream_never_runs_the_pool_dry() {
     let node = node("reuse");

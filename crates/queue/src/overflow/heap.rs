@@ -5,7 +5,7 @@ use std::fmt;
 use crossbeam_utils::CachePadded;
 
 use super::super::sync::{Arc, AtomicU64};
-use super::{Consumer, IndexSlot, Producer, Ring, Storage};
+use super::{Consumer, Producer, Ring, Storage, stride_for};
 
 /// Heap storage shared by one producer and one consumer.
 pub struct Heap(Arc<HeapRing>);
@@ -14,19 +14,23 @@ struct HeapRing {
     head: CachePadded<AtomicU64>,
     tail: CachePadded<AtomicU64>,
     seen: CachePadded<AtomicU64>,
-    slots: Box<[IndexSlot]>,
+    words: Box<[AtomicU64]>,
+    shift: u32,
 }
 
 impl Storage for Heap {
     #[inline(always)]
     fn ring(&self) -> Ring<'_> {
-        Ring { slots: &self.0.slots, head: &self.0.head, tail: &self.0.tail, seen: &self.0.seen }
+        let ring = &self.0;
+        let (head, tail, seen) = (&ring.head, &ring.tail, &ring.seen);
+        Ring { words: &ring.words, shift: ring.shift, head, tail, seen }
     }
 }
 
 impl fmt::Debug for Heap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Heap").field("capacity", &self.0.slots.len()).finish()
+        let capacity = self.0.words.len() >> self.0.shift;
+        f.debug_struct("Heap").field("capacity", &capacity).finish()
     }
 }
 
@@ -40,12 +44,20 @@ impl fmt::Debug for Heap {
 /// assert_eq!(consumer.pop(), Some(2));
 /// ```
 pub fn new(capacity: usize) -> (Producer<Heap>, Consumer<Heap>) {
+    new_strided(capacity, stride_for(super::LINE_WORDS))
+}
+
+/// [`new`] with slots of `stride` words (2, 4 or 8, [`stride_for`](super::stride_for); others
+/// are rounded up to one of these): an inline entry keeps `stride - 1` words.
+pub fn new_strided(capacity: usize, stride: usize) -> (Producer<Heap>, Consumer<Heap>) {
     let capacity = capacity.max(1).next_power_of_two();
+    let stride = stride_for(stride.saturating_sub(1));
     let ring = Arc::new(HeapRing {
         head: CachePadded::new(AtomicU64::new(0)),
         tail: CachePadded::new(AtomicU64::new(0)),
         seen: CachePadded::new(AtomicU64::new(0)),
-        slots: (0..capacity).map(|_| IndexSlot::empty()).collect(),
+        words: (0..capacity * stride).map(|_| AtomicU64::new(0)).collect(),
+        shift: stride.trailing_zeros(),
     });
     (Producer::start(Heap(ring.clone()), 0, 0), Consumer::start(Heap(ring)))
 }

@@ -4,8 +4,9 @@
 //! a subscriber under the drop-oldest policy (iceoryx2's "safely overflowing" queue).
 //!
 //! ```text
-//!   slot:  [ stamp: AtomicU64 | value: AtomicU64 | line: 6 x AtomicU64 ]   one cache line;
-//!          stamp == p + 1  <=>  slot holds position p
+//!   slot:  [ stamp: AtomicU64 | value: AtomicU64 | line: AtomicU64 x (stride - 2) ]
+//!          stride 2, 4 or 8 words (16, 32 or 64 bytes, aligned to their size), chosen when
+//!          the queue is made; stamp & !INLINE_FLAG == p + 1  <=>  slot holds position p
 //!   head:  CachePadded<AtomicU64>   next position to pop: CAS by the consumer (pop) and the
 //!                                   producer (evict)
 //!   tail:  CachePadded<AtomicU64>   next position to push: stored by the producer only
@@ -33,10 +34,14 @@
 //! failure means it was evicted: start again. The value is an atomic because a consumer may
 //! read it while the producer overwrites it (the CAS then fails and the read is discarded).
 //!
-//! A slot's `line` words travel as its value does (`push_line`, `pop_line_when`): written
-//! (Relaxed) before the stamp's Release, read (Relaxed) after its Acquire and before the claim,
-//! so a claim that succeeds proves the words read were the position's own, never a torn mix
-//! with a later position's (loom-tests/overflow.rs checks it).
+//! An entry is a value, or an inline [`Line`] (`push_inline`, `pop_line_when`): a small message
+//! itself, in the slot's words from `value` on, its stamp marked with [`INLINE_FLAG`]. Its
+//! words travel as a value does: written (Relaxed) before the stamp's Release, read (Relaxed)
+//! after its Acquire and before the claim, so a claim that succeeds proves the words read were
+//! the position's own, never a torn mix with a later position's (loom-tests/overflow.rs checks
+//! it). An inline entry reads as the value [`INLINE`]; a slot too narrow for a line keeps the
+//! words that fit. The stride sets how dense the ring is: a stream of 8-byte messages in
+//! 16-byte slots moves four to a cache line.
 //!
 //! `head` only grows, so its CAS has no ABA. The producer's `cached_head` and `seen` keep the
 //! `head` line with the consumer except when the queue is really full.
@@ -46,7 +51,7 @@ on_shared_memory! {
     mod shared;
 }
 
-pub use heap::{Heap, new};
+pub use heap::{Heap, new, new_strided};
 on_shared_memory! {
     pub use shared::{OverflowSnapshot, Owned, OwnedOverflow, Shared, SharedOverflow};
 }
@@ -54,57 +59,86 @@ on_shared_memory! {
 use super::descriptor::MAX_POSITION;
 use super::sync::{AtomicU64, Ordering};
 
-/// Words of a [`Line`]: what fills a slot's cache line beside its stamp and value.
+/// Most words of a [`Line`]: what an inline entry carries (in a slot of 8 words, beside its
+/// stamp, one word spare).
 pub const LINE_WORDS: usize = 6;
 
-/// The words a slot carries beside its value ([`Producer::push_line`],
-/// [`Consumer::pop_line_when`]): for instance a small message itself, so that the consumer
-/// finds it in the one cache line it polls.
+/// The words of an inline entry ([`Producer::push_inline`], [`Consumer::pop_line_when`]): for
+/// instance a small message itself, so that the consumer finds it in the slot it polls.
 pub type Line = [u64; LINE_WORDS];
 
-/// One slot, a cache line of its own: which position it holds, its value, and the words of a
-/// [`Line`] (written only by `push_line`, read only by `pop_line_when`).
-#[derive(Debug)]
-#[repr(C, align(64))]
-pub struct IndexSlot {
-    stamp: AtomicU64,
-    value: AtomicU64,
-    line: [AtomicU64; LINE_WORDS],
-}
+/// What a consumer reads as the value of an inline entry (its words come in the [`Line`]).
+pub const INLINE: u64 = 0;
 
-impl IndexSlot {
-    fn empty() -> Self {
-        IndexSlot {
-            stamp: AtomicU64::new(0),
-            value: AtomicU64::new(0),
-            line: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
+/// Bit of a stamp that marks the slot's words as an inline entry. Positions stay below it
+/// (`MAX_POSITION`).
+pub const INLINE_FLAG: u64 = 1 << 63;
+
+/// Words per slot a queue may have: 2, 4 or 8 (16, 32 or 64 bytes).
+pub const STRIDES: [usize; 3] = [2, 4, 8];
+
+/// The narrowest slot (in words) that carries `line_words` words inline: the stamp, then the
+/// words (at least one, the value). 2, 4 or 8 ([`STRIDES`]; more than [`LINE_WORDS`] words
+/// get 8, which carries `LINE_WORDS`).
+pub const fn stride_for(line_words: usize) -> usize {
+    match line_words {
+        0 | 1 => 2,
+        2 | 3 => 4,
+        _ => 8,
     }
 }
 
-on_shared_memory! {
-// SAFETY: eight `AtomicU64`s, `#[repr(C)]`, 64 bytes at an alignment of 64, so no padding:
-// every bit pattern is valid, and every access is atomic.
-unsafe impl shmlane_segment::SharedView for IndexSlot {}
+/// One slot's words: the stamp, then the value or an inline entry's words.
+#[derive(Clone, Copy)]
+struct Slot<'a>(&'a [AtomicU64]);
+
+impl<'a> Slot<'a> {
+    #[inline(always)]
+    fn stamp(self) -> &'a AtomicU64 {
+        &self.0[0]
+    }
+
+    #[inline(always)]
+    fn value(self) -> &'a AtomicU64 {
+        &self.0[1]
+    }
+
+    /// The words an inline entry fills (from `value` on).
+    #[inline(always)]
+    fn line(self) -> &'a [AtomicU64] {
+        &self.0[1..]
+    }
+}
+
+/// The position a stamp names (its flag cleared).
+#[inline(always)]
+fn stamped(stamp: u64) -> u64 {
+    stamp & !INLINE_FLAG
 }
 
 /// The shared words of a ring, wherever they live.
 #[derive(Debug)]
 pub struct Ring<'a> {
-    slots: &'a [IndexSlot],
+    /// The slots' words, `capacity << shift` of them.
+    words: &'a [AtomicU64],
+    /// log2 of the words per slot.
+    shift: u32,
     head: &'a AtomicU64,
     tail: &'a AtomicU64,
     seen: &'a AtomicU64,
 }
 
 impl Ring<'_> {
+    #[inline(always)]
     fn capacity(&self) -> u64 {
-        self.slots.len() as u64
+        (self.words.len() >> self.shift) as u64
     }
 
-    fn slot(&self, position: u64) -> &IndexSlot {
+    #[inline(always)]
+    fn slot(&self, position: u64) -> Slot<'_> {
         // Masked: in bounds whatever `position` is (capacity is a power of two).
-        &self.slots[(position & (self.capacity() - 1)) as usize]
+        let at = ((position & (self.capacity() - 1)) as usize) << self.shift;
+        Slot(&self.words[at..at + (1 << self.shift)])
     }
 
     /// Values in the ring (a snapshot, clamped to the capacity).
@@ -146,6 +180,13 @@ pub enum TryPushError {
     Corrupt(#[from] Corrupt),
 }
 
+/// What a push writes into a slot.
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    Value(u64),
+    Inline(&'a [u64]),
+}
+
 /// The producing end.
 #[derive(Debug)]
 pub struct Producer<S: Storage> {
@@ -169,33 +210,44 @@ impl<S: Storage> Producer<S> {
         Producer { storage, tail, cached_head: head }
     }
 
-    /// Pushes `value`; if the queue was full, evicts the oldest value and returns it.
+    /// Pushes `value`; if the queue was full, evicts the oldest value and returns it
+    /// ([`INLINE`] for an inline entry).
     #[inline]
     pub fn push(&mut self, value: u64) -> Result<Option<u64>, Corrupt> {
-        self.push_line(value, &[])
+        self.push_entry(Entry::Value(value))
     }
 
-    /// [`push`](Self::push) of `value` with the words of `line` (at most [`LINE_WORDS`]; the
-    /// slot's other line words keep what they held) beside it in its slot, for
-    /// [`Consumer::pop_line_when`]. An evicted value comes back without its line.
+    /// Pushes an inline entry of the words of `line` (at most the slot's stride - 1 of them are
+    /// kept: [`stride_for`]; the slot's other words keep what they held), for
+    /// [`Consumer::pop_line_when`], which reads it as the value [`INLINE`]. Evicts as
+    /// [`push`](Self::push) does.
     #[inline]
-    pub fn push_line(&mut self, value: u64, line: &[u64]) -> Result<Option<u64>, Corrupt> {
+    pub fn push_inline(&mut self, line: &[u64]) -> Result<Option<u64>, Corrupt> {
+        self.push_entry(Entry::Inline(line))
+    }
+
+    #[inline(always)]
+    fn push_entry(&mut self, entry: Entry<'_>) -> Result<Option<u64>, Corrupt> {
         let mut evicted = None;
         if self.full_by_cache() {
             evicted = self.make_room()?;
         }
-        self.write(value, line);
+        self.write(entry);
         Ok(evicted)
     }
 
-    /// [`try_push`](Self::try_push) of `value` with `line` beside it (see
-    /// [`push_line`](Self::push_line)).
+    /// [`try_push`](Self::try_push) of an inline entry (see [`push_inline`](Self::push_inline)).
     #[inline]
-    pub fn try_push_line(&mut self, value: u64, line: &[u64]) -> Result<(), TryPushError> {
+    pub fn try_push_inline(&mut self, line: &[u64]) -> Result<(), TryPushError> {
+        self.try_push_entry(Entry::Inline(line))
+    }
+
+    #[inline(always)]
+    fn try_push_entry(&mut self, entry: Entry<'_>) -> Result<(), TryPushError> {
         if self.full_by_cache() && self.free()? == 0 {
             return Err(TryPushError::Full);
         }
-        self.write(value, line);
+        self.write(entry);
         Ok(())
     }
 
@@ -210,7 +262,7 @@ impl<S: Storage> Producer<S> {
     /// Pushes `value` if there is room, without evicting.
     #[inline]
     pub fn try_push(&mut self, value: u64) -> Result<(), TryPushError> {
-        self.try_push_line(value, &[])
+        self.try_push_entry(Entry::Value(value))
     }
 
     /// Takes the oldest value out of the queue, as a consumer would (to reclaim the values
@@ -246,7 +298,7 @@ impl<S: Storage> Producer<S> {
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.storage.ring().slots.len()
+        self.storage.ring().capacity() as usize
     }
 
     #[inline]
@@ -289,12 +341,15 @@ impl<S: Storage> Producer<S> {
         Err(Corrupt { head: self.cached_head, tail: self.tail })
     }
 
-    /// Claims position `head` with a CAS; its value if we won (the consumer did not take it).
+    /// Claims position `head` with a CAS; its value if we won (the consumer did not take it),
+    /// [`INLINE`] for an inline entry.
     fn take(&mut self, head: u64) -> Option<u64> {
         let ring = self.storage.ring();
-        // Relaxed: this producer (or the one it took over from, synchronised at attach) wrote
-        // it, and nobody else writes it before `head` passes it.
-        let value = ring.slot(head).value.load(Ordering::Relaxed);
+        let slot = ring.slot(head);
+        // Relaxed (both): this producer (or the one it took over from, synchronised at attach)
+        // wrote them, and nobody else writes them before `head` passes the position.
+        let inline = slot.stamp().load(Ordering::Relaxed) & INLINE_FLAG != 0;
+        let value = if inline { INLINE } else { slot.value().load(Ordering::Relaxed) };
         // AcqRel: Acquire pairs with the consumer's Release CAS (its reads of earlier slots
         // happen before our reuse of them); Release orders our value read before the reuse of
         // this slot. Failure Relaxed: the caller reloads `head` with Acquire.
@@ -316,19 +371,27 @@ impl<S: Storage> Producer<S> {
         }
     }
 
-    #[inline]
-    fn write(&mut self, value: u64, line: &[u64]) {
+    #[inline(always)]
+    fn write(&mut self, entry: Entry<'_>) {
         let ring = self.storage.ring();
         let slot = ring.slot(self.tail);
-        // Relaxed: published by the stamp store below.
-        slot.value.store(value, Ordering::Relaxed);
-        for (word, value) in slot.line.iter().zip(line) {
-            // Relaxed: published by the stamp store below, as the value is.
-            word.store(*value, Ordering::Relaxed);
-        }
+        let flag = match entry {
+            Entry::Value(value) => {
+                // Relaxed: published by the stamp store below.
+                slot.value().store(value, Ordering::Relaxed);
+                0
+            }
+            Entry::Inline(line) => {
+                for (word, value) in slot.line().iter().zip(line) {
+                    // Relaxed: published by the stamp store below, as a value is.
+                    word.store(*value, Ordering::Relaxed);
+                }
+                INLINE_FLAG
+            }
+        };
         shmlane_segment::crash_point!("queue.overflow.push.written");
-        // Release: publishes the value; pairs with the consumer's Acquire stamp load.
-        slot.stamp.store(self.tail + 1, Ordering::Release);
+        // Release: publishes the value or words; pairs with the consumer's Acquire stamp load.
+        slot.stamp().store((self.tail + 1) | flag, Ordering::Release);
         shmlane_segment::crash_point!("queue.overflow.push.stamped");
         self.tail += 1;
         // Release: pairs with the Acquire loads of `tail` in `len`.
@@ -372,12 +435,11 @@ impl<S: Storage> Consumer<S> {
         self.claim(ready, |_| ()).map(|(value, ())| value)
     }
 
-    /// [`pop_when`](Self::pop_when) that also copies the first `words` (at most
-    /// [`LINE_WORDS`]) of the [`Line`] beside the value (what [`Producer::push_line`] wrote;
-    /// zeros or an earlier line's words after a plain `push`); the rest of the returned line
-    /// is zeros. The words are read before the claim and are the value's own if the claim
-    /// succeeds: a slot the producer reuses meanwhile makes the claim fail (it evicted the
-    /// position first).
+    /// [`pop_when`](Self::pop_when) that, for an inline entry (the value [`INLINE`]), also
+    /// copies the first `words` of its [`Line`] (what [`Producer::push_inline`] wrote; those
+    /// beyond the slot's stride - 1 stay zero); the rest of the returned line is zeros. The
+    /// words are read before the claim and are the entry's own if the claim succeeds: a slot
+    /// the producer reuses meanwhile makes the claim fail (it evicted the position first).
     #[inline]
     pub fn pop_line_when(
         &mut self,
@@ -389,8 +451,8 @@ impl<S: Storage> Consumer<S> {
     }
 
     /// [`pop_line_when`](Self::pop_line_when) for up to `out.len()` consecutive positions
-    /// from the oldest, with one claim: copies each one's value and first `words` line words
-    /// into `out` (the rest of each line untouched) until a position not yet pushed, one whose
+    /// from the oldest, with one claim: copies each one's value and, for an inline entry, the
+    /// first `words` of its line into `out` (zeros for a value; the rest of each line untouched) until a position not yet pushed, one whose
     /// value `ready` refuses, or the end of `out`; returns how many were claimed (0: nothing
     /// ready). One claim instead of one per value, and the slots' lines are read back to back,
     /// so their cache misses overlap.
@@ -414,8 +476,8 @@ impl<S: Storage> Consumer<S> {
                 }
                 let slot = ring.slot(position);
                 // Acquire: pairs with the producer's Release stamp store.
-                let stamp = slot.stamp.load(Ordering::Acquire);
-                if stamp != position + 1 {
+                let stamp = slot.stamp().load(Ordering::Acquire);
+                if stamped(stamp) != position + 1 {
                     if n == 0 {
                         match Self::not_ready(&ring, &mut self.published, head, stamp) {
                             Some(now) => {
@@ -427,17 +489,23 @@ impl<S: Storage> Consumer<S> {
                     }
                     break;
                 }
+                let inline = stamp & INLINE_FLAG != 0;
                 // Relaxed: after the stamp's Acquire; the CAS below proves these were
                 // position `position`'s (as in `claim`).
-                let value = slot.value.load(Ordering::Relaxed);
+                let value = if inline { INLINE } else { slot.value().load(Ordering::Relaxed) };
                 if !ready(value) {
                     break;
                 }
                 let (to, line) = &mut out[n];
                 *to = value;
-                for (word, shared) in line.iter_mut().zip(&slot.line).take(words) {
-                    // Relaxed (each): as the value's load.
-                    *word = shared.load(Ordering::Relaxed);
+                if inline {
+                    for (word, shared) in line.iter_mut().zip(slot.line()).take(words) {
+                        // Relaxed (each): as the value's load.
+                        *word = shared.load(Ordering::Relaxed);
+                    }
+                } else {
+                    // A value comes without words (also one a peer made look like `INLINE`).
+                    line.iter_mut().take(words).for_each(|word| *word = 0);
                 }
                 n += 1;
             }
@@ -467,7 +535,7 @@ impl<S: Storage> Consumer<S> {
         // `head` has moved; if it has not, the stamp is corrupt: empty.
         // Acquire: pairs with the producer's AcqRel eviction CAS.
         let now = ring.head.load(Ordering::Acquire);
-        if stamp < head + 1 || now == head {
+        if stamped(stamp) < head + 1 || now == head {
             if now != *published {
                 // Release: our reads of the slots below `now` happen before the producer's
                 // overwrite of them (it loads `seen` with Acquire).
@@ -485,7 +553,7 @@ impl<S: Storage> Consumer<S> {
     fn claim<R>(
         &mut self,
         mut ready: impl FnMut(u64) -> bool,
-        mut copy: impl FnMut(&IndexSlot) -> R,
+        mut copy: impl FnMut(Slot<'_>) -> R,
     ) -> Option<(u64, R)> {
         let ring = self.storage.ring();
         // Acquire: pairs with the producer's AcqRel eviction CAS.
@@ -499,13 +567,17 @@ impl<S: Storage> Consumer<S> {
             let slot = ring.slot(head);
             // Acquire: pairs with the producer's Release stamp store, making the value
             // written before it visible.
-            let stamp = slot.stamp.load(Ordering::Acquire);
-            if stamp != head + 1 {
+            let stamp = slot.stamp().load(Ordering::Acquire);
+            if stamped(stamp) != head + 1 {
                 head = Self::not_ready(&ring, &mut self.published, head, stamp)?;
                 continue;
             }
             // Relaxed: after the stamp's Acquire; the CAS below proves it is position `head`'s.
-            let value = slot.value.load(Ordering::Relaxed);
+            let value = if stamp & INLINE_FLAG != 0 {
+                INLINE
+            } else {
+                slot.value().load(Ordering::Relaxed)
+            };
             if !ready(value) {
                 return None;
             }
@@ -532,6 +604,6 @@ impl<S: Storage> Consumer<S> {
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.storage.ring().slots.len()
+        self.storage.ring().capacity() as usize
     }
 }

@@ -4,18 +4,16 @@
 //!
 //! | offset   | content                                                          |
 //! |----------|------------------------------------------------------------------|
-//! | 0        | descriptor: magic `SHMLOVFL`, version, capacity, element: a slot (64 bytes, aligned to 64), fingerprint |
+//! | 0        | descriptor: magic `SHMLOVFL`, version, capacity, element: a slot (S = 16, 32 or 64 bytes, aligned to S), fingerprint |
 //! | 128      | `head`, on its own cache line                                    |
 //! | 128 + P  | `tail`, on its own cache line (P = `size_of::<CachePadded<u64>>()`) |
 //! | 128 + 2P | `seen`, on its own cache line                                    |
-//! | 128 + 3P | `capacity` slots of 64 bytes (stamp, value, six line words)      |
+//! | 128 + 3P | `capacity` slots of S bytes (stamp, value, S / 8 - 2 line words) |
 //!
 //! The queue has no role words: whoever owns the connection it belongs to (in shmlane, the
 //! publisher and subscriber slots of a topic, each a `RoleClaim`) guarantees one producer and
 //! one consumer at a time. A producer that takes over resumes after the later of `head` and
 //! `tail` and any stamped slots beyond, as the SPSC queue does.
-
-use std::mem::offset_of;
 
 use std::sync::Arc;
 
@@ -24,7 +22,7 @@ use shmlane_segment::{
 };
 use zerocopy::IntoBytes;
 
-use super::{Consumer, Corrupt, IndexSlot, Producer, Ring, Storage};
+use super::{Consumer, Corrupt, INLINE, INLINE_FLAG, Producer, Ring, STRIDES, Storage};
 use super::super::descriptor::{
     Descriptor, HEAD_AT, INDICES_END, MAX_POSITION, PADDED, QueueError, TAIL_AT, check_capacity,
     check_region,
@@ -63,7 +61,10 @@ const SLOTS_AT: u64 = SEEN_AT + PADDED;
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct SharedOverflow<'seg> {
-    slots: &'seg [IndexSlot],
+    /// The slots' words, `capacity << shift` of them.
+    words: &'seg [AtomicU64],
+    /// log2 of the words per slot.
+    shift: u32,
     head: &'seg AtomicU64,
     tail: &'seg AtomicU64,
     seen: &'seg AtomicU64,
@@ -85,43 +86,72 @@ pub struct Shared<'seg>(SharedOverflow<'seg>);
 impl Storage for Shared<'_> {
     #[inline(always)]
     fn ring(&self) -> Ring<'_> {
-        Ring { slots: self.0.slots, head: self.0.head, tail: self.0.tail, seen: self.0.seen }
+        let q = &self.0;
+        Ring { words: q.words, shift: q.shift, head: q.head, tail: q.tail, seen: q.seen }
     }
 }
 
 impl<'seg> SharedOverflow<'seg> {
-    /// The region a queue of `capacity` slots needs; place it with a `Carver`.
+    /// The region a queue of `capacity` slots of 64 bytes needs; place it with a `Carver`.
     pub fn layout(capacity: u64) -> Result<RegionLayout, QueueError> {
+        Self::layout_strided(capacity, 8)
+    }
+
+    /// The region a queue of `capacity` slots of `stride` words (2, 4 or 8: [`STRIDES`])
+    /// needs.
+    pub fn layout_strided(capacity: u64, stride: usize) -> Result<RegionLayout, QueueError> {
         check_capacity(capacity)?;
-        let size = (size_of::<IndexSlot>() as u64)
+        let slot = slot_bytes(stride)?;
+        let size = slot
             .checked_mul(capacity)
             .and_then(|bytes| SLOTS_AT.checked_add(bytes))
             .ok_or(LayoutError::Overflow)?;
         Ok(RegionLayout { size, align: 128 })
     }
 
-    /// Where the words of a queue of `capacity` slots live in its region, for tests.
+    /// Where the words of a queue of `capacity` slots of 64 bytes live in its region, for
+    /// tests.
     #[doc(hidden)]
     pub fn raw_layout(capacity: u64) -> Result<RawLayout, QueueError> {
-        let size = Self::layout(capacity)?.size;
-        let value = offset_of!(IndexSlot, value);
+        Self::raw_layout_strided(capacity, 8)
+    }
+
+    /// [`raw_layout`](Self::raw_layout) for slots of `stride` words.
+    #[doc(hidden)]
+    pub fn raw_layout_strided(capacity: u64, stride: usize) -> Result<RawLayout, QueueError> {
+        let size = Self::layout_strided(capacity, stride)?.size;
         Ok(RawLayout {
             seen: Some(SEEN_AT),
-            ..RawLayout::of_slots::<IndexSlot>(size, SLOTS_AT, value)
+            slot_size: slot_bytes(stride)?,
+            ..RawLayout::of_slots::<[u64; 2]>(size, SLOTS_AT, 8)
         })
     }
 
-    /// Writes a fresh, empty queue into `region` (while creating the segment).
+    /// Writes a fresh, empty queue of slots of 64 bytes into `region` (while creating the
+    /// segment).
     pub fn init_in(
         segment: &'seg Segment,
         region: Region,
         capacity: u64,
         fingerprint: Fingerprint,
     ) -> Result<Self, QueueError> {
-        check_region(Self::layout(capacity)?, region)?;
-        let descriptor = Descriptor::new::<IndexSlot>(MAGIC, capacity, fingerprint, [0; 2]);
+        Self::init_in_strided(segment, region, capacity, 8, fingerprint)
+    }
+
+    /// [`init_in`](Self::init_in) with slots of `stride` words (2, 4 or 8: [`STRIDES`]).
+    pub fn init_in_strided(
+        segment: &'seg Segment,
+        region: Region,
+        capacity: u64,
+        stride: usize,
+        fingerprint: Fingerprint,
+    ) -> Result<Self, QueueError> {
+        check_region(Self::layout_strided(capacity, stride)?, region)?;
+        let slot = slot_bytes(stride)?;
+        let descriptor =
+            Descriptor::with_element(MAGIC, capacity, (slot, slot), fingerprint, [0; 2]);
         segment.write_bytes(region.offset, descriptor.as_bytes())?;
-        let queue = Self::view(segment, region, capacity)?;
+        let queue = Self::view(segment, region, capacity, stride)?;
         queue.reset();
         Ok(queue)
     }
@@ -132,12 +162,9 @@ impl<'seg> SharedOverflow<'seg> {
         region: Region,
         fingerprint: Fingerprint,
     ) -> Result<Self, QueueError> {
-        let d = Descriptor::read_checked::<IndexSlot>(segment, region, MAGIC, fingerprint)?;
-        if d.extra != [0; 2] {
-            return Err(QueueError::Corrupt);
-        }
-        check_region(Self::layout(d.capacity)?, region)?;
-        Self::view(segment, region, d.capacity)
+        let (d, stride) = read_descriptor(segment, region, fingerprint)?;
+        check_region(Self::layout_strided(d.capacity, stride)?, region)?;
+        Self::view(segment, region, d.capacity, stride)
     }
 
     /// The producing end, resuming after every value a previous producer published. The
@@ -154,10 +181,10 @@ impl<'seg> SharedOverflow<'seg> {
     /// Empties the queue and forgets every stamp (for a connection that starts over: no end
     /// may be in use).
     pub fn reset(&self) {
-        for slot in self.slots {
+        for stamp in self.words.iter().step_by(1 << self.shift) {
             // Relaxed: whoever hands the connection on next publishes these (a role claim, or
             // the segment's `Ready` state).
-            slot.stamp.store(0, Ordering::Relaxed);
+            stamp.store(0, Ordering::Relaxed);
         }
         for index in [self.head, self.tail, self.seen] {
             // Relaxed: as above.
@@ -167,7 +194,12 @@ impl<'seg> SharedOverflow<'seg> {
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.words.len() >> self.shift
+    }
+
+    /// Words per slot.
+    pub fn stride(&self) -> usize {
+        1 << self.shift
     }
 
     /// Values in the queue (a snapshot, clamped to the capacity).
@@ -189,11 +221,8 @@ impl<'seg> SharedOverflow<'seg> {
         region: Region,
         fingerprint: Fingerprint,
     ) -> Result<OverflowSnapshot, QueueError> {
-        let d = Descriptor::read_checked::<IndexSlot>(segment, region, MAGIC, fingerprint)?;
-        if d.extra != [0; 2] {
-            return Err(QueueError::Corrupt);
-        }
-        check_region(Self::layout(d.capacity)?, region)?;
+        let (d, stride) = read_descriptor(segment, region, fingerprint)?;
+        check_region(Self::layout_strided(d.capacity, stride)?, region)?;
         let word = |relative: u64| -> Result<u64, QueueError> {
             let at = region.offset.checked_add(relative).ok_or(LayoutError::Overflow)?;
             let mut bytes = [0u8; 8];
@@ -204,25 +233,34 @@ impl<'seg> SharedOverflow<'seg> {
         if tail.abs_diff(head) > d.capacity || head.max(tail) >= MAX_POSITION {
             return Err(QueueError::Corrupt);
         }
-        let slot_size = size_of::<IndexSlot>() as u64;
+        let slot_size = slot_bytes(stride)?;
         let mut values = Vec::new();
         for position in head..tail.max(head) {
             let slot = SLOTS_AT + (position & (d.capacity - 1)) * slot_size;
-            // A slot holds `position` only if stamped for it (see the module's protocol).
-            if word(slot)? == position + 1 {
-                values.push(word(slot + 8)?);
+            // A slot holds `position` only if stamped for it (see the module's protocol); an
+            // inline entry reads as `INLINE`.
+            let stamp = word(slot)?;
+            if stamp & !INLINE_FLAG == position + 1 {
+                values.push(if stamp & INLINE_FLAG != 0 { INLINE } else { word(slot + 8)? });
             }
         }
         Ok(OverflowSnapshot { capacity: d.capacity, values })
     }
 
-    fn view(segment: &'seg Segment, region: Region, capacity: u64) -> Result<Self, QueueError> {
+    fn view(
+        segment: &'seg Segment,
+        region: Region,
+        capacity: u64,
+        stride: usize,
+    ) -> Result<Self, QueueError> {
         let at = |relative: u64| region.offset.checked_add(relative).ok_or(LayoutError::Overflow);
         let word = |relative| -> Result<&'seg AtomicU64, QueueError> {
             Ok(segment.get(Offset::<AtomicU64>::new(at(relative)?))?)
         };
+        let words = capacity.checked_mul(stride as u64).ok_or(LayoutError::Overflow)?;
         Ok(SharedOverflow {
-            slots: segment.get_slice(Offset::new(at(SLOTS_AT)?), capacity)?,
+            words: segment.get_slice(Offset::new(at(SLOTS_AT)?), words)?,
+            shift: stride.trailing_zeros(),
             head: word(HEAD_AT)?,
             tail: word(TAIL_AT)?,
             seen: word(SEEN_AT)?,
@@ -234,7 +272,8 @@ impl<'seg> SharedOverflow<'seg> {
 /// can be stored in a handle that owns its share of the segment, with no borrow to carry.
 #[derive(Debug, Clone)]
 pub struct OwnedOverflow {
-    slots: SegmentRef<[IndexSlot]>,
+    words: SegmentRef<[AtomicU64]>,
+    shift: u32,
     head: SegmentRef<AtomicU64>,
     tail: SegmentRef<AtomicU64>,
     seen: SegmentRef<AtomicU64>,
@@ -248,7 +287,8 @@ impl Storage for Owned {
     #[inline(always)]
     fn ring(&self) -> Ring<'_> {
         let queue = &self.0;
-        Ring { slots: &queue.slots, head: &queue.head, tail: &queue.tail, seen: &queue.seen }
+        let (head, tail, seen) = (&queue.head, &queue.tail, &queue.seen);
+        Ring { words: &queue.words, shift: queue.shift, head, tail, seen }
     }
 }
 
@@ -260,20 +300,15 @@ impl OwnedOverflow {
         region: Region,
         fingerprint: Fingerprint,
     ) -> Result<Self, QueueError> {
-        let capacity = SharedOverflow::attach(segment, region, fingerprint)?.capacity() as u64;
+        let queue = SharedOverflow::attach(segment, region, fingerprint)?;
+        let (capacity, stride) = (queue.capacity() as u64, queue.stride());
+        let (at, shift) = ((region, capacity, stride), queue.shift);
         Ok(OwnedOverflow {
-            slots: SegmentRef::try_map(segment, |s| {
-                Self::part(s, region, capacity).map(|q| q.slots)
-            })?,
-            head: SegmentRef::try_map(segment, |s| {
-                Self::part(s, region, capacity).map(|q| q.head)
-            })?,
-            tail: SegmentRef::try_map(segment, |s| {
-                Self::part(s, region, capacity).map(|q| q.tail)
-            })?,
-            seen: SegmentRef::try_map(segment, |s| {
-                Self::part(s, region, capacity).map(|q| q.seen)
-            })?,
+            words: SegmentRef::try_map(segment, |s| Self::part(s, at).map(|q| q.words))?,
+            shift,
+            head: SegmentRef::try_map(segment, |s| Self::part(s, at).map(|q| q.head))?,
+            tail: SegmentRef::try_map(segment, |s| Self::part(s, at).map(|q| q.tail))?,
+            seen: SegmentRef::try_map(segment, |s| Self::part(s, at).map(|q| q.seen))?,
         })
     }
 
@@ -281,10 +316,9 @@ impl OwnedOverflow {
     /// the segment).
     fn part(
         segment: &Segment,
-        region: Region,
-        capacity: u64,
+        (region, capacity, stride): (Region, u64, usize),
     ) -> Result<SharedOverflow<'_>, QueueError> {
-        SharedOverflow::view(segment, region, capacity)
+        SharedOverflow::view(segment, region, capacity, stride)
     }
 
     /// The producing end, as [`SharedOverflow::producer`].
@@ -299,7 +333,7 @@ impl OwnedOverflow {
 
     /// Number of slots.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.words.len() >> self.shift
     }
 }
 
@@ -312,7 +346,8 @@ fn resume_producer<S: Storage>(storage: S) -> Result<Producer<S>, Corrupt> {
     let mut tail = checked_tail(&ring, head)?.max(head);
     // A producer that died between a stamp and its `tail` store published that slot.
     // Acquire: pairs with its Release stamp store.
-    while tail - head < ring.capacity() && ring.slot(tail).stamp.load(Ordering::Acquire) == tail + 1
+    while tail - head < ring.capacity()
+        && ring.slot(tail).stamp().load(Ordering::Acquire) & !INLINE_FLAG == tail + 1
     {
         tail += 1;
     }
@@ -338,4 +373,32 @@ fn checked_tail(ring: &Ring<'_>, head: u64) -> Result<u64, Corrupt> {
         return Err(Corrupt { head, tail });
     }
     Ok(tail)
+}
+
+/// Bytes of a slot of `stride` words, if `stride` is one of [`STRIDES`].
+fn slot_bytes(stride: usize) -> Result<u64, QueueError> {
+    if STRIDES.contains(&stride) {
+        Ok(stride as u64 * 8)
+    } else {
+        Err(QueueError::Corrupt)
+    }
+}
+
+/// The validated descriptor of the queue in `region`, and its slots' stride in words.
+fn read_descriptor(
+    segment: &Segment,
+    region: Region,
+    fingerprint: Fingerprint,
+) -> Result<(Descriptor, usize), QueueError> {
+    let d = Descriptor::read_element(segment, region, MAGIC, fingerprint)?;
+    if d.extra != [0; 2] {
+        return Err(QueueError::Corrupt);
+    }
+    // A slot is 2, 4 or 8 words, aligned to its size.
+    let (size, align) = d.element();
+    let stride = STRIDES
+        .into_iter()
+        .find(|&stride| (size, align) == (stride as u64 * 8, stride as u64 * 8))
+        .ok_or(QueueError::ElementMismatch { size: 64, align: 64, found_size: size, found_align: align })?;
+    Ok((d, stride))
 }

@@ -440,7 +440,8 @@ pub(crate) fn topic_layout(
     segment: &Segment,
 ) -> Result<(TopicHeader, crate::TopicConfig, Layout), TopicError> {
     let (header, config) = TopicHeader::read(segment)?;
-    let layout = Layout::new(&config)?;
+    let element = crate::topic::layout::Element::from_spec(&header.type_spec());
+    let layout = Layout::new(&config, element)?;
     if segment.len() < layout.size {
         let (len, needed) = (segment.len(), layout.size);
         return Err(TopicError::Corrupt(CorruptError::TooSmall { len, needed }));

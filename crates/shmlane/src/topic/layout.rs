@@ -205,10 +205,12 @@ pub(crate) struct Layout {
     connections: Vec<(Region, Region)>,
     pub(crate) size: u64,
     pub(crate) completion_capacity: u64,
+    /// Words per slot of the submission queues ([`Element::queue_stride`]).
+    pub(crate) stride: usize,
 }
 
 impl Layout {
-    pub(crate) fn new(config: &TopicConfig) -> Result<Layout, TopicError> {
+    pub(crate) fn new(config: &TopicConfig, element: Element) -> Result<Layout, TopicError> {
         let mut carver = Carver::new();
         let place = |carver: &mut Carver, size: u64| {
             carver.place(RegionLayout { size, align: 128 }).map_err(TopicError::from_layout)
@@ -221,15 +223,25 @@ impl Layout {
         let capacity = u64::from(config.subscriber_capacity);
         let completion_capacity = (capacity + u64::from(config.max_held)).next_power_of_two();
         let mut connections = Vec::with_capacity((p * s) as usize);
+        let stride = element.queue_stride();
         for _ in 0..p * s {
-            let submission = SharedOverflow::layout(capacity)?;
+            let submission = SharedOverflow::layout_strided(capacity, stride)?;
             let completion = SharedOverflow::layout(completion_capacity)?;
             let submission = carver.place(submission).map_err(TopicError::from_layout)?;
             let completion = carver.place(completion).map_err(TopicError::from_layout)?;
             connections.push((submission, completion));
         }
         let size = carver.total_size();
-        Ok(Layout { header, publishers, subscribers, acks, connections, size, completion_capacity })
+        Ok(Layout {
+            header,
+            publishers,
+            subscribers,
+            acks,
+            connections,
+            size,
+            completion_capacity,
+            stride,
+        })
     }
 
     pub(crate) fn publisher<'s>(
@@ -352,6 +364,14 @@ impl Element {
     #[inline]
     pub(crate) fn line_words(self) -> usize {
         self.size.div_ceil(8) as usize
+    }
+
+    /// Words per slot of a submission queue: the narrowest that carries an inline element
+    /// (16 bytes up to 8-byte elements, 32 up to 24, 64 up to [`INLINE_MAX`](super::INLINE_MAX)),
+    /// 16 bytes when samples travel in blocks (a slot then holds the block's word alone).
+    #[inline]
+    pub(crate) fn queue_stride(self) -> usize {
+        if self.inline() { shmlane_queue::overflow::stride_for(self.line_words()) } else { 2 }
     }
 
     /// Where a block's elements start (after its `len` and `tag` words) and how long a block

@@ -316,7 +316,9 @@ impl Opening<'_> {
             spec.check().map_err(TopicError::InvalidConfig)?;
             self.check_pool_bytes(&self.config, Element::from_spec(spec))?;
         }
-        let layout = Layout::new(&self.config)?;
+        // Opening without a type, the layout is only known once the header is read (below).
+        let element = spec.as_ref().map_or(Element { size: 8, align: 8 }, Element::from_spec);
+        let layout = Layout::new(&self.config, element)?;
         let builder = self
             .node
             .segment(&format!("{}.{}", self.kind, self.service))
@@ -332,7 +334,14 @@ impl Opening<'_> {
             for c in 0..layout.connections_len() {
                 let (submission, completion) = layout.connection(c);
                 let capacity = u64::from(self.config.subscriber_capacity);
-                SharedOverflow::init_in(segment, submission, capacity, QUEUE_FINGERPRINT)?;
+                let stride = layout.stride;
+                SharedOverflow::init_in_strided(
+                    segment,
+                    submission,
+                    capacity,
+                    stride,
+                    QUEUE_FINGERPRINT,
+                )?;
                 let capacity = layout.completion_capacity;
                 SharedOverflow::init_in(segment, completion, capacity, QUEUE_FINGERPRINT)?;
             }
@@ -380,7 +389,7 @@ impl Opening<'_> {
         }
         let element = Element::from_spec(&spec);
         self.check_pool_bytes(&config, element)?;
-        let layout = Layout::new(&config)?;
+        let layout = Layout::new(&config, element)?;
         if segment.len() < layout.size {
             let (len, needed) = (segment.len(), layout.size);
             return Err(TopicError::Corrupt(CorruptError::TooSmall { len, needed }));

@@ -277,6 +277,51 @@ impl<T> Subscriber<T> {
         Ok(place)
     }
 
+    /// Inline samples for [`drain`](Subscriber::drain), copied into `out` (those a `receive`
+    /// took ahead first, else one batch claim from the next publisher with inline samples
+    /// queued first): not held, not counted. `Ok(0)`: the queues are empty; `Err(())`: one
+    /// starts with something else (a block: `receive` takes it).
+    fn take_inline(&self, line_words: usize, out: &mut [(u64, Line)]) -> Result<usize, ()> {
+        let mut ahead = self.ahead.borrow_mut();
+        if ahead.next < ahead.len {
+            let n = (ahead.len - ahead.next).min(out.len());
+            out[..n].copy_from_slice(&ahead.lines[ahead.next..ahead.next + n]);
+            ahead.next += n;
+            return Ok(n);
+        }
+        drop(ahead);
+        let mut connections = self.connections.borrow_mut();
+        let count = connections.len();
+        let start = self.next.get();
+        for i in 0..count {
+            let p = if start + i < count { start + i } else { start + i - count };
+            let connection = &mut connections[p];
+            if connection.ends.is_none() && !self.connect(connection) {
+                continue;
+            }
+            let Some((submission, _)) = connection.ends.as_mut() else { continue };
+            let mut refused = false;
+            let is_inline = |raw| {
+                let inline = QueuedBlock::from_raw(raw).is_inline();
+                refused |= !inline;
+                inline
+            };
+            let n = submission.pop_lines_when(is_inline, line_words, out);
+            if n > 0 {
+                crash_point!("shmlane.receive.popped");
+                if self.wakes_publishers {
+                    self.publishers[p].space.notify_one();
+                }
+                self.next.set(if p + 1 == count { 0 } else { p + 1 });
+                return Ok(n);
+            }
+            if refused {
+                return Err(());
+            }
+        }
+        Ok(0)
+    }
+
     /// [`receive_place`](Self::receive_place) without counting what it takes.
     #[inline(always)]
     fn receive_place_uncounted(
@@ -689,6 +734,53 @@ impl<T: ZeroCopy> Subscriber<T> {
     pub fn receive(&self) -> Result<Option<Sample<'_, T>>, ReceiveError> {
         let place = self.receive_place(words::inline::<T>(), words::line_words::<T>())?;
         Ok(place.map(|(publisher, place)| Sample { subscriber: self, publisher, place }))
+    }
+
+    /// Hands up to `limit` queued samples, oldest first per publisher, to `f`, and returns
+    /// how many; never blocks. The batch form of [`receive`](Self::receive) for streams of
+    /// small samples: inline samples (a `T` of at most
+    /// [`INLINE_MAX`](crate::topic::INLINE_MAX) bytes) are taken up to 16 at a time with one
+    /// claim and handed to `f` straight from the copies the claim made, with no [`Sample`] per
+    /// sample and one update of the counters per batch; anything else is received and
+    /// released one by one. `f` sees each sample only during its call (none is held after,
+    /// so `max_held` does not limit a drain); it may call this subscriber's methods.
+    ///
+    /// ```
+    /// # use shmlane::Node;
+    /// # let node = Node::builder("doc").namespace(format!("doc{}", std::process::id())).create()?;
+    /// let topic = node.topic::<u64>("drain-doc").open_or_create()?;
+    /// let (publisher, subscriber) = (topic.publisher()?, topic.subscriber()?);
+    /// publisher.send_copies(&[1, 2, 3])?;
+    /// let mut sum = 0;
+    /// assert_eq!(subscriber.drain(usize::MAX, |value| sum += *value)?, 3);
+    /// assert_eq!(sum, 6);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn drain(&self, limit: usize, mut f: impl FnMut(&T)) -> Result<usize, ReceiveError> {
+        let mut done = 0;
+        let mut batch = [(0, [0; LINE_WORDS]); AHEAD];
+        while done < limit {
+            if words::inline::<T>() {
+                let room = (limit - done).min(AHEAD);
+                match self.take_inline(words::line_words::<T>(), &mut batch[..room]) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        SlotCounters::add(&self.entry.counters.received, n as u64);
+                        batch[..n].iter().for_each(|(_, line)| f(words::line_ref::<T>(line)));
+                        done += n;
+                        continue;
+                    }
+                    // A block first: `receive` takes it.
+                    Err(()) => {}
+                }
+            }
+            match self.receive()? {
+                Some(sample) => f(&sample),
+                None => break,
+            }
+            done += 1;
+        }
+        Ok(done)
     }
 
     /// Waits for the next sample with `strategy` (see `shmlane_notify`), up to `timeout`.

@@ -74,17 +74,17 @@ impl std::fmt::Display for BlockId {
     }
 }
 
+// An inline entry reads as a word of generation 0.
+const _: () = assert!(shmlane_queue::overflow::INLINE >> 32 == 0);
+
 /// A queued sample: a block of one payload generation (see the module's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct QueuedBlock(u64);
 
 impl QueuedBlock {
-    /// Not a block: the sample is inline, in the queue slot's line words (payload generation
-    /// 0, which no publisher has: generations start at 1).
-    pub(crate) const INLINE: QueuedBlock = QueuedBlock(0);
-
-    /// Whether the sample travels inline ([`INLINE`](Self::INLINE)), for any word a peer
-    /// wrote whose generation is 0.
+    /// Whether the sample travels inline: the queue reads an inline entry as the word
+    /// [`overflow::INLINE`](shmlane_queue::overflow::INLINE), of payload generation 0, which no
+    /// publisher has (generations start at 1); so is any word a peer wrote whose generation is 0.
     #[inline]
     pub(crate) fn is_inline(self) -> bool {
         self.generation() == 0
@@ -122,8 +122,10 @@ impl QueuedBlock {
 }
 
 /// Most bytes of a `T` whose samples travel inline, in the subscriber's queue slot, instead of
-/// through a payload block (if its alignment is at most 8): the six line words of a slot
-/// ([`shmlane_queue::overflow::LINE_WORDS`]), one cache line with the slot's stamp and value.
+/// through a payload block (if its alignment is at most 8): the six words of a
+/// [`Line`](shmlane_queue::overflow::LINE_WORDS), in a slot of one cache line with its stamp.
+/// Smaller types take narrower slots: up to 8 bytes 16-byte slots (four to a cache line), up
+/// to 24 bytes 32-byte slots.
 pub const INLINE_MAX: usize = LINE_WORDS * 8;
 
 /// Whether samples of `T` travel inline: at most [`INLINE_MAX`] bytes, aligned to at most 8
