@@ -1567,6 +1567,42 @@ fn slot_at(shape: &Shape, position: u64) -> u64 {
     queue + words.slots + position % capacity * words.slot_size
 }
 
+/// Queue descriptors rewritten to claim another slot size are refused when a subscriber
+/// attaches, before any slot is read with the wrong stride: a submission queue claiming
+/// 64-byte slots where the layout gives 16 (its region is too small for them), and a
+/// completion queue claiming 16-byte slots where the layout gives 64 (its region would hold
+/// them: the facade checks the stride against its layout). The subscriber already connected
+/// is untouched.
+#[test]
+fn queue_descriptors_rewritten_to_another_stride_are_refused_on_attach() {
+    let t = targeted::<u64>("stride");
+    let shape = TARGETED;
+    let control = open_segment(t.dir.path(), "stride", "t");
+    let topic = t._node.topic::<u64>("t").open().unwrap();
+    // Publisher 0's queues to the free subscriber slot B.
+    let [(submission, _, stride), (completion, _, _)] = Mirror::new(&shape).queues[B];
+    assert_eq!(stride, SUBMISSION_STRIDE);
+    let (size, align) = (shmlane_queue::raw::ELEMENT_SIZE_AT, shmlane_queue::raw::ELEMENT_ALIGN_AT);
+    let element =
+        |queue: u64| [Ctx::word(&control, queue + size), Ctx::word(&control, queue + align)];
+    let write = |queue: u64, bytes: u64| {
+        for at in [size, align] {
+            control.write_all_at(&bytes.to_ne_bytes(), queue + at).unwrap();
+        }
+    };
+    for (queue, slot, forged) in [(submission, 16, 64), (completion, 64, 16)] {
+        assert_eq!(element(queue).map(Result::unwrap), [slot, slot]);
+        write(queue, forged);
+        let refused = topic.subscriber().unwrap_err();
+        let message = refused.to_string();
+        assert!(message.contains("corrupt") || message.contains("region"), "{message}");
+        write(queue, slot);
+    }
+    t.publisher.send_copy(7).unwrap();
+    assert_eq!(t.subscriber.receive().unwrap().map(|s| *s), Some(7));
+    assert!(topic.subscriber().is_ok(), "the restored descriptors attach");
+}
+
 /// A slot whose stamp carries `INLINE_FLAG` holds an inline entry, and a queue word of payload
 /// generation 0 reads as one too (`QueuedBlock::is_inline`), whatever its block bits. In a
 /// topic whose samples take payload blocks, both forged into queued slots (their value words

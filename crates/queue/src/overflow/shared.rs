@@ -335,6 +335,11 @@ impl OwnedOverflow {
     pub fn capacity(&self) -> usize {
         self.words.len() >> self.shift
     }
+
+    /// Words per slot.
+    pub fn stride(&self) -> usize {
+        1 << self.shift
+    }
 }
 
 /// The producing end over `storage`, resuming after every value a previous producer

@@ -21,7 +21,7 @@ pub(crate) mod words;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use shmlane_queue::overflow::SharedOverflow;
+use shmlane_queue::overflow::{OwnedOverflow, SharedOverflow};
 use shmlane_segment::{Fingerprint, Liveness, RoleClaim, RoleOwner, Segment};
 
 pub use pool::BlockCounts;
@@ -498,6 +498,21 @@ impl<T: ZeroCopy> Topic<T> {
 }
 
 impl OpenTopic {
+    /// The submission and completion queues of connection `c`, checked to have the slots the
+    /// layout gives them (a descriptor a peer rewrote to another stride is refused).
+    pub(crate) fn attach_queues(
+        &self,
+        c: usize,
+    ) -> Result<(OwnedOverflow, OwnedOverflow), shmlane_queue::QueueError> {
+        let (submission, completion) = self.layout.connection(c);
+        let submission = OwnedOverflow::attach(&self.segment, submission, QUEUE_FINGERPRINT)?;
+        let completion = OwnedOverflow::attach(&self.segment, completion, QUEUE_FINGERPRINT)?;
+        if submission.stride() != self.layout.stride || completion.stride() != 8 {
+            return Err(shmlane_queue::QueueError::Corrupt);
+        }
+        Ok((submission, completion))
+    }
+
     /// Name suffix (after the namespace) of publisher `slot`'s payload segment `generation`.
     fn data_suffix(&self, slot: usize, generation: u32) -> String {
         format!("{}.p{slot}.g{generation}", self.data_prefix())

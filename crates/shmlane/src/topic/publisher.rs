@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use shmlane_notify::{Backoff, WaitStrategy};
 
-use shmlane_queue::overflow::{Consumer, LINE_WORDS, Line, Owned, OwnedOverflow, Producer};
+use shmlane_queue::overflow::{Consumer, LINE_WORDS, Line, Owned, Producer};
 use shmlane_segment::{Claimed, Liveness, RoleClaim, RoleOwner, SegmentRef, crash_point};
 
 use super::handoff::{self, Ack, SubscriberSlot};
@@ -23,7 +23,7 @@ use super::layout::Element;
 use super::layout::{PublisherEntry, SubscriberEntry};
 use super::pool::{BlockCounts, Pools};
 use super::words::{self, BlockId, Holders, QueuedBlock};
-use super::{OpenTopic, Overflow, QUEUE_FINGERPRINT};
+use super::{OpenTopic, Overflow};
 use crate::counters::SlotCounters;
 use crate::error::{ConnectError, PublishError};
 use crate::payload::ZeroCopy;
@@ -214,9 +214,7 @@ impl<T> Publisher<T> {
             subscribers
                 .push(SegmentRef::try_map(&topic.segment, |seg| topic.layout.subscriber(seg, s))?);
             let c = slot * subscribers_max + s;
-            let (submission, completion) = topic.layout.connection(c);
-            let submission = OwnedOverflow::attach(&topic.segment, submission, QUEUE_FINGERPRINT)?;
-            let completion = OwnedOverflow::attach(&topic.segment, completion, QUEUE_FINGERPRINT)?;
+            let (submission, completion) = topic.attach_queues(c)?;
             acks.push(SegmentRef::try_map(&topic.segment, |seg| topic.layout.ack(seg, c))?);
             connections.push(ToSubscriber {
                 served: 0,

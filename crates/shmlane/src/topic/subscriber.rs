@@ -23,7 +23,7 @@ use super::layout::{
     DATA_HEADER_AT, DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION,
 };
 use super::words::{self, QueuedBlock};
-use super::{DATA_FINGERPRINT, OpenTopic, QUEUE_FINGERPRINT};
+use super::{DATA_FINGERPRINT, OpenTopic};
 use crate::counters::SlotCounters;
 use crate::error::{ConnectError, ReceiveError};
 use crate::payload::ZeroCopy;
@@ -224,13 +224,9 @@ impl<T> Subscriber<T> {
             publishers
                 .push(SegmentRef::try_map(&topic.segment, |seg| topic.layout.publisher(seg, p))?);
             let c = p * subscribers + slot;
-            let (submission, completion) = topic.layout.connection(c);
             connections.push(FromPublisher {
                 ack: SegmentRef::try_map(&topic.segment, |seg| topic.layout.ack(seg, c))?,
-                queues: (
-                    OwnedOverflow::attach(&topic.segment, submission, QUEUE_FINGERPRINT)?,
-                    OwnedOverflow::attach(&topic.segment, completion, QUEUE_FINGERPRINT)?,
-                ),
+                queues: topic.attach_queues(c)?,
                 ends: None,
                 payloads: Vec::new(),
                 returns: Vec::with_capacity(config.max_held as usize),
