@@ -174,6 +174,29 @@ fn raw_samples_are_read_in_place_and_loans_written_in_place() {
     assert_eq!(subscriber.held(), 0);
 }
 
+/// `RawSubscriber::drain` hands every queued sample over as bytes, in order: inline elements
+/// in batches (exactly the element's bytes) and a slice in a block, holding none.
+#[test]
+fn a_raw_drain_hands_over_inline_samples_and_slices_as_bytes() {
+    let node = node("drain");
+    let config = TopicConfig { max_slice_len: 4, ..TopicConfig::default() };
+    let spec = TypeSpec::new("audio::Frame", 8, 4, 1);
+    let topic = node.raw_topic("frames").type_spec(spec).config(config).create().unwrap();
+    let (publisher, subscriber) = (topic.publisher().unwrap(), topic.subscriber().unwrap());
+    for i in 0..20u8 {
+        publisher.send_copy(&[i; 8]).unwrap();
+    }
+    publisher.send_copy(&[99; 24]).unwrap(); // three elements: a block
+    publisher.send_copy(&[100; 8]).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(subscriber.drain(usize::MAX, |bytes| got.push(bytes.to_vec())).unwrap(), 22);
+    let mut expected: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 8]).collect();
+    expected.extend([vec![99; 24], vec![100; 8]]);
+    assert_eq!(got, expected);
+    assert_eq!(subscriber.held(), 0);
+    assert_eq!(subscriber.drain(8, |_| panic!("nothing is queued")).unwrap(), 0);
+}
+
 #[test]
 fn the_type_is_checked_like_a_rust_type() {
     let node = node("types");

@@ -36,7 +36,7 @@ use shmlane_notify::WaitStrategy;
 use zerocopy::IntoBytes;
 
 use super::publisher::Place;
-use super::subscriber::Received;
+use super::subscriber::{Drained, Received};
 use super::{
     BlockCounts, DEFAULT_MAX_POOL_BYTES, Mode, OpenTopic, Opening, Publisher, Subscriber,
     TopicConfig,
@@ -303,6 +303,26 @@ impl RawSubscriber {
         let element = self.inner.element();
         let place = self.inner.receive_place(element.inline(), element.line_words())?;
         Ok(place.map(|(publisher, place)| RawSample { subscriber: self, publisher, place }))
+    }
+
+    /// Hands up to `limit` queued samples to `f` and returns how many, as
+    /// [`Subscriber::drain`]: inline samples in batches straight from the claim's copies, the
+    /// others received and released one by one. Never blocks.
+    pub fn drain(&self, limit: usize, mut f: impl FnMut(&[u8])) -> Result<usize, ReceiveError> {
+        let element = self.inner.element();
+        let size = element.size as usize;
+        let (inline, words) = (element.inline(), element.line_words());
+        self.inner.drain_with(
+            inline,
+            words,
+            limit,
+            || self.receive(),
+            |drained| match drained {
+                // One element of at most `INLINE_MAX` bytes.
+                Drained::Line(line) => f(&line.as_bytes()[..size]),
+                Drained::Sample(sample) => f(&sample),
+            },
+        )
     }
 
     /// Waits for the next sample with `strategy`, up to `timeout`, as

@@ -178,6 +178,13 @@ pub(crate) enum Received {
     Inline(Line),
 }
 
+/// What a drain hands over: an inline sample's words (copied by the claim), or a sample
+/// received as usual.
+pub(crate) enum Drained<'a, S> {
+    Line(&'a Line),
+    Sample(S),
+}
+
 /// A payload block lent to a sample.
 #[derive(Debug)]
 pub(crate) struct Lent {
@@ -271,6 +278,43 @@ impl<T> Subscriber<T> {
             SlotCounters::set(&counters.held, u64::from(self.held.get()));
         }
         Ok(place)
+    }
+
+    /// [`Subscriber::drain`] for an element of the given layout: inline samples by the batch
+    /// ([`take_inline`](Self::take_inline)), anything else through `receive`, each handed to
+    /// `each`.
+    pub(crate) fn drain_with<S>(
+        &self,
+        inline: bool,
+        line_words: usize,
+        limit: usize,
+        mut receive: impl FnMut() -> Result<Option<S>, ReceiveError>,
+        mut each: impl FnMut(Drained<'_, S>),
+    ) -> Result<usize, ReceiveError> {
+        let mut done = 0;
+        let mut batch = [(0, [0; LINE_WORDS]); AHEAD];
+        while done < limit {
+            if inline {
+                let room = (limit - done).min(AHEAD);
+                match self.take_inline(line_words, &mut batch[..room]) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        SlotCounters::add(&self.entry.counters.received, n as u64);
+                        batch[..n].iter().for_each(|(_, line)| each(Drained::Line(line)));
+                        done += n;
+                        continue;
+                    }
+                    // A block first: `receive` takes it.
+                    Err(()) => {}
+                }
+            }
+            match receive()? {
+                Some(sample) => each(Drained::Sample(sample)),
+                None => break,
+            }
+            done += 1;
+        }
+        Ok(done)
     }
 
     /// Inline samples for [`drain`](Subscriber::drain), copied into `out` (those a `receive`
@@ -753,30 +797,17 @@ impl<T: ZeroCopy> Subscriber<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn drain(&self, limit: usize, mut f: impl FnMut(&T)) -> Result<usize, ReceiveError> {
-        let mut done = 0;
-        let mut batch = [(0, [0; LINE_WORDS]); AHEAD];
-        while done < limit {
-            if words::inline::<T>() {
-                let room = (limit - done).min(AHEAD);
-                match self.take_inline(words::line_words::<T>(), &mut batch[..room]) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        SlotCounters::add(&self.entry.counters.received, n as u64);
-                        batch[..n].iter().for_each(|(_, line)| f(words::line_ref::<T>(line)));
-                        done += n;
-                        continue;
-                    }
-                    // A block first: `receive` takes it.
-                    Err(()) => {}
-                }
-            }
-            match self.receive()? {
-                Some(sample) => f(&sample),
-                None => break,
-            }
-            done += 1;
-        }
-        Ok(done)
+        let (inline, line_words) = (words::inline::<T>(), words::line_words::<T>());
+        self.drain_with(
+            inline,
+            line_words,
+            limit,
+            || self.receive(),
+            |drained| match drained {
+                Drained::Line(line) => f(words::line_ref::<T>(line)),
+                Drained::Sample(sample) => f(&sample),
+            },
+        )
     }
 
     /// Waits for the next sample with `strategy` (see `shmlane_notify`), up to `timeout`.
