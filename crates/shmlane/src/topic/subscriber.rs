@@ -340,26 +340,43 @@ impl<T> Subscriber<T> {
                 continue;
             }
             let Some((submission, _)) = connection.ends.as_mut() else { continue };
-            let mut refused = false;
-            let is_inline = |raw| {
-                let inline = QueuedBlock::from_raw(raw).is_inline();
-                refused |= !inline;
-                inline
-            };
-            let n = submission.pop_lines_when(is_inline, line_words, out);
-            if n > 0 {
-                crash_point!("shmlane.receive.popped");
-                if self.wakes_publishers {
-                    self.publishers[p].space.notify_one();
-                }
-                self.next.set(if p + 1 == count { 0 } else { p + 1 });
-                return Ok(n);
-            }
-            if refused {
-                return Err(());
+            match self.claim_inline(p, count, submission, line_words, out) {
+                Ok(0) => continue,
+                taken => return taken,
             }
         }
         Ok(0)
+    }
+
+    /// One claim of the inline samples queued in a row (up to `out.len()`) from publisher
+    /// `p` (of `count`), copied into `out`: how many (the round robin then moves past `p`,
+    /// whose publisher is told of the room), or `Err(())` if the queue starts with something
+    /// else (a block).
+    #[inline(always)]
+    fn claim_inline(
+        &self,
+        p: usize,
+        count: usize,
+        submission: &mut Consumer<Owned>,
+        line_words: usize,
+        out: &mut [(u64, Line)],
+    ) -> Result<usize, ()> {
+        let mut refused = false;
+        let is_inline = |raw| {
+            let inline = QueuedBlock::from_raw(raw).is_inline();
+            refused |= !inline;
+            inline
+        };
+        let n = submission.pop_lines_when(is_inline, line_words, out);
+        if n > 0 {
+            crash_point!("shmlane.receive.popped");
+            if self.wakes_publishers {
+                self.publishers[p].space.notify_one();
+            }
+            self.next.set(if p + 1 == count { 0 } else { p + 1 });
+            return Ok(n);
+        }
+        if refused { Err(()) } else { Ok(0) }
     }
 
     /// [`receive_place`](Self::receive_place) without counting what it takes.
@@ -400,27 +417,16 @@ impl<T> Subscriber<T> {
                 // Inline samples, as many as are queued in a row (up to `AHEAD`), with one
                 // claim; anything else (a block, which a tagged send of a small `T` uses) is
                 // taken one at a time below.
-                let mut refused = false;
-                let is_inline = |raw| {
-                    let inline = QueuedBlock::from_raw(raw).is_inline();
-                    refused |= !inline;
-                    inline
-                };
                 let lines = &mut ahead.lines[..];
-                let n = submission.pop_lines_when(is_inline, line_words, lines);
-                if n > 0 {
-                    crash_point!("shmlane.receive.popped");
-                    if self.wakes_publishers {
-                        self.publishers[p].space.notify_one();
+                match self.claim_inline(p, count, submission, line_words, lines) {
+                    Ok(0) => continue,
+                    Ok(n) => {
+                        self.held.set(self.held.get() + 1);
+                        // `p < max_publishers <= 63`.
+                        (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
+                        return Ok(Some((p as u32, Received::Inline(ahead.lines[0].1))));
                     }
-                    self.next.set(if p + 1 == count { 0 } else { p + 1 });
-                    self.held.set(self.held.get() + 1);
-                    // `p < max_publishers <= 63`.
-                    (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
-                    return Ok(Some((p as u32, Received::Inline(ahead.lines[0].1))));
-                }
-                if !refused {
-                    continue;
+                    Err(()) => {}
                 }
             }
             loop {
