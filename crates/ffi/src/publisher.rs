@@ -169,7 +169,16 @@ fn take_loan(
 ) -> Result<RawLoan<'static>, Failure> {
     // SAFETY: the callers checked `loan` non-NULL and have it valid for reads and writes.
     let given = unsafe { loan.read() };
-    let raw = publisher.loans.take(given.owner, given.token).map_err(|refused| match refused {
+    let raw = publisher.loans.take(given.owner, given.token).map_err(refused_loan)?;
+    // SAFETY: as above.
+    unsafe { loan.write(shmlane_loan::NONE) };
+    Ok(raw)
+}
+
+/// The error of a loan `Slots` refused (off the hot path).
+#[cold]
+fn refused_loan(refused: Refused) -> Failure {
+    match refused {
         Refused::Foreign => Failure::new(
             shmlane_error::SHMLANE_ERROR_FOREIGN,
             "the loan came from another publisher: send or drop it with that one",
@@ -178,10 +187,7 @@ fn take_loan(
             shmlane_error::SHMLANE_ERROR_RELEASED,
             "the loan was sent or dropped already (or never filled in by shmlane_publisher_loan)",
         ),
-    })?;
-    // SAFETY: as above.
-    unsafe { loan.write(shmlane_loan::NONE) };
-    Ok(raw)
+    }
 }
 
 /// Publishes a loan to every subscriber and zeroes `*loan`; `*delivered` (if not NULL) is
@@ -202,8 +208,15 @@ pub unsafe extern "C" fn shmlane_publisher_send(
         let loan = handle::out(loan, "loan")?;
         // SAFETY: a live publisher, this thread's alone, by the caller's promise.
         let publisher = unsafe { handle::get_mut(publisher, "publisher")? };
-        let raw = take_loan(publisher, loan)?;
-        let count = publisher.inner().send(raw)?;
+        // SAFETY: `loan` is readable and writable by the caller's promise; `token` and `owner`
+        // are plain words.
+        let (token, owner) = unsafe { ((*loan.as_ptr()).token, (*loan.as_ptr()).owner) };
+        let inner = publisher.inner();
+        let sent = publisher.loans.take_with(owner, token, |raw| inner.send(raw));
+        let count = sent.map_err(refused_loan)?;
+        // SAFETY: as above.
+        unsafe { loan.write(shmlane_loan::NONE) };
+        let count = count?;
         if !delivered.is_null() {
             // SAFETY: non-NULL, valid by the caller's promise.
             unsafe { delivered.write(count) };

@@ -13,7 +13,8 @@ use crate::handle::{self, Handle, clear_out, hand_out, optional, string};
 use crate::node::shmlane_node;
 use crate::slots::{Refused, Slots};
 use crate::subscriber::{
-    lend, shmlane_sample, shmlane_wait_strategy, strategy_of, take_sample, timeout, too_many_held,
+    lend, release_sample, shmlane_sample, shmlane_wait_strategy, strategy_of, timeout,
+    too_many_held,
 };
 use crate::topic::shmlane_type;
 
@@ -441,7 +442,7 @@ pub unsafe extern "C" fn shmlane_server_release(
         // SAFETY: a live server, this thread's alone, by the caller's promise.
         let server = unsafe { handle::get_mut(server, "server")? };
         // SAFETY: `request` is readable and writable by the caller's promise.
-        drop(unsafe { take_sample(&mut server.requests, request, "request")? });
+        unsafe { release_sample(&mut server.requests, request, "request")? };
         Ok(())
     })
 }
@@ -652,7 +653,7 @@ pub unsafe extern "C" fn shmlane_client_release(
         // SAFETY: a live client, this thread's alone, by the caller's promise.
         let client = unsafe { handle::get_mut(client, "client")? };
         // SAFETY: `response` is readable and writable by the caller's promise.
-        drop(unsafe { take_sample(&mut client.responses, response, "response")? });
+        unsafe { release_sample(&mut client.responses, response, "response")? };
         Ok(())
     })
 }

@@ -96,6 +96,33 @@ impl<T> Slots<T> {
         Ok(item)
     }
 
+    /// Takes the item `token` names out of the table and hands it to `f` (straight into the
+    /// call that consumes it, with no `Result` of the item in between to copy).
+    #[inline]
+    pub(crate) fn take_with<R>(
+        &mut self,
+        owner: u64,
+        token: u64,
+        f: impl FnOnce(T) -> R,
+    ) -> Result<R, Refused> {
+        let index = self.index(owner, token)?;
+        let item = self.entries[index].item.take();
+        self.free.push(index as u32);
+        match item {
+            Some(item) => Ok(f(item)),
+            None => Err(Refused::Released),
+        }
+    }
+
+    /// Drops the item `token` names where it lies (a release: nothing is moved out, so
+    /// nothing is copied).
+    pub(crate) fn remove(&mut self, owner: u64, token: u64) -> Result<(), Refused> {
+        let index = self.index(owner, token)?;
+        *self.entries[index].item = None;
+        self.free.push(index as u32);
+        Ok(())
+    }
+
     /// Drops every item (before what they borrow goes).
     pub(crate) fn clear(&mut self) {
         for (index, entry) in self.entries.iter_mut().enumerate() {
@@ -145,7 +172,11 @@ mod tests {
         assert_eq!(slots.take(slots.owner(), u64::MAX), Err(Refused::Released));
         let other = Slots::<&str>::new(2);
         assert_eq!(slots.take(other.owner(), b), Err(Refused::Foreign));
-        assert_eq!(slots.take(slots.owner(), b), Ok("b"));
+        assert_eq!(slots.remove(slots.owner(), b), Ok(()));
+        assert_eq!(slots.remove(slots.owner(), b), Err(Refused::Released));
+        let (d, _) = slots.insert("d").unwrap();
+        assert_eq!(slots.take_with(slots.owner(), d, str::len), Ok(1));
+        assert_eq!(slots.take_with(slots.owner(), d, str::len), Err(Refused::Released));
         slots.clear();
         assert_eq!(slots.out(), 0);
         assert!(slots.has_room());

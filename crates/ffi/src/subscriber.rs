@@ -100,6 +100,7 @@ impl shmlane_sample {
 }
 
 /// Stores a received sample in `samples` and describes it.
+#[inline]
 pub(crate) fn lend<'s>(
     samples: &mut Slots<RawSample<'s>>,
     sample: RawSample<'s>,
@@ -132,19 +133,29 @@ pub(crate) fn too_many_held(held: usize) -> Failure {
     )
 }
 
-/// Takes the sample `*sample` names out of `samples` and zeroes `*sample`.
+/// Releases the sample (or request, response) `*sample` names from `samples`, dropping it in
+/// place, and zeroes `*sample`.
 ///
 /// # Safety
 ///
 /// `sample` is valid for reads and writes of a `shmlane_sample`.
-pub(crate) unsafe fn take_sample<T>(
+pub(crate) unsafe fn release_sample<T>(
     samples: &mut Slots<T>,
     sample: NonNull<shmlane_sample>,
     what: &str,
-) -> Result<T, Failure> {
-    // SAFETY: the caller's promise.
-    let given = unsafe { sample.read() };
-    let item = samples.take(given.owner, given.token).map_err(|refused| match refused {
+) -> Result<(), Failure> {
+    // SAFETY: the caller's promise; `token` and `owner` are plain words.
+    let (token, owner) = unsafe { ((*sample.as_ptr()).token, (*sample.as_ptr()).owner) };
+    samples.remove(owner, token).map_err(|refused| refused_sample(refused, what))?;
+    // SAFETY: as above.
+    unsafe { sample.write(shmlane_sample::NONE) };
+    Ok(())
+}
+
+/// The error of a release `Slots` refused (off the hot path).
+#[cold]
+fn refused_sample(refused: Refused, what: &str) -> Failure {
+    match refused {
         Refused::Foreign => Failure::new(
             shmlane_error::SHMLANE_ERROR_FOREIGN,
             format!("the {what} came from another handle: release it with that one"),
@@ -153,10 +164,7 @@ pub(crate) unsafe fn take_sample<T>(
             shmlane_error::SHMLANE_ERROR_RELEASED,
             format!("the {what} was released already (or is no {what}: data NULL, token 0)"),
         ),
-    })?;
-    // SAFETY: as above.
-    unsafe { sample.write(shmlane_sample::NONE) };
-    Ok(item)
+    }
 }
 
 /// Makes a subscriber of `topic` (taking a free subscriber slot); it sees what is sent from
@@ -289,7 +297,7 @@ pub unsafe extern "C" fn shmlane_subscriber_release(
         // SAFETY: a live subscriber, this thread's alone, by the caller's promise.
         let subscriber = unsafe { handle::get_mut(subscriber, "subscriber")? };
         // SAFETY: `sample` is readable and writable by the caller's promise.
-        drop(unsafe { take_sample(&mut subscriber.samples, sample, "sample")? });
+        unsafe { release_sample(&mut subscriber.samples, sample, "sample")? };
         Ok(())
     })
 }

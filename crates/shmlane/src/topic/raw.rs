@@ -174,6 +174,7 @@ impl RawPublisher {
     /// [`INLINE_MAX`](crate::topic::INLINE_MAX) bytes travels inline, as a typed sample does;
     /// anything else is a payload block (beyond the topic's `max_slice_len`, from a segment
     /// added for its size class, as [`Publisher::loan_slice`]).
+    #[inline]
     pub fn loan(&self, len: usize) -> Result<RawLoan<'_>, PublishError> {
         let elements = u64::try_from(len).ok().filter(|n| (1..=u64::from(u32::MAX)).contains(n));
         let elements = elements.ok_or(PublishError::BadSliceLen { len })?;
@@ -185,6 +186,7 @@ impl RawPublisher {
 
     /// Publishes a loan to every subscriber, as [`Publisher::send`]; returns how many it was
     /// queued for.
+    #[inline]
     pub fn send(&self, mut loan: RawLoan<'_>) -> Result<usize, PublishError> {
         match loan.place.take() {
             Some(place) => self.inner.send_place(place),
@@ -299,6 +301,7 @@ pub struct RawSubscriber {
 
 impl RawSubscriber {
     /// The next sample from any publisher, if one is queued. Never blocks, no system call.
+    #[inline]
     pub fn receive(&self) -> Result<Option<RawSample<'_>>, ReceiveError> {
         let element = self.inner.element();
         let place = self.inner.receive_place(element.inline(), element.line_words())?;
@@ -399,6 +402,7 @@ pub struct RawSample<'s> {
 
 impl RawSample<'_> {
     /// Elements sent (at least 1).
+    #[inline]
     pub fn len(&self) -> usize {
         self.place.len()
     }
@@ -433,12 +437,14 @@ impl Deref for RawSample<'_> {
 
     /// The sample's bytes in place (an inline sample's private copy). Sound as
     /// [`Sample`](super::Sample)'s `Deref` is.
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.place.bytes(self.subscriber.inner.element())
     }
 }
 
 impl Drop for RawSample<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.subscriber.inner.release(self.publisher, &self.place);
     }
