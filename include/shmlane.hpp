@@ -347,6 +347,216 @@ private:
     detail::Owned<shmlane_topic, shmlane_topic_destroy> topic_;
 };
 
+namespace detail {
+
+/// A request (held by a server) or a response (held by a client) of T, read in place;
+/// released by `Release` when destroyed.
+template <class T, class Holder, shmlane_error (*Release)(Holder*, shmlane_sample*)>
+class Held {
+public:
+    Held(Holder* holder, shmlane_sample sample) noexcept : holder_(holder), sample_(sample) {}
+    Held(Held&& other) noexcept
+        : holder_(std::exchange(other.holder_, nullptr)), sample_(other.sample_) {}
+    /// Releases what this holds and takes `other`'s.
+    Held& operator=(Held&& other) noexcept {
+        if (this != &other) {
+            release();
+            holder_ = std::exchange(other.holder_, nullptr);
+            sample_ = other.sample_;
+        }
+        return *this;
+    }
+    Held(const Held&) = delete;
+    Held& operator=(const Held&) = delete;
+    ~Held() { release(); }
+
+    /// The elements (at least one).
+    std::span<const T> span() const noexcept {
+        return {static_cast<const T*>(sample_.data), sample_.len};
+    }
+    std::size_t size() const noexcept { return sample_.len; }
+    const T& operator*() const noexcept { return *static_cast<const T*>(sample_.data); }
+    const T* operator->() const noexcept { return static_cast<const T*>(sample_.data); }
+
+    /// The C sample (for the calls that take one, such as shmlane_server_respond).
+    const shmlane_sample& raw() const noexcept { return sample_; }
+
+private:
+    void release() noexcept {
+        if (holder_ != nullptr) {
+            (void)Release(holder_, &sample_);
+            holder_ = nullptr;
+        }
+    }
+
+    Holder* holder_;
+    shmlane_sample sample_;
+};
+
+}  // namespace detail
+
+/// A request a server holds, read in place; released when destroyed.
+template <class Req>
+using Request = detail::Held<Req, shmlane_server, shmlane_server_release>;
+
+/// A response a client holds, read in place; released when destroyed.
+template <class Resp>
+using Response = detail::Held<Resp, shmlane_client, shmlane_client_release>;
+
+/// An rpc service's server (one at a time): takes requests, answers each to its client.
+template <class Req, class Resp>
+class Server {
+public:
+    /// The next request if one is queued, without blocking.
+    std::optional<Request<Req>> receive() {
+        shmlane_sample request;
+        detail::check(shmlane_server_receive(server_.get(), &request));
+        if (request.data == nullptr) {
+            return std::nullopt;
+        }
+        return std::optional<Request<Req>>(std::in_place, server_.get(), request);
+    }
+
+    /// Waits with `wait` for the next request, up to `timeout` (none: no limit); empty if
+    /// none came in time.
+    std::optional<Request<Req>> receive(Wait wait,
+                                        std::optional<std::chrono::nanoseconds> timeout) {
+        shmlane_sample request;
+        shmlane_error rc = shmlane_server_receive_wait(
+            server_.get(), static_cast<shmlane_wait_strategy>(wait), detail::nanos(timeout),
+            &request);
+        if (rc == SHMLANE_ERROR_TIMEOUT) {
+            return std::nullopt;
+        }
+        detail::check(rc);
+        return std::optional<Request<Req>>(std::in_place, server_.get(), request);
+    }
+
+    /// Answers `request` (to the client that sent it) with `values` by copy.
+    void respond(const Request<Req>& request, std::span<const Resp> values) {
+        detail::check(shmlane_server_respond(server_.get(), &request.raw(), values.data(),
+                                             values.size_bytes()));
+    }
+    void respond(const Request<Req>& request, const Resp& value) {
+        respond(request, std::span<const Resp>(&value, 1));
+    }
+
+private:
+    template <class, class>
+    friend class Rpc;
+    explicit Server(shmlane_server* raw) : server_(raw) {}
+
+    detail::Owned<shmlane_server, shmlane_server_destroy> server_;
+};
+
+/// An rpc service's client: sends requests and takes the responses to them (one awaited at
+/// a time).
+template <class Req, class Resp>
+class Client {
+public:
+    /// A request sent and not yet answered.
+    struct Pending {
+        uint64_t id;
+    };
+
+    /// Sends `values` as a request (waiting up to 1 s for room at the server).
+    Pending send(std::span<const Req> values) {
+        Pending pending{0};
+        detail::check(
+            shmlane_client_send(client_.get(), values.data(), values.size_bytes(), &pending.id));
+        return pending;
+    }
+    Pending send(const Req& value) { return send(std::span<const Req>(&value, 1)); }
+
+    /// The response to `pending` if it has come, without blocking.
+    std::optional<Response<Resp>> receive(Pending pending) {
+        shmlane_sample response;
+        detail::check(shmlane_client_receive(client_.get(), pending.id, &response));
+        if (response.data == nullptr) {
+            return std::nullopt;
+        }
+        return std::optional<Response<Resp>>(std::in_place, client_.get(), response);
+    }
+
+    /// Waits with `wait` for the response to `pending`, up to `timeout` (none: no limit);
+    /// empty if it did not come in time (the request stays awaited).
+    std::optional<Response<Resp>> receive(Pending pending, Wait wait,
+                                          std::optional<std::chrono::nanoseconds> timeout) {
+        shmlane_sample response;
+        shmlane_error rc = shmlane_client_receive_wait(
+            client_.get(), pending.id, static_cast<shmlane_wait_strategy>(wait),
+            detail::nanos(timeout), &response);
+        if (rc == SHMLANE_ERROR_TIMEOUT) {
+            return std::nullopt;
+        }
+        detail::check(rc);
+        return std::optional<Response<Resp>>(std::in_place, client_.get(), response);
+    }
+
+    /// Sends `value` and waits for its response, up to `timeout`; empty if it did not come
+    /// in time.
+    std::optional<Response<Resp>> call(const Req& value, Wait wait,
+                                       std::optional<std::chrono::nanoseconds> timeout) {
+        shmlane_sample response;
+        shmlane_error rc =
+            shmlane_client_call(client_.get(), &value, sizeof value,
+                                static_cast<shmlane_wait_strategy>(wait), detail::nanos(timeout),
+                                &response);
+        if (rc == SHMLANE_ERROR_TIMEOUT) {
+            return std::nullopt;
+        }
+        detail::check(rc);
+        return std::optional<Response<Resp>>(std::in_place, client_.get(), response);
+    }
+
+private:
+    template <class, class>
+    friend class Rpc;
+    explicit Client(shmlane_client* raw) : client_(raw) {}
+
+    detail::Owned<shmlane_client, shmlane_client_destroy> client_;
+};
+
+/// A request/response service of Req requests and Resp responses, each type named as every
+/// process names it (a Rust process: its std::any::type_name).
+template <class Req, class Resp>
+class Rpc {
+    static_assert(std::is_trivially_copyable_v<Req> && std::is_trivially_copyable_v<Resp>,
+                  "shmlane payloads are trivially copyable");
+    static_assert(std::is_standard_layout_v<Req> && std::is_standard_layout_v<Resp>,
+                  "shmlane payloads have standard layout");
+
+public:
+    /// Opens `service`, creating it with these types (and `max_clients`, `capacity`) if it
+    /// does not exist.
+    Rpc(const Node& node, const std::string& service, const std::string& request_type,
+        const std::string& response_type, uint64_t version = 0, uint32_t max_clients = 8,
+        uint32_t capacity = 64) {
+        shmlane_type request{request_type.c_str(), sizeof(Req), alignof(Req), version};
+        shmlane_type response{response_type.c_str(), sizeof(Resp), alignof(Resp), version};
+        shmlane_rpc_config config{max_clients, capacity};
+        shmlane_rpc* raw = nullptr;
+        detail::check(shmlane_rpc_open_or_create(node.get(), service.c_str(), &request,
+                                                 &response, &config, &raw));
+        rpc_ = detail::Owned<shmlane_rpc, shmlane_rpc_destroy>(raw);
+    }
+
+    Server<Req, Resp> server() const {
+        shmlane_server* raw = nullptr;
+        detail::check(shmlane_server_create(rpc_.get(), &raw));
+        return Server<Req, Resp>(raw);
+    }
+
+    Client<Req, Resp> client() const {
+        shmlane_client* raw = nullptr;
+        detail::check(shmlane_client_create(rpc_.get(), &raw));
+        return Client<Req, Resp>(raw);
+    }
+
+private:
+    detail::Owned<shmlane_rpc, shmlane_rpc_destroy> rpc_;
+};
+
 /// Signals event ids (may be shared by threads).
 class Notifier {
 public:

@@ -345,15 +345,27 @@ fn events_go_both_ways_between_c_and_rust() {
 
 #[test]
 fn rpc_goes_both_ways_between_c_and_rust() {
+    rpc_both_ways(&test_program("rpc"), "rpc");
+}
+
+/// The same calls through shmlane.hpp (`Rpc`, `Server`, `Client`, requests and responses
+/// released by their destructors).
+#[test]
+fn rpc_goes_both_ways_between_cpp_and_rust() {
+    let program = compile_cpp(&crate_dir().join("tests/cpp/rpc.cpp"), "cpp_rpc");
+    rpc_both_ways(&program, "cpprpc");
+}
+
+/// A server `program` answering a Rust client, then a client `program` calling a Rust server.
+fn rpc_both_ways(program: &Path, tag: &str) {
     const CALLS: u64 = 50;
-    let program = test_program("rpc");
 
     // A C server, a Rust client.
-    let namespace_a = namespace("rpcserver");
+    let namespace_a = namespace(&format!("{tag}server"));
     {
         let node = Node::builder("rust-client").namespace(&namespace_a).create().unwrap();
         let rpc = node.rpc::<u64, u64>("doubler").open_or_create().unwrap();
-        let mut child = start(&program, &["server", &namespace_a, &CALLS.to_string()]);
+        let mut child = start(program, &["server", &namespace_a, &CALLS.to_string()]);
         child.report("ready", TIMEOUT);
         let client = rpc.client().unwrap();
         for x in 0..CALLS {
@@ -367,7 +379,7 @@ fn rpc_goes_both_ways_between_c_and_rust() {
     assert_clean(&namespace_a);
 
     // A Rust server, a C client.
-    let namespace_b = namespace("rpcclient");
+    let namespace_b = namespace(&format!("{tag}client"));
     {
         let node = Node::builder("rust-server").namespace(&namespace_b).create().unwrap();
         let rpc = node.rpc::<u64, u64>("doubler").open_or_create().unwrap();
@@ -380,7 +392,7 @@ fn rpc_goes_both_ways_between_c_and_rust() {
             }
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         });
-        let mut child = start(&program, &["client", &namespace_b, &CALLS.to_string()]);
+        let mut child = start(program, &["client", &namespace_b, &CALLS.to_string()]);
         assert_eq!(child.report_u64("answered", TIMEOUT), CALLS);
         child.expect_success(TIMEOUT);
         serving.join().expect("the server thread panicked").expect("the server failed");
