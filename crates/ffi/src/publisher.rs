@@ -144,9 +144,11 @@ pub unsafe extern "C" fn shmlane_publisher_loan(
                 ),
             ));
         }
-        let raw = publisher.inner().loan(len)?;
+        let inner = publisher.inner();
         let owner = publisher.loans.owner();
-        let (token, raw) = publisher.loans.insert(raw).map_err(|_| unreachable_full())?;
+        // The loan is made in its entry of the table (a move there would copy it).
+        let filled = publisher.loans.insert_with(|slot| inner.loan_into(len, slot).map(|()| true));
+        let (token, raw) = filled?.ok_or_else(unreachable_full)?;
         let len = raw.len();
         let bytes: &mut [u8] = raw;
         let filled =

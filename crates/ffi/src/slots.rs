@@ -82,6 +82,25 @@ impl<T> Slots<T> {
         Ok((token, entry.item.insert(item)))
     }
 
+    /// Fills a free entry in place: `fill` writes the item into it and says whether it did.
+    /// Returns the token and the item if it did, `None` if it did not or the table is full.
+    #[inline]
+    pub(crate) fn insert_with<E>(
+        &mut self,
+        fill: impl FnOnce(&mut Option<T>) -> Result<bool, E>,
+    ) -> Result<Option<(u64, &mut T)>, E> {
+        let Some(&index) = self.free.last() else { return Ok(None) };
+        let entry = &mut self.entries[index as usize];
+        if !fill(&mut entry.item)? {
+            return Ok(None);
+        }
+        let Some(item) = entry.item.as_mut() else { return Ok(None) };
+        self.free.pop();
+        entry.generation += 1;
+        let token = (entry.generation << 16) | u64::from(index);
+        Ok(Some((token, item)))
+    }
+
     /// The item `token` names, if `owner` is this table and the token current.
     pub(crate) fn get(&self, owner: u64, token: u64) -> Result<&T, Refused> {
         let index = self.index(owner, token)?;
@@ -174,6 +193,12 @@ mod tests {
         assert_eq!(slots.take(other.owner(), b), Err(Refused::Foreign));
         assert_eq!(slots.remove(slots.owner(), b), Ok(()));
         assert_eq!(slots.remove(slots.owner(), b), Err(Refused::Released));
+        assert_eq!(slots.insert_with(|_| Ok::<_, ()>(false)), Ok(None));
+        assert_eq!(slots.out(), 1);
+        assert_eq!(slots.insert_with(|_| Err(7)), Err(7));
+        let (e, _) =
+            slots.insert_with(|item| Ok::<_, ()>(item.replace("e").is_none())).unwrap().unwrap();
+        assert_eq!(slots.take(slots.owner(), e), Ok("e"));
         let (d, _) = slots.insert("d").unwrap();
         assert_eq!(slots.take_with(slots.owner(), d, str::len), Ok(1));
         assert_eq!(slots.take_with(slots.owner(), d, str::len), Err(Refused::Released));

@@ -239,9 +239,22 @@ pub unsafe extern "C" fn shmlane_subscriber_receive(
         if !subscriber.samples.has_room() {
             return Err(too_many_held(subscriber.samples.out()));
         }
-        if let Some(received) = subscriber.inner().receive()? {
+        let inner = subscriber.inner();
+        // The sample is made in its entry of the table (a move there would copy it).
+        let owner = subscriber.samples.owner();
+        if let Some((token, sample)) =
+            subscriber.samples.insert_with(|slot| inner.receive_into(slot))?
+        {
+            let bytes: &[u8] = sample;
+            let lent = shmlane_sample {
+                data: bytes.as_ptr().cast(),
+                bytes: bytes.len(),
+                len: sample.len(),
+                token,
+                owner,
+            };
             // SAFETY: as above.
-            unsafe { out.write(lend(&mut subscriber.samples, received)) };
+            unsafe { out.write(lent) };
         }
         Ok(())
     })

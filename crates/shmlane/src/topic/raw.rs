@@ -176,12 +176,27 @@ impl RawPublisher {
     /// added for its size class, as [`Publisher::loan_slice`]).
     #[inline]
     pub fn loan(&self, len: usize) -> Result<RawLoan<'_>, PublishError> {
+        let mut slot = None;
+        self.loan_into(len, &mut slot)?;
+        slot.ok_or(PublishError::BadSliceLen { len })
+    }
+
+    /// [`loan`](Self::loan) into `slot` (overwriting it): for bindings that keep loans in a
+    /// table of their own, so that the loan is made where it is kept rather than moved there.
+    #[doc(hidden)]
+    #[inline]
+    pub fn loan_into<'s>(
+        &'s self,
+        len: usize,
+        slot: &mut Option<RawLoan<'s>>,
+    ) -> Result<(), PublishError> {
         let elements = u64::try_from(len).ok().filter(|n| (1..=u64::from(u32::MAX)).contains(n));
         let elements = elements.ok_or(PublishError::BadSliceLen { len })?;
         let bytes = len.checked_mul(self.inner.element_size() as usize);
         let bytes = bytes.ok_or(PublishError::BadSliceLen { len })?;
         let place = self.inner.loan_place(elements)?;
-        Ok(RawLoan { publisher: &self.inner, place: Some(place), bytes, len })
+        *slot = Some(RawLoan { publisher: &self.inner, place: Some(place), bytes, len });
+        Ok(())
     }
 
     /// Publishes a loan to every subscriber, as [`Publisher::send`]; returns how many it was
@@ -326,6 +341,25 @@ impl RawSubscriber {
                 Drained::Sample(sample) => f(&sample),
             },
         )
+    }
+
+    /// [`receive`](Self::receive) into `slot` (overwriting it), returning whether a sample
+    /// came: for bindings that keep samples in a table of their own, so that the sample is
+    /// made where it is kept rather than moved there.
+    #[doc(hidden)]
+    #[inline]
+    pub fn receive_into<'s>(
+        &'s self,
+        slot: &mut Option<RawSample<'s>>,
+    ) -> Result<bool, ReceiveError> {
+        let element = self.inner.element();
+        match self.inner.receive_place(element.inline(), element.line_words())? {
+            Some((publisher, place)) => {
+                *slot = Some(RawSample { subscriber: self, publisher, place });
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Waits for the next sample with `strategy`, up to `timeout`, as
