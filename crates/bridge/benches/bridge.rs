@@ -547,7 +547,13 @@ fn child(role: &str, args: &[String]) {
                 while !receiver.done() {
                     assert!(Instant::now() < deadline, "the subscriber timed out");
                     match subscriber.receive_with(&mut strategy, Some(Duration::from_millis(100))) {
-                        Ok(sample) => receiver.on_message(&sample),
+                        Ok(sample) => {
+                            receiver.on_message(&sample);
+                            drop(sample);
+                            // What else is queued, before sleeping again.
+                            let drained = subscriber.drain(usize::MAX, |s| receiver.on_message(s));
+                            drained.expect("drain");
+                        }
                         Err(shmlane::ReceiveError::TimedOut(_)) => {}
                         Err(e) => panic!("receive: {e}"),
                     }

@@ -170,7 +170,8 @@ impl TopicState {
             }
         };
         let size = publisher.element_size();
-        for sample in samples {
+        // One wake-up of each local subscriber per zenoh message, not per sample.
+        publisher.in_batch(|| for sample in samples {
             if !sample.len().is_multiple_of(size) {
                 self.malformed(&format!(
                     "{} bytes are not a whole number of {size}-byte elements",
@@ -194,7 +195,7 @@ impl TopicState {
                     }
                 }
             }
-        }
+        });
     }
 
     /// Decides whether samples of `spec` can be delivered here, opening (or creating, with the

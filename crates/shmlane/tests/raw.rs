@@ -197,6 +197,40 @@ fn a_raw_drain_hands_over_inline_samples_and_slices_as_bytes() {
     assert_eq!(subscriber.drain(8, |_| panic!("nothing is queued")).unwrap(), 0);
 }
 
+/// Sends in `RawPublisher::in_batch` wake a subscriber that sleeps on them: at the end of the
+/// batch, and before each wait for room under Block (a subscriber left asleep would re-check
+/// only after `Blocking`'s 100 ms period, past the 80 ms block timeout); nested batches wake
+/// once, at the outer end.
+#[test]
+fn a_raw_batch_wakes_a_sleeping_subscriber_before_waiting_for_room() {
+    let node = node("rawbatch");
+    let config = TopicConfig {
+        subscriber_capacity: 4,
+        overflow: shmlane::Overflow::Block,
+        ..TopicConfig::default()
+    };
+    let topic = node.raw_topic("batch").type_spec(spec_of::<u64>()).config(config).create();
+    let topic = topic.unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    let publisher = topic.publisher().unwrap();
+    assert_eq!(publisher.subscribers(), 1);
+    publisher.set_block_timeout(Duration::from_millis(80));
+    let reader = std::thread::spawn(move || {
+        let mut strategy = Blocking::new();
+        let mut got = Vec::new();
+        while got.len() < 64 {
+            let sample = subscriber.receive_with(&mut strategy, Some(TIMEOUT)).unwrap();
+            got.push(u64::from_ne_bytes(sample[..8].try_into().unwrap()));
+        }
+        got
+    });
+    let sent: Result<Vec<usize>, _> = publisher.in_batch(|| {
+        (0..64u64).map(|v| publisher.in_batch(|| publisher.send_copy(&v.to_ne_bytes()))).collect()
+    });
+    assert!(sent.unwrap().iter().all(|&n| n == 1));
+    assert_eq!(reader.join().unwrap(), (0..64).collect::<Vec<u64>>());
+}
+
 #[test]
 fn the_type_is_checked_like_a_rust_type() {
     let node = node("types");

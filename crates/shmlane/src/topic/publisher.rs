@@ -720,6 +720,33 @@ impl<T> Publisher<T> {
         state.connections[s].outstanding = 0;
     }
 
+    /// Runs `f`, deferring the wake-up check of each subscriber its sends queue for to its
+    /// end (and to any wait for room under [`Overflow::Block`]), as
+    /// [`send_copies`](Publisher::send_copies) does for its values. Nested, the outer batch
+    /// wakes.
+    pub(crate) fn batched<R>(&self, f: impl FnOnce() -> R) -> R {
+        {
+            let mut state = self.state.borrow_mut();
+            if state.wakes.is_some() {
+                drop(state);
+                return f();
+            }
+            state.wakes = Some(Holders::NONE);
+        }
+        // Woken also if `f` unwinds, so no subscriber sleeps on samples it was sent.
+        struct Wake<'p, T>(&'p Publisher<T>);
+        impl<T> Drop for Wake<'_, T> {
+            fn drop(&mut self) {
+                if let Ok(mut state) = self.0.state.try_borrow_mut() {
+                    self.0.wake_deferred(&mut state);
+                    state.wakes = None;
+                }
+            }
+        }
+        let _wake = Wake(self);
+        f()
+    }
+
     /// A place for `len` elements (`1..=u32::MAX`), for the run-time typed API: inline for
     /// one element of a type that travels inline, else a payload block.
     pub(crate) fn loan_place(&self, len: u64) -> Result<Place, PublishError> {
@@ -842,26 +869,18 @@ impl<T: ZeroCopy> Publisher<T> {
         if words::inline::<T>() {
             return self.send_inline_copies(values);
         }
-        self.state.borrow_mut().wakes = Some(Holders::NONE);
-        let mut outcome = Ok(());
-        for (sent, value) in values.iter().enumerate() {
-            let result = if words::inline::<T>() {
-                self.publish(Sent::Inline(words::to_line(value)), 0, None)
-            } else {
-                self.loan_block().and_then(|mut loan| {
+        self.batched(|| {
+            for (sent, value) in values.iter().enumerate() {
+                let result = self.loan_block().and_then(|mut loan| {
                     loan.as_mut_bytes().copy_from_slice(value.as_bytes());
                     self.send(loan)
-                })
-            };
-            if let Err(error) = result {
-                outcome = Err(crate::BatchError { sent, error });
-                break;
+                });
+                if let Err(error) = result {
+                    return Err(crate::BatchError { sent, error });
+                }
             }
-        }
-        let mut state = self.state.borrow_mut();
-        self.wake_deferred(&mut state);
-        state.wakes = None;
-        outcome
+            Ok(())
+        })
     }
 
     /// [`send_copies`](Self::send_copies) of an inline `T`: subscribers are followed and the

@@ -209,6 +209,29 @@ impl RawPublisher {
         }
     }
 
+    /// Runs `f`, in which this publisher's sends wake each subscriber once, at the end,
+    /// instead of after every sample (a wake-up check costs a full memory fence, and a wake
+    /// a system call per sample to a subscriber that sleeps between them): the batch form of
+    /// [`send_copy`](Self::send_copy) and [`send`](Self::send), as
+    /// [`Publisher::send_copies`] is for typed values. A send that has to wait for room under
+    /// [`Overflow::Block`](crate::Overflow::Block) wakes its subscribers first.
+    ///
+    /// ```
+    /// # use shmlane::{Node, TypeSpec};
+    /// # let node = Node::builder("doc").namespace(format!("doc{}", std::process::id())).create()?;
+    /// let topic = node.raw_topic("raw-batch-doc").type_spec(TypeSpec::new("u64", 8, 8, 0));
+    /// let topic = topic.open_or_create()?;
+    /// let (publisher, subscriber) = (topic.publisher()?, topic.subscriber()?);
+    /// let sent: Result<Vec<usize>, _> =
+    ///     publisher.in_batch(|| (1..=3u64).map(|v| publisher.send_copy(&v.to_ne_bytes())).collect());
+    /// assert_eq!(sent?, [1, 1, 1]);
+    /// assert_eq!(subscriber.drain(usize::MAX, |_| {})?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn in_batch<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.inner.batched(f)
+    }
+
     /// Sends `bytes` by copy: a whole number of elements, 1 to 2^32 - 1 of them.
     pub fn send_copy(&self, bytes: &[u8]) -> Result<usize, PublishError> {
         self.inner.send_bytes(bytes, 0, None)
