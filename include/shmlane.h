@@ -223,6 +223,14 @@ typedef struct shmlane_subscriber shmlane_subscriber;
 typedef struct shmlane_topic shmlane_topic;
 
 /**
+ * Waits on many sources, deadlines and intervals at once. Used by the thread that created
+ * it only, the thread that uses its sources (it does not move between threads). A source
+ * attached to it refuses to be destroyed (`SHMLANE_ERROR_BUSY`) until it is detached or the
+ * wait set destroyed.
+ */
+typedef struct shmlane_waitset shmlane_waitset;
+
+/**
  * What a publisher does when a subscriber's queue is full (`shmlane_topic_config.overflow`).
  */
 typedef uint32_t shmlane_overflow;
@@ -444,6 +452,25 @@ typedef struct shmlane_service_info {
 } shmlane_service_info;
 
 /**
+ * What a wait found (a `SHMLANE_READY_*` value).
+ */
+typedef uint32_t shmlane_ready_kind;
+
+/**
+ * One attachment a wait found ready.
+ */
+typedef struct shmlane_ready {
+  /**
+   * The attachment, as its attach call wrote it (never 0).
+   */
+  uint64_t id;
+  /**
+   * A `SHMLANE_READY_*` value.
+   */
+  shmlane_ready_kind kind;
+} shmlane_ready;
+
+/**
  * Evict the subscriber's oldest queued sample and count it as dropped: never wait.
  */
 #define SHMLANE_OVERFLOW_DROP_OLDEST 1
@@ -489,6 +516,22 @@ typedef struct shmlane_service_info {
  * Events.
  */
 #define SHMLANE_SERVICE_EVENT 2
+
+/**
+ * Something is there to take from the attachment's source (it stays ready until taken).
+ */
+#define SHMLANE_READY_DATA 0
+
+/**
+ * The source's deadline passed with nothing from it (reported once per deadline; the next
+ * is counted from then).
+ */
+#define SHMLANE_READY_MISSED 1
+
+/**
+ * The interval's period came round.
+ */
+#define SHMLANE_READY_TICK 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -739,7 +782,8 @@ enum shmlane_error shmlane_subscriber_create(const struct shmlane_topic *topic,
 
 /**
  * Destroys a subscriber (NULL: nothing), giving its slot back. Refused with
- * `SHMLANE_ERROR_BUSY` while samples are held: release them first.
+ * `SHMLANE_ERROR_BUSY` while samples are held (release them first) or while it is attached
+ * to a wait set (detach it first).
  *
  * # Safety
  *
@@ -896,7 +940,8 @@ enum shmlane_error shmlane_listener_create(const struct shmlane_event *event,
                                            struct shmlane_listener **out);
 
 /**
- * Destroys a listener (NULL: nothing), giving its slot back.
+ * Destroys a listener (NULL: nothing), giving its slot back. Refused with
+ * `SHMLANE_ERROR_BUSY` while it is attached to a wait set (detach it first).
  *
  * # Safety
  *
@@ -999,7 +1044,7 @@ enum shmlane_error shmlane_server_create(const struct shmlane_rpc *rpc,
 
 /**
  * Destroys a server (NULL: nothing). Refused with `SHMLANE_ERROR_BUSY` while requests are
- * held: release them first.
+ * held (release them first) or while it is attached to a wait set (detach it first).
  *
  * # Safety
  *
@@ -1071,7 +1116,7 @@ enum shmlane_error shmlane_client_create(const struct shmlane_rpc *rpc,
 
 /**
  * Destroys a client (NULL: nothing). Refused with `SHMLANE_ERROR_BUSY` while responses are
- * held: release them first.
+ * held (release them first) or while it is attached to a wait set (detach it first).
  *
  * # Safety
  *
@@ -1192,6 +1237,133 @@ enum shmlane_error shmlane_service_list_get(const struct shmlane_service_list *l
  * after this returns `SHMLANE_OK`.
  */
 enum shmlane_error shmlane_service_list_destroy(struct shmlane_service_list *list);
+
+/**
+ * Makes an empty wait set. On success `*out` is the wait set; on failure NULL.
+ *
+ * # Safety
+ *
+ * `out` is valid for a write of a pointer.
+ */
+enum shmlane_error shmlane_waitset_create(struct shmlane_waitset **out);
+
+/**
+ * Destroys a wait set (NULL: nothing), detaching everything attached to it.
+ *
+ * # Safety
+ *
+ * `waitset` is NULL or a wait set not yet destroyed, used by this thread alone, and not used
+ * after this returns `SHMLANE_OK`.
+ */
+enum shmlane_error shmlane_waitset_destroy(struct shmlane_waitset *waitset);
+
+/**
+ * Attaches a subscriber: a wait reports `SHMLANE_READY_DATA` while a sample is queued for
+ * it, and, with a deadline (`deadline_ns`; `SHMLANE_TIMEOUT_INFINITE`: none),
+ * `SHMLANE_READY_MISSED` when none came for that long. Writes the attachment's id to `*id`.
+ *
+ * # Safety
+ *
+ * `waitset` is a live wait set and `subscriber` a live subscriber, both used by this thread
+ * alone; `id` valid for a write.
+ */
+enum shmlane_error shmlane_waitset_attach_subscriber(struct shmlane_waitset *waitset,
+                                                     struct shmlane_subscriber *subscriber,
+                                                     uint64_t deadline_ns,
+                                                     uint64_t *id);
+
+/**
+ * Attaches a listener: ready while an event id is pending for it (as
+ * `shmlane_waitset_attach_subscriber`).
+ *
+ * # Safety
+ *
+ * As `shmlane_waitset_attach_subscriber`, with a live listener.
+ */
+enum shmlane_error shmlane_waitset_attach_listener(struct shmlane_waitset *waitset,
+                                                   struct shmlane_listener *listener,
+                                                   uint64_t deadline_ns,
+                                                   uint64_t *id);
+
+/**
+ * Attaches an rpc server: ready while a request is queued for it (as
+ * `shmlane_waitset_attach_subscriber`).
+ *
+ * # Safety
+ *
+ * As `shmlane_waitset_attach_subscriber`, with a live server.
+ */
+enum shmlane_error shmlane_waitset_attach_server(struct shmlane_waitset *waitset,
+                                                 struct shmlane_server *server,
+                                                 uint64_t deadline_ns,
+                                                 uint64_t *id);
+
+/**
+ * Attaches an rpc client: ready while a response is queued for it (as
+ * `shmlane_waitset_attach_subscriber`).
+ *
+ * # Safety
+ *
+ * As `shmlane_waitset_attach_subscriber`, with a live client.
+ */
+enum shmlane_error shmlane_waitset_attach_client(struct shmlane_waitset *waitset,
+                                                 struct shmlane_client *client,
+                                                 uint64_t deadline_ns,
+                                                 uint64_t *id);
+
+/**
+ * Attaches an interval: a wait reports `SHMLANE_READY_TICK` every `every_ns` nanoseconds
+ * (more than 0; a period fallen behind by more than one is skipped, not reported twice).
+ * Writes the attachment's id to `*id`.
+ *
+ * # Safety
+ *
+ * `waitset` is a live wait set used by this thread alone; `id` valid for a write.
+ */
+enum shmlane_error shmlane_waitset_attach_interval(struct shmlane_waitset *waitset,
+                                                   uint64_t every_ns,
+                                                   uint64_t *id);
+
+/**
+ * Detaches the attachment `id` (its source may be destroyed once no wait set holds it).
+ * Fails with `SHMLANE_ERROR_NOT_FOUND` for an id this wait set does not hold (detached
+ * already, or another set's).
+ *
+ * # Safety
+ *
+ * `waitset` is a live wait set used by this thread alone.
+ */
+enum shmlane_error shmlane_waitset_detach(struct shmlane_waitset *waitset, uint64_t id);
+
+/**
+ * Writes to `*count` how many attachments the wait set has.
+ *
+ * # Safety
+ *
+ * `waitset` is a live wait set used by this thread alone; `count` valid for a write.
+ */
+enum shmlane_error shmlane_waitset_len(const struct shmlane_waitset *waitset, size_t *count);
+
+/**
+ * Waits with `strategy` until an attachment is ready, up to `timeout_ns` nanoseconds
+ * (`SHMLANE_TIMEOUT_INFINITE`: no limit), and writes up to `capacity` (at least 1) of what is
+ * ready to `ready`, in attachment order, and how many to `*count`. What does not fit is
+ * handed by the next wait at once (a `SHMLANE_READY_DATA` of it may have been taken by
+ * then: a receive finds nothing). Fails with `SHMLANE_ERROR_TIMEOUT` if nothing was ready in
+ * time, `SHMLANE_ERROR_INVALID_ARGUMENT` if nothing is attached. A ready source stays ready
+ * until what is queued for it is taken: take it before waiting again.
+ *
+ * # Safety
+ *
+ * `waitset` is a live wait set used by this thread alone; `ready` valid for writes of
+ * `capacity` `shmlane_ready`s; `count` valid for a write.
+ */
+enum shmlane_error shmlane_waitset_wait(struct shmlane_waitset *waitset,
+                                        shmlane_wait_strategy strategy,
+                                        uint64_t timeout_ns,
+                                        struct shmlane_ready *ready,
+                                        size_t capacity,
+                                        size_t *count);
 
 #ifdef __cplusplus
 }  // extern "C"

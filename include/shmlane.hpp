@@ -290,6 +290,9 @@ public:
         return count;
     }
 
+    /// The C handle (to attach it to a WaitSet); still owned by this object.
+    shmlane_subscriber* get() const noexcept { return subscriber_.get(); }
+
 private:
     template <class>
     friend class Topic;
@@ -441,6 +444,9 @@ public:
         respond(request, std::span<const Resp>(&value, 1));
     }
 
+    /// The C handle (to attach it to a WaitSet); still owned by this object.
+    shmlane_server* get() const noexcept { return server_.get(); }
+
 private:
     template <class, class>
     friend class Rpc;
@@ -513,6 +519,12 @@ private:
     template <class, class>
     friend class Rpc;
     explicit Client(shmlane_client* raw) : client_(raw) {}
+
+public:
+    /// The C handle (to attach it to a WaitSet); still owned by this object.
+    shmlane_client* get() const noexcept { return client_.get(); }
+
+private:
 
     detail::Owned<shmlane_client, shmlane_client_destroy> client_;
 };
@@ -605,6 +617,9 @@ public:
         return ids;
     }
 
+    /// The C handle (to attach it to a WaitSet); still owned by this object.
+    shmlane_listener* get() const noexcept { return listener_.get(); }
+
 private:
     friend class Event;
     explicit Listener(shmlane_listener* raw) : listener_(raw) {}
@@ -637,6 +652,107 @@ public:
 
 private:
     detail::Owned<shmlane_event, shmlane_event_destroy> event_;
+};
+
+/// Waits on many subscribers, listeners, rpc servers and clients at once, on deadlines and on
+/// intervals (shmlane_waitset_*). Used by the thread that created it, the one that uses its
+/// sources. Destroy (or detach from) it before its sources: a source attached to a wait set
+/// refuses to be destroyed, and its wrapper then leaks it.
+class WaitSet {
+public:
+    /// What a wait found about an attachment.
+    enum class Kind : shmlane_ready_kind {
+        /// Something is queued for the source (it stays ready until taken).
+        Data = SHMLANE_READY_DATA,
+        /// The source's deadline passed with nothing from it.
+        Missed = SHMLANE_READY_MISSED,
+        /// The interval's period came round.
+        Tick = SHMLANE_READY_TICK,
+    };
+
+    /// One ready attachment: the id its attach call returned, and what it is ready with.
+    struct Ready {
+        uint64_t id;
+        Kind kind;
+        bool operator==(const Ready&) const = default;
+    };
+
+    WaitSet() {
+        shmlane_waitset* raw = nullptr;
+        detail::check(shmlane_waitset_create(&raw));
+        set_ = detail::Owned<shmlane_waitset, shmlane_waitset_destroy>(raw);
+    }
+
+    /// Attaches a subscriber, with a deadline (Kind::Missed when silent that long) or none;
+    /// returns the attachment's id.
+    template <class T>
+    uint64_t attach(const Subscriber<T>& subscriber,
+                    std::optional<std::chrono::nanoseconds> deadline = std::nullopt) {
+        return attached(shmlane_waitset_attach_subscriber(set_.get(), subscriber.get(),
+                                                          detail::nanos(deadline), &id_));
+    }
+    /// Attaches a listener (ready while an event id is pending).
+    uint64_t attach(const Listener& listener,
+                    std::optional<std::chrono::nanoseconds> deadline = std::nullopt) {
+        return attached(shmlane_waitset_attach_listener(set_.get(), listener.get(),
+                                                        detail::nanos(deadline), &id_));
+    }
+    /// Attaches an rpc server (ready while a request is queued).
+    template <class Req, class Resp>
+    uint64_t attach(const Server<Req, Resp>& server,
+                    std::optional<std::chrono::nanoseconds> deadline = std::nullopt) {
+        return attached(shmlane_waitset_attach_server(set_.get(), server.get(),
+                                                      detail::nanos(deadline), &id_));
+    }
+    /// Attaches an rpc client (ready while a response is queued).
+    template <class Req, class Resp>
+    uint64_t attach(const Client<Req, Resp>& client,
+                    std::optional<std::chrono::nanoseconds> deadline = std::nullopt) {
+        return attached(shmlane_waitset_attach_client(set_.get(), client.get(),
+                                                      detail::nanos(deadline), &id_));
+    }
+    /// Attaches an interval: Kind::Tick every `every`.
+    uint64_t attach_interval(std::chrono::nanoseconds every) {
+        return attached(shmlane_waitset_attach_interval(set_.get(), detail::nanos(every), &id_));
+    }
+
+    /// Detaches attachment `id` (an Error if it is not attached).
+    void detach(uint64_t id) { detail::check(shmlane_waitset_detach(set_.get(), id)); }
+
+    /// Attachments now.
+    std::size_t size() const {
+        std::size_t count = 0;
+        detail::check(shmlane_waitset_len(set_.get(), &count));
+        return count;
+    }
+
+    /// Waits with `wait` until something is ready, up to `timeout` (none: no limit); returns
+    /// what is (up to 64; the rest comes with the next wait), empty if nothing was in time.
+    std::vector<Ready> wait(Wait wait, std::optional<std::chrono::nanoseconds> timeout) {
+        shmlane_ready buffer[64];
+        std::size_t count = 0;
+        shmlane_error rc = shmlane_waitset_wait(set_.get(), static_cast<shmlane_wait_strategy>(wait),
+                                                detail::nanos(timeout), buffer, 64, &count);
+        if (rc == SHMLANE_ERROR_TIMEOUT) {
+            return {};
+        }
+        detail::check(rc);
+        std::vector<Ready> ready;
+        ready.reserve(count);
+        for (std::size_t i = 0; i < count; i++) {
+            ready.push_back(Ready{buffer[i].id, static_cast<Kind>(buffer[i].kind)});
+        }
+        return ready;
+    }
+
+private:
+    uint64_t attached(shmlane_error rc) {
+        detail::check(rc);
+        return id_;
+    }
+
+    detail::Owned<shmlane_waitset, shmlane_waitset_destroy> set_;
+    uint64_t id_ = 0;
 };
 
 }  // namespace shmlane

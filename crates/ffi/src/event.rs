@@ -1,7 +1,9 @@
 //! Events: payload-free notifications with ids, and listeners that sleep until one comes.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::ffi::c_char;
+use std::ptr::NonNull;
 
 use shmlane::{Event, Listener, Notifier};
 
@@ -9,6 +11,7 @@ use crate::error::{Failure, guard, shmlane_error};
 use crate::handle::{self, Handle, clear_out, hand_out, optional, string};
 use crate::node::shmlane_node;
 use crate::subscriber::{shmlane_wait_strategy, strategy_of, timeout};
+use crate::waitset::not_attached;
 
 /// An event service's settings, fixed by its creator. Start from
 /// `shmlane_event_config_default`.
@@ -44,12 +47,31 @@ handle::handle!(shmlane_notifier, "notifier", 0x5348_4c4e_4e4f_5449);
 #[derive(Debug)]
 pub struct shmlane_listener {
     magic: u64,
-    listener: Listener,
+    /// From `Box::into_raw`, freed in `Drop`: a box of its own, so that a wait set's shared
+    /// borrow of it is not covered by the `&mut` of this handle each call makes.
+    listener: NonNull<Listener>,
+    /// Wait sets it is attached to (it is not destroyed while any is).
+    pub(crate) attached: Cell<u32>,
     /// Ids taken from the service that did not fit the caller's buffer yet.
     pending: BTreeSet<u32>,
 }
 
 handle::handle!(shmlane_listener, "listener", 0x5348_4c4e_4c49_5354);
+
+impl shmlane_listener {
+    pub(crate) fn inner(&self) -> &'static Listener {
+        // SAFETY: `listener` lives until `Drop`; the wait sets that borrow it for `'static`
+        // are detached before (destroy is refused while `attached` is not 0).
+        unsafe { self.listener.as_ref() }
+    }
+}
+
+impl Drop for shmlane_listener {
+    fn drop(&mut self) {
+        // SAFETY: from `Box::into_raw`; no wait set borrows it any more (see `inner`).
+        drop(unsafe { Box::from_raw(self.listener.as_ptr()) });
+    }
+}
 
 /// Writes the default event settings to `*out`.
 ///
@@ -218,7 +240,8 @@ pub unsafe extern "C" fn shmlane_listener_create(
         let event = unsafe { handle::get(event, "event")? };
         let listener = shmlane_listener {
             magic: shmlane_listener::MAGIC,
-            listener: event.event.listener()?,
+            listener: NonNull::from(Box::leak(Box::new(event.event.listener()?))),
+            attached: Cell::new(0),
             pending: BTreeSet::new(),
         };
         // SAFETY: checked non-NULL; valid by the caller's promise.
@@ -227,7 +250,8 @@ pub unsafe extern "C" fn shmlane_listener_create(
     })
 }
 
-/// Destroys a listener (NULL: nothing), giving its slot back.
+/// Destroys a listener (NULL: nothing), giving its slot back. Refused with
+/// `SHMLANE_ERROR_BUSY` while it is attached to a wait set (detach it first).
 ///
 /// # Safety
 ///
@@ -238,7 +262,11 @@ pub unsafe extern "C" fn shmlane_listener_destroy(
     listener: *mut shmlane_listener,
 ) -> shmlane_error {
     // SAFETY: the caller's promise.
-    guard(|| unsafe { handle::destroy(listener, "listener", |_| Ok(())) })
+    guard(|| unsafe {
+        handle::destroy(listener, "listener", |listener| {
+            not_attached(&listener.attached, "listener")
+        })
+    })
 }
 
 /// Moves up to `capacity` pending ids (ascending) to `ids`, keeping the rest for the next
@@ -293,7 +321,7 @@ pub unsafe extern "C" fn shmlane_listener_try_take(
         check_buffer(ids, capacity, count)?;
         // SAFETY: a live listener, this thread's alone, by the caller's promise.
         let listener = unsafe { handle::get_mut(listener, "listener")? };
-        let taken = listener.listener.try_take();
+        let taken = listener.inner().try_take();
         listener.pending.extend(taken);
         // SAFETY: buffers checked above and valid by the caller's promise.
         unsafe { hand_ids(listener, ids, capacity, count) };
@@ -323,7 +351,7 @@ pub unsafe extern "C" fn shmlane_listener_wait(
         // SAFETY: a live listener, this thread's alone, by the caller's promise.
         let listener = unsafe { handle::get_mut(listener, "listener")? };
         if listener.pending.is_empty() {
-            let taken = listener.listener.wait(&mut strategy, timeout(timeout_ns))?;
+            let taken = listener.inner().wait(&mut strategy, timeout(timeout_ns))?;
             listener.pending.extend(taken);
         }
         // SAFETY: buffers checked above and valid by the caller's promise.

@@ -9,7 +9,7 @@
 //!   crosses the boundary: each entry point runs in [`std::panic::catch_unwind`], and a panic
 //!   becomes `SHMLANE_ERROR_PANIC`.
 //! - **Handles** (node, topic, publisher, subscriber, event, notifier, listener, service list,
-//!   rpc, server, client) are boxes handed out as pointers, each with a magic word of its kind
+//!   rpc, server, client, wait set) are boxes handed out as pointers, each with a magic word of its kind
 //!   checked on every call: a NULL handle gives `SHMLANE_ERROR_NULL_ARGUMENT`, a pointer to
 //!   something else `SHMLANE_ERROR_INVALID_HANDLE`. Destroying clears the magic word before the
 //!   box is freed, so a second destroy or a use after destroy is *usually* caught as well, but
@@ -24,8 +24,10 @@
 //!   detected (the struct is zeroed, copies of it are not).
 //! - **Threads.** Publishers, subscribers, listeners, servers and clients are used by one
 //!   thread at a time (they may move between threads, with their loans and samples);
-//!   nodes, topics, events, notifiers, rpc services and service lists may be shared. Concurrent
-//!   use of a one-thread handle is undefined behaviour and not detected.
+//!   nodes, topics, events, notifiers, rpc services and service lists may be shared. A wait
+//!   set stays on the thread that made it, with the sources attached to it (which refuse to
+//!   be destroyed while attached). Concurrent use of a one-thread handle is undefined
+//!   behaviour and not detected.
 //! - **Pointers** given to a function are valid for the duration of the call only, unless the
 //!   function says otherwise; every pointer argument is checked for NULL.
 
@@ -52,6 +54,8 @@ mod rpc;
 
 mod discovery;
 
+mod waitset;
+
 pub use discovery::*;
 pub use error::*;
 pub use event::*;
@@ -60,6 +64,7 @@ pub use publisher::*;
 pub use rpc::*;
 pub use subscriber::*;
 pub use topic::*;
+pub use waitset::*;
 
 #[cfg(test)]
 mod tests {

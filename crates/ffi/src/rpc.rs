@@ -1,6 +1,7 @@
 //! Request/response: one server answering clients, requests and responses as bytes of the
 //! types the service records.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ffi::{CString, c_char, c_void};
 use std::ptr::NonNull;
@@ -17,6 +18,7 @@ use crate::subscriber::{
     too_many_held,
 };
 use crate::topic::shmlane_type;
+use crate::waitset::not_attached;
 
 /// Requests (or responses) one server (or client) handle may hold at once, at most; the
 /// service's own limit (8 by default) applies first.
@@ -57,6 +59,8 @@ pub struct shmlane_server {
     requests: Slots<RawRequest<'static>>,
     /// Bytes of one request element.
     request_size: usize,
+    /// Wait sets it is attached to (it is not destroyed while any is).
+    pub(crate) attached: Cell<u32>,
     /// From `Box::into_raw`, freed in `Drop`.
     inner: NonNull<RawServer>,
 }
@@ -73,6 +77,8 @@ pub struct shmlane_client {
     /// Requests awaiting their responses, by the id C holds (newest last).
     pending: VecDeque<(u64, Pending)>,
     next_pending: u64,
+    /// Wait sets it is attached to (it is not destroyed while any is).
+    pub(crate) attached: Cell<u32>,
     /// From `Box::into_raw`, freed in `Drop`.
     inner: NonNull<RawClient>,
 }
@@ -80,7 +86,7 @@ pub struct shmlane_client {
 handle::handle!(shmlane_client, "client", 0x5348_4c4e_434c_4e54);
 
 impl shmlane_server {
-    fn inner(&self) -> &'static RawServer {
+    pub(crate) fn inner(&self) -> &'static RawServer {
         // SAFETY: `inner` lives until `Drop`, which first drops every request.
         unsafe { self.inner.as_ref() }
     }
@@ -95,7 +101,7 @@ impl Drop for shmlane_server {
 }
 
 impl shmlane_client {
-    fn inner(&self) -> &'static RawClient {
+    pub(crate) fn inner(&self) -> &'static RawClient {
         // SAFETY: `inner` lives until `Drop`, which first drops every response.
         unsafe { self.inner.as_ref() }
     }
@@ -279,6 +285,7 @@ pub unsafe extern "C" fn shmlane_server_create(
             magic: shmlane_server::MAGIC,
             requests: Slots::new(HELD),
             request_size: usize::try_from(rpc.rpc.request_type().size).unwrap_or(usize::MAX),
+            attached: Cell::new(0),
             inner,
         };
         // SAFETY: checked non-NULL; valid by the caller's promise.
@@ -288,7 +295,7 @@ pub unsafe extern "C" fn shmlane_server_create(
 }
 
 /// Destroys a server (NULL: nothing). Refused with `SHMLANE_ERROR_BUSY` while requests are
-/// held: release them first.
+/// held (release them first) or while it is attached to a wait set (detach it first).
 ///
 /// # Safety
 ///
@@ -300,7 +307,7 @@ pub unsafe extern "C" fn shmlane_server_destroy(server: *mut shmlane_server) -> 
         // SAFETY: the caller's promise.
         unsafe {
             handle::destroy(server, "server", |server| match server.requests.out() {
-                0 => Ok(()),
+                0 => not_attached(&server.attached, "server"),
                 n => Err(Failure::new(
                     shmlane_error::SHMLANE_ERROR_BUSY,
                     format!("the server holds {n} requests: release them first"),
@@ -469,6 +476,7 @@ pub unsafe extern "C" fn shmlane_client_create(
             responses: Slots::new(HELD),
             pending: VecDeque::with_capacity(PENDING),
             next_pending: 1,
+            attached: Cell::new(0),
             inner,
         };
         // SAFETY: checked non-NULL; valid by the caller's promise.
@@ -478,7 +486,7 @@ pub unsafe extern "C" fn shmlane_client_create(
 }
 
 /// Destroys a client (NULL: nothing). Refused with `SHMLANE_ERROR_BUSY` while responses are
-/// held: release them first.
+/// held (release them first) or while it is attached to a wait set (detach it first).
 ///
 /// # Safety
 ///
@@ -490,7 +498,7 @@ pub unsafe extern "C" fn shmlane_client_destroy(client: *mut shmlane_client) -> 
         // SAFETY: the caller's promise.
         unsafe {
             handle::destroy(client, "client", |client| match client.responses.out() {
-                0 => Ok(()),
+                0 => not_attached(&client.attached, "client"),
                 n => Err(Failure::new(
                     shmlane_error::SHMLANE_ERROR_BUSY,
                     format!("the client holds {n} responses: release them first"),

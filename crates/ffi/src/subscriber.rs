@@ -1,5 +1,6 @@
 //! Subscribers and their samples, and the wait strategies of every blocking call.
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use crate::error::{Failure, guard, shmlane_error};
 use crate::handle::{self, Handle, clear_out, hand_out};
 use crate::slots::{Refused, Slots};
 use crate::topic::shmlane_topic;
+use crate::waitset::not_attached;
 
 /// How a blocking call waits (a `SHMLANE_WAIT_*` value).
 pub type shmlane_wait_strategy = u32;
@@ -50,6 +52,8 @@ pub struct shmlane_subscriber {
     magic: u64,
     /// Samples held, each borrowing `*inner`: emptied before `inner` is freed.
     samples: Slots<RawSample<'static>>,
+    /// Wait sets it is attached to (it is not destroyed while any is).
+    pub(crate) attached: Cell<u32>,
     /// From `Box::into_raw`, freed in `Drop`.
     inner: NonNull<RawSubscriber>,
 }
@@ -57,7 +61,7 @@ pub struct shmlane_subscriber {
 handle::handle!(shmlane_subscriber, "subscriber", 0x5348_4c4e_5355_4253);
 
 impl shmlane_subscriber {
-    fn inner(&self) -> &'static RawSubscriber {
+    pub(crate) fn inner(&self) -> &'static RawSubscriber {
         // SAFETY: `inner` lives until `Drop`, which first drops every sample (the only holders
         // of this `'static` borrow besides calls that end before it).
         unsafe { self.inner.as_ref() }
@@ -186,7 +190,12 @@ pub unsafe extern "C" fn shmlane_subscriber_create(
         let topic = unsafe { handle::get(topic, "topic")? };
         let samples = Slots::new(topic.topic.config().max_held);
         let inner = NonNull::from(Box::leak(Box::new(topic.topic.subscriber()?)));
-        let subscriber = shmlane_subscriber { magic: shmlane_subscriber::MAGIC, samples, inner };
+        let subscriber = shmlane_subscriber {
+            magic: shmlane_subscriber::MAGIC,
+            samples,
+            attached: Cell::new(0),
+            inner,
+        };
         // SAFETY: checked non-NULL; valid by the caller's promise.
         unsafe { hand_out(subscriber, out.as_ptr()) };
         Ok(())
@@ -194,7 +203,8 @@ pub unsafe extern "C" fn shmlane_subscriber_create(
 }
 
 /// Destroys a subscriber (NULL: nothing), giving its slot back. Refused with
-/// `SHMLANE_ERROR_BUSY` while samples are held: release them first.
+/// `SHMLANE_ERROR_BUSY` while samples are held (release them first) or while it is attached
+/// to a wait set (detach it first).
 ///
 /// # Safety
 ///
@@ -208,7 +218,7 @@ pub unsafe extern "C" fn shmlane_subscriber_destroy(
         // SAFETY: the caller's promise.
         unsafe {
             handle::destroy(subscriber, "subscriber", |subscriber| match subscriber.samples.out() {
-                0 => Ok(()),
+                0 => not_attached(&subscriber.attached, "subscriber"),
                 n => Err(Failure::new(
                     shmlane_error::SHMLANE_ERROR_BUSY,
                     format!("the subscriber holds {n} samples: release them first"),

@@ -344,6 +344,57 @@ fn events_go_both_ways_between_c_and_rust() {
 }
 
 #[test]
+fn a_c_waitset_waits_on_rust_publishers_and_events() {
+    let program = test_program("waitset");
+    let namespace = namespace("waitset");
+    {
+        let node = Node::builder("rust-waitset").namespace(&namespace).create().unwrap();
+        let topic_a = node.topic::<Tick>("ticks-a").create().unwrap();
+        let topic_b = node.topic::<Tick>("ticks-b").create().unwrap();
+        let (publisher_a, publisher_b) =
+            (topic_a.publisher().unwrap(), topic_b.publisher().unwrap());
+        let event = node.event("bell").max_event_id(16).open_or_create().unwrap();
+        let notifier = event.notifier().unwrap();
+        let mut child = start(&program, &[&namespace]);
+        child.report("ready", TIMEOUT);
+        assert_eq!(publisher_a.send_copy(tick_for(0)).unwrap(), 1);
+        child.report("got-a", TIMEOUT);
+        assert_eq!(publisher_b.send_copy(tick_for(1)).unwrap(), 1);
+        assert_eq!(notifier.notify(3).unwrap(), 1);
+        let checks = child.report_u64("checks", TIMEOUT);
+        child.expect_success(TIMEOUT);
+        // The count guards against the checks being cut short (at least 34 when written; the
+        // waits' loops add more).
+        assert!(checks >= 30, "only {checks} checks ran");
+    }
+    assert_clean(&namespace);
+}
+
+#[test]
+fn a_cpp_waitset_waits_on_a_rust_publisher_and_client() {
+    let program = compile_cpp(&crate_dir().join("tests/cpp/waitset.cpp"), "cpp_waitset");
+    let namespace = namespace("cppwaitset");
+    {
+        let node = Node::builder("rust-waitset").namespace(&namespace).create().unwrap();
+        let topic = node.topic::<u64>("ticks").create().unwrap();
+        let publisher = topic.publisher().unwrap();
+        let rpc = node.rpc::<u64, u64>("doubler").open_or_create().unwrap();
+        let client = rpc.client().unwrap();
+        let mut child = start(&program, &[&namespace]);
+        child.report("ready", TIMEOUT);
+        assert_eq!(publisher.send_copy(7).unwrap(), 1);
+        let response = client
+            .call(20, &mut Blocking::new(), Some(TIMEOUT))
+            .unwrap_or_else(|e| panic!("the call failed: {e}; C++ stderr:\n{}", child.stderr()));
+        assert_eq!(response.read(), 41);
+        let checks = child.report_u64("checks", TIMEOUT);
+        child.expect_success(TIMEOUT);
+        assert!(checks >= 14, "only {checks} checks ran");
+    }
+    assert_clean(&namespace);
+}
+
+#[test]
 fn rpc_goes_both_ways_between_c_and_rust() {
     rpc_both_ways(&test_program("rpc"), "rpc");
 }
