@@ -62,6 +62,6 @@ mod sync;
 pub use event_count::{EventCount, PreparedWait, WaitOutcome, wait_any};
 pub use futex::WAITV_MAX;
 pub use strategy::{
-    AnyOf, Backoff, Blocking, BusySpin, Chosen, Periodic, TimedOut, UnknownStrategy, WaitStrategy,
-    Yield,
+    AnyOf, Backoff, Blocking, BusySpin, Chosen, MIN_ADAPTIVE_SPINS, Periodic, TimedOut,
+    UnknownStrategy, WaitStrategy, Yield,
 };

@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use shmlane_notify::{
-    Backoff, Blocking, BusySpin, EventCount, Periodic, TimedOut, WaitOutcome, WaitStrategy, Yield,
+    Backoff, Blocking, BusySpin, EventCount, MIN_ADAPTIVE_SPINS, Periodic, TimedOut, WaitOutcome,
+    WaitStrategy, Yield,
 };
 use shmlane_testkit::{process_lock, wait_for};
 
@@ -249,6 +250,30 @@ fn backoff_polls_through_its_spins_and_yields_before_it_parks() {
 
     let polls = polls_before_parking(Backoff::new().spins(300).yields(0).recheck_every(None));
     assert!((300..=301).contains(&polls), "{polls} polls before parking, expected 300 (+ 1)");
+}
+
+#[test]
+fn an_adaptive_backoff_that_spun_in_vain_spins_little_before_it_yields_and_parks() {
+    let _serial = serial();
+    let event = EventCount::new();
+    let mut backoff = Backoff::new().spins(1_000).yields(5).recheck_every(None).adaptive();
+    let polls = polls_before_parking(backoff);
+    assert!((1_005..=1_006).contains(&polls), "{polls} polls at first, expected 1 000 + 5 (+ 1)");
+    // Waits that only a yield ended (the value appears at the first poll after the spins)...
+    let mut spins = 1_000;
+    for _ in 0..8 {
+        let mut polls = 0;
+        let found = backoff.wait_for(&event, Some(Instant::now() + FAR), || {
+            polls += 1;
+            (polls > spins).then_some(())
+        });
+        assert_eq!(found, Ok(()));
+        spins = (spins / 2).max(MIN_ADAPTIVE_SPINS as usize);
+    }
+    // ... leave it spinning the floor's worth before its yields.
+    assert_eq!(spins, MIN_ADAPTIVE_SPINS as usize);
+    let polls = polls_before_parking(backoff);
+    assert!((21..=22).contains(&polls), "{polls} polls before parking, expected 16 + 5 (+ 1)");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ mod spin;
 
 use std::time::Instant;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, MIN_ADAPTIVE_SPINS};
 pub use blocking::Blocking;
 pub use periodic::{MIN_INTERVALS, Periodic, PeriodicStats, TARGET_SPIN, WINDOW};
 pub use spin::{BusySpin, Yield};
