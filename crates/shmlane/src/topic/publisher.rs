@@ -102,6 +102,9 @@ struct State {
     connections: Vec<ToSubscriber>,
     /// In a batch send: subscribers whose wake-up waits for the batch's end.
     wakes: Option<Holders>,
+    /// How a send waits for room (Block policy). Adaptive, and kept from wait to wait: it
+    /// learns that spinning is wasted when the subscriber shares our core.
+    room_wait: Backoff,
 }
 
 impl<T> Drop for Publisher<T> {
@@ -230,6 +233,7 @@ impl<T> Publisher<T> {
             loans: 0,
             connections,
             wakes: None,
+            room_wait: Backoff::new().spins(1_000).yields(10).adaptive(),
         };
         Ok(Publisher {
             state: RefCell::new(state),
@@ -539,9 +543,21 @@ impl<T> Publisher<T> {
         state: &mut State,
         targets: Range<usize>,
     ) -> Result<(), PublishError> {
+        // The strategy's learning is kept for the next wait.
+        let mut strategy = state.room_wait;
+        let waited = self.wait_for_room_with(state, targets, &mut strategy);
+        state.room_wait = strategy;
+        waited
+    }
+
+    fn wait_for_room_with(
+        &self,
+        state: &mut State,
+        targets: Range<usize>,
+        strategy: &mut Backoff,
+    ) -> Result<(), PublishError> {
         let timeout = self.block_timeout.get();
         let deadline = Instant::now().checked_add(timeout);
-        let mut strategy = Backoff::new().spins(1_000).yields(10);
         for s in targets {
             loop {
                 // Returns are collected only when there is no room: the common case of a
