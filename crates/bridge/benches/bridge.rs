@@ -84,7 +84,10 @@ fn main() {
             throughput_large: 4_000,
         }
     };
-    run(plan, smoke);
+    // `--only tput8` (or lat8, lat4096, tput65536): one workload, for profiling.
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    run(plan, smoke, only.as_deref());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -97,7 +100,7 @@ struct Measured {
     messages_per_s: Vec<f64>,
 }
 
-fn run(plan: Plan, smoke: bool) {
+fn run(plan: Plan, smoke: bool, only: Option<&str>) {
     let started = Instant::now();
     let pid = std::process::id();
     let (ns_a, ns_b) = (format!("bbench{pid}a"), format!("bbench{pid}b"));
@@ -115,6 +118,9 @@ fn run(plan: Plan, smoke: bool) {
     for round in 0..plan.rounds {
         let bridges = Bridges::start(&ns_a, &ns_b, round, cpus);
         for (w, &(workload, size)) in workloads.iter().enumerate() {
+            if only.is_some_and(|only| only != format!("{}{size}", workload.name())) {
+                continue;
+            }
             let count = match (workload, size) {
                 (Workload::Latency, _) => plan.latency_messages,
                 (Workload::Throughput, s) if s <= 8 => plan.throughput_small,
@@ -157,6 +163,9 @@ fn print_results(
         plan.rounds
     );
     for (w, &(workload, size)) in workloads.iter().enumerate() {
+        if results[w].iter().all(|m| m.latencies_ns.is_empty() && m.messages_per_s.is_empty()) {
+            continue;
+        }
         match workload {
             Workload::Latency => {
                 println!(

@@ -303,6 +303,9 @@ impl TopicState {
 
 /// Most bytes of samples one message carries (one larger sample goes alone).
 const BATCH_BYTES: usize = 64 * 1024;
+/// Longest a message waits for more samples while the publisher keeps sending (a lone
+/// sample waits one `sched_yield` only).
+const LINGER: Duration = Duration::from_micros(50);
 
 /// Samples taken from the local topic, to go out in one message.
 #[derive(Debug, Default)]
@@ -313,6 +316,11 @@ struct Batch {
 }
 
 impl Batch {
+    /// Whether no more samples go in this message.
+    fn full(&self) -> bool {
+        self.lens.len() >= wire::MAX_BATCH || self.payload.len() >= BATCH_BYTES
+    }
+
     fn add(&mut self, sample: &[u8]) {
         self.payload.extend_from_slice(sample);
         self.lens.push(u32::try_from(sample.len()).unwrap_or(u32::MAX));
@@ -390,8 +398,9 @@ pub(crate) fn carry_out(ctx: &Context, state: &TopicState, topic: &RawTopic, sto
     let mut subscriber: Option<RawSubscriber> = None;
     let mut drops_seen = 0;
     // A stream of samples is taken without a sleep and a wake-up per sample: the thread
-    // yields to the publisher (often on the same core) a while before it parks.
-    let mut strategy = Backoff::new().spins(200).yields(50);
+    // yields to the publisher a while before it parks, and spins only while spinning pays
+    // (not when the publisher shares our core).
+    let mut strategy = Backoff::new().spins(200).yields(50).adaptive();
     let mut next_check = Instant::now();
     // Acquire: pairs with the Release store of whoever stops us (nothing else to see).
     while !stop.load(Ordering::Acquire) && !ctx.stopping() {
@@ -431,28 +440,45 @@ pub(crate) fn carry_out(ctx: &Context, state: &TopicState, topic: &RawTopic, sto
                 continue;
             }
         };
-        // The first sample, and then whatever is queued already (never waiting for more):
-        // as many as fit in one message.
+        // The first sample, and then whatever is queued already: as many as fit in one
+        // message. While the publisher keeps sending, each yield finds more (on our core it
+        // runs during the yield, on another it kept going): the message gathers them for up
+        // to `LINGER` rather than going out with the few that one pass found.
         let mut next = Some(first);
-        while let Some(sample) = next.take() {
-            let drops = local.drops();
-            let dropped = drops != drops_seen;
-            if dropped {
-                Service::add(&service.drops, drops.wrapping_sub(drops_seen));
-                drops_seen = drops;
-            }
-            let bytes: &[u8] = &sample;
-            if lock(&state.echo).take(bytes, dropped) {
-                Service::add(&service.echoes, 1);
-            } else {
-                if !batch.lens.is_empty() && batch.payload.len() + bytes.len() > BATCH_BYTES {
-                    batch.send(ctx, service, &publisher, &decl, &mut seq);
+        let mut lingered = None;
+        loop {
+            while let Some(sample) = next.take() {
+                let drops = local.drops();
+                let dropped = drops != drops_seen;
+                if dropped {
+                    Service::add(&service.drops, drops.wrapping_sub(drops_seen));
+                    drops_seen = drops;
                 }
-                batch.add(bytes);
+                let bytes: &[u8] = &sample;
+                if lock(&state.echo).take(bytes, dropped) {
+                    Service::add(&service.echoes, 1);
+                } else {
+                    if !batch.lens.is_empty() && batch.payload.len() + bytes.len() > BATCH_BYTES {
+                        batch.send(ctx, service, &publisher, &decl, &mut seq);
+                    }
+                    batch.add(bytes);
+                }
+                drop(sample);
+                if !batch.full() {
+                    next = local.receive().ok().flatten();
+                }
             }
-            drop(sample);
-            if batch.lens.len() < wire::MAX_BATCH && batch.payload.len() < BATCH_BYTES {
-                next = local.receive().ok().flatten();
+            if batch.full() || batch.lens.is_empty() {
+                break;
+            }
+            let since = *lingered.get_or_insert_with(Instant::now);
+            if since.elapsed() >= LINGER {
+                break;
+            }
+            std::thread::yield_now();
+            next = local.receive().ok().flatten();
+            if next.is_none() {
+                break;
             }
         }
         batch.send(ctx, service, &publisher, &decl, &mut seq);
