@@ -11,8 +11,8 @@
 //! payload, read by the receiver on the same host clock) goes into HdrHistogram; throughput
 //! (8 B and 64 KiB, sent as fast as the Block policy and zenoh's blocking congestion control
 //! let) is messages per second from the tenth of the messages on. Rounds alternate zenoh and
-//! bridge for each workload. `cargo bench -p shmlane-bridge --bench bridge -- --test` is a
-//! smoke run (one short round).
+//! bridge for each workload, the bridge first in every other round. `cargo bench -p
+//! shmlane-bridge --bench bridge -- --test` is a smoke run (one short round).
 
 #![forbid(unsafe_code)]
 
@@ -127,13 +127,15 @@ fn run(plan: Plan, smoke: bool, only: Option<&str>) {
                 _ => plan.throughput_large,
             };
             let spec = Job { workload, size, count };
-            let zenoh = spec.run_zenoh(cpus);
-            let bridged = spec.run_bridged(
-                &ns_a,
-                &ns_b,
-                &format!("bench{round}-{}-{size}", workload.name()),
-                cpus,
-            );
+            let service = format!("bench{round}-{}-{size}", workload.name());
+            // Every other round the bridged path goes first: neither profits from the order.
+            let (zenoh, bridged) = if round % 2 == 0 {
+                let zenoh = spec.run_zenoh(cpus);
+                (zenoh, spec.run_bridged(&ns_a, &ns_b, &service, cpus))
+            } else {
+                let bridged = spec.run_bridged(&ns_a, &ns_b, &service, cpus);
+                (spec.run_zenoh(cpus), bridged)
+            };
             for (slot, measured) in [zenoh, bridged].into_iter().enumerate() {
                 let into = &mut results[w][slot];
                 into.latencies_ns.extend(measured.latencies_ns);

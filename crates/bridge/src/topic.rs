@@ -303,8 +303,9 @@ impl TopicState {
 
 /// Most bytes of samples one message carries (one larger sample goes alone).
 const BATCH_BYTES: usize = 64 * 1024;
-/// Longest a message waits for more samples while the publisher keeps sending (a lone
-/// sample waits one `sched_yield` only).
+/// Longest a message waits for more samples while the publisher keeps sending (the first
+/// sample after a quiet spell of this long does not wait; in a stream, a message waits one
+/// `sched_yield` only when it finds nothing new).
 const LINGER: Duration = Duration::from_micros(50);
 
 /// Samples taken from the local topic, to go out in one message.
@@ -394,6 +395,8 @@ pub(crate) fn carry_out(ctx: &Context, state: &TopicState, topic: &RawTopic, sto
     Service::set(&service.out_active, true);
     let decl = wire::topic_decl(&spec, &config);
     let mut seq = 0u64;
+    // When the last message went out: a stream lingers for more samples, a lone sample not.
+    let mut last_sent: Option<Instant> = None;
     let mut batch = Batch::default();
     let mut subscriber: Option<RawSubscriber> = None;
     let mut drops_seen = 0;
@@ -471,8 +474,10 @@ pub(crate) fn carry_out(ctx: &Context, state: &TopicState, topic: &RawTopic, sto
             if batch.full() || batch.lens.is_empty() {
                 break;
             }
+            // After a quiet spell the message goes at once: nothing says more samples come.
+            let streaming = last_sent.is_some_and(|sent: Instant| sent.elapsed() < LINGER);
             let since = *lingered.get_or_insert_with(Instant::now);
-            if since.elapsed() >= LINGER {
+            if !streaming || since.elapsed() >= LINGER {
                 break;
             }
             std::thread::yield_now();
@@ -482,6 +487,7 @@ pub(crate) fn carry_out(ctx: &Context, state: &TopicState, topic: &RawTopic, sto
             }
         }
         batch.send(ctx, service, &publisher, &decl, &mut seq);
+        last_sent = Some(Instant::now());
     }
     if let Some(s) = subscriber.take() {
         state.detach(s);
