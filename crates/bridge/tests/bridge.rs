@@ -9,12 +9,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Hosts, STATS_TIMEOUT};
+use common::{Hosts, STATS_TIMEOUT, await_bridge, fail, node};
 use shmlane::notify::Blocking;
 use shmlane::{Node, Overflow, Topic};
 use shmlane_testkit::{
-    ChildProc, EXIT_FAILED, EXIT_ORDER, arg_u64, child_spec, process_lock, report, spawn_child,
-    split_spec,
+    ChildProc, EXIT_ORDER, arg_u64, child_spec, process_lock, report, spawn_child, split_spec,
 };
 
 const CHILD: Duration = Duration::from_secs(60);
@@ -36,15 +35,6 @@ fn child_entry() {
         other => fail(&format!("unknown role {other}")),
     };
     std::process::exit(code);
-}
-
-fn fail(why: &str) -> i32 {
-    eprintln!("child failed: {why}");
-    EXIT_FAILED
-}
-
-fn node(namespace: &str) -> Node {
-    Node::builder("test").namespace(namespace).create().expect("a node")
 }
 
 fn policy(name: &str) -> Overflow {
@@ -82,13 +72,8 @@ fn publish(args: &[&str]) -> i32 {
     let node = node(namespace);
     let topic = open_topic(&node, service, policy(policy_name), arg_u64(version));
     let publisher = topic.publisher().expect("a publisher");
-    publisher.set_block_timeout(Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while publisher.subscribers() == 0 {
-        if Instant::now() > deadline {
-            return fail("no subscriber (bridge) came");
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    if let Err(why) = await_bridge(&publisher) {
+        return fail(why);
     }
     report("ready", 1);
     let (count, tag, interval) = (arg_u64(count), arg_u64(tag), arg_u64(interval));

@@ -304,3 +304,28 @@ impl Drop for BridgeProc {
         }
     }
 }
+
+/// A child role's failure: the reason on stderr, `EXIT_FAILED` as its exit code.
+pub fn fail(why: &str) -> i32 {
+    eprintln!("child failed: {why}");
+    shmlane_testkit::EXIT_FAILED
+}
+
+/// A child's node in `namespace` (a "host").
+pub fn node(namespace: &str) -> shmlane::Node {
+    shmlane::Node::builder("test").namespace(namespace).create().expect("a node")
+}
+
+/// `publisher`, made ready for a test's stream: sends wait up to 20 s for room, and it waits
+/// (up to 30 s) for its first subscriber, the bridge. `Err` says why it came to nothing.
+pub fn await_bridge<T>(publisher: &shmlane::Publisher<T>) -> Result<(), &'static str> {
+    publisher.set_block_timeout(Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while publisher.subscribers() == 0 {
+        if Instant::now() > deadline {
+            return Err("no subscriber (bridge) came");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
