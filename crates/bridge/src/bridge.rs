@@ -38,6 +38,7 @@ pub(crate) struct Context {
     pub(crate) rpc_timeout: Duration,
     pub(crate) block_timeout: Duration,
     pub(crate) max_payload: usize,
+    pub(crate) busy_poll: bool,
     nodes: BTreeMap<String, Node>,
     /// This bridge's id on the wire.
     pub(crate) id: u64,
@@ -117,6 +118,7 @@ impl Bridge {
             rpc_timeout,
             block_timeout,
             max_payload,
+            busy_poll,
             ..
         } = config;
         let session = zenoh::open(zenoh).wait().map_err(|e| BridgeError::Zenoh(e.to_string()))?;
@@ -129,6 +131,7 @@ impl Bridge {
             rpc_timeout,
             block_timeout,
             max_payload,
+            busy_poll,
             nodes,
             id: random_id(),
             registry: Registry::new(),

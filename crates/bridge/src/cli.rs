@@ -71,6 +71,10 @@ pub struct Args {
     /// The largest zenoh payload accepted, in bytes; larger ones are counted and dropped.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_payload: usize,
+    /// Out carriers poll their local topics without ever sleeping: lower latency after quiet
+    /// spells, a whole core per carried topic (give it one of its own).
+    #[arg(long)]
+    pub busy_poll: bool,
 }
 
 /// Runs a bridge as `args` say until SIGTERM or SIGINT, printing statistics if asked. Errors
@@ -101,6 +105,7 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.rpc_timeout = Duration::from_millis(args.rpc_timeout_ms);
     config.block_timeout = Duration::from_millis(args.block_timeout_ms);
     config.max_payload = args.max_payload;
+    config.busy_poll = args.busy_poll;
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

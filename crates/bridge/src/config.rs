@@ -118,6 +118,12 @@ pub struct BridgeConfig {
     pub max_payload: usize,
     /// The name of the bridge's shmlane nodes (default `bridge`).
     pub node_name: String,
+    /// Whether each topic's out carrier polls its local topic without ever sleeping (default
+    /// `false`: it spins briefly, yields, then sleeps on the topic's futex). Busy polling saves
+    /// the futex wake-up of the bridge per sample after a quiet spell, at the cost of a whole
+    /// core per carried topic: for hosts with a core to spare for it, never one shared with
+    /// the publisher.
+    pub busy_poll: bool,
 }
 
 impl BridgeConfig {
@@ -134,6 +140,7 @@ impl BridgeConfig {
             block_timeout: Duration::from_secs(1),
             max_payload: 64 << 20,
             node_name: "bridge".into(),
+            busy_poll: false,
         })
     }
 

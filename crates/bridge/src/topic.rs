@@ -403,7 +403,12 @@ pub(crate) fn carry_out(ctx: &Context, state: &TopicState, topic: &RawTopic, sto
     // A stream of samples is taken without a sleep and a wake-up per sample: the thread
     // yields to the publisher a while before it parks, and spins only while spinning pays
     // (not when the publisher shares our core).
-    let mut strategy = Backoff::new().spins(200).yields(50).adaptive();
+    // Busy polling (`--busy-poll`) spins until a sample comes or the next match check is due.
+    let mut strategy = if ctx.busy_poll {
+        Backoff::new().spins(u32::MAX)
+    } else {
+        Backoff::new().spins(200).yields(50).adaptive()
+    };
     let mut next_check = Instant::now();
     // Acquire: pairs with the Release store of whoever stops us (nothing else to see).
     while !stop.load(Ordering::Acquire) && !ctx.stopping() {

@@ -456,9 +456,19 @@ fn topics_both_ways_without_echo() {
 /// order, none dropped anywhere.
 #[test]
 fn hundred_thousand_in_order_with_block() {
+    hundred_thousand_in_order(&["--out", "feed"]);
+}
+
+/// The same with bridge A's out carrier busy polling (`--busy-poll`).
+#[test]
+fn hundred_thousand_in_order_with_block_busy_polled() {
+    hundred_thousand_in_order(&["--out", "feed", "--busy-poll"]);
+}
+
+fn hundred_thousand_in_order(a_args: &[&str]) {
     let _serial = process_lock();
     let hosts = Hosts::new("block");
-    let mut a = hosts.bridge_a(&["--out", "feed"]);
+    let mut a = hosts.bridge_a(a_args);
     let mut b = hosts.bridge_b(&["--in", "feed"]);
     a.wait_connected();
     b.wait_connected();
