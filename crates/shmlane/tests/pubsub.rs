@@ -698,3 +698,36 @@ fn a_killed_publishers_slot_is_taken_over_and_its_queued_samples_still_read() {
     }
     assert_one_dead_node(&node, "the killed publisher's node registration");
 }
+
+/// A subscriber kept busy by one publisher still takes up a publisher that joins: receives
+/// that find a sample skip the slots of publishers not connected yet, but every 16th claim
+/// from the queues (a claim takes up to 16 inline samples) looks for them first, so the
+/// newcomer's sample comes within 17 × 16 receives although the first publisher's queue is
+/// never empty.
+#[test]
+fn a_new_publisher_is_heard_while_another_keeps_the_subscriber_busy() {
+    let node = node("newpub");
+    let topic = node
+        .topic::<u64>("newpub")
+        .max_publishers(4)
+        .overflow(Overflow::DropOldest)
+        .open_or_create()
+        .unwrap();
+    let busy = topic.publisher().unwrap();
+    let subscriber = topic.subscriber().unwrap();
+    for i in 0..4 {
+        busy.send_copy(i).unwrap();
+    }
+    // The busy publisher's queue never runs dry from here on: each receive finds a sample.
+    for _ in 0..100 {
+        busy.send_copy(1).unwrap();
+        assert!(subscriber.receive().unwrap().is_some());
+    }
+    let newcomer = topic.publisher().unwrap();
+    assert_eq!(newcomer.send_copy(999).unwrap(), 1, "the subscriber is served");
+    let heard = (0..1_000).position(|_| {
+        busy.send_copy(1).unwrap();
+        *subscriber.receive().unwrap().expect("queued") == 999
+    });
+    assert!(heard.is_some_and(|n| n < 17 * 16), "the newcomer's sample after {heard:?} receives");
+}

@@ -100,6 +100,8 @@ struct State {
     pools: Pools,
     loans: u32,
     connections: Vec<ToSubscriber>,
+    /// Bit `s` set: connection `s` is served (`served != 0`); sends skip the others.
+    serving: u64,
     /// In a batch send: subscribers whose wake-up waits for the batch's end.
     wakes: Option<Holders>,
     /// How a send waits for room (Block policy). Adaptive, and kept from wait to wait: it
@@ -131,6 +133,36 @@ impl<T> Drop for Publisher<T> {
 enum Sent {
     Block(BlockId),
     Inline(Line),
+}
+
+impl State {
+    /// Connection `s` now serves subscriber generation `generation` (0: none).
+    #[inline]
+    fn set_served(&mut self, s: usize, generation: u64) {
+        self.connections[s].served = generation;
+        let bit = 1u64 << s;
+        if generation == 0 {
+            self.serving &= !bit;
+        } else {
+            self.serving |= bit;
+        }
+    }
+}
+
+/// The slots of `targets` set in `serving`, lowest first.
+#[inline]
+fn serving_in(serving: u64, targets: &Range<usize>) -> impl Iterator<Item = usize> + use<> {
+    // `targets` lies within the subscriber slots, fewer than 64.
+    let below = |n: usize| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    let mut bits = serving & below(targets.end) & !below(targets.start);
+    std::iter::from_fn(move || {
+        if bits == 0 {
+            return None;
+        }
+        let s = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        Some(s)
+    })
 }
 
 /// The publisher's side of one subscriber slot.
@@ -232,6 +264,7 @@ impl<T> Publisher<T> {
             pools,
             loans: 0,
             connections,
+            serving: 0,
             wakes: None,
             room_wait: Backoff::new().spins(1_000).yields(10).adaptive(),
         };
@@ -394,9 +427,9 @@ impl<T> Publisher<T> {
         match self.topic.config.overflow {
             Overflow::DropOldest => Ok(()),
             Overflow::Reject => {
-                if !targets.clone().all(|s| self.has_room(state, s)) {
+                if !serving_in(state.serving, &targets).all(|s| self.has_room(state, s)) {
                     self.take_returns(state);
-                    if !targets.clone().all(|s| self.has_room(state, s)) {
+                    if !serving_in(state.serving, &targets).all(|s| self.has_room(state, s)) {
                         return Err(PublishError::SubscriberFull);
                     }
                 }
@@ -415,10 +448,7 @@ impl<T> Publisher<T> {
         let limit = self.outstanding_limit();
         let mut delivered = 0;
         let mut stuck = Holders::NONE;
-        for s in targets {
-            if state.connections[s].served == 0 {
-                continue;
-            }
+        for s in serving_in(state.serving, &targets) {
             let entry = &self.subscribers[s];
             if let Sent::Block(_) = sent
                 && state.connections[s].outstanding >= limit
@@ -461,7 +491,7 @@ impl<T> Publisher<T> {
                     }
                 }
                 // A corrupt queue: serve that slot again from scratch on the next send.
-                Err(_) => state.connections[s].served = 0,
+                Err(_) => state.set_served(s, 0),
             }
         }
         (delivered, stuck)
@@ -530,7 +560,7 @@ impl<T> Publisher<T> {
     fn wait_for_room(&self, state: &mut State, targets: Range<usize>) -> Result<(), PublishError> {
         // The common case, every subscriber keeping up, reads no clock (a clock read costs
         // more than the rest of a send on some machines).
-        if targets.clone().all(|s| self.has_room(state, s)) {
+        if serving_in(state.serving, &targets).all(|s| self.has_room(state, s)) {
             return Ok(());
         }
         self.wait_for_room_slow(state, targets)
@@ -605,7 +635,7 @@ impl<T> Publisher<T> {
                 dead,
             );
             self.empty_connection(state, s);
-            state.connections[s].served = 0;
+            state.set_served(s, 0);
         })
     }
 
@@ -636,7 +666,7 @@ impl<T> Publisher<T> {
 
     /// Takes back returned blocks from every served subscriber.
     fn take_returns(&self, state: &mut State) {
-        for s in 0..state.connections.len() {
+        for s in serving_in(state.serving, &(0..state.connections.len())) {
             self.take_returns_from(state, s);
         }
     }
@@ -692,13 +722,14 @@ impl<T> Publisher<T> {
         // queued stay for the subscriber (they name the old payload segment, which the
         // subscriber may have mapped; their returns are ignored as another generation).
         let served = state.connections[s].served;
-        state.connections[s].served = Ack(&self.acks[s]).serve(served, generation, || {
+        let served = Ack(&self.acks[s]).serve(served, generation, || {
             self.empty_connection(state, s);
             if generation != 0 {
                 self.replay_history(state, s);
                 crash_point!("shmlane.serve.cleaned");
             }
         });
+        state.set_served(s, served);
     }
 
     /// Queues the history, oldest first, for the subscriber that just joined slot `s`.

@@ -70,6 +70,10 @@ pub struct Subscriber<T> {
     publishers: Vec<SegmentRef<PublisherEntry>>,
     /// Publisher to poll first next time (round robin).
     next: Cell<usize>,
+    /// Claims until the next one that looks for publishers not connected yet first.
+    until_discovery: Cell<u32>,
+    /// Publisher slots not connected yet (connections are never undone).
+    unconnected: Cell<usize>,
     held: Cell<u32>,
     /// Blocks of dropped samples not handed back yet (they count against `max_held`).
     unreturned: Cell<u32>,
@@ -97,6 +101,21 @@ unsafe impl<T> Send for Subscriber<T> {}
 /// private memory in the next calls, so in a stream the claim's atomic instruction is paid
 /// once per batch and the slots' lines are fetched together.
 const AHEAD: usize = 16;
+
+/// Every this many claims from the queues (a claim takes up to [`AHEAD`] inline samples), one
+/// looks for new publishers before it polls the connected ones (see `Subscriber::passes`).
+const DISCOVER_EVERY: u32 = 16;
+
+/// One pass of a receive over the publisher slots (`Subscriber::passes`).
+#[derive(Clone, Copy, Debug)]
+enum Pass {
+    /// The connected publishers only.
+    Connected,
+    /// Those not connected before this receive, each connected if it acknowledged us.
+    New,
+    /// All: connected, and connected now.
+    All,
+}
 
 /// Inline samples claimed ahead of their `receive`: `lines[next..len]`, from publisher
 /// `publisher`, oldest first. They are the subscriber's (off the queue: no overflow policy
@@ -239,6 +258,7 @@ impl<T> Subscriber<T> {
                 returns: Vec::with_capacity(config.max_held as usize),
             });
         }
+        let unconnected = Cell::new(connections.len());
         Ok(Subscriber {
             connections: RefCell::new(connections),
             slot,
@@ -246,6 +266,8 @@ impl<T> Subscriber<T> {
             entry,
             publishers,
             next: Cell::new(0),
+            until_discovery: Cell::new(0),
+            unconnected,
             held: Cell::new(0),
             unreturned: Cell::new(0),
             wakes_publishers: config.overflow == super::Overflow::Block,
@@ -333,19 +355,54 @@ impl<T> Subscriber<T> {
         let mut connections = self.connections.borrow_mut();
         let count = connections.len();
         let start = self.next.get();
-        for i in 0..count {
-            let p = if start + i < count { start + i } else { start + i - count };
-            let connection = &mut connections[p];
-            if connection.ends.is_none() && !self.connect(connection) {
-                continue;
-            }
-            let Some((submission, _)) = connection.ends.as_mut() else { continue };
-            match self.claim_inline(p, count, submission, line_words, out) {
-                Ok(0) => continue,
-                taken => return taken,
+        for &pass in self.passes() {
+            for i in 0..count {
+                let p = if start + i < count { start + i } else { start + i - count };
+                let connection = &mut connections[p];
+                if !self.polls(connection, pass) {
+                    continue;
+                }
+                let Some((submission, _)) = connection.ends.as_mut() else { continue };
+                match self.claim_inline(p, count, submission, line_words, out) {
+                    Ok(0) => continue,
+                    taken => return taken,
+                }
             }
         }
         Ok(0)
+    }
+
+    /// The passes of one claim over the publisher slots: usually the connected publishers,
+    /// then, only if they had nothing, the others (connecting to those that acknowledged us);
+    /// every [`DISCOVER_EVERY`]-th claim all in one pass. So a receive that finds nothing has
+    /// looked at every publisher, as a waiter needs, while under a steady stream the slots of
+    /// publishers not connected cost nothing, and a new publisher's samples wait at most
+    /// `DISCOVER_EVERY` claims however busy the others keep us.
+    #[inline(always)]
+    fn passes(&self) -> &'static [Pass] {
+        if self.unconnected.get() == 0 {
+            return &[Pass::Connected];
+        }
+        let left = self.until_discovery.get();
+        if left == 0 {
+            self.until_discovery.set(DISCOVER_EVERY - 1);
+            &[Pass::All]
+        } else {
+            self.until_discovery.set(left - 1);
+            &[Pass::Connected, Pass::New]
+        }
+    }
+
+    /// Whether `pass` polls `connection`, connecting it first if the pass looks for new
+    /// publishers.
+    #[inline(always)]
+    fn polls(&self, connection: &mut FromPublisher, pass: Pass) -> bool {
+        match (connection.ends.is_some(), pass) {
+            (true, Pass::New) => false,
+            (true, _) => true,
+            (false, Pass::Connected) => false,
+            (false, _) => self.connect(connection),
+        }
     }
 
     /// One claim of the inline samples queued in a row (up to `out.len()`) from publisher
@@ -403,107 +460,111 @@ impl<T> Subscriber<T> {
         }
         let count = connections.len();
         let start = self.next.get();
-        for i in 0..count {
-            let p = if start + i < count { start + i } else { start + i - count };
-            let connection = &mut connections[p];
-            if connection.ends.is_none() && !self.connect(connection) {
-                continue;
-            }
-            let Some((submission, completion)) = connection.ends.as_mut() else { continue };
-            // Payload segments this call mapped (or failed to map) and values it could not
-            // read: bounds the work a peer that keeps queueing bad values makes us do.
-            let mut cold_steps = 0;
-            if inline {
-                // Inline samples, as many as are queued in a row (up to `AHEAD`), with one
-                // claim; anything else (a block, which a tagged send of a small `T` uses) is
-                // taken one at a time below.
-                let lines = &mut ahead.lines[..];
-                match self.claim_inline(p, count, submission, line_words, lines) {
-                    Ok(0) => continue,
-                    Ok(n) => {
-                        self.held.set(self.held.get() + 1);
-                        // `p < max_publishers <= 63`.
-                        (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
-                        return Ok(Some((p as u32, Received::Inline(ahead.lines[0].1))));
-                    }
-                    Err(()) => {}
+        for &pass in self.passes() {
+            for i in 0..count {
+                let p = if start + i < count { start + i } else { start + i - count };
+                let connection = &mut connections[p];
+                if !self.polls(connection, pass) {
+                    continue;
                 }
-            }
-            loop {
-                // A sample is taken only once its payload segment is mapped: while it is
-                // queued, its publisher's segment keeps its name, even after the publisher
-                // left. Its block's first line is on its way during the claim.
-                let payloads = &connection.payloads;
-                let mut unmapped = None;
-                let ready = |raw| {
-                    let value = QueuedBlock::from_raw(raw);
-                    if value.is_inline() {
-                        return true;
-                    }
-                    match mapped_for(payloads, value) {
-                        Some(mapped) => {
-                            prefetch(mapped, value);
-                            true
+                let Some((submission, completion)) = connection.ends.as_mut() else { continue };
+                // Payload segments this call mapped (or failed to map) and values it could not
+                // read: bounds the work a peer that keeps queueing bad values makes us do.
+                let mut cold_steps = 0;
+                if inline {
+                    // Inline samples, as many as are queued in a row (up to `AHEAD`), with one
+                    // claim; anything else (a block, which a tagged send of a small `T` uses) is
+                    // taken one at a time below.
+                    let lines = &mut ahead.lines[..];
+                    match self.claim_inline(p, count, submission, line_words, lines) {
+                        Ok(0) => continue,
+                        Ok(n) => {
+                            self.held.set(self.held.get() + 1);
+                            // `p < max_publishers <= 63`.
+                            (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
+                            return Ok(Some((p as u32, Received::Inline(ahead.lines[0].1))));
                         }
+                        Err(()) => {}
+                    }
+                }
+                loop {
+                    // A sample is taken only once its payload segment is mapped: while it is
+                    // queued, its publisher's segment keeps its name, even after the publisher
+                    // left. Its block's first line is on its way during the claim.
+                    let payloads = &connection.payloads;
+                    let mut unmapped = None;
+                    let ready = |raw| {
+                        let value = QueuedBlock::from_raw(raw);
+                        if value.is_inline() {
+                            return true;
+                        }
+                        match mapped_for(payloads, value) {
+                            Some(mapped) => {
+                                prefetch(mapped, value);
+                                true
+                            }
+                            None => {
+                                unmapped = Some(value);
+                                false
+                            }
+                        }
+                    };
+                    // A small `T` may come inline: its words are copied with the claim.
+                    let popped = if inline {
+                        submission
+                            .pop_line_when(ready, line_words)
+                            .map(|(raw, line)| (raw, Some(line)))
+                    } else {
+                        submission.pop_when(ready).map(|raw| (raw, None))
+                    };
+                    let value = match (popped, unmapped) {
+                        (Some((raw, Some(line))), _) if QueuedBlock::from_raw(raw).is_inline() => {
+                            crash_point!("shmlane.receive.popped");
+                            if self.wakes_publishers {
+                                self.publishers[p].space.notify_one();
+                            }
+                            self.next.set(if p + 1 == count { 0 } else { p + 1 });
+                            self.held.set(self.held.get() + 1);
+                            return Ok(Some((p as u32, Received::Inline(line))));
+                        }
+                        (Some((raw, _)), _) => QueuedBlock::from_raw(raw),
+                        (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
+                            cold_steps += 1;
+                            if self.map_early(&mut connection.payloads, p, value) {
+                                continue;
+                            }
+                            // Unmappable (gone, not ready, invalid): taken and handed back below.
+                            match submission.pop() {
+                                Some(raw) => QueuedBlock::from_raw(raw),
+                                None => break,
+                            }
+                        }
+                        _ => break,
+                    };
+                    crash_point!("shmlane.receive.popped");
+                    if self.wakes_publishers {
+                        // Room in our queue: wake a publisher blocked on it (no system call unless
+                        // one sleeps).
+                        self.publishers[p].space.notify_one();
+                    }
+                    match self.locate(&mut connection.payloads, p, value) {
+                        Some((ptr, payload)) => {
+                            self.next.set(if p + 1 == count { 0 } else { p + 1 });
+                            self.held.set(self.held.get() + 1);
+                            return Ok(Some((
+                                p as u32,
+                                Received::Block(Lent { value, ptr, payload, len: Cell::new(0) }),
+                            )));
+                        }
+                        // Not readable (its payload segment is gone, not ready or invalid): hand it
+                        // back, and count it as dropped.
                         None => {
-                            unmapped = Some(value);
-                            false
-                        }
-                    }
-                };
-                // A small `T` may come inline: its words are copied with the claim.
-                let popped = if inline {
-                    submission.pop_line_when(ready, line_words).map(|(raw, line)| (raw, Some(line)))
-                } else {
-                    submission.pop_when(ready).map(|raw| (raw, None))
-                };
-                let value = match (popped, unmapped) {
-                    (Some((raw, Some(line))), _) if QueuedBlock::from_raw(raw).is_inline() => {
-                        crash_point!("shmlane.receive.popped");
-                        if self.wakes_publishers {
-                            self.publishers[p].space.notify_one();
-                        }
-                        self.next.set(if p + 1 == count { 0 } else { p + 1 });
-                        self.held.set(self.held.get() + 1);
-                        return Ok(Some((p as u32, Received::Inline(line))));
-                    }
-                    (Some((raw, _)), _) => QueuedBlock::from_raw(raw),
-                    (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
-                        cold_steps += 1;
-                        if self.map_early(&mut connection.payloads, p, value) {
-                            continue;
-                        }
-                        // Unmappable (gone, not ready, invalid): taken and handed back below.
-                        match submission.pop() {
-                            Some(raw) => QueuedBlock::from_raw(raw),
-                            None => break,
-                        }
-                    }
-                    _ => break,
-                };
-                crash_point!("shmlane.receive.popped");
-                if self.wakes_publishers {
-                    // Room in our queue: wake a publisher blocked on it (no system call unless
-                    // one sleeps).
-                    self.publishers[p].space.notify_one();
-                }
-                match self.locate(&mut connection.payloads, p, value) {
-                    Some((ptr, payload)) => {
-                        self.next.set(if p + 1 == count { 0 } else { p + 1 });
-                        self.held.set(self.held.get() + 1);
-                        return Ok(Some((
-                            p as u32,
-                            Received::Block(Lent { value, ptr, payload, len: Cell::new(0) }),
-                        )));
-                    }
-                    // Not readable (its payload segment is gone, not ready or invalid): hand it
-                    // back, and count it as dropped.
-                    None => {
-                        let _ = completion.push(value.to_raw());
-                        self.count_unreadable(p, value);
-                        cold_steps += 1;
-                        if cold_steps >= MAX_COLD_STEPS {
-                            break;
+                            let _ = completion.push(value.to_raw());
+                            self.count_unreadable(p, value);
+                            cold_steps += 1;
+                            if cold_steps >= MAX_COLD_STEPS {
+                                break;
+                            }
                         }
                     }
                 }
@@ -579,6 +640,7 @@ impl<T> Subscriber<T> {
         match (connection.queues.0.consumer(), connection.queues.1.producer()) {
             (Ok(consumer), Ok(producer)) => {
                 connection.ends = Some((consumer, producer));
+                self.unconnected.set(self.unconnected.get().saturating_sub(1));
                 true
             }
             _ => false,
