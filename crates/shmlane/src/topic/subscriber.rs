@@ -354,19 +354,15 @@ impl<T> Subscriber<T> {
         drop(ahead);
         let mut connections = self.connections.borrow_mut();
         let count = connections.len();
-        let start = self.next.get();
-        for &pass in self.passes() {
-            for i in 0..count {
-                let p = if start + i < count { start + i } else { start + i - count };
-                let connection = &mut connections[p];
-                if !self.polls(connection, pass) {
-                    continue;
-                }
-                let Some((submission, _)) = connection.ends.as_mut() else { continue };
-                match self.claim_inline(p, count, submission, line_words, out) {
-                    Ok(0) => continue,
-                    taken => return taken,
-                }
+        for (pass, p) in self.visits(count) {
+            let connection = &mut connections[p];
+            if !self.polls(connection, pass) {
+                continue;
+            }
+            let Some((submission, _)) = connection.ends.as_mut() else { continue };
+            match self.claim_inline(p, count, submission, line_words, out) {
+                Ok(0) => continue,
+                taken => return taken,
             }
         }
         Ok(0)
@@ -391,6 +387,17 @@ impl<T> Subscriber<T> {
             self.until_discovery.set(left - 1);
             &[Pass::Connected, Pass::New]
         }
+    }
+
+    /// The publisher slots one claim visits, with the pass of each: round robin from
+    /// `next`, in each of [`passes`](Self::passes).
+    #[inline(always)]
+    fn visits(&self, count: usize) -> impl Iterator<Item = (Pass, usize)> + use<T> {
+        let start = self.next.get();
+        self.passes().iter().flat_map(move |&pass| {
+            (0..count)
+                .map(move |i| (pass, if start + i < count { start + i } else { start + i - count }))
+        })
     }
 
     /// Whether `pass` polls `connection`, connecting it first if the pass looks for new
@@ -459,112 +466,106 @@ impl<T> Subscriber<T> {
             return Ok(Some((ahead.publisher, Received::Inline(line))));
         }
         let count = connections.len();
-        let start = self.next.get();
-        for &pass in self.passes() {
-            for i in 0..count {
-                let p = if start + i < count { start + i } else { start + i - count };
-                let connection = &mut connections[p];
-                if !self.polls(connection, pass) {
-                    continue;
-                }
-                let Some((submission, completion)) = connection.ends.as_mut() else { continue };
-                // Payload segments this call mapped (or failed to map) and values it could not
-                // read: bounds the work a peer that keeps queueing bad values makes us do.
-                let mut cold_steps = 0;
-                if inline {
-                    // Inline samples, as many as are queued in a row (up to `AHEAD`), with one
-                    // claim; anything else (a block, which a tagged send of a small `T` uses) is
-                    // taken one at a time below.
-                    let lines = &mut ahead.lines[..];
-                    match self.claim_inline(p, count, submission, line_words, lines) {
-                        Ok(0) => continue,
-                        Ok(n) => {
-                            self.held.set(self.held.get() + 1);
-                            // `p < max_publishers <= 63`.
-                            (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
-                            return Ok(Some((p as u32, Received::Inline(ahead.lines[0].1))));
-                        }
-                        Err(()) => {}
+        for (pass, p) in self.visits(count) {
+            let connection = &mut connections[p];
+            if !self.polls(connection, pass) {
+                continue;
+            }
+            let Some((submission, completion)) = connection.ends.as_mut() else { continue };
+            // Payload segments this call mapped (or failed to map) and values it could not
+            // read: bounds the work a peer that keeps queueing bad values makes us do.
+            let mut cold_steps = 0;
+            if inline {
+                // Inline samples, as many as are queued in a row (up to `AHEAD`), with one
+                // claim; anything else (a block, which a tagged send of a small `T` uses) is
+                // taken one at a time below.
+                let lines = &mut ahead.lines[..];
+                match self.claim_inline(p, count, submission, line_words, lines) {
+                    Ok(0) => continue,
+                    Ok(n) => {
+                        self.held.set(self.held.get() + 1);
+                        // `p < max_publishers <= 63`.
+                        (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
+                        return Ok(Some((p as u32, Received::Inline(ahead.lines[0].1))));
                     }
+                    Err(()) => {}
                 }
-                loop {
-                    // A sample is taken only once its payload segment is mapped: while it is
-                    // queued, its publisher's segment keeps its name, even after the publisher
-                    // left. Its block's first line is on its way during the claim.
-                    let payloads = &connection.payloads;
-                    let mut unmapped = None;
-                    let ready = |raw| {
-                        let value = QueuedBlock::from_raw(raw);
-                        if value.is_inline() {
-                            return true;
-                        }
-                        match mapped_for(payloads, value) {
-                            Some(mapped) => {
-                                prefetch(mapped, value);
-                                true
-                            }
-                            None => {
-                                unmapped = Some(value);
-                                false
-                            }
-                        }
-                    };
-                    // A small `T` may come inline: its words are copied with the claim.
-                    let popped = if inline {
-                        submission
-                            .pop_line_when(ready, line_words)
-                            .map(|(raw, line)| (raw, Some(line)))
-                    } else {
-                        submission.pop_when(ready).map(|raw| (raw, None))
-                    };
-                    let value = match (popped, unmapped) {
-                        (Some((raw, Some(line))), _) if QueuedBlock::from_raw(raw).is_inline() => {
-                            crash_point!("shmlane.receive.popped");
-                            if self.wakes_publishers {
-                                self.publishers[p].space.notify_one();
-                            }
-                            self.next.set(if p + 1 == count { 0 } else { p + 1 });
-                            self.held.set(self.held.get() + 1);
-                            return Ok(Some((p as u32, Received::Inline(line))));
-                        }
-                        (Some((raw, _)), _) => QueuedBlock::from_raw(raw),
-                        (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
-                            cold_steps += 1;
-                            if self.map_early(&mut connection.payloads, p, value) {
-                                continue;
-                            }
-                            // Unmappable (gone, not ready, invalid): taken and handed back below.
-                            match submission.pop() {
-                                Some(raw) => QueuedBlock::from_raw(raw),
-                                None => break,
-                            }
-                        }
-                        _ => break,
-                    };
-                    crash_point!("shmlane.receive.popped");
-                    if self.wakes_publishers {
-                        // Room in our queue: wake a publisher blocked on it (no system call unless
-                        // one sleeps).
-                        self.publishers[p].space.notify_one();
+            }
+            loop {
+                // A sample is taken only once its payload segment is mapped: while it is
+                // queued, its publisher's segment keeps its name, even after the publisher
+                // left. Its block's first line is on its way during the claim.
+                let payloads = &connection.payloads;
+                let mut unmapped = None;
+                let ready = |raw| {
+                    let value = QueuedBlock::from_raw(raw);
+                    if value.is_inline() {
+                        return true;
                     }
-                    match self.locate(&mut connection.payloads, p, value) {
-                        Some((ptr, payload)) => {
-                            self.next.set(if p + 1 == count { 0 } else { p + 1 });
-                            self.held.set(self.held.get() + 1);
-                            return Ok(Some((
-                                p as u32,
-                                Received::Block(Lent { value, ptr, payload, len: Cell::new(0) }),
-                            )));
+                    match mapped_for(payloads, value) {
+                        Some(mapped) => {
+                            prefetch(mapped, value);
+                            true
                         }
-                        // Not readable (its payload segment is gone, not ready or invalid): hand it
-                        // back, and count it as dropped.
                         None => {
-                            let _ = completion.push(value.to_raw());
-                            self.count_unreadable(p, value);
-                            cold_steps += 1;
-                            if cold_steps >= MAX_COLD_STEPS {
-                                break;
-                            }
+                            unmapped = Some(value);
+                            false
+                        }
+                    }
+                };
+                // A small `T` may come inline: its words are copied with the claim.
+                let popped = if inline {
+                    submission.pop_line_when(ready, line_words).map(|(raw, line)| (raw, Some(line)))
+                } else {
+                    submission.pop_when(ready).map(|raw| (raw, None))
+                };
+                let value = match (popped, unmapped) {
+                    (Some((raw, Some(line))), _) if QueuedBlock::from_raw(raw).is_inline() => {
+                        crash_point!("shmlane.receive.popped");
+                        if self.wakes_publishers {
+                            self.publishers[p].space.notify_one();
+                        }
+                        self.next.set(if p + 1 == count { 0 } else { p + 1 });
+                        self.held.set(self.held.get() + 1);
+                        return Ok(Some((p as u32, Received::Inline(line))));
+                    }
+                    (Some((raw, _)), _) => QueuedBlock::from_raw(raw),
+                    (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
+                        cold_steps += 1;
+                        if self.map_early(&mut connection.payloads, p, value) {
+                            continue;
+                        }
+                        // Unmappable (gone, not ready, invalid): taken and handed back below.
+                        match submission.pop() {
+                            Some(raw) => QueuedBlock::from_raw(raw),
+                            None => break,
+                        }
+                    }
+                    _ => break,
+                };
+                crash_point!("shmlane.receive.popped");
+                if self.wakes_publishers {
+                    // Room in our queue: wake a publisher blocked on it (no system call unless
+                    // one sleeps).
+                    self.publishers[p].space.notify_one();
+                }
+                match self.locate(&mut connection.payloads, p, value) {
+                    Some((ptr, payload)) => {
+                        self.next.set(if p + 1 == count { 0 } else { p + 1 });
+                        self.held.set(self.held.get() + 1);
+                        return Ok(Some((
+                            p as u32,
+                            Received::Block(Lent { value, ptr, payload, len: Cell::new(0) }),
+                        )));
+                    }
+                    // Not readable (its payload segment is gone, not ready or invalid): hand it
+                    // back, and count it as dropped.
+                    None => {
+                        let _ = completion.push(value.to_raw());
+                        self.count_unreadable(p, value);
+                        cold_steps += 1;
+                        if cold_steps >= MAX_COLD_STEPS {
+                            break;
                         }
                     }
                 }
