@@ -492,6 +492,56 @@ fn hundred_thousand_in_order(a_args: &[&str]) {
     hosts.assert_clean();
 }
 
+/// More hosts: a zenoh router (a session in router mode, in this test process, as `zenohd`
+/// would run) and two bridges in client mode that know only the router. 10,000 samples under
+/// the Block policy cross through it, in order, none dropped.
+#[test]
+fn bridges_meet_through_a_router() {
+    use zenoh::Wait;
+    let _serial = process_lock();
+    let hosts = Hosts::new("router");
+    let endpoint = format!("tcp/127.0.0.1:{}", hosts.port);
+    let mut config = zenoh::Config::default();
+    for (key, value) in [
+        ("mode", "\"router\"".to_owned()),
+        ("listen/endpoints", format!("[\"{endpoint}\"]")),
+        ("scouting/multicast/enabled", "false".to_owned()),
+    ] {
+        config.insert_json5(key, &value).expect("a router setting");
+    }
+    let router = zenoh::open(config).wait().expect("the zenoh router");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let client = dir.path().join("client.json5");
+    std::fs::write(
+        &client,
+        format!("{{ mode: \"client\", connect: {{ endpoints: [\"{endpoint}\"] }} }}\n"),
+    )
+    .expect("write the client configuration");
+    let client = client.display().to_string();
+    let mut a = hosts.bridge(&hosts.a, &["--out", "feed"], &["--config", &client]);
+    let mut b = hosts.bridge(&hosts.b, &["--in", "feed"], &["--config", &client]);
+    a.wait_connected();
+    b.wait_connected();
+    const N: u64 = 10_000;
+    let mut sub = spawn_subscriber(&hosts, &hosts.b, "feed", N, "block", 0, "strict", 200);
+    sub.report("ready", CHILD);
+    let mut publisher = spawn_publisher(&hosts, &hosts.a, "feed", N, "block", 0, 3, 0, false);
+    assert_eq!(sub.report_u64("received", Duration::from_secs(60)), N);
+    assert_eq!(sub.report_u64("extra", CHILD), 0);
+    assert_eq!(publisher.report_u64("sent", CHILD), N);
+    hosts.finish();
+    sub.expect_success(CHILD);
+    publisher.expect_success(CHILD);
+    b.wait_until("B counted every sample", STATS_TIMEOUT, |b| {
+        b.counter("topic", "feed", "samples_in") == N
+    });
+    assert_eq!(b.counter("topic", "feed", "drops"), 0);
+    a.terminate();
+    b.terminate();
+    router.close().wait().expect("close the router");
+    hosts.assert_clean();
+}
+
 /// The hosts disagree on the type's version: every sample is refused and counted, none is
 /// delivered, and the log names both types.
 #[test]
