@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Hosts, STATS_TIMEOUT, await_bridge, fail, node};
+use common::{BridgeProc, Hosts, STATS_TIMEOUT, await_bridge, fail, node};
 use shmlane::notify::Blocking;
 use shmlane::{Node, Overflow, Topic};
 use shmlane_testkit::{
@@ -470,26 +470,39 @@ fn hundred_thousand_in_order(a_args: &[&str]) {
     let hosts = Hosts::new("block");
     let mut a = hosts.bridge_a(a_args);
     let mut b = hosts.bridge_b(&["--in", "feed"]);
+    carry_in_order(&hosts, &mut a, &mut b, 100_000, 7, Duration::from_secs(120));
+    assert_eq!(a.counter("topic", "feed", "drops"), 0);
+    a.terminate();
+    b.terminate();
+    hosts.assert_clean();
+}
+
+/// Once bridges A and B are connected, `n` samples (tag `tag`) of the Block topic `feed` go
+/// from a publisher on A's host to a subscriber on B's within `within`: all of them, in order,
+/// nothing more, and B counts every one and drops none.
+fn carry_in_order(
+    hosts: &Hosts,
+    a: &mut BridgeProc,
+    b: &mut BridgeProc,
+    n: u64,
+    tag: u64,
+    within: Duration,
+) {
     a.wait_connected();
     b.wait_connected();
-    const N: u64 = 100_000;
-    let mut sub = spawn_subscriber(&hosts, &hosts.b, "feed", N, "block", 0, "strict", 200);
+    let mut sub = spawn_subscriber(hosts, &hosts.b, "feed", n, "block", 0, "strict", 200);
     sub.report("ready", CHILD);
-    let mut publisher = spawn_publisher(&hosts, &hosts.a, "feed", N, "block", 0, 7, 0, false);
-    assert_eq!(sub.report_u64("received", Duration::from_secs(120)), N);
+    let mut publisher = spawn_publisher(hosts, &hosts.a, "feed", n, "block", 0, tag, 0, false);
+    assert_eq!(sub.report_u64("received", within), n);
     assert_eq!(sub.report_u64("extra", CHILD), 0);
-    assert_eq!(publisher.report_u64("sent", CHILD), N);
+    assert_eq!(publisher.report_u64("sent", CHILD), n);
     hosts.finish();
     sub.expect_success(CHILD);
     publisher.expect_success(CHILD);
     b.wait_until("B counted every sample", STATS_TIMEOUT, |b| {
-        b.counter("topic", "feed", "samples_in") == N
+        b.counter("topic", "feed", "samples_in") == n
     });
-    assert_eq!(a.counter("topic", "feed", "drops"), 0);
     assert_eq!(b.counter("topic", "feed", "drops"), 0);
-    a.terminate();
-    b.terminate();
-    hosts.assert_clean();
 }
 
 /// More hosts: a zenoh router (a session in router mode, in this test process, as `zenohd`
@@ -520,22 +533,7 @@ fn bridges_meet_through_a_router() {
     let client = client.display().to_string();
     let mut a = hosts.bridge(&hosts.a, &["--out", "feed"], &["--config", &client]);
     let mut b = hosts.bridge(&hosts.b, &["--in", "feed"], &["--config", &client]);
-    a.wait_connected();
-    b.wait_connected();
-    const N: u64 = 10_000;
-    let mut sub = spawn_subscriber(&hosts, &hosts.b, "feed", N, "block", 0, "strict", 200);
-    sub.report("ready", CHILD);
-    let mut publisher = spawn_publisher(&hosts, &hosts.a, "feed", N, "block", 0, 3, 0, false);
-    assert_eq!(sub.report_u64("received", Duration::from_secs(60)), N);
-    assert_eq!(sub.report_u64("extra", CHILD), 0);
-    assert_eq!(publisher.report_u64("sent", CHILD), N);
-    hosts.finish();
-    sub.expect_success(CHILD);
-    publisher.expect_success(CHILD);
-    b.wait_until("B counted every sample", STATS_TIMEOUT, |b| {
-        b.counter("topic", "feed", "samples_in") == N
-    });
-    assert_eq!(b.counter("topic", "feed", "drops"), 0);
+    carry_in_order(&hosts, &mut a, &mut b, 10_000, 3, Duration::from_secs(60));
     a.terminate();
     b.terminate();
     router.close().wait().expect("close the router");
