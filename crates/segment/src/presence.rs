@@ -23,6 +23,7 @@
 //! | no file `shmlane-live.TOKEN`                                       | `Dead`    |
 //! | the file records another boot id (a directory that outlived a reboot) | `Dead` |
 //! | its lock is free (a shared non-blocking `flock` succeeds)         | `Dead`    |
+//! | lock held, but the file was removed since we opened it            | `Dead`    |
 //! | lock held, same pid namespace and boot, `/proc/PID` shows another start time | `Dead` (the lock lives on in a child forked without exec) |
 //! | lock held otherwise                                               | `Alive`   |
 //! | the file cannot be opened or locked for another reason            | `Unknown` |
@@ -152,23 +153,32 @@ pub fn liveness(token: u64) -> Liveness {
 }
 
 pub(crate) fn liveness_in(dir: &Path, token: u64) -> Liveness {
-    let fd = match open_existing(&path_of_in(dir, token)) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Liveness::Dead,
-        Err(_) => return Liveness::Unknown,
-    };
-    let identity = read_identity(&fd).unwrap_or_default();
+    match open_existing(&path_of_in(dir, token)) {
+        Ok(fd) => liveness_of(&fd),
+        Err(Errno::NOENT) => Liveness::Dead,
+        Err(_) => Liveness::Unknown,
+    }
+}
+
+/// The verdict on an open presence file (the table's rows after the first).
+fn liveness_of(fd: &OwnedFd) -> Liveness {
+    let identity = read_identity(fd).unwrap_or_default();
     let mine = system_facts();
     if let (Some(theirs), Some(ours)) = (&identity.boot_id, &mine.boot_id)
         && theirs != ours
     {
         return Liveness::Dead;
     }
-    match fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
+    match fs::flock(fd, FlockOperation::NonBlockingLockShared) {
         // Our probe lock goes with `fd`.
         Ok(()) => return Liveness::Dead,
         Err(Errno::WOULDBLOCK) => {}
         Err(_) => return Liveness::Unknown,
+    }
+    // Removed since we opened it: only the files of ended processes are removed (the lock we
+    // could not take may be a sweeper's of an older version, which locked exclusively).
+    if fs::fstat(fd).is_ok_and(|stat| stat.st_nlink == 0) {
+        return Liveness::Dead;
     }
     let same_namespace = identity.pid_ns.is_some() && identity.pid_ns == mine.pid_ns;
     let same_boot = identity.boot_id.is_some() && identity.boot_id == mine.boot_id;
@@ -219,6 +229,11 @@ pub(crate) fn remove_dead_in(dir: &Path) -> (usize, Vec<(PathBuf, io::Error)>) {
     (removed, failed)
 }
 
+/// The lock a sweep holds on a final name while it checks and removes it.
+const SWEEP_LOCK: FlockOperation = FlockOperation::NonBlockingLockShared;
+/// The lock a sweep holds on an abandoned temporary file.
+const SWEEP_LOCK_TMP: FlockOperation = FlockOperation::NonBlockingLockExclusive;
+
 fn remove_if_dead(path: &Path, tmp: bool) -> io::Result<bool> {
     let fd = match open_existing(path) {
         Ok(fd) => fd,
@@ -239,8 +254,12 @@ fn remove_if_dead(path: &Path, tmp: bool) -> io::Result<bool> {
             return Ok(false);
         }
     }
-    // Exclusive: no prober's shared lock and no owner's lock; held while we check and remove.
-    match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+    // A final name's owner locked it exclusively before the name existed, so a shared lock
+    // proves the owner gone, and taking no more than that never makes the file look alive to
+    // a prober meanwhile (its shared probe succeeds too). A temporary file may be one a
+    // registering process is about to lock: exclusive, so that it cannot while we remove.
+    let lock = if tmp { SWEEP_LOCK_TMP } else { SWEEP_LOCK };
+    match fs::flock(&fd, lock) {
         Ok(()) => {}
         Err(Errno::WOULDBLOCK) => return Ok(false),
         Err(errno) => return Err(context(errno, "flock", path)),
@@ -405,6 +424,28 @@ mod tests {
         assert_eq!(liveness_in(&dir, token), Liveness::Dead, "a free lock proves death");
         assert_eq!(remove_dead_in(&dir).0, 1);
         assert_eq!(liveness_in(&dir, token), Liveness::Dead, "a removed file proves death");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_sweep_in_progress_never_makes_a_dead_owner_look_alive() {
+        let dir = temp_dir();
+        let registration = register(&dir, std::process::id()).unwrap();
+        let token = registration.token;
+        let path = path_of_in(&dir, token);
+        drop(registration);
+        // A sweeper holding its lock on the dead owner's file, between its check and removal.
+        let sweeper = open_existing(&path).unwrap();
+        fs::flock(&sweeper, SWEEP_LOCK).unwrap();
+        assert_eq!(liveness_in(&dir, token), Liveness::Dead, "while a sweep holds it");
+        drop(sweeper);
+        // A prober that opened the file before a sweep (of any version) removed it.
+        let probe = open_existing(&path).unwrap();
+        let old_sweeper = open_existing(&path).unwrap();
+        fs::flock(&old_sweeper, FlockOperation::NonBlockingLockExclusive).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(liveness_of(&probe), Liveness::Dead, "removed after we opened it");
+        drop(old_sweeper);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
