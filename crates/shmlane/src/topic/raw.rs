@@ -342,7 +342,7 @@ impl RawSubscriber {
     #[inline]
     pub fn receive(&self) -> Result<Option<RawSample<'_>>, ReceiveError> {
         let element = self.inner.element();
-        let place = self.inner.receive_place(element.inline(), element.line_words())?;
+        let place = self.inner.receive_place(element.inline(), element.line_words(), |line| *line)?;
         Ok(place.map(|(publisher, place)| RawSample { subscriber: self, publisher, place }))
     }
 
@@ -376,7 +376,7 @@ impl RawSubscriber {
         slot: &mut Option<RawSample<'s>>,
     ) -> Result<bool, ReceiveError> {
         let element = self.inner.element();
-        match self.inner.receive_place(element.inline(), element.line_words())? {
+        match self.inner.receive_place(element.inline(), element.line_words(), |line| *line)? {
             Some((publisher, place)) => {
                 *slot = Some(RawSample { subscriber: self, publisher, place });
                 Ok(true)

@@ -28,6 +28,7 @@ use crate::counters::SlotCounters;
 use crate::error::{ConnectError, ReceiveError};
 use crate::payload::ZeroCopy;
 use crate::sync::{AtomicU64, Ordering};
+use zerocopy::{Immutable, IntoBytes};
 
 /// A topic's receiving end. It owns its share of the topic (it can be stored in a struct and
 /// outlives the [`Topic`](super::Topic) it came from) and is `Send`: move it to the thread
@@ -184,17 +185,19 @@ pub struct Sample<'s, T: ZeroCopy> {
     subscriber: &'s Subscriber<T>,
     /// The publisher slot it came from (below 64).
     publisher: u32,
-    place: Received,
+    place: Received<T>,
 }
 
-/// Where a sample's value is.
+/// Where a sample's value is: in a block, or (`I`) the copy of an inline value, kept as the
+/// typed value itself (a `T`: only its bytes are copied, with loads as wide as the claim's
+/// stores) or, untyped, as the line's words.
 #[derive(Debug)]
-pub(crate) enum Received {
+pub(crate) enum Received<I = Line> {
     /// In a payload block of its publisher, read in place.
     Block(Lent),
     /// Copied out of the queue slot it came in (a `T` of at most
     /// [`INLINE_MAX`](super::INLINE_MAX) bytes at the start of the line words).
-    Inline(Line),
+    Inline(I),
 }
 
 /// What a drain hands over: an inline sample's words (copied by the claim), or a sample
@@ -287,13 +290,15 @@ impl<T> Subscriber<T> {
     /// and where it is (held: it counts against `max_held` until released). `inline` and
     /// `line_words` describe the element (constants for a typed subscriber, so its receive
     /// compiles as if written for its type).
+    /// `read` makes the kept copy of an inline value from its line.
     #[inline(always)]
-    pub(crate) fn receive_place(
+    pub(crate) fn receive_place<I>(
         &self,
         inline: bool,
         line_words: usize,
-    ) -> Result<Option<(u32, Received)>, ReceiveError> {
-        let place = self.receive_place_uncounted(inline, line_words)?;
+        read: impl Fn(&Line) -> I,
+    ) -> Result<Option<(u32, Received<I>)>, ReceiveError> {
+        let place = self.receive_place_uncounted(inline, line_words, read)?;
         if place.is_some() {
             let counters = &self.entry.counters;
             SlotCounters::add(&counters.received, 1);
@@ -445,11 +450,12 @@ impl<T> Subscriber<T> {
 
     /// [`receive_place`](Self::receive_place) without counting what it takes.
     #[inline(always)]
-    fn receive_place_uncounted(
+    fn receive_place_uncounted<I>(
         &self,
         inline: bool,
         line_words: usize,
-    ) -> Result<Option<(u32, Received)>, ReceiveError> {
+        read: impl Fn(&Line) -> I,
+    ) -> Result<Option<(u32, Received<I>)>, ReceiveError> {
         let max_held = self.topic.config.max_held;
         let mut connections = self.connections.borrow_mut();
         if self.held.get() + self.unreturned.get() >= max_held {
@@ -460,10 +466,10 @@ impl<T> Subscriber<T> {
         }
         let mut ahead = self.ahead.borrow_mut();
         if ahead.next < ahead.len {
-            let line = ahead.lines[ahead.next].1;
+            let value = read(&ahead.lines[ahead.next].1);
             ahead.next += 1;
             self.held.set(self.held.get() + 1);
-            return Ok(Some((ahead.publisher, Received::Inline(line))));
+            return Ok(Some((ahead.publisher, Received::Inline(value))));
         }
         let count = connections.len();
         for (pass, p) in self.visits(count) {
@@ -486,7 +492,7 @@ impl<T> Subscriber<T> {
                         self.held.set(self.held.get() + 1);
                         // `p < max_publishers <= 63`.
                         (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
-                        return Ok(Some((p as u32, Received::Inline(ahead.lines[0].1))));
+                        return Ok(Some((p as u32, Received::Inline(read(&ahead.lines[0].1)))));
                     }
                     Err(()) => {}
                 }
@@ -527,7 +533,7 @@ impl<T> Subscriber<T> {
                         }
                         self.next.set(if p + 1 == count { 0 } else { p + 1 });
                         self.held.set(self.held.get() + 1);
-                        return Ok(Some((p as u32, Received::Inline(line))));
+                        return Ok(Some((p as u32, Received::Inline(read(&line)))));
                     }
                     (Some((raw, _)), _) => QueuedBlock::from_raw(raw),
                     (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
@@ -785,7 +791,7 @@ impl<T> Subscriber<T> {
 
     /// A sample received from publisher slot `publisher` is dropped: it is held no more, and
     /// its block (if any) goes back.
-    pub(crate) fn release(&self, publisher: u32, place: &Received) {
+    pub(crate) fn release<I>(&self, publisher: u32, place: &Received<I>) {
         match place {
             Received::Block(lent) => self.give_back(publisher as usize, lent.value),
             Received::Inline(_) => self.set_held(self.held.get() - 1),
@@ -839,9 +845,10 @@ impl<T> Subscriber<T> {
 
 impl<T: ZeroCopy> Subscriber<T> {
     /// The next sample from any publisher, if one is queued. Never blocks, no system call.
-    #[inline]
+    #[inline(always)]
     pub fn receive(&self) -> Result<Option<Sample<'_, T>>, ReceiveError> {
-        let place = self.receive_place(words::inline::<T>(), words::line_words::<T>())?;
+        let (inline, line_words) = (words::inline::<T>(), words::line_words::<T>());
+        let place = self.receive_place(inline, line_words, |line| copy_of(words::line_ref(line)))?;
         Ok(place.map(|(publisher, place)| Sample { subscriber: self, publisher, place }))
     }
 
@@ -971,7 +978,7 @@ impl<T: ZeroCopy> Sample<'_, T> {
             Received::Block(lent) => unsafe {
                 std::slice::from_raw_parts(lent.ptr.cast::<T>().as_ptr(), lent.len())
             },
-            Received::Inline(line) => std::slice::from_ref(words::line_ref(line)),
+            Received::Inline(value) => std::slice::from_ref(value),
         }
     }
 
@@ -1001,7 +1008,7 @@ impl<T: ZeroCopy> Sample<'_, T> {
             Received::Block(lent) => unsafe {
                 std::ptr::read_volatile(lent.ptr.cast::<T>().as_ptr())
             },
-            Received::Inline(line) => copy_of(words::line_ref::<T>(line)),
+            Received::Inline(value) => copy_of(value),
         }
     }
 
@@ -1041,7 +1048,7 @@ fn copy_of<T: ZeroCopy>(value: &T) -> T {
     T::read_from_bytes(value.as_bytes()).unwrap_or_else(|_| T::new_zeroed())
 }
 
-impl Received {
+impl<I: IntoBytes + Immutable> Received<I> {
     /// The sample's bytes in place (`len × size` of `element`): see [`Sample`]'s `Deref`
     /// for when a reference into a block is sound.
     pub(crate) fn bytes(&self, element: Element) -> &[u8] {
@@ -1052,7 +1059,7 @@ impl Received {
             Received::Block(lent) => unsafe {
                 std::slice::from_raw_parts(lent.ptr.as_ptr(), lent.len() * element.size as usize)
             },
-            Received::Inline(line) => &zerocopy::IntoBytes::as_bytes(line)[..element.size as usize],
+            Received::Inline(value) => &value.as_bytes()[..element.size as usize],
         }
     }
 
@@ -1121,7 +1128,7 @@ impl<T: ZeroCopy> Deref for Sample<'_, T> {
             // SAFETY: in bounds, aligned and sized for `T` in a live mapping, and any bytes
             // are a valid `T` (above).
             Received::Block(lent) => unsafe { lent.ptr.cast::<T>().as_ref() },
-            Received::Inline(line) => words::line_ref(line),
+            Received::Inline(value) => value,
         }
     }
 }
