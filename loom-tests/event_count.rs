@@ -205,7 +205,8 @@ fn wait_for_either(events: [&EventCount; 2], flags: [&AtomicBool; 2]) -> [bool; 
         if seen().contains(&true) {
             return seen();
         }
-        let waits = events.map(|e| e.prepare_wait());
+        // Both announced, then one fence (as `AnyOf`, a WaitSet's wait, prepares).
+        let waits = EventCount::prepare_waits(&events);
         if seen().contains(&true) {
             return seen(); // dropping `waits` cancels them
         }

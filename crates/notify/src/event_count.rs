@@ -9,7 +9,9 @@
 //! ```
 //!
 //! The protocol is a Dekker pair: each side writes its own word, then reads the other's, with
-//! a SeqCst fence between.
+//! a SeqCst fence between. Where the kernel has `membarrier`, the notifier's fence is a
+//! compiler fence and the waiter's is followed by a membarrier that stands for it (see
+//! `barrier`): a stream of notifies with nobody asleep then costs no hardware fence.
 //!
 //! - Waiter: `waiters += 1`, fence, key = `epoch`; re-check the condition; if still unmet,
 //!   sleep while `epoch == key`; `waiters -= 1`.
@@ -31,8 +33,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::barrier::{notifier_fence, sleep_deadline, waiter_fence};
 use super::futex::{self, FutexWait, WaitQueue, Watched};
-use super::sync::{AtomicU32, Ordering, fence};
+use super::sync::{AtomicU32, Ordering};
 
 /// A cross-process event count: waiters sleep on a futex until a notifier signals a change.
 ///
@@ -114,10 +117,32 @@ impl EventCount {
     /// drop the result (that cancels); if not, call [`PreparedWait::wait`].
     #[inline]
     pub fn prepare_wait(&self) -> PreparedWait<'_> {
-        // Relaxed: the fence below orders it before the caller's re-check.
+        self.announce();
+        // The waiter half of the Dekker pair with the fence in `has_waiters`: a SeqCst fence,
+        // and the membarrier that stands for a light notifier's (see `barrier`).
+        waiter_fence();
+        self.prepared()
+    }
+
+    /// [`prepare_wait`](Self::prepare_wait) on each of `events`, with one waiter fence for
+    /// all (a wait on many sources pays one membarrier, not one per source).
+    pub fn prepare_waits<'e>(events: &[&'e EventCount]) -> Vec<PreparedWait<'e>> {
+        events.iter().for_each(|event| event.announce());
+        // As in `prepare_wait`, after every announcement and before every key and re-check.
+        waiter_fence();
+        events.iter().map(|event| event.prepared()).collect()
+    }
+
+    /// A waiter's first step: counts it in `waiters`.
+    #[inline]
+    fn announce(&self) {
+        // Relaxed: the waiter fence after it orders it before the caller's re-check.
         self.waiters.fetch_add(1, Ordering::Relaxed);
-        // SeqCst fence: the waiter half of the Dekker pair with the fence in `notify`.
-        fence(Ordering::SeqCst);
+    }
+
+    /// A waiter's step after the fence: its key.
+    #[inline]
+    fn prepared(&self) -> PreparedWait<'_> {
         // Acquire: pairs with the Release bump in `wake`, so a key that includes a bump also
         // sees the change made before it.
         let key = self.epoch.load(Ordering::Acquire);
@@ -125,7 +150,8 @@ impl EventCount {
     }
 
     /// Wakes one waiter, if any sleeps. Call it after changing the condition. With no waiter
-    /// it makes no system call (a fence and a load).
+    /// it makes no system call (a fence, or where this process registered for `membarrier`
+    /// only a compiler fence, and a load).
     #[inline]
     pub fn notify_one(&self) {
         if self.has_waiters() {
@@ -151,9 +177,10 @@ impl EventCount {
 
     #[inline]
     fn has_waiters(&self) -> bool {
-        // SeqCst fence: the notifier half of the Dekker pair with the fence in
-        // `prepare_wait`; orders the caller's change of the condition before the load below.
-        fence(Ordering::SeqCst);
+        // The notifier half of the Dekker pair with the fence in `prepare_wait` (a SeqCst
+        // fence, or a compiler fence where waiters' membarriers stand for it: see `barrier`);
+        // orders the caller's change of the condition before the load below.
+        notifier_fence();
         // Relaxed: ordered by the fence above.
         self.waiters.load(Ordering::Relaxed) != 0
     }
@@ -245,8 +272,12 @@ impl PreparedWait<'_> {
             if epoch.load(Ordering::Acquire) != self.key {
                 return WaitOutcome::Notified;
             }
-            match self.event.queue.wait(epoch, self.key, deadline) {
+            let (until, capped) = sleep_deadline(deadline);
+            match self.event.queue.wait(epoch, self.key, until) {
                 FutexWait::Woken | FutexWait::Changed => continue,
+                // A notify this process's waiters could not fence against may have been
+                // missed: the caller re-checks (a spurious wake-up).
+                FutexWait::TimedOut if capped => return WaitOutcome::Notified,
                 FutexWait::TimedOut => {
                     // Acquire: as above; a notify that raced the deadline still counts.
                     return if epoch.load(Ordering::Acquire) != self.key {
@@ -285,7 +316,11 @@ pub fn wait_any(waits: &[PreparedWait<'_>], deadline: Option<Instant>) -> WaitOu
         {
             return WaitOutcome::Notified;
         }
-        if futex::wait_any(&watched, deadline) == FutexWait::TimedOut {
+        let (until, capped) = sleep_deadline(deadline);
+        if futex::wait_any(&watched, until) == FutexWait::TimedOut {
+            if capped {
+                return WaitOutcome::Notified;
+            }
             // Acquire: as above; a notify that raced the deadline still counts.
             let notified = waits.iter().any(|w| w.event.epoch.load(Ordering::Acquire) != w.key);
             return if notified { WaitOutcome::Notified } else { WaitOutcome::TimedOut };

@@ -50,6 +50,32 @@ macro_rules! in_model {
     ($($item:tt)*) => {};
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod barrier;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod barrier {
+    //! Without `membarrier`: both halves of the Dekker pair are full fences.
+    use super::sync::{Ordering, fence};
+
+    pub(crate) fn notifier_fence() {
+        fence(Ordering::SeqCst);
+    }
+
+    pub(crate) fn waiter_fence() {
+        fence(Ordering::SeqCst);
+    }
+
+    pub(crate) fn sleep_deadline(
+        deadline: Option<std::time::Instant>,
+    ) -> (Option<std::time::Instant>, bool) {
+        (deadline, false)
+    }
+
+    /// Always false here.
+    pub fn asymmetric_notify() -> bool {
+        false
+    }
+}
 mod event_count;
 mod futex;
 #[cfg(feature = "loom")]
@@ -59,6 +85,7 @@ pub mod reactor;
 pub mod strategy;
 mod sync;
 
+pub use barrier::asymmetric_notify;
 pub use event_count::{EventCount, PreparedWait, WaitOutcome, wait_any};
 pub use futex::WAITV_MAX;
 pub use strategy::{

@@ -242,7 +242,12 @@ impl Registry {
         if watched.len() < SLEEP_WORDS {
             let (event, key) = control.event_and_key();
             watched.push((event, key));
-            self.sleep(&watched, deadline);
+            if self.sleep(&watched, deadline) {
+                // A notify may have been missed: every future polls its condition again (and
+                // registers anew if it is still unmet).
+                let woken: Vec<Waker> = self.lock().regs.drain(..).map(|reg| reg.waker).collect();
+                woken.into_iter().for_each(Waker::wake);
+            }
         } else {
             // Too many to sleep on at once: poll them (under the lock, above) every 1 ms.
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -278,15 +283,23 @@ on_shared_memory! {
         }
 
         /// Sleeps on the futex words of `watched` (addresses only: the kernel alone looks at
-        /// them, so an event count unmapped meanwhile is its `EFAULT`, not our access).
-        fn sleep(&self, watched: &[(*const EventCount, u32)], deadline: Option<std::time::Instant>) {
+        /// them, so an event count unmapped meanwhile is its `EFAULT`, not our access). Returns
+        /// whether the sleep was capped because a waiter of this process could not fence
+        /// against light notifiers (see `barrier`): then every registered future re-checks.
+        fn sleep(
+            &self,
+            watched: &[(*const EventCount, u32)],
+            deadline: Option<std::time::Instant>,
+        ) -> bool {
             let words: Vec<_> = watched
                 .iter()
                 // SAFETY: `epoch_ptr` computes an address within the event count, which was
                 // alive under the lock when it was registered; it reads nothing.
                 .map(|&(event, key)| (unsafe { EventCount::epoch_ptr(event) }, key))
                 .collect();
-            super::futex::wait_any_raw(&words, deadline);
+            let (until, capped) = super::barrier::sleep_deadline(deadline);
+            super::futex::wait_any_raw(&words, until);
+            capped
         }
     }
 }
@@ -298,8 +311,13 @@ in_model! {
             Err(ReactorError("no process-wide reactor in the model".into()))
         }
 
-        /// The model's `futex_waitv` on the event counts of `watched`.
-        fn sleep(&self, watched: &[(*const EventCount, u32)], deadline: Option<std::time::Instant>) {
+        /// The model's `futex_waitv` on the event counts of `watched` (never capped: the
+        /// model's fences are symmetric).
+        fn sleep(
+            &self,
+            watched: &[(*const EventCount, u32)],
+            deadline: Option<std::time::Instant>,
+        ) -> bool {
             let words: Vec<_> = watched
                 .iter()
                 // SAFETY: the model's event counts live for the whole model (its tests keep
@@ -307,6 +325,7 @@ in_model! {
                 .map(|&(event, key)| unsafe { &*event }.watched(key))
                 .collect();
             super::futex::wait_any(&words, deadline);
+            false
         }
     }
 }

@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use shmlane_notify::{
-    Backoff, Blocking, BusySpin, EventCount, Periodic, TimedOut, WaitStrategy, Yield,
+    Backoff, Blocking, BusySpin, EventCount, Periodic, TimedOut, WaitOutcome, WaitStrategy, Yield,
 };
 use shmlane_segment::{Carver, Fingerprint, Offset, Region, RegionLayout, Segment};
 use shmlane_testkit::{
@@ -67,6 +67,7 @@ fn child_entry() {
         ("produce", [name, count, seed, pace]) => {
             child_produce(name, arg_u64(count), arg_u64(seed), *pace == "await-park")
         }
+        ("pong", [name, count, seed]) => child_pong(name, arg_u64(count), arg_u64(seed)),
         _ => panic!("unknown child role {spec:?}"),
     }
     exit_child();
@@ -92,6 +93,10 @@ const SCRIBBLES: u64 = 3;
 const STOP: u64 = 4;
 /// Control word: polls a blocking child has made.
 const POLLS: u64 = 5;
+/// Control word: the last value the parent of a ping-pong sent.
+const PING: u64 = 6;
+/// Control word: the last value the child of a ping-pong echoed.
+const PONG: u64 = 7;
 /// Control words in the segment.
 const WORDS: u64 = 8;
 /// Slots of the ring.
@@ -351,6 +356,54 @@ fn child_produce(name: &str, count: u64, seed: u64, await_park: bool) {
         }
     }
     report("pushed", count);
+}
+
+/// Echoes `1..=count`: waits for `PING` to reach each value (a random short poll, then the
+/// futex), stores it in `PONG` and notifies. Reports whether its notifies were light
+/// (`asymmetric_notify`), then `ponged`.
+fn child_pong(name: &str, count: u64, seed: u64) {
+    let shared = Shared::open(name);
+    let mut rng = Rng::new(seed);
+    for value in 1..=count {
+        if let Err(waited) = await_word(&shared, PING, value, spins(&mut rng)) {
+            fail(EXIT_FAILED, format!("ping {value} never came ({waited:?}): a lost wake-up"));
+        }
+        // Release: pairs with the parent's Acquire load of `PONG`.
+        shared.word(PONG).store(value, Ordering::Release);
+        shared.event().notify_one();
+        if value == 1 {
+            report("light", u64::from(shmlane_notify::asymmetric_notify()));
+        }
+    }
+    report("ponged", count);
+}
+
+/// Waits until word `index` holds `value`: polls it for up to `spins` loads, then prepares
+/// the wait (so both sides are often awake together and a prepare races the peer's store and
+/// notify), each sleep with a deadline of [`PROMPT`]: `Err` with the time waited when one
+/// passes (a lost wake-up).
+fn await_word(shared: &Shared, index: u64, value: u64, spins: u64) -> Result<(), Duration> {
+    let started = Instant::now();
+    for _ in 0..spins {
+        // Acquire: pairs with the peer's Release store of the word.
+        if shared.word(index).load(Ordering::Acquire) == value {
+            return Ok(());
+        }
+        std::hint::spin_loop();
+    }
+    loop {
+        // Acquire: pairs with the peer's Release store of the word.
+        if shared.word(index).load(Ordering::Acquire) == value {
+            return Ok(());
+        }
+        let wait = shared.event().prepare_wait();
+        if shared.word(index).load(Ordering::Acquire) == value {
+            return Ok(());
+        }
+        if wait.wait(Some(PROMPT)) == WaitOutcome::TimedOut {
+            return Err(started.elapsed());
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -658,4 +711,52 @@ fn every_strategy_takes_a_stream_from_another_process_in_order() {
         let parked = ((STREAM - 1) / PARK_EVERY) as u32;
         assert!(wakes >= parked, "{what}: {wakes} wake-ups, but it parked {parked} times");
     }
+}
+
+/// How long a ping-pong side polls before it prepares to sleep: not at all for half the
+/// messages (it sleeps, and the peer's notify must wake it), up to [`SPINS`] loads for the
+/// others (its prepare may race the peer's store and notify).
+fn spins(rng: &mut Rng) -> u64 {
+    if rng.below(2) == 0 { 0 } else { rng.below(SPINS) }
+}
+
+/// Round trips of the ping-pong that parks on every message.
+const PING_PONGS: u64 = 20_000;
+/// Most loads a ping-pong side polls its word before it prepares to sleep (drawn at random
+/// per message: a few microseconds at most).
+const SPINS: u64 = 300;
+
+#[test]
+fn a_ping_pong_that_sleeps_on_every_message_loses_no_wake_up_with_light_notifiers() {
+    let _serial = process_lock();
+    let (name, _cleanup) = unique_segment("notify", "pingpong");
+    let shared = Shared::create(&name);
+    let seed = seed(SEED_ENV);
+    let mut child = spawn_child("pong", &[&name, &PING_PONGS.to_string(), &seed.to_string()]);
+    let mut rng = Rng::new(seed ^ 1);
+    let epoch_before = shared.epoch();
+    for value in 1..=PING_PONGS {
+        // Release: pairs with the child's Acquire load of `PING`.
+        shared.word(PING).store(value, Ordering::Release);
+        shared.event().notify_one();
+        if let Err(waited) = await_word(&shared, PONG, value, spins(&mut rng)) {
+            child.assert_running();
+            panic!("pong {value} never came ({waited:?}): a lost wake-up (seed {seed})");
+        }
+    }
+    let light = (shmlane_notify::asymmetric_notify(), child.report_u64("light", CHILD_TIMEOUT));
+    assert_eq!(child.report_u64("ponged", CHILD_TIMEOUT), PING_PONGS);
+    child.expect_success(CHILD_TIMEOUT);
+    match light {
+        (true, 1) => {}
+        _ => eprintln!(
+            "note: membarrier is not available here (notifiers light: this process {}, the \
+             child {}): the ping-pong ran with full fences",
+            light.0, light.1
+        ),
+    }
+    // Half the waits prepare at once: thousands of notifies found a waiter and woke it.
+    let bumps = shared.epoch().wrapping_sub(epoch_before);
+    assert!(u64::from(bumps) >= PING_PONGS / 20, "only {bumps} notifies found a sleeper");
+    assert_eq!(shared.event().waiters(), 0, "a wait did not give back its count");
 }

@@ -126,7 +126,7 @@ impl Signal for AnyOf<'_> {
         Self: 'a;
 
     fn prepare_wait(&self) -> Vec<PreparedWait<'_>> {
-        self.0.iter().map(|event| event.prepare_wait()).collect()
+        EventCount::prepare_waits(self.0)
     }
 
     fn wait_until(prepared: Vec<PreparedWait<'_>>, deadline: Option<Instant>) -> WaitOutcome {

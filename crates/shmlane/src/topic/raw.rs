@@ -342,7 +342,8 @@ impl RawSubscriber {
     #[inline]
     pub fn receive(&self) -> Result<Option<RawSample<'_>>, ReceiveError> {
         let element = self.inner.element();
-        let place = self.inner.receive_place(element.inline(), element.line_words(), |line| *line)?;
+        let place =
+            self.inner.receive_place(element.inline(), element.line_words(), |line| *line)?;
         Ok(place.map(|(publisher, place)| RawSample { subscriber: self, publisher, place }))
     }
 

@@ -848,7 +848,8 @@ impl<T: ZeroCopy> Subscriber<T> {
     #[inline(always)]
     pub fn receive(&self) -> Result<Option<Sample<'_, T>>, ReceiveError> {
         let (inline, line_words) = (words::inline::<T>(), words::line_words::<T>());
-        let place = self.receive_place(inline, line_words, |line| copy_of(words::line_ref(line)))?;
+        let place =
+            self.receive_place(inline, line_words, |line| copy_of(words::line_ref(line)))?;
         Ok(place.map(|(publisher, place)| Sample { subscriber: self, publisher, place }))
     }
 
