@@ -38,6 +38,8 @@ pub const UNBARRIERED_SLICE: Duration = Duration::from_millis(1);
 static NOTIFIER: AtomicU8 = AtomicU8::new(UNTRIED);
 /// Whether a waiter of this process failed to issue the membarrier (its sleeps are capped).
 static WAITER_UNBARRIERED: AtomicU8 = AtomicU8::new(0);
+/// Set by [`refuse_membarrier_in_waiters`]: this process's waiters act as if it were refused.
+static WAITER_REFUSED: AtomicU8 = AtomicU8::new(0);
 
 const UNTRIED: u8 = 0;
 const LIGHT: u8 = 1;
@@ -82,7 +84,9 @@ pub fn asymmetric_notify() -> bool {
 #[inline]
 pub(crate) fn waiter_fence() {
     fence(Ordering::SeqCst);
-    if membarrier(MembarrierCommand::GlobalExpedited).is_err() {
+    // Relaxed: a switch of this process's own, set before its waits.
+    let refused = WAITER_REFUSED.load(StdOrdering::Relaxed) != 0;
+    if refused || membarrier(MembarrierCommand::GlobalExpedited).is_err() {
         // Relaxed: read only by this process's later sleeps, which cap themselves.
         WAITER_UNBARRIERED.store(1, StdOrdering::Relaxed);
     }
@@ -102,4 +106,12 @@ pub(crate) fn sleep_deadline(deadline: Option<Instant>) -> (Option<Instant>, boo
         Some(deadline) if deadline <= cap => (Some(deadline), false),
         _ => (Some(cap), true),
     }
+}
+
+/// Makes this process's waiters skip the membarrier as if the kernel refused it (a seccomp
+/// filter), so that tests can show the 1 ms cap keeps every wake-up. Not for production use.
+#[doc(hidden)]
+pub fn refuse_membarrier_in_waiters() {
+    // Relaxed: see `waiter_fence`.
+    WAITER_REFUSED.store(1, StdOrdering::Relaxed);
 }

@@ -86,6 +86,9 @@ pub mod strategy;
 mod sync;
 
 pub use barrier::asymmetric_notify;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[doc(hidden)]
+pub use barrier::refuse_membarrier_in_waiters;
 pub use event_count::{EventCount, PreparedWait, WaitOutcome, wait_any};
 pub use futex::WAITV_MAX;
 pub use strategy::{

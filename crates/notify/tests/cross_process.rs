@@ -68,6 +68,7 @@ fn child_entry() {
             child_produce(name, arg_u64(count), arg_u64(seed), *pace == "await-park")
         }
         ("pong", [name, count, seed]) => child_pong(name, arg_u64(count), arg_u64(seed)),
+        ("unbarriered", [name, count]) => child_unbarriered(name, arg_u64(count)),
         _ => panic!("unknown child role {spec:?}"),
     }
     exit_child();
@@ -376,6 +377,35 @@ fn child_pong(name: &str, count: u64, seed: u64) {
         }
     }
     report("ponged", count);
+}
+
+/// A waiter whose membarrier is refused: its sleeps are capped (an idle wait with a long
+/// timeout ends early, as notified), and it still takes `0..count` from the parent's light
+/// notifies with no re-check of its own. Reports `capped_ms` (how long the idle wait slept),
+/// then `took`.
+fn child_unbarriered(name: &str, count: u64) {
+    shmlane_notify::refuse_membarrier_in_waiters();
+    let shared = Shared::open(name);
+    let started = Instant::now();
+    // Nobody notifies this event count yet: only the cap can end this wait early.
+    let outcome = shared.event().prepare_wait().wait(Some(PROMPT));
+    if outcome != WaitOutcome::Notified {
+        fail(EXIT_FAILED, format!("an idle wait was not capped: {outcome:?}"));
+    }
+    report("capped_ms", started.elapsed().as_millis() as u64);
+    for expected in 0..count {
+        let deadline = Instant::now() + VALUE_TIMEOUT;
+        let waited =
+            Blocking::new()
+                .recheck_every(None)
+                .wait_for(shared.event(), Some(deadline), || shared.pop());
+        match waited {
+            Ok(value) if value == expected => {}
+            Ok(value) => fail(EXIT_FAILED, format!("got {value}, want {expected}")),
+            Err(TimedOut) => fail(EXIT_FAILED, format!("value {expected} never came")),
+        }
+    }
+    report("took", count);
 }
 
 /// Waits until word `index` holds `value`: polls it for up to `spins` loads, then prepares
@@ -759,4 +789,31 @@ fn a_ping_pong_that_sleeps_on_every_message_loses_no_wake_up_with_light_notifier
     let bumps = shared.epoch().wrapping_sub(epoch_before);
     assert!(u64::from(bumps) >= PING_PONGS / 20, "only {bumps} notifies found a sleeper");
     assert_eq!(shared.event().waiters(), 0, "a wait did not give back its count");
+}
+
+#[test]
+fn a_waiter_whose_membarrier_is_refused_sleeps_in_capped_slices_and_misses_nothing() {
+    let _serial = process_lock();
+    let (name, _cleanup) = unique_segment("notify", "unbarriered");
+    let shared = Shared::create(&name);
+    let mut child = spawn_child("unbarriered", &[&name, &STREAM.to_string()]);
+    // The idle wait of the child ends at the 1 ms cap, far before its 5 s timeout.
+    assert!(child.report_u64("capped_ms", CHILD_TIMEOUT) < 1_000, "the sleep was not capped");
+    let (tail, head) = (shared.word(TAIL), shared.word(HEAD));
+    for value in 0..STREAM {
+        // Acquire: pairs with the consumer's Release store of `HEAD`.
+        while value - head.load(Ordering::Acquire) >= RING {
+            thread::sleep(Duration::from_micros(20));
+        }
+        shared.slot(value).store(value, Ordering::Relaxed);
+        // Release: publishes the slot to the consumer's Acquire load of `TAIL`.
+        tail.store(value + 1, Ordering::Release);
+        shared.event().notify_one();
+        if value % 16 == 0 {
+            // Let the consumer catch up and go to sleep now and then.
+            thread::sleep(Duration::from_micros(300));
+        }
+    }
+    assert_eq!(child.report_u64("took", CHILD_TIMEOUT), STREAM);
+    child.expect_success(CHILD_TIMEOUT);
 }
