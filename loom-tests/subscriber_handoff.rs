@@ -19,7 +19,7 @@
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicU64;
 use loom::thread;
-use shmlane::model::{Ack, SubscriberSlot};
+use shmlane::model::{Ack, Roster, SubscriberSlot};
 use shmlane_queue::model::overflow;
 use shmlane_workspace::model;
 
@@ -78,5 +78,44 @@ fn a_new_subscriber_never_receives_its_predecessors_samples() {
         {
             assert_eq!(value >> 32, mine, "the newcomer got a sample queued for another");
         }
+    });
+}
+
+/// A publisher that looks at the subscriber slots only when the roster moved
+/// (`Publisher::follow_roster`) against a subscriber joining the slot (`Subscriber::new`:
+/// claim, `take`, `Membership::joined`): a look that sees the bump sees the new generation,
+/// so once the join is done the next send serves it. Bumping the roster Relaxed fails this
+/// model: the publisher can see the bump, look at the slot before the generation, and not
+/// look again.
+#[test]
+fn a_publisher_following_the_roster_never_misses_a_join() {
+    model::check(|| {
+        let slot = Arc::new(Slot {
+            role: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            ack: AtomicU64::new(0),
+        });
+        let roster = Arc::new(AtomicU64::new(0));
+        let joiner = {
+            let (slot, roster) = (slot.clone(), roster.clone());
+            thread::spawn(move || {
+                // The claim (its Acquire CAS publishes nothing: the role word alone matters).
+                slot.role.store(0xfeed, loom::sync::atomic::Ordering::Relaxed);
+                let mine = slot.words().take();
+                Roster(&roster).bump();
+                mine
+            })
+        };
+        // The publisher looked at the slots when the roster was 0 (nobody there).
+        let (mut seen, mut served) = (0, 0);
+        let mut send = |served: &mut u64| {
+            if Roster(&roster).changed(&mut seen) {
+                *served = slot.words().wanted();
+            }
+        };
+        send(&mut served);
+        let mine = joiner.join().unwrap();
+        send(&mut served);
+        assert_eq!(served, mine, "a send after the join does not serve the new subscriber");
     });
 }

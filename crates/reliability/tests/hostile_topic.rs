@@ -231,6 +231,8 @@ enum Spot {
         word: u8,
     },
     Ack(u8),
+    /// The roster word.
+    Roster,
     Queue {
         connection: u8,
         completion: bool,
@@ -396,6 +398,7 @@ fn spot() -> impl Strategy<Value = Spot> {
         3 => (any::<u8>(), any::<u8>()).prop_map(|(slot, word)| Spot::Publisher { slot, word }),
         4 => (any::<u8>(), any::<u8>()).prop_map(|(slot, word)| Spot::Subscriber { slot, word }),
         2 => any::<u8>().prop_map(Spot::Ack),
+        1 => Just(Spot::Roster),
         8 => (any::<u8>(), any::<bool>(), part).prop_map(|(connection, completion, part)| {
             Spot::Queue { connection, completion, part }
         }),
@@ -445,6 +448,8 @@ fn case() -> impl Strategy<Value = Case> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
     Headers,
+    /// The roster word every subscriber bumps when it joins or leaves.
+    Roster,
     Publisher(usize),
     Subscriber(usize),
     Ack(usize),
@@ -456,6 +461,7 @@ enum Part {
 /// The control segment's regions, as `Layout::new` carves them.
 #[derive(Debug)]
 struct Mirror {
+    roster_at: u64,
     publishers_at: u64,
     subscribers_at: u64,
     acks_at: u64,
@@ -474,6 +480,7 @@ impl Mirror {
             at
         };
         place(TOPIC_HEADER_REGION);
+        let roster_at = place(PADDED);
         let publishers_at = place(PUBLISHERS as u64 * ENTRY);
         let subscribers_at = place(SUBSCRIBERS as u64 * ENTRY);
         let acks_at = place(CONNECTIONS as u64 * PADDED);
@@ -489,7 +496,7 @@ impl Mirror {
                 ]
             })
             .collect();
-        Mirror { publishers_at, subscribers_at, acks_at, queues, size: cursor }
+        Mirror { roster_at, publishers_at, subscribers_at, acks_at, queues, size: cursor }
     }
 
     fn publisher(&self, p: usize) -> u64 {
@@ -513,6 +520,9 @@ impl Mirror {
         };
         if at < TOPIC_HEADER_AT + TOPIC_HEADER_REGION {
             return (Part::Headers, at);
+        }
+        if (self.roster_at..self.roster_at + PADDED).contains(&at) {
+            return (Part::Roster, at - self.roster_at);
         }
         if let Some((p, rel)) = within(self.publishers_at, PUBLISHERS, ENTRY) {
             return (Part::Publisher(p), rel);
@@ -549,7 +559,7 @@ impl Mirror {
         match self.part(at) {
             (Part::Publisher(_), rel) => rel < PUBLISHER_WORDS || counters(rel),
             (Part::Subscriber(_), rel) => rel < SUBSCRIBER_WORDS || counters(rel),
-            (Part::Ack(_), rel) => rel < 8,
+            (Part::Ack(_) | Part::Roster, rel) => rel < 8,
             (Part::Queue(_), rel) => {
                 let queue = queue_words(1, SUBMISSION_STRIDE);
                 let seen = queue.seen.expect("an overflowing queue's `seen`");
@@ -569,11 +579,12 @@ fn counters(rel: u64) -> bool {
 /// Whether the isolation property keeps mutations away from byte `rel` of `part`: the
 /// headers, the first publisher's entry but its `space` event count (which every subscriber
 /// writes: another subscriber's bug may garble it), and everything of subscriber `B`. Every
-/// other word a subscriber writes (its own entry, its queues' consumer and completion words)
-/// is fair game.
+/// other word a subscriber writes (its own entry, its queues' consumer and completion words,
+/// the roster every subscriber bumps) is fair game.
 fn protected(part: Part, rel: u64) -> bool {
     match part {
         Part::Headers => true,
+        Part::Roster => false,
         Part::Publisher(p) => p == 0 && !(PUBLISHER_SPACE_AT..PUBLISHER_WORDS).contains(&rel),
         Part::Subscriber(s) => s == B,
         Part::Ack(c) | Part::Queue(c) => c % SUBSCRIBERS == B,
@@ -821,6 +832,7 @@ impl<'e> Ctx<'e> {
                 (true, entry + u64::from(*word) % (SUBSCRIBER_WORDS / 8) * 8)
             }
             Spot::Ack(c) => (true, m.ack(usize::from(*c) % CONNECTIONS)),
+            Spot::Roster => (true, m.roster_at),
             Spot::Queue { connection, completion, part } => {
                 let (queue, capacity, stride) =
                     m.queues[usize::from(*connection) % CONNECTIONS][usize::from(*completion)];
@@ -886,7 +898,7 @@ impl<'e> Ctx<'e> {
             for (part, _) in parts {
                 match part {
                     Part::Headers => changed.headers = true,
-                    Part::Publisher(_) | Part::Subscriber(_) | Part::Ack(_) => {
+                    Part::Roster | Part::Publisher(_) | Part::Subscriber(_) | Part::Ack(_) => {
                         changed.entries = true
                     }
                     Part::Queue(_) => changed.queues = true,

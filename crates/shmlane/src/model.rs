@@ -17,4 +17,4 @@ mod sync {
 #[path = "topic/handoff.rs"]
 mod handoff;
 
-pub use handoff::{Ack, SubscriberSlot, claim};
+pub use handoff::{Ack, Membership, Roster, SubscriberSlot, claim};

@@ -15,6 +15,8 @@
 //! | [`Ack::serve`] | publisher | empty the connection, then store the ack | Release (`is_for`'s Acquire) |
 //! | [`Ack::is_for`] | subscriber | pop only once the ack names its generation | Acquire (`serve`) |
 //! | [`SubscriberSlot::release_if_dead`] | publisher | a holder proven dead: clean, then CAS its role word to 0 | Release (the next claim's Acquire) |
+//! | [`Roster::bump`] | subscriber after `take` and after its role is released; publisher after `release_if_dead` | +1 on the topic's roster word | Release (`changed`'s Acquire) |
+//! | [`Roster::changed`] | publisher, each send | look at the slots (`wanted`) only if the roster moved since the last look | Acquire (`bump`) |
 //!
 //! With the `loom` feature this file is compiled twice: in the facade over std's atomics, and
 //! in `crate::model` over loom's, where `loom-tests/subscriber_handoff.rs` and
@@ -131,5 +133,63 @@ impl Ack<'_> {
     pub fn is_for(&self, generation: u64) -> bool {
         // Acquire: pairs with the publisher's Release in `serve`, after it emptied the queues.
         self.0.load(Ordering::Acquire) == generation
+    }
+}
+
+/// The topic's roster word: bumped after every change of who holds a subscriber slot, so that
+/// a publisher reads the slots' words (`wanted`, one cache line per slot) only when the roster
+/// moved since its last look, instead of on every send. A look that sees a bump sees the
+/// change made before it (Release/Acquire); one that does not is a send made just before the
+/// change. A peer that writes the word can only make publishers look more often, or (holding
+/// it still while it changes the slots) delay a change until the publisher's periodic look.
+#[derive(Debug, Clone, Copy)]
+pub struct Roster<'a>(pub &'a AtomicU64);
+
+impl Roster<'_> {
+    /// After a change of who holds a subscriber slot: publishers look at the slots again.
+    pub fn bump(&self) {
+        // Release: pairs with the Acquire load in `changed`, publishing the change (the
+        // generation taken, the role released) to the publisher that sees this bump; an RMW,
+        // so the bumps form one release sequence and a later value carries the earlier ones.
+        self.0.fetch_add(1, Ordering::Release);
+    }
+
+    /// Publisher, before it looks at the slots: whether the roster moved since `seen` (which
+    /// is updated, so that a bump during the look makes the next call true).
+    #[inline]
+    pub fn changed(&self, seen: &mut u64) -> bool {
+        // Acquire: pairs with the Release bumps.
+        let now = self.0.load(Ordering::Acquire);
+        let changed = now != *seen;
+        *seen = now;
+        changed
+    }
+}
+
+/// A subscriber's hold on its slot: its role claim, and the roster it bumps once it has taken
+/// the slot's generation ([`joined`](Self::joined)) and again when it goes, after its role
+/// is released (so a publisher that sees the bump sees the slot free).
+#[derive(Debug)]
+pub struct Membership<W: Deref<Target = AtomicU64>> {
+    role: Option<RoleClaim<W>>,
+    roster: W,
+}
+
+impl<W: Deref<Target = AtomicU64>> Membership<W> {
+    /// Holds `role` in the topic whose roster word is `roster`.
+    pub fn new(role: RoleClaim<W>, roster: W) -> Self {
+        Membership { role: Some(role), roster }
+    }
+
+    /// The slot's generation is taken ([`SubscriberSlot::take`]): publishers look again.
+    pub fn joined(&self) {
+        Roster(&self.roster).bump();
+    }
+}
+
+impl<W: Deref<Target = AtomicU64>> Drop for Membership<W> {
+    fn drop(&mut self) {
+        drop(self.role.take());
+        Roster(&self.roster).bump();
     }
 }

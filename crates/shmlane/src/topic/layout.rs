@@ -7,6 +7,7 @@
 //! | region | content |
 //! |---|---|
 //! | header (256 B) | [`TopicHeader`]: magic `SHMLTOPC`, version, payload type, settings; read by copy |
+//! | roster (128 B) | one word bumped when a subscriber joins or leaves ([`Roster`](super::handoff::Roster)) |
 //! | publishers | `max_publishers` × [`PublisherEntry`]: role word, payload generation, space event |
 //! | subscribers | `max_subscribers` × [`SubscriberEntry`]: role word, generation, drops, wake-up event |
 //! | acks | `max_publishers × max_subscribers` words: the subscriber generation each publisher serves |
@@ -31,7 +32,7 @@ use crate::payload::TypeSpec;
 
 pub(crate) const TOPIC_MAGIC: [u8; 8] = *b"SHMLTOPC";
 pub(crate) const DATA_MAGIC: [u8; 8] = *b"SHMLDATA";
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 const HEADER_REGION: u64 = 256;
 const TYPE_NAME_LEN: usize = 128;
 /// Bytes before a block's elements: its element count, then its tag (a correlation id).
@@ -198,6 +199,7 @@ pub(crate) struct DataHeader {
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     pub(crate) header: Region,
+    roster: Region,
     publishers: Region,
     subscribers: Region,
     acks: Region,
@@ -216,6 +218,7 @@ impl Layout {
             carver.place(RegionLayout { size, align: 128 }).map_err(TopicError::from_layout)
         };
         let header = place(&mut carver, HEADER_REGION)?;
+        let roster = place(&mut carver, size_of::<CachePadded<u64>>() as u64)?;
         let (p, s) = (u64::from(config.max_publishers), u64::from(config.max_subscribers));
         let publishers = place(&mut carver, p * size_of::<CachePadded<PublisherEntry>>() as u64)?;
         let subscribers = place(&mut carver, s * size_of::<CachePadded<SubscriberEntry>>() as u64)?;
@@ -234,6 +237,7 @@ impl Layout {
         let size = carver.total_size();
         Ok(Layout {
             header,
+            roster,
             publishers,
             subscribers,
             acks,
@@ -262,6 +266,14 @@ impl Layout {
         let stride = size_of::<CachePadded<SubscriberEntry>>() as u64;
         let at: Offset<SubscriberEntry> = self.subscribers.offset_of(s as u64 * stride)?;
         segment.get(at)
+    }
+
+    /// The roster word (see [`Roster`](super::handoff::Roster)).
+    pub(crate) fn roster<'s>(
+        &self,
+        segment: &'s Segment,
+    ) -> Result<&'s crate::sync::AtomicU64, OffsetError> {
+        segment.get(self.roster.offset_of::<crate::sync::AtomicU64>(0)?)
     }
 
     pub(crate) fn ack<'s>(

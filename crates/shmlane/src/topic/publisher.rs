@@ -18,7 +18,7 @@ use shmlane_notify::{Backoff, WaitStrategy};
 use shmlane_queue::overflow::{Consumer, LINE_WORDS, Line, Owned, Producer};
 use shmlane_segment::{Claimed, Liveness, RoleClaim, RoleOwner, SegmentRef, crash_point};
 
-use super::handoff::{self, Ack, SubscriberSlot};
+use super::handoff::{self, Ack, Roster, SubscriberSlot};
 use super::layout::Element;
 use super::layout::{PublisherEntry, SubscriberEntry};
 use super::pool::{BlockCounts, Pools};
@@ -35,6 +35,8 @@ const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often a blocked send checks that the subscriber it waits for is alive (and how often
 /// a drop-oldest send checks a subscriber stuck at its limit).
 const LIVENESS_SLICE: Duration = Duration::from_millis(10);
+/// Sends between two looks at the subscriber slots while the roster holds still.
+const LOOK_EVERY: u32 = 1024;
 
 /// Milliseconds of `CLOCK_MONOTONIC_COARSE`: paces liveness checks on the send path, where a
 /// lagging subscriber under drop-oldest makes every send evict (about 10 ns to read here,
@@ -75,6 +77,8 @@ pub struct Publisher<T> {
     subscribers: Vec<SegmentRef<SubscriberEntry>>,
     /// Per subscriber slot, the ack word of our connection to it.
     acks: Vec<SegmentRef<AtomicU64>>,
+    /// The topic's roster word: the subscriber slots changed hands since our last look.
+    roster: SegmentRef<AtomicU64>,
     block_timeout: Cell<Duration>,
     /// The layout of the topic's payload element.
     element: Element,
@@ -107,6 +111,10 @@ struct State {
     /// How a send waits for room (Block policy). Adaptive, and kept from wait to wait: it
     /// learns that spinning is wasted when the subscriber shares our core.
     room_wait: Backoff,
+    /// The roster word at our last look at the subscriber slots.
+    roster_seen: u64,
+    /// Sends until we look at the slots even with the roster unchanged (0: at the next).
+    until_look: u32,
 }
 
 impl<T> Drop for Publisher<T> {
@@ -267,12 +275,16 @@ impl<T> Publisher<T> {
             serving: 0,
             wakes: None,
             room_wait: Backoff::new().spins(1_000).yields(10).adaptive(),
+            roster_seen: 0,
+            until_look: 0,
         };
+        let roster = SegmentRef::try_map(&topic.segment, |seg| topic.layout.roster(seg))?;
         Ok(Publisher {
             state: RefCell::new(state),
             entry,
             subscribers,
             acks,
+            roster,
             block_timeout: Cell::new(DEFAULT_BLOCK_TIMEOUT),
             element: topic.element,
             slot,
@@ -378,7 +390,7 @@ impl<T> Publisher<T> {
         {
             state.pools.set_tag(block, tag);
         }
-        self.follow_subscribers(&mut state);
+        self.follow_roster(&mut state);
         if let Err(e) = self.make_room(&mut state, targets.clone()) {
             self.take_returns(&mut state);
             if let Sent::Block(block) = sent {
@@ -627,7 +639,7 @@ impl<T> Publisher<T> {
     /// new subscriber claims the slot as a free one. Returns whether it was dead.
     fn reclaim_subscriber_if_dead(&self, state: &mut State, s: usize) -> bool {
         let is_dead = |owner: RoleOwner| owner.liveness() == Liveness::Dead;
-        self.subscriber_slot(s).release_if_dead(is_dead, |dead| {
+        let released = self.subscriber_slot(s).release_if_dead(is_dead, |dead| {
             crate::events::subscriber_reclaimed(
                 &self.topic.service,
                 s,
@@ -636,7 +648,12 @@ impl<T> Publisher<T> {
             );
             self.empty_connection(state, s);
             state.set_served(s, 0);
-        })
+        });
+        if released {
+            // The other publishers still serve it: they look at the slots again.
+            Roster(&self.roster).bump();
+        }
+        released
     }
 
     /// The hand-over words of subscriber slot `s` ([`handoff`]).
@@ -699,6 +716,20 @@ impl<T> Publisher<T> {
         state.pools.holders(block).remove(holder);
         state.connections[s].outstanding -= 1;
         state.pools.free_if_unused(block);
+    }
+
+    /// [`follow_subscribers`](Self::follow_subscribers) if the roster moved since our last
+    /// look, or [`LOOK_EVERY`] sends passed (a bound on what a peer that holds the roster
+    /// still, or a subscriber killed between its two steps, can make us miss).
+    #[inline]
+    fn follow_roster(&self, state: &mut State) {
+        let changed = Roster(&self.roster).changed(&mut state.roster_seen);
+        if changed || state.until_look == 0 {
+            state.until_look = LOOK_EVERY;
+            self.follow_subscribers(state);
+        } else {
+            state.until_look -= 1;
+        }
     }
 
     /// Follows subscribers joining and leaving: a slot whose generation changed (or that was
@@ -936,7 +967,7 @@ impl<T: ZeroCopy> Publisher<T> {
         let targets = self.targets(None);
         let mut state = self.state.borrow_mut();
         state.wakes = Some(Holders::NONE);
-        self.follow_subscribers(&mut state);
+        self.follow_roster(&mut state);
         let mut outcome = Ok(());
         let mut sent = 0;
         for value in values {

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use shmlane_notify::WaitStrategy;
 use shmlane_queue::overflow::{Consumer, LINE_WORDS, Line, Owned, OwnedOverflow, Producer};
-use shmlane_segment::{Liveness, RoleClaim, Segment, SegmentRef, crash_point};
+use shmlane_segment::{Liveness, Segment, SegmentRef, crash_point};
 
-use super::handoff::{self, Ack, SubscriberSlot};
+use super::handoff::{self, Ack, Membership, SubscriberSlot};
 use super::layout::Element;
 use super::layout::{
     DATA_HEADER_AT, DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION,
@@ -84,7 +84,8 @@ pub struct Subscriber<T> {
     /// Inline samples claimed together with an earlier one, not handed out yet.
     ahead: RefCell<Ahead>,
     /// Released after the fields above are dropped (our blocks handed back) ...
-    _role: RoleClaim<SegmentRef<AtomicU64>>,
+    /// Our role in the slot, released (and the roster bumped) after the fields above.
+    _membership: Membership<SegmentRef<AtomicU64>>,
     /// ... and before our share of the topic, whose last handle cleans up what nobody holds.
     topic: Arc<OpenTopic>,
     _payload: PhantomData<fn() -> T>,
@@ -243,7 +244,10 @@ impl<T> Subscriber<T> {
             });
         };
         crash_point!("shmlane.subscribe.claimed");
+        let roster = SegmentRef::try_map(&topic.segment, |seg| topic.layout.roster(seg))?;
+        let membership = Membership::new(role, roster);
         let generation = SubscriberSlot { role: &entry.role, generation: &entry.generation }.take();
+        membership.joined();
         // A dead predecessor's gauge of held samples is not ours.
         SlotCounters::set(&entry.counters.held, 0);
         let subscribers = config.max_subscribers as usize;
@@ -280,7 +284,7 @@ impl<T> Subscriber<T> {
                 len: 0,
                 lines: Box::new([(0, [0; LINE_WORDS]); AHEAD]),
             }),
-            _role: role,
+            _membership: membership,
             topic: Arc::clone(topic),
             _payload: PhantomData,
         })
