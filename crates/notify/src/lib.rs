@@ -53,28 +53,12 @@ macro_rules! in_model {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod barrier;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-mod barrier {
-    //! Without `membarrier`: both halves of the Dekker pair are full fences.
-    use super::sync::{Ordering, fence};
-
-    pub(crate) fn notifier_fence() {
-        fence(Ordering::SeqCst);
-    }
-
-    pub(crate) fn waiter_fence() {
-        fence(Ordering::SeqCst);
-    }
-
-    pub(crate) fn sleep_deadline(
-        deadline: Option<std::time::Instant>,
-    ) -> (Option<std::time::Instant>, bool) {
-        (deadline, false)
-    }
-
-    /// Always false here.
-    pub fn asymmetric_notify() -> bool {
-        false
-    }
+#[path = "symmetric_barrier.rs"]
+mod barrier;
+/// Whether this process's notifiers skip the hardware fence: never without `membarrier`.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn asymmetric_notify() -> bool {
+    false
 }
 mod event_count;
 mod futex;
@@ -85,6 +69,7 @@ pub mod reactor;
 pub mod strategy;
 mod sync;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub use barrier::asymmetric_notify;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[doc(hidden)]

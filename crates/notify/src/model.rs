@@ -23,26 +23,10 @@ mod sync {
     pub(crate) use loom::thread::yield_now;
 }
 
-/// The model's fences: both halves of the Dekker pair full SeqCst fences (loom cannot model
-/// `membarrier`'s barrier in another thread; the asymmetric variant is argued in `barrier`
-/// and exercised across processes by the notify crate's cross-process tests).
-mod barrier {
-    use super::sync::{Ordering, fence};
-
-    pub(crate) fn notifier_fence() {
-        fence(Ordering::SeqCst);
-    }
-
-    pub(crate) fn waiter_fence() {
-        fence(Ordering::SeqCst);
-    }
-
-    pub(crate) fn sleep_deadline(
-        deadline: Option<std::time::Instant>,
-    ) -> (Option<std::time::Instant>, bool) {
-        (deadline, false)
-    }
-}
+/// The model's fences: both halves of the Dekker pair full (see `symmetric_barrier.rs`).
+#[allow(clippy::duplicate_mod)]
+#[path = "symmetric_barrier.rs"]
+mod barrier;
 
 // The second instance is the point (see above): clippy's duplicate_mod warns against exactly it.
 #[allow(clippy::duplicate_mod)]
