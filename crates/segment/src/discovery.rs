@@ -229,15 +229,15 @@ fn remove_judged(path: &Path, identity: (u64, u64)) -> io::Result<bool> {
     unlink_if_same(path, &fd)
 }
 
-/// Removes `path` if it still names the file open as `fd`, holding the file's lock while it
-/// checks and removes, so that no other remover can remove it and let a new segment take the
-/// name in between. Returns whether it removed it; `false` also when a live creator holds the
-/// creation lock.
+/// Removes `path` if it still names the file open as `fd`, holding the file's removal lock
+/// while it checks and removes, so that no other remover can remove it and let a new segment
+/// take the name in between. Returns whether it removed it; `false` also when a live creator
+/// holds the creation lock.
 pub(crate) fn unlink_if_same(path: &Path, fd: impl AsFd) -> io::Result<bool> {
     let ours = os::fstat(&fd).map_err(os::io_error)?;
-    if !os::lock_for_removal(&fd) {
+    let Some(_removal) = os::lock_for_removal(&fd) else {
         return Ok(false);
-    }
+    };
     match os::lstat(path) {
         Ok(there) if (there.device, there.inode) == (ours.device, ours.inode) => {
             match std::fs::remove_file(path) {

@@ -125,10 +125,54 @@ pub(crate) fn creation_locked(fd: impl AsFd) -> bool {
     }
 }
 
-/// Takes the exclusive lock on the file behind `fd` for a removal, retrying for a few
-/// milliseconds while probers hold it briefly. `false` if a creator holds it (or, on a file
-/// system without locks, never: there a removal cannot be serialised and goes ahead).
-pub(crate) fn lock_for_removal(fd: impl AsFd) -> bool {
+/// A remover's hold on a file, taken by [`lock_for_removal`]: released when dropped (with the
+/// descriptor it was taken through).
+#[must_use]
+pub(crate) struct RemovalLock {
+    /// The read-write descriptor that holds the removers' record lock (none when the removal
+    /// fell back to an exclusive `flock` on the caller's descriptor).
+    _writer: Option<OwnedFd>,
+}
+
+/// Locks the file behind `fd` for a removal: `None` if a creator holds its creation lock, or
+/// another remover kept it for more than a few milliseconds.
+///
+/// Removers exclude one another with an open-file-description record lock (`F_OFD_SETLK`) on
+/// the file's first byte, which `flock` never sees, and check for a creator with a *shared*
+/// `flock`. So a removal in progress never looks like a creator at work to a
+/// [`creation_locked`] probe (whose shared lock succeeds beside it), and a creator cannot lock
+/// the file meanwhile. The record lock needs a descriptor open for writing, taken again
+/// through `/proc/self/fd` (the same file, even if renamed); where that is refused (no write
+/// permission, no `/proc`), removers fall back to an exclusive `flock`, which a probe in that
+/// instant takes for a creator: the safe side.
+pub(crate) fn lock_for_removal(fd: impl AsFd) -> Option<RemovalLock> {
+    let Some(writer) = reopen_writable(&fd) else {
+        return flock_for_removal(&fd).then_some(RemovalLock { _writer: None });
+    };
+    for attempt in 0..50 {
+        match ofd_lock_first_byte(&writer) {
+            Ok(()) => {
+                return match fs::flock(&fd, fs::FlockOperation::NonBlockingLockShared) {
+                    Err(Errno::WOULDBLOCK) => None,
+                    // Locked shared, or a file system without `flock`: nothing to tell.
+                    _ => Some(RemovalLock { _writer: Some(writer) }),
+                };
+            }
+            // Another remover: it holds the lock for the few system calls of its removal.
+            Err(Errno::AGAIN | Errno::ACCESS) => {
+                std::thread::sleep(Duration::from_micros(100 << (attempt / 10)));
+            }
+            Err(Errno::INTR) => {}
+            // No record locks here (`EINVAL`, `ENOLCK`): serialise with `flock` instead.
+            Err(_) => return flock_for_removal(&fd).then_some(RemovalLock { _writer: None }),
+        }
+    }
+    None
+}
+
+/// The fallback: an exclusive `flock`, retried for a few milliseconds while probers hold it
+/// briefly. `false` if a creator holds it (on a file system without locks: `true`).
+fn flock_for_removal(fd: impl AsFd) -> bool {
     for attempt in 0..50 {
         match fs::flock(&fd, fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => return true,
@@ -139,6 +183,40 @@ pub(crate) fn lock_for_removal(fd: impl AsFd) -> bool {
         }
     }
     false
+}
+
+/// The file behind `fd` opened again read-write through `/proc/self/fd`, or `None`.
+fn reopen_writable(fd: impl AsFd) -> Option<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+    // No NOFOLLOW: the magic link is what names the open file. NONBLOCK: as in `open_flags`.
+    let reopened = fs::open(path, OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty());
+    let reopened = reopened.ok()?;
+    // The same file, and still a regular one (nothing else is ever removed through this).
+    let (ours, again) = (fs::fstat(&fd).ok()?, fs::fstat(&reopened).ok()?);
+    let same = (ours.st_dev, ours.st_ino) == (again.st_dev, again.st_ino)
+        && FileType::from_raw_mode(again.st_mode) == FileType::RegularFile;
+    same.then_some(reopened)
+}
+
+/// A non-blocking open-file-description write lock on the first byte of the file behind `fd`
+/// (open for writing). It lasts until the description's last descriptor is closed.
+fn ofd_lock_first_byte(fd: impl AsFd) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `flock` is plain old data; all zeros is a valid value, completed below.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock.l_start = 0;
+    lock.l_len = 1;
+    // SAFETY: the descriptor is open for the whole call (borrowed through `fd`), and `lock`
+    // is a valid `struct flock` that `F_OFD_SETLK` only reads (`l_pid` must be 0, as it is).
+    let done = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+    if done == -1 {
+        Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO))
+    } else {
+        Ok(())
+    }
 }
 
 /// Reads up to `buf.len()` bytes at `offset` with `pread`: no mapping, so a file truncated
@@ -216,6 +294,32 @@ mod tests {
     use std::os::unix::process::CommandExt;
 
     use super::*;
+
+    #[test]
+    fn a_removal_in_progress_never_looks_like_a_creator_and_excludes_other_removers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("judged");
+        drop(file_open(&path, true, true, 0o600).unwrap());
+        let open = || file_open(&path, false, false, 0).unwrap();
+        let remover = open();
+        let removal = lock_for_removal(&remover).expect("nobody holds the file");
+        // A prober meanwhile sees no creator: the file is as stale as before.
+        assert!(!creation_locked(open()), "a remover looked like a creator at work");
+        // A second remover waits for the first, then gives up.
+        let (second, started) = (open(), std::time::Instant::now());
+        assert!(lock_for_removal(&second).is_none(), "two removers held one file");
+        assert!(started.elapsed() >= Duration::from_millis(10), "it did not wait for the first");
+        drop((removal, remover));
+        let removal = lock_for_removal(&second).expect("the first remover let go");
+        drop((removal, second));
+        // A creator holding its creation lock keeps every remover out at once.
+        let creator = open();
+        lock_creation(&creator, Duration::ZERO).unwrap();
+        assert!(creation_locked(open()));
+        assert!(lock_for_removal(open()).is_none(), "removed under a creator at work");
+        unlock_creation(&creator).unwrap();
+        assert!(lock_for_removal(open()).is_some());
+    }
 
     #[test]
     fn the_creation_lock_gives_up_on_a_holder_that_never_lets_go() {
