@@ -223,32 +223,42 @@ pub fn print_throughput(rows: &[Throughput], machine: &Machine) {
         for row in &rows {
             let [min, median, max] = row.spread();
             let ratio = spsc.map_or("-".to_owned(), |spsc| {
-                format!("{:.2}", median / spsc.spread()[1].max(f64::MIN_POSITIVE))
+                figure(median / spsc.spread()[1].max(f64::MIN_POSITIVE))
             });
             println!(
-                "{:<18}{:>10.2}{:>10.2}{:>10.2}{:>10.3}{ratio:>16}",
+                "{:<18}{:>10}{:>10}{:>10}{:>10}{ratio:>16}",
                 row.transport.name(),
-                min / 1e6,
-                median / 1e6,
-                max / 1e6,
-                row.gb_per_s(median)
+                figure(min / 1e6),
+                figure(median / 1e6),
+                figure(max / 1e6),
+                figure(row.gb_per_s(median))
             );
         }
         let pubsub = rows.iter().find(|row| row.transport == Transport::ShmlanePubsub);
         if let (Some(pubsub), Some(spsc)) = (pubsub, spsc) {
             let ratios: Vec<f64> =
                 pubsub.rates.iter().zip(&spsc.rates).map(|(ours, queue)| ours / queue).collect();
-            let [min, median, max] = spread(&ratios);
+            let [min, median, max] = spread(&ratios).map(figure);
             let goal = if payload == 8 { " (goal >= 0.50)" } else { "" };
             println!(
-                "shmlane-pubsub / shmlane-spsc per round: min {min:.2}, median {median:.2}, max \
-                 {max:.2}{goal}"
+                "shmlane-pubsub / shmlane-spsc per round: min {min}, median {median}, max \
+                 {max}{goal}"
             );
         }
     }
     if machine.cores[0] == machine.cores[1] {
         println!("\n(both processes ran on one CPU: these numbers measure context switches)");
     }
+}
+
+/// `x` with three significant digits (at least two decimals below 100), so that a small
+/// positive rate or ratio (64 KiB messages on a loaded machine) never prints as zero.
+fn figure(x: f64) -> String {
+    if !x.is_finite() || x <= 0.0 || x >= 100.0 {
+        return format!("{x:.0}");
+    }
+    let decimals = (2 - x.log10().floor() as i32).clamp(2, 9) as usize;
+    format!("{x:.decimals$}")
 }
 
 /// The throughput mode's `--json` file.
@@ -320,5 +330,14 @@ mod tests {
         assert_eq!(spread(&[3.0, 1.0, 2.0]), [1.0, 2.0, 3.0]);
         assert_eq!(spread(&[4.0, 1.0, 2.0, 3.0]), [1.0, 2.5, 4.0]);
         assert!(spread(&[]).iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn figures_keep_three_significant_digits_so_small_rates_never_print_as_zero() {
+        assert_eq!(figure(0.004_321), "0.00432");
+        assert_eq!(figure(0.733), "0.733");
+        assert_eq!(figure(5.5), "5.50");
+        assert_eq!(figure(55.27), "55.27");
+        assert_eq!(figure(105.4), "105");
     }
 }
