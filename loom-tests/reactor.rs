@@ -7,7 +7,7 @@
 //! steps here (`crates/shmlane/src/asynchronous.rs`).
 
 use std::future::Future;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Wake, Waker};
 
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
@@ -62,7 +62,7 @@ fn await_flag(registry: &Registry, event: &EventCount, flag: &AtomicBool) {
             return; // dropping `wait` cancels it
         }
         let mut notified = std::pin::pin!(notified_by(registry, wait));
-        while let Poll::Pending = notified.as_mut().poll(&mut cx) {
+        while notified.as_mut().poll(&mut cx).is_pending() {
             token.take();
         }
     }

@@ -1,10 +1,11 @@
 //! Bounded lock-free queues for shmlane: the hot path between two pinned processes.
 //!
-//! - [`spsc`]: single producer, single consumer. One message moves one cache line from the
-//!   producer to the consumer: the consumer polls the slot's own stamp, not the producer's
-//!   index. On the heap for any `T: Send` ([`spsc::new`]), or inside a segment for plain data
-//!   ([`spsc::SharedSpsc`]), where one producer and one consumer process may attach at a time
-//!   and the role of a dead one can be taken over.
+//! - [`spsc`]: single producer, single consumer. Inside a segment for plain data
+//!   ([`spsc::SharedSpsc`]), one message moves one cache line from the producer to the
+//!   consumer: the consumer polls the slot's own stamp, not the producer's index; one producer
+//!   and one consumer process may attach at a time and the role of a dead one can be taken
+//!   over. On the heap for any `T: Send` ([`spsc::new`]), the consumer reads the producer's
+//!   index when it has caught up (rtrb's protocol), which streams faster between threads.
 //! - [`overflow`]: single producer, single consumer, of `u64` values, where a full queue
 //!   evicts its oldest value back to the producer instead of refusing the push: the
 //!   drop-oldest submission queue of a subscriber.

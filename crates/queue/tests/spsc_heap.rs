@@ -149,35 +149,55 @@ fn large_values_arrive_intact() {
     }
 }
 
-#[test]
-fn two_threads_move_a_million_values_in_order() {
-    // Under Miri a few thousand: still about 15 laps of the 256-slot ring.
-    const N: u64 = if cfg!(miri) { 4_000 } else { 1_000_000 };
-    let (mut producer, mut consumer) = spsc::new::<u64>(256);
-    let pusher = thread::spawn(move || {
-        let mut next = 0;
-        while next < N {
-            if next % 3 == 0 {
-                let batch: Vec<u64> = (next..(next + 7).min(N)).collect();
-                next += producer.push_slice(&batch) as u64;
-            } else if producer.try_push(next).is_ok() {
-                next += 1;
+/// A million values between two threads, in slices and one by one, through `producer` and
+/// `consumer` (either protocol).
+macro_rules! two_threads_move_a_million_values_in_order {
+    ($producer:ident, $consumer:ident) => {{
+        // Under Miri a few thousand: still about 15 laps of the 256-slot ring.
+        const N: u64 = if cfg!(miri) { 4_000 } else { 1_000_000 };
+        let pusher = thread::spawn(move || {
+            let mut next = 0;
+            while next < N {
+                if next % 3 == 0 {
+                    let batch: Vec<u64> = (next..(next + 7).min(N)).collect();
+                    next += $producer.push_slice(&batch) as u64;
+                } else if $producer.try_push(next).is_ok() {
+                    next += 1;
+                }
+            }
+        });
+        let mut expected = 0;
+        let mut buffer = [0u64; 5];
+        while expected < N {
+            let got = $consumer.pop_slice(&mut buffer);
+            for value in &buffer[..got] {
+                assert_eq!(*value, expected);
+                expected += 1;
+            }
+            if let Ok(value) = $consumer.try_pop() {
+                assert_eq!(value, expected);
+                expected += 1;
+            }
+            // Once the next value is ready, it stays ready until popped.
+            if let Ok(value) = $consumer.peek_copy() {
+                assert_eq!(value, expected);
+                assert!(!$consumer.is_empty());
             }
         }
-    });
-    let mut expected = 0;
-    let mut buffer = [0u64; 5];
-    while expected < N {
-        let got = consumer.pop_slice(&mut buffer);
-        for value in &buffer[..got] {
-            assert_eq!(*value, expected);
-            expected += 1;
-        }
-        if let Ok(value) = consumer.try_pop() {
-            assert_eq!(value, expected);
-            expected += 1;
-        }
-    }
-    pusher.join().unwrap();
-    assert_eq!(consumer.try_pop(), Err(PopError::Empty));
+        pusher.join().unwrap();
+        assert_eq!($consumer.try_pop(), Err(PopError::Empty));
+        assert!($consumer.is_empty());
+    }};
+}
+
+#[test]
+fn two_threads_move_a_million_values_in_order() {
+    let (mut producer, mut consumer) = spsc::new::<u64>(256);
+    two_threads_move_a_million_values_in_order!(producer, consumer);
+}
+
+#[test]
+fn two_threads_move_a_million_values_in_order_with_stamps() {
+    let (mut producer, mut consumer) = spsc::new_stamped::<u64>(256);
+    two_threads_move_a_million_values_in_order!(producer, consumer);
 }

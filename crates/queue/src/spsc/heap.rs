@@ -5,25 +5,31 @@ use std::fmt;
 use crossbeam_utils::CachePadded;
 
 use super::super::sync::{Arc, AtomicU64, Ordering};
-use super::{Consumer, PopError, Producer, Ring, Slot, Storage};
+use super::{Bare, Consumer, PopError, Producer, Ring, RingSlot, Slot, Storage};
 
-/// Heap storage shared by one producer and one consumer.
-pub struct Heap<T>(Arc<HeapRing<T>>);
+/// Heap storage shared by one producer and one consumer. Its slot kind `L` chooses how the
+/// consumer learns what is ready (see the [module documentation](super)): [`Bare`], indexed
+/// (what [`new`] gives), or [`Slot`], stamped as in a segment ([`new_stamped`], to measure or
+/// model the stamped protocol between threads).
+pub struct Heap<T, L: RingSlot<T> = Bare<T>>(Arc<HeapRing<T, L>>);
 
-struct HeapRing<T> {
+struct HeapRing<T, L: RingSlot<T>> {
     head: CachePadded<AtomicU64>,
     tail: CachePadded<AtomicU64>,
-    slots: Box<[Slot<T>]>,
+    slots: Box<[L]>,
+    _values: std::marker::PhantomData<T>,
 }
 
-impl<T> Storage<T> for Heap<T> {
+impl<T, L: RingSlot<T>> Storage<T> for Heap<T, L> {
+    type Slot = L;
+
     #[inline(always)]
-    fn ring(&self) -> Ring<'_, T> {
-        Ring { slots: &self.0.slots, head: &self.0.head, tail: &self.0.tail }
+    fn ring(&self) -> Ring<'_, T, L> {
+        Ring::new(&self.0.slots, &self.0.head, &self.0.tail)
     }
 }
 
-impl<T> fmt::Debug for Heap<T> {
+impl<T, L: RingSlot<T>> fmt::Debug for Heap<T, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Heap").field("capacity", &self.0.slots.len()).finish()
     }
@@ -37,31 +43,46 @@ impl<T> fmt::Debug for Heap<T> {
 /// assert_eq!(consumer.try_pop(), Ok(7));
 /// ```
 pub fn new<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
+    with_storage(capacity)
+}
+
+/// [`new`] with the stamped protocol of a segment's queue: one line per message when idle, but
+/// a caught-up consumer polls the line the producer is writing. For measurements and models.
+#[doc(hidden)]
+pub fn new_stamped<T: Send>(capacity: usize) -> Ends<T, Slot<T>> {
+    with_storage(capacity)
+}
+
+/// The two ends of a heap ring of slot kind `L`.
+pub type Ends<T, L> = (Producer<T, Heap<T, L>>, Consumer<T, Heap<T, L>>);
+
+fn with_storage<T: Send, L: RingSlot<T>>(capacity: usize) -> Ends<T, L> {
     let capacity = capacity.max(1).next_power_of_two();
     let ring = Arc::new(HeapRing {
         head: CachePadded::new(AtomicU64::new(0)),
         tail: CachePadded::new(AtomicU64::new(0)),
-        slots: (0..capacity).map(|_| Slot::new(0)).collect(),
+        slots: (0..capacity).map(|_| L::empty()).collect(),
+        _values: std::marker::PhantomData,
     });
     (Producer::start(Heap(ring.clone()), 0, 0), Consumer::start(Heap(ring), 0))
 }
 
-impl<T> Consumer<T, Heap<T>> {
+impl<T, L: RingSlot<T>> Consumer<T, Heap<T, L>> {
     /// The oldest value, without popping it.
     pub fn peek(&self) -> Result<&T, PopError> {
         let ring = self.storage.ring();
-        if !Self::ready(&ring, self.head) {
+        if !self.peek_ready(&ring) {
             return Err(PopError::Empty);
         }
-        Ok(ring.slot(self.head).value.with(|p| {
-            // SAFETY: initialised (stamp checked with Acquire), and it stays in place until
+        Ok(ring.slot(self.head).value().with(|p| {
+            // SAFETY: initialised (stamp or `tail` checked with Acquire), and it stays in place until
             // this consumer pops it, which needs the `&mut self` our borrow excludes.
             unsafe { (*p).assume_init_ref() }
         }))
     }
 }
 
-impl<T> Drop for HeapRing<T> {
+impl<T, L: RingSlot<T>> Drop for HeapRing<T, L> {
     fn drop(&mut self) {
         // Both ends are gone (this is the last `Arc`): drop what was pushed and never popped.
         // Relaxed: the `Arc` drop synchronised with both ends' last operations.
@@ -69,7 +90,7 @@ impl<T> Drop for HeapRing<T> {
         let tail = self.tail.load(Ordering::Relaxed);
         let mask = self.slots.len() as u64 - 1;
         for position in head..tail {
-            self.slots[(position & mask) as usize].value.with_mut(|p| {
+            self.slots[(position & mask) as usize].value().with_mut(|p| {
                 // SAFETY: positions in head..tail were pushed and not popped, so initialised,
                 // and nobody else can access them any more.
                 unsafe { (*p).assume_init_drop() }

@@ -9,16 +9,28 @@
 //!   tail:  CachePadded<AtomicU64>                next position to push  (written by the producer)
 //! ```
 //!
-//! Producer, to push position `t`: if `t - cached_head == capacity`, refresh `cached_head` from
-//! `head` (Acquire), and report full if it still is. Write the value, store the slot's stamp
-//! `t + 1` (Release), then `tail = t + 1` (Release).
+//! Two ways for the consumer to learn what is ready, chosen by the storage
+//! (`Storage::STAMPED`):
 //!
-//! Consumer, to pop position `h`: load the stamp of slot `h` (Acquire); if it is `h + 1` the
-//! value is there: read it, then store `head = h + 1` (Release). The consumer never reads
-//! `tail` to pop: polling the slot it is about to read means one message moves one cache line
-//! from producer to consumer (FastForward, Vyukov). A stale stamp from an earlier lap is
-//! `h + 1 - k * capacity`, never `h + 1`, so stamps need no reset. `tail` serves `len` and
-//! `slots` only.
+//! - **Stamped** (in a segment): the producer, to push position `t`, writes the value, stores
+//!   the slot's stamp `t + 1` (Release), then `tail = t + 1` (Release). The consumer, to pop
+//!   position `h`, loads the stamp of slot `h` (Acquire); if it is `h + 1` the value is there:
+//!   it reads it, then stores `head = h + 1` (Release). It never reads `tail` to pop: polling
+//!   the slot it is about to read means one message moves one cache line from producer to
+//!   consumer (FastForward, Vyukov), the lowest latency, and a producer killed between its
+//!   stamp and its `tail` loses nothing. A stale stamp from an earlier lap is
+//!   `h + 1 - k * capacity`, never `h + 1`, so stamps need no reset. `tail` serves `len` and
+//!   `slots` only.
+//! - **Indexed** (on the heap): no stamps. The producer writes the value, then `tail = t + 1`
+//!   (Release); the consumer keeps `cached_tail` and loads `tail` (Acquire) only when it has
+//!   caught up with it (Lamport's queue with cached indices, as rtrb). In a stream one load of
+//!   `tail` reveals a batch, and the consumer never polls the line the producer is writing,
+//!   which a caught-up stamped consumer does, stealing it once per value: between threads
+//!   this moves 4-5× more values per second, for one more line transfer per message when the
+//!   queue is idle.
+//!
+//! In both, the producer, to push position `t`: if `t - cached_head == capacity`, refreshes
+//! `cached_head` from `head` (Acquire), and reports full if it still is.
 //!
 //! The producer owns `tail` and the consumer owns `head`: each keeps its own copy and never
 //! trusts the shared one while running. The producer's `cached_head` is the rtrb technique:
@@ -36,44 +48,159 @@ on_shared_memory! {
 use std::fmt;
 use std::marker::PhantomData;
 
-pub use heap::{Heap, new};
+pub use heap::{Heap, new, new_stamped};
 on_shared_memory! {
     pub use shared::{Shared, SharedSpsc};
 
     pub use super::descriptor::{ClaimError, QueueError, ZeroCopy};
 }
 
+use std::mem::MaybeUninit;
+
 pub use super::slot::Slot;
 use super::slot::read_value;
-use super::sync::{AtomicU64, Ordering};
+use super::sync::{AtomicU64, Ordering, UnsafeCell};
+
+/// A slot of an indexed ring: the value alone, so a cache line holds as many as fit (eight
+/// `u64`s, where a stamped [`Slot`] holds four).
+#[repr(transparent)]
+pub struct Bare<T>(UnsafeCell<MaybeUninit<T>>);
+
+// SAFETY: as for `Slot`: the ring's protocol (here `head` and `tail`, with Acquire/Release)
+// gives the value to one end at a time, so values move between threads but are never shared.
+unsafe impl<T: Send> Sync for Bare<T> {}
+
+impl<T> fmt::Debug for Bare<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bare").finish_non_exhaustive()
+    }
+}
+
+// The crate's `UnsafeCell` in the sealed trait's signature: nameable by nobody outside.
+#[allow(private_interfaces)]
+impl<T> RingSlot<T> for Slot<T> {
+    const STAMPED: bool = true;
+
+    fn empty() -> Self {
+        Slot::new(0)
+    }
+
+    #[inline(always)]
+    fn value(&self) -> &UnsafeCell<MaybeUninit<T>> {
+        &self.value
+    }
+
+    #[inline(always)]
+    fn stamp(&self) -> Option<&AtomicU64> {
+        Some(&self.seq)
+    }
+
+    #[inline(always)]
+    unsafe fn read(&self) -> T {
+        // SAFETY: the caller's contract is `read_value`'s.
+        self.value.with(|p| unsafe { read_value(p) })
+    }
+}
+
+#[allow(private_interfaces)]
+impl<T> RingSlot<T> for Bare<T> {
+    const STAMPED: bool = false;
+
+    fn empty() -> Self {
+        Bare(UnsafeCell::new(MaybeUninit::uninit()))
+    }
+
+    #[inline(always)]
+    fn value(&self) -> &UnsafeCell<MaybeUninit<T>> {
+        &self.0
+    }
+
+    #[inline(always)]
+    fn stamp(&self) -> Option<&AtomicU64> {
+        None
+    }
+
+    #[inline(always)]
+    unsafe fn read(&self) -> T {
+        // SAFETY: the caller's contract: a written value the protocol gives us; only this
+        // process's threads reach a heap ring, so the value cannot change under the read.
+        self.0.with(|p| unsafe { (*p).assume_init_read() })
+    }
+}
 
 /// The shared words of a ring, wherever they live.
 #[derive(Debug)]
-pub struct Ring<'a, T> {
-    slots: &'a [Slot<T>],
+pub struct Ring<'a, T, L = Slot<T>> {
+    slots: &'a [L],
     head: &'a AtomicU64,
     tail: &'a AtomicU64,
+    _values: PhantomData<T>,
 }
 
-impl<T> Ring<'_, T> {
+impl<'a, T, L: RingSlot<T>> Ring<'a, T, L> {
+    /// The ring over `slots` (a power of two of them) and the two indices.
+    fn new(slots: &'a [L], head: &'a AtomicU64, tail: &'a AtomicU64) -> Self {
+        Ring { slots, head, tail, _values: PhantomData }
+    }
+
     fn capacity(&self) -> u64 {
         self.slots.len() as u64
     }
 
-    fn slot(&self, position: u64) -> &Slot<T> {
+    #[inline(always)]
+    fn slot(&self, position: u64) -> &L {
         // Masked: in bounds whatever `position` is (capacity is a power of two).
         &self.slots[(position & (self.capacity() - 1)) as usize]
+    }
+
+    /// The slots of positions `from..from + count` (`count` at most the capacity), as the
+    /// two runs of consecutive slots they occupy (the second empty unless they wrap), so a
+    /// batch is copied run by run.
+    #[inline(always)]
+    fn runs(&self, from: u64, count: usize) -> [&[L]; 2] {
+        let start = (from & (self.capacity() - 1)) as usize;
+        let count = count.min(self.slots.len());
+        let (wrapped, tail) = self.slots.split_at(start);
+        let first = count.min(tail.len());
+        [&tail[..first], &wrapped[..count - first]]
     }
 }
 
 mod sealed {
     /// Where a ring's slots and indices live: the heap or a segment.
     pub trait Storage<T> {
+        /// Its slots: stamped or bare.
+        type Slot: super::RingSlot<T>;
+        /// Whether the consumer polls per-slot stamps (true) or the producer's `tail` (false):
+        /// see the module documentation.
+        const STAMPED: bool = <Self::Slot as super::RingSlot<T>>::STAMPED;
         /// The shared words.
-        fn ring(&self) -> super::Ring<'_, T>;
+        fn ring(&self) -> super::Ring<'_, T, Self::Slot>;
+    }
+
+    /// The slot kinds of a ring: stamped ([`Slot`](super::Slot)) or bare
+    /// ([`Bare`](super::Bare)).
+    // Sealed (this module is private), so the crate's `UnsafeCell` never reaches a user.
+    #[allow(private_interfaces)]
+    pub trait RingSlot<T> {
+        /// Whether the consumer polls stamps (see the module documentation).
+        const STAMPED: bool;
+        /// An empty slot.
+        fn empty() -> Self;
+        /// The value's cell.
+        fn value(&self) -> &super::UnsafeCell<super::MaybeUninit<T>>;
+        /// The stamp, if the slot has one.
+        fn stamp(&self) -> Option<&super::AtomicU64>;
+        /// A copy of the value: one volatile copy in a stamped slot (a segment's, which a
+        /// peer may be writing: see `read_value`), a plain read in a bare one (the heap's,
+        /// which the compiler may then batch).
+        ///
+        /// # Safety
+        /// The ring's protocol gives the slot's written value to the caller now.
+        unsafe fn read(&self) -> T;
     }
 }
-use sealed::Storage;
+use sealed::{RingSlot, Storage};
 
 /// Why a push did not happen; the value comes back.
 #[derive(Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -127,6 +254,8 @@ pub struct Consumer<T, S: Storage<T> = Heap<T>> {
     storage: S,
     /// Next position to pop; ours alone.
     head: u64,
+    /// Last `tail` seen (indexed storage only); refreshed only when `head` reaches it.
+    cached_tail: u64,
     _values: PhantomData<T>,
 }
 
@@ -145,16 +274,19 @@ impl<T, S: Storage<T>> Producer<T, S> {
         }
         let ring = self.storage.ring();
         let slot = ring.slot(self.tail);
-        slot.value.with_mut(|p| {
+        slot.value().with_mut(|p| {
             // SAFETY: `reserve` proved the slot free: the consumer's Release store of a head
             // beyond this slot's previous position happened before our Acquire load of it.
             unsafe { (*p).write(value) };
         });
-        // Release: publishes the value; pairs with the consumer's Acquire load of the stamp.
-        slot.seq.store(self.tail + 1, Ordering::Release);
-        shmlane_segment::crash_point!("queue.spsc.push.stamped");
+        if let Some(stamp) = slot.stamp() {
+            // Release: publishes the value; pairs with the consumer's Acquire load of the stamp.
+            stamp.store(self.tail + 1, Ordering::Release);
+            shmlane_segment::crash_point!("queue.spsc.push.stamped");
+        }
         self.tail += 1;
-        // Release: pairs with the Acquire loads of `tail` in `len`/`slots`.
+        // Release: pairs with the Acquire loads of `tail` in `len`/`slots`, and (indexed) with
+        // the consumer's, which publish the value to it.
         ring.tail.store(self.tail, Ordering::Release);
         Ok(())
     }
@@ -211,19 +343,28 @@ impl<T: Copy, S: Storage<T>> Producer<T, S> {
     pub fn push_slice(&mut self, items: &[T]) -> usize {
         let count = self.reserve(items.len()).unwrap_or(0).min(items.len());
         let ring = self.storage.ring();
-        for (i, item) in items[..count].iter().enumerate() {
-            let position = self.tail + i as u64;
-            let slot = ring.slot(position);
-            slot.value.with_mut(|p| {
-                // SAFETY: `reserve` proved `count` slots from `tail` free, as in `try_push`.
-                unsafe { (*p).write(*item) };
-            });
-            // Release: publishes this value; pairs with the consumer's Acquire stamp load.
-            slot.seq.store(position + 1, Ordering::Release);
-            shmlane_segment::crash_point!("queue.spsc.push_slice.stamped");
+        let (mut items, mut position) = (&items[..count], self.tail);
+        for run in ring.runs(self.tail, count) {
+            let (now, rest) = items.split_at(run.len());
+            for (slot, item) in run.iter().zip(now) {
+                slot.value().with_mut(|p| {
+                    // SAFETY: `reserve` proved `count` slots from `tail` free, as in
+                    // `try_push`.
+                    unsafe { (*p).write(*item) };
+                });
+                if let Some(stamp) = slot.stamp() {
+                    // Release: publishes this value; pairs with the consumer's Acquire stamp
+                    // load.
+                    stamp.store(position + 1, Ordering::Release);
+                    shmlane_segment::crash_point!("queue.spsc.push_slice.stamped");
+                }
+                position += 1;
+            }
+            items = rest;
         }
         self.tail += count as u64;
-        // Release: pairs with the Acquire loads of `tail` in `len`/`slots`.
+        // Release: pairs with the Acquire loads of `tail` in `len`/`slots`, and (indexed) with
+        // the consumer's, which publish the whole batch to it.
         ring.tail.store(self.tail, Ordering::Release);
         count
     }
@@ -231,24 +372,25 @@ impl<T: Copy, S: Storage<T>> Producer<T, S> {
 
 impl<T, S: Storage<T>> Consumer<T, S> {
     fn start(storage: S, head: u64) -> Self {
-        Consumer { storage, head, _values: PhantomData }
+        Consumer { storage, head, cached_tail: head, _values: PhantomData }
     }
 
     /// Pops the oldest value.
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, PopError> {
         let ring = self.storage.ring();
-        let slot = ring.slot(self.head);
-        // Acquire: pairs with the producer's Release store of the stamp, making the value
-        // written before it visible.
-        if slot.seq.load(Ordering::Acquire) != self.head + 1 {
+        let ready = if S::STAMPED {
+            Self::ready(&ring, self.head)
+        } else {
+            Self::indexed_ready(self.head, &mut self.cached_tail, &ring, 1) == 1
+        };
+        if !ready {
             return Err(PopError::Empty);
         }
-        let value = slot.value.with(|p| {
-            // SAFETY: the stamp says the producer wrote this position's value, and it will not
-            // overwrite it before our Release store of a head beyond it (below).
-            unsafe { read_value(p) }
-        });
+        // SAFETY: the stamp or `tail` (Acquire, above) says the producer wrote this position's
+        // value, and it will not overwrite it before our Release store of a head beyond it
+        // (below).
+        let value = unsafe { ring.slot(self.head).read() };
         shmlane_segment::crash_point!("queue.spsc.pop.read");
         self.head += 1;
         // Release: pairs with the producer's Acquire load of `head`: our read of the slot
@@ -274,9 +416,7 @@ impl<T, S: Storage<T>> Consumer<T, S> {
 
     /// Whether nothing is ready to pop.
     pub fn is_empty(&self) -> bool {
-        let ring = self.storage.ring();
-        // Acquire: pairs with the producer's Release stamp store, as in `try_pop`.
-        ring.slot(self.head).seq.load(Ordering::Acquire) != self.head + 1
+        !self.peek_ready(&self.storage.ring())
     }
 
     /// Number of slots.
@@ -284,34 +424,72 @@ impl<T, S: Storage<T>> Consumer<T, S> {
         self.storage.ring().slots.len()
     }
 
-    /// Whether `position`'s value is in its slot (Acquire, as in `try_pop`).
-    fn ready(ring: &Ring<'_, T>, position: u64) -> bool {
-        // Acquire: pairs with the producer's Release stamp store.
-        ring.slot(position).seq.load(Ordering::Acquire) == position + 1
+    /// Whether `position`'s value is in its slot (stamped storage; Acquire, as in `try_pop`).
+    #[inline(always)]
+    fn ready(ring: &Ring<'_, T, S::Slot>, position: u64) -> bool {
+        // Acquire: pairs with the producer's Release stamp store. (A bare slot has no stamp:
+        // never asked, as only stamped storage calls this.)
+        ring.slot(position).stamp().is_some_and(|s| s.load(Ordering::Acquire) == position + 1)
+    }
+
+    /// How many of the next `wanted` positions are ready (indexed storage), loading `tail`
+    /// only if `cached_tail` shows fewer.
+    /// (`head` and `cached_tail` are the consumer's, passed apart from the borrowed ring.)
+    #[inline(always)]
+    fn indexed_ready(
+        head: u64,
+        cached_tail: &mut u64,
+        ring: &Ring<'_, T, S::Slot>,
+        wanted: u64,
+    ) -> u64 {
+        if cached_tail.wrapping_sub(head) >= wanted {
+            return wanted;
+        }
+        // Acquire: pairs with the producer's Release store of `tail`, which it made after
+        // writing every value below it. Clamped: a heap producer never gets ahead by more than
+        // the ring, but the count must not exceed it whatever the word says.
+        *cached_tail = ring.tail.load(Ordering::Acquire);
+        cached_tail.wrapping_sub(head).min(ring.capacity()).min(wanted)
+    }
+
+    /// Whether the value at `head` is ready, for `&self`: loads `tail` without caching it.
+    fn peek_ready(&self, ring: &Ring<'_, T, S::Slot>) -> bool {
+        if S::STAMPED {
+            Self::ready(ring, self.head)
+        } else {
+            // Acquire: pairs with the producer's Release store of `tail`, as above.
+            self.cached_tail != self.head || ring.tail.load(Ordering::Acquire) != self.head
+        }
     }
 }
 
 impl<T: Copy, S: Storage<T>> Consumer<T, S> {
     /// Pops up to `out.len()` values in order, committing them with one `head` store; returns
-    /// how many were popped. It never trusts the producer's `tail`: the producer stamps slots
-    /// in position order, each with Release, so when the stamp of the last wanted position is
-    /// there (Acquire), every earlier value is too: one stamp load per batch. Otherwise it
-    /// checks stamps one by one up to the first missing.
+    /// how many were popped. Indexed: what `cached_tail` (or one load of `tail`) shows. Stamped,
+    /// it never trusts the producer's `tail`: the producer stamps slots in position order, each
+    /// with Release, so when the stamp of the last wanted position is there (Acquire), every
+    /// earlier value is too: one stamp load per batch. Otherwise it checks stamps one by one
+    /// up to the first missing.
     pub fn pop_slice(&mut self, out: &mut [T]) -> usize {
         let ring = self.storage.ring();
         let wanted = (out.len() as u64).min(ring.capacity());
-        let count = if wanted > 0 && Self::ready(&ring, self.head + wanted - 1) {
+        let count = if !S::STAMPED {
+            Self::indexed_ready(self.head, &mut self.cached_tail, &ring, wanted)
+        } else if wanted > 0 && Self::ready(&ring, self.head + wanted - 1) {
             wanted
         } else {
             (0..wanted).take_while(|&i| Self::ready(&ring, self.head + i)).count() as u64
         };
-        for (i, out) in out[..count as usize].iter_mut().enumerate() {
-            *out = ring.slot(self.head + i as u64).value.with(|p| {
-                // SAFETY: the stamp of this position, or of a later one (Acquire), says its
-                // value is written, and the producer cannot reuse the slot before our head
-                // store below.
-                unsafe { read_value(p) }
-            });
+        let mut out = &mut out[..count as usize];
+        for run in ring.runs(self.head, count as usize) {
+            let (now, rest) = out.split_at_mut(run.len());
+            for (out, slot) in now.iter_mut().zip(run) {
+                // SAFETY: the stamp of this position or of a later one, or `tail` (Acquire),
+                // says its value is written, and the producer cannot reuse the slot before our
+                // head store below.
+                *out = unsafe { slot.read() };
+            }
+            out = rest;
         }
         if count > 0 {
             self.head += count;
@@ -324,13 +502,12 @@ impl<T: Copy, S: Storage<T>> Consumer<T, S> {
     /// A copy of the oldest value, without popping it.
     pub fn peek_copy(&self) -> Result<T, PopError> {
         let ring = self.storage.ring();
-        if !Self::ready(&ring, self.head) {
+        if !self.peek_ready(&ring) {
             return Err(PopError::Empty);
         }
-        Ok(ring.slot(self.head).value.with(|p| {
-            // SAFETY: written (stamp checked) and not reusable before our next head store.
-            unsafe { read_value(p) }
-        }))
+        // SAFETY: written (stamp or `tail` checked) and not reusable before our next head
+        // store.
+        Ok(unsafe { ring.slot(self.head).read() })
     }
 }
 

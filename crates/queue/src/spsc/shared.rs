@@ -83,9 +83,13 @@ pub struct Shared<'seg, T> {
 }
 
 impl<T> Storage<T> for Shared<'_, T> {
+    /// Stamped: one line per message, and a producer's death between its stamp and its
+    /// `tail` loses nothing (see the module documentation).
+    type Slot = Slot<T>;
+
     #[inline(always)]
-    fn ring(&self) -> Ring<'_, T> {
-        Ring { slots: self.slots, head: self.head, tail: self.tail }
+    fn ring(&self) -> Ring<'_, T, Slot<T>> {
+        Ring::new(self.slots, self.head, self.tail)
     }
 }
 
