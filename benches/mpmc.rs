@@ -8,7 +8,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
-use shmlane_benches::transfer;
+use shmlane_benches::{apart, transfer};
 use shmlane_queue::mpmc::{Queue, SharedMpmc};
 use shmlane_segment::{Carver, Fingerprint, Segment};
 
@@ -30,7 +30,7 @@ fn benches(c: &mut Criterion) {
         })
         .unwrap();
     let queue = SharedMpmc::<u64>::attach(&segment, region, fingerprint).unwrap();
-    let (mut tx, mut rx) = (queue.producer().unwrap(), queue.consumer().unwrap());
+    let (mut tx, mut rx) = apart((queue.producer().unwrap(), queue.consumer().unwrap()));
     for batched in [false, true] {
         let mut group = c.benchmark_group(if batched { "mpmc/runs16" } else { "mpmc/single" });
         group.throughput(Throughput::Elements(1));
@@ -38,7 +38,7 @@ fn benches(c: &mut Criterion) {
             b.iter_custom(|iters| transfer(&mut &shmlane, &mut &shmlane, iters.max(2), batched))
         });
         group.bench_function("shmlane mpmc in shm", |b| {
-            b.iter_custom(|iters| transfer(&mut tx, &mut rx, iters.max(2), batched))
+            b.iter_custom(|iters| transfer(&mut *tx, &mut *rx, iters.max(2), batched))
         });
         group.bench_function("crossbeam ArrayQueue", |b| {
             b.iter_custom(|iters| transfer(&mut &crossbeam, &mut &crossbeam, iters.max(2), batched))

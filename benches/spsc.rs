@@ -5,7 +5,7 @@
 //! `cargo bench -p shmlane-benches --bench spsc`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use shmlane_benches::{Rx, Tx, transfer};
+use shmlane_benches::{Rx, Tx, apart, transfer};
 use shmlane_queue::spsc::{self, SharedSpsc};
 use shmlane_segment::{Carver, Fingerprint, Segment};
 
@@ -24,11 +24,11 @@ fn bench_pair(c: &mut Criterion, name: &str, tx: &mut dyn Tx, rx: &mut dyn Rx) {
 }
 
 fn benches(c: &mut Criterion) {
-    let (mut tx, mut rx) = spsc::new::<u64>(CAPACITY);
-    bench_pair(c, "shmlane heap", &mut tx, &mut rx);
+    let (mut tx, mut rx) = apart(spsc::new::<u64>(CAPACITY));
+    bench_pair(c, "shmlane heap", &mut *tx, &mut *rx);
 
-    let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    bench_pair(c, "rtrb", &mut tx, &mut rx);
+    let (mut tx, mut rx) = apart(rtrb::RingBuffer::<u64>::new(CAPACITY));
+    bench_pair(c, "rtrb", &mut *tx, &mut *rx);
 
     let fingerprint = Fingerprint::new("bench.spsc.u64");
     let mut carver = Carver::new();
@@ -42,8 +42,8 @@ fn benches(c: &mut Criterion) {
         })
         .unwrap();
     let queue = SharedSpsc::<u64>::attach(&segment, region, fingerprint).unwrap();
-    let (mut tx, mut rx) = (queue.producer().unwrap(), queue.consumer().unwrap());
-    bench_pair(c, "shmlane in shm", &mut tx, &mut rx);
+    let (mut tx, mut rx) = apart((queue.producer().unwrap(), queue.consumer().unwrap()));
+    bench_pair(c, "shmlane in shm", &mut *tx, &mut *rx);
 }
 
 criterion_group!(spsc_benches, benches);

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crossbeam_utils::CachePadded;
 use rustix::thread::CpuSet;
 use shmlane_queue::spsc;
 
@@ -100,6 +101,14 @@ impl Rx for rtrb::Consumer<u64> {
         let len = out.len();
         len - self.pop_partial_slice(out).1.len()
     }
+}
+
+/// A queue's two ends on cache lines of their own, as each would be in its own thread's
+/// memory: side by side (two locals, or two fields of a closure) the private index each end
+/// writes per operation would share a line with the other's, and the false sharing would be
+/// measured instead of the queue.
+pub fn apart<P, C>((tx, rx): (P, C)) -> (CachePadded<P>, CachePadded<C>) {
+    (CachePadded::new(tx), CachePadded::new(rx))
 }
 
 /// Moves `count` values from `tx` to `rx` on two pinned threads (`BATCH` at a time if
