@@ -16,7 +16,12 @@ pub struct Heap<T, L: RingSlot<T> = Bare<T>>(Arc<HeapRing<T, L>>);
 struct HeapRing<T, L: RingSlot<T>> {
     head: CachePadded<AtomicU64>,
     tail: CachePadded<AtomicU64>,
-    slots: Box<[L]>,
+    /// The ring's slots, `start..start + capacity` of `allocated`: the ring starts on a
+    /// 128-byte boundary (a line pair), when the slot size allows, so no line of it is shared
+    /// with another allocation.
+    allocated: Box<[L]>,
+    start: usize,
+    capacity: usize,
     _values: std::marker::PhantomData<T>,
 }
 
@@ -25,13 +30,13 @@ impl<T, L: RingSlot<T>> Storage<T> for Heap<T, L> {
 
     #[inline(always)]
     fn ring(&self) -> Ring<'_, T, L> {
-        Ring::new(&self.0.slots, &self.0.head, &self.0.tail)
+        Ring::new(self.0.slots(), &self.0.head, &self.0.tail)
     }
 }
 
 impl<T, L: RingSlot<T>> fmt::Debug for Heap<T, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Heap").field("capacity", &self.0.slots.len()).finish()
+        f.debug_struct("Heap").field("capacity", &self.0.capacity).finish()
     }
 }
 
@@ -58,10 +63,23 @@ pub type Ends<T, L> = (Producer<T, Heap<T, L>>, Consumer<T, Heap<T, L>>);
 
 fn with_storage<T: Send, L: RingSlot<T>>(capacity: usize) -> Ends<T, L> {
     let capacity = capacity.max(1).next_power_of_two();
+    // Up to 128 bytes of spare slots on each side of the ring, to start it on a 128-byte
+    // boundary and keep other allocations off its first and last lines.
+    let size = size_of::<L>();
+    let spare = if size > 0 && 128usize.is_multiple_of(size) { 128 / size } else { 0 };
+    let allocated: Box<[L]> = (0..capacity + 2 * spare).map(|_| L::empty()).collect();
+    let misaligned = (allocated.as_ptr() as usize) % 128;
+    let start = match misaligned {
+        0 => 0,
+        _ if spare > 0 && (128 - misaligned).is_multiple_of(size) => (128 - misaligned) / size,
+        _ => spare / 2,
+    };
     let ring = Arc::new(HeapRing {
         head: CachePadded::new(AtomicU64::new(0)),
         tail: CachePadded::new(AtomicU64::new(0)),
-        slots: (0..capacity).map(|_| L::empty()).collect(),
+        allocated,
+        start,
+        capacity,
         _values: std::marker::PhantomData,
     });
     (Producer::start(Heap(ring.clone()), 0, 0), Consumer::start(Heap(ring), 0))
@@ -82,15 +100,22 @@ impl<T, L: RingSlot<T>> Consumer<T, Heap<T, L>> {
     }
 }
 
+impl<T, L: RingSlot<T>> HeapRing<T, L> {
+    fn slots(&self) -> &[L] {
+        &self.allocated[self.start..self.start + self.capacity]
+    }
+}
+
 impl<T, L: RingSlot<T>> Drop for HeapRing<T, L> {
     fn drop(&mut self) {
         // Both ends are gone (this is the last `Arc`): drop what was pushed and never popped.
         // Relaxed: the `Arc` drop synchronised with both ends' last operations.
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Relaxed);
-        let mask = self.slots.len() as u64 - 1;
+        let mask = self.capacity as u64 - 1;
+        let slots = &self.allocated[self.start..self.start + self.capacity];
         for position in head..tail {
-            self.slots[(position & mask) as usize].value().with_mut(|p| {
+            slots[(position & mask) as usize].value().with_mut(|p| {
                 // SAFETY: positions in head..tail were pushed and not popped, so initialised,
                 // and nobody else can access them any more.
                 unsafe { (*p).assume_init_drop() }
