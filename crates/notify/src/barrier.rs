@@ -84,7 +84,11 @@ pub fn asymmetric_notify() -> bool {
 #[inline]
 pub(crate) fn waiter_fence() {
     fence(Ordering::SeqCst);
-    // Relaxed: a switch of this process's own, set before its waits.
+    // Relaxed: this process's own flags. Once refused (ENOSYS, EPERM: for good), the system
+    // call is not tried again: every sleep is capped from then on anyway.
+    if WAITER_UNBARRIERED.load(StdOrdering::Relaxed) != 0 {
+        return;
+    }
     let refused = WAITER_REFUSED.load(StdOrdering::Relaxed) != 0;
     if refused || membarrier(MembarrierCommand::GlobalExpedited).is_err() {
         // Relaxed: read only by this process's later sleeps, which cap themselves.

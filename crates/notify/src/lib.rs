@@ -55,11 +55,6 @@ mod barrier;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 #[path = "symmetric_barrier.rs"]
 mod barrier;
-/// Whether this process's notifiers skip the hardware fence: never without `membarrier`.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub fn asymmetric_notify() -> bool {
-    false
-}
 mod event_count;
 mod futex;
 #[cfg(feature = "loom")]
@@ -69,7 +64,6 @@ pub mod reactor;
 pub mod strategy;
 mod sync;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
 pub use barrier::asymmetric_notify;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[doc(hidden)]

@@ -16,6 +16,11 @@ pub(crate) fn waiter_fence() {
     fence(Ordering::SeqCst);
 }
 
+/// Whether this process's notifiers skip the hardware fence: never without `membarrier`.
+pub fn asymmetric_notify() -> bool {
+    false
+}
+
 /// `deadline` as it is: no sleep is ever capped here.
 pub(crate) fn sleep_deadline(
     deadline: Option<std::time::Instant>,

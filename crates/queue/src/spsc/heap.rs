@@ -72,7 +72,9 @@ fn with_storage<T: Send, L: RingSlot<T>>(capacity: usize) -> Ends<T, L> {
     let start = match misaligned {
         0 => 0,
         _ if spare > 0 && (128 - misaligned).is_multiple_of(size) => (128 - misaligned) / size,
-        _ => spare / 2,
+        // Slots that cannot land on the boundary: the spare slots after still keep the
+        // neighbours off the last line.
+        _ => 0,
     };
     let ring = Arc::new(HeapRing {
         head: CachePadded::new(AtomicU64::new(0)),
