@@ -74,6 +74,7 @@ fn every_transport_runs_and_the_json_has_exactly_the_documented_shape() {
         "payload_bytes",
         "iters",
         "p50_ns",
+        "trimmed_mean_ns",
         "p90_ns",
         "p99_ns",
         "p999_ns",
@@ -94,6 +95,9 @@ fn every_transport_runs_and_the_json_has_exactly_the_documented_shape() {
             .map(|key| row[*key].as_f64().unwrap())
             .collect();
         assert!(quantiles[0] > 0.0, "{row:?}");
+        // The mean of the round trips up to p99 lies between the smallest of them and p99.
+        let mean = row["trimmed_mean_ns"].as_f64().unwrap();
+        assert!(mean > 0.0 && mean <= quantiles[2], "{row:?}");
         assert!(
             quantiles.windows(2).all(|pair| pair[0] <= pair[1]),
             "quantiles not ordered: {row:?}"
