@@ -73,6 +73,9 @@ fn coarse_ms() -> u64 {
 #[derive(Debug)]
 pub struct Publisher<T> {
     state: RefCell<State>,
+    /// Loans out now (inline ones too): at most `max_loans`. Outside `state` so that an
+    /// inline loan costs no borrow of it.
+    loans: Cell<u32>,
     entry: SegmentRef<PublisherEntry>,
     subscribers: Vec<SegmentRef<SubscriberEntry>>,
     /// Per subscriber slot, the ack word of our connection to it.
@@ -102,7 +105,6 @@ struct State {
     /// `Holders::HISTORY`).
     history: VecDeque<Sent>,
     pools: Pools,
-    loans: u32,
     connections: Vec<ToSubscriber>,
     /// Bit `s` set: connection `s` is served (`served != 0`); sends skip the others.
     serving: u64,
@@ -270,7 +272,6 @@ impl<T> Publisher<T> {
         let state = State {
             history: VecDeque::with_capacity(config.history as usize + 1),
             pools,
-            loans: 0,
             connections,
             serving: 0,
             wakes: None,
@@ -281,6 +282,7 @@ impl<T> Publisher<T> {
         let roster = SegmentRef::try_map(&topic.segment, |seg| topic.layout.roster(seg))?;
         Ok(Publisher {
             state: RefCell::new(state),
+            loans: Cell::new(0),
             entry,
             subscribers,
             acks,
@@ -298,10 +300,10 @@ impl<T> Publisher<T> {
 
     /// Takes a free block and records `len` in it; returns it with a pointer to its elements.
     fn take_block(&self, len: u64) -> Result<(BlockId, NonNull<u8>), PublishError> {
-        let mut state = self.state.borrow_mut();
-        if state.loans >= self.topic.config.max_loans {
+        if self.loans.get() >= self.topic.config.max_loans {
             return Err(self.loan_failed());
         }
+        let mut state = self.state.borrow_mut();
         // Returned blocks are collected only when no free one is left (and after each send):
         // reading the queues of returns on every loan would cost a cache-line transfer.
         let block = match state.pools.take_free(len) {
@@ -312,7 +314,7 @@ impl<T> Publisher<T> {
                 Err(e) => return Err(e),
             },
         };
-        state.loans += 1;
+        self.loans.set(self.loans.get() + 1);
         let elements = state.pools.elements(block, len);
         crash_point!("shmlane.loan.taken");
         Ok((block, elements))
@@ -352,12 +354,29 @@ impl<T> Publisher<T> {
 
     /// A loan dropped without sending: its block (if any) is free again.
     pub(crate) fn unloan(&self, place: &Place) {
-        let mut state = self.state.borrow_mut();
-        state.loans -= 1;
+        self.end_loan();
         if let Place::Block { block, .. } = *place {
+            let mut state = self.state.borrow_mut();
             state.pools.unloan(block);
             state.pools.free_if_unused(block);
         }
+    }
+
+    /// A loan ended (sent or given back).
+    #[inline(always)]
+    fn end_loan(&self) {
+        self.loans.set(self.loans.get() - 1);
+    }
+
+    /// An inline loan: counted against `max_loans` like any other, with no block to take.
+    #[inline(always)]
+    fn loan_inline(&self) -> Result<Place, PublishError> {
+        let loans = self.loans.get();
+        if loans >= self.topic.config.max_loans {
+            return Err(self.loan_failed());
+        }
+        self.loans.set(loans + 1);
+        Ok(Place::Inline([0; LINE_WORDS]))
     }
 
     /// How long a send under [`Overflow::Block`] waits for room (default 1 s).
@@ -369,45 +388,66 @@ impl<T> Publisher<T> {
     /// overflow policy says, delivers, keeps it in the history, then takes in returns.
     #[inline]
     fn publish(&self, sent: Sent, tag: u64, only: Option<usize>) -> Result<usize, PublishError> {
-        let delivered = self.publish_uncounted(sent, tag, only)?;
+        let delivered = match sent {
+            Sent::Inline(line) => self.publish_inline(&line, self.element.line_words(), only)?,
+            Sent::Block(block) => self.publish_block(block, tag, only)?,
+        };
         SlotCounters::add(&self.entry.counters.sent, 1);
         Ok(delivered)
     }
 
-    /// [`publish`](Self::publish) without counting the send.
-    fn publish_uncounted(
+    /// [`publish`](Self::publish) of an inline value, the first `words` words of `line`
+    /// (a constant for a typed publisher): the path of small samples, with no block to account
+    /// for, so that as little as possible lies between a subscriber's claim of the previous
+    /// sample and the store that publishes this one. Not counted.
+    #[inline(always)]
+    fn publish_inline(
         &self,
-        sent: Sent,
-        tag: u64,
+        line: &Line,
+        words: usize,
         only: Option<usize>,
     ) -> Result<usize, PublishError> {
         let targets = self.targets(only);
         let mut state = self.state.borrow_mut();
+        self.follow_roster(&mut state);
+        if let Err(e) = self.make_room(&mut state, targets.clone()) {
+            self.take_returns(&mut state);
+            return Err(e);
+        }
+        crash_point!("shmlane.send.unloaned");
+        let (delivered, stuck) = self.deliver_inline(&mut state, &line[..words], targets);
+        self.keep_in_history(&mut state, Sent::Inline(*line));
+        if !stuck.is_empty() {
+            self.check_stuck(&mut state, stuck);
+        }
+        Ok(delivered)
+    }
+
+    /// [`publish`](Self::publish) of a loaned block (tagged if `tag != 0`), not counted.
+    fn publish_block(
+        &self,
+        block: BlockId,
+        tag: u64,
+        only: Option<usize>,
+    ) -> Result<usize, PublishError> {
+        let sent = Sent::Block(block);
+        let targets = self.targets(only);
+        let mut state = self.state.borrow_mut();
         // A block stays marked loaned until the send is done: a value a peer forged into a
         // queue may name it, and its release must not free it while it is being handed out.
-        if let Sent::Block(block) = sent
-            && tag != 0
-        {
+        if tag != 0 {
             state.pools.set_tag(block, tag);
         }
         self.follow_roster(&mut state);
         if let Err(e) = self.make_room(&mut state, targets.clone()) {
             self.take_returns(&mut state);
-            if let Sent::Block(block) = sent {
-                state.pools.unloan(block);
-                state.pools.free_if_unused(block);
-            }
+            state.pools.unloan(block);
+            state.pools.free_if_unused(block);
             return Err(e);
         }
         crash_point!("shmlane.send.unloaned");
-        let (delivered, stuck) = self.deliver(&mut state, sent, targets);
+        let (delivered, stuck) = self.deliver_block(&mut state, block, targets);
         self.keep_in_history(&mut state, sent);
-        let Sent::Block(block) = sent else {
-            if !stuck.is_empty() {
-                self.check_stuck(&mut state, stuck);
-            }
-            return Ok(delivered);
-        };
         state.pools.unloan(block);
         state.pools.free_if_unused(block);
         if !stuck.is_empty() {
@@ -434,9 +474,22 @@ impl<T> Publisher<T> {
 
     /// Whether the send may go ahead under the topic's overflow policy: drop-oldest always
     /// (it evicts while delivering), reject if every target has room, block once they have.
-    #[inline]
+    #[inline(always)]
     fn make_room(&self, state: &mut State, targets: Range<usize>) -> Result<(), PublishError> {
         match self.topic.config.overflow {
+            Overflow::DropOldest => Ok(()),
+            overflow => self.make_room_for(overflow, state, targets),
+        }
+    }
+
+    /// [`make_room`](Self::make_room) under the reject and block policies.
+    fn make_room_for(
+        &self,
+        overflow: Overflow,
+        state: &mut State,
+        targets: Range<usize>,
+    ) -> Result<(), PublishError> {
+        match overflow {
             Overflow::DropOldest => Ok(()),
             Overflow::Reject => {
                 if !serving_in(state.serving, &targets).all(|s| self.has_room(state, s)) {
@@ -451,62 +504,85 @@ impl<T> Publisher<T> {
         }
     }
 
-    /// Queues `sent` for every served subscriber in `targets`, evicting under drop-oldest;
+    /// Queues `block` for every served subscriber in `targets`, evicting under drop-oldest;
     /// returns how many it was queued for, and the subscribers that are not draining their
-    /// queues (at their limit, or evicted from), to be checked for death. A block counts
-    /// against each subscriber's limit of blocks; an inline value takes no block.
-    #[inline]
-    fn deliver(&self, state: &mut State, sent: Sent, targets: Range<usize>) -> (usize, Holders) {
+    /// queues (at their limit, or evicted from), to be checked for death. The block counts
+    /// against each subscriber's limit of blocks.
+    fn deliver_block(
+        &self,
+        state: &mut State,
+        block: BlockId,
+        targets: Range<usize>,
+    ) -> (usize, Holders) {
         let limit = self.outstanding_limit();
         let mut delivered = 0;
         let mut stuck = Holders::NONE;
         for s in serving_in(state.serving, &targets) {
-            let entry = &self.subscribers[s];
-            if let Sent::Block(_) = sent
-                && state.connections[s].outstanding >= limit
-            {
+            if state.connections[s].outstanding >= limit {
                 self.take_returns_from(state, s);
                 if state.connections[s].outstanding >= limit {
                     // Relaxed: a statistic.
-                    entry.drops.fetch_add(1, Ordering::Relaxed);
+                    self.subscribers[s].drops.fetch_add(1, Ordering::Relaxed);
                     stuck.insert(Holders::subscriber(s));
                     continue;
                 }
             }
             let submission = &mut state.connections[s].submission;
-            let pushed = match &sent {
-                Sent::Block(block) => {
-                    submission.push(QueuedBlock::new(self.generation, *block).to_raw())
-                }
-                Sent::Inline(line) => {
-                    let words = &line[..self.element.line_words()];
-                    submission.push_inline(words)
-                }
-            };
-            match pushed {
+            match submission.push(QueuedBlock::new(self.generation, block).to_raw()) {
                 Ok(evicted) => {
-                    if let Sent::Block(block) = sent {
-                        state.pools.holders(block).insert(Holders::subscriber(s));
-                        state.connections[s].outstanding += 1;
-                    }
+                    state.pools.holders(block).insert(Holders::subscriber(s));
+                    state.connections[s].outstanding += 1;
                     delivered += 1;
-                    if let Some(evicted) = evicted {
-                        Self::take_back(state, self.generation, evicted, s);
-                        // Relaxed: a statistic.
-                        entry.drops.fetch_add(1, Ordering::Relaxed);
-                        stuck.insert(Holders::subscriber(s));
-                    }
-                    crash_point!("shmlane.send.pushed");
-                    match &mut state.wakes {
-                        Some(wakes) => wakes.insert(Holders::subscriber(s)),
-                        None => entry.event.notify_one(),
-                    }
+                    self.queued(state, s, evicted, &mut stuck);
                 }
                 // A corrupt queue: serve that slot again from scratch on the next send.
                 Err(_) => state.set_served(s, 0),
             }
         }
         (delivered, stuck)
+    }
+
+    /// Queues the inline value `words` for every served subscriber in `targets`, as
+    /// [`deliver_block`](Self::deliver_block) does a block (it takes no block).
+    #[inline(always)]
+    fn deliver_inline(
+        &self,
+        state: &mut State,
+        words: &[u64],
+        targets: Range<usize>,
+    ) -> (usize, Holders) {
+        let mut delivered = 0;
+        let mut stuck = Holders::NONE;
+        for s in serving_in(state.serving, &targets) {
+            match state.connections[s].submission.push_inline(words) {
+                Ok(evicted) => {
+                    delivered += 1;
+                    self.queued(state, s, evicted, &mut stuck);
+                }
+                // A corrupt queue: serve that slot again from scratch on the next send.
+                Err(_) => state.set_served(s, 0),
+            }
+        }
+        (delivered, stuck)
+    }
+
+    /// A sample was queued for subscriber `s`, evicting `evicted` (drop-oldest): the evicted
+    /// one is taken back and counted as dropped, and the subscriber woken (at the batch's end
+    /// in a batch).
+    #[inline(always)]
+    fn queued(&self, state: &mut State, s: usize, evicted: Option<u64>, stuck: &mut Holders) {
+        let entry = &self.subscribers[s];
+        if let Some(evicted) = evicted {
+            Self::take_back(state, self.generation, evicted, s);
+            // Relaxed: a statistic.
+            entry.drops.fetch_add(1, Ordering::Relaxed);
+            stuck.insert(Holders::subscriber(s));
+        }
+        crash_point!("shmlane.send.pushed");
+        match &mut state.wakes {
+            Some(wakes) => wakes.insert(Holders::subscriber(s)),
+            None => entry.event.notify_one(),
+        }
     }
 
     /// Keeps `sent` in the history (if the topic has one), letting the oldest go.
@@ -829,12 +905,7 @@ impl<T> Publisher<T> {
     /// one element of a type that travels inline, else a payload block.
     pub(crate) fn loan_place(&self, len: u64) -> Result<Place, PublishError> {
         if len == 1 && self.element.inline() {
-            let mut state = self.state.borrow_mut();
-            if state.loans >= self.topic.config.max_loans {
-                return Err(self.loan_failed());
-            }
-            state.loans += 1;
-            return Ok(Place::Inline([0; LINE_WORDS]));
+            return self.loan_inline();
         }
         let (block, ptr) = self.take_block(len)?;
         Ok(Place::Block { block, ptr })
@@ -842,7 +913,7 @@ impl<T> Publisher<T> {
 
     /// Sends a loaned place (its loan ends: the send owns it now), as [`send`](Publisher::send).
     pub(crate) fn send_place(&self, place: Place) -> Result<usize, PublishError> {
-        self.state.borrow_mut().loans -= 1;
+        self.end_loan();
         let sent = match place {
             Place::Block { block, .. } => Sent::Block(block),
             Place::Inline(line) => Sent::Inline(line),
@@ -874,7 +945,7 @@ impl<T> Publisher<T> {
         // SAFETY: the block was just loaned to us for `len / size` elements: `len` bytes at
         // `ptr` lie in it, in our writable mapping, and nothing else writes them.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
-        self.state.borrow_mut().loans -= 1;
+        self.end_loan();
         self.publish(Sent::Block(block), tag, only)
     }
 
@@ -898,12 +969,7 @@ impl<T: ZeroCopy> Publisher<T> {
     /// payload block.
     pub fn loan(&self) -> Result<Loan<'_, T>, PublishError> {
         if words::inline::<T>() {
-            let mut state = self.state.borrow_mut();
-            if state.loans >= self.topic.config.max_loans {
-                return Err(self.loan_failed());
-            }
-            state.loans += 1;
-            return Ok(Loan { publisher: self, place: Place::Inline([0; LINE_WORDS]) });
+            return self.loan_inline().map(|place| Loan { publisher: self, place });
         }
         self.loan_block()
     }
@@ -929,7 +995,7 @@ impl<T: ZeroCopy> Publisher<T> {
     /// [`INLINE_MAX`](crate::topic::INLINE_MAX) bytes, else through a payload block).
     pub fn send_copy(&self, value: T) -> Result<usize, PublishError> {
         if words::inline::<T>() {
-            return self.publish(Sent::Inline(words::to_line(&value)), 0, None);
+            return self.publish_typed(Sent::Inline(words::to_line(&value)));
         }
         let mut loan = self.loan()?;
         *loan = value;
@@ -977,9 +1043,10 @@ impl<T: ZeroCopy> Publisher<T> {
                 break;
             }
             crash_point!("shmlane.send.unloaned");
-            let line = Sent::Inline(words::to_line(value));
-            let (_, stuck) = self.deliver(&mut state, line, targets.clone());
-            self.keep_in_history(&mut state, line);
+            let line = words::to_line(value);
+            let line_words = &line[..words::line_words::<T>()];
+            let (_, stuck) = self.deliver_inline(&mut state, line_words, targets.clone());
+            self.keep_in_history(&mut state, Sent::Inline(line));
             if !stuck.is_empty() {
                 self.check_stuck(&mut state, stuck);
             }
@@ -994,7 +1061,7 @@ impl<T: ZeroCopy> Publisher<T> {
     /// Takes a loan apart for its send: what to queue (the loan count is the send's now).
     fn take_loan(&self, loan: Loan<'_, T>) -> Sent {
         let loan = std::mem::ManuallyDrop::new(loan);
-        self.state.borrow_mut().loans -= 1;
+        self.end_loan();
         match &loan.place {
             Place::Block { block, .. } => Sent::Block(*block),
             Place::Inline(line) => Sent::Inline(*line),
@@ -1007,7 +1074,19 @@ impl<T: ZeroCopy> Publisher<T> {
     /// reject refuses the whole send.
     pub fn send(&self, loan: Loan<'_, T>) -> Result<usize, PublishError> {
         let sent = self.take_loan(loan);
-        self.publish(sent, 0, None)
+        self.publish_typed(sent)
+    }
+
+    /// [`publish`](Publisher::publish) to every subscriber, an inline value with the words of
+    /// `T` (a constant).
+    #[inline(always)]
+    fn publish_typed(&self, sent: Sent) -> Result<usize, PublishError> {
+        let delivered = match sent {
+            Sent::Inline(line) => self.publish_inline(&line, words::line_words::<T>(), None)?,
+            Sent::Block(block) => self.publish_block(block, 0, None)?,
+        };
+        SlotCounters::add(&self.entry.counters.sent, 1);
+        Ok(delivered)
     }
 
     /// [`send`](Self::send) with a correlation tag the subscriber reads back, to subscriber
@@ -1033,7 +1112,7 @@ impl<T: ZeroCopy> Publisher<T> {
     pub fn send_slice(&self, loan: SliceLoan<'_, T>) -> Result<usize, PublishError> {
         let block = loan.block;
         std::mem::forget(loan);
-        self.state.borrow_mut().loans -= 1;
+        self.end_loan();
         self.publish(Sent::Block(block), 0, None)
     }
 }

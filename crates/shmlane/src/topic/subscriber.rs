@@ -795,6 +795,7 @@ impl<T> Subscriber<T> {
 
     /// A sample received from publisher slot `publisher` is dropped: it is held no more, and
     /// its block (if any) goes back.
+    #[inline]
     pub(crate) fn release<I>(&self, publisher: u32, place: &Received<I>) {
         match place {
             Received::Block(lent) => self.give_back(publisher as usize, lent.value),
@@ -1139,6 +1140,7 @@ impl<T: ZeroCopy> Deref for Sample<'_, T> {
 }
 
 impl<T: ZeroCopy> Drop for Sample<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.subscriber.release(self.publisher, &self.place);
     }
