@@ -478,19 +478,6 @@ impl<T> Publisher<T> {
     fn make_room(&self, state: &mut State, targets: Range<usize>) -> Result<(), PublishError> {
         match self.topic.config.overflow {
             Overflow::DropOldest => Ok(()),
-            overflow => self.make_room_for(overflow, state, targets),
-        }
-    }
-
-    /// [`make_room`](Self::make_room) under the reject and block policies.
-    fn make_room_for(
-        &self,
-        overflow: Overflow,
-        state: &mut State,
-        targets: Range<usize>,
-    ) -> Result<(), PublishError> {
-        match overflow {
-            Overflow::DropOldest => Ok(()),
             Overflow::Reject => {
                 if !serving_in(state.serving, &targets).all(|s| self.has_room(state, s)) {
                     self.take_returns(state);
@@ -586,7 +573,7 @@ impl<T> Publisher<T> {
     }
 
     /// Keeps `sent` in the history (if the topic has one), letting the oldest go.
-    #[inline]
+    #[inline(always)]
     fn keep_in_history(&self, state: &mut State, sent: Sent) {
         if self.topic.config.history == 0 {
             return;
@@ -644,7 +631,7 @@ impl<T> Publisher<T> {
     /// we also follow subscribers leaving and joining (a new subscriber that took over the slot
     /// of a dead one is served from scratch, its predecessor's queue emptied) and clean out the
     /// one we wait for if it is proven dead.
-    #[inline]
+    #[inline(always)]
     fn wait_for_room(&self, state: &mut State, targets: Range<usize>) -> Result<(), PublishError> {
         // The common case, every subscriber keeping up, reads no clock (a clock read costs
         // more than the rest of a send on some machines).
