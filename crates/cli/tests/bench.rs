@@ -185,7 +185,7 @@ fn the_throughput_mode_streams_every_payload_and_reports_rates() {
     for payload in ["8 B", "64 B", "1 KiB", "64 KiB"] {
         assert!(stdout.contains(&format!("payload {payload} (3000 messages")), "{stdout}");
     }
-    for transport in ["shmlane-spsc", "shmlane-pubsub"] {
+    for transport in ["shmlane-spsc", "shmlane-pubsub", "shmlane-pubsub-batch"] {
         // A table row: the transport's name, then numbers (the ratio lines have words).
         let rows: Vec<&str> = stdout
             .lines()
@@ -206,12 +206,13 @@ fn the_throughput_mode_streams_every_payload_and_reports_rates() {
         }
     }
     assert_eq!(stdout.matches("shmlane-pubsub / shmlane-spsc per round: min ").count(), 4);
+    assert_eq!(stdout.matches("shmlane-pubsub-batch / shmlane-spsc per round: min ").count(), 4);
     assert!(stdout.contains("(goal >= 0.50)"), "{stdout}");
 
     let value: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let _ = std::fs::remove_file(&json);
     let results = value["results"].as_array().unwrap();
-    assert_eq!(results.len(), 8);
+    assert_eq!(results.len(), 12);
     for row in results {
         assert_eq!(row["messages"].as_u64(), Some(3000));
         assert_eq!(row["msgs_per_s"].as_array().map(Vec::len), Some(2), "{row}");
@@ -225,4 +226,6 @@ fn the_throughput_mode_refuses_what_it_cannot_measure() {
     assert_refused(&["bench", "--mode", "throughput", "--payload", "4K"], "8, 64, 1K or 64K");
     assert_refused(&["bench", "--mode", "throughput", "--rate", "100"], "latency mode only");
     assert_refused(&["bench", "--mode", "throughput", "--messages", "0"], "0 is not in 1..");
+    // The batch calls stream; a ping-pong has one message in flight, no batch to make.
+    assert_refused(&["bench", "--transport", "shmlane-pubsub-batch"], "streams only");
 }

@@ -33,6 +33,11 @@ pub type Links<'r> = [Vec<Box<dyn Link + 'r>>];
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let choice = cores::choose(args.cores).map_err(BenchError::Usage)?;
     let transports = sorted(&args.transports, &Transport::ALL);
+    if let Some(streaming) = transports.iter().find(|t| !Transport::ALL.contains(t)) {
+        return Err(BenchError::Usage(format!(
+            "{streaming} streams only: measure it with --mode throughput"
+        )));
+    }
     let payloads = sorted(&args.payloads, &[8, 64, 4096, 1 << 20]);
     // Opened now, so a bad path fails before the run rather than after it.
     let json = args.json.as_deref().map(create).transpose()?;

@@ -66,6 +66,9 @@ pub enum Transport {
     ShmlanePubsub,
     /// The facade with the futex-backed Blocking wait strategy.
     ShmlaneBlocking,
+    /// Throughput mode only: the facade's batch calls, `send_copies` of 16 samples (one
+    /// wake-up check per batch) and `drain` (inline samples 16 to a claim, no `Sample` each).
+    ShmlanePubsubBatch,
 }
 
 impl Transport {
@@ -92,6 +95,7 @@ impl Transport {
             Transport::ShmlaneSpsc => "shmlane-spsc",
             Transport::ShmlanePubsub => "shmlane-pubsub",
             Transport::ShmlaneBlocking => "shmlane-blocking",
+            Transport::ShmlanePubsubBatch => "shmlane-pubsub-batch",
         }
     }
 }
@@ -134,7 +138,7 @@ by the shmlane transports.
 Exit codes: 0 done, 1 the run failed, 2 bad arguments.")]
 pub struct BenchArgs {
     /// What to measure: ping-pong latency, or one-way streaming throughput (transports
-    /// shmlane-spsc and shmlane-pubsub, payloads 8, 64, 1K, 64K)
+    /// shmlane-spsc, shmlane-pubsub and shmlane-pubsub-batch, payloads 8, 64, 1K, 64K)
     #[arg(long, value_enum, default_value_t = Mode::Latency)]
     mode: Mode,
     /// Throughput mode: messages per transport, payload size and round [default: 1000000]

@@ -240,6 +240,7 @@ pub struct Resources {
     pubsub: Option<Topics>,
     blocking: Option<Topics>,
     stream: Option<StreamTopic>,
+    stream_batch: Option<StreamTopic>,
 }
 
 impl Resources {
@@ -265,13 +266,20 @@ impl Resources {
             None
         };
         if plan.mode == Mode::Throughput {
-            let stream = if plan.has(Transport::ShmlanePubsub) {
-                let name = format!("stream{phase}");
-                Some(StreamTopic::new(node, &name, payload, side).map_err(BenchError::Setup)?)
-            } else {
-                None
+            let stream = |transport, prefix: &str| -> Result<Option<StreamTopic>, BenchError> {
+                if !plan.has(transport) {
+                    return Ok(None);
+                }
+                let name = format!("{prefix}{phase}");
+                StreamTopic::new(node, &name, payload, side).map(Some).map_err(BenchError::Setup)
             };
-            return Ok(Resources { segment, pubsub: None, blocking: None, stream });
+            return Ok(Resources {
+                segment,
+                pubsub: None,
+                blocking: None,
+                stream: stream(Transport::ShmlanePubsub, "stream")?,
+                stream_batch: stream(Transport::ShmlanePubsubBatch, "batch")?,
+            });
         }
         let topics = |transport, prefix: &str| -> Result<Option<Topics>, BenchError> {
             if !plan.has(transport) {
@@ -286,6 +294,7 @@ impl Resources {
             pubsub: topics(Transport::ShmlanePubsub, "pubsub")?,
             blocking: topics(Transport::ShmlaneBlocking, "blocking")?,
             stream: None,
+            stream_batch: None,
         })
     }
 
@@ -345,11 +354,14 @@ impl Resources {
                 Ok(Box::new(connections.link(transport, payload)?))
             }
             Transport::ShmlanePubsub => match &self.stream {
-                Some(stream) => stream.link(side),
+                Some(stream) => stream.link(side, false),
                 None => Ok(Box::new(self.pubsub.as_ref().ok_or_else(missing)?.link(side, false)?)),
             },
             Transport::ShmlaneBlocking => {
                 Ok(Box::new(self.blocking.as_ref().ok_or_else(missing)?.link(side, true)?))
+            }
+            Transport::ShmlanePubsubBatch => {
+                self.stream_batch.as_ref().ok_or_else(missing)?.link(side, true)
             }
         }
     }

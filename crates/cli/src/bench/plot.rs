@@ -40,6 +40,7 @@ fn color(transport: Transport) -> RGBAColor {
         Transport::ShmlaneSpsc => (31, 119, 180),
         Transport::ShmlanePubsub => (214, 39, 40),
         Transport::ShmlaneBlocking => (148, 103, 189),
+        Transport::ShmlanePubsubBatch => (255, 127, 14),
     };
     RGBColor(red, green, blue).to_rgba()
 }

@@ -5,7 +5,8 @@
 //! reads it in place: no byte of the payload is copied.
 //!
 //! The throughput mode's topics ([`StreamTopic`]) carry a `#[repr(C)]` type per payload size
-//! instead, one way, under [`Overflow::Block`].
+//! instead, one way, under [`Overflow::Block`]: `shmlane-pubsub` sends and receives one
+//! sample per call, `shmlane-pubsub-batch` uses the batch calls ([`Batched`]).
 
 use shmlane::notify::Blocking;
 use shmlane::{Node, Overflow, PublishError, Publisher, Sample, Subscriber, Topic};
@@ -177,27 +178,33 @@ impl StreamTopic {
         })
     }
 
-    /// `side`'s end: the initiator publishes, the echo side subscribes.
-    pub fn link(&self, side: Side) -> Result<Box<dyn Link + '_>, LinkError> {
-        fn end<P: Sequenced>(topic: &Topic<P>, side: Side) -> Result<Box<dyn Link>, LinkError> {
-            Ok(match side {
-                Side::Initiator => Box::new(StreamEnd::Publisher(
+    /// `side`'s end: the initiator publishes, the echo side subscribes; through the batch
+    /// calls if `batched` ([`Batched`]).
+    pub fn link(&self, side: Side, batched: bool) -> Result<Box<dyn Link + '_>, LinkError> {
+        fn end<P: Sequenced>(
+            topic: &Topic<P>,
+            side: Side,
+            batched: bool,
+        ) -> Result<Box<dyn Link>, LinkError> {
+            let end = match side {
+                Side::Initiator => StreamEnd::Publisher(
                     topic
                         .publisher()
                         .map_err(|e| LinkError::shmlane("claim a publisher slot", e))?,
-                )),
-                Side::Echo => Box::new(StreamEnd::Subscriber(
+                ),
+                Side::Echo => StreamEnd::Subscriber(
                     topic
                         .subscriber()
                         .map_err(|e| LinkError::shmlane("claim a subscriber slot", e))?,
-                )),
-            })
+                ),
+            };
+            Ok(if batched { Box::new(Batched(end)) } else { Box::new(end) })
         }
         match self {
-            StreamTopic::B8(topic) => end(topic, side),
-            StreamTopic::B64(topic) => end(topic, side),
-            StreamTopic::K1(topic) => end(topic, side),
-            StreamTopic::K64(topic) => end(topic, side),
+            StreamTopic::B8(topic) => end(topic, side, batched),
+            StreamTopic::B64(topic) => end(topic, side, batched),
+            StreamTopic::K1(topic) => end(topic, side, batched),
+            StreamTopic::K64(topic) => end(topic, side, batched),
         }
     }
 }
@@ -244,6 +251,77 @@ impl<P: Sequenced> Link for StreamEnd<P> {
         match self {
             StreamEnd::Publisher(publisher) => publisher.subscribers() == 1,
             StreamEnd::Subscriber(_) => true,
+        }
+    }
+}
+
+/// Samples per `send_copies` call of `shmlane-pubsub-batch`: as many as a subscriber's claim
+/// takes at once.
+const BATCH: usize = 16;
+
+/// `shmlane-pubsub-batch`: a stream end that sends with `send_copies` of [`BATCH`] values
+/// (one wake-up check per batch) and receives with `drain` (inline samples up to 16 to a
+/// claim, each handed over without a `Sample`). Every value is written whole, whatever its
+/// size, as `send_copies` copies it; every sequence number is checked.
+#[derive(Debug)]
+struct Batched<P: Sequenced>(StreamEnd<P>);
+
+impl<P: Sequenced> Link for Batched<P> {
+    fn send(&mut self, seq: u64) -> Result<(), LinkError> {
+        self.send_run(seq, 1)
+    }
+
+    fn receive(&mut self, seq: u64) -> Result<(), LinkError> {
+        self.receive_run(seq, 1)
+    }
+
+    fn peer_attached(&self) -> bool {
+        self.0.peer_attached()
+    }
+
+    fn send_run(&mut self, first: u64, count: u64) -> Result<(), LinkError> {
+        let StreamEnd::Publisher(publisher) = &self.0 else {
+            return Err(LinkError::Shmlane("a subscriber end does not send".into()));
+        };
+        // On the heap: 16 of the 64 KiB type are 1 MiB.
+        let mut batch: Box<[P]> = std::iter::repeat_n(P::with_seq(0), BATCH).collect();
+        let end = first + count;
+        let mut seq = first;
+        while seq < end {
+            let n = (end - seq).min(BATCH as u64) as usize;
+            for (value, seq) in batch[..n].iter_mut().zip(seq..) {
+                value.set_seq(seq);
+            }
+            publisher.send_copies(&batch[..n]).map_err(|e| LinkError::shmlane("send", e))?;
+            seq += n as u64;
+        }
+        Ok(())
+    }
+
+    fn receive_run(&mut self, first: u64, count: u64) -> Result<(), LinkError> {
+        let StreamEnd::Subscriber(subscriber) = &self.0 else {
+            return Err(LinkError::Shmlane("a publisher end does not receive".into()));
+        };
+        let end = first + count;
+        let mut next = first;
+        // The first sample out of order, (expected, got): the drain goes on, the run fails.
+        let mut wrong = None;
+        spin_until("a sample", || {
+            let left = usize::try_from(end - next).unwrap_or(usize::MAX);
+            let drained = subscriber.drain(left, |sample| {
+                if sample.seq() != next && wrong.is_none() {
+                    wrong = Some((next, sample.seq()));
+                }
+                next += 1;
+            });
+            match drained {
+                Err(e) => Some(Err(LinkError::shmlane("receive", e))),
+                Ok(_) => (next == end).then_some(Ok(())),
+            }
+        })??;
+        match wrong {
+            Some((expected, got)) => expect_seq(expected, got),
+            None => Ok(()),
         }
     }
 }

@@ -218,8 +218,8 @@ pub fn spread(values: &[f64]) -> [f64; 3] {
     [sorted[0], median, sorted[n - 1]]
 }
 
-/// Prints one throughput table per payload size, each with the per-round ratio of
-/// `shmlane-pubsub` to `shmlane-spsc`.
+/// Prints one throughput table per payload size, each with the per-round ratios of
+/// `shmlane-pubsub` and `shmlane-pubsub-batch` to `shmlane-spsc`.
 pub fn print_throughput(rows: &[Throughput], machine: &Machine) {
     println!(
         "shmlane bench --mode throughput on {}, CPUs {} (sender) and {} (receiver)",
@@ -237,7 +237,7 @@ pub fn print_throughput(rows: &[Throughput], machine: &Machine) {
         let messages = rows.first().map_or(0, |row| row.messages);
         println!("\npayload {} ({messages} messages per transport and round)", size(payload));
         println!(
-            "{:<18}{:>10}{:>10}{:>10}{:>10}{:>16}",
+            "{:<22}{:>10}{:>10}{:>10}{:>10}{:>16}",
             "transport", "min", "median", "max", "GB/s", "median/spsc"
         );
         let spsc = rows.iter().find(|row| row.transport == Transport::ShmlaneSpsc);
@@ -247,7 +247,7 @@ pub fn print_throughput(rows: &[Throughput], machine: &Machine) {
                 figure(median / spsc.spread()[1].max(f64::MIN_POSITIVE))
             });
             println!(
-                "{:<18}{:>10}{:>10}{:>10}{:>10}{ratio:>16}",
+                "{:<22}{:>10}{:>10}{:>10}{:>10}{ratio:>16}",
                 row.transport.name(),
                 figure(min / 1e6),
                 figure(median / 1e6),
@@ -255,14 +255,15 @@ pub fn print_throughput(rows: &[Throughput], machine: &Machine) {
                 figure(row.gb_per_s(median))
             );
         }
-        let pubsub = rows.iter().find(|row| row.transport == Transport::ShmlanePubsub);
-        if let (Some(pubsub), Some(spsc)) = (pubsub, spsc) {
+        for transport in [Transport::ShmlanePubsub, Transport::ShmlanePubsubBatch] {
+            let pubsub = rows.iter().find(|row| row.transport == transport);
+            let (Some(pubsub), Some(spsc)) = (pubsub, spsc) else { continue };
             let ratios: Vec<f64> =
                 pubsub.rates.iter().zip(&spsc.rates).map(|(ours, queue)| ours / queue).collect();
             let [min, median, max] = spread(&ratios).map(figure);
             let goal = if payload == 8 { " (goal >= 0.50)" } else { "" };
             println!(
-                "shmlane-pubsub / shmlane-spsc per round: min {min}, median {median}, max \
+                "{transport} / shmlane-spsc per round: min {min}, median {median}, max \
                  {max}{goal}"
             );
         }

@@ -23,7 +23,8 @@ use super::{BenchArgs, BenchError, Mode, Transport};
 /// Messages per transport, payload size and round when `--messages` is not given.
 const DEFAULT_MESSAGES: u64 = 1_000_000;
 /// The transports that can stream.
-const STREAMING: [Transport; 2] = [Transport::ShmlaneSpsc, Transport::ShmlanePubsub];
+const STREAMING: [Transport; 3] =
+    [Transport::ShmlaneSpsc, Transport::ShmlanePubsub, Transport::ShmlanePubsubBatch];
 
 /// Runs the throughput mode with `args` and prints (and writes) the results.
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
@@ -39,7 +40,8 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let transports = sorted(&args.transports, &STREAMING);
     if let Some(other) = transports.iter().find(|t| !STREAMING.contains(t)) {
         return Err(usage(format!(
-            "{other} cannot stream: the throughput mode measures shmlane-spsc and shmlane-pubsub"
+            "{other} cannot stream: the throughput mode measures shmlane-spsc, shmlane-pubsub \
+             and shmlane-pubsub-batch"
         )));
     }
     let payloads = sorted(&args.payloads, &STREAM_PAYLOADS);
