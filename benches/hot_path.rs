@@ -10,6 +10,8 @@
 //! - `loan+send / receive`: a `Topic<u64>` (1 publisher, 1 subscriber slot, capacity 4, the
 //!   ping-pong bench's settings), `loan`, write, `send`, then `receive` and drop the sample;
 //! - `send_copy / receive`: the same with `send_copy`;
+//! - `loan_slice 4 KiB / receive`: the same topic, a slice of 512 `u64` in a payload block
+//!   (the sequence number written and read in place, nothing copied): the block path;
 //! - `receive, nothing queued`: one empty poll (what a spinning subscriber repeats);
 //! - `overflow queue push/pop`: the subscriber queue alone (`push_inline`, `pop_line_when`),
 //!   the floor under the two first;
@@ -30,6 +32,8 @@ use shmlane_queue::{overflow, spsc};
 const ROUNDS: usize = 5;
 /// Messages per loop and round.
 const MESSAGES: u64 = 10_000_000;
+/// Elements of the block path's slice (4 KiB).
+const SLICE: usize = 512;
 
 /// One message through the facade: loan, write in place, send, receive, drop.
 #[inline(never)]
@@ -47,6 +51,17 @@ fn copy_receive(publisher: &Publisher<u64>, subscriber: &Subscriber<u64>, seq: u
     publisher.send_copy(seq).expect("send_copy");
     let sample = subscriber.receive().expect("receive").expect("a sample was sent");
     *sample
+}
+
+/// One message in a payload block: loan a slice, write its first element, send, receive,
+/// read the first element in place, drop.
+#[inline(never)]
+fn slice_receive(publisher: &Publisher<u64>, subscriber: &Subscriber<u64>, seq: u64) -> u64 {
+    let mut loan = publisher.loan_slice(SLICE).expect("loan_slice");
+    loan[0] = seq;
+    publisher.send_slice(loan).expect("send_slice");
+    let sample = subscriber.receive().expect("receive").expect("a sample was sent");
+    sample.as_slice()[0]
 }
 
 /// One poll of an empty subscriber.
@@ -76,6 +91,7 @@ fn main() {
         .subscriber_capacity(4)
         .max_held(2)
         .max_loans(2)
+        .max_slice_len(SLICE as u32)
         .create()
         .expect("the topic");
     let (publisher, subscriber) = (topic.publisher().expect("a"), topic.subscriber().expect("b"));
@@ -85,6 +101,7 @@ fn main() {
     let names = [
         "loan+send / receive",
         "send_copy / receive",
+        "loan_slice 4 KiB / receive",
         "receive, nothing queued",
         "overflow queue push/pop",
         "stamped SPSC push/pop",
@@ -100,6 +117,7 @@ fn main() {
         };
         time(&mut |seq| assert_eq!(loan_send_receive(&publisher, &subscriber, seq), seq));
         time(&mut |seq| assert_eq!(copy_receive(&publisher, &subscriber, seq), seq));
+        time(&mut |seq| assert_eq!(slice_receive(&publisher, &subscriber, seq), seq));
         time(&mut |_| assert!(empty_poll(&subscriber)));
         time(&mut |seq| {
             queue_in.push_inline(&[seq]).expect("a queue of our own");
