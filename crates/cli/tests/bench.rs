@@ -19,8 +19,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-const TRANSPORTS: [&str; 8] = [
+const TRANSPORTS: [&str; 9] = [
     "cacheline",
+    "cacheline-block",
     "futex",
     "pipe",
     "uds",

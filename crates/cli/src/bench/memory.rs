@@ -4,6 +4,12 @@
 //! - `cacheline`: one `AtomicU64` each way on its own cache line, busy polled: the floor any
 //!   shared-memory transport pays. Payloads over 8 bytes are copied into a shared buffer
 //!   before the store and out of it after the load (a by-copy shared-memory channel).
+//! - `cacheline-block`: one `AtomicU64` each way that names one of [`BLOCKS`] blocks, each on
+//!   its own cache-line pair, whose first word holds the message: the sender writes it in
+//!   place, the receiver reads it in place once the word names it. Two dependent lines per
+//!   message, whatever the payload size: the floor under a queue slot that names a loaned
+//!   block. The sender writes into the next block right after sending, as shmlane's publisher
+//!   does (`warm_next`), so that its line is ours before the next message.
 //! - `futex`: the same words and buffers, with a raw `FUTEX_WAIT` / `FUTEX_WAKE` (no
 //!   private flag) on every message: the kernel's cross-process wake-up, no shmlane code.
 //! - `shmlane-spsc`: shmlane's SPSC queue in the segment, busy polled. An 8-byte payload is
@@ -42,11 +48,19 @@ pub const STREAM: Depth = Depth { queue: 256, pool: 256 + 8 };
 /// How long one futex wait sleeps before the deadline is checked again.
 const FUTEX_RECHECK: futex::Timespec = futex::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
 
-/// The words of the `cacheline` and `futex` transports, one cache line each.
+/// Blocks of the `cacheline-block` transport, each way: a ping-pong has one in flight, and
+/// the peer is done with the others.
+const BLOCKS: usize = 4;
+
+/// The words of the `cacheline`, `cacheline-block` and `futex` transports, one cache line each.
 #[repr(C)]
 struct Lanes {
     /// `cacheline`: the last sequence number sent each way.
     words: [CachePadded<AtomicU64>; 2],
+    /// `cacheline-block`: the last sequence number sent each way, which names its block.
+    naming: [CachePadded<AtomicU64>; 2],
+    /// `cacheline-block`: each way's blocks (their first words).
+    blocks: [[CachePadded<AtomicU64>; BLOCKS]; 2],
     /// `futex`: the last sequence number (low 32 bits) sent each way.
     futexes: [CachePadded<AtomicU32>; 2],
 }
@@ -172,6 +186,17 @@ impl PhaseSegment {
         }))
     }
 
+    /// `side`'s end of the `cacheline-block` transport.
+    pub fn cacheline_block(&self, side: Side) -> Result<Box<dyn Link + '_>, LinkError> {
+        let lanes = self.lanes()?;
+        Ok(Box::new(CachelineBlock {
+            outbound: &lanes.naming[side.outbound()],
+            inbound: &lanes.naming[side.inbound()],
+            outbound_blocks: &lanes.blocks[side.outbound()],
+            inbound_blocks: &lanes.blocks[side.inbound()],
+        }))
+    }
+
     /// `side`'s end of the `futex` transport.
     pub fn futex(&self, side: Side) -> Result<Box<dyn Link + '_>, LinkError> {
         let lanes = self.lanes()?;
@@ -261,6 +286,45 @@ impl Link for Cacheline<'_> {
             Some(copier) => copier.copy_in(seq),
             None => Ok(()),
         }
+    }
+}
+
+struct CachelineBlock<'s> {
+    outbound: &'s AtomicU64,
+    inbound: &'s AtomicU64,
+    outbound_blocks: &'s [CachePadded<AtomicU64>; BLOCKS],
+    inbound_blocks: &'s [CachePadded<AtomicU64>; BLOCKS],
+}
+
+/// The block that message `seq` (or a word naming it) lies in.
+fn block_of(seq: u64) -> usize {
+    (seq % BLOCKS as u64) as usize
+}
+
+impl Link for CachelineBlock<'_> {
+    #[inline(always)]
+    fn send(&mut self, seq: u64) -> Result<(), LinkError> {
+        // Relaxed: published by the Release store below.
+        self.outbound_blocks[block_of(seq)].store(seq, Ordering::Relaxed);
+        // Release: publishes the block's word; pairs with the peer's Acquire load.
+        self.outbound.store(seq, Ordering::Release);
+        // The next message's block, fetched for writing now, off the critical path. The peer
+        // read it `BLOCKS - 1` messages ago and answered since, so it is done with it; the
+        // next message's store comes after this one in the word's order.
+        self.outbound_blocks[block_of(seq + 1)].store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn receive(&mut self, seq: u64) -> Result<(), LinkError> {
+        // Acquire: pairs with the peer's Release store, so its write into the block is
+        // visible. The block is found from the loaded word, as a queue slot names a block.
+        let named = spin_until("a cache-line message", || {
+            let word = self.inbound.load(Ordering::Acquire);
+            (word == seq).then_some(word)
+        })?;
+        // Relaxed: ordered after the Acquire load above.
+        expect_seq(seq, self.inbound_blocks[block_of(named)].load(Ordering::Relaxed))
     }
 }
 

@@ -52,6 +52,10 @@ use link::LinkError;
 pub enum Transport {
     /// Two bare atomics in a shared segment, busy polled: the physical floor.
     Cacheline,
+    /// A bare atomic each way that names one of four blocks, whose first word carries the
+    /// message, read in place: the floor of any transport whose payload lies outside the
+    /// line the receiver polls (two dependent cache lines per message).
+    CachelineBlock,
     /// Raw FUTEX_WAIT / FUTEX_WAKE on a shared word for every message.
     Futex,
     /// A pipe each way (the echo process's stdin and stdout).
@@ -73,8 +77,9 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in report order.
-    pub const ALL: [Transport; 8] = [
+    pub const ALL: [Transport; 9] = [
         Transport::Cacheline,
+        Transport::CachelineBlock,
         Transport::Futex,
         Transport::Pipe,
         Transport::Uds,
@@ -88,6 +93,7 @@ impl Transport {
     pub fn name(self) -> &'static str {
         match self {
             Transport::Cacheline => "cacheline",
+            Transport::CachelineBlock => "cacheline-block",
             Transport::Futex => "futex",
             Transport::Pipe => "pipe",
             Transport::Uds => "uds",
@@ -133,7 +139,9 @@ const MAX_PAYLOAD: u64 = 256 << 20;
 Every transport and payload size runs in the same run, taking turns, and each table shows the \
 ratio of each transport's p50 to `cacheline` (two atomics in shared memory: the floor). Payloads over 8 \
 bytes are copied by cacheline, futex, pipe, uds and tcp, and loaned (written and read in place) \
-by the shmlane transports.
+by the shmlane transports. cacheline-block is the floor of a payload read in place from a line \
+other than the one polled: an atomic that names a block, whose first word is the message, at \
+every payload size.
 
 Exit codes: 0 done, 1 the run failed, 2 bad arguments.")]
 pub struct BenchArgs {

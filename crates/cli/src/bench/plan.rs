@@ -248,9 +248,14 @@ impl Resources {
     /// needs.
     pub fn new(plan: &Plan, phase: usize, node: &Node, side: Side) -> Result<Self, BenchError> {
         let payload = plan.phases[phase].payload;
-        let needs_segment = [Transport::Cacheline, Transport::Futex, Transport::ShmlaneSpsc]
-            .iter()
-            .any(|&transport| plan.has(transport));
+        let needs_segment = [
+            Transport::Cacheline,
+            Transport::CachelineBlock,
+            Transport::Futex,
+            Transport::ShmlaneSpsc,
+        ]
+        .iter()
+        .any(|&transport| plan.has(transport));
         let depth = match plan.mode {
             Mode::Latency => memory::PING_PONG,
             Mode::Throughput => memory::STREAM,
@@ -348,6 +353,7 @@ impl Resources {
         let segment = || self.segment.as_ref().ok_or_else(missing);
         match transport {
             Transport::Cacheline => segment()?.cacheline(side),
+            Transport::CachelineBlock => segment()?.cacheline_block(side),
             Transport::Futex => segment()?.futex(side),
             Transport::ShmlaneSpsc => segment()?.spsc(side),
             Transport::Pipe | Transport::Uds | Transport::Tcp => {

@@ -33,6 +33,7 @@ pub fn draw(path: &Path, measurements: &[Measurement], machine: &Machine) -> Res
 fn color(transport: Transport) -> RGBAColor {
     let (red, green, blue) = match transport {
         Transport::Cacheline => (0, 0, 0),
+        Transport::CachelineBlock => (90, 90, 90),
         Transport::Futex => (140, 140, 140),
         Transport::Pipe => (166, 118, 29),
         Transport::Uds => (102, 166, 30),
