@@ -12,14 +12,18 @@
 //! 1024 slots each; a producer thread and a consumer thread pinned to the first two CPUs of the
 //! affinity mask; the consumer checks the sum of what it got. Reports M values/s per round and
 //! the spread (min / median / max) over the rounds, of each contender and of the per-round
-//! ratio shmlane / baseline (goal: ≥ 1).
+//! ratio shmlane / baseline (goal: ≥ 1), the ratio of the two contenders' medians, and in how
+//! many rounds shmlane was ahead. One contender's rate can differ 2-3x from one turn to the
+//! next (single values: 116-309 M/s within one run of 2026-12-07): the per-round ratio then
+//! pairs two independent draws, and the medians' ratio and the rounds won say more than its
+//! median.
 //!
 //! `cargo bench -p shmlane-benches --bench queues_alternating [-- --rounds N]`;
 //! `-- --test` is a smoke run of one short round.
 
 use crossbeam_queue::ArrayQueue;
 use shmlane_benches::peer;
-use shmlane_benches::rounds::{Comparison, Contender, spread};
+use shmlane_benches::rounds::{Comparison, Contender, after_spacer, spread};
 use shmlane_benches::two_cpus;
 use shmlane_queue::{mpmc, spsc};
 
@@ -27,8 +31,15 @@ use shmlane_queue::{mpmc, spsc};
 const CAPACITY: usize = 1024;
 /// Recorded rounds unless `--rounds` says otherwise.
 const ROUNDS: usize = 30;
+/// Queues per contender, used in turn, one per round.
+const PLACEMENTS: usize = 8;
 /// Rounds run first and discarded.
 const WARMUP_ROUNDS: usize = 2;
+
+/// A queue that both ends share (MPMC), once per placement.
+fn shared<Q>(queues: &[Q]) -> Vec<(&Q, &Q)> {
+    queues.iter().map(|q| (q, q)).collect()
+}
 
 /// A contender's name without the word "shmlane", to fit a column.
 fn short(name: &str) -> &str {
@@ -50,44 +61,55 @@ fn main() {
     // round run within a phase of the host as a rule.
     let scale = |count: u64| if smoke { 10_000 } else { count };
 
-    let (shmlane_single, rtrb_single) =
-        (spsc::new::<u64>(CAPACITY), rtrb::RingBuffer::new(CAPACITY));
-    let (shmlane_batch, rtrb_batch) = (spsc::new::<u64>(CAPACITY), rtrb::RingBuffer::new(CAPACITY));
-    let (mpmc_single, crossbeam_single) =
-        (mpmc::Queue::<u64>::new(CAPACITY), ArrayQueue::new(CAPACITY));
-    let (mpmc_runs, crossbeam_runs) =
-        (mpmc::Queue::<u64>::new(CAPACITY), ArrayQueue::new(CAPACITY));
+    // Several queues per contender, placed apart, used in turn (`Contender::new`); made
+    // interleaved, so that each contender's spread over the same stretch of the heap.
+    let mut spacers = Vec::new();
+    let (mut shmlane_single, mut rtrb_single) = (Vec::new(), Vec::new());
+    let (mut shmlane_batch, mut rtrb_batch) = (Vec::new(), Vec::new());
+    let (mut mpmc_single, mut crossbeam_single) = (Vec::new(), Vec::new());
+    let (mut mpmc_runs, mut crossbeam_runs) = (Vec::new(), Vec::new());
+    for _ in 0..PLACEMENTS {
+        let spacers = &mut spacers;
+        shmlane_single.push(after_spacer(spacers, || spsc::new::<u64>(CAPACITY)));
+        rtrb_single.push(after_spacer(spacers, || rtrb::RingBuffer::new(CAPACITY)));
+        shmlane_batch.push(after_spacer(spacers, || spsc::new::<u64>(CAPACITY)));
+        rtrb_batch.push(after_spacer(spacers, || rtrb::RingBuffer::new(CAPACITY)));
+        mpmc_single.push(after_spacer(spacers, || mpmc::Queue::<u64>::new(CAPACITY)));
+        crossbeam_single.push(after_spacer(spacers, || ArrayQueue::new(CAPACITY)));
+        mpmc_runs.push(after_spacer(spacers, || mpmc::Queue::<u64>::new(CAPACITY)));
+        crossbeam_runs.push(after_spacer(spacers, || ArrayQueue::new(CAPACITY)));
+    }
     let mut comparisons = [
         Comparison {
             title: "SPSC, one at a time",
             count: scale(1_000_000),
             pair: [
-                Contender::new("shmlane spsc", shmlane_single.0, shmlane_single.1, false),
-                Contender::new("rtrb", rtrb_single.0, rtrb_single.1, false),
+                Contender::new("shmlane spsc", shmlane_single, false),
+                Contender::new("rtrb", rtrb_single, false),
             ],
         },
         Comparison {
             title: "SPSC, batches of 16",
             count: scale(4_000_000),
             pair: [
-                Contender::new("shmlane spsc", shmlane_batch.0, shmlane_batch.1, true),
-                Contender::new("rtrb", rtrb_batch.0, rtrb_batch.1, true),
+                Contender::new("shmlane spsc", shmlane_batch, true),
+                Contender::new("rtrb", rtrb_batch, true),
             ],
         },
         Comparison {
             title: "MPMC, one at a time",
             count: scale(500_000),
             pair: [
-                Contender::new("shmlane mpmc", &mpmc_single, &mpmc_single, false),
-                Contender::new("ArrayQueue", &crossbeam_single, &crossbeam_single, false),
+                Contender::new("shmlane mpmc", shared(&mpmc_single), false),
+                Contender::new("ArrayQueue", shared(&crossbeam_single), false),
             ],
         },
         Comparison {
             title: "MPMC, runs of 16",
             count: scale(500_000),
             pair: [
-                Contender::new("shmlane mpmc", &mpmc_runs, &mpmc_runs, true),
-                Contender::new("ArrayQueue", &crossbeam_runs, &crossbeam_runs, true),
+                Contender::new("shmlane mpmc", shared(&mpmc_runs), true),
+                Contender::new("ArrayQueue", shared(&crossbeam_runs), true),
             ],
         },
     ];
@@ -129,23 +151,31 @@ fn main() {
         println!();
     }
 
-    println!("\nspread over the rounds, min / median / max (ratio = shmlane / baseline, goal ≥ 1)");
     println!(
-        "{:<22} {:>24} {:>14} {:>24} {:>20}",
-        "comparison", "shmlane M/s", "baseline", "baseline M/s", "ratio"
+        "\nspread over the rounds, min / median / max (ratio = shmlane / baseline per round, \
+         goal ≥ 1); medians = shmlane's median over the baseline's; ahead = rounds shmlane won"
+    );
+    println!(
+        "{:<22} {:>24} {:>14} {:>24} {:>20} {:>8} {:>7}",
+        "comparison", "shmlane M/s", "baseline", "baseline M/s", "ratio", "medians", "ahead"
     );
     let fmt = |(min, median, max): (f64, f64, f64), digits: usize| {
         format!("{min:.digits$} / {median:.digits$} / {max:.digits$}")
     };
     for comparison in &comparisons {
         let [ours, theirs] = &comparison.pair;
+        let ratios = comparison.ratios();
+        let medians = spread(&ours.rates).1 / spread(&theirs.rates).1;
+        let ahead = ratios.iter().filter(|&&ratio| ratio >= 1.0).count();
         println!(
-            "{:<22} {:>24} {:>14} {:>24} {:>20}",
+            "{:<22} {:>24} {:>14} {:>24} {:>20} {:>8.2} {:>7}",
             comparison.title,
             fmt(spread(&ours.rates), 1),
             theirs.name,
             fmt(spread(&theirs.rates), 1),
-            fmt(spread(&comparison.ratios()), 2),
+            fmt(spread(&ratios), 2),
+            medians,
+            format!("{ahead}/{}", ratios.len()),
         );
     }
     if producer == consumer {

@@ -40,11 +40,13 @@ pub fn transfer_pinned<P: Tx + ?Sized, C: Rx + ?Sized>(
     })
 }
 
-/// One contender: a name and a run of `count` values (its queue ends captured).
+/// One contender: a name and runs of `count` values, each through the next of its queues
+/// (their ends captured), in turn.
 pub struct Contender<'q> {
     /// Shown in the report.
     pub name: &'static str,
-    run: Box<dyn FnMut(u64) -> Duration + 'q>,
+    runs: Vec<Box<dyn FnMut(u64) -> Duration + 'q>>,
+    turn: usize,
     /// M values per second, one entry per recorded round.
     pub rates: Vec<f64>,
 }
@@ -56,21 +58,46 @@ impl std::fmt::Debug for Contender<'_> {
 }
 
 impl<'q> Contender<'q> {
-    /// A contender moving values from `tx` to `rx` with [`transfer_pinned`].
-    pub fn new<P: Tx + 'q, C: Rx + 'q>(name: &'static str, tx: P, rx: C, batched: bool) -> Self {
-        // Side by side in this closure, the ends' private indices would share a line.
-        let (mut tx, mut rx) = apart((tx, rx));
-        let run = move |count| transfer_pinned(&mut *tx, &mut *rx, count, batched);
-        Contender { name, run: Box::new(run), rates: Vec::new() }
+    /// A contender moving values with [`transfer_pinned`] through `queues` (the two ends of
+    /// each), one queue per round in turn. Where a queue lies in memory can decide its rate
+    /// for a whole run (one run measured a queue ahead in 38 of 40 rounds and the next, with
+    /// the same code, behind in most), so a contender gets several, each placed apart from
+    /// the others: the rounds sample placements, as they sample host phases.
+    pub fn new<P: Tx + 'q, C: Rx + 'q>(
+        name: &'static str,
+        queues: Vec<(P, C)>,
+        batched: bool,
+    ) -> Self {
+        let runs = queues
+            .into_iter()
+            .map(|ends| {
+                // Side by side in this closure, the ends' private indices would share a line.
+                let (mut tx, mut rx) = apart(ends);
+                let run = move |count| transfer_pinned(&mut *tx, &mut *rx, count, batched);
+                Box::new(run) as Box<dyn FnMut(u64) -> Duration + 'q>
+            })
+            .collect();
+        Contender { name, runs, turn: 0, rates: Vec::new() }
     }
 
-    /// Moves `count` values; records the rate if `record`.
+    /// Moves `count` values through the next queue; records the rate if `record`.
     pub fn run(&mut self, count: u64, record: bool) {
-        let elapsed = (self.run)(count);
+        let next = self.turn % self.runs.len();
+        self.turn += 1;
+        let run = &mut self.runs[next];
+        let elapsed = run(count);
         if record {
             self.rates.push(count as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6);
         }
     }
+}
+
+/// A value made by `make` after a spacer allocation (kept in `spacers`) whose size differs
+/// from the previous spacers', so that values made in a row do not lie at one offset within a
+/// page: 64-byte steps, spread over a page by an odd multiple (0, 448, 896, … bytes).
+pub fn after_spacer<V>(spacers: &mut Vec<Vec<u8>>, make: impl FnOnce() -> V) -> V {
+    spacers.push(vec![0; (spacers.len() * 7 % 64) * 64 + 8]);
+    make()
 }
 
 /// Two contenders measured against each other: the first is shmlane's.
