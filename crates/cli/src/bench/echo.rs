@@ -75,9 +75,8 @@ fn echo(plan: &Plan) -> Result<(), BenchError> {
         });
     }
     plan.schedule(
-        |phase, transport, trip| {
+        |phase, transport, seq, _| {
             let link = &mut links[phase][transport];
-            let seq = trip + 1;
             link.receive(seq).and_then(|()| link.send(seq)).map_err(|source| BenchError::Link {
                 transport: plan.transports[transport],
                 payload: plan.phases[phase].payload,

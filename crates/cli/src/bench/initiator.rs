@@ -52,6 +52,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         transports,
         phases: phases(&args, &payloads),
         round: args.round,
+        turn_warmup: args.turn_warmup,
         uds: None,
         tcp_port: None,
         mode: Mode::Latency,
@@ -200,15 +201,19 @@ fn connect(
 
 /// The progress bar over every round trip (throughput mode: message) of the run.
 fn progress_bar(plan: &Plan) -> ProgressBar {
-    let rounds = match plan.mode {
-        Mode::Latency => 1,
-        Mode::Throughput => plan.rounds,
+    let total: u64 = match plan.mode {
+        // Every trip of the schedule, the turns' warm-ups too: counted by walking it.
+        Mode::Latency => {
+            let mut total = 0;
+            let _ = plan.schedule::<()>(|_, _, _, _| Ok(()), |trips| total += trips);
+            total
+        }
+        Mode::Throughput => plan
+            .phases
+            .iter()
+            .map(|phase| (phase.warmup + plan.rounds * phase.iters) * plan.transports.len() as u64)
+            .sum(),
     };
-    let total: u64 = plan
-        .phases
-        .iter()
-        .map(|phase| (phase.warmup + rounds * phase.iters) * plan.transports.len() as u64)
-        .sum();
     ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{spinner} [{bar:40}] {percent:>3}% {eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -245,17 +250,17 @@ fn round_trips(
         .collect();
     let mut pacer = rate.map(Pacer::new);
     plan.schedule(
-        |phase, transport, trip| {
+        |phase, transport, seq, recorded| {
             let late = pacer.as_mut().map_or(Duration::ZERO, Pacer::wait);
             let elapsed =
-                time_round_trip(links[phase][transport].as_mut(), trip + 1).map_err(|source| {
+                time_round_trip(links[phase][transport].as_mut(), seq).map_err(|source| {
                     BenchError::Link {
                         transport: plan.transports[transport],
                         payload: plan.phases[phase].payload,
                         source,
                     }
                 })?;
-            if trip >= plan.phases[phase].warmup {
+            if recorded {
                 record(&mut histograms[phase][transport], late, elapsed);
             }
             Ok(())

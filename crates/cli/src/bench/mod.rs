@@ -182,6 +182,10 @@ pub struct BenchArgs {
     /// most round trips; sizes with fewer make proportionally fewer per turn)
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     round: u64,
+    /// Round trips each transport makes unrecorded at the start of each of its turns: after
+    /// the others' turns its lines and code are out of the caches (0 records them)
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    turn_warmup: u64,
     /// Write the results as JSON to FILE
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,

@@ -51,6 +51,10 @@ pub struct Plan {
     pub phases: Vec<Phase>,
     /// Round trips per transport before switching to the next.
     pub round: u64,
+    /// Round trips each transport makes unrecorded at the start of each of its turns (after
+    /// the other transports' turns it comes back to cold caches).
+    #[serde(default)]
+    pub turn_warmup: u64,
     /// The initiator's Unix socket (`uds`).
     pub uds: Option<PathBuf>,
     /// The initiator's loopback TCP port (`tcp`).
@@ -69,17 +73,23 @@ impl Plan {
         self.transports.contains(&transport)
     }
 
-    /// Calls `round_trip(phase, transport, trip)` for round trip number `trip` (from 0) of
-    /// payload size number `phase` and transport number `transport`, in schedule order, until
-    /// each pair made its `warmup + iters`.
+    /// Calls `round_trip(phase, transport, seq, recorded)` for every round trip of payload
+    /// size number `phase` and transport number `transport`, in schedule order: `seq` counts
+    /// each pair's round trips from 1, and `recorded` says whether this one counts (each pair
+    /// makes `warmup + iters` trips of which the last `iters` are recorded, plus
+    /// `turn_warmup` unrecorded ones at the start of each of its turns).
     /// The run is cut into turns: in each, every payload size in order, and within it every
     /// transport in order, makes its share of round trips: `round` for the size with the
     /// most, proportionally fewer for the others, so that every size is spread evenly over the
     /// whole run and drift (host phases, frequency) hits sizes alike, as it hits transports.
+    /// The share starts with `turn_warmup` trips that are not recorded: after the other
+    /// transports' and sizes' turns, a transport's first trips find its lines and code out of
+    /// the caches (every `round` trips, so at about the p99.9 mark with the default 1000),
+    /// which measures the alternation, not the transport.
     /// `after_turn(trips)` after each turn.
     pub fn schedule<E>(
         &self,
-        mut round_trip: impl FnMut(usize, usize, u64) -> Result<(), E>,
+        mut round_trip: impl FnMut(usize, usize, u64, bool) -> Result<(), E>,
         mut after_turn: impl FnMut(u64),
     ) -> Result<(), E> {
         let totals: Vec<u64> = self.phases.iter().map(|phase| phase.warmup + phase.iters).collect();
@@ -88,16 +98,27 @@ impl Plan {
         let start = |total: u64, turn: u64| {
             u64::try_from(u128::from(total) * u128::from(turn) / u128::from(turns)).unwrap_or(total)
         };
+        // Round trips made so far by each pair (recorded or not).
+        let mut made = vec![vec![0u64; self.transports.len()]; self.phases.len()];
         for turn in 0..turns {
             let mut trips = 0;
             for (phase, &total) in totals.iter().enumerate() {
                 let (from, to) = (start(total, turn), start(total, turn + 1));
-                for transport in 0..self.transports.len() {
+                if from == to {
+                    continue;
+                }
+                let warmup = self.phases[phase].warmup;
+                for (transport, made) in made[phase].iter_mut().enumerate() {
+                    for _ in 0..self.turn_warmup {
+                        *made += 1;
+                        round_trip(phase, transport, *made, false)?;
+                    }
                     for trip in from..to {
-                        round_trip(phase, transport, trip)?;
+                        *made += 1;
+                        round_trip(phase, transport, *made, trip >= warmup)?;
                     }
                 }
-                trips += (to - from) * self.transports.len() as u64;
+                trips += (to - from + self.turn_warmup) * self.transports.len() as u64;
             }
             after_turn(trips);
         }
@@ -387,6 +408,7 @@ mod tests {
                 .map(|&(warmup, iters)| Phase { payload: 8, warmup, iters })
                 .collect(),
             round,
+            turn_warmup: 0,
             uds: None,
             tcp_port: None,
             mode: Mode::Latency,
@@ -394,11 +416,13 @@ mod tests {
         }
     }
 
-    fn trips(plan: &Plan) -> (Vec<(usize, usize, u64)>, Vec<u64>) {
+    /// The schedule's round trips in order, `(phase, transport, seq, recorded)`, and each
+    /// turn's count.
+    fn trips(plan: &Plan) -> (Vec<(usize, usize, u64, bool)>, Vec<u64>) {
         let (mut order, mut turns) = (Vec::new(), Vec::new());
         plan.schedule::<()>(
-            |phase, transport, trip| {
-                order.push((phase, transport, trip));
+            |phase, transport, seq, recorded| {
+                order.push((phase, transport, seq, recorded));
                 Ok(())
             },
             |trips| turns.push(trips),
@@ -407,25 +431,62 @@ mod tests {
         (order, turns)
     }
 
+    /// `(seq, recorded)` of the trips of one size and transport, in order.
+    fn of_pair(
+        order: &[(usize, usize, u64, bool)],
+        phase: usize,
+        transport: usize,
+    ) -> Vec<(u64, bool)> {
+        order
+            .iter()
+            .filter(|trip| (trip.0, trip.1) == (phase, transport))
+            .map(|trip| (trip.2, trip.3))
+            .collect()
+    }
+
     #[test]
     fn every_size_and_transport_makes_all_its_trips_in_order() {
         let plan = plan(&[(1, 9), (0, 3), (2, 0)], 2, 4);
         let (order, turns) = trips(&plan);
-        for (phase, total) in [(0, 10), (1, 3), (2, 2)] {
+        for (phase, warmup, total) in [(0, 1, 10), (1, 0, 3), (2, 2, 2)] {
             for transport in 0..2 {
-                let mine: Vec<u64> = order
-                    .iter()
-                    .filter(|trip| (trip.0, trip.1) == (phase, transport))
-                    .map(|trip| trip.2)
-                    .collect();
+                let expected: Vec<(u64, bool)> =
+                    (1..=total).map(|seq| (seq, seq > warmup)).collect();
                 assert_eq!(
-                    mine,
-                    (0..total).collect::<Vec<_>>(),
+                    of_pair(&order, phase, transport),
+                    expected,
                     "size {phase} transport {transport}"
                 );
             }
         }
         assert_eq!(turns.len(), 3, "ceil(10 / 4) turns");
+        assert_eq!(turns.iter().sum::<u64>(), order.len() as u64);
+    }
+
+    #[test]
+    fn each_turn_of_a_transport_starts_with_unrecorded_trips_and_the_sequence_continues() {
+        let mut plan = plan(&[(1, 9), (0, 2)], 2, 5);
+        plan.turn_warmup = 2;
+        let (order, turns) = trips(&plan);
+        // Trips `1..=last`, those in `unrecorded` not recorded.
+        let trips = |last: u64, unrecorded: &[u64]| -> Vec<(u64, bool)> {
+            (1..=last).map(|seq| (seq, !unrecorded.contains(&seq))).collect()
+        };
+        for transport in 0..2 {
+            // Size 0: two turns of 5 trips (the first turn's first trip the size's warm-up),
+            // each after 2 unrecorded ones.
+            assert_eq!(of_pair(&order, 0, transport), trips(14, &[1, 2, 3, 8, 9]));
+            // Size 1: one trip a turn, after 2 unrecorded ones.
+            assert_eq!(of_pair(&order, 1, transport), trips(6, &[1, 2, 4, 5]));
+        }
+        // Recorded: each pair's `iters`.
+        for (phase, iters) in [(0, 9), (1, 2)] {
+            for transport in 0..2 {
+                let recorded = of_pair(&order, phase, transport).iter().filter(|t| t.1).count();
+                assert_eq!(recorded as u64, iters);
+            }
+        }
+        assert_eq!(turns, vec![(5 + 2 + 1 + 2) * 2, (5 + 2 + 1 + 2) * 2]);
         assert_eq!(turns.iter().sum::<u64>(), order.len() as u64);
     }
 

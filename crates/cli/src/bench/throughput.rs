@@ -66,6 +66,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
             .map(|&payload| Phase { payload, warmup: messages / 10, iters: messages })
             .collect(),
         round: messages,
+        turn_warmup: 0,
         uds: None,
         tcp_port: None,
         mode: Mode::Throughput,
