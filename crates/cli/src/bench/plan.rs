@@ -416,9 +416,11 @@ mod tests {
         }
     }
 
-    /// The schedule's round trips in order, `(phase, transport, seq, recorded)`, and each
-    /// turn's count.
-    fn trips(plan: &Plan) -> (Vec<(usize, usize, u64, bool)>, Vec<u64>) {
+    /// One round trip of the schedule: `(phase, transport, seq, recorded)`.
+    type Trip = (usize, usize, u64, bool);
+
+    /// The schedule's round trips in order, and each turn's count.
+    fn trips(plan: &Plan) -> (Vec<Trip>, Vec<u64>) {
         let (mut order, mut turns) = (Vec::new(), Vec::new());
         plan.schedule::<()>(
             |phase, transport, seq, recorded| {
@@ -432,11 +434,7 @@ mod tests {
     }
 
     /// `(seq, recorded)` of the trips of one size and transport, in order.
-    fn of_pair(
-        order: &[(usize, usize, u64, bool)],
-        phase: usize,
-        transport: usize,
-    ) -> Vec<(u64, bool)> {
+    fn of_pair(order: &[Trip], phase: usize, transport: usize) -> Vec<(u64, bool)> {
         order
             .iter()
             .filter(|trip| (trip.0, trip.1) == (phase, transport))
