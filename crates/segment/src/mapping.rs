@@ -116,6 +116,34 @@ impl Mapping {
         let _ = start;
     }
 
+    /// Asks the CPU to fetch the cache line at `offset` for writing, so that a store to it soon
+    /// after does not wait for the line to come back from another core that read it (nothing
+    /// if out of bounds, or on a CPU without PREFETCHW).
+    #[inline]
+    pub(crate) fn prefetch_write(&self, offset: u64) {
+        if offset >= self.len() {
+            return;
+        }
+        // In bounds of a mapping whose length is a usize (checked above).
+        let start = offset as usize;
+        #[cfg(target_arch = "x86_64")]
+        if prefetchw::available() {
+            // SAFETY: `start` lies within the mapping (checked above).
+            let line = unsafe { self.raw.as_ptr().add(start) };
+            // SAFETY: the CPU has PREFETCHW (CPUID, above); a prefetch is a hint that never
+            // faults, reads nothing into a register and changes no memory, flag or stack.
+            unsafe {
+                std::arch::asm!(
+                    "prefetchw [{line}]",
+                    line = in(reg) line,
+                    options(readonly, nostack, preserves_flags)
+                );
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = start;
+    }
+
     /// Copies bytes out of the segment.
     #[inline]
     pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), OffsetError> {
@@ -214,5 +242,25 @@ pub(crate) unsafe fn volatile_copy(src: *const u8, buf: &mut [u8]) {
         // SAFETY: `at < buf.len()`, inside the readable range (caller's contract).
         *byte = unsafe { src.add(at).read_volatile() };
         at += 1;
+    }
+}
+
+/// Whether the CPU has PREFETCHW (rustc's `prfchw` target feature is not stable yet).
+#[cfg(target_arch = "x86_64")]
+mod prefetchw {
+    use std::arch::x86_64::__cpuid;
+    use std::sync::OnceLock;
+
+    /// CPUID leaf 0x8000_0001, ECX bit 8 (PRFCHW, also named 3DNowPrefetch), read once.
+    pub(super) fn available() -> bool {
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            #[allow(unused_unsafe)]
+            // SAFETY: every x86_64 CPU has CPUID and its extended leaves up to the maximum that
+            // leaf 0x8000_0000 reports (checked before leaf 0x8000_0001 is read).
+            unsafe {
+                __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+            }
+        })
     }
 }

@@ -148,6 +148,14 @@ impl Segment {
         self.mapping.prefetch(offset);
     }
 
+    /// Asks the CPU to fetch the cache line at `offset` for writing: a store to it soon after
+    /// does not wait for the line to come back from another core that read it (a hint, as
+    /// [`prefetch`](Self::prefetch); it needs PREFETCHW, and does nothing without it).
+    #[inline]
+    pub fn prefetch_write(&self, offset: u64) {
+        self.mapping.prefetch_write(offset);
+    }
+
     /// A raw pointer to `len` bytes at `offset`, checked to lie in the segment after the
     /// header and to be aligned to `align` (a power of two). For zero-copy payloads whose access a protocol
     /// governs (shmlane's loans and samples); the pointer is valid while `self` lives. Writing
