@@ -60,9 +60,9 @@ impl std::fmt::Debug for Contender<'_> {
 impl<'q> Contender<'q> {
     /// A contender moving values with [`transfer_pinned`] through `queues` (the two ends of
     /// each), one queue per round in turn. Where a queue lies in memory can decide its rate
-    /// for a whole run (one run measured a queue ahead in 38 of 40 rounds and the next, with
-    /// the same code, behind in most), so a contender gets several, each placed apart from
-    /// the others: the rounds sample placements, as they sample host phases.
+    /// for a whole run (in two runs of the same code, with one queue each, shmlane's batches
+    /// were ahead of rtrb's in 19 and in 0 of 40 rounds), so a contender gets several, each
+    /// placed apart from the others: the rounds sample placements, as they sample host phases.
     pub fn new<P: Tx + 'q, C: Rx + 'q>(
         name: &'static str,
         queues: Vec<(P, C)>,
@@ -94,7 +94,7 @@ impl<'q> Contender<'q> {
 
 /// A value made by `make` after a spacer allocation (kept in `spacers`) whose size differs
 /// from the previous spacers', so that values made in a row do not lie at one offset within a
-/// page: 64-byte steps, spread over a page by an odd multiple (0, 448, 896, … bytes).
+/// page: 64-byte steps, spread over a page by an odd multiple (8, 456, 904, … bytes).
 pub fn after_spacer<V>(spacers: &mut Vec<Vec<u8>>, make: impl FnOnce() -> V) -> V {
     spacers.push(vec![0; (spacers.len() * 7 % 64) * 64 + 8]);
     make()
