@@ -97,23 +97,29 @@ impl Mapping {
         })
     }
 
+    /// The address of the byte at `offset`, for a prefetch hint: `None` past the mapping.
+    #[inline]
+    fn hint_target(&self, offset: u64) -> Option<*const u8> {
+        if offset >= self.len() {
+            return None;
+        }
+        // SAFETY: `offset` lies within the mapping (checked above), whose length is a usize.
+        Some(unsafe { self.raw.as_ptr().add(offset as usize) })
+    }
+
     /// Asks the CPU to start loading the cache line at `offset` (nothing if out of bounds).
     #[inline]
     pub(crate) fn prefetch(&self, offset: u64) {
-        if offset >= self.len() {
-            return;
-        }
-        // In bounds of a mapping whose length is a usize (checked above).
-        let start = offset as usize;
+        let Some(line) = self.hint_target(offset) else { return };
         #[cfg(target_arch = "x86_64")]
         // SAFETY: PREFETCHT0 needs SSE, which every x86_64 CPU has; it is a hint that never
-        // faults or changes memory, and its address lies in the live mapping (checked above).
+        // faults or changes memory, and its address lies in the live mapping.
         unsafe {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>(self.raw.as_ptr().add(start).cast());
+            _mm_prefetch::<_MM_HINT_T0>(line.cast());
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = start;
+        let _ = line;
     }
 
     /// Asks the CPU to fetch the cache line at `offset` for writing, so that a store to it soon
@@ -121,17 +127,12 @@ impl Mapping {
     /// if out of bounds, or on a CPU without PREFETCHW).
     #[inline]
     pub(crate) fn prefetch_write(&self, offset: u64) {
-        if offset >= self.len() {
-            return;
-        }
-        // In bounds of a mapping whose length is a usize (checked above).
-        let start = offset as usize;
+        let Some(line) = self.hint_target(offset) else { return };
         #[cfg(target_arch = "x86_64")]
         if prefetchw::available() {
-            // SAFETY: `start` lies within the mapping (checked above).
-            let line = unsafe { self.raw.as_ptr().add(start) };
             // SAFETY: the CPU has PREFETCHW (CPUID, above); a prefetch is a hint that never
-            // faults, reads nothing into a register and changes no memory, flag or stack.
+            // faults, reads nothing into a register and changes no memory, flag or stack, and
+            // its address lies in the live mapping.
             unsafe {
                 std::arch::asm!(
                     "prefetchw [{line}]",
@@ -141,7 +142,7 @@ impl Mapping {
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = start;
+        let _ = line;
     }
 
     /// Copies bytes out of the segment.
