@@ -128,21 +128,15 @@ impl Mapping {
     #[inline]
     pub(crate) fn prefetch_write(&self, offset: u64) {
         let Some(line) = self.hint_target(offset) else { return };
-        #[cfg(target_arch = "x86_64")]
-        if prefetchw::available() {
-            // SAFETY: the CPU has PREFETCHW (CPUID, above); a prefetch is a hint that never
-            // faults, reads nothing into a register and changes no memory, flag or stack, and
-            // its address lies in the live mapping.
-            unsafe {
-                std::arch::asm!(
-                    "prefetchw [{line}]",
-                    line = in(reg) line,
-                    options(readonly, nostack, preserves_flags)
-                );
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = line;
+        crate::hint::prefetch_write(line);
+    }
+
+    /// Asks the CPU to move the cache line at `offset` out of this core's private caches to
+    /// the shared one (nothing if out of bounds, or on a CPU without CLDEMOTE).
+    #[inline]
+    pub(crate) fn demote(&self, offset: u64) {
+        let Some(line) = self.hint_target(offset) else { return };
+        crate::hint::demote(line);
     }
 
     /// Copies bytes out of the segment.
@@ -243,25 +237,5 @@ pub(crate) unsafe fn volatile_copy(src: *const u8, buf: &mut [u8]) {
         // SAFETY: `at < buf.len()`, inside the readable range (caller's contract).
         *byte = unsafe { src.add(at).read_volatile() };
         at += 1;
-    }
-}
-
-/// Whether the CPU has PREFETCHW (rustc's `prfchw` target feature is not stable yet).
-#[cfg(target_arch = "x86_64")]
-mod prefetchw {
-    use std::arch::x86_64::__cpuid;
-    use std::sync::OnceLock;
-
-    /// CPUID leaf 0x8000_0001, ECX bit 8 (PRFCHW, also named 3DNowPrefetch), read once.
-    pub(super) fn available() -> bool {
-        static AVAILABLE: OnceLock<bool> = OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            #[allow(unused_unsafe)]
-            // SAFETY: every x86_64 CPU has CPUID and its extended leaves up to the maximum that
-            // leaf 0x8000_0000 reports (checked before leaf 0x8000_0001 is read).
-            unsafe {
-                __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
-            }
-        })
     }
 }

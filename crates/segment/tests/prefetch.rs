@@ -1,4 +1,4 @@
-//! `Segment::prefetch` and `prefetch_write` are hints: at any offset, in the segment or past
+//! `Segment::prefetch`, `prefetch_write` and `demote` are hints: at any offset, in the segment or past
 //! it, through a writable or a read-only mapping, they neither fault nor change a byte.
 
 use shmlane_segment::{Backing, Fingerprint, HEADER_SIZE, Segment, SegmentBuilder};
@@ -31,6 +31,7 @@ fn prefetches_anywhere_fault_nowhere_and_change_nothing() {
         for &offset in &offsets {
             segment.prefetch(offset);
             segment.prefetch_write(offset);
+            segment.demote(offset);
         }
     }
     assert_eq!(contents(&writable), pattern);

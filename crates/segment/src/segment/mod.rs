@@ -156,6 +156,15 @@ impl Segment {
         self.mapping.prefetch_write(offset);
     }
 
+    /// Asks the CPU to move the cache line at `offset` from this core's private caches to the
+    /// shared cache, so that another core reading it soon (a subscriber, after a send) finds
+    /// it there instead of snooping ours (a hint, as [`prefetch`](Self::prefetch); it needs
+    /// CLDEMOTE, and does nothing without it).
+    #[inline]
+    pub fn demote(&self, offset: u64) {
+        self.mapping.demote(offset);
+    }
+
     /// A raw pointer to `len` bytes at `offset`, checked to lie in the segment after the
     /// header and to be aligned to `align` (a power of two). For zero-copy payloads whose access a protocol
     /// governs (shmlane's loans and samples); the pointer is valid while `self` lives. Writing

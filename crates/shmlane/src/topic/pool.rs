@@ -79,6 +79,18 @@ impl Pool {
             self.data.prefetch_write(start + 64);
         }
     }
+
+    /// Moves the first two lines of block `index` (what `prefetch_for_write` fetched: the
+    /// header and the first elements) out to the shared cache as the block is sent, so that
+    /// each subscriber's first read of it finds them there instead of snooping our core.
+    #[inline]
+    fn demote(&self, index: usize) {
+        let start = self.blocks_at + index as u64 * self.block_size;
+        self.data.demote(start);
+        if self.block_size > 64 {
+            self.data.demote(start + 64);
+        }
+    }
 }
 
 /// Where a pool's blocks start in its (writable) mapping.
@@ -214,6 +226,13 @@ impl Pools {
         // SAFETY: `elements_at + len * element size <= block_size` (`block_geometry`, and
         // `len` fits the pool), so the elements lie in the block, aligned for the element.
         unsafe { start.add(pool.elements_at as usize).cast() }
+    }
+
+    /// Hands `block`'s first lines to the shared cache for its subscribers (see
+    /// [`Pool::demote`]). `block` must be ours.
+    #[inline]
+    pub(crate) fn demote(&self, block: BlockId) {
+        self.pools[block.pool()].demote(block.index());
     }
 
     /// Writes `block`'s tag (read back by subscribers) over the zero `elements` wrote.

@@ -38,6 +38,12 @@ const LIVENESS_SLICE: Duration = Duration::from_millis(10);
 /// Sends between two looks at the subscriber slots while the roster holds still.
 const LOOK_EVERY: u32 = 1024;
 
+/// A subscriber holding at most this many of our blocks once a send is queued (the new one and
+/// one it has not given back yet) is keeping up, likely polling for the next sample: the send
+/// hands the block's first lines to the shared cache for it (see `Pools::demote`). Behind a
+/// backlog (a stream) the demote would only cost the publisher.
+const CAUGHT_UP: u64 = 2;
+
 /// Milliseconds of `CLOCK_MONOTONIC_COARSE`: paces liveness checks on the send path, where a
 /// lagging subscriber under drop-oldest makes every send evict (about 10 ns to read here,
 /// against 30 to 50 ns for `Instant::now`; its resolution of a few ms is plenty).
@@ -494,7 +500,8 @@ impl<T> Publisher<T> {
     /// Queues `block` for every served subscriber in `targets`, evicting under drop-oldest;
     /// returns how many it was queued for, and the subscribers that are not draining their
     /// queues (at their limit, or evicted from), to be checked for death. The block counts
-    /// against each subscriber's limit of blocks.
+    /// against each subscriber's limit of blocks. Once queued, its first lines go to the
+    /// shared cache if a subscriber is keeping up ([`CAUGHT_UP`]).
     fn deliver_block(
         &self,
         state: &mut State,
@@ -504,6 +511,7 @@ impl<T> Publisher<T> {
         let limit = self.outstanding_limit();
         let mut delivered = 0;
         let mut stuck = Holders::NONE;
+        let mut waited_for = false;
         for s in serving_in(state.serving, &targets) {
             if state.connections[s].outstanding >= limit {
                 self.take_returns_from(state, s);
@@ -519,12 +527,16 @@ impl<T> Publisher<T> {
                 Ok(evicted) => {
                     state.pools.holders(block).insert(Holders::subscriber(s));
                     state.connections[s].outstanding += 1;
+                    waited_for |= state.connections[s].outstanding <= CAUGHT_UP;
                     delivered += 1;
                     self.queued(state, s, evicted, &mut stuck);
                 }
                 // A corrupt queue: serve that slot again from scratch on the next send.
                 Err(_) => state.set_served(s, 0),
             }
+        }
+        if waited_for {
+            state.pools.demote(block);
         }
         (delivered, stuck)
     }

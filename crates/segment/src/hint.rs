@@ -1,0 +1,80 @@
+//! Cache hints that move a line between cores ahead of the access that needs it: PREFETCHW
+//! (fetch for writing) and CLDEMOTE (push out to the shared cache). Each is detected once by
+//! CPUID and is a no-op without it; neither faults, nor changes memory.
+
+/// Fetches the line of `line` for writing (PREFETCHW). `line` lies in a live mapping.
+#[inline]
+pub(crate) fn prefetch_write(line: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu::prefetchw() {
+        // SAFETY: the CPU has PREFETCHW (CPUID); a prefetch is a hint that never faults, reads
+        // nothing into a register and changes no memory, flag or stack, and its address lies
+        // in a live mapping (the caller's contract).
+        unsafe {
+            std::arch::asm!(
+                "prefetchw [{line}]",
+                line = in(reg) line,
+                options(readonly, nostack, preserves_flags)
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = line;
+}
+
+/// Moves the line of `line` from this core's private caches to the shared cache (CLDEMOTE),
+/// where the next core to read it finds it without snooping ours. `line` lies in a live
+/// mapping.
+#[inline]
+pub(crate) fn demote(line: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu::cldemote() {
+        // SAFETY: the CPU has CLDEMOTE (CPUID); it is a hint that never faults, reads nothing
+        // into a register and changes no memory, flag or stack, and its address lies in a live
+        // mapping (the caller's contract).
+        unsafe {
+            std::arch::asm!(
+                "cldemote [{line}]",
+                line = in(reg) line,
+                options(readonly, nostack, preserves_flags)
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = line;
+}
+
+/// Feature bits, each read once (rustc's `prfchw` and `cldemote` target features are not stable
+/// yet, hence CPUID and inline assembly).
+#[cfg(target_arch = "x86_64")]
+mod cpu {
+    use std::arch::x86_64::__cpuid_count;
+    use std::sync::OnceLock;
+
+    /// CPUID leaf 0x8000_0001, ECX bit 8 (PRFCHW, also named 3DNowPrefetch).
+    pub(super) fn prefetchw() -> bool {
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            #[allow(unused_unsafe)]
+            // SAFETY: every x86_64 CPU has CPUID and its extended leaves up to the maximum that
+            // leaf 0x8000_0000 reports (checked before leaf 0x8000_0001 is read).
+            unsafe {
+                __cpuid_count(0x8000_0000, 0).eax >= 0x8000_0001
+                    && __cpuid_count(0x8000_0001, 0).ecx & (1 << 8) != 0
+            }
+        })
+    }
+
+    /// CPUID leaf 7 subleaf 0, ECX bit 25 (CLDEMOTE).
+    pub(super) fn cldemote() -> bool {
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            #[allow(unused_unsafe)]
+            // SAFETY: every x86_64 CPU has CPUID and its basic leaves up to the maximum that
+            // leaf 0 reports (checked before leaf 7 is read).
+            unsafe {
+                __cpuid_count(0, 0).eax >= 7 && __cpuid_count(7, 0).ecx & (1 << 25) != 0
+            }
+        })
+    }
+}
