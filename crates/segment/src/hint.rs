@@ -1,6 +1,7 @@
 //! Cache hints that move a line between cores ahead of the access that needs it: PREFETCHW
 //! (fetch for writing) and CLDEMOTE (push out to the shared cache). Each is detected once by
-//! CPUID and is a no-op without it; neither faults, nor changes memory.
+//! CPUID and is a no-op without it; neither faults, nor changes memory. The segment's
+//! `prefetch_write` and `demote` take offsets; [`demote`] takes a reference.
 
 /// Fetches the line of `line` for writing (PREFETCHW). `line` lies in a live mapping.
 #[inline]
@@ -26,7 +27,7 @@ pub(crate) fn prefetch_write(line: *const u8) {
 /// where the next core to read it finds it without snooping ours. `line` lies in a live
 /// mapping.
 #[inline]
-pub(crate) fn demote(line: *const u8) {
+pub(crate) fn demote_line(line: *const u8) {
     #[cfg(target_arch = "x86_64")]
     if cpu::cldemote() {
         // SAFETY: the CPU has CLDEMOTE (CPUID); it is a hint that never faults, reads nothing
@@ -42,6 +43,19 @@ pub(crate) fn demote(line: *const u8) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = line;
+}
+
+/// Asks the CPU to move the cache line holding the start of `value` out of this core's private
+/// caches to the shared cache (CLDEMOTE), so that the core that reads it next finds it there
+/// instead of snooping ours: for a value just written for a consumer that is waiting for it.
+/// A hint: it changes nothing, and does nothing on a CPU without CLDEMOTE (or for a zero-sized
+/// value).
+#[inline]
+pub fn demote<T: ?Sized>(value: &T) {
+    // A zero-sized value's address need not lie in any allocation.
+    if size_of_val(value) != 0 {
+        demote_line((value as *const T).cast());
+    }
 }
 
 /// Feature bits, each read once (rustc's `prfchw` and `cldemote` target features are not stable

@@ -27,7 +27,7 @@ mod crash_point;
 mod discovery;
 mod fingerprint;
 pub mod header;
-mod hint;
+pub mod hint;
 mod liveness;
 mod mapping;
 #[cfg(feature = "loom")]

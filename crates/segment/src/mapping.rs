@@ -136,7 +136,7 @@ impl Mapping {
     #[inline]
     pub(crate) fn demote(&self, offset: u64) {
         let Some(line) = self.hint_target(offset) else { return };
-        crate::hint::demote(line);
+        crate::hint::demote_line(line);
     }
 
     /// Copies bytes out of the segment.

@@ -37,3 +37,15 @@ fn prefetches_anywhere_fault_nowhere_and_change_nothing() {
     assert_eq!(contents(&writable), pattern);
     assert_eq!(contents(&read_only), pattern);
 }
+
+#[test]
+fn demoting_a_reference_changes_nothing() {
+    let words: Vec<u64> = (0..64).collect();
+    for word in &words {
+        shmlane_segment::hint::demote(word);
+    }
+    shmlane_segment::hint::demote(&words[..]);
+    shmlane_segment::hint::demote(&[0u64; 0]);
+    shmlane_segment::hint::demote(&());
+    assert!(words.iter().copied().eq(0..64));
+}

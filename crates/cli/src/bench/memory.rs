@@ -8,8 +8,9 @@
 //!   its own cache-line pair, whose first word holds the message: the sender writes it in
 //!   place, the receiver reads it in place once the word names it. Two dependent lines per
 //!   message, whatever the payload size: the floor under a queue slot that names a loaned
-//!   block. The sender writes into the next block right after sending, as shmlane's publisher
-//!   does (`warm_next`), so that its line is ours before the next message.
+//!   block. As shmlane's publisher does, the sender hands the sent block's line to the shared
+//!   cache (CLDEMOTE, where the CPU has it) and writes into the next block right after
+//!   sending (`warm_next`), so that its line is ours before the next message.
 //! - `futex`: the same words and buffers, with a raw `FUTEX_WAIT` / `FUTEX_WAKE` (no
 //!   private flag) on every message: the kernel's cross-process wake-up, no shmlane code.
 //! - `shmlane-spsc`: shmlane's SPSC queue in the segment, busy polled. An 8-byte payload is
@@ -308,6 +309,8 @@ impl Link for CachelineBlock<'_> {
         self.outbound_blocks[block_of(seq)].store(seq, Ordering::Relaxed);
         // Release: publishes the block's word; pairs with the peer's Acquire load.
         self.outbound.store(seq, Ordering::Release);
+        // The block's line to the shared cache for the peer, as shmlane's publisher does.
+        shmlane_segment::hint::demote(&*self.outbound_blocks[block_of(seq)]);
         // The next message's block, fetched for writing now, off the critical path. The peer
         // read it `BLOCKS - 1` messages ago and answered since, so it is done with it; the
         // next message's store comes after this one in the word's order.
