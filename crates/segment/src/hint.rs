@@ -3,47 +3,46 @@
 //! CPUID and is a no-op without it; neither faults, nor changes memory. The segment's
 //! `prefetch_write` and `demote` take offsets; [`demote`] takes a reference.
 
-/// Fetches the line of `line` for writing (PREFETCHW). `line` lies in a live mapping.
-#[inline]
-pub(crate) fn prefetch_write(line: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    if cpu::prefetchw() {
-        // SAFETY: the CPU has PREFETCHW (CPUID); a prefetch is a hint that never faults, reads
-        // nothing into a register and changes no memory, flag or stack, and its address lies
-        // in a live mapping (the caller's contract).
-        unsafe {
-            std::arch::asm!(
-                "prefetchw [{line}]",
-                line = in(reg) line,
-                options(readonly, nostack, preserves_flags)
-            );
+/// A hint instruction on the line of an address, issued only if the CPU has it.
+macro_rules! line_hint {
+    ($(#[$doc:meta])* $name:ident, $available:ident, $instruction:literal) => {
+        $(#[$doc])*
+        #[inline]
+        pub(crate) fn $name(line: *const u8) {
+            #[cfg(target_arch = "x86_64")]
+            if cpu::$available() {
+                // SAFETY: the CPU has the instruction (CPUID); it is a hint that never faults,
+                // reads nothing into a register and changes no memory, flag or stack, and its
+                // address lies in a live mapping (the caller's contract).
+                unsafe {
+                    std::arch::asm!(
+                        concat!($instruction, " [{line}]"),
+                        line = in(reg) line,
+                        options(readonly, nostack, preserves_flags)
+                    );
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = line;
         }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = line;
+    };
 }
 
-/// Moves the line of `line` from this core's private caches to the shared cache (CLDEMOTE),
-/// where the next core to read it finds it without snooping ours. `line` lies in a live
-/// mapping.
-#[inline]
-pub(crate) fn demote_line(line: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    if cpu::cldemote() {
-        // SAFETY: the CPU has CLDEMOTE (CPUID); it is a hint that never faults, reads nothing
-        // into a register and changes no memory, flag or stack, and its address lies in a live
-        // mapping (the caller's contract).
-        unsafe {
-            std::arch::asm!(
-                "cldemote [{line}]",
-                line = in(reg) line,
-                options(readonly, nostack, preserves_flags)
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = line;
-}
+line_hint!(
+    /// Fetches the line of `line` for writing (PREFETCHW). `line` lies in a live mapping.
+    prefetch_write,
+    prefetchw,
+    "prefetchw"
+);
+
+line_hint!(
+    /// Moves the line of `line` from this core's private caches to the shared cache
+    /// (CLDEMOTE), where the next core to read it finds it without snooping ours. `line` lies
+    /// in a live mapping.
+    demote_line,
+    cldemote,
+    "cldemote"
+);
 
 /// Asks the CPU to move the cache line holding the start of `value` out of this core's private
 /// caches to the shared cache (CLDEMOTE), so that the core that reads it next finds it there

@@ -73,11 +73,7 @@ impl Pool {
     /// +17-30%).
     #[inline]
     fn prefetch_for_write(&self, index: usize) {
-        let start = self.blocks_at + index as u64 * self.block_size;
-        self.data.prefetch_write(start);
-        if self.block_size > 64 {
-            self.data.prefetch_write(start + 64);
-        }
+        self.first_lines(index, |line| self.data.prefetch_write(line));
     }
 
     /// Moves the first two lines of block `index` (what `prefetch_for_write` fetched: the
@@ -85,10 +81,17 @@ impl Pool {
     /// each subscriber's first read of it finds them there instead of snooping our core.
     #[inline]
     fn demote(&self, index: usize) {
+        self.first_lines(index, |line| self.data.demote(line));
+    }
+
+    /// Calls `hint` with the offset of each of block `index`'s first two lines (one if the
+    /// block is one line).
+    #[inline(always)]
+    fn first_lines(&self, index: usize, hint: impl Fn(u64)) {
         let start = self.blocks_at + index as u64 * self.block_size;
-        self.data.demote(start);
+        hint(start);
         if self.block_size > 64 {
-            self.data.demote(start + 64);
+            hint(start + 64);
         }
     }
 }
