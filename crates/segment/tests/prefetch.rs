@@ -1,5 +1,6 @@
-//! `Segment::prefetch`, `prefetch_write` and `demote` are hints: at any offset, in the segment or past
-//! it, through a writable or a read-only mapping, they neither fault nor change a byte.
+//! `Segment::prefetch`, `prefetch_write` and `demote` are hints: at any offset, in the segment
+//! or past it, through a writable or a read-only mapping, they neither fault nor change a byte;
+//! nor does `hint::demote` of any reference.
 
 use shmlane_segment::{Backing, Fingerprint, HEADER_SIZE, Segment, SegmentBuilder};
 
