@@ -511,7 +511,7 @@ impl<T> Publisher<T> {
         let limit = self.outstanding_limit();
         let mut delivered = 0;
         let mut stuck = Holders::NONE;
-        let mut waited_for = false;
+        let mut caught_up = false;
         for s in serving_in(state.serving, &targets) {
             if state.connections[s].outstanding >= limit {
                 self.take_returns_from(state, s);
@@ -527,7 +527,7 @@ impl<T> Publisher<T> {
                 Ok(evicted) => {
                     state.pools.holders(block).insert(Holders::subscriber(s));
                     state.connections[s].outstanding += 1;
-                    waited_for |= state.connections[s].outstanding <= CAUGHT_UP;
+                    caught_up |= state.connections[s].outstanding <= CAUGHT_UP;
                     delivered += 1;
                     self.queued(state, s, evicted, &mut stuck);
                 }
@@ -535,7 +535,7 @@ impl<T> Publisher<T> {
                 Err(_) => state.set_served(s, 0),
             }
         }
-        if waited_for {
+        if caught_up {
             state.pools.demote(block);
         }
         (delivered, stuck)
