@@ -19,7 +19,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-const TRANSPORTS: [&str; 9] = [
+const TRANSPORTS: [&str; 10] = [
     "cacheline",
     "cacheline-block",
     "futex",
@@ -28,6 +28,7 @@ const TRANSPORTS: [&str; 9] = [
     "tcp",
     "shmlane-spsc",
     "shmlane-pubsub",
+    "shmlane-pubsub-block",
     "shmlane-blocking",
 ];
 

@@ -66,8 +66,11 @@ pub enum Transport {
     Tcp,
     /// shmlane's SPSC queue in a segment, busy polled (payloads by loan from a block pool).
     ShmlaneSpsc,
-    /// shmlane's publish/subscribe facade: loan, send, busy-polled receive.
+    /// shmlane's publish/subscribe facade: loan, send, busy-polled receive (drop-oldest
+    /// topics, the default policy).
     ShmlanePubsub,
+    /// The same under `Overflow::Block`, whose subscribers claim samples without a CAS.
+    ShmlanePubsubBlock,
     /// The facade with the futex-backed Blocking wait strategy.
     ShmlaneBlocking,
     /// Throughput mode only: the facade's batch calls, `send_copies` of 16 samples (one
@@ -77,7 +80,7 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in report order.
-    pub const ALL: [Transport; 9] = [
+    pub const ALL: [Transport; 10] = [
         Transport::Cacheline,
         Transport::CachelineBlock,
         Transport::Futex,
@@ -86,6 +89,7 @@ impl Transport {
         Transport::Tcp,
         Transport::ShmlaneSpsc,
         Transport::ShmlanePubsub,
+        Transport::ShmlanePubsubBlock,
         Transport::ShmlaneBlocking,
     ];
 
@@ -100,6 +104,7 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::ShmlaneSpsc => "shmlane-spsc",
             Transport::ShmlanePubsub => "shmlane-pubsub",
+            Transport::ShmlanePubsubBlock => "shmlane-pubsub-block",
             Transport::ShmlaneBlocking => "shmlane-blocking",
             Transport::ShmlanePubsubBatch => "shmlane-pubsub-batch",
         }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use serde::{Deserialize, Serialize};
-use shmlane::Node;
+use shmlane::{Node, Overflow};
 use shmlane_segment::{Carver, Fingerprint, Offset, RegionLayout, Segment, SharedView};
 
 use super::link::{HANG, Link, LinkError, Side};
@@ -259,6 +259,7 @@ pub fn wait_word(
 pub struct Resources {
     segment: Option<PhaseSegment>,
     pubsub: Option<Topics>,
+    pubsub_block: Option<Topics>,
     blocking: Option<Topics>,
     stream: Option<StreamTopic>,
     stream_batch: Option<StreamTopic>,
@@ -302,23 +303,25 @@ impl Resources {
             return Ok(Resources {
                 segment,
                 pubsub: None,
+                pubsub_block: None,
                 blocking: None,
                 stream: stream(Transport::ShmlanePubsub, "stream")?,
                 stream_batch: stream(Transport::ShmlanePubsubBatch, "batch")?,
             });
         }
-        let topics = |transport, prefix: &str| -> Result<Option<Topics>, BenchError> {
+        let topics = |transport, prefix: &str, overflow| -> Result<Option<Topics>, BenchError> {
             if !plan.has(transport) {
                 return Ok(None);
             }
-            Topics::new(node, &format!("{prefix}{phase}"), payload, side)
+            Topics::new(node, &format!("{prefix}{phase}"), payload, overflow, side)
                 .map(Some)
                 .map_err(BenchError::Setup)
         };
         Ok(Resources {
             segment,
-            pubsub: topics(Transport::ShmlanePubsub, "pubsub")?,
-            blocking: topics(Transport::ShmlaneBlocking, "blocking")?,
+            pubsub: topics(Transport::ShmlanePubsub, "pubsub", Overflow::DropOldest)?,
+            pubsub_block: topics(Transport::ShmlanePubsubBlock, "pubblock", Overflow::Block)?,
+            blocking: topics(Transport::ShmlaneBlocking, "blocking", Overflow::DropOldest)?,
             stream: None,
             stream_batch: None,
         })
@@ -384,6 +387,9 @@ impl Resources {
                 Some(stream) => stream.link(side, false),
                 None => Ok(Box::new(self.pubsub.as_ref().ok_or_else(missing)?.link(side, false)?)),
             },
+            Transport::ShmlanePubsubBlock => {
+                Ok(Box::new(self.pubsub_block.as_ref().ok_or_else(missing)?.link(side, false)?))
+            }
             Transport::ShmlaneBlocking => {
                 Ok(Box::new(self.blocking.as_ref().ok_or_else(missing)?.link(side, true)?))
             }

@@ -40,6 +40,7 @@ fn color(transport: Transport) -> RGBAColor {
         Transport::Tcp => (231, 138, 195),
         Transport::ShmlaneSpsc => (31, 119, 180),
         Transport::ShmlanePubsub => (214, 39, 40),
+        Transport::ShmlanePubsubBlock => (140, 20, 20),
         Transport::ShmlaneBlocking => (148, 103, 189),
         Transport::ShmlanePubsubBatch => (255, 127, 14),
     };

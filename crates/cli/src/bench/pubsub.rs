@@ -1,5 +1,6 @@
-//! shmlane's typed facade: `shmlane-pubsub` (busy-polled `receive`) and `shmlane-blocking`
-//! (`receive_with` the futex-backed `Blocking` strategy). Each direction is a `Topic<u64>`
+//! shmlane's typed facade: `shmlane-pubsub` (busy-polled `receive`; `shmlane-pubsub-block`
+//! the same under [`Overflow::Block`]) and `shmlane-blocking` (`receive_with` the
+//! futex-backed `Blocking` strategy). Each direction is a `Topic<u64>`
 //! with one publisher and one subscriber; a message is a loan of `payload / 8` words in the
 //! publisher's pool, of which the sender writes the sequence number in place and the receiver
 //! reads it in place: no byte of the payload is copied.
@@ -23,8 +24,14 @@ pub struct Topics {
 
 impl Topics {
     /// Creates (initiator) or opens (echo side) the two topics of `prefix` for `payload`-byte
-    /// messages.
-    pub fn new(node: &Node, prefix: &str, payload: u64, side: Side) -> Result<Topics, String> {
+    /// messages, under `overflow`.
+    pub fn new(
+        node: &Node,
+        prefix: &str,
+        payload: u64,
+        overflow: Overflow,
+        side: Side,
+    ) -> Result<Topics, String> {
         let words = (payload / 8) as usize;
         let open = |direction: &str| {
             let service = format!("{prefix}-{direction}");
@@ -35,7 +42,8 @@ impl Topics {
                 .subscriber_capacity(4)
                 .max_held(2)
                 .max_loans(2)
-                .max_slice_len(words as u32);
+                .max_slice_len(words as u32)
+                .overflow(overflow);
             match side {
                 Side::Initiator => builder.create(),
                 Side::Echo => builder.open(),
