@@ -146,3 +146,65 @@ fn values_and_inline_entries_sharing_a_slot_are_never_mistaken_for_each_other() 
         assert_eq!(all, [overflow::INLINE, 5, 9], "popped {popped:?} evicted {evicted:?}");
     });
 }
+
+/// An exclusive consumer (claims store `head`) and a producer that pushes only where there is
+/// room (`try_push_inline`, retried while full), through one slot reused for every entry: each
+/// entry is popped once, in order, with its own words, never a mix with the next entry the
+/// producer writes into the slot the consumer just read.
+#[test]
+fn an_exclusive_consumer_reads_every_entry_whole_while_the_producer_reuses_its_slot() {
+    const WORDS: usize = 2;
+    model::check(|| {
+        let (mut producer, consumer) = overflow::new_strided(1, 4);
+        let mut consumer = consumer.exclusive();
+        let popper = thread::spawn(move || {
+            let mut popped = Vec::new();
+            while popped.len() < 3 {
+                match consumer.pop_line_when(|_| true, WORDS) {
+                    Some((value, line)) => popped.push((value, line)),
+                    None => thread::yield_now(),
+                }
+            }
+            popped
+        });
+        for value in 1..=3u64 {
+            while producer.try_push_inline(&[value, value * 10]).is_err() {
+                thread::yield_now();
+            }
+        }
+        let popped = popper.join().unwrap();
+        for (i, (value, line)) in popped.iter().enumerate() {
+            assert_eq!(*value, overflow::INLINE, "an inline entry reads as INLINE");
+            assert_eq!(line[0], i as u64 + 1, "popped out of order: {popped:?}");
+            assert_eq!(line[1], line[0] * 10, "torn line {line:?}");
+        }
+    });
+}
+
+/// An exclusive consumer's batch claim (`pop_lines_when`) against a producer that pushes only
+/// where there is room: values come out once each, in order, and a producer that finds the
+/// queue full never overwrites a claimed slot before the claim is stored.
+#[test]
+fn an_exclusive_batch_claim_takes_each_value_once_in_order() {
+    model::check(|| {
+        let (mut producer, consumer) = overflow::new(2);
+        let mut consumer = consumer.exclusive();
+        let popper = thread::spawn(move || {
+            let mut popped = Vec::new();
+            while popped.len() < 3 {
+                let mut out = [(0, [0; overflow::LINE_WORDS]); 2];
+                match consumer.pop_lines_when(|_| true, 0, &mut out) {
+                    0 => thread::yield_now(),
+                    n => popped.extend(out[..n].iter().map(|(value, _)| *value)),
+                }
+            }
+            popped
+        });
+        for value in 1..=3u64 {
+            while producer.try_push(value).is_err() {
+                thread::yield_now();
+            }
+        }
+        assert_eq!(popper.join().unwrap(), [1, 2, 3]);
+    });
+}

@@ -389,3 +389,57 @@ fn evicting_to_make_room_while_a_thread_pops_delivers_every_value_exactly_once()
         );
     }
 }
+
+/// An exclusive consumer (its claims store `head`) against a producer that pushes only where
+/// there is room, as a subscriber under the block policy: the stream comes out whole and in
+/// order, claimed one by one and in batches, and once the consumer is gone the producer evicts
+/// exactly the values it left.
+#[test]
+fn an_exclusive_consumer_gets_a_stream_whole_and_leaves_the_rest_to_evict() {
+    for &capacity in CAPACITIES {
+        let (mut producer, consumer) = overflow::new(capacity);
+        let mut consumer = consumer.exclusive();
+        let capacity = producer.capacity() as u64;
+        let deadline = Instant::now() + TIMEOUT;
+        // The consumer stops `capacity` values short: the producer's last pushes fill the ring.
+        let wanted = STREAM - capacity;
+        let popped = thread::scope(|scope| {
+            let popper = scope.spawn(|| {
+                let mut popped = Vec::with_capacity(wanted as usize);
+                let mut out = [(0, [0; overflow::LINE_WORDS]); 3];
+                while (popped.len() as u64) < wanted {
+                    let room = (wanted - popped.len() as u64).min(3) as usize;
+                    // Alternately one value and a batch of up to three.
+                    let taken = if popped.len() % 2 == 0 {
+                        consumer.pop().map(|value| popped.push(value)).is_some()
+                    } else {
+                        let n = consumer.pop_lines_when(|_| true, 0, &mut out[..room]);
+                        popped.extend(out[..n].iter().map(|(value, _)| *value));
+                        n > 0
+                    };
+                    if !taken {
+                        assert!(Instant::now() < deadline, "timed out popping");
+                        std::hint::spin_loop();
+                    }
+                }
+                popped
+            });
+            for value in 0..STREAM {
+                loop {
+                    match producer.try_push(value) {
+                        Ok(()) => break,
+                        Err(TryPushError::Full) => {
+                            assert!(Instant::now() < deadline, "timed out pushing");
+                            std::hint::spin_loop();
+                        }
+                        Err(TryPushError::Corrupt(corrupt)) => panic!("{corrupt}"),
+                    }
+                }
+            }
+            popper.join().unwrap()
+        });
+        assert!(popped.iter().copied().eq(0..wanted), "capacity {capacity}: out of order or lost");
+        assert!(evict_all(&mut producer).into_iter().eq(wanted..STREAM), "capacity {capacity}");
+        assert!(producer.is_empty());
+    }
+}

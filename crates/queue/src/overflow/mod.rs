@@ -8,7 +8,7 @@
 //!          stride 2, 4 or 8 words (16, 32 or 64 bytes, aligned to their size), chosen when
 //!          the queue is made; stamp & !INLINE_FLAG == p + 1  <=>  slot holds position p
 //!   head:  CachePadded<AtomicU64>   next position to pop: CAS by the consumer (pop) and the
-//!                                   producer (evict)
+//!                                   producer (evict); stored by an exclusive consumer
 //!   tail:  CachePadded<AtomicU64>   next position to push: stored by the producer only
 //!   seen:  CachePadded<AtomicU64>   a recent `head`, stored by the consumer when it finds the
 //!                                   queue empty: what the producer reads for room
@@ -45,6 +45,12 @@
 //!
 //! `head` only grows, so its CAS has no ABA. The producer's `cached_head` and `seen` keep the
 //! `head` line with the consumer except when the queue is really full.
+//!
+//! An **exclusive** consumer ([`Consumer::exclusive`]) has the producer's word that it takes
+//! nothing back while the consumer runs: it pushes only where there is room and evicts only
+//! once the consumer is gone. Nobody else then writes `head`, and a claim is a Release store
+//! of `head + n` instead of the CAS (as the SPSC queue's pop): no atomic read-modify-write on
+//! the path of each message, which on x86 also waits for the store buffer to drain.
 
 mod heap;
 on_shared_memory! {
@@ -203,6 +209,8 @@ pub struct Consumer<S: Storage> {
     storage: S,
     /// The `head` last stored in `seen` (`u64::MAX` before the first store).
     published: u64,
+    /// Whether claims store `head` rather than CAS it ([`exclusive`](Self::exclusive)).
+    exclusive: bool,
 }
 
 impl<S: Storage> Producer<S> {
@@ -407,7 +415,42 @@ impl<S: Storage> Producer<S> {
 
 impl<S: Storage> Consumer<S> {
     fn start(storage: S) -> Self {
-        Consumer { storage, published: u64::MAX }
+        Consumer { storage, published: u64::MAX, exclusive: false }
+    }
+
+    /// This end with claims that store `head` instead of racing the producer for it with a
+    /// CAS, for a producer that takes nothing back while this end runs: it pushes only where
+    /// there is room (`try_push`, or `push` after [`Producer::has_room`] showed room) and
+    /// [`evict`](Producer::evict)s only once this consumer is gone for good. It saves an atomic
+    /// read-modify-write per claim.
+    ///
+    /// A producer that evicts anyway (a broken or hostile peer) can make this end take a value
+    /// it also took back, read an entry's words torn, or move `head` back (which the producer
+    /// reports as [`Corrupt`]): wrong values, never undefined behaviour.
+    pub fn exclusive(mut self) -> Self {
+        self.exclusive = true;
+        self
+    }
+
+    /// Claims positions `head..head + n`, whose slots the caller read: `Err` with the shared
+    /// `head` if the producer evicted meanwhile (never for an exclusive end).
+    #[inline(always)]
+    fn advance(exclusive: bool, ring: &Ring<'_>, head: u64, n: u64) -> Result<(), u64> {
+        if exclusive {
+            // Release: orders our reads of the claimed slots before the producer's reuse of
+            // them (it loads `head` and `seen` with Acquire). The producer does not write
+            // `head` while we run, so there is no race to lose.
+            ring.head.store(head + n, Ordering::Release);
+            return Ok(());
+        }
+        // AcqRel: Release orders our reads of the slots before the producer's reuse of them
+        // (it loads `head` with Acquire); Acquire pairs with its eviction CAS. Success means
+        // nobody evicted the positions, so the producer reused none of their slots (it writes
+        // position `h + capacity` only after `head` passed `h`). Failure Acquire: the new
+        // head, as the first load.
+        ring.head
+            .compare_exchange(head, head + n, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
     }
 
     /// Pops the oldest value.
@@ -490,7 +533,7 @@ impl<S: Storage> Consumer<S> {
                     break;
                 }
                 let inline = stamp & INLINE_FLAG != 0;
-                // Relaxed: after the stamp's Acquire; the CAS below proves these were
+                // Relaxed: after the stamp's Acquire; the claim below proves these were
                 // position `position`'s (as in `claim`).
                 let value = if inline { INLINE } else { slot.value().load(Ordering::Relaxed) };
                 if !ready(value) {
@@ -512,15 +555,10 @@ impl<S: Storage> Consumer<S> {
             if n == 0 {
                 return 0;
             }
-            // AcqRel, failure Acquire: as in `claim`, for every position claimed at once (the
-            // producer reuses none of their slots before `head` passes it).
-            match ring.head.compare_exchange(
-                head,
-                head + n as u64,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return n,
+            // Every position claimed at once (the producer reuses none of their slots before
+            // `head` passes it).
+            match Self::advance(self.exclusive, &ring, head, n as u64) {
+                Ok(()) => return n,
                 Err(now) => head = now,
             }
         }
@@ -572,7 +610,7 @@ impl<S: Storage> Consumer<S> {
                 head = Self::not_ready(&ring, &mut self.published, head, stamp)?;
                 continue;
             }
-            // Relaxed: after the stamp's Acquire; the CAS below proves it is position `head`'s.
+            // Relaxed: after the stamp's Acquire; the claim below proves it is position `head`'s.
             let value = if stamp & INLINE_FLAG != 0 {
                 INLINE
             } else {
@@ -582,11 +620,8 @@ impl<S: Storage> Consumer<S> {
                 return None;
             }
             let copied = copy(slot);
-            // AcqRel: Release orders our reads of the slot before the producer's reuse of it
-            // (it loads `head` with Acquire); Acquire pairs with its eviction CAS.
-            // Failure Acquire: the new head, as the first load.
-            match ring.head.compare_exchange(head, head + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some((value, copied)),
+            match Self::advance(self.exclusive, &ring, head, 1) {
+                Ok(()) => return Some((value, copied)),
                 Err(now) => head = now,
             }
         }
