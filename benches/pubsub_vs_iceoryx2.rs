@@ -13,6 +13,11 @@
 //!   `loan_uninit` / `loan_slice_uninit`, the sequence written in place, `send`; the receiver
 //!   spins on `receive` and reads the sequence in place.
 //!
+//! Both under their default overflow policy (drop the oldest sample: shmlane's
+//! `Overflow::DropOldest`, iceoryx2's safe overflow); at 8 B also both under back-pressure
+//! (`shmlane 8 B block`: `Overflow::Block`; `iceoryx2 8 B block`: safe overflow off, the
+//! publisher's default `RetryUntilDelivered`), where shmlane's subscriber claims without a CAS.
+//!
 //! No byte of a payload is copied by either. Each round runs every transport for the same
 //! number of round trips, in reverse order every other round; the first rounds are warm-up and
 //! are discarded. The peer (this binary, re-executed) pins itself before the initiator pins
@@ -30,6 +35,7 @@
 use std::process::Stdio;
 
 use hdrhistogram::Histogram;
+use shmlane::Overflow;
 #[cfg(feature = "iceoryx2")]
 use shmlane_benches::iox2::{self, Iox2Topics};
 use shmlane_benches::peer::{self, QUANTILES};
@@ -63,8 +69,13 @@ struct Plan {
 /// Every transport's topics of one process, in the order both processes run them.
 struct Transports {
     shmlane: Vec<ShmlaneTopics>,
+    /// 8 B under `Overflow::Block`.
+    shmlane_block: ShmlaneTopics,
     #[cfg(feature = "iceoryx2")]
     iox2: Vec<Iox2Topics>,
+    /// 8 B without safe overflow.
+    #[cfg(feature = "iceoryx2")]
+    iox2_block: Iox2Topics,
     nodes: RunNodes,
 }
 
@@ -73,19 +84,29 @@ impl Transports {
         let nodes = RunNodes::new(names, side);
         let shmlane = SIZES
             .iter()
-            .map(|&size| ShmlaneTopics::new(&nodes.node, &format!("s{size}"), size, side))
-            .collect();
-        #[cfg(feature = "iceoryx2")]
-        let iox2 = SIZES
-            .iter()
             .map(|&size| {
-                Iox2Topics::new(&nodes.iox2, &format!("shmlane-bench/{}", names.run), size, side)
+                ShmlaneTopics::new(
+                    &nodes.node,
+                    &format!("s{size}"),
+                    size,
+                    Overflow::DropOldest,
+                    side,
+                )
             })
             .collect();
+        let shmlane_block = ShmlaneTopics::new(&nodes.node, "b8", 8, Overflow::Block, side);
+        #[cfg(feature = "iceoryx2")]
+        let iox2_topics = |size, blocking| {
+            let prefix = format!("shmlane-bench/{}", names.run);
+            Iox2Topics::new(&nodes.iox2, &prefix, size, blocking, side)
+        };
         Transports {
             shmlane,
+            shmlane_block,
             #[cfg(feature = "iceoryx2")]
-            iox2,
+            iox2: SIZES.iter().map(|&size| iox2_topics(size, false)).collect(),
+            #[cfg(feature = "iceoryx2")]
+            iox2_block: iox2_topics(8, true),
             nodes,
         }
     }
@@ -105,6 +126,14 @@ impl Transports {
             ));
             #[cfg(feature = "iceoryx2")]
             links.push((format!("iceoryx2 {}", size_name(*size)), self.iox2[i].link(side)));
+            if *size == 8 {
+                links.push((
+                    "shmlane 8 B block".to_owned(),
+                    Box::new(self.shmlane_block.link(side)),
+                ));
+                #[cfg(feature = "iceoryx2")]
+                links.push(("iceoryx2 8 B block".to_owned(), self.iox2_block.link(side)));
+            }
         }
         links
     }
@@ -153,13 +182,16 @@ fn parent(names: &RunNames, plan: Plan, (core_a, core_b): (usize, usize)) {
     println!(
         "iceoryx2 {} (ipc::Service): default service settings except \
          subscriber_max_buffer_size = {SHMLANE_CAPACITY} (shmlane's subscriber capacity); \
-         in force: {}; publisher_max_loaned_samples {} (default)",
+         in force: {}; publisher_max_loaned_samples {} (default); `8 B block`: safe overflow \
+         off, in force: {}; publisher backpressure {:?} (default)",
         iox2::VERSION,
         transports.iox2[0].settings(),
         iceoryx2::prelude::Config::default()
             .defaults
             .publish_subscribe
             .publisher_max_loaned_samples,
+        transports.iox2_block.settings(),
+        iceoryx2::prelude::Config::default().defaults.publish_subscribe.backpressure_strategy,
     );
     #[cfg(not(feature = "iceoryx2"))]
     println!("(iceoryx2 not built: add `--features iceoryx2` to measure it in the same run)");
@@ -176,14 +208,14 @@ fn report(names: &[&str], histograms: &[Histogram<u64>], plan: Plan, (a, b): (us
         plan.round,
         plan.warmup.div_ceil(plan.round) * plan.round,
     );
-    print!("{:>16}", "transport");
+    print!("{:>18}", "transport");
     for (name, _) in QUANTILES {
         print!(" {name:>8}");
     }
     println!(" {:>8} {:>10}", "max", "p50/floor");
     let floor = histograms[0].value_at_quantile(0.5).max(1) as f64;
     for (name, histogram) in names.iter().zip(histograms) {
-        print!("{name:>16}");
+        print!("{name:>18}");
         for (_, q) in QUANTILES {
             print!(" {:>8}", histogram.value_at_quantile(q) / 2);
         }
@@ -191,8 +223,8 @@ fn report(names: &[&str], histograms: &[Histogram<u64>], plan: Plan, (a, b): (us
         println!(" {:>8} {ratio:>10.2}", histogram.max() / 2);
     }
     let find = |name: String| names.iter().position(|n| *n == name);
-    for size in SIZES {
-        let label = size_name(size);
+    let labels = SIZES.iter().map(|&size| size_name(size));
+    for label in labels.chain(["8 B block".to_owned()]) {
         let (Some(ours), Some(theirs)) =
             (find(format!("shmlane {label}")), find(format!("iceoryx2 {label}")))
         else {
@@ -202,9 +234,9 @@ fn report(names: &[&str], histograms: &[Histogram<u64>], plan: Plan, (a, b): (us
             histograms[ours].value_at_quantile(q) as f64
                 / histograms[theirs].value_at_quantile(q).max(1) as f64
         };
-        let goal = if size == 8 { " (goal ≤ 0.25)" } else { "" };
+        let goal = if label == "8 B" { " (goal ≤ 0.25)" } else { "" };
         println!(
-            "shmlane / iceoryx2 at {label:>6}: p50 {:.2}{goal}, p99 {:.2}, p99.9 {:.2}",
+            "shmlane / iceoryx2 at {label:>9}: p50 {:.2}{goal}, p99 {:.2}, p99.9 {:.2}",
             ratio(0.5),
             ratio(0.99),
             ratio(0.999)

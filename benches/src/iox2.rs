@@ -83,11 +83,21 @@ pub enum Iox2Topics {
 
 impl Iox2Topics {
     /// Creates (initiator) or opens (echo) the services `{prefix}/{size}-ping` and `-pong` for
-    /// `payload`-byte messages (a multiple of 8).
-    pub fn new(node: &Node<ipc::Service>, prefix: &str, payload: usize, side: Side) -> Self {
+    /// `payload`-byte messages (a multiple of 8). `blocking`: safe overflow off, so a full
+    /// buffer makes the publisher retry (its default backpressure, `RetryUntilDelivered`), as
+    /// shmlane's `Overflow::Block`; otherwise iceoryx2's default, safe overflow (the oldest
+    /// sample is dropped).
+    pub fn new(
+        node: &Node<ipc::Service>,
+        prefix: &str,
+        payload: usize,
+        blocking: bool,
+        side: Side,
+    ) -> Self {
         assert!(payload >= 8 && payload.is_multiple_of(8), "payload {payload} not whole words");
+        let policy = if blocking { "-block" } else { "" };
         let name = |direction: &str| {
-            let name = format!("{prefix}/{payload}-{direction}");
+            let name = format!("{prefix}/{payload}{policy}-{direction}");
             ServiceName::new(&name).unwrap_or_else(|e| panic!("service name {name}: {e:?}"))
         };
         macro_rules! open {
@@ -97,6 +107,7 @@ impl Iox2Topics {
                 let service = match side {
                     Side::Initiator => builder
                         .subscriber_max_buffer_size(SHMLANE_CAPACITY as usize)
+                        .enable_safe_overflow(!blocking)
                         .create()
                         .map_err(|e| format!("{e:?}")),
                     Side::Echo => builder.open().map_err(|e| format!("{e:?}")),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
-use shmlane::{Node, Publisher, Sample, Subscriber, Topic};
+use shmlane::{Node, Overflow, Publisher, Sample, Subscriber, Topic};
 use shmlane_segment::{Carver, NAME_PREFIX, Offset, RegionLayout, Segment, SharedView};
 
 /// Longest any single wait may take before the peer counts as hung.
@@ -281,8 +281,14 @@ pub const SHMLANE_MAX_LOANS: u32 = 2;
 
 impl ShmlaneTopics {
     /// Creates (initiator) or opens (echo) the topics of `prefix` for `payload`-byte messages
-    /// (a multiple of 8).
-    pub fn new(node: &Node, prefix: &str, payload: usize, side: Side) -> ShmlaneTopics {
+    /// (a multiple of 8), under `overflow`.
+    pub fn new(
+        node: &Node,
+        prefix: &str,
+        payload: usize,
+        overflow: Overflow,
+        side: Side,
+    ) -> ShmlaneTopics {
         assert!(payload >= 8 && payload.is_multiple_of(8), "payload {payload} not whole words");
         let words = payload / 8;
         let open = |direction: &str| {
@@ -294,7 +300,8 @@ impl ShmlaneTopics {
                 .subscriber_capacity(SHMLANE_CAPACITY)
                 .max_held(SHMLANE_MAX_HELD)
                 .max_loans(SHMLANE_MAX_LOANS)
-                .max_slice_len(words as u32);
+                .max_slice_len(words as u32)
+                .overflow(overflow);
             match side {
                 Side::Initiator => builder.create(),
                 Side::Echo => builder.open(),

@@ -117,13 +117,13 @@ fn print_table(payload: u64, rows: &[&Measurement]) {
         rows.iter().find(|row| row.transport == Transport::Cacheline).map(|row| row.one_way(0.5));
     let iters = rows.first().map_or(0, |row| row.histogram.len());
     println!("\npayload {} ({iters} round trips per transport)", size(payload));
-    print!("{:<18}", "transport");
+    print!("{:<22}", "transport");
     for (name, _) in QUANTILES {
         print!("{name:>10}");
     }
     println!("{:>10}{:>16}", "max", "p50/cacheline");
     for row in rows {
-        print!("{:<18}", row.transport.name());
+        print!("{:<22}", row.transport.name());
         for (_, quantile) in QUANTILES {
             print!("{:>10.0}", row.one_way(quantile));
         }

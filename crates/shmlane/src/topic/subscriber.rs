@@ -23,7 +23,7 @@ use super::layout::{
     DATA_HEADER_AT, DATA_MAGIC, DataHeader, PublisherEntry, SubscriberEntry, VERSION,
 };
 use super::words::{self, QueuedBlock};
-use super::{DATA_FINGERPRINT, OpenTopic};
+use super::{DATA_FINGERPRINT, OpenTopic, Overflow};
 use crate::counters::SlotCounters;
 use crate::error::{ConnectError, ReceiveError};
 use crate::payload::ZeroCopy;
@@ -650,6 +650,13 @@ impl<T> Subscriber<T> {
         }
         match (connection.queues.0.consumer(), connection.queues.1.producer()) {
             (Ok(consumer), Ok(producer)) => {
+                // Only drop-oldest publishers take queued samples back while we run: under the
+                // other policies they push only where there is room and empty our queue only
+                // once we left or are proven dead, so our claims need no CAS.
+                let consumer = match self.topic.config.overflow {
+                    Overflow::DropOldest => consumer,
+                    Overflow::Block | Overflow::Reject => consumer.exclusive(),
+                };
                 connection.ends = Some((consumer, producer));
                 self.unconnected.set(self.unconnected.get().saturating_sub(1));
                 true
