@@ -448,9 +448,7 @@ impl<S: Storage> Consumer<S> {
         // nobody evicted the positions, so the producer reused none of their slots (it writes
         // position `h + capacity` only after `head` passed `h`). Failure Acquire: the new
         // head, as the first load.
-        ring.head
-            .compare_exchange(head, head + n, Ordering::AcqRel, Ordering::Acquire)
-            .map(|_| ())
+        ring.head.compare_exchange(head, head + n, Ordering::AcqRel, Ordering::Acquire).map(|_| ())
     }
 
     /// Pops the oldest value.
