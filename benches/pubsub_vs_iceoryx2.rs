@@ -20,12 +20,14 @@
 //!
 //! No byte of a payload is copied by either. Each round runs every transport for the same
 //! number of round trips, in reverse order every other round; the first rounds are warm-up and
-//! are discarded. The peer (this binary, re-executed) pins itself before the initiator pins
+//! are discarded, and so are the first round trips of every turn (as `shmlane bench
+//! --turn-warmup`): after the other transports' turns a transport's lines and code are out of
+//! the caches. The peer (this binary, re-executed) pins itself before the initiator pins
 //! itself; CPUs are pinned by explicit id (default: the first two of the affinity mask).
 //!
 //! ```sh
 //! cargo bench -p shmlane-benches --features iceoryx2 --bench pubsub_vs_iceoryx2 \
-//!     [-- --iters N --round N --cores A,B]
+//!     [-- --iters N --round N --turn-warmup N --cores A,B]
 //! cargo bench -p shmlane-benches --bench pubsub_vs_iceoryx2 -- --test   # smoke, no iceoryx2
 //! ```
 //!
@@ -54,12 +56,17 @@ const ROUND: u64 = 1_000;
 const WARMUP: u64 = 10_000;
 /// Recorded round trips per transport unless `--iters` says otherwise.
 const ITERS: u64 = 200_000;
+/// Round trips at the start of each turn not recorded, unless `--turn-warmup` says otherwise
+/// (`shmlane bench`'s default).
+const TURN_WARMUP: u64 = 10;
 
 /// How long a run is.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
-    /// Round trips per transport per round.
+    /// Recorded round trips per transport per round.
     round: u64,
+    /// Unrecorded round trips before them in each turn.
+    turn_warmup: u64,
     /// Rounds in all.
     rounds: u64,
     /// Round trips per transport discarded before recording.
@@ -148,8 +155,13 @@ fn main() {
     let smoke = peer::smoke_test();
     let (mut iters, mut round, warmup) =
         if smoke { (300, 100, 100) } else { (ITERS, ROUND, WARMUP) };
-    let cores = options(&mut [("--iters", &mut iters), ("--round", &mut round)]);
-    let plan = Plan { round, rounds: (warmup + iters).div_ceil(round), warmup };
+    let mut turn_warmup = TURN_WARMUP;
+    let cores = options(&mut [
+        ("--iters", &mut iters),
+        ("--round", &mut round),
+        ("--turn-warmup", &mut turn_warmup),
+    ]);
+    let plan = Plan { round, turn_warmup, rounds: (warmup + iters).div_ceil(round), warmup };
     let names = RunNames::new("pvi", &std::process::id().to_string());
     names.run_and_clean(|| parent(&names, plan, cores));
 }
@@ -158,8 +170,10 @@ fn parent(names: &RunNames, plan: Plan, (core_a, core_b): (usize, usize)) {
     let transports = Transports::new(names, Side::Initiator);
     let mut links = transports.links(Side::Initiator);
     // The peer pins itself first: a pinned initiator's children would inherit its one CPU.
+    // Each turn: `turn_warmup` round trips, then `round` recorded ones.
+    let turn = plan.turn_warmup + plan.round;
     let mut peer = Peer(peer::spawn(
-        &[&names.run, &core_b.to_string(), &plan.round.to_string(), &plan.rounds.to_string()],
+        &[&names.run, &core_b.to_string(), &turn.to_string(), &plan.rounds.to_string()],
         Stdio::null(),
         Stdio::null(),
     ));
@@ -171,8 +185,10 @@ fn parent(names: &RunNames, plan: Plan, (core_a, core_b): (usize, usize)) {
         check_interrupt();
         let record = round * plan.round >= plan.warmup;
         for t in order(round, links.len()) {
+            let first = round * turn + 1;
+            links[t].1.initiate(first, plan.turn_warmup, None);
             let histogram = record.then_some(&mut histograms[t]);
-            links[t].1.initiate(round * plan.round + 1, plan.round, histogram);
+            links[t].1.initiate(first + plan.turn_warmup, plan.round, histogram);
         }
     }
     peer.join();
@@ -201,11 +217,13 @@ fn parent(names: &RunNames, plan: Plan, (core_a, core_b): (usize, usize)) {
 fn report(names: &[&str], histograms: &[Histogram<u64>], plan: Plan, (a, b): (usize, usize)) {
     println!(
         "\npub/sub ping-pong, both sides busy polling, processes on CPUs {a} and {b}: {} round \
-         trips per transport, in alternating rounds of {} ({} warm-up round trips discarded); \
+         trips per transport, in alternating rounds of {} after {} unrecorded ones per turn ({} \
+         warm-up round trips discarded); \
          shmlane topics: capacity {SHMLANE_CAPACITY}, {SHMLANE_MAX_HELD} held, \
          {SHMLANE_MAX_LOANS} loans; one-way ns (RTT / 2)",
         histograms[0].len(),
         plan.round,
+        plan.turn_warmup,
         plan.warmup.div_ceil(plan.round) * plan.round,
     );
     print!("{:>18}", "transport");
@@ -247,18 +265,19 @@ fn report(names: &[&str], histograms: &[Histogram<u64>], plan: Plan, (a, b): (us
     }
 }
 
-/// The echo side: `RUN CORE ROUND ROUNDS`.
+/// The echo side: `RUN CORE TURN ROUNDS` (`TURN`: round trips per transport per round, the
+/// unrecorded ones included).
 fn child(args: &[String]) {
-    let [run, core, round, rounds] = args else { panic!("peer needs RUN CORE ROUND ROUNDS") };
+    let [run, core, turn, rounds] = args else { panic!("peer needs RUN CORE TURN ROUNDS") };
     pin(core.parse().expect("core"));
-    let round: u64 = round.parse().expect("round");
+    let turn: u64 = turn.parse().expect("turn");
     let rounds: u64 = rounds.parse().expect("rounds");
     let transports = Transports::new(&RunNames::new("pvi", run), Side::Echo);
     let mut links = transports.links(Side::Echo);
     announce_ready(transports.lanes(), || links.iter().all(|(_, link)| link.attached()));
     for r in 0..rounds {
         for t in order(r, links.len()) {
-            links[t].1.echo(r * round + 1, round);
+            links[t].1.echo(r * turn + 1, turn);
         }
     }
 }
