@@ -572,6 +572,13 @@ impl<T> Publisher<T> {
     fn queued(&self, state: &mut State, s: usize, evicted: Option<u64>, stuck: &mut Holders) {
         let entry = &self.subscribers[s];
         if let Some(evicted) = evicted {
+            // Under the other policies the subscriber's claims are stores, not CASes: a send
+            // that evicted would race them (`Consumer::exclusive`).
+            debug_assert_eq!(
+                self.topic.config.overflow,
+                Overflow::DropOldest,
+                "a send evicted a sample of a subscriber that claims without a CAS"
+            );
             Self::take_back(state, self.generation, evicted, s);
             // Relaxed: a statistic.
             entry.drops.fetch_add(1, Ordering::Relaxed);
