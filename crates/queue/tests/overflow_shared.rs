@@ -47,6 +47,9 @@ fn child_entry() {
             child_produce_evicting(name, arg_u64(capacity), arg_u64(count))
         }
         ("push-forever", [name, capacity]) => child_push_forever(name, arg_u64(capacity)),
+        ("produce-waiting", [name, capacity, count]) => {
+            child_produce_waiting(name, arg_u64(capacity), arg_u64(count))
+        }
         _ => panic!("unknown child role {spec:?}"),
     }
     exit_child();
@@ -172,6 +175,41 @@ fn child_produce_evicting(name: &str, capacity: u64, count: u64) {
     report("evicted_squares", evicted.squares);
 }
 
+/// Pushes `0..count` with `try_push`, waiting while the queue is full (a producer that takes
+/// nothing back, as exclusive consumers need); publishes its progress in [`PUSHED`].
+fn child_produce_waiting(name: &str, capacity: u64, count: u64) {
+    let layout = queue_segment(capacity);
+    let segment = layout.open(name);
+    let queue = attach(&segment, capacity);
+    let pushed = layout.control(&segment, PUSHED);
+    let mut producer = match queue.producer() {
+        Ok(producer) => producer,
+        Err(error) => fail(EXIT_FAILED, format!("producer(): {error}")),
+    };
+    report("claimed", std::process::id());
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    for value in 0..count {
+        let mut spins = 0u32;
+        loop {
+            match producer.try_push(value) {
+                Ok(()) => break,
+                Err(TryPushError::Full) => {
+                    spins += 1;
+                    if spins.is_multiple_of(1024) && Instant::now() > deadline {
+                        fail(EXIT_FAILED, format!("no room for {value}"));
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(TryPushError::Corrupt(error)) => {
+                    fail(EXIT_FAILED, format!("push of {value}: {error}"))
+                }
+            }
+        }
+        // Release: the parent's Acquire load.
+        pushed.store(value + 1, Ordering::Release);
+    }
+}
+
 /// Takes the producer role over, reports the position it resumes at, and pushes each
 /// position's own number as its value, evicting when full, until killed.
 fn child_push_forever(name: &str, capacity: u64) {
@@ -292,6 +330,50 @@ fn a_child_pushing_with_eviction_and_the_parent_popping_account_for_every_value_
     let _lock = process_lock();
     for capacity in [8, 64] {
         stream_with_eviction(capacity, STREAM);
+    }
+}
+
+/// An exclusive consumer (claims are stores of `head`) in the parent, a child producer that
+/// waits for room: the parent pops all but the last `capacity` values, in order, none lost or
+/// repeated; the child, its queue full, ends; the parent takes the producer role over and
+/// evicts exactly the values it left.
+#[test]
+fn an_exclusive_consumer_and_a_child_waiting_for_room_move_every_value_once() {
+    let _lock = process_lock();
+    for capacity in [1, 8] {
+        let (_cleanup, segment) = local_queue("exclusive", capacity);
+        let name = segment.name().as_str().to_owned();
+        let queue = attach(&segment, capacity);
+        let pushed = queue_segment(capacity).control(&segment, PUSHED);
+        let mut consumer = queue.consumer().unwrap().exclusive();
+        let mut child =
+            spawn_child("produce-waiting", &[&name, &capacity.to_string(), &STREAM.to_string()]);
+        child.report("claimed", CHILD_TIMEOUT);
+        let wanted = STREAM - capacity;
+        let deadline = Instant::now() + STREAM_TIMEOUT;
+        let mut next = 0;
+        let mut spins = 0u32;
+        while next < wanted {
+            match consumer.pop() {
+                Some(value) => {
+                    assert_eq!(value, next, "capacity {capacity}: out of order or lost");
+                    next += 1;
+                }
+                None => {
+                    spins += 1;
+                    if spins.is_multiple_of(1024) {
+                        assert!(Instant::now() < deadline, "capacity {capacity}: timed out");
+                        child.assert_running();
+                    }
+                }
+            }
+        }
+        child.expect_success(CHILD_TIMEOUT);
+        assert_eq!(pushed.load(Ordering::Acquire), STREAM);
+        // The consumer pops no more: its queue is the producer's to empty.
+        let mut producer = queue.producer().expect("take over the producer role");
+        let left: Vec<u64> = std::iter::from_fn(|| producer.evict().unwrap()).take(64).collect();
+        assert_eq!(left, (wanted..STREAM).collect::<Vec<_>>(), "capacity {capacity}");
     }
 }
 
