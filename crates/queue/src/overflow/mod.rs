@@ -499,6 +499,22 @@ impl<S: Storage> Consumer<S> {
     /// so their cache misses overlap.
     pub fn pop_lines_when(
         &mut self,
+        ready: impl FnMut(u64) -> bool,
+        words: usize,
+        out: &mut [(u64, Line)],
+    ) -> usize {
+        // Each kind of end gets its own copy of the loop.
+        if self.exclusive {
+            self.pop_lines::<true>(ready, words, out)
+        } else {
+            self.pop_lines::<false>(ready, words, out)
+        }
+    }
+
+    /// [`pop_lines_when`](Self::pop_lines_when) for an end that is `EXCLUSIVE` or not.
+    #[inline(always)]
+    fn pop_lines<const EXCLUSIVE: bool>(
+        &mut self,
         mut ready: impl FnMut(u64) -> bool,
         words: usize,
         out: &mut [(u64, Line)],
@@ -555,7 +571,7 @@ impl<S: Storage> Consumer<S> {
             }
             // Every position claimed at once (the producer reuses none of their slots before
             // `head` passes it).
-            match Self::advance(self.exclusive, &ring, head, n as u64) {
+            match Self::advance(EXCLUSIVE, &ring, head, n as u64) {
                 Ok(()) => return n,
                 Err(now) => head = now,
             }
@@ -588,6 +604,20 @@ impl<S: Storage> Consumer<S> {
     #[inline(always)]
     fn claim<R>(
         &mut self,
+        ready: impl FnMut(u64) -> bool,
+        copy: impl FnMut(Slot<'_>) -> R,
+    ) -> Option<(u64, R)> {
+        if self.exclusive {
+            self.claim_as::<true, R>(ready, copy)
+        } else {
+            self.claim_as::<false, R>(ready, copy)
+        }
+    }
+
+    /// [`claim`](Self::claim) for an end that is `EXCLUSIVE` or not.
+    #[inline(always)]
+    fn claim_as<const EXCLUSIVE: bool, R>(
+        &mut self,
         mut ready: impl FnMut(u64) -> bool,
         mut copy: impl FnMut(Slot<'_>) -> R,
     ) -> Option<(u64, R)> {
@@ -618,7 +648,7 @@ impl<S: Storage> Consumer<S> {
                 return None;
             }
             let copied = copy(slot);
-            match Self::advance(self.exclusive, &ring, head, 1) {
+            match Self::advance(EXCLUSIVE, &ring, head, 1) {
                 Ok(()) => return Some((value, copied)),
                 Err(now) => head = now,
             }
