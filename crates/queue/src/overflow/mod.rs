@@ -473,7 +473,8 @@ impl<S: Storage> Consumer<S> {
     /// caller can get ready for it (map what it names) and pop again.
     #[inline]
     pub fn pop_when(&mut self, ready: impl FnMut(u64) -> bool) -> Option<u64> {
-        self.claim(ready, |_| ()).map(|(value, ())| value)
+        let mut out = [(0, [0; LINE_WORDS])];
+        (self.pop_lines_when(ready, 0, &mut out) == 1).then_some(out[0].0)
     }
 
     /// [`pop_when`](Self::pop_when) that, for an inline entry (the value [`INLINE`]), also
@@ -548,7 +549,7 @@ impl<S: Storage> Consumer<S> {
                 }
                 let inline = stamp & INLINE_FLAG != 0;
                 // Relaxed: after the stamp's Acquire; the claim below proves these were
-                // position `position`'s (as in `claim`).
+                // position `position`'s.
                 let value = if inline { INLINE } else { slot.value().load(Ordering::Relaxed) };
                 if !ready(value) {
                     break;
@@ -597,62 +598,6 @@ impl<S: Storage> Consumer<S> {
             return None;
         }
         Some(now)
-    }
-
-    /// Claims the oldest position if `ready` accepts its value; `copy` reads whatever else the
-    /// caller wants from its slot before the claim.
-    #[inline(always)]
-    fn claim<R>(
-        &mut self,
-        ready: impl FnMut(u64) -> bool,
-        copy: impl FnMut(Slot<'_>) -> R,
-    ) -> Option<(u64, R)> {
-        if self.exclusive {
-            self.claim_as::<true, R>(ready, copy)
-        } else {
-            self.claim_as::<false, R>(ready, copy)
-        }
-    }
-
-    /// [`claim`](Self::claim) for an end that is `EXCLUSIVE` or not.
-    #[inline(always)]
-    fn claim_as<const EXCLUSIVE: bool, R>(
-        &mut self,
-        mut ready: impl FnMut(u64) -> bool,
-        mut copy: impl FnMut(Slot<'_>) -> R,
-    ) -> Option<(u64, R)> {
-        let ring = self.storage.ring();
-        // Acquire: pairs with the producer's AcqRel eviction CAS.
-        let mut head = ring.head.load(Ordering::Acquire);
-        loop {
-            // No queue gets near 2^63 positions: a larger head was written by a corrupting
-            // peer, and `head + 1` below must not overflow.
-            if head >= MAX_POSITION {
-                return None;
-            }
-            let slot = ring.slot(head);
-            // Acquire: pairs with the producer's Release stamp store, making the value
-            // written before it visible.
-            let stamp = slot.stamp().load(Ordering::Acquire);
-            if stamped(stamp) != head + 1 {
-                head = Self::not_ready(&ring, &mut self.published, head, stamp)?;
-                continue;
-            }
-            // Relaxed: after the stamp's Acquire; the claim below proves it is position `head`'s.
-            let value = if stamp & INLINE_FLAG != 0 {
-                INLINE
-            } else {
-                slot.value().load(Ordering::Relaxed)
-            };
-            if !ready(value) {
-                return None;
-            }
-            let copied = copy(slot);
-            match Self::advance(EXCLUSIVE, &ring, head, 1) {
-                Ok(()) => return Some((value, copied)),
-                Err(now) => head = now,
-            }
-        }
     }
 
     /// Values in the queue (a snapshot).
