@@ -498,6 +498,7 @@ impl<S: Storage> Consumer<S> {
     /// value `ready` refuses, or the end of `out`; returns how many were claimed (0: nothing
     /// ready). One claim instead of one per value, and the slots' lines are read back to back,
     /// so their cache misses overlap.
+    #[inline(always)]
     pub fn pop_lines_when(
         &mut self,
         ready: impl FnMut(u64) -> bool,
@@ -537,7 +538,8 @@ impl<S: Storage> Consumer<S> {
                 let stamp = slot.stamp().load(Ordering::Acquire);
                 if stamped(stamp) != position + 1 {
                     if n == 0 {
-                        match Self::not_ready(&ring, &mut self.published, head, stamp) {
+                        match Self::not_ready::<EXCLUSIVE>(&ring, &mut self.published, head, stamp)
+                        {
                             Some(now) => {
                                 head = now;
                                 continue 'claim;
@@ -583,11 +585,17 @@ impl<S: Storage> Consumer<S> {
     /// is empty (published in `seen`; `published` is the consumer's last such store), else the
     /// `head` to start again from (the producer evicted `head` and reused the slot).
     #[inline]
-    fn not_ready(ring: &Ring<'_>, published: &mut u64, head: u64, stamp: u64) -> Option<u64> {
+    fn not_ready<const EXCLUSIVE: bool>(
+        ring: &Ring<'_>,
+        published: &mut u64,
+        head: u64,
+        stamp: u64,
+    ) -> Option<u64> {
         // Below: not written yet. Above: the producer evicted `head` and reused the slot, so
-        // `head` has moved; if it has not, the stamp is corrupt: empty.
+        // `head` has moved; if it has not, the stamp is corrupt: empty. Nobody else moves an
+        // exclusive end's `head`: it is the one just loaded.
         // Acquire: pairs with the producer's AcqRel eviction CAS.
-        let now = ring.head.load(Ordering::Acquire);
+        let now = if EXCLUSIVE { head } else { ring.head.load(Ordering::Acquire) };
         if stamped(stamp) < head + 1 || now == head {
             if now != *published {
                 // Release: our reads of the slots below `now` happen before the producer's

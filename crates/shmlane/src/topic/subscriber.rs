@@ -130,6 +130,15 @@ struct Ahead {
     lines: Box<[(u64, Line); AHEAD]>,
 }
 
+/// How a receive takes its element: whether it may come inline, its words in a queue line,
+/// and how the kept copy of an inline value is made from its line
+/// ([`Subscriber::receive_place`]).
+struct Reading<R> {
+    inline: bool,
+    line_words: usize,
+    read: R,
+}
+
 /// The subscriber's side of one publisher slot.
 #[derive(Debug)]
 struct FromPublisher {
@@ -475,115 +484,147 @@ impl<T> Subscriber<T> {
             self.held.set(self.held.get() + 1);
             return Ok(Some((ahead.publisher, Received::Inline(value))));
         }
+        let reading = Reading { inline, line_words, read };
         let count = connections.len();
-        for (pass, p) in self.visits(count) {
-            let connection = &mut connections[p];
-            if !self.polls(connection, pass) {
-                continue;
-            }
-            let Some((submission, completion)) = connection.ends.as_mut() else { continue };
-            // Payload segments this call mapped (or failed to map) and values it could not
-            // read: bounds the work a peer that keeps queueing bad values makes us do.
-            let mut cold_steps = 0;
-            if inline {
-                // Inline samples, as many as are queued in a row (up to `AHEAD`), with one
-                // claim; anything else (a block, which a tagged send of a small `T` uses) is
-                // taken one at a time below.
-                let lines = &mut ahead.lines[..];
-                match self.claim_inline(p, count, submission, line_words, lines) {
-                    Ok(0) => continue,
-                    Ok(n) => {
-                        self.held.set(self.held.get() + 1);
-                        // `p < max_publishers <= 63`.
-                        (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
-                        return Ok(Some((p as u32, Received::Inline(read(&ahead.lines[0].1)))));
-                    }
-                    Err(()) => {}
+        if self.unconnected.get() == 0 {
+            // Every publisher slot connected (the steady state): poll them round robin.
+            let start = self.next.get();
+            for i in 0..count {
+                let p = if start + i < count { start + i } else { start + i - count };
+                let taken = self.take_from(p, count, &mut connections[p], &reading, &mut ahead);
+                if taken.is_some() {
+                    return Ok(taken);
                 }
             }
-            loop {
-                // A sample is taken only once its payload segment is mapped: while it is
-                // queued, its publisher's segment keeps its name, even after the publisher
-                // left. Its block's first line is on its way during the claim.
-                let payloads = &connection.payloads;
-                let mut unmapped = None;
-                let ready = |raw| {
-                    let value = QueuedBlock::from_raw(raw);
-                    if value.is_inline() {
-                        return true;
-                    }
-                    match mapped_for(payloads, value) {
-                        Some(mapped) => {
-                            prefetch(mapped, value);
-                            true
-                        }
-                        None => {
-                            unmapped = Some(value);
-                            false
-                        }
-                    }
-                };
-                // A small `T` may come inline: its words are copied with the claim.
-                let popped = if inline {
-                    submission.pop_line_when(ready, line_words).map(|(raw, line)| (raw, Some(line)))
-                } else {
-                    submission.pop_when(ready).map(|raw| (raw, None))
-                };
-                let value = match (popped, unmapped) {
-                    (Some((raw, Some(line))), _) if QueuedBlock::from_raw(raw).is_inline() => {
-                        crash_point!("shmlane.receive.popped");
-                        if self.wakes_publishers {
-                            self.publishers[p].space.notify_one();
-                        }
-                        self.next.set(if p + 1 == count { 0 } else { p + 1 });
-                        self.held.set(self.held.get() + 1);
-                        return Ok(Some((p as u32, Received::Inline(read(&line)))));
-                    }
-                    (Some((raw, _)), _) => QueuedBlock::from_raw(raw),
-                    (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
-                        cold_steps += 1;
-                        if self.map_early(&mut connection.payloads, p, value) {
-                            continue;
-                        }
-                        // Unmappable (gone, not ready, invalid): taken and handed back below.
-                        match submission.pop() {
-                            Some(raw) => QueuedBlock::from_raw(raw),
-                            None => break,
-                        }
-                    }
-                    _ => break,
-                };
-                crash_point!("shmlane.receive.popped");
-                if self.wakes_publishers {
-                    // Room in our queue: wake a publisher blocked on it (no system call unless
-                    // one sleeps).
-                    self.publishers[p].space.notify_one();
+        } else {
+            for (pass, p) in self.visits(count) {
+                let connection = &mut connections[p];
+                if !self.polls(connection, pass) {
+                    continue;
                 }
-                match self.locate(&mut connection.payloads, p, value) {
-                    Some((ptr, payload)) => {
-                        self.next.set(if p + 1 == count { 0 } else { p + 1 });
-                        self.held.set(self.held.get() + 1);
-                        return Ok(Some((
-                            p as u32,
-                            Received::Block(Lent { value, ptr, payload, len: Cell::new(0) }),
-                        )));
-                    }
-                    // Not readable (its payload segment is gone, not ready or invalid): hand it
-                    // back, and count it as dropped.
-                    None => {
-                        let _ = completion.push(value.to_raw());
-                        self.count_unreadable(p, value);
-                        cold_steps += 1;
-                        if cold_steps >= MAX_COLD_STEPS {
-                            break;
-                        }
-                    }
+                let taken = self.take_from(p, count, connection, &reading, &mut ahead);
+                if taken.is_some() {
+                    return Ok(taken);
                 }
             }
         }
         // Idle: the time to hand back the blocks of dropped samples.
         self.hand_back(&mut connections);
         Ok(None)
+    }
+
+    /// The next sample queued by publisher `p` (of `count`), if it has one ready (connected:
+    /// `connection.ends` is set), with the publisher it came from: the body of a receive's
+    /// round robin.
+    #[inline(always)]
+    fn take_from<I>(
+        &self,
+        p: usize,
+        count: usize,
+        connection: &mut FromPublisher,
+        reading: &Reading<impl Fn(&Line) -> I>,
+        ahead: &mut Ahead,
+    ) -> Option<(u32, Received<I>)> {
+        let Reading { inline, line_words, ref read } = *reading;
+        let (submission, completion) = connection.ends.as_mut()?;
+        // Payload segments this call mapped (or failed to map) and values it could not
+        // read: bounds the work a peer that keeps queueing bad values makes us do.
+        let mut cold_steps = 0;
+        if inline {
+            // Inline samples, as many as are queued in a row (up to `AHEAD`), with one
+            // claim; anything else (a block, which a tagged send of a small `T` uses) is
+            // taken one at a time below.
+            let lines = &mut ahead.lines[..];
+            match self.claim_inline(p, count, submission, line_words, lines) {
+                Ok(0) => return None,
+                Ok(n) => {
+                    self.held.set(self.held.get() + 1);
+                    // `p < max_publishers <= 63`.
+                    (ahead.publisher, ahead.next, ahead.len) = (p as u32, 1, n);
+                    return Some((p as u32, Received::Inline(read(&ahead.lines[0].1))));
+                }
+                Err(()) => {}
+            }
+        }
+        loop {
+            // A sample is taken only once its payload segment is mapped: while it is
+            // queued, its publisher's segment keeps its name, even after the publisher
+            // left. Its block's first line is on its way during the claim.
+            let payloads = &connection.payloads;
+            let mut unmapped = None;
+            let ready = |raw| {
+                let value = QueuedBlock::from_raw(raw);
+                if value.is_inline() {
+                    return true;
+                }
+                match mapped_for(payloads, value) {
+                    Some(mapped) => {
+                        prefetch(mapped, value);
+                        true
+                    }
+                    None => {
+                        unmapped = Some(value);
+                        false
+                    }
+                }
+            };
+            // A small `T` may come inline: its words are copied with the claim.
+            let popped = if inline {
+                submission.pop_line_when(ready, line_words).map(|(raw, line)| (raw, Some(line)))
+            } else {
+                submission.pop_when(ready).map(|raw| (raw, None))
+            };
+            let value = match (popped, unmapped) {
+                (Some((raw, Some(line))), _) if QueuedBlock::from_raw(raw).is_inline() => {
+                    crash_point!("shmlane.receive.popped");
+                    if self.wakes_publishers {
+                        self.publishers[p].space.notify_one();
+                    }
+                    self.next.set(if p + 1 == count { 0 } else { p + 1 });
+                    self.held.set(self.held.get() + 1);
+                    return Some((p as u32, Received::Inline(read(&line))));
+                }
+                (Some((raw, _)), _) => QueuedBlock::from_raw(raw),
+                (None, Some(value)) if cold_steps < MAX_COLD_STEPS => {
+                    cold_steps += 1;
+                    if self.map_early(&mut connection.payloads, p, value) {
+                        continue;
+                    }
+                    // Unmappable (gone, not ready, invalid): taken and handed back below.
+                    match submission.pop() {
+                        Some(raw) => QueuedBlock::from_raw(raw),
+                        None => return None,
+                    }
+                }
+                _ => return None,
+            };
+            crash_point!("shmlane.receive.popped");
+            if self.wakes_publishers {
+                // Room in our queue: wake a publisher blocked on it (no system call unless
+                // one sleeps).
+                self.publishers[p].space.notify_one();
+            }
+            match self.locate(&mut connection.payloads, p, value) {
+                Some((ptr, payload)) => {
+                    self.next.set(if p + 1 == count { 0 } else { p + 1 });
+                    self.held.set(self.held.get() + 1);
+                    return Some((
+                        p as u32,
+                        Received::Block(Lent { value, ptr, payload, len: Cell::new(0) }),
+                    ));
+                }
+                // Not readable (its payload segment is gone, not ready or invalid): hand it
+                // back, and count it as dropped.
+                None => {
+                    let _ = completion.push(value.to_raw());
+                    self.count_unreadable(p, value);
+                    cold_steps += 1;
+                    if cold_steps >= MAX_COLD_STEPS {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     /// Hands the blocks of dropped samples back to their publishers now.
