@@ -210,6 +210,10 @@ fn the_throughput_mode_streams_every_payload_and_reports_rates() {
     assert_eq!(stdout.matches("shmlane-pubsub / shmlane-spsc per round: min ").count(), 4);
     assert_eq!(stdout.matches("shmlane-pubsub-batch / shmlane-spsc per round: min ").count(), 4);
     assert!(stdout.contains("(goal >= 0.50)"), "{stdout}");
+    // Above 64 B the batch row copies and the other loans: said under the 1 KiB and 64 KiB
+    // tables.
+    let copying = "(shmlane-pubsub-batch copies each whole sample in with `send_copies`;";
+    assert_eq!(stdout.matches(copying).count(), 2, "{stdout}");
 
     let value: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let _ = std::fs::remove_file(&json);

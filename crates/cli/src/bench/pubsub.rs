@@ -143,7 +143,7 @@ pub const STREAM_PAYLOADS: [u64; 4] = [8, 64, 1 << 10, 64 << 10];
 
 /// Largest payload sent with `send_copy` (the whole value written); larger ones are loaned
 /// and only their sequence number is written in place.
-const BY_COPY_MAX: usize = 64;
+pub(super) const BY_COPY_MAX: usize = 64;
 
 /// The throughput mode's topic of one payload size (`stream{phase}`): one publisher (the
 /// initiator), one subscriber (the echo side), capacity [`STREAM_CAPACITY`],

@@ -255,6 +255,16 @@ pub fn print_throughput(rows: &[Throughput], machine: &Machine) {
                 figure(row.gb_per_s(median))
             );
         }
+        if payload > super::pubsub::BY_COPY_MAX as u64
+            && rows.iter().any(|row| row.transport == Transport::ShmlanePubsubBatch)
+        {
+            println!(
+                "({} copies each whole sample in with `send_copies`; {} loans its samples and \
+                 writes only their sequence numbers)",
+                Transport::ShmlanePubsubBatch,
+                Transport::ShmlanePubsub
+            );
+        }
         for transport in [Transport::ShmlanePubsub, Transport::ShmlanePubsubBatch] {
             let pubsub = rows.iter().find(|row| row.transport == transport);
             let (Some(pubsub), Some(spsc)) = (pubsub, spsc) else { continue };
